@@ -1,0 +1,35 @@
+# cortexgraph: two commands from a fresh clone.
+#   make demo   set up .venv, make the demo phantom cohort, run the pipeline end to end on it
+#   make test   set up .venv, run ruff and pytest
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-output
+# Two cores on CI and the reference machine: keep torch and BLAS from oversubscribing.
+export OMP_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= 2
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of torch first, so no dependency pulls CUDA wheels.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/cortexgraph demo $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cortexgraph tests benchmarks
+
+test: $(STAMP) lint
+	$(VENV)/bin/pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,70 @@
+"""The ``cortexgraph`` command line: a thin layer over the library, one module per command group.
+
+Heavy libraries (torch, vtk, pymeshlab) are imported inside the commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cortexgraph import __version__
+from cortexgraph.cli import check as check_cmd
+from cortexgraph.cli import demo as demo_cmd
+from cortexgraph.cli import synth as synth_cmd
+
+HELP = """cortexgraph: map cytoarchitectonic areas in series of histological brain sections.
+
+Pipeline stages, in order:
+
+\b
+  synth        make a phantom cohort from real anatomy (MNI152 + Schaefer areas), with ground truth
+  check        is a brain's data complete and consistent? (files, spacings, transforms, annotations)
+  build-graph  sections -> 3D volume -> Laplace depth -> midsurface -> graph -> node <-> section points
+  features     node features: CY (patch encoder), CO (canonical coordinates), PM (atlas), Y (labels)
+  train-gnn    train GAT / GraphSAGE / MLP / linear node classifiers
+  evaluate     macro F1 on test sections and on the transfer brain
+  predict      per-node class probabilities and labels
+  project      node labels back onto the sections (label images, contours, overlays)
+  render       surfaces coloured by area, off-screen
+  lsm          local segmentation models between annotated sections
+  map3d/stats  3D area maps, volumes and surface areas
+
+Run `cortexgraph demo OUT` for the whole path on a phantom cohort. Data format: docs/data-format.md.
+"""
+
+app = typer.Typer(
+    name="cortexgraph",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cortexgraph {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """cortexgraph command line."""
+
+
+synth_cmd.register(app)
+check_cmd.register(app)
+demo_cmd.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

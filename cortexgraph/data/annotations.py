@@ -1,0 +1,182 @@
+"""Area annotations: label images <-> GeoJSON polygon contours in section mm coordinates.
+
+A contour file is a GeoJSON ``FeatureCollection``; every feature is a ``Polygon`` or ``MultiPolygon``
+whose coordinates are ``[x_mm, y_mm]`` in the section frame (x along columns, y along rows, origin at the
+top-left image corner; docs/conventions.md), with properties ``area_id`` (int) and optionally ``name``.
+Validity follows the source lab's checks: polygons must not self-intersect, and polygons of different
+areas must not overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from skimage import draw, measure
+
+from cortexgraph.errors import DataFormatError
+from cortexgraph.outputs import write_text_atomic
+
+
+def label_image_to_contours(
+    labels: np.ndarray, spacing_um: float, names: dict[int, str] | None = None
+) -> dict:
+    """Polygon contours (GeoJSON dict) of every area id > 0 of a label image.
+
+    Each connected region becomes one polygon traced along the pixel boundary at level 0.5 of the
+    region's indicator (holes become interior rings). Coordinates in mm.
+    """
+    features = []
+    scale = spacing_um / 1000.0
+    for area_id in np.unique(labels):
+        if area_id <= 0:
+            continue
+        indicator = np.pad((labels == area_id).astype(np.float32), 1)
+        regions = measure.label(indicator > 0, connectivity=2)
+        for region in range(1, regions.max() + 1):
+            single = (regions == region).astype(np.float32)
+            rings = [c for c in measure.find_contours(single, 0.5) if len(c) >= 4]
+            if not rings:
+                continue
+            polys = []
+            for ring in rings:
+                xy = np.column_stack([ring[:, 1] - 1 + 0.5, ring[:, 0] - 1 + 0.5]) * scale
+                polys.append(xy)
+            areas = [abs(_signed_area(p)) for p in polys]
+            order = np.argsort(areas)[::-1]
+            exterior, holes = polys[order[0]], [polys[i] for i in order[1:]]
+            coordinates = [_close(exterior).tolist()] + [_close(h).tolist() for h in holes]
+            properties = {"area_id": int(area_id)}
+            if names and int(area_id) in names:
+                properties["name"] = names[int(area_id)]
+            features.append(
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Polygon", "coordinates": coordinates},
+                    "properties": properties,
+                }
+            )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _signed_area(xy: np.ndarray) -> float:
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _close(xy: np.ndarray) -> np.ndarray:
+    if not np.allclose(xy[0], xy[-1]):
+        xy = np.vstack([xy, xy[:1]])
+    return np.round(xy, 6)
+
+
+def write_contours(path: str | os.PathLike, collection: dict) -> Path:
+    """Write a GeoJSON FeatureCollection atomically."""
+    return write_text_atomic(path, json.dumps(collection, separators=(",", ":")))
+
+
+def read_contours(path: str | os.PathLike) -> list[dict]:
+    """Features of a contour file; raises DataFormatError naming the file when it is not valid."""
+    path = Path(path)
+    try:
+        collection = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataFormatError(
+            "contour file not found", file=path, fix="check sections.tsv"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(
+            f"not valid JSON ({exc})", file=path, fix="the file is truncated; export it again"
+        ) from None
+    if collection.get("type") != "FeatureCollection":
+        raise DataFormatError(
+            "not a GeoJSON FeatureCollection", file=path, fix="see docs/data-format.md"
+        )
+    features = collection.get("features", [])
+    for number, feature in enumerate(features):
+        geometry = feature.get("geometry") or {}
+        if geometry.get("type") not in ("Polygon", "MultiPolygon"):
+            raise DataFormatError(
+                f"feature {number}: geometry must be Polygon or MultiPolygon",
+                file=path,
+                fix="export contours as polygons",
+            )
+        if "area_id" not in (feature.get("properties") or {}):
+            raise DataFormatError(
+                f"feature {number}: no 'area_id' property",
+                file=path,
+                fix="give every polygon its integer area id",
+            )
+    return features
+
+
+def _polygons(feature: dict) -> list[list[np.ndarray]]:
+    geometry = feature["geometry"]
+    if geometry["type"] == "Polygon":
+        return [[np.asarray(r, dtype=np.float64) for r in geometry["coordinates"]]]
+    return [[np.asarray(r, dtype=np.float64) for r in poly] for poly in geometry["coordinates"]]
+
+
+def rasterize_contours(
+    features: list[dict], shape: tuple[int, int], spacing_um: float
+) -> np.ndarray:
+    """Label image (uint16) of the given shape at ``spacing_um`` from contour features.
+
+    A pixel takes the area id of the polygon containing its centre (holes excluded); later features
+    overwrite earlier ones where they overlap (``check`` reports overlaps).
+    """
+    labels = np.zeros(shape, dtype=np.uint16)
+    scale = 1000.0 / spacing_um
+    for feature in features:
+        area_id = int(feature["properties"]["area_id"])
+        for rings in _polygons(feature):
+            inside = np.zeros(shape, dtype=bool)
+            for k, ring in enumerate(rings):
+                rr, cc = draw.polygon(ring[:, 1] * scale - 0.5, ring[:, 0] * scale - 0.5, shape)
+                if k == 0:
+                    inside[rr, cc] = True
+                else:
+                    inside[rr, cc] = False
+            labels[inside] = area_id
+    return labels
+
+
+def contour_problems(features: list[dict], min_overlap_mm2: float = 1e-4) -> list[str]:
+    """Geometric problems of a contour set: self-intersections and overlaps between areas.
+
+    Returns human-readable strings (empty list when clean). Uses shapely's validity test (a polygon
+    whose ring crosses itself is invalid) and pairwise intersection areas above ``min_overlap_mm2``.
+    """
+    from shapely.geometry import Polygon
+    from shapely.validation import explain_validity
+
+    problems = []
+    shapes = []
+    for number, feature in enumerate(features):
+        area_id = int(feature["properties"]["area_id"])
+        for rings in _polygons(feature):
+            if len(rings[0]) < 4:
+                problems.append(f"feature {number} (area {area_id}): polygon has < 3 vertices")
+                continue
+            poly = Polygon(rings[0], rings[1:])
+            if not poly.is_valid:
+                problems.append(
+                    f"feature {number} (area {area_id}): invalid polygon ({explain_validity(poly)})"
+                )
+                poly = poly.buffer(0)
+            shapes.append((number, area_id, poly))
+    for i in range(len(shapes)):
+        for j in range(i + 1, len(shapes)):
+            (ni, ai, pi), (nj, aj, pj) = shapes[i], shapes[j]
+            if pi.bounds[0] > pj.bounds[2] or pj.bounds[0] > pi.bounds[2]:
+                continue
+            if pi.bounds[1] > pj.bounds[3] or pj.bounds[1] > pi.bounds[3]:
+                continue
+            overlap = pi.intersection(pj).area
+            if overlap > min_overlap_mm2:
+                problems.append(
+                    f"features {ni} (area {ai}) and {nj} (area {aj}) overlap by {overlap:.4f} mm^2"
+                )
+    return problems

@@ -1,0 +1,213 @@
+"""Lazy access to the sections of one brain, and the geometry that places them in 3D.
+
+:class:`SectionStack` opens section files only when asked and reads only the chunks it needs. It also
+holds the reconstruction geometry (docs/conventions.md):
+
+* every available section is mapped onto the **base section** (default: the central one) by composing
+  the consecutive rigid transforms (:func:`cortexgraph.data.transforms.compose_to_base`), mirrored
+  sections being reflected first;
+* base-section mm coordinates ``(u, v)`` of section ``s`` become world mm (RAS) as
+  ``x = u - u0``, ``y = (s - s_base) * thickness_mm``, ``z = v0 - v``, where ``(u0, v0)`` is the centre of
+  the base section's tissue mask.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from cortexgraph.data.annotations import rasterize_contours, read_contours
+from cortexgraph.data.manifest import Brain
+from cortexgraph.data.raster import Raster
+from cortexgraph.data.transforms import (
+    apply_transform,
+    central_section,
+    compose_to_base,
+    invert_rigid,
+    mirror_matrix,
+)
+from cortexgraph.errors import DataFormatError
+
+RASTER_KINDS = ("image", "mask", "annotation", "coords")
+
+
+class SectionStack:
+    """The digitized sections of a brain, read lazily.
+
+    Parameters
+    ----------
+    brain : a :class:`~cortexgraph.data.manifest.Brain`.
+    include_excluded : when False (default) sections flagged ``excluded`` are left out of
+        :attr:`sections` (they are still readable by number).
+    """
+
+    def __init__(self, brain: Brain, include_excluded: bool = False) -> None:
+        self.brain = brain
+        self._rasters: dict[tuple[int, str], Raster] = {}
+        self.sections = [
+            r.section
+            for r in brain.sections
+            if not r.missing and (include_excluded or not r.excluded)
+        ]
+        if not self.sections:
+            raise DataFormatError(
+                "no available sections",
+                file=brain.section_table_path,
+                fix="the section table lists no section that is present",
+            )
+
+    # -- files ------------------------------------------------------------------------------------
+    def raster(self, section: int, kind: str) -> Raster:
+        """The lazily opened raster of one section; ``kind`` in image, mask, annotation, coords."""
+        if kind not in RASTER_KINDS:
+            raise ValueError(f"kind must be one of {RASTER_KINDS}")
+        key = (section, kind)
+        if key not in self._rasters:
+            record = self.brain.section(section)
+            relative = getattr(record, kind)
+            if record.missing or not relative:
+                raise DataFormatError(
+                    f"section has no {kind} file",
+                    file=self.brain.section_table_path,
+                    section=section,
+                    fix=f"add the {kind} column for this section",
+                )
+            self._rasters[key] = Raster(self.brain.path(relative))
+        return self._rasters[key]
+
+    def close(self) -> None:
+        for raster in self._rasters.values():
+            raster.close()
+        self._rasters.clear()
+
+    def __enter__(self) -> SectionStack:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+    def read_patch(
+        self,
+        section: int,
+        center_mm: tuple[float, float],
+        size_px: int | tuple[int, int],
+        spacing_um: float,
+        *,
+        angle_rad: float = 0.0,
+        kind: str = "image",
+    ) -> np.ndarray:
+        """A patch of a section image (or mask / labels) centred at ``center_mm`` (raw section mm)."""
+        return self.raster(section, kind).read_patch(
+            center_mm, size_px, spacing_um, angle_rad=angle_rad
+        )
+
+    def tissue_mask(self, section: int, spacing_um: float | None = None) -> np.ndarray:
+        """Tissue classes (0 background, 1 white, 2 gray) at ``spacing_um`` (default: stored)."""
+        raster = self.raster(section, "mask")
+        if spacing_um is None:
+            return raster.read_level(0)
+        return raster.read_at_spacing(spacing_um)
+
+    def annotation(self, section: int, spacing_um: float | None = None) -> np.ndarray:
+        """Area-id label image (0 unlabelled) from the label image, or rasterised from the contours."""
+        record = self.brain.section(section)
+        if record.annotation:
+            raster = self.raster(section, "annotation")
+            return (
+                raster.read_level(0) if spacing_um is None else raster.read_at_spacing(spacing_um)
+            )
+        if record.contours:
+            spacing = self.brain.annotation_spacing_um if spacing_um is None else spacing_um
+            width_mm, height_mm = self.section_extent_mm(section)
+            shape = (int(round(height_mm * 1000 / spacing)), int(round(width_mm * 1000 / spacing)))
+            features = read_contours(self.brain.path(record.contours))
+            return rasterize_contours(features, shape, spacing)
+        raise DataFormatError(
+            "section is not annotated",
+            file=self.brain.section_table_path,
+            section=section,
+            fix="pick an annotated section (see `cortexgraph check`)",
+        )
+
+    def coords(self, section: int, spacing_um: float | None = None) -> np.ndarray:
+        """Canonical coordinate map (rows, cols, 3) in [-1, 1], NaN outside tissue."""
+        raster = self.raster(section, "coords")
+        return raster.read_level(0) if spacing_um is None else raster.read_at_spacing(spacing_um)
+
+    def section_extent_mm(self, section: int) -> tuple[float, float]:
+        """(width_mm, height_mm) of a section, from its tissue mask."""
+        return self.raster(section, "mask").extent_mm
+
+    # -- geometry ---------------------------------------------------------------------------------
+    @cached_property
+    def base_section(self) -> int:
+        base = self.brain.base_section
+        available = self.brain.available_sections
+        if base is None:
+            return central_section(available)
+        if base not in available:
+            raise DataFormatError(
+                f"base_section {base} is missing",
+                file=self.brain.manifest_path,
+                section=base,
+                fix="set base_section to an available section or remove it (central default)",
+            )
+        return int(base)
+
+    @cached_property
+    def to_base(self) -> dict[int, np.ndarray]:
+        """``{section: T}``, ``p_base = T @ p_raw`` in mm (mirroring included)."""
+        mirror = {
+            r.section: mirror_matrix(self.section_extent_mm(r.section)[0])
+            for r in self.brain.sections
+            if r.mirrored and not r.missing
+        }
+        return compose_to_base(
+            self.brain.available_sections, self.brain.transforms, self.base_section, mirror
+        )
+
+    @cached_property
+    def from_base(self) -> dict[int, np.ndarray]:
+        """``{section: T^-1}``, ``p_raw = T^-1 @ p_base``."""
+        return {s: invert_rigid(t) for s, t in self.to_base.items()}
+
+    @cached_property
+    def base_center_mm(self) -> tuple[float, float]:
+        width, height = self.section_extent_mm(self.base_section)
+        return width / 2.0, height / 2.0
+
+    @property
+    def thickness_mm(self) -> float:
+        return self.brain.thickness_um / 1000.0
+
+    def plane_y_mm(self, section: int) -> float:
+        """World y of a section's plane: ``(section - base) * thickness_mm``."""
+        return (section - self.base_section) * self.thickness_mm
+
+    def section_to_world(self, section: int, points_mm: np.ndarray) -> np.ndarray:
+        """Raw section mm (N, 2) -> world mm (N, 3)."""
+        base = apply_transform(self.to_base[section], np.asarray(points_mm, dtype=np.float64))
+        u0, v0 = self.base_center_mm
+        world = np.empty((len(base), 3))
+        world[:, 0] = base[:, 0] - u0
+        world[:, 1] = self.plane_y_mm(section)
+        world[:, 2] = v0 - base[:, 1]
+        return world
+
+    def world_to_section(self, section: int, points_world_mm: np.ndarray) -> np.ndarray:
+        """World mm (N, 3) -> raw section mm (N, 2) (the world y is ignored: projection on the plane)."""
+        points = np.asarray(points_world_mm, dtype=np.float64)
+        u0, v0 = self.base_center_mm
+        base = np.column_stack([points[:, 0] + u0, v0 - points[:, 2]])
+        return apply_transform(self.from_base[section], base)
+
+    def section_of_world_y(self, y_mm: np.ndarray) -> np.ndarray:
+        """Nearest section number (not necessarily available) of world y positions."""
+        return np.rint(np.asarray(y_mm) / self.thickness_mm).astype(np.int64) + self.base_section
+
+
+def brain_folder(brain: Brain) -> Path:
+    return brain.root

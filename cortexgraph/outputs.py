@@ -1,0 +1,111 @@
+"""Output layer: atomic writes and provenance records.
+
+Every file cortexgraph writes goes through :func:`atomic_path` (write to a temporary file in the same
+folder, then ``os.replace``), so an interrupted run never leaves a half-written file that a later stage
+would trust. Each output may carry a provenance record ``<file>.prov.json`` (command, version,
+parameters, input checksums), written by :func:`write_provenance`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    The temporary file keeps the final suffix (``.nii.gz``, ``.h5``...) so writers that infer the
+    format from the name work. On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix is None:
+        suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (numpy scalars converted)."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance_path(output: str | os.PathLike) -> Path:
+    """The provenance record that belongs to ``output``: ``<output>.prov.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".prov.json")
+
+
+def write_provenance(
+    output: str | os.PathLike,
+    parameters: Mapping[str, Any],
+    inputs: Sequence[str | os.PathLike] = (),
+    measured: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``<output>.prov.json``: command line, cortexgraph version, parameters, input checksums.
+
+    Inputs that are folders are listed without a checksum. ``measured`` holds what the stage measured
+    (counts, residuals, seconds).
+    """
+    from cortexgraph import __version__
+
+    checksums: dict[str, str | None] = {}
+    for item in inputs:
+        item = Path(item)
+        checksums[str(item)] = file_sha256(item) if item.is_file() else None
+    record = {
+        "output": str(Path(output).name),
+        "command": " ".join(sys.argv),
+        "cortexgraph_version": __version__,
+        "created_unix": round(time.time(), 3),
+        "parameters": dict(parameters),
+        "inputs": checksums,
+        "measured": dict(measured or {}),
+    }
+    return write_json_atomic(provenance_path(output), record)
