@@ -18,7 +18,9 @@ runner = CliRunner()
 def test_help_lists_stages_in_order():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    order = [result.output.index(s) for s in ("synth", "check", "build-graph", "train-gnn", "render")]
+    order = [
+        result.output.index(s) for s in ("synth", "check", "build-graph", "train-gnn", "render")
+    ]
     assert order == sorted(order)
 
 

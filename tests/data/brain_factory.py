@@ -90,7 +90,9 @@ def make_brain(root: Path, brain_id: str = "B01") -> Brain:
             mirrored=s in MIRRORED,
         )
         if s in ANNOTATED:
-            write_raster(brain.root / f"annotations/s{s:04d}.h5", areas_annot, ANNOT_UM, kind="labels")
+            write_raster(
+                brain.root / f"annotations/s{s:04d}.h5", areas_annot, ANNOT_UM, kind="labels"
+            )
             write_contours(
                 brain.root / f"annotations/s{s:04d}.geojson",
                 label_image_to_contours(areas_annot, ANNOT_UM, names),

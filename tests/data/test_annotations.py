@@ -28,5 +28,7 @@ def test_label_image_contour_round_trip():
 def test_contours_are_in_mm():
     labels = np.zeros((40, 40), np.uint8)
     labels[10:20, 10:20] = 1  # pixels 10..19 at 100 um: 1.0 mm .. 2.0 mm
-    ring = np.array(label_image_to_contours(labels, 100.0)["features"][0]["geometry"]["coordinates"][0])
+    ring = np.array(
+        label_image_to_contours(labels, 100.0)["features"][0]["geometry"]["coordinates"][0]
+    )
     assert abs(ring[:, 0].min() - 1.0) <= 0.05 and abs(ring[:, 0].max() - 2.0) <= 0.05

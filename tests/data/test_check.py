@@ -106,8 +106,11 @@ def test_self_intersecting_and_overlapping_contours(valid_cohort):
     square_a = [[5, 5], [7, 5], [7, 7], [5, 7], [5, 5]]
     square_b = [[6, 6], [8, 6], [8, 8], [6, 8], [6, 6]]
     feats = [
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-         "properties": {"area_id": area}}
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"area_id": area},
+        }
         for ring, area in ((bowtie, 1), (square_a, 2), (square_b, 3))
     ]
     path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))

@@ -50,7 +50,9 @@ def chunks_touched(path, level, ranges):
             info = dataset.id.get_chunk_info(k)
             lo, hi = info.byte_offset, info.byte_offset + info.size
             if any(a < hi and b > lo for a, b in ranges):
-                touched.add((info.chunk_offset[0] // chunk_rows, info.chunk_offset[1] // chunk_cols))
+                touched.add(
+                    (info.chunk_offset[0] // chunk_rows, info.chunk_offset[1] // chunk_cols)
+                )
     return touched
 
 
@@ -150,14 +152,14 @@ def test_unreadable_and_foreign_files_raise_clear_errors(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5 at all")
     with pytest.raises(DataFormatError, match="bad.h5"):
-        Raster(bad).levels
+        _ = Raster(bad).levels
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as handle:
         handle["data"] = np.zeros((4, 4))
     with pytest.raises(DataFormatError, match="not a cortexgraph raster"):
-        Raster(foreign).levels
+        _ = Raster(foreign).levels
     with pytest.raises(DataFormatError, match="not found"):
-        Raster(tmp_path / "nope.h5").levels
+        _ = Raster(tmp_path / "nope.h5").levels
 
 
 def test_write_is_atomic_on_failure(tmp_path):

@@ -18,7 +18,9 @@ from cortexgraph.errors import DataFormatError
 
 
 def random_chain(rng, sections):
-    truth = {s: rigid_matrix(rng.uniform(-np.pi, np.pi), *rng.uniform(-20, 20, 2)) for s in sections}
+    truth = {
+        s: rigid_matrix(rng.uniform(-np.pi, np.pi), *rng.uniform(-20, 20, 2)) for s in sections
+    }
     # truth[s] maps aligned coordinates -> raw section s; consecutive: raw s -> raw t
     consecutive = {
         (a, b): truth[b] @ invert_rigid(truth[a])
@@ -69,4 +71,6 @@ def test_rigidity():
     assert rigidity_error(scaled) == pytest.approx(0.0201, rel=1e-3)
     assert not is_rigid(mirror_matrix(3.0))  # a reflection is not a proper rigid transform
     assert rigidity_error(np.full((3, 3), np.inf)) == np.inf
-    assert np.allclose(apply_transform(rotation_about(np.pi / 2, (1, 1)), [[2.0, 1.0]]), [[1.0, 2.0]])
+    assert np.allclose(
+        apply_transform(rotation_about(np.pi / 2, (1, 1)), [[2.0, 1.0]]), [[1.0, 2.0]]
+    )

@@ -1,0 +1,144 @@
+"""Cleaning of the stacked tissue volume (graph-pipeline.md section 2).
+
+* :func:`fill_defects` — median of size 3 along the posterior-anterior axis (y, axis 1); the voxels where
+  it differs from the input mark defects; connected components of that difference larger than
+  ``min_defect_mm3`` (tears, missing pieces, missing sections) are replaced by the median result, small
+  ones (ordinary boundary wiggle) are left alone.
+* :func:`remove_detached_tissue` — tissue components smaller than 1% of the largest are set to background.
+* :func:`exclude_noncortical` — gray matter that is not cortex (deep nuclei, cerebellum) is removed, with a
+  user's exclusion mask or automatically (:func:`automatic_noncortical_mask`).
+
+Excluded voxels become background; background pockets enclosed by tissue afterwards (the place of a deep
+nucleus inside the white matter) become white matter, so that the Laplace problem sees no false pial
+boundary inside the brain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+BACKGROUND, WHITE, GRAY = 0, 1, 2
+_FULL = ndimage.generate_binary_structure(3, 3)
+
+
+def fill_defects(
+    volume: np.ndarray, voxel_size_mm: float, min_defect_mm3: float = 1.0
+) -> tuple[np.ndarray, dict]:
+    """Fill large defects with the size-3 median along y (axis 1).
+
+    Returns the filled volume and ``{"defect_components", "voxels_replaced"}``.
+    """
+    median = ndimage.median_filter(volume, size=(1, 3, 1), mode="nearest")
+    differs = median != volume
+    labels, count = ndimage.label(differs, structure=_FULL)
+    if count == 0:
+        return volume.copy(), {"defect_components": 0, "voxels_replaced": 0}
+    sizes = np.bincount(labels.ravel())
+    min_voxels = min_defect_mm3 / voxel_size_mm**3
+    large = np.flatnonzero(sizes >= min_voxels)
+    large = large[large > 0]
+    replace = np.isin(labels, large)
+    out = volume.copy()
+    out[replace] = median[replace]
+    return out, {"defect_components": int(len(large)), "voxels_replaced": int(replace.sum())}
+
+
+def remove_detached_tissue(
+    volume: np.ndarray, min_fraction: float = 0.01
+) -> tuple[np.ndarray, dict]:
+    """Set tissue components smaller than ``min_fraction`` of the largest to background."""
+    labels, count = ndimage.label(volume > 0, structure=_FULL)
+    if count <= 1:
+        return volume.copy(), {
+            "components": int(count),
+            "components_removed": 0,
+            "voxels_removed": 0,
+        }
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    small = np.flatnonzero((sizes > 0) & (sizes < min_fraction * sizes.max()))
+    drop = np.isin(labels, small)
+    out = volume.copy()
+    out[drop] = BACKGROUND
+    return out, {
+        "components": int(count),
+        "components_removed": int(len(small)),
+        "voxels_removed": int(drop.sum()),
+    }
+
+
+def automatic_noncortical_mask(
+    volume: np.ndarray,
+    voxel_size_mm: float,
+    max_cortex_thickness_mm: float = 6.0,
+    grow_mm: float = 1.5,
+) -> np.ndarray:
+    """Gray matter that cannot be cortex because it is too thick.
+
+    Cortex is a sheet at most ~4.5 mm thick between the pial surface (background) and the white matter, so
+    for a cortical voxel ``d_background + d_white`` (Euclidean distances in mm) is at most its thickness.
+    Gray voxels where this sum exceeds ``max_cortex_thickness_mm`` are seeds (deep nuclei far from the
+    surface, cerebellar gray matter far from white matter); the seeds are grown by ``grow_mm`` inside the
+    gray matter (geodesic dilation) to take the rims of those structures.
+
+    Returns a bool mask of the voxels judged non-cortical.
+    """
+    gray = volume == GRAY
+    sampling = (voxel_size_mm,) * 3
+    d_background = ndimage.distance_transform_edt(volume != BACKGROUND, sampling=sampling)
+    d_white = ndimage.distance_transform_edt(volume != WHITE, sampling=sampling)
+    seeds = gray & (d_background + d_white > max_cortex_thickness_mm)
+    steps = int(round(grow_mm / voxel_size_mm))
+    if steps > 0 and seeds.any():
+        seeds = ndimage.binary_dilation(
+            seeds, structure=ndimage.generate_binary_structure(3, 1), iterations=steps, mask=gray
+        )
+    return seeds
+
+
+def exclude_noncortical(volume: np.ndarray, exclusion: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Remove excluded gray matter; enclosed background pockets become white matter.
+
+    Parameters
+    ----------
+    volume : tissue classes.
+    exclusion : bool mask on the same grid (user mask resampled, or :func:`automatic_noncortical_mask`).
+    """
+    out = volume.copy()
+    remove = exclusion & (volume == GRAY)
+    out[remove] = BACKGROUND
+    background = out == BACKGROUND
+    labels, count = ndimage.label(background, structure=ndimage.generate_binary_structure(3, 1))
+    border = np.unique(
+        np.concatenate(
+            [
+                labels[0].ravel(),
+                labels[-1].ravel(),
+                labels[:, 0].ravel(),
+                labels[:, -1].ravel(),
+                labels[:, :, 0].ravel(),
+                labels[:, :, -1].ravel(),
+            ]
+        )
+    )
+    enclosed = background & ~np.isin(labels, border)
+    out[enclosed] = WHITE
+    return out, {
+        "voxels_excluded": int(remove.sum()),
+        "voxels_enclosed_to_white": int(enclosed.sum()),
+    }
+
+
+def resample_mask_to_grid(
+    mask: np.ndarray, mask_affine: np.ndarray, shape: tuple[int, int, int], affine: np.ndarray
+) -> np.ndarray:
+    """Nearest-neighbour resampling of a mask (any grid, world mm affine) onto ``(shape, affine)``."""
+    index = np.indices(shape).reshape(3, -1).T.astype(np.float64)
+    world = index @ affine[:3, :3].T + affine[:3, 3]
+    inverse = np.linalg.inv(mask_affine)
+    source = np.rint(world @ inverse[:3, :3].T + inverse[:3, 3]).astype(np.int64)
+    inside = np.all((source >= 0) & (source < np.array(mask.shape)), axis=1)
+    out = np.zeros(len(index), dtype=bool)
+    out[inside] = mask[source[inside, 0], source[inside, 1], source[inside, 2]] > 0
+    return out.reshape(shape)
