@@ -1,0 +1,63 @@
+"""Midline refinement on an analytic annulus: gray matter between r = 3 mm and r = 5 mm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cortexgraph.errors import ConvergenceError
+from cortexgraph.mapping.midline import midline_field, refine_points, tissue_share
+
+SPACING_UM = 50.0
+
+
+def annulus(spacing_um=SPACING_UM, r_in=3.0, r_out=5.0, size_mm=14.0):
+    n = int(size_mm * 1000 / spacing_um)
+    y, x = (np.mgrid[0:n, 0:n] + 0.5) * spacing_um / 1000.0 - size_mm / 2
+    r = np.hypot(x, y)
+    return (r >= r_in) & (r < r_out), size_mm / 2
+
+
+def test_points_move_onto_the_midline_circle():
+    gray, centre = annulus()
+    field, skeleton, info = midline_field(gray, SPACING_UM)
+    assert info["iterations"] > 1
+    sk_r = np.hypot(*((np.argwhere(skeleton) + 0.5) * 0.05 - centre).T)
+    assert abs(np.median(sk_r) - 4.0) < 0.05  # the skeleton of an annulus is its mid circle
+    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    radii = np.where(np.arange(24) % 2 == 0, 3.3, 4.7)
+    points = np.column_stack([centre + radii * np.cos(angles), centre + radii * np.sin(angles)])
+    refined, moved = refine_points(points, field, SPACING_UM)
+    new_r = np.hypot(*(refined - centre).T)
+    # the skeleton of a 40 px wide band is itself off the exact circle by up to one pixel: 2 px bound
+    assert np.abs(new_r - 4.0).max() < 2 * 0.05
+    assert np.allclose(moved, np.abs(radii - 4.0), atol=0.06)
+    # radial motion only: angles are preserved (spacing along the cortex kept)
+    new_angles = np.arctan2(refined[:, 1] - centre, refined[:, 0] - centre) % (2 * np.pi)
+    assert np.abs(np.angle(np.exp(1j * (new_angles - angles)))).max() < 0.02
+
+
+def test_movement_is_capped_at_2mm():
+    gray, centre = annulus()
+    field, _, _ = midline_field(gray, SPACING_UM)
+    far = np.array([[centre + 6.5, centre]])  # 1.5 mm outside the pial side, 2.5 mm from the midline
+    refined, moved = refine_points(far, field, SPACING_UM, max_move_mm=2.0)
+    assert moved[0] == pytest.approx(2.0, abs=1e-9)
+    assert np.hypot(*(refined[0] - centre)) == pytest.approx(4.5, abs=0.06)
+
+
+def test_sor_failure_is_loud():
+    gray, _ = annulus()
+    with pytest.raises(ConvergenceError, match="did not converge"):
+        midline_field(gray, SPACING_UM, max_iter=2, tol=1e-12)
+
+
+def test_tissue_share_of_a_half_plane():
+    tissue = np.zeros((200, 200), np.uint8)
+    tissue[:, 100:] = 2
+    points = np.array([[5.0, 5.0], [7.5, 5.0], [2.5, 5.0], [5.0, 0.0]])  # mm at 50 um
+    share = tissue_share(tissue, points, 50.0, patch_mm=2.0)
+    assert share[0] == pytest.approx(0.5, abs=0.03)
+    assert share[1] == pytest.approx(1.0)
+    assert share[2] == pytest.approx(0.0)
+    assert share[3] == pytest.approx(0.25, abs=0.03)  # top border: outside counts as background
