@@ -121,7 +121,7 @@ def refine_points(
     grad_r, grad_c = np.gradient(field.astype(np.float64))
     pos = np.asarray(points_mm, dtype=np.float64)[:, ::-1] / spacing_mm - 0.5  # (row, col) pixels
     moved = np.zeros(len(pos))
-    active = np.ones(len(pos), dtype=bool)
+    active = np.ones(len(pos), dtype=bool)  # still moving
     step_mm = step_px * spacing_mm
     max_steps = int(np.ceil(max_move_mm / step_mm))
 
@@ -136,12 +136,10 @@ def refine_points(
         norm = np.linalg.norm(g, axis=1, keepdims=True)
         return -np.divide(g, norm, out=np.zeros_like(g), where=norm > 1e-12)
 
+    value = ndimage.map_coordinates(field, pos.T, order=1, mode="nearest")
     for _ in range(max_steps):
-        value = ndimage.map_coordinates(field, pos[active].T, order=1, mode="nearest")
-        index = np.flatnonzero(active)
-        done = value <= stop_value
-        active[index[done]] = False
-        index = index[~done]
+        index = np.flatnonzero(active & (value > stop_value))
+        active[:] = False
         if index.size == 0:
             break
         p = pos[index]
@@ -149,12 +147,16 @@ def refine_points(
         k2 = direction(p + step_px * k1)
         heading = 0.5 * (k1 + k2)
         norm = np.linalg.norm(heading, axis=1, keepdims=True)
-        stalled = norm[:, 0] < 1e-6
         heading = np.divide(heading, norm, out=np.zeros_like(heading), where=norm > 1e-6)
-        pos[index] = p + step_px * heading
-        moved[index] += np.where(stalled, 0.0, step_mm)
-        active[index[stalled]] = False
-        active[index[moved[index] >= max_move_mm - 1e-12]] = False
+        candidate = p + step_px * heading
+        new_value = ndimage.map_coordinates(field, candidate.T, order=1, mode="nearest")
+        # a step that does not descend has crossed the midline (or stalled): stop before it
+        descends = (new_value < value[index]) & (norm[:, 0] > 1e-6)
+        index, candidate, new_value = index[descends], candidate[descends], new_value[descends]
+        pos[index] = candidate
+        value[index] = new_value
+        moved[index] += step_mm
+        active[index[moved[index] < max_move_mm - 1e-12]] = True
     refined = (pos + 0.5)[:, ::-1] * spacing_mm
     return refined, moved
 

@@ -29,9 +29,13 @@ def test_points_move_onto_the_midline_circle():
     points = np.column_stack([centre + radii * np.cos(angles), centre + radii * np.sin(angles)])
     refined, moved = refine_points(points, field, SPACING_UM)
     new_r = np.hypot(*(refined - centre).T)
-    # the skeleton of a 40 px wide band is itself off the exact circle by up to one pixel: 2 px bound
-    assert np.abs(new_r - 4.0).max() < 2 * 0.05
-    assert np.allclose(moved, np.abs(radii - 4.0), atol=0.06)
+    # every point ends within one pixel (50 um) of the skeleton, the discrete midline ...
+    skeleton_mm = (np.argwhere(skeleton)[:, ::-1] + 0.5) * 0.05
+    to_skeleton = np.min(np.linalg.norm(refined[:, None] - skeleton_mm[None], axis=2), axis=1)
+    assert to_skeleton.max() <= 0.05
+    # ... which itself deviates from the true mid circle by up to 1.5 px on a 40 px wide band
+    assert np.abs(new_r - 4.0).max() < 2.5 * 0.05
+    assert np.allclose(moved, np.abs(radii - 4.0), atol=0.125)
     # radial motion only: angles are preserved (spacing along the cortex kept)
     new_angles = np.arctan2(refined[:, 1] - centre, refined[:, 0] - centre) % (2 * np.pi)
     assert np.abs(np.angle(np.exp(1j * (new_angles - angles)))).max() < 0.02
