@@ -1,0 +1,14 @@
+"""Local segmentation models (LSM): one U-Net per interval between two annotated sections.
+
+Modules (array-level core; the data layer supplies images, class masks and transforms):
+
+* :mod:`~cortexgraph.lsm.networks` HR / LR / MS U-Nets, :class:`LSMConfig` and presets
+* :mod:`~cortexgraph.lsm.roi` training ROI (5 mm around the area) and prediction ROI (eq. 5.65)
+* :mod:`~cortexgraph.lsm.sampling` class-balanced centres, orientation, patches, augmentation
+* :mod:`~cortexgraph.lsm.tiling` tiled, seam-free prediction over an ROI
+* :mod:`~cortexgraph.lsm.schedule` / :mod:`~cortexgraph.lsm.train` SGD schedule and training loop
+* :mod:`~cortexgraph.lsm.evaluate` area F1
+
+Submodules are imported explicitly (``from cortexgraph.lsm.roi import training_roi``) so that the
+numpy-only parts do not import torch.
+"""

@@ -1,0 +1,253 @@
+"""Training loop of a local segmentation model (method spec 6.2; 001:6052-6066, 000:257-266).
+
+* SGD with Nesterov momentum 0.9; weight decay 1e-4 on all non-bias parameters (biases excluded).
+* Categorical cross-entropy averaged over pixels, each class weighted inversely proportionally to its
+  share in the training ROIs (:func:`class_weights_from_counts`). Target pixels labelled
+  :data:`~cortexgraph.lsm.sampling.IGNORE_LABEL` (outside the image) do not count.
+* Step schedule (:mod:`cortexgraph.lsm.schedule`).
+
+:func:`train_lsm` is generic over a batch sampler ``sample_batch_fn(iteration) -> (inputs, targets)``;
+:func:`array_batch_sampler` builds one from in-memory section arrays (class-balanced centres,
+orientation normalisation, rotation and intensity augmentation). The data layer supplies its own
+sampler reading patches lazily from the section rasters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cortexgraph.lsm.networks import LSMConfig
+from cortexgraph.lsm.sampling import (
+    IGNORE_LABEL,
+    draw_augmentation,
+    extract_patch,
+    intensity_transform,
+    sample_balanced_centres_sections,
+)
+from cortexgraph.lsm.schedule import SEED_BASE_LR, SEED_LR_FACTOR, scaled_milestones, step_lr
+
+
+def roi_class_counts(
+    class_images: Sequence[np.ndarray], rois: Sequence[np.ndarray], n_classes: int = 4
+) -> np.ndarray:
+    """Pixel count of each class inside the training ROIs, summed over sections (int64, (n_classes,))."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for classes, roi in zip(class_images, rois, strict=True):
+        values = np.asarray(classes)[np.asarray(roi, dtype=bool)]
+        values = values[(values >= 0) & (values < n_classes)]
+        counts += np.bincount(values.ravel(), minlength=n_classes)[:n_classes]
+    return counts
+
+
+def class_weights_from_counts(counts: Sequence[int]) -> np.ndarray:
+    """Loss weights inversely proportional to each class's share: ``w_k = 1 / (K * share_k)``.
+
+    K is the number of classes present; absent classes get weight 0. The weights average to 1 under
+    the ROI's class distribution (``sum_k share_k w_k = 1``) and are equal for a balanced distribution.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("no labelled pixel in the training ROIs")
+    share = counts / total
+    present = share > 0
+    weights = np.zeros_like(share)
+    weights[present] = 1.0 / (present.sum() * share[present])
+    return weights.astype(np.float32)
+
+
+def parameter_groups(net: nn.Module, weight_decay: float) -> list[dict]:
+    """Two SGD groups: weight decay on all non-bias parameters, none on biases."""
+    decay, no_decay = [], []
+    for name, param in net.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _to_device(value, device):
+    if isinstance(value, list | tuple):
+        return tuple(_to_device(v, device) for v in value)
+    return torch.as_tensor(value).to(device, non_blocking=True)
+
+
+def train_lsm(
+    sample_batch_fn: Callable[[int], tuple],
+    net: nn.Module,
+    iterations: int,
+    *,
+    base_lr: float = SEED_BASE_LR,
+    milestones: Sequence[int] | None = None,
+    lr_factor: float = SEED_LR_FACTOR,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    class_weights: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
+    log_every: int = 0,
+    callback: Callable[[int, float, float], None] | None = None,
+) -> dict:
+    """Train ``net`` with SGD (Nesterov) on batches from ``sample_batch_fn``.
+
+    Parameters
+    ----------
+    sample_batch_fn : ``f(iteration) -> (inputs, targets)``; ``inputs`` a (B, C, n, n) array/tensor
+        or, for MS, a tuple ``(x_hr, x_lr)``; ``targets`` (B, m, m) int labels matching the network
+        output (``IGNORE_LABEL`` = ignored).
+    net : the model (left in train mode, on ``device``).
+    iterations : number of SGD steps (3000 in the seeds).
+    base_lr, milestones, lr_factor : step schedule; ``milestones=None`` scales the seeds' milestones
+        to ``iterations``.
+    momentum, weight_decay : SGD parameters (0.9 Nesterov, 1e-4 on non-bias parameters).
+    class_weights : per-class loss weights (e.g. :func:`class_weights_from_counts`); None = unweighted.
+    device : torch device (default: the net's).
+    log_every : print a line every this many iterations (0 = silent).
+    callback : ``f(iteration, loss, lr)`` after every step.
+
+    Returns
+    -------
+    history : dict with lists ``iteration``, ``loss``, ``lr`` and the floats ``seconds`` and
+    ``final_loss`` (mean of the last 10 % of the losses).
+    """
+    device = torch.device(device) if device is not None else next(net.parameters()).device
+    net.to(device).train()
+    if milestones is None:
+        milestones = scaled_milestones(iterations)
+    optimizer = torch.optim.SGD(
+        parameter_groups(net, weight_decay), lr=base_lr, momentum=momentum, nesterov=True
+    )
+    weight = None
+    if class_weights is not None:
+        weight = torch.as_tensor(np.asarray(class_weights, dtype=np.float32), device=device)
+    history: dict = {"iteration": [], "loss": [], "lr": []}
+    start = time.perf_counter()
+    for iteration in range(iterations):
+        lr = step_lr(iteration, base_lr, milestones, lr_factor)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = sample_batch_fn(iteration)
+        inputs = _to_device(inputs, device)
+        targets = _to_device(targets, device).long()
+        logits = net(*inputs) if isinstance(inputs, tuple) else net(inputs)
+        if logits.shape[-2:] != targets.shape[-2:]:
+            raise ValueError(
+                f"network output {tuple(logits.shape[-2:])} and targets "
+                f"{tuple(targets.shape[-2:])} differ: extract targets of output_size(input) px"
+            )
+        loss = F.cross_entropy(logits, targets, weight=weight, ignore_index=IGNORE_LABEL)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        history["iteration"].append(iteration)
+        history["loss"].append(value)
+        history["lr"].append(lr)
+        if callback is not None:
+            callback(iteration, value, lr)
+        if log_every and (iteration % log_every == 0 or iteration == iterations - 1):
+            print(f"iteration {iteration:5d}  loss {value:.4f}  lr {lr:.5f}")
+    history["seconds"] = time.perf_counter() - start
+    tail = history["loss"][-max(1, iterations // 10) :]
+    history["final_loss"] = float(np.mean(tail)) if tail else float("nan")
+    return history
+
+
+def array_batch_sampler(
+    images: Sequence[np.ndarray],
+    class_images: Sequence[np.ndarray],
+    rois: Sequence[np.ndarray],
+    config: LSMConfig,
+    output_px: int,
+    rng: np.random.Generator,
+    *,
+    image_spacing_um: float,
+    label_spacing_um: float,
+    rot90_ks: Sequence[int] | None = None,
+    augment: bool = True,
+    intensity_scale: float = 1.0 / 255.0,
+) -> Callable[[int], tuple]:
+    """Batch sampler over in-memory training sections (for small data and tests).
+
+    Parameters
+    ----------
+    images : per training section, (rows, cols) grey image at ``image_spacing_um`` (8-bit or float).
+    class_images : per section, (rows, cols) LSM class image (0 bg, 1 wm, 2 cortex, 3 area) at
+        ``label_spacing_um``; ``rois`` the matching training ROIs.
+    config : the model configuration (arch, spacings, patch sizes, batch size, augmentation ranges).
+    output_px : the network's output size for ``config.input_px()`` (targets are cut to it).
+    rng : numpy Generator (centres and augmentation).
+    image_spacing_um, label_spacing_um : spacings of the arrays; patches are resampled to
+        ``config.hr_spacing_um`` / ``lr_spacing_um`` / ``output_spacing_um``.
+    rot90_ks : per section, orientation normalisation (``superior_rot90``); default 0.
+    augment : draw random rotation and intensity augmentation (else identity).
+    intensity_scale : multiplies image values to reach [0, 1].
+
+    Returns
+    -------
+    ``f(iteration) -> (inputs, targets)``: inputs float32 (B, 1, n, n) (MS: a tuple (hr, lr)),
+    targets int64 (B, m, m). Centres are class-balanced within each batch (exactly B / 4 per class).
+    """
+    rot90_ks = [0] * len(images) if rot90_ks is None else list(rot90_ks)
+    sizes = config.input_px()
+    hr_px, lr_px = sizes if config.arch == "ms" else (sizes, sizes)
+    branches = []
+    if config.uses_hr:
+        branches.append((hr_px, config.hr_spacing_um / image_spacing_um))
+    if config.uses_lr:
+        branches.append((lr_px, config.lr_spacing_um / image_spacing_um))
+    label_scale = config.output_spacing_um / label_spacing_um
+    # an even output centred on a label pixel would sit half a pixel off the label grid: centre it on
+    # the pixel's corner instead (exact when label and output spacings agree)
+    align = 0.5 if output_px % 2 == 0 else 0.0
+
+    def sample(iteration: int) -> tuple:
+        centres = sample_balanced_centres_sections(
+            class_images, rois, config.batch_size, rng, config.n_classes
+        )
+        inputs = [np.empty((len(centres), 1, n, n), np.float32) for n, _ in branches]
+        targets = np.empty((len(centres), output_px, output_px), np.int64)
+        for b, (section, row, col) in enumerate(centres):
+            aug = (
+                draw_augmentation(
+                    rng,
+                    config.rotation_deg,
+                    config.alpha_range,
+                    config.beta_range,
+                    config.gamma_range,
+                )
+                if augment
+                else None
+            )
+            angle = -rot90_ks[section] * np.pi / 2 + (aug.angle_rad if aug else 0.0)
+            # centre in label pixel coordinates (pixel centres at integers), then image coordinates
+            centre_label = np.array([row + align, col + align], dtype=np.float64)
+            centre_mm = (centre_label + 0.5) * label_spacing_um / 1000.0
+            centre_image = centre_mm * 1000.0 / image_spacing_um - 0.5
+            for slot, (n, scale) in enumerate(branches):
+                patch = extract_patch(images[section], centre_image, n, scale, angle, order=1)
+                patch = patch * intensity_scale
+                if aug is not None:
+                    patch = intensity_transform(patch, aug.alpha, aug.beta, aug.gamma)
+                inputs[slot][b, 0] = patch
+            targets[b] = extract_patch(
+                class_images[section],
+                centre_label,
+                output_px,
+                label_scale,
+                angle,
+                order=0,
+                fill=IGNORE_LABEL,
+            )
+        x = tuple(torch.from_numpy(v) for v in inputs)
+        return (x if len(x) > 1 else x[0]), torch.from_numpy(targets)
+
+    return sample
