@@ -109,3 +109,11 @@ def write_provenance(
         "measured": dict(measured or {}),
     }
     return write_json_atomic(provenance_path(output), record)
+
+
+def should_compute(output: str | os.PathLike, overwrite: bool = False) -> bool:
+    """True when ``output`` must be (re)computed: it is missing, or ``overwrite`` was asked for.
+
+    Stages call this first, so an existing output (complete, since writes are atomic) is reused.
+    """
+    return overwrite or not Path(output).exists()
