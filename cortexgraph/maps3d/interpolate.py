@@ -1,0 +1,216 @@
+"""Fill gaps in a 3D area map where sections are missing or were excluded by quality control.
+
+Method note section 9.2 step 3 (seed 000:460-462; 001:6641-6647): excluded sections are replaced by
+interpolation between neighbouring sections "using Laplacian fields (Schober et al. 2016)". The
+exact parameters of that method are not given (method note section 14, item 13), so this module
+states its own:
+
+1. On every known plane (axis 1 = y, the section stack) the area mask becomes a signed in-plane
+   distance field in mm: ``+`` inside, ``-`` outside, zero half-way between the last inside and the
+   first outside voxel (``edt(mask) - edt(~mask)``, halved at the boundary pair). A plane without
+   the area gets ``-L`` everywhere and a plane full of it ``+L`` (``L`` = plane diagonal in mm), so
+   the area ends within the gap next to such a plane. ``field='indicator'`` uses +1 / -1 instead.
+2. In each run of unknown planes between two known planes the field solves the discrete Laplace
+   equation with Dirichlet values on the two known planes:
+
+   * ``method='linear'`` (default): the Laplace equation along y only (the 1D harmonic function
+     between two Dirichlet values is linear), i.e. linear interpolation of the signed distance
+     between the two planes (shape-based interpolation). Exact for boundaries that move linearly
+     between sections, such as a cone.
+   * ``method='harmonic'``: the 3D 7-point Laplacian over the whole gap slab (anisotropic
+     spacing), zero-flux (Neumann) at the in-plane volume borders. Solved exactly: a DCT-II in
+     the plane diagonalises the Neumann Laplacian, leaving for every in-plane frequency a
+     three-term recurrence along y with closed-form solution ``sinh(mu (n - j)) / sinh(mu n)``.
+     It also smooths the field in-plane over a width ~ the gap length, which shrinks convex
+     shapes in long gaps (measured: a cone across a 19-plane gap loses ~7 voxels of radius; a
+     ball with every other plane missing is reconstructed slightly better than with
+     ``'linear'``). Use it for gaps of one or two sections only.
+3. The mask on the unknown planes is ``field > 0``. Known planes keep their input mask unchanged.
+   Unknown planes before the first or after the last known plane stay empty (no extrapolation:
+   nothing is mapped outside the range of available sections).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import fft, ndimage
+
+__all__ = ["signed_distance_plane", "harmonic_gap_field", "interpolate_missing_sections"]
+
+
+def _spacing3(voxel_size_mm: float | Sequence[float]) -> tuple[float, float, float]:
+    v = np.atleast_1d(np.asarray(voxel_size_mm, dtype=float))
+    if v.size == 1:
+        v = np.repeat(v, 3)
+    if v.size != 3 or np.any(v <= 0):
+        raise ValueError(
+            f"voxel_size_mm must be one or three positive numbers, got {voxel_size_mm}"
+        )
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+def signed_distance_plane(
+    plane: np.ndarray, spacing_mm: tuple[float, float] = (1.0, 1.0), field: str = "signed_distance"
+) -> np.ndarray:
+    """Signed in-plane field of a 2D mask (float32, mm): positive inside, negative outside.
+
+    Parameters
+    ----------
+    plane : 2D ndarray of bool
+        Area mask of one section plane (axes x, z of the volume).
+    spacing_mm : (float, float)
+        Voxel edge lengths along the two plane axes (mm).
+    field : {'signed_distance', 'indicator'}
+        Signed Euclidean distance to the boundary or +1 / -1.
+
+    Returns
+    -------
+    2D ndarray of float32
+        Zero level lies half-way between boundary voxels. An empty plane is ``-L`` everywhere and a
+        full plane ``+L``, with ``L`` the plane diagonal in mm.
+    """
+    plane = np.asarray(plane) != 0
+    if field == "indicator":
+        return np.where(plane, 1.0, -1.0).astype(np.float32)
+    if field != "signed_distance":
+        raise ValueError(f"field must be 'signed_distance' or 'indicator', got {field!r}")
+    diag = float(np.hypot(plane.shape[0] * spacing_mm[0], plane.shape[1] * spacing_mm[1]))
+    if not plane.any():
+        return np.full(plane.shape, -diag, dtype=np.float32)
+    if plane.all():
+        return np.full(plane.shape, diag, dtype=np.float32)
+    inside = ndimage.distance_transform_edt(plane, sampling=spacing_mm)
+    outside = ndimage.distance_transform_edt(~plane, sampling=spacing_mm)
+    # edt is >= one voxel on both sides of the boundary; subtracting half of the smallest step puts
+    # the zero level midway (exactly so along the grid axes).
+    half = 0.5 * min(spacing_mm)
+    return np.where(plane, inside - half, half - outside).astype(np.float32)
+
+
+def _sinh_ratio(mu: np.ndarray, a: float, b: float) -> np.ndarray:
+    """sinh(mu a) / sinh(mu b) for 0 <= a <= b, stable for large mu; limit a / b at mu = 0."""
+    out = np.empty_like(mu)
+    small = mu < 1e-12
+    out[small] = a / b
+    m = mu[~small]
+    out[~small] = np.exp(m * (a - b)) * (-np.expm1(-2 * m * a)) / (-np.expm1(-2 * m * b))
+    return out
+
+
+def harmonic_gap_field(
+    field_lo: np.ndarray,
+    field_hi: np.ndarray,
+    n_gap: int,
+    voxel_size_mm: float | Sequence[float] = 1.0,
+) -> np.ndarray:
+    """Discrete 3D harmonic field between two Dirichlet planes (Neumann at in-plane borders).
+
+    Parameters
+    ----------
+    field_lo, field_hi : 2D ndarray (nx, nz)
+        Field values on the known planes just below and just above the gap.
+    n_gap : int
+        Number of unknown planes between them.
+    voxel_size_mm : float or (x, y, z)
+        Voxel edge lengths (mm); y is the plane spacing.
+
+    Returns
+    -------
+    ndarray of float32, shape (nx, n_gap, nz)
+        Field on the unknown planes; satisfies the 7-point Laplace equation to rounding error.
+    """
+    hx, hy, hz = _spacing3(voxel_size_mm)
+    f0 = np.asarray(field_lo, dtype=np.float64)
+    f1 = np.asarray(field_hi, dtype=np.float64)
+    nx, nz = f0.shape
+    g0 = fft.dctn(f0, type=2, norm="ortho")
+    g1 = fft.dctn(f1, type=2, norm="ortho")
+    lam = (2 - 2 * np.cos(np.pi * np.arange(nx) / nx))[:, None] / hx**2 + (
+        2 - 2 * np.cos(np.pi * np.arange(nz) / nz)
+    )[None, :] / hz**2
+    mu = np.arccosh(1.0 + 0.5 * lam * hy**2)
+    n = n_gap + 1
+    out = np.empty((nx, n_gap, nz), dtype=np.float32)
+    for j in range(1, n):
+        coeff = _sinh_ratio(mu, n - j, n) * g0 + _sinh_ratio(mu, j, n) * g1
+        out[:, j - 1, :] = fft.idctn(coeff, type=2, norm="ortho")
+    return out
+
+
+def interpolate_missing_sections(
+    volume_mask: np.ndarray,
+    known_planes: np.ndarray,
+    *,
+    voxel_size_mm: float | Sequence[float] = 1.0,
+    method: str = "linear",
+    field: str = "signed_distance",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fill unknown planes (axis 1) of an area mask by Laplace interpolation between known planes.
+
+    Parameters
+    ----------
+    volume_mask : 3D array of bool, axes (x, y, z)
+        Area mask (ndarray or anything sliceable by plane, e.g. ``np.memmap``); values on unknown
+        planes are ignored.
+    known_planes : 1D ndarray of bool, length ``volume_mask.shape[1]``
+        True where the plane holds a section that passed quality control.
+    voxel_size_mm : float or (x, y, z), default 1.0
+        Voxel edge lengths in mm (in-plane distances, and y spacing for ``'harmonic'``).
+    method : {'linear', 'harmonic'}
+        Laplace along y only (linear interpolation, default) or 3D Laplace over the gap slab.
+    field : {'signed_distance', 'indicator'}
+        Field built on the known planes (see module docstring).
+    out : 3D array of bool, optional
+        Where to write the result (e.g. a ``np.memmap``; may be ``volume_mask`` itself). Planes
+        are written one at a time, so memory stays at a few planes.
+
+    Returns
+    -------
+    3D ndarray of bool
+        Mask with every unknown plane between two known planes filled; planes outside the known
+        range are empty.
+    """
+    mask = volume_mask  # read plane by plane: works on np.memmap / h5py / zarr volumes
+    known = np.asarray(known_planes, dtype=bool)
+    if len(mask.shape) != 3 or known.shape != (mask.shape[1],):
+        raise ValueError(
+            f"need a 3D mask and one flag per plane along axis 1; got mask {mask.shape}, "
+            f"known_planes {known.shape}"
+        )
+    if method not in ("harmonic", "linear"):
+        raise ValueError(f"method must be 'harmonic' or 'linear', got {method!r}")
+    hx, hy, hz = _spacing3(voxel_size_mm)
+    if out is None:
+        out = np.zeros(mask.shape, dtype=bool)
+    elif out.shape != tuple(mask.shape):
+        raise ValueError(f"out has shape {out.shape}, mask {mask.shape}")
+    idx = np.flatnonzero(known)
+    for j in range(mask.shape[1]):
+        if known[j]:
+            out[:, j, :] = np.asarray(mask[:, j, :]) != 0
+        elif idx.size == 0 or j < idx[0] or j > idx[-1]:
+            out[:, j, :] = False
+    cache: dict[int, np.ndarray] = {}
+
+    def plane_field(j: int) -> np.ndarray:
+        if j not in cache:
+            if len(cache) >= 2:  # gaps are visited in order: keep only the last two planes
+                cache.pop(next(iter(cache)))
+            cache[j] = signed_distance_plane(np.asarray(mask[:, j, :]), (hx, hz), field)
+        return cache[j]
+
+    for j0, j1 in zip(idx[:-1], idx[1:], strict=True):
+        n_gap = int(j1 - j0 - 1)
+        if n_gap == 0:
+            continue
+        f0, f1 = plane_field(int(j0)), plane_field(int(j1))
+        if method == "linear":
+            for k in range(1, n_gap + 1):
+                t = np.float32(k / (n_gap + 1))
+                out[:, j0 + k, :] = (1 - t) * f0 + t * f1 > 0
+        else:
+            out[:, j0 + 1 : j1, :] = harmonic_gap_field(f0, f1, n_gap, (hx, hy, hz)) > 0
+    return out

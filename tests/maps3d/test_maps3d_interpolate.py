@@ -1,0 +1,98 @@
+"""Gap filling between known section planes: ball, cone, exact harmonic field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cortexgraph.maps3d.interpolate import (
+    harmonic_gap_field,
+    interpolate_missing_sections,
+    signed_distance_plane,
+)
+
+
+def _dice(a, b):
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def _ball(n=64, radius=25.0):
+    g = np.mgrid[:n, :n, :n] - (n - 1) / 2.0
+    return np.sqrt((g**2).sum(0)) < radius
+
+
+@pytest.mark.parametrize(("method", "min_dice"), [("linear", 0.99), ("harmonic", 0.99)])
+def test_ball_every_other_plane_removed(method, min_dice):
+    ball = _ball()
+    known = np.zeros(ball.shape[1], bool)
+    known[::2] = True
+    known[-1] = True
+    damaged = ball & known[None, :, None]
+    out = interpolate_missing_sections(damaged, known, method=method)
+    assert _dice(out, ball) > min_dice  # measured 0.993 (linear), 0.995 (harmonic)
+    np.testing.assert_array_equal(out[:, known, :], ball[:, known, :])
+
+
+def test_cone_interpolates_to_intermediate_radius():
+    # radius grows linearly along y: R(y) = 8 + 0.5 y voxels; only planes 0, 20, 40 known
+    x = np.arange(60) - 29.5
+    xx, yy, zz = np.meshgrid(x, np.arange(41), x, indexing="ij")
+    radius = 8.0 + 0.5 * yy
+    cone = np.hypot(xx, zz) < radius
+    known = np.zeros(41, bool)
+    known[[0, 20, 40]] = True
+    out = interpolate_missing_sections(cone & known[None, :, None], known, voxel_size_mm=0.5)
+    r_equiv = np.sqrt(out.sum(axis=(0, 2)) / np.pi)
+    r_true = radius[0, :, 0]
+    # equivalent-disc radius within 0.5 voxel of the analytic radius on every plane
+    assert np.abs(r_equiv - r_true).max() < 0.5
+    assert _dice(out, cone) > 0.99
+
+
+def test_planes_outside_known_range_stay_empty():
+    ball = _ball(32, 12.0)
+    known = np.zeros(32, bool)
+    known[10:20:3] = True
+    out = interpolate_missing_sections(ball, known)
+    assert not out[:, :10, :].any() and not out[:, 20:, :].any()
+    assert out[:, 11, :].any()
+
+
+def test_signed_distance_zero_level_midway():
+    plane = np.zeros((20, 20), bool)
+    plane[5:15, :] = True
+    f = signed_distance_plane(plane, (0.5, 0.5))
+    np.testing.assert_allclose(f[4, 10], -0.25)
+    np.testing.assert_allclose(f[5, 10], 0.25)
+    np.testing.assert_allclose(f[9, 10], 2.25)
+    assert (signed_distance_plane(np.zeros((4, 4), bool)) < 0).all()
+
+
+def test_harmonic_gap_field_solves_discrete_laplace():
+    rng = np.random.default_rng(1)
+    f0, f1 = rng.random((10, 12)), rng.random((10, 12))
+    hx, hy, hz = 1.0, 2.0, 0.5
+    gap = harmonic_gap_field(f0, f1, 4, (hx, hy, hz)).astype(np.float64)
+    full = np.concatenate([f0[:, None], gap, f1[:, None]], axis=1)
+    p = np.pad(full, ((1, 1), (0, 0), (1, 1)), mode="edge")  # Neumann in-plane borders
+    c = full[:, 1:-1]
+    lap = (
+        (p[2:, 1:-1, 1:-1] - 2 * c + p[:-2, 1:-1, 1:-1]) / hx**2
+        + (full[:, 2:] - 2 * c + full[:, :-2]) / hy**2
+        + (p[1:-1, 1:-1, 2:] - 2 * c + p[1:-1, 1:-1, :-2]) / hz**2
+    )
+    assert np.abs(lap).max() < 1e-5
+    # constant in-plane data: harmonic along y alone = linear interpolation
+    lin = harmonic_gap_field(np.zeros((3, 3)), np.full((3, 3), 5.0), 4)
+    np.testing.assert_allclose(lin[0, :, 0], [1, 2, 3, 4], atol=1e-6)
+
+
+def test_interpolate_into_memmap_in_place(tmp_path):
+    ball = _ball(32, 12.0)
+    known = np.zeros(32, bool)
+    known[::3] = True
+    expected = interpolate_missing_sections(ball & known[None, :, None], known)
+    mm = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=bool, shape=ball.shape)
+    mm[:] = ball & known[None, :, None]
+    interpolate_missing_sections(mm, known, out=mm)
+    np.testing.assert_array_equal(np.asarray(mm), expected)
