@@ -55,9 +55,17 @@ def area_volume_mm3(mask, affine: np.ndarray) -> float:
 
 
 def triangle_areas_mm2(vertices_mm: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area (mm^2) of every triangle of a mesh with vertices in mm."""
-    t = np.asarray(vertices_mm, dtype=np.float64)[np.asarray(faces)]
-    return 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+    """Area (mm^2) of every triangle of a mesh with vertices in mm (in blocks of 2^20 triangles)."""
+    verts = np.asarray(vertices_mm, dtype=np.float64)
+    faces = np.asarray(faces)
+    out = np.empty(len(faces), dtype=np.float64)
+    step = 1 << 20
+    for i in range(0, len(faces), step):
+        t = verts[faces[i : i + step]]
+        out[i : i + step] = 0.5 * np.linalg.norm(
+            np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1
+        )
+    return out
 
 
 def sample_at_vertices(
@@ -83,9 +91,10 @@ def sample_at_vertices(
     """
     inv = np.linalg.inv(np.asarray(affine, dtype=float))
     vox = np.asarray(vertices_mm, dtype=float) @ inv[:3, :3].T + inv[:3, 3]
-    out = ndimage.map_coordinates(
-        np.asarray(volume, dtype=np.float64), vox.T, order=order, mode="nearest"
-    )
+    volume = np.asarray(volume)
+    if volume.dtype not in (np.float32, np.float64):
+        volume = volume.astype(np.float32)
+    out = ndimage.map_coordinates(volume, vox.T, order=order, mode="nearest", output=np.float64)
     shape = np.asarray(volume.shape)
     outside = np.any((vox < -0.5) | (vox > shape - 0.5), axis=1)
     out[outside] = np.nan

@@ -1,0 +1,299 @@
+"""``synthesize_cohort``: write a phantom cohort (docs/data-format.md) with its ground truth.
+
+Layout written under ``out_dir``::
+
+    cohort.toml, areas.tsv, atlas/pmaps.nii.gz, atlas/pmaps.tsv, synth.json
+    B01/brain.toml, sections.tsv, transforms.tsv, exclusion.nii.gz,
+        images/ masks/ coords/ annotations/ (s0123.h5, annotations also s0123.geojson)
+    ground_truth/B01/labels/s0123.h5     full area labels of every available section
+    ground_truth/B01/transforms.tsv      the exact consecutive transforms
+    ground_truth/B01/misalignment.tsv    per digitized section: angle, translation, mirrored, missing
+    ground_truth/B01/brain.json          block->world 4x4, block->template linear part, shrinkage ...
+    ground_truth/B01/midsurface_{lh,rh}.gii        true midsurface (world mm) with area ids per vertex
+    ground_truth/B01/area_measures.tsv   per area and hemisphere: volume, pial-side surface area
+
+Everything is a function of (preset, brains, seed): all random streams come from
+``SeedSequence([seed, crc32(brain), stream, section])`` and no file stores a time, so the same call
+gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cortexgraph.data.annotations import label_image_to_contours, write_contours
+from cortexgraph.data.manifest import AreaTable, Brain, Cohort, SectionRecord
+from cortexgraph.data.raster import write_raster
+from cortexgraph.outputs import write_json_atomic
+from cortexgraph.synth import truth
+from cortexgraph.synth.areas import depth_profiles
+from cortexgraph.synth.atlas import build_atlas
+from cortexgraph.synth.deform import BrainModel, brain_rng, make_brain
+from cortexgraph.synth.presets import Preset, get_preset
+from cortexgraph.synth.render import (
+    draw_artefacts,
+    raw_points,
+    render_image,
+    sample_section,
+    section_stain,
+)
+from cortexgraph.synth.resources import TEMPLATE_SPACE
+from cortexgraph.synth.sectioning import SectionGeometry, noisy_transforms, plan_sections
+from cortexgraph.synth.template import Template, build_template
+
+Progress = Callable[[str, int, int], None]
+GENERATOR_VERSION = 1
+MIN_ANNOTATION_PX = 4
+BOX_MIN_MM = (-90.0, -126.0, -72.0)
+BOX_MAX_MM = (90.0, 90.0, 108.0)
+
+# state shared with forked worker processes (set before the pool starts)
+_STATE: dict = {}
+
+
+def _name(n: int) -> str:
+    return f"s{n:04d}"
+
+
+def synthesize_cohort(
+    out_dir: str | os.PathLike,
+    preset: str | Preset = "tiny",
+    brains: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    workers: int | None = None,
+) -> Path:
+    """Generate a phantom cohort in ``out_dir`` and return its path.
+
+    Parameters
+    ----------
+    out_dir : cohort folder (created; existing files of the same names are replaced).
+    preset : ``"tiny"``, ``"demo"``, ``"full"`` or a :class:`~cortexgraph.synth.presets.Preset`.
+    brains : brain ids (default: the preset's); B07 is added when missing (the transfer brain).
+    seed : cohort seed; the same seed gives byte-identical files.
+    progress : optional ``callable(stage, done, total)``.
+    workers : processes for the sections (default: the preset's, at most the CPU count).
+
+    Returns
+    -------
+    ``Path(out_dir)``.
+    """
+    spec = get_preset(preset) if isinstance(preset, str) else preset
+    spec = spec.with_brains(brains)
+    brain_ids = list(dict.fromkeys(spec.brains))
+    if "B07" not in brain_ids:
+        brain_ids.append("B07")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = progress or (lambda stage, done, total: None)
+    workers = max(1, min(workers or spec.workers, os.cpu_count() or 1))
+
+    report("template", 0, 1)
+    template = build_template(spec.template_mm)
+    report("template", 1, 1)
+    layout = template.layout
+    table = AreaTable(layout.areas)
+    table.write(out / "areas.tsv")
+    luts = depth_profiles(layout.profiles, len(layout.areas))
+
+    report("atlas", 0, 1)
+    build_atlas(template, spec, seed).write(out / "atlas" / "pmaps.nii.gz", out / "atlas" / "pmaps.tsv")
+    report("atlas", 1, 1)
+
+    cohort = Cohort(
+        root=out, name=f"phantom-{spec.name}", section_thickness_um=spec.section_thickness_um,
+        brain_ids=brain_ids, atlas_maps="atlas/pmaps.nii.gz", atlas_labels="atlas/pmaps.tsv",
+        canonical_space=TEMPLATE_SPACE, canonical_box_min_mm=BOX_MIN_MM,
+        canonical_box_max_mm=BOX_MAX_MM,
+    )
+    cohort.write_manifest()
+    names = {a.id: a.name for a in layout.areas}
+    for index, brain_id in enumerate(brain_ids):
+        _synthesize_brain(cohort, template, spec, brain_id, seed, luts, names, workers, report,
+                          index, len(brain_ids))
+    write_json_atomic(
+        out / "synth.json",
+        {
+            "generator": "cortexgraph.synth", "generator_version": GENERATOR_VERSION,
+            "preset": spec.name, "seed": int(seed), "brains": brain_ids,
+            "template_space": TEMPLATE_SPACE,
+            "anatomy": "MNI152 2009a GM/WM maps (nilearn) + conte69 32k midthickness with "
+                       "Schaefer-400 parcels merged to 100 areas (brainspace data files)",
+            "parameters": {k: v for k, v in vars(spec).items() if k != "extra"},
+        },
+    )
+    return out
+
+
+def _synthesize_brain(cohort: Cohort, template: Template, spec: Preset, brain_id: str, seed: int,
+                      luts: dict, names: dict, workers: int, report: Progress, index: int,
+                      total: int) -> None:
+    brain_model = make_brain(template, spec, brain_id, seed)
+    geometry = plan_sections(template, brain_model, spec, seed)
+    root = cohort.root / brain_id
+    truth_root = cohort.root / "ground_truth" / brain_id
+    brain = Brain(
+        id=brain_id, root=root, cohort=cohort, shrinkage_factor=brain_model.shrinkage_factor,
+        digitization_step=spec.digitization_step, image_spacing_um=spec.image_spacing_um,
+        mask_spacing_um=spec.mask_spacing_um, annotation_spacing_um=spec.annotation_spacing_um,
+        coords_spacing_um=spec.coords_spacing_um, base_section=geometry.base_section,
+        exclusion_mask="exclusion.nii.gz",
+    )
+    brain.write_manifest()
+    _STATE.update(template=template, brain=brain_model, geometry=geometry, spec=spec, seed=seed,
+                  luts=luts, names=names, root=root, truth_root=truth_root, cohort=cohort)
+    sections = geometry.available
+    records: dict[int, SectionRecord] = {}
+    stage = f"{brain_id} sections ({index + 1}/{total})"
+    report(stage, 0, len(sections))
+    if workers > 1 and len(sections) > 1:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            for done, record in enumerate(pool.map(_section_job, sections, chunksize=2), 1):
+                records[record.section] = record
+                report(stage, done, len(sections))
+    else:
+        for done, n in enumerate(sections, 1):
+            records[n] = _section_job(n)
+            report(stage, done, len(sections))
+    rows = []
+    for n in geometry.digitized:
+        if n in geometry.missing:
+            rows.append(SectionRecord(section=n, missing=True))
+        else:
+            rows.append(records[n])
+    brain.write_sections(rows)
+    brain.write_transforms(noisy_transforms(geometry, spec, seed, brain_id))
+    report(f"{brain_id} ground truth", 0, 1)
+    truth.write_exclusion_mask(root / "exclusion.nii.gz", template, brain_model, geometry, spec)
+    truth.write_ground_truth(truth_root, template, brain_model, geometry, spec, names)
+    report(f"{brain_id} ground truth", 1, 1)
+    _STATE.clear()
+
+
+def _section_job(n: int) -> SectionRecord:
+    """Render and write every raster of section ``n`` of the brain in ``_STATE``."""
+    state = _STATE
+    template: Template = state["template"]
+    brain: BrainModel = state["brain"]
+    geometry: SectionGeometry = state["geometry"]
+    spec: Preset = state["spec"]
+    seed: int = state["seed"]
+    root: Path = state["root"]
+    name = _name(n)
+    chunk = spec.chunk_px
+
+    # tissue mask level (whole canvas) -> artefacts, tissue bounding box
+    mask_shape = geometry.raster_shape(spec.mask_spacing_um)
+    coarse = sample_section(template, brain, geometry, n, spec.mask_spacing_um)
+    rng = brain_rng(seed, brain.brain_id, 5, n)
+    artefacts = draw_artefacts(rng, coarse.tissue, spec.mask_spacing_um, spec.artefacts_per_section)
+    mask = coarse.tissue.copy()
+    mask[artefacts.removed(raw_points(mask_shape, spec.mask_spacing_um))] = 0
+    write_raster(root / "masks" / f"{name}.h5", mask, spec.mask_spacing_um, kind="labels",
+                 chunk_px=chunk, attrs={"section": n})
+
+    # image level, only inside the tissue bounding box (glass elsewhere)
+    image_shape = geometry.raster_shape(spec.image_spacing_um)
+    ratio = spec.mask_spacing_um / spec.image_spacing_um
+    occupied = np.argwhere(coarse.tissue > 0)
+    gain, gamma, ramp = section_stain(brain, seed, n, image_shape[1])
+    noise_rng = brain_rng(seed, brain.brain_id, 6, n)
+    image = np.clip(
+        np.rint(250.0 + noise_rng.normal(0, 1.5, size=image_shape)), 0, 255
+    ).astype(np.uint8)
+    if len(occupied):
+        lo = np.maximum((occupied.min(0) - 2) * ratio, 0).astype(int)
+        hi = np.minimum((occupied.max(0) + 3) * ratio, image_shape).astype(int)
+        rows, cols = slice(lo[0], hi[0]), slice(lo[1], hi[1])
+        fine = sample_section(template, brain, geometry, n, spec.image_spacing_um, rows, cols)
+        xy = raw_points(image_shape, spec.image_spacing_um, rows, cols)
+        window = render_image(
+            fine, state["luts"], spec.image_spacing_um, noise_rng, gain * ramp[None, cols], gamma,
+            artefacts.folded(xy), artefacts.removed(xy),
+        )
+        image[rows, cols] = window
+    write_raster(root / "images" / f"{name}.h5", image, spec.image_spacing_um, kind="intensity",
+                 chunk_px=chunk, attrs={"section": n})
+
+    # canonical coordinates
+    cc = sample_section(template, brain, geometry, n, spec.coords_spacing_um)
+    lo_box, hi_box = np.array(BOX_MIN_MM), np.array(BOX_MAX_MM)
+    coords = (2.0 * (cc.template_mm - lo_box) / (hi_box - lo_box) - 1.0).astype(np.float32)
+    coords_shape = geometry.raster_shape(spec.coords_spacing_um)
+    lost = artefacts.removed(raw_points(coords_shape, spec.coords_spacing_um))
+    coords[(cc.tissue == 0) | lost] = np.nan
+    write_raster(root / "coords" / f"{name}.h5", coords, spec.coords_spacing_um, kind="intensity",
+                 chunk_px=chunk, attrs={"section": n})
+
+    # ground-truth labels and (sparse, partial) annotations
+    if spec.annotation_spacing_um == spec.mask_spacing_um:
+        labels = coarse.area
+    else:
+        labels = sample_section(template, brain, geometry, n, spec.annotation_spacing_um).area
+    write_raster(state["truth_root"] / "labels" / f"{name}.h5", labels, spec.annotation_spacing_um,
+                 kind="labels", chunk_px=chunk, attrs={"section": n})
+    record = SectionRecord(
+        section=n, image=f"images/{name}.h5", mask=f"masks/{name}.h5", coords=f"coords/{name}.h5",
+        mirrored=n in geometry.mirrored,
+    )
+    if n in geometry.annotated:
+        annotation = _annotation(labels, brain, spec, brain_rng(seed, brain.brain_id, 7, n))
+        if annotation.any():
+            write_raster(root / "annotations" / f"{name}.h5", annotation,
+                         spec.annotation_spacing_um, kind="labels", chunk_px=chunk,
+                         attrs={"section": n})
+            contours = label_image_to_contours(annotation, spec.annotation_spacing_um,
+                                               state["names"])
+            write_contours(root / "annotations" / f"{name}.geojson", contours)
+            record = SectionRecord(
+                section=n, image=record.image, mask=record.mask, coords=record.coords,
+                annotation=f"annotations/{name}.h5", contours=f"annotations/{name}.geojson",
+                mirrored=record.mirrored,
+            )
+    return record
+
+
+def _annotation(labels: np.ndarray, brain: BrainModel, spec: Preset, rng) -> np.ndarray:
+    """Partial annotation: a random share of the mapped areas present, small fragments dropped."""
+    from scipy import ndimage
+
+    present = np.unique(labels[labels > 0])
+    mapped = present[np.isin(present, brain.mapped_areas)]
+    chosen = mapped[rng.random(len(mapped)) < spec.annotated_area_fraction]
+    annotation = np.zeros_like(labels)
+    for area_id in chosen:
+        region = _break_diagonals(labels == area_id)
+        parts, count = ndimage.label(region)
+        if count == 0:
+            continue
+        sizes = np.bincount(parts.ravel())[1:]
+        keep = np.flatnonzero(sizes >= MIN_ANNOTATION_PX) + 1
+        annotation[np.isin(parts, keep)] = area_id
+    return annotation
+
+
+def _break_diagonals(region: np.ndarray) -> np.ndarray:
+    """Remove pixels until no 2x2 block holds two pixels touching only at a corner.
+
+    Contours traced from such a region would touch themselves at the corner (a polygon that is not
+    simple); removing pixels keeps the annotation a subset of the true labels.
+    """
+    region = region.copy()
+    while True:
+        a, b = region[:-1, :-1], region[:-1, 1:]
+        c, d = region[1:, :-1], region[1:, 1:]
+        main = a & d & ~b & ~c  # [[1, 0], [0, 1]]
+        anti = b & c & ~a & ~d  # [[0, 1], [1, 0]]
+        if not (main.any() or anti.any()):
+            return region
+        rows, cols = np.nonzero(main)
+        region[rows, cols] = False
+        rows, cols = np.nonzero(anti)
+        region[rows, cols + 1] = False

@@ -1,0 +1,186 @@
+"""Rendering one phantom section: tissue classes, areas, cell-body-stain texture, artefacts.
+
+Every raster of a section is computed from the same sampling (:func:`sample_section`): raw pixel centres
+-> block frame -> ``phi`` -> template fields (:func:`cortexgraph.synth.template.sample_template`).
+
+Texture model (a transmitted-light cell-body stain): optical density per pixel, then
+``intensity = 250 * exp(-gain * od) ** gamma``.
+
+* cortex: ``od = 0.9 * density(area, depth) * sqrt(size(area, depth) / 14 µm)`` (laminar profiles of
+  :mod:`cortexgraph.synth.areas`) plus band-limited noise for the cells, whose amplitude grows with the
+  density and with ``sqrt(min(1, size / spacing))`` (cells smaller than a pixel average out) and whose
+  correlation length is the cell radius (at least half a pixel);
+* white matter 0.16, non-cortical gray matter 0.5 (with the same kind of noise), glass 0.
+* staining: per-brain gain and gamma, per-section gain, gamma and a linear illumination ramp.
+* artefacts, drawn in raw-scan mm so all rasters agree: tears (thin curved lines of missing tissue),
+  missing pieces (discs cut from the tissue edge), folds (a strip of doubled optical density).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cortexgraph.synth.deform import BrainModel, brain_rng
+from cortexgraph.synth.sectioning import SectionGeometry
+from cortexgraph.synth.template import GRAY, WHITE, Template, sample_template
+
+OD_WHITE = 0.16
+OD_NONCORTICAL = 0.5
+BACKGROUND_LEVEL = 250.0
+
+
+@dataclass
+class SectionSample:
+    """Fields of one raster grid of a section."""
+
+    tissue: np.ndarray  # uint8 0/1/2 (anatomical, before artefacts)
+    area: np.ndarray  # uint16 area id on cortex, 0 elsewhere
+    depth: np.ndarray  # float32, NaN off cortex
+    template_mm: np.ndarray  # (rows, cols, 3) phi of the pixel centres
+
+
+def sample_section(template: Template, brain: BrainModel, geometry: SectionGeometry, n: int,
+                   spacing_um: float, rows: slice | None = None,
+                   cols: slice | None = None) -> SectionSample:
+    """Sample the anatomy of section ``n`` on the raster of spacing ``spacing_um`` (or a window)."""
+    block = geometry.pixel_grid(n, spacing_um, rows, cols)
+    mapped = brain.phi(block)
+    sample = sample_template(template, mapped)
+    area = np.zeros(sample.vertex.shape, dtype=np.uint16)
+    on = sample.vertex >= 0
+    area[on] = brain.vertex_area[sample.vertex[on]]
+    return SectionSample(tissue=sample.tissue, area=area, depth=sample.depth, template_mm=mapped)
+
+
+@dataclass
+class Artefacts:
+    """Artefact geometry of one section in raw-scan mm."""
+
+    tears: list[tuple[np.ndarray, float]]  # (polyline (K, 2), half width mm)
+    holes: list[tuple[np.ndarray, float]]  # (centre (2,), radius mm)
+    folds: list[tuple[np.ndarray, float]]  # (segment (2, 2), half width mm)
+
+    @staticmethod
+    def _near_polyline(xy: np.ndarray, line: np.ndarray, half: float) -> np.ndarray:
+        """Points (..., 2) within ``half`` mm of a polyline (only its bounding box is examined)."""
+        out = np.zeros(xy.shape[:-1], dtype=bool)
+        lo, hi = line.min(0) - half, line.max(0) + half
+        box = np.all((xy >= lo) & (xy <= hi), axis=-1)
+        if not box.any():
+            return out
+        pts = xy[box]
+        best = np.full(len(pts), np.inf)
+        for a, b in zip(line[:-1], line[1:], strict=True):
+            ab = b - a
+            t = np.clip(((pts - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
+            closest = a + t[:, None] * ab
+            best = np.minimum(best, np.hypot(*(pts - closest).T))
+        out[box] = best <= half
+        return out
+
+    def removed(self, xy: np.ndarray) -> np.ndarray:
+        """True where tissue is lost (tears, missing pieces) at raw points (..., 2)."""
+        out = np.zeros(xy.shape[:-1], dtype=bool)
+        for line, half in self.tears:
+            out |= self._near_polyline(xy, line, half)
+        for centre, radius in self.holes:
+            out |= self._near_polyline(xy, np.stack([centre, centre]), radius)
+        return out
+
+    def folded(self, xy: np.ndarray) -> np.ndarray:
+        """True on the folded strips at raw points (..., 2)."""
+        out = np.zeros(xy.shape[:-1], dtype=bool)
+        for segment, half in self.folds:
+            out |= self._near_polyline(xy, segment, half)
+        return out
+
+
+def draw_artefacts(rng: np.random.Generator, tissue_coarse: np.ndarray, spacing_um: float,
+                   rate: float) -> Artefacts:
+    """Random tears, missing pieces and folds placed on the tissue of a coarse raster."""
+    s = spacing_um / 1000.0
+    tissue_px = np.argwhere(tissue_coarse > 0)
+    tears, holes, folds = [], [], []
+    if len(tissue_px) == 0:
+        return Artefacts(tears, holes, folds)
+    inner = ndimage.binary_erosion(tissue_coarse > 0, iterations=2)
+    edge_px = np.argwhere((tissue_coarse > 0) & ~inner)
+    if len(edge_px) == 0:
+        edge_px = tissue_px
+    for _ in range(rng.poisson(0.45 * rate)):
+        start = (tissue_px[rng.integers(len(tissue_px))][::-1] + 0.5) * s
+        heading = rng.uniform(0, 2 * np.pi)
+        points = [start]
+        for _ in range(int(rng.integers(6, 16))):
+            heading += rng.normal(0, 0.25)
+            points.append(points[-1] + 2.0 * np.array([np.cos(heading), np.sin(heading)]))
+        tears.append((np.array(points), float(rng.uniform(0.05, 0.2))))
+    for _ in range(rng.poisson(0.3 * rate)):
+        centre = (edge_px[rng.integers(len(edge_px))][::-1] + 0.5) * s
+        holes.append((centre, float(rng.uniform(1.5, 5.0))))
+    for _ in range(rng.poisson(0.3 * rate)):
+        centre = (edge_px[rng.integers(len(edge_px))][::-1] + 0.5) * s
+        heading = rng.uniform(0, 2 * np.pi)
+        half_len = rng.uniform(3.0, 10.0)
+        d = np.array([np.cos(heading), np.sin(heading)]) * half_len
+        folds.append((np.stack([centre - d, centre + d]), float(rng.uniform(0.3, 0.9))))
+    return Artefacts(tears, holes, folds)
+
+
+def raw_points(shape: tuple[int, int], spacing_um: float, rows: slice | None = None,
+               cols: slice | None = None) -> np.ndarray:
+    """Raw-scan mm (rows, cols, 2) = (x, y) of pixel centres."""
+    rows = rows or slice(0, shape[0])
+    cols = cols or slice(0, shape[1])
+    s = spacing_um / 1000.0
+    gx, gy = np.meshgrid((np.arange(cols.start, cols.stop) + 0.5) * s,
+                         (np.arange(rows.start, rows.stop) + 0.5) * s)
+    return np.stack([gx, gy], axis=-1)
+
+
+def _band_noise(rng: np.random.Generator, shape, sigma_px: float) -> np.ndarray:
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    if sigma_px > 0.35:
+        noise = ndimage.gaussian_filter(noise, sigma_px)
+        noise /= max(float(noise.std()), 1e-6)
+    return noise
+
+
+def render_image(sample: SectionSample, luts: dict, spacing_um: float, rng: np.random.Generator,
+                 gain: float, gamma: float, folded: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """uint8 stain image of a sampled window (0 = dark stain, 255 = bright glass)."""
+    shape = sample.tissue.shape
+    od = np.zeros(shape, dtype=np.float32)
+    cortex = np.isfinite(sample.depth)
+    bins = luts["density"].shape[1]
+    depth_bin = np.clip((np.nan_to_num(sample.depth) * bins).astype(np.int64), 0, bins - 1)
+    density = luts["density"][sample.area, depth_bin]
+    size = luts["size_um"][sample.area, depth_bin]
+    cell_sigma = max(0.5 * 13.0 / spacing_um, 0.0)
+    fine = _band_noise(rng, shape, cell_sigma)
+    coarse = _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
+    resolve = np.sqrt(np.minimum(1.0, size / spacing_um))
+    od_cortex = 0.9 * density * np.sqrt(size / 14.0)
+    od_cortex = od_cortex * (1 + 0.45 * resolve * fine + 0.05 * coarse)
+    od = np.where(cortex, od_cortex, od)
+    noncortical = (sample.tissue == GRAY) & ~cortex
+    od = np.where(noncortical, OD_NONCORTICAL * (1 + 0.15 * fine + 0.06 * coarse), od)
+    od = np.where(sample.tissue == WHITE, OD_WHITE * (1 + 0.12 * fine + 0.08 * coarse), od)
+    od = np.where(folded & (sample.tissue > 0), 2.0 * od + 0.05, od)
+    od = np.where(removed, 0.0, od)
+    od = np.maximum(od, 0.0)
+    intensity = BACKGROUND_LEVEL * np.exp(-gain * od) ** gamma
+    intensity += rng.normal(0, 1.5, size=shape).astype(np.float32)
+    return np.clip(np.rint(intensity), 0, 255).astype(np.uint8)
+
+
+def section_stain(brain: BrainModel, seed: int, n: int, width: int) -> tuple[float, float, np.ndarray]:
+    """Per-section gain, gamma and the illumination ramp over ``width`` columns."""
+    rng = brain_rng(seed, brain.brain_id, 4, n)
+    gain = brain.stain_gain * float(np.exp(rng.normal(0, 0.08)))
+    gamma = brain.stain_gamma * float(np.exp(rng.normal(0, 0.06)))
+    ramp = 1.0 + rng.normal(0, 0.04) * np.linspace(-1, 1, width, dtype=np.float32)
+    return gain, gamma, ramp

@@ -1,0 +1,106 @@
+"""The tiny phantom cohort: valid for `check`, deterministic, partial annotations, atlas."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+
+from cortexgraph.data.annotations import rasterize_contours, read_contours
+from cortexgraph.data.atlas import ProbabilisticAtlas
+from cortexgraph.data.check import check_brain
+from cortexgraph.data.manifest import Cohort
+from cortexgraph.data.raster import Raster
+from cortexgraph.synth.cohort import synthesize_cohort
+from cortexgraph.synth.presets import PRESETS
+
+
+def test_check_passes_on_every_brain(tiny_cohort):
+    cohort = Cohort.read(tiny_cohort)
+    assert cohort.brain_ids == ["B01", "B03", "B07"]
+    for brain_id in cohort.brain_ids:
+        problems = check_brain(tiny_cohort / brain_id, deep=True)
+        assert problems == [], "\n".join(str(p) for p in problems)
+
+
+def test_sections_missing_mirrored_and_partly_annotated(tiny_cohort):
+    cohort = Cohort.read(tiny_cohort)
+    assert len(cohort.areas) == 100
+    for brain in cohort.brains:
+        records = brain.sections
+        numbers = [r.section for r in records]
+        assert numbers == sorted(numbers)
+        steps = np.diff(numbers)
+        assert np.all(steps == brain.digitization_step)  # missing ones stay in the table
+        annotated = brain.annotated_sections
+        assert len(annotated) >= 0.5 * len(brain.available_sections)
+        annotated_px, cortex_px = 0, 0
+        for n in annotated:
+            record = brain.section(n)
+            annotation = Raster(brain.path(record.annotation)).read_level(0)
+            truth = Raster(tiny_cohort / "ground_truth" / brain.id / "labels" / f"s{n:04d}.h5")
+            labels = truth.read_level(0)
+            # every annotated pixel carries the true area ...
+            on = annotation > 0
+            assert np.array_equal(annotation[on], labels[on])
+            annotated_px += int(on.sum())
+            cortex_px += int((labels > 0).sum())
+            # the contours rasterise back to (almost) the same pixels
+            features = read_contours(brain.path(record.contours))
+            raster = rasterize_contours(features, annotation.shape, brain.annotation_spacing_um)
+            agree = (raster == annotation)[on | (raster > 0)].mean()
+            assert agree > 0.9
+        # ... but only part of the cortex is annotated
+        assert 0.1 * cortex_px < annotated_px < 0.9 * cortex_px
+
+
+def test_atlas_is_informative_but_not_exact(tiny_cohort):
+    cohort = Cohort.read(tiny_cohort)
+    atlas = ProbabilisticAtlas.from_cohort(cohort)
+    assert atlas.num_maps == len(cohort.areas)
+    assert atlas.maps.min() >= 0.0 and atlas.maps.max() <= 1.0
+    brain = cohort.brain("B07")
+    hits, total = 0, 0
+    for n in brain.annotated_sections[:6]:
+        record = brain.section(n)
+        coords_raster = Raster(brain.path(record.coords))
+        coords = coords_raster.read_level(0)
+        labels = Raster(
+            tiny_cohort / "ground_truth" / "B07" / "labels" / f"s{n:04d}.h5"
+        ).read_at_spacing(coords_raster.spacing_um)
+        on = (labels > 0) & np.isfinite(coords[..., 0])
+        mni = cohort.from_canonical(coords[on])
+        probs = atlas.sample(mni)
+        predicted = atlas.area_ids[np.argmax(probs, axis=1)]
+        hits += int((predicted == labels[on]).sum())
+        total += int(on.sum())
+    accuracy = hits / total
+    assert total > 50
+    assert 0.25 < accuracy < 0.98  # chance is about 1/30 in the slab
+
+
+def _tree_digest(root):
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    mini = dataclasses.replace(PRESETS["tiny"], slab_posterior_mm=5.0, digitization_step=30)
+    first = synthesize_cohort(tmp_path / "a", preset=mini, brains=["B07"], seed=3)
+    second = synthesize_cohort(tmp_path / "b", preset=mini, brains=["B07"], seed=3)
+    digest_a, digest_b = _tree_digest(first), _tree_digest(second)
+    assert len(digest_a) > 10
+    assert digest_a == digest_b
+    other = synthesize_cohort(tmp_path / "c", preset=mini, brains=["B07"], seed=4)
+    digest_c = _tree_digest(other)
+    assert digest_c["B07/transforms.tsv"] != digest_a["B07/transforms.tsv"]
+
+
+def test_unknown_preset_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="tiny"):
+        synthesize_cohort(tmp_path, preset="huge")
