@@ -1,0 +1,120 @@
+"""Surface files: GIfTI (world mm, for neuroimaging tools) and PLY (for ParaView), written atomically.
+
+GIfTI surfaces hold two data arrays: ``NIFTI_INTENT_POINTSET`` (float32 (N, 3) vertices in mm, RAS,
+coordinate system NIFTI_XFORM_SCANNER_ANAT) and ``NIFTI_INTENT_TRIANGLE`` (int32 (M, 3) faces).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cortexgraph.errors import DataFormatError
+from cortexgraph.outputs import atomic_path
+
+__all__ = ["write_gifti_surface", "read_gifti_surface", "write_ply"]
+
+
+def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vertices = np.asarray(vertices)
+    faces = np.asarray(faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise DataFormatError(f"vertices must have shape (N, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise DataFormatError(f"faces must have shape (M, 3), got {faces.shape}")
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise DataFormatError("faces reference vertices that do not exist")
+    return vertices, faces
+
+
+def write_gifti_surface(
+    path: str | os.PathLike, vertices_mm: np.ndarray, faces: np.ndarray
+) -> Path:
+    """Write a GIfTI surface (``.surf.gii``) atomically; vertices in world mm."""
+    import nibabel as nib
+
+    vertices, faces = _check(vertices_mm, faces)
+    points = nib.gifti.GiftiDataArray(
+        np.asarray(vertices, dtype=np.float32),
+        intent="NIFTI_INTENT_POINTSET",
+        datatype="NIFTI_TYPE_FLOAT32",
+    )
+    points.coordsys = nib.gifti.GiftiCoordSystem(dataspace=3, xformspace=3)  # scanner, mm
+    triangles = nib.gifti.GiftiDataArray(
+        np.asarray(faces, dtype=np.int32),
+        intent="NIFTI_INTENT_TRIANGLE",
+        datatype="NIFTI_TYPE_INT32",
+    )
+    image = nib.gifti.GiftiImage(darrays=[points, triangles])
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)
+    return path
+
+
+def read_gifti_surface(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a GIfTI surface: (vertices float64 (N, 3) mm, faces int64 (M, 3))."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("surface file not found", file=str(path))
+    image = nib.load(path)
+    points = image.get_arrays_from_intent("NIFTI_INTENT_POINTSET")
+    triangles = image.get_arrays_from_intent("NIFTI_INTENT_TRIANGLE")
+    if len(points) != 1 or len(triangles) != 1:
+        raise DataFormatError(
+            "a GIfTI surface needs exactly one POINTSET and one TRIANGLE array",
+            file=str(path),
+        )
+    vertices = np.asarray(points[0].data, dtype=np.float64)
+    faces = np.asarray(triangles[0].data, dtype=np.int64)
+    return _check(vertices, faces)
+
+
+def write_ply(
+    path: str | os.PathLike,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    vertex_colors: np.ndarray | None = None,
+) -> Path:
+    """Write a binary little-endian PLY atomically (own writer).
+
+    ``vertex_colors``: uint8 (N, 3) RGB or (N, 4) RGBA, or floats in [0, 1] (scaled to 0-255).
+    """
+    vertices, faces = _check(vertices, faces)
+    n, m = len(vertices), len(faces)
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    header += [f"property float {name}" for name in "xyz"]
+    colors = None
+    if vertex_colors is not None:
+        colors = np.asarray(vertex_colors)
+        if colors.ndim != 2 or colors.shape[0] != n or colors.shape[1] not in (3, 4):
+            raise DataFormatError(f"vertex_colors must be (N, 3) or (N, 4), got {colors.shape}")
+        if colors.dtype.kind == "f":
+            colors = np.clip(np.round(colors * 255.0), 0, 255)
+        colors = colors.astype(np.uint8)
+        names = "rgba"[: colors.shape[1]]
+        channel = {"r": "red", "g": "green", "b": "blue", "a": "alpha"}
+        fields += [(channel[c], "u1") for c in names]
+        header += [f"property uchar {channel[c]}" for c in names]
+    header += [f"element face {m}", "property list uchar int vertex_indices", "end_header"]
+    vertex_data = np.empty(n, dtype=fields)
+    for k, name in enumerate("xyz"):
+        vertex_data[name] = vertices[:, k]
+    if colors is not None:
+        for k, (name, _) in enumerate(fields[3:]):
+            vertex_data[name] = colors[:, k]
+    face_data = np.empty(m, dtype=[("count", "u1"), ("index", "<i4", (3,))])
+    face_data["count"] = 3
+    face_data["index"] = faces
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(("\n".join(header) + "\n").encode("ascii"))
+            handle.write(vertex_data.tobytes())
+            handle.write(face_data.tobytes())
+    return path

@@ -1,0 +1,227 @@
+"""Mesh clean-up: components, hemisphere split, topological repair, Poisson, isotropic remeshing.
+
+Meshes are ``(vertices, faces)`` pairs: float64 (N, 3) positions in world mm and int64 (M, 3)
+triangles. PyMeshLab filters are called with *every* parameter pinned, lengths as absolute mm via
+``pymeshlab.PureValue`` (their defaults are percentages of the bounding box and changed between
+MeshLab versions; see ``method/prior-art.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from cortexgraph.errors import CortexgraphError
+
+__all__ = [
+    "keep_large_components",
+    "split_hemispheres",
+    "repair_mesh",
+    "poisson_reconstruct",
+    "remesh_isotropic",
+    "remove_unreferenced_vertices",
+]
+
+
+def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise CortexgraphError(f"vertices must have shape (N, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise CortexgraphError(f"faces must have shape (M, 3), got {faces.shape}")
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise CortexgraphError("faces reference vertices that do not exist")
+    return vertices, faces
+
+
+def remove_unreferenced_vertices(
+    vertices: np.ndarray, faces: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop vertices used by no face; renumber faces (vertex order is kept)."""
+    vertices, faces = _check_mesh(vertices, faces)
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    new_index = np.cumsum(used) - 1
+    return vertices[used], new_index[faces].astype(np.int64)
+
+
+def _face_components(n_vertices: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of faces (sharing a vertex); returns (count, label per face)."""
+    n_faces = len(faces)
+    rows = np.repeat(np.arange(n_faces), 3)
+    graph = sp.csr_matrix(
+        (np.ones(3 * n_faces, dtype=np.int8), (rows, faces.ravel())),
+        shape=(n_faces, n_vertices),
+    )
+    # bipartite face-vertex graph: components over faces and vertices together
+    full = sp.bmat([[None, graph], [graph.T, None]], format="csr")
+    count, labels = connected_components(full, directed=False)
+    return count, labels[:n_faces]
+
+
+def keep_large_components(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    min_faces: int | None = None,
+    min_fraction: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the connected components with at least ``min_faces`` faces or ``min_fraction`` of the
+    largest component's faces (give one of them; components connect through shared vertices).
+
+    Returns the kept mesh with unreferenced vertices removed.
+    """
+    vertices, faces = _check_mesh(vertices, faces)
+    if (min_faces is None) == (min_fraction is None):
+        raise CortexgraphError("give exactly one of min_faces and min_fraction")
+    if len(faces) == 0:
+        return vertices[:0], faces
+    _, labels = _face_components(len(vertices), faces)
+    sizes = np.bincount(labels)
+    threshold = min_faces if min_faces is not None else min_fraction * sizes.max()
+    keep = sizes[labels] >= threshold
+    return remove_unreferenced_vertices(vertices, faces[keep])
+
+
+def split_hemispheres(
+    vertices: np.ndarray, faces: np.ndarray, midline_x_mm: float = 0.0
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Split a mesh at the plane ``x = midline_x_mm`` (RAS: left is x < midline).
+
+    Each face goes to the side of its centroid; unreferenced vertices are dropped per side.
+    Returns ``{"left": (v, f), "right": (v, f)}``.
+    """
+    vertices, faces = _check_mesh(vertices, faces)
+    centroid_x = vertices[faces, 0].mean(axis=1) if len(faces) else np.zeros(0)
+    left = centroid_x < midline_x_mm
+    return {
+        "left": remove_unreferenced_vertices(vertices, faces[left]),
+        "right": remove_unreferenced_vertices(vertices, faces[~left]),
+    }
+
+
+def _meshset(vertices: np.ndarray, faces: np.ndarray):
+    import pymeshlab
+
+    ms = pymeshlab.MeshSet()
+    ms.add_mesh(pymeshlab.Mesh(vertex_matrix=vertices, face_matrix=faces.astype(np.int32)))
+    return ms
+
+
+def _current(ms) -> tuple[np.ndarray, np.ndarray]:
+    mesh = ms.current_mesh()
+    return (
+        np.asarray(mesh.vertex_matrix(), dtype=np.float64),
+        np.asarray(mesh.face_matrix(), dtype=np.int64),
+    )
+
+
+def repair_mesh(
+    vertices: np.ndarray, faces: np.ndarray, *, max_rounds: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove duplicate vertices and faces, zero-area faces, non-manifold edges (by removing faces)
+    and non-manifold vertices (by splitting them), then unreferenced vertices.
+
+    Repeats the cycle (at most ``max_rounds``) while it still changes the mesh, because removing
+    faces at a non-manifold edge can create a non-manifold vertex.
+    """
+    vertices, faces = _check_mesh(vertices, faces)
+    if len(faces) == 0:
+        return vertices[:0], faces
+    ms = _meshset(vertices, faces)
+    for _ in range(max_rounds):
+        before = (ms.current_mesh().vertex_number(), ms.current_mesh().face_number())
+        ms.meshing_remove_duplicate_vertices()
+        ms.meshing_remove_duplicate_faces()
+        ms.meshing_remove_null_faces()
+        ms.meshing_repair_non_manifold_edges(method="Remove Faces")
+        ms.meshing_repair_non_manifold_vertices(vertdispratio=0.0)
+        ms.meshing_remove_unreferenced_vertices()
+        after = (ms.current_mesh().vertex_number(), ms.current_mesh().face_number())
+        if after == before:
+            break
+    return _current(ms)
+
+
+def poisson_reconstruct(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    depth: int = 8,
+    *,
+    max_depth: int = 10,
+    samples_per_node: float = 1.5,
+    point_weight: float = 4.0,
+    scale: float = 1.1,
+    full_depth: int = 5,
+    iterations: int = 8,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Screened Poisson surface reconstruction (Kazhdan & Hoppe 2013) of a mesh's vertices.
+
+    Per-vertex normals are computed first from the faces (angle-weighted), so the input must be
+    consistently oriented. ``depth`` is the octree depth, capped at ``max_depth`` (memory and time
+    grow about 4-8x per level). All other PyMeshLab parameters are pinned here.
+    """
+    vertices, faces = _check_mesh(vertices, faces)
+    if depth > max_depth:
+        raise CortexgraphError(
+            f"Poisson depth {depth} exceeds the cap {max_depth}",
+            fix="lower depth (8 resolves ~1/256 of the bounding box) or raise max_depth",
+        )
+    ms = _meshset(vertices, faces)
+    ms.compute_normal_per_vertex(weightmode="By Angle")
+    ms.generate_surface_reconstruction_screened_poisson(
+        visiblelayer=False,
+        depth=int(depth),
+        fulldepth=int(min(full_depth, depth)),
+        cgdepth=0,
+        scale=float(scale),
+        samplespernode=float(samples_per_node),
+        pointweight=float(point_weight),
+        iters=int(iterations),
+        confidence=False,
+        preclean=False,
+        threads=int(threads),
+    )
+    return _current(ms)
+
+
+def remesh_isotropic(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    target_edge_mm: float,
+    iterations: int = 10,
+    *,
+    feature_angle_deg: float = 30.0,
+    max_surface_distance_mm: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Isotropic explicit remeshing (Surazhsky et al. 2003, PyMeshLab) to ``target_edge_mm``.
+
+    Split, collapse, edge swap, tangential smoothing and reprojection are all on; the surface
+    distance check uses ``max_surface_distance_mm`` (default: half the target edge). Lengths are
+    absolute mm (``pymeshlab.PureValue``), never percentages of the bounding box.
+    """
+    import pymeshlab
+
+    vertices, faces = _check_mesh(vertices, faces)
+    if not target_edge_mm > 0:
+        raise CortexgraphError(f"target_edge_mm must be positive, got {target_edge_mm}")
+    if max_surface_distance_mm is None:
+        max_surface_distance_mm = 0.5 * target_edge_mm
+    ms = _meshset(vertices, faces)
+    ms.meshing_isotropic_explicit_remeshing(
+        iterations=int(iterations),
+        adaptive=False,
+        selectedonly=False,
+        targetlen=pymeshlab.PureValue(float(target_edge_mm)),
+        featuredeg=float(feature_angle_deg),
+        checksurfdist=True,
+        maxsurfdist=pymeshlab.PureValue(float(max_surface_distance_mm)),
+        splitflag=True,
+        collapseflag=True,
+        swapflag=True,
+        smoothflag=True,
+        reprojectflag=True,
+    )
+    return _current(ms)
