@@ -1,0 +1,163 @@
+"""Graph nodes <-> points in the 2D sections (thesis ch. 7, L8790-8910; graph-pipeline.md section 5).
+
+For every available section, the section's plane (``y = (s - s_base) * thickness_mm`` in world mm) cuts the
+midsurface mesh ("virtual cutting"); each intersection point belongs to the nearer vertex of the cut
+edge, i.e. to a graph node. The points are transformed back onto the raw section by inverting the
+reconstruction (``SectionStack.world_to_section``), refined towards the cortical midline
+(:mod:`cortexgraph.mapping.midline`), and dropped (``valid = False``) when the patch around them holds
+less than 50% tissue. A node cut by several sections keeps the point of the section plane closest to it.
+
+Output table (TSV, one row per mapped node): ``node section x_mm y_mm valid moved_mm``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from cortexgraph.data.manifest import format_tsv
+from cortexgraph.data.stack import SectionStack
+from cortexgraph.mapping.midline import midline_field, refine_points, tissue_share
+from cortexgraph.meshes.cut import cut_mesh_with_plane
+from cortexgraph.outputs import write_text_atomic
+
+NODE_TABLE_COLUMNS = ("node", "section", "x_mm", "y_mm", "valid", "moved_mm")
+
+
+@dataclass
+class NodeSectionTable:
+    """Node -> section point mapping; arrays of equal length, one entry per mapped node."""
+
+    node: np.ndarray
+    section: np.ndarray
+    x_mm: np.ndarray
+    y_mm: np.ndarray
+    valid: np.ndarray
+    moved_mm: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+    def write(self, path) -> None:
+        rows = zip(
+            self.node.tolist(),
+            self.section.tolist(),
+            np.round(self.x_mm, 5).tolist(),
+            np.round(self.y_mm, 5).tolist(),
+            self.valid.astype(int).tolist(),
+            np.round(self.moved_mm, 5).tolist(),
+            strict=True,
+        )
+        write_text_atomic(path, format_tsv(NODE_TABLE_COLUMNS, rows))
+
+    @classmethod
+    def read(cls, path) -> NodeSectionTable:
+        data = np.loadtxt(path, delimiter="\t", skiprows=1, ndmin=2)
+        if data.size == 0:
+            data = np.zeros((0, 6))
+        return cls(
+            node=data[:, 0].astype(np.int64),
+            section=data[:, 1].astype(np.int64),
+            x_mm=data[:, 2],
+            y_mm=data[:, 3],
+            valid=data[:, 4].astype(bool),
+            moved_mm=data[:, 5],
+        )
+
+
+def map_nodes_to_sections(
+    vertices_mm: np.ndarray,
+    faces: np.ndarray,
+    stack: SectionStack,
+    *,
+    sections: list[int] | None = None,
+    refine: bool = True,
+    max_move_mm: float = 2.0,
+    min_tissue_share: float = 0.5,
+    patch_mm: float = 4.0,
+    progress=None,
+) -> tuple[NodeSectionTable, dict]:
+    """Map the nodes of a midsurface mesh (world mm) to points of the brain's sections.
+
+    Parameters
+    ----------
+    vertices_mm, faces : the mesh (one hemisphere), world mm.
+    stack : the brain's sections (geometry and tissue masks).
+    sections : sections to cut (default: all available, not excluded).
+    refine : move points to the cortical midline (at most ``max_move_mm``).
+    min_tissue_share : points whose ``patch_mm`` square holds less tissue are marked invalid.
+    progress : optional callable ``(done, total)``.
+
+    Returns
+    -------
+    table : one row per node that some section cuts.
+    info : points cut, dropped for low tissue share, mean/max movement, SOR iterations, seconds.
+    """
+    start = time.perf_counter()
+    sections = list(stack.sections if sections is None else sections)
+    rows: list[tuple[np.ndarray, ...]] = []
+    sor_iterations = []
+    for k, s in enumerate(sections):
+        plane_y = stack.plane_y_mm(s)
+        points, node = cut_mesh_with_plane(vertices_mm, faces, axis=1, offset_mm=plane_y)
+        if len(points):
+            xy = stack.world_to_section(s, points)
+            raster = stack.raster(s, "mask")
+            tissue = raster.read_level(0)
+            spacing_um = raster.spacing_um
+            moved = np.zeros(len(xy))
+            if refine:
+                field, _, info = midline_field(tissue == 2, spacing_um)
+                sor_iterations.append(info["iterations"])
+                xy, moved = refine_points(xy, field, spacing_um, max_move_mm=max_move_mm)
+            share = tissue_share(tissue, xy, spacing_um, patch_mm)
+            distance = np.abs(vertices_mm[node, 1] - plane_y)
+            rows.append(
+                (
+                    node,
+                    np.full(len(node), s),
+                    xy[:, 0],
+                    xy[:, 1],
+                    share >= min_tissue_share,
+                    moved,
+                    distance,
+                )
+            )
+        if progress is not None:
+            progress(k + 1, len(sections))
+    if rows:
+        node, section, x, y, valid, moved, distance = (
+            np.concatenate(c) for c in zip(*rows, strict=True)
+        )
+    else:
+        node = section = np.zeros(0, np.int64)
+        x = y = moved = distance = np.zeros(0)
+        valid = np.zeros(0, bool)
+    # one point per node: the one on the plane closest to the node (ties: valid first, then section)
+    order = np.lexsort((section, ~valid, distance, node))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = node[order][1:] != node[order][:-1]
+    keep = order[first]
+    table = NodeSectionTable(
+        node=node[keep].astype(np.int64),
+        section=section[keep].astype(np.int64),
+        x_mm=x[keep],
+        y_mm=y[keep],
+        valid=valid[keep],
+        moved_mm=moved[keep],
+    )
+    info = {
+        "sections_cut": len(sections),
+        "points_cut": int(len(node)),
+        "nodes_mapped": int(len(table)),
+        "nodes_valid": int(table.valid.sum()),
+        "nodes_dropped_low_tissue": int((~table.valid).sum()),
+        "nodes_total": int(len(vertices_mm)),
+        "moved_mm_mean": float(table.moved_mm.mean()) if len(table) else 0.0,
+        "moved_mm_max": float(table.moved_mm.max()) if len(table) else 0.0,
+        "sor_iterations_mean": float(np.mean(sor_iterations)) if sor_iterations else 0.0,
+        "seconds": time.perf_counter() - start,
+    }
+    return table, info
