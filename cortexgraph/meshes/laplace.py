@@ -6,7 +6,8 @@ neighbours (the gray/white boundary): depth 0 at the pial surface, 1 at the whit
 midsurface is ``u = 0.5`` (Leprince et al. 2015; the method of ``graph-pipeline.md`` section 3).
 
 Discretisation: the 7-point (6-neighbourhood) finite-difference Laplacian on the voxel grid, with the
-Dirichlet value taken at the centre of the neighbouring non-cortex voxel. Neighbours outside the array
+Dirichlet value placed on the face between a cortex voxel and its non-cortex neighbour (ghost value
+``2 g - u``; ``boundary="centre"`` puts it at the neighbour's centre instead). Neighbours outside the array
 are ignored (zero flux, Neumann). Anisotropic voxels weight each axis by ``1 / h_axis**2``. Cortex voxels
 that touch neither background nor white matter are free unknowns. A connected cortex component with no
 Dirichlet neighbour at all has no defined depth (this happens only when the whole volume is cortex);

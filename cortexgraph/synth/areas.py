@@ -237,11 +237,15 @@ def build_area_layout(surface: Surface, num_areas: int = NUM_AREAS) -> AreaLayou
             thickness = 2.8
             blur = 0.12
         profiles[area_id] = LaminarProfile(
-            fraction=fraction / fraction.sum(), density=density, size_um=size,
-            thickness_mm=float(thickness), blur=blur,
+            fraction=fraction / fraction.sum(),
+            density=density,
+            size_um=size,
+            thickness_mm=float(thickness),
+            blur=blur,
         )
-    return AreaLayout(areas=areas, vertex_area=vertex_area, profiles=profiles,
-                      centroids_mm=centroid_by_id)
+    return AreaLayout(
+        areas=areas, vertex_area=vertex_area, profiles=profiles, centroids_mm=centroid_by_id
+    )
 
 
 def depth_profiles(profiles: dict[int, LaminarProfile], num_ids: int, bins: int = 64) -> dict:

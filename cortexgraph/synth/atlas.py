@@ -29,14 +29,16 @@ def build_atlas(template: Template, preset: Preset, seed: int) -> ProbabilisticA
     shape = tuple(int(np.ceil((h - l) / voxel)) + 1 for l, h in zip(lo_mm, hi_mm, strict=True))
     num_areas = len(template.layout.areas)
     labels = [
-        perturbed_vertex_areas(template, brain_rng(seed, f"ATLAS{b + 1:02d}", 1),
-                               preset.border_shift_mm)
+        perturbed_vertex_areas(
+            template, brain_rng(seed, f"ATLAS{b + 1:02d}", 1), preset.border_shift_mm
+        )
         for b in range(preset.atlas_brains)
     ]
     counts = np.zeros((int(np.prod(shape)), num_areas), dtype=np.float32)
     centres = np.indices(shape).reshape(3, -1).T.astype(np.float64) * voxel + lo_mm
-    offsets = [np.array([i, j, k]) * voxel / 2 - voxel / 4 for i in (0, 1) for j in (0, 1)
-               for k in (0, 1)]
+    offsets = [
+        np.array([i, j, k]) * voxel / 2 - voxel / 4 for i in (0, 1) for j in (0, 1) for k in (0, 1)
+    ]
     weight = 1.0 / (len(offsets) * len(labels))
     for offset in offsets:
         sample = sample_template(template, centres + offset)
@@ -55,4 +57,6 @@ def build_atlas(template: Template, preset: Preset, seed: int) -> ProbabilisticA
     affine[:3, :3] *= voxel
     affine[:3, 3] = lo_mm
     areas = template.layout.areas
-    return ProbabilisticAtlas(maps, affine, np.array([a.id for a in areas]), [a.name for a in areas])
+    return ProbabilisticAtlas(
+        maps, affine, np.array([a.id for a in areas]), [a.name for a in areas]
+    )

@@ -103,51 +103,98 @@ def synthesize_cohort(
     luts = depth_profiles(layout.profiles, len(layout.areas))
 
     report("atlas", 0, 1)
-    build_atlas(template, spec, seed).write(out / "atlas" / "pmaps.nii.gz", out / "atlas" / "pmaps.tsv")
+    build_atlas(template, spec, seed).write(
+        out / "atlas" / "pmaps.nii.gz", out / "atlas" / "pmaps.tsv"
+    )
     report("atlas", 1, 1)
 
     cohort = Cohort(
-        root=out, name=f"phantom-{spec.name}", section_thickness_um=spec.section_thickness_um,
-        brain_ids=brain_ids, atlas_maps="atlas/pmaps.nii.gz", atlas_labels="atlas/pmaps.tsv",
-        canonical_space=TEMPLATE_SPACE, canonical_box_min_mm=BOX_MIN_MM,
+        root=out,
+        name=f"phantom-{spec.name}",
+        section_thickness_um=spec.section_thickness_um,
+        brain_ids=brain_ids,
+        atlas_maps="atlas/pmaps.nii.gz",
+        atlas_labels="atlas/pmaps.tsv",
+        canonical_space=TEMPLATE_SPACE,
+        canonical_box_min_mm=BOX_MIN_MM,
         canonical_box_max_mm=BOX_MAX_MM,
     )
     cohort.write_manifest()
     names = {a.id: a.name for a in layout.areas}
     for index, brain_id in enumerate(brain_ids):
-        _synthesize_brain(cohort, template, spec, brain_id, seed, luts, names, workers, report,
-                          index, len(brain_ids))
+        _synthesize_brain(
+            cohort,
+            template,
+            spec,
+            brain_id,
+            seed,
+            luts,
+            names,
+            workers,
+            report,
+            index,
+            len(brain_ids),
+        )
     write_json_atomic(
         out / "synth.json",
         {
-            "generator": "cortexgraph.synth", "generator_version": GENERATOR_VERSION,
-            "preset": spec.name, "seed": int(seed), "brains": brain_ids,
+            "generator": "cortexgraph.synth",
+            "generator_version": GENERATOR_VERSION,
+            "preset": spec.name,
+            "seed": int(seed),
+            "brains": brain_ids,
             "template_space": TEMPLATE_SPACE,
             "anatomy": "MNI152 2009a GM/WM maps (nilearn) + conte69 32k midthickness with "
-                       "Schaefer-400 parcels merged to 100 areas (brainspace data files)",
+            "Schaefer-400 parcels merged to 100 areas (brainspace data files)",
             "parameters": {k: v for k, v in vars(spec).items() if k != "extra"},
         },
     )
     return out
 
 
-def _synthesize_brain(cohort: Cohort, template: Template, spec: Preset, brain_id: str, seed: int,
-                      luts: dict, names: dict, workers: int, report: Progress, index: int,
-                      total: int) -> None:
+def _synthesize_brain(
+    cohort: Cohort,
+    template: Template,
+    spec: Preset,
+    brain_id: str,
+    seed: int,
+    luts: dict,
+    names: dict,
+    workers: int,
+    report: Progress,
+    index: int,
+    total: int,
+) -> None:
     brain_model = make_brain(template, spec, brain_id, seed)
     geometry = plan_sections(template, brain_model, spec, seed)
     root = cohort.root / brain_id
     truth_root = cohort.root / "ground_truth" / brain_id
     brain = Brain(
-        id=brain_id, root=root, cohort=cohort, shrinkage_factor=brain_model.shrinkage_factor,
-        digitization_step=spec.digitization_step, image_spacing_um=spec.image_spacing_um,
-        mask_spacing_um=spec.mask_spacing_um, annotation_spacing_um=spec.annotation_spacing_um,
-        coords_spacing_um=spec.coords_spacing_um, base_section=geometry.base_section,
+        id=brain_id,
+        root=root,
+        cohort=cohort,
+        shrinkage_factor=brain_model.shrinkage_factor,
+        digitization_step=spec.digitization_step,
+        image_spacing_um=spec.image_spacing_um,
+        mask_spacing_um=spec.mask_spacing_um,
+        annotation_spacing_um=spec.annotation_spacing_um,
+        coords_spacing_um=spec.coords_spacing_um,
+        base_section=geometry.base_section,
         exclusion_mask="exclusion.nii.gz",
     )
     brain.write_manifest()
-    _STATE.update(template=template, brain=brain_model, geometry=geometry, spec=spec, seed=seed,
-                  luts=luts, names=names, root=root, truth_root=truth_root, cohort=cohort)
+    _STATE.update(
+        template=template,
+        brain=brain_model,
+        geometry=geometry,
+        spec=spec,
+        seed=seed,
+        luts=luts,
+        names=names,
+        root=root,
+        truth_root=truth_root,
+        cohort=cohort,
+    )
     sections = geometry.available
     records: dict[int, SectionRecord] = {}
     stage = f"{brain_id} sections ({index + 1}/{total})"
@@ -196,8 +243,14 @@ def _section_job(n: int) -> SectionRecord:
     artefacts = draw_artefacts(rng, coarse.tissue, spec.mask_spacing_um, spec.artefacts_per_section)
     mask = coarse.tissue.copy()
     mask[artefacts.removed(raw_points(mask_shape, spec.mask_spacing_um))] = 0
-    write_raster(root / "masks" / f"{name}.h5", mask, spec.mask_spacing_um, kind="labels",
-                 chunk_px=chunk, attrs={"section": n})
+    write_raster(
+        root / "masks" / f"{name}.h5",
+        mask,
+        spec.mask_spacing_um,
+        kind="labels",
+        chunk_px=chunk,
+        attrs={"section": n},
+    )
 
     # image level, only inside the tissue bounding box (glass elsewhere)
     image_shape = geometry.raster_shape(spec.image_spacing_um)
@@ -205,9 +258,9 @@ def _section_job(n: int) -> SectionRecord:
     occupied = np.argwhere(coarse.tissue > 0)
     gain, gamma, ramp = section_stain(brain, seed, n, image_shape[1])
     noise_rng = brain_rng(seed, brain.brain_id, 6, n)
-    image = np.clip(
-        np.rint(250.0 + noise_rng.normal(0, 1.5, size=image_shape)), 0, 255
-    ).astype(np.uint8)
+    image = np.clip(np.rint(250.0 + noise_rng.normal(0, 1.5, size=image_shape)), 0, 255).astype(
+        np.uint8
+    )
     if len(occupied):
         lo = np.maximum((occupied.min(0) - 2) * ratio, 0).astype(int)
         hi = np.minimum((occupied.max(0) + 3) * ratio, image_shape).astype(int)
@@ -215,12 +268,24 @@ def _section_job(n: int) -> SectionRecord:
         fine = sample_section(template, brain, geometry, n, spec.image_spacing_um, rows, cols)
         xy = raw_points(image_shape, spec.image_spacing_um, rows, cols)
         window = render_image(
-            fine, state["luts"], spec.image_spacing_um, noise_rng, gain * ramp[None, cols], gamma,
-            artefacts.folded(xy), artefacts.removed(xy),
+            fine,
+            state["luts"],
+            spec.image_spacing_um,
+            noise_rng,
+            gain * ramp[None, cols],
+            gamma,
+            artefacts.folded(xy),
+            artefacts.removed(xy),
         )
         image[rows, cols] = window
-    write_raster(root / "images" / f"{name}.h5", image, spec.image_spacing_um, kind="intensity",
-                 chunk_px=chunk, attrs={"section": n})
+    write_raster(
+        root / "images" / f"{name}.h5",
+        image,
+        spec.image_spacing_um,
+        kind="intensity",
+        chunk_px=chunk,
+        attrs={"section": n},
+    )
 
     # canonical coordinates
     cc = sample_section(template, brain, geometry, n, spec.coords_spacing_um)
@@ -229,32 +294,57 @@ def _section_job(n: int) -> SectionRecord:
     coords_shape = geometry.raster_shape(spec.coords_spacing_um)
     lost = artefacts.removed(raw_points(coords_shape, spec.coords_spacing_um))
     coords[(cc.tissue == 0) | lost] = np.nan
-    write_raster(root / "coords" / f"{name}.h5", coords, spec.coords_spacing_um, kind="intensity",
-                 chunk_px=chunk, attrs={"section": n})
+    write_raster(
+        root / "coords" / f"{name}.h5",
+        coords,
+        spec.coords_spacing_um,
+        kind="intensity",
+        chunk_px=chunk,
+        attrs={"section": n},
+    )
 
     # ground-truth labels and (sparse, partial) annotations
     if spec.annotation_spacing_um == spec.mask_spacing_um:
         labels = coarse.area
     else:
         labels = sample_section(template, brain, geometry, n, spec.annotation_spacing_um).area
-    write_raster(state["truth_root"] / "labels" / f"{name}.h5", labels, spec.annotation_spacing_um,
-                 kind="labels", chunk_px=chunk, attrs={"section": n})
+    write_raster(
+        state["truth_root"] / "labels" / f"{name}.h5",
+        labels,
+        spec.annotation_spacing_um,
+        kind="labels",
+        chunk_px=chunk,
+        attrs={"section": n},
+    )
     record = SectionRecord(
-        section=n, image=f"images/{name}.h5", mask=f"masks/{name}.h5", coords=f"coords/{name}.h5",
+        section=n,
+        image=f"images/{name}.h5",
+        mask=f"masks/{name}.h5",
+        coords=f"coords/{name}.h5",
         mirrored=n in geometry.mirrored,
     )
     if n in geometry.annotated:
         annotation = _annotation(labels, brain, spec, brain_rng(seed, brain.brain_id, 7, n))
         if annotation.any():
-            write_raster(root / "annotations" / f"{name}.h5", annotation,
-                         spec.annotation_spacing_um, kind="labels", chunk_px=chunk,
-                         attrs={"section": n})
-            contours = label_image_to_contours(annotation, spec.annotation_spacing_um,
-                                               state["names"])
+            write_raster(
+                root / "annotations" / f"{name}.h5",
+                annotation,
+                spec.annotation_spacing_um,
+                kind="labels",
+                chunk_px=chunk,
+                attrs={"section": n},
+            )
+            contours = label_image_to_contours(
+                annotation, spec.annotation_spacing_um, state["names"]
+            )
             write_contours(root / "annotations" / f"{name}.geojson", contours)
             record = SectionRecord(
-                section=n, image=record.image, mask=record.mask, coords=record.coords,
-                annotation=f"annotations/{name}.h5", contours=f"annotations/{name}.geojson",
+                section=n,
+                image=record.image,
+                mask=record.mask,
+                coords=record.coords,
+                annotation=f"annotations/{name}.h5",
+                contours=f"annotations/{name}.geojson",
                 mirrored=record.mirrored,
             )
     return record

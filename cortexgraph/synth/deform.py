@@ -131,7 +131,10 @@ class BrainModel:
             step = np.zeros(3)
             step[k] = eps
             grads.append(
-                (self.displacement_at(template_mm + step) - self.displacement_at(template_mm - step))
+                (
+                    self.displacement_at(template_mm + step)
+                    - self.displacement_at(template_mm - step)
+                )
                 / (2 * eps)
             )
         jac_u = np.stack(grads, axis=2)  # (N, 3 comps, 3 derivs)
@@ -139,24 +142,27 @@ class BrainModel:
         return np.linalg.det(jac)
 
 
-def make_brain(
-    template: Template, preset: Preset, brain_id: str, seed: int
-) -> BrainModel:
+def make_brain(template: Template, preset: Preset, brain_id: str, seed: int) -> BrainModel:
     """Draw the parameters of brain ``brain_id`` from the (seed, brain id) random stream."""
     rng = brain_rng(seed, brain_id, 0)
     shrinkage = SEED_SHRINKAGE.get(brain_id)
     if shrinkage is None:
         shrinkage = float(rng.uniform(1.7, 2.4))
     weight = SEED_FRESH_WEIGHT_G.get(brain_id, float(rng.uniform(1100, 1600)))
-    size = (weight / TEMPLATE_FRESH_WEIGHT_G) ** (1 / 3) * float(np.exp(rng.normal(0, preset.size_sd)))
+    size = (weight / TEMPLATE_FRESH_WEIGHT_G) ** (1 / 3) * float(
+        np.exp(rng.normal(0, preset.size_sd))
+    )
     scale = shrinkage ** (1 / 3) / size
     angles = np.deg2rad(rng.normal(0, preset.oblique_deg, size=3))
     aniso = np.diag(np.exp(rng.normal(0, 0.03, size=3)))
     linear = scale * rotation_xyz(angles) @ aniso
     # smooth displacement on a template-space grid covering the tissue maps
     lo = np.array([-100.0, -140.0, -80.0])
-    shape = (int(200 / DISPLACEMENT_GRID_MM) + 1, int(240 / DISPLACEMENT_GRID_MM) + 1,
-             int(200 / DISPLACEMENT_GRID_MM) + 1)
+    shape = (
+        int(200 / DISPLACEMENT_GRID_MM) + 1,
+        int(240 / DISPLACEMENT_GRID_MM) + 1,
+        int(200 / DISPLACEMENT_GRID_MM) + 1,
+    )
     sigma = preset.deformation_length_mm / DISPLACEMENT_GRID_MM
     field = np.stack(
         [ndimage.gaussian_filter(rng.normal(size=shape), sigma, mode="wrap") for _ in range(3)]
@@ -165,16 +171,26 @@ def make_brain(
     affine = np.eye(4)
     affine[:3, :3] *= DISPLACEMENT_GRID_MM
     affine[:3, 3] = lo
-    vertex_area = perturbed_vertex_areas(template, brain_rng(seed, brain_id, 1), preset.border_shift_mm)
+    vertex_area = perturbed_vertex_areas(
+        template, brain_rng(seed, brain_id, 1), preset.border_shift_mm
+    )
     num_areas = len(template.layout.areas)
     low, high = preset.mapped_area_fraction
     fraction = rng.uniform(low, high)
-    mapped = np.sort(rng.choice(np.arange(1, num_areas + 1), int(round(fraction * num_areas)),
-                                replace=False))
+    mapped = np.sort(
+        rng.choice(np.arange(1, num_areas + 1), int(round(fraction * num_areas)), replace=False)
+    )
     return BrainModel(
-        brain_id=brain_id, shrinkage_factor=float(shrinkage), size_factor=float(size),
-        scale=float(scale), linear=linear, centre_mm=TEMPLATE_CENTRE_MM.copy(),
-        displacement=field.astype(np.float32), displacement_affine=affine, vertex_area=vertex_area,
-        mapped_areas=mapped, stain_gain=float(np.exp(rng.normal(0, 0.12))),
+        brain_id=brain_id,
+        shrinkage_factor=float(shrinkage),
+        size_factor=float(size),
+        scale=float(scale),
+        linear=linear,
+        centre_mm=TEMPLATE_CENTRE_MM.copy(),
+        displacement=field.astype(np.float32),
+        displacement_affine=affine,
+        vertex_area=vertex_area,
+        mapped_areas=mapped,
+        stain_gain=float(np.exp(rng.normal(0, 0.12))),
         stain_gamma=float(np.exp(rng.normal(0, 0.1))),
     )

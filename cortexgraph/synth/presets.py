@@ -8,8 +8,8 @@ shrunken, sectioned tissue) are in mm or µm as named; lengths in the *template*
 preset     brains  digitized every  image µm/px  template mm   extent
 =========  ======  ===============  ===========  ============  =================================
 tiny       3       60th (1.2 mm)    160          1.0           occipital slab (posterior 24 mm)
-demo       4       30th (0.6 mm)    80           1.0           whole brain
-full       8       15th (0.3 mm)    20           0.5           whole brain (the seeds' scale)
+demo       4       30th (0.6 mm)    100          1.0           whole brain
+full       8       15th (0.3 mm)    40           0.5           whole brain (the seeds' scale)
 =========  ======  ===============  ===========  ============  =================================
 """
 
@@ -21,14 +21,26 @@ SEED_BRAINS = ("B01", "B03", "B04", "B05", "B06", "B07", "B10", "B12")
 """The eight brains of the source study (thesis Table 3.1); B07 is the transfer brain."""
 
 SEED_SHRINKAGE = {
-    "B01": 1.933, "B03": 2.129, "B04": 2.153, "B05": 2.056,
-    "B06": 2.446, "B07": 2.024, "B10": 1.671, "B12": 2.062,
+    "B01": 1.933,
+    "B03": 2.129,
+    "B04": 2.153,
+    "B05": 2.056,
+    "B06": 2.446,
+    "B07": 2.024,
+    "B10": 1.671,
+    "B12": 2.062,
 }
 """Volume shrinkage factors of the seed brains (fresh / processed volume, thesis Table 3.1)."""
 
 SEED_FRESH_WEIGHT_G = {
-    "B01": 1350, "B03": 1360, "B04": 1349, "B05": 1142,
-    "B06": 1757, "B07": 1437, "B10": 1046, "B12": 1198,
+    "B01": 1350,
+    "B03": 1360,
+    "B04": 1349,
+    "B05": 1142,
+    "B06": 1757,
+    "B07": 1437,
+    "B10": 1046,
+    "B12": 1198,
 }
 """Fresh brain weights in g (thesis Table 3.1); they set each phantom's size relative to MNI152."""
 
@@ -136,10 +148,10 @@ PRESETS: dict[str, Preset] = {
         name="demo",
         brains=("B01", "B03", "B05", "B07"),
         digitization_step=30,
-        image_spacing_um=80.0,
-        mask_spacing_um=160.0,
-        annotation_spacing_um=160.0,
-        coords_spacing_um=640.0,
+        image_spacing_um=100.0,
+        mask_spacing_um=200.0,
+        annotation_spacing_um=200.0,
+        coords_spacing_um=800.0,
         chunk_px=1024,
         template_mm=1.0,
         slab_posterior_mm=None,
@@ -152,7 +164,7 @@ PRESETS: dict[str, Preset] = {
         name="full",
         brains=SEED_BRAINS,
         digitization_step=15,
-        image_spacing_um=20.0,
+        image_spacing_um=40.0,
         mask_spacing_um=160.0,
         annotation_spacing_um=80.0,
         coords_spacing_um=640.0,

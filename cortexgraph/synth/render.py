@@ -42,9 +42,15 @@ class SectionSample:
     template_mm: np.ndarray  # (rows, cols, 3) phi of the pixel centres
 
 
-def sample_section(template: Template, brain: BrainModel, geometry: SectionGeometry, n: int,
-                   spacing_um: float, rows: slice | None = None,
-                   cols: slice | None = None) -> SectionSample:
+def sample_section(
+    template: Template,
+    brain: BrainModel,
+    geometry: SectionGeometry,
+    n: int,
+    spacing_um: float,
+    rows: slice | None = None,
+    cols: slice | None = None,
+) -> SectionSample:
     """Sample the anatomy of section ``n`` on the raster of spacing ``spacing_um`` (or a window)."""
     block = geometry.pixel_grid(n, spacing_um, rows, cols)
     mapped = brain.phi(block)
@@ -98,8 +104,9 @@ class Artefacts:
         return out
 
 
-def draw_artefacts(rng: np.random.Generator, tissue_coarse: np.ndarray, spacing_um: float,
-                   rate: float) -> Artefacts:
+def draw_artefacts(
+    rng: np.random.Generator, tissue_coarse: np.ndarray, spacing_um: float, rate: float
+) -> Artefacts:
     """Random tears, missing pieces and folds placed on the tissue of a coarse raster."""
     s = spacing_um / 1000.0
     tissue_px = np.argwhere(tissue_coarse > 0)
@@ -130,14 +137,16 @@ def draw_artefacts(rng: np.random.Generator, tissue_coarse: np.ndarray, spacing_
     return Artefacts(tears, holes, folds)
 
 
-def raw_points(shape: tuple[int, int], spacing_um: float, rows: slice | None = None,
-               cols: slice | None = None) -> np.ndarray:
+def raw_points(
+    shape: tuple[int, int], spacing_um: float, rows: slice | None = None, cols: slice | None = None
+) -> np.ndarray:
     """Raw-scan mm (rows, cols, 2) = (x, y) of pixel centres."""
     rows = rows or slice(0, shape[0])
     cols = cols or slice(0, shape[1])
     s = spacing_um / 1000.0
-    gx, gy = np.meshgrid((np.arange(cols.start, cols.stop) + 0.5) * s,
-                         (np.arange(rows.start, rows.stop) + 0.5) * s)
+    gx, gy = np.meshgrid(
+        (np.arange(cols.start, cols.stop) + 0.5) * s, (np.arange(rows.start, rows.stop) + 0.5) * s
+    )
     return np.stack([gx, gy], axis=-1)
 
 
@@ -149,8 +158,16 @@ def _band_noise(rng: np.random.Generator, shape, sigma_px: float) -> np.ndarray:
     return noise
 
 
-def render_image(sample: SectionSample, luts: dict, spacing_um: float, rng: np.random.Generator,
-                 gain: float, gamma: float, folded: np.ndarray, removed: np.ndarray) -> np.ndarray:
+def render_image(
+    sample: SectionSample,
+    luts: dict,
+    spacing_um: float,
+    rng: np.random.Generator,
+    gain: float,
+    gamma: float,
+    folded: np.ndarray,
+    removed: np.ndarray,
+) -> np.ndarray:
     """uint8 stain image of a sampled window (0 = dark stain, 255 = bright glass)."""
     shape = sample.tissue.shape
     od = np.zeros(shape, dtype=np.float32)
@@ -177,7 +194,9 @@ def render_image(sample: SectionSample, luts: dict, spacing_um: float, rng: np.r
     return np.clip(np.rint(intensity), 0, 255).astype(np.uint8)
 
 
-def section_stain(brain: BrainModel, seed: int, n: int, width: int) -> tuple[float, float, np.ndarray]:
+def section_stain(
+    brain: BrainModel, seed: int, n: int, width: int
+) -> tuple[float, float, np.ndarray]:
     """Per-section gain, gamma and the illumination ramp over ``width`` columns."""
     rng = brain_rng(seed, brain.brain_id, 4, n)
     gain = brain.stain_gain * float(np.exp(rng.normal(0, 0.08)))

@@ -103,7 +103,8 @@ def load_tissue_maps() -> TissueMaps:
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
         raise CortexgraphError(
-            "the phantom generator needs the MNI152 maps shipped by nilearn", fix="pip install nilearn"
+            "the phantom generator needs the MNI152 maps shipped by nilearn",
+            fix="pip install nilearn",
         )
     folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
     gm_img = nib.load(str(folder / GM_FILE))

@@ -60,12 +60,17 @@ class SectionGeometry:
         v = inverse[1, 0] * x_mm + inverse[1, 1] * y_mm + inverse[1, 2]
         xc, zc = self.centre_xz_mm
         return np.stack(
-            [u - self.width_mm / 2 + xc, np.full_like(u, self.y_mm(n)), zc - (v - self.height_mm / 2)],
+            [
+                u - self.width_mm / 2 + xc,
+                np.full_like(u, self.y_mm(n)),
+                zc - (v - self.height_mm / 2),
+            ],
             axis=-1,
         )
 
-    def pixel_grid(self, n: int, spacing_um: float, rows: slice | None = None,
-                   cols: slice | None = None) -> np.ndarray:
+    def pixel_grid(
+        self, n: int, spacing_um: float, rows: slice | None = None, cols: slice | None = None
+    ) -> np.ndarray:
         """Block-frame points (rows, cols, 3) of the pixel centres of a raster of section ``n``."""
         shape = self.raster_shape(spacing_um)
         rows = rows or slice(0, shape[0])
@@ -77,8 +82,10 @@ class SectionGeometry:
         return self.raw_to_block(n, gx, gy)
 
     def raster_shape(self, spacing_um: float) -> tuple[int, int]:
-        return (int(round(self.height_mm * 1000 / spacing_um)),
-                int(round(self.width_mm * 1000 / spacing_um)))
+        return (
+            int(round(self.height_mm * 1000 / spacing_um)),
+            int(round(self.width_mm * 1000 / spacing_um)),
+        )
 
     def true_transforms(self) -> dict[tuple[int, int], np.ndarray]:
         """``{(moving, fixed): D_fixed @ inv(D_moving)}`` for consecutive available sections."""
@@ -104,8 +111,9 @@ class SectionGeometry:
         return out
 
 
-def tissue_extent(template: Template, brain: BrainModel, stride: int = 2,
-                  slab_posterior_mm: float | None = None) -> np.ndarray:
+def tissue_extent(
+    template: Template, brain: BrainModel, stride: int = 2, slab_posterior_mm: float | None = None
+) -> np.ndarray:
     """Block-frame bounding box ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` of the brain's tissue.
 
     With ``slab_posterior_mm`` the box of the posterior slab of that length only.
@@ -116,12 +124,13 @@ def tissue_extent(template: Template, brain: BrainModel, stride: int = 2,
     points = idx * template.spacing_mm + template.affine[:3, 3]
     vox = np.rint(points @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
     # the cerebellum and brainstem count too
-    far = np.argwhere(
-        template.far_allowed[::stride, ::stride, ::stride] > 0.5
-    ) * stride
+    far = np.argwhere(template.far_allowed[::stride, ::stride, ::stride] > 0.5) * stride
     far_pts = far * template.spacing_mm + template.affine[:3, 3]
-    fvox = np.clip(np.rint(far_pts @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64), 0,
-                   np.array(template.gm.shape) - 1)
+    fvox = np.clip(
+        np.rint(far_pts @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64),
+        0,
+        np.array(template.gm.shape) - 1,
+    )
     tissue = (template.gm[tuple(fvox.T)] + template.wm[tuple(fvox.T)]) >= 0.5
     del vox
     points = np.concatenate([points, far_pts[tissue]])
@@ -166,18 +175,23 @@ def plan_sections(
     mirrored = {int(n) for n in picks[n_missing : n_missing + n_mirrored]}
     every = max(1, preset.annotation_every_sections // step)
     phase = int(rng.integers(0, every))
-    annotated = {
-        n for i, n in enumerate(digitized) if i % every == phase and n not in missing
-    }
+    annotated = {n for i, n in enumerate(digitized) if i % every == phase and n not in missing}
     misalignment = {}
     for n in digitized:
         angle = np.deg2rad(rng.normal(0, preset.misalignment_deg))
         tx, ty = rng.normal(0, preset.misalignment_mm, size=2)
         misalignment[n] = rigid_matrix(0.0, tx, ty) @ rotation_about(angle, (width / 2, height / 2))
     geometry = SectionGeometry(
-        thickness_mm=t_mm, first_y_mm=float(first_y), digitized=digitized, missing=missing,
-        mirrored=mirrored, annotated=annotated, width_mm=float(width), height_mm=float(height),
-        centre_xz_mm=(float(centre[0]), float(centre[1])), misalignment=misalignment,
+        thickness_mm=t_mm,
+        first_y_mm=float(first_y),
+        digitized=digitized,
+        missing=missing,
+        mirrored=mirrored,
+        annotated=annotated,
+        width_mm=float(width),
+        height_mm=float(height),
+        centre_xz_mm=(float(centre[0]), float(centre[1])),
+        misalignment=misalignment,
     )
     candidates = [n for n in geometry.available if n not in mirrored]
     geometry.base_section = int(candidates[(len(candidates) - 1) // 2])

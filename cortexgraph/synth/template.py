@@ -148,7 +148,9 @@ def build_template(template_mm: float) -> Template:
     lo_vox, hi_vox = idx.min(0) - 4, idx.max(0) + 4
     lo_mm = lo_vox @ maps.affine[:3, :3].T + maps.affine[:3, 3]
     hi_mm = hi_vox @ maps.affine[:3, :3].T + maps.affine[:3, 3]
-    shape = tuple(int(np.ceil((h - l) / template_mm)) + 1 for l, h in zip(lo_mm, hi_mm, strict=True))
+    shape = tuple(
+        int(np.ceil((h - l) / template_mm)) + 1 for l, h in zip(lo_mm, hi_mm, strict=True)
+    )
     affine = np.eye(4)
     affine[:3, :3] *= template_mm
     affine[:3, 3] = lo_mm
@@ -178,7 +180,9 @@ def build_template(template_mm: float) -> Template:
         dist, near = tree.query(block, k=K_NEAREST)
         weights = 1.0 / np.maximum(dist, 1e-3) ** 2
         weights /= weights.sum(1, keepdims=True)
-        offsets = np.einsum("nkj,nkj->nk", block[:, None, :] - all_vertices[near], all_normals[near])
+        offsets = np.einsum(
+            "nkj,nkj->nk", block[:, None, :] - all_vertices[near], all_normals[near]
+        )
         d = (weights * offsets).sum(1)
         t = (weights * vertex_thickness[near]).sum(1)
         cells = tuple(candidates[start : start + step].T)
@@ -199,10 +203,22 @@ def build_template(template_mm: float) -> Template:
     gm = ndimage.affine_transform(maps.gm, matrix, offset, shape, order=1)
     wm = ndimage.affine_transform(maps.wm, matrix, offset, shape, order=1)
     return Template(
-        affine=affine, signed_mm=signed, far_allowed=allowed, ribbon_mm=signed_ribbon,
-        far_tissue=((gm + wm) * allowed).astype(np.float32), far_white=(wm - gm).astype(np.float32), thickness_mm=thickness, vertex=vertex, medial=medial,
-        surfaces=surfaces, normals=normals, layout=layout, vertex_thickness_mm=vertex_thickness,
-        gm=maps.gm, wm=maps.wm, tissue_affine=maps.affine,
+        affine=affine,
+        signed_mm=signed,
+        far_allowed=allowed,
+        ribbon_mm=signed_ribbon,
+        far_tissue=((gm + wm) * allowed).astype(np.float32),
+        far_white=(wm - gm).astype(np.float32),
+        thickness_mm=thickness,
+        vertex=vertex,
+        medial=medial,
+        surfaces=surfaces,
+        normals=normals,
+        layout=layout,
+        vertex_thickness_mm=vertex_thickness,
+        gm=maps.gm,
+        wm=maps.wm,
+        tissue_affine=maps.affine,
     )
 
 
@@ -211,7 +227,8 @@ def _solid(surface: Surface, lo_mm: np.ndarray, spacing_mm: float, shape) -> np.
     v, f = surface.vertices_mm, surface.faces
     a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
     longest = max(
-        np.linalg.norm(b - a, axis=1).max(), np.linalg.norm(c - a, axis=1).max(),
+        np.linalg.norm(b - a, axis=1).max(),
+        np.linalg.norm(c - a, axis=1).max(),
         np.linalg.norm(c - b, axis=1).max(),
     )
     steps = int(np.ceil(2.0 * longest / spacing_mm)) + 1
@@ -239,9 +256,7 @@ def _far_tissue_allowed(maps, inside, signed, thickness, lo_mm, spacing_mm, shap
     inverse = np.linalg.inv(maps.affine)
     matrix = inverse[:3, :3] * spacing_mm
     offset = inverse[:3, :3] @ lo_mm + inverse[:3, 3]
-    tissue = (
-        ndimage.affine_transform(maps.gm + maps.wm, matrix, offset, shape, order=1) >= 0.5
-    )
+    tissue = ndimage.affine_transform(maps.gm + maps.wm, matrix, offset, shape, order=1) >= 0.5
     width = int(np.ceil((NEAR_MARGIN_MM + 2.0 + float(thickness.max()) / 2) / spacing_mm))
     ball = ndimage.generate_binary_structure(3, 1)
     near_zone = ndimage.binary_dilation(inside, ball, iterations=width)
@@ -261,7 +276,9 @@ def _far_tissue_allowed(maps, inside, signed, thickness, lo_mm, spacing_mm, shap
         big = np.flatnonzero(sizes >= 0.01 * sizes.max()) + 1
         keep = np.isin(labels, big)
         keep = ndimage.binary_dilation(
-            keep, ball, iterations=int(np.ceil(HULL_MM / spacing_mm)),
+            keep,
+            ball,
+            iterations=int(np.ceil(HULL_MM / spacing_mm)),
             mask=tissue & ~near_zone & below,
         )
     return (inside | keep).astype(np.float32)
@@ -296,9 +313,9 @@ def sample_template(template: Template, points_mm: np.ndarray) -> TemplateSample
     near = np.abs(d) <= t / 2 + NEAR_MARGIN_MM
     tissue_p = ndimage.map_coordinates(template.far_tissue, vox, order=1, mode="constant", cval=0.0)
     white_p = ndimage.map_coordinates(template.far_white, vox, order=1, mode="constant", cval=0.0)
-    far_class = np.where(
-        tissue_p < 0.5, BACKGROUND, np.where(white_p >= 0, WHITE, GRAY)
-    ).astype(np.uint8)
+    far_class = np.where(tissue_p < 0.5, BACKGROUND, np.where(white_p >= 0, WHITE, GRAY)).astype(
+        np.uint8
+    )
     cortex = near & (np.abs(d) <= t / 2)
     tissue = np.where(
         near, np.where(cortex, GRAY, np.where(d < 0, WHITE, BACKGROUND)), far_class
@@ -311,6 +328,8 @@ def sample_template(template: Template, points_mm: np.ndarray) -> TemplateSample
     vertex[sel] = template.vertex[tuple(ivox[:, sel])]
     cortex &= vertex >= 0
     return TemplateSample(
-        tissue=tissue.reshape(lead), cortex=cortex.reshape(lead), depth=depth.reshape(lead),
+        tissue=tissue.reshape(lead),
+        cortex=cortex.reshape(lead),
+        depth=depth.reshape(lead),
         vertex=vertex.reshape(lead),
     )

@@ -32,13 +32,17 @@ HEMI_NAMES = ("lh", "rh")
 
 def _slab_range(geometry: SectionGeometry) -> tuple[float, float]:
     """Block Y range covered by the digitized sections (half a step of margin)."""
-    half = 0.5 * (geometry.digitized[1] - geometry.digitized[0] if len(geometry.digitized) > 1
-                  else 1) * geometry.thickness_mm
+    half = (
+        0.5
+        * (geometry.digitized[1] - geometry.digitized[0] if len(geometry.digitized) > 1 else 1)
+        * geometry.thickness_mm
+    )
     return geometry.y_mm(geometry.digitized[0]) - half, geometry.y_mm(geometry.digitized[-1]) + half
 
 
-def write_exclusion_mask(path: Path, template: Template, brain: BrainModel,
-                         geometry: SectionGeometry, preset: Preset) -> Path:
+def write_exclusion_mask(
+    path: Path, template: Template, brain: BrainModel, geometry: SectionGeometry, preset: Preset
+) -> Path:
     """NIfTI (uint8, world mm) of gray matter that is not cortex: deep nuclei, cerebellum, brainstem."""
     voxel = preset.exclusion_voxel_mm
     to_world = geometry.block_to_world()
@@ -47,8 +51,9 @@ def write_exclusion_mask(path: Path, template: Template, brain: BrainModel,
     xc, zc = geometry.centre_xz_mm
     hw, hh = geometry.width_mm / 2, geometry.height_mm / 2
     y0, y1 = _slab_range(geometry)
-    corners = np.array([[xc + sx * hw, y, zc + sz * hh, 1.0] for sx in (-1, 1) for sz in (-1, 1)
-                        for y in (y0, y1)])
+    corners = np.array(
+        [[xc + sx * hw, y, zc + sz * hh, 1.0] for sx in (-1, 1) for sz in (-1, 1) for y in (y0, y1)]
+    )
     world = corners @ to_world.T
     lo, hi = world[:, :3].min(0), world[:, :3].max(0)
     shape = tuple(int(np.ceil((h - l) / voxel)) + 1 for l, h in zip(lo, hi, strict=True))
@@ -58,8 +63,12 @@ def write_exclusion_mask(path: Path, template: Template, brain: BrainModel,
     mask = np.zeros(shape, dtype=np.uint8)
     grid_xz = np.indices((shape[0], shape[2])).reshape(2, -1).T.astype(np.float64)
     for j in range(shape[1]):  # one coronal plane at a time
-        pts = np.column_stack([grid_xz[:, 0], np.full(len(grid_xz), j), grid_xz[:, 1],
-                               np.ones(len(grid_xz))]) @ affine.T
+        pts = (
+            np.column_stack(
+                [grid_xz[:, 0], np.full(len(grid_xz), j), grid_xz[:, 1], np.ones(len(grid_xz))]
+            )
+            @ affine.T
+        )
         block = pts @ from_world.T
         inside = (block[:, 1] >= y0) & (block[:, 1] <= y1)
         if not inside.any():
@@ -88,8 +97,12 @@ def _resampled_fields(template: Template, spacing_mm: float, box_mm: np.ndarray)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     zoom = template.spacing_mm / spacing_mm
     fields = []
-    for array, order in ((template.signed_mm, 1), (template.thickness_mm, 1),
-                         (template.medial, 1), (template.vertex, 0)):
+    for array, order in (
+        (template.signed_mm, 1),
+        (template.thickness_mm, 1),
+        (template.medial, 1),
+        (template.vertex, 0),
+    ):
         fields.append(ndimage.zoom(array[crop], zoom, order=order, mode="nearest", grid_mode=False))
     affine = template.affine.copy()
     affine[:3, 3] = template.affine[:3, :3] @ lo + template.affine[:3, 3]
@@ -102,11 +115,15 @@ def _template_box(brain: BrainModel, geometry: SectionGeometry, margin_mm: float
     """Template-space bounding box of the sectioned block (canvas x slab), with a margin."""
     xc, zc = geometry.centre_xz_mm
     y0, y1 = _slab_range(geometry)
-    grid = np.stack(np.meshgrid(
-        np.linspace(xc - geometry.width_mm / 2, xc + geometry.width_mm / 2, 6),
-        np.linspace(y0, y1, 6),
-        np.linspace(zc - geometry.height_mm / 2, zc + geometry.height_mm / 2, 6),
-        indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = np.stack(
+        np.meshgrid(
+            np.linspace(xc - geometry.width_mm / 2, xc + geometry.width_mm / 2, 6),
+            np.linspace(y0, y1, 6),
+            np.linspace(zc - geometry.height_mm / 2, zc + geometry.height_mm / 2, 6),
+            indexing="ij",
+        ),
+        axis=-1,
+    ).reshape(-1, 3)
     mapped = brain.phi(grid)
     return np.stack([mapped.min(0) - margin_mm, mapped.max(0) + margin_mm])
 
@@ -140,16 +157,22 @@ def _triangle_areas(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
-def write_gifti_surface(path: Path, vertices_mm: np.ndarray, faces: np.ndarray,
-                        labels: np.ndarray) -> Path:
+def write_gifti_surface(
+    path: Path, vertices_mm: np.ndarray, faces: np.ndarray, labels: np.ndarray
+) -> Path:
     """GIfTI with a pointset (float32 mm), triangles (int32) and an int32 area-id label array."""
     arrays = [
-        nib.gifti.GiftiDataArray(vertices_mm.astype(np.float32), intent="NIFTI_INTENT_POINTSET",
-                                 datatype="NIFTI_TYPE_FLOAT32"),
-        nib.gifti.GiftiDataArray(faces.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE",
-                                 datatype="NIFTI_TYPE_INT32"),
-        nib.gifti.GiftiDataArray(labels.astype(np.int32), intent="NIFTI_INTENT_LABEL",
-                                 datatype="NIFTI_TYPE_INT32"),
+        nib.gifti.GiftiDataArray(
+            vertices_mm.astype(np.float32),
+            intent="NIFTI_INTENT_POINTSET",
+            datatype="NIFTI_TYPE_FLOAT32",
+        ),
+        nib.gifti.GiftiDataArray(
+            faces.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE", datatype="NIFTI_TYPE_INT32"
+        ),
+        nib.gifti.GiftiDataArray(
+            labels.astype(np.int32), intent="NIFTI_INTENT_LABEL", datatype="NIFTI_TYPE_INT32"
+        ),
     ]
     with atomic_path(path) as tmp:
         nib.save(nib.gifti.GiftiImage(darrays=arrays), str(tmp))
@@ -159,27 +182,65 @@ def write_gifti_surface(path: Path, vertices_mm: np.ndarray, faces: np.ndarray,
 def read_gifti_surface(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices (N, 3) mm, faces (F, 3), area id per vertex (N,)) of a ground-truth surface."""
     image = nib.load(str(path))
-    return (np.asarray(image.darrays[0].data, dtype=np.float64),
-            np.asarray(image.darrays[1].data, dtype=np.int64),
-            np.asarray(image.darrays[2].data, dtype=np.int64))
+    return (
+        np.asarray(image.darrays[0].data, dtype=np.float64),
+        np.asarray(image.darrays[1].data, dtype=np.int64),
+        np.asarray(image.darrays[2].data, dtype=np.int64),
+    )
 
 
-def write_ground_truth(root: Path, template: Template, brain: BrainModel, geometry: SectionGeometry,
-                       preset: Preset, names: dict[int, str]) -> None:
+def write_ground_truth(
+    root: Path,
+    template: Template,
+    brain: BrainModel,
+    geometry: SectionGeometry,
+    preset: Preset,
+    names: dict[int, str],
+) -> None:
     """Write the ground-truth files of one brain under ``root`` (see module docstring)."""
     root.mkdir(parents=True, exist_ok=True)
-    holder = Brain(id=brain.brain_id, root=root, cohort=None, shrinkage_factor=brain.shrinkage_factor,
-                   digitization_step=preset.digitization_step, image_spacing_um=0, mask_spacing_um=0,
-                   annotation_spacing_um=0, coords_spacing_um=0)
+    holder = Brain(
+        id=brain.brain_id,
+        root=root,
+        cohort=None,
+        shrinkage_factor=brain.shrinkage_factor,
+        digitization_step=preset.digitization_step,
+        image_spacing_um=0,
+        mask_spacing_um=0,
+        annotation_spacing_um=0,
+        coords_spacing_um=0,
+    )
     holder.write_transforms(geometry.true_transforms())
     rows = []
     for n in geometry.digitized:
         d = geometry.misalignment[n]
-        rows.append((n, *[repr(float(v)) for v in d[:2].ravel()], int(n in geometry.mirrored),
-                     int(n in geometry.missing), int(n in geometry.annotated)))
-    write_text_atomic(root / "misalignment.tsv", format_tsv(
-        ("section", "m00", "m01", "m02", "m10", "m11", "m12", "mirrored", "missing", "annotated"),
-        rows))
+        rows.append(
+            (
+                n,
+                *[repr(float(v)) for v in d[:2].ravel()],
+                int(n in geometry.mirrored),
+                int(n in geometry.missing),
+                int(n in geometry.annotated),
+            )
+        )
+    write_text_atomic(
+        root / "misalignment.tsv",
+        format_tsv(
+            (
+                "section",
+                "m00",
+                "m01",
+                "m02",
+                "m10",
+                "m11",
+                "m12",
+                "mirrored",
+                "missing",
+                "annotated",
+            ),
+            rows,
+        ),
+    )
     to_world = geometry.block_to_world()
     y0, y1 = _slab_range(geometry)
     n_vertices = template.num_vertices
@@ -235,28 +296,50 @@ def write_ground_truth(root: Path, template: Template, brain: BrainModel, geomet
 
     f = brain.shrinkage_factor
     rows = [
-        (area_id, names[area_id], hemi, f"{vol:.3f}", f"{vol * f:.3f}", f"{pial:.3f}",
-         f"{pial * f ** (2 / 3):.3f}")
+        (
+            area_id,
+            names[area_id],
+            hemi,
+            f"{vol:.3f}",
+            f"{vol * f:.3f}",
+            f"{pial:.3f}",
+            f"{pial * f ** (2 / 3):.3f}",
+        )
         for (area_id, hemi), (vol, pial) in sorted(measures.items())
     ]
-    write_text_atomic(root / "area_measures.tsv", format_tsv(
-        ("area_id", "name", "hemisphere", "volume_mm3", "volume_fresh_mm3", "pial_area_mm2",
-         "pial_area_fresh_mm2"), rows))
-    write_json_atomic(root / "brain.json", {
-        "brain": brain.brain_id,
-        "block_to_world": to_world.tolist(),
-        "block_to_template_linear": brain.linear.tolist(),
-        "template_centre_mm": brain.centre_mm.tolist(),
-        "shrinkage_factor": brain.shrinkage_factor,
-        "size_factor": brain.size_factor,
-        "template_per_brain_mm": brain.scale,
-        "base_section": geometry.base_section,
-        "canvas_mm": [geometry.width_mm, geometry.height_mm],
-        "canvas_centre_block_xz_mm": list(geometry.centre_xz_mm),
-        "first_section_block_y_mm": geometry.first_y_mm,
-        "slab_block_y_mm": [y0, y1],
-        "mapped_areas": [int(a) for a in brain.mapped_areas],
-        "midsurface_vertices": surfaces,
-        "frames": "block frame: sections are planes Y = const; world = block_to_world @ block; "
-                  "template (MNI mm) = phi(block), see cortexgraph.synth.deform",
-    })
+    write_text_atomic(
+        root / "area_measures.tsv",
+        format_tsv(
+            (
+                "area_id",
+                "name",
+                "hemisphere",
+                "volume_mm3",
+                "volume_fresh_mm3",
+                "pial_area_mm2",
+                "pial_area_fresh_mm2",
+            ),
+            rows,
+        ),
+    )
+    write_json_atomic(
+        root / "brain.json",
+        {
+            "brain": brain.brain_id,
+            "block_to_world": to_world.tolist(),
+            "block_to_template_linear": brain.linear.tolist(),
+            "template_centre_mm": brain.centre_mm.tolist(),
+            "shrinkage_factor": brain.shrinkage_factor,
+            "size_factor": brain.size_factor,
+            "template_per_brain_mm": brain.scale,
+            "base_section": geometry.base_section,
+            "canvas_mm": [geometry.width_mm, geometry.height_mm],
+            "canvas_centre_block_xz_mm": list(geometry.centre_xz_mm),
+            "first_section_block_y_mm": geometry.first_y_mm,
+            "slab_block_y_mm": [y0, y1],
+            "mapped_areas": [int(a) for a in brain.mapped_areas],
+            "midsurface_vertices": surfaces,
+            "frames": "block frame: sections are planes Y = const; world = block_to_world @ block; "
+            "template (MNI mm) = phi(block), see cortexgraph.synth.deform",
+        },
+    )
