@@ -34,7 +34,9 @@ def label_image_to_contours(
         if area_id <= 0:
             continue
         indicator = np.pad((labels == area_id).astype(np.float32), 1)
-        regions = measure.label(indicator > 0, connectivity=2)
+        regions = measure.label(
+            indicator > 0, connectivity=1
+        )  # edge-connected: corner contacts would give invalid polygons
         for region in range(1, regions.max() + 1):
             single = (regions == region).astype(np.float32)
             rings = [c for c in measure.find_contours(single, 0.5) if len(c) >= 4]

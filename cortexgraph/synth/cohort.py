@@ -290,7 +290,10 @@ def _section_job(n: int) -> SectionRecord:
     # canonical coordinates
     cc = sample_section(template, brain, geometry, n, spec.coords_spacing_um)
     lo_box, hi_box = np.array(BOX_MIN_MM), np.array(BOX_MAX_MM)
-    coords = (2.0 * (cc.template_mm - lo_box) / (hi_box - lo_box) - 1.0).astype(np.float32)
+    coords = 2.0 * (cc.template_mm - lo_box) / (hi_box - lo_box) - 1.0
+    # the MNI volume ends at z = -72 mm (the box edge); the brainstem tissue interpolated up to half a
+    # voxel below it is clipped onto the box
+    coords = np.clip(coords, -1.0, 1.0).astype(np.float32)
     coords_shape = geometry.raster_shape(spec.coords_spacing_um)
     lost = artefacts.removed(raw_points(coords_shape, spec.coords_spacing_um))
     coords[(cc.tissue == 0) | lost] = np.nan
