@@ -1,7 +1,8 @@
 """Surface files: GIfTI (world mm, for neuroimaging tools) and PLY (for ParaView), written atomically.
 
 GIfTI surfaces hold two data arrays: ``NIFTI_INTENT_POINTSET`` (float32 (N, 3) vertices in mm, RAS,
-coordinate system NIFTI_XFORM_SCANNER_ANAT) and ``NIFTI_INTENT_TRIANGLE`` (int32 (M, 3) faces).
+coordinate system NIFTI_XFORM_SCANNER_ANAT) and ``NIFTI_INTENT_TRIANGLE`` (int32 (M, 3) faces),
+optionally followed by ``NIFTI_INTENT_LABEL`` (int32 (N,) area id per vertex).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import atomic_path
 
-__all__ = ["write_gifti_surface", "read_gifti_surface", "write_ply"]
+__all__ = ["write_gifti_surface", "read_gifti_surface", "read_gifti_vertex_labels", "write_ply"]
 
 
 def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -30,9 +31,15 @@ def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def write_gifti_surface(
-    path: str | os.PathLike, vertices_mm: np.ndarray, faces: np.ndarray
+    path: str | os.PathLike,
+    vertices_mm: np.ndarray,
+    faces: np.ndarray,
+    vertex_labels: np.ndarray | None = None,
 ) -> Path:
-    """Write a GIfTI surface (``.surf.gii``) atomically; vertices in world mm."""
+    """Write a GIfTI surface (``.surf.gii``) atomically; vertices in world mm.
+
+    ``vertex_labels`` (N,) integer area ids, if given, are stored as a third, LABEL-intent array.
+    """
     import nibabel as nib
 
     vertices, faces = _check(vertices_mm, faces)
@@ -47,7 +54,21 @@ def write_gifti_surface(
         intent="NIFTI_INTENT_TRIANGLE",
         datatype="NIFTI_TYPE_INT32",
     )
-    image = nib.gifti.GiftiImage(darrays=[points, triangles])
+    darrays = [points, triangles]
+    if vertex_labels is not None:
+        vertex_labels = np.asarray(vertex_labels)
+        if vertex_labels.shape != (len(vertices),):
+            raise DataFormatError(
+                f"vertex_labels must have shape ({len(vertices)},), got {vertex_labels.shape}"
+            )
+        darrays.append(
+            nib.gifti.GiftiDataArray(
+                vertex_labels.astype(np.int32),
+                intent="NIFTI_INTENT_LABEL",
+                datatype="NIFTI_TYPE_INT32",
+            )
+        )
+    image = nib.gifti.GiftiImage(darrays=darrays)
     path = Path(path)
     with atomic_path(path) as tmp:
         nib.save(image, tmp)
@@ -72,6 +93,23 @@ def read_gifti_surface(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     vertices = np.asarray(points[0].data, dtype=np.float64)
     faces = np.asarray(triangles[0].data, dtype=np.int64)
     return _check(vertices, faces)
+
+
+def read_gifti_vertex_labels(path: str | os.PathLike) -> np.ndarray:
+    """The (N,) int64 per-vertex labels (LABEL intent array) of a GIfTI surface."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("surface file not found", file=str(path))
+    labels = nib.load(path).get_arrays_from_intent("NIFTI_INTENT_LABEL")
+    if len(labels) != 1:
+        raise DataFormatError(
+            "the GIfTI surface has no (or several) LABEL arrays",
+            file=str(path),
+            fix="write it with vertex_labels",
+        )
+    return np.asarray(labels[0].data, dtype=np.int64)
 
 
 def write_ply(

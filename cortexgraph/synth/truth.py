@@ -21,6 +21,7 @@ from scipy import ndimage
 from skimage import measure
 
 from cortexgraph.data.manifest import Brain, format_tsv
+from cortexgraph.meshes import io as meshes_io
 from cortexgraph.outputs import atomic_path, write_json_atomic, write_text_atomic
 from cortexgraph.synth.deform import BrainModel
 from cortexgraph.synth.presets import Preset
@@ -157,36 +158,10 @@ def _triangle_areas(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
-def write_gifti_surface(
-    path: Path, vertices_mm: np.ndarray, faces: np.ndarray, labels: np.ndarray
-) -> Path:
-    """GIfTI with a pointset (float32 mm), triangles (int32) and an int32 area-id label array."""
-    arrays = [
-        nib.gifti.GiftiDataArray(
-            vertices_mm.astype(np.float32),
-            intent="NIFTI_INTENT_POINTSET",
-            datatype="NIFTI_TYPE_FLOAT32",
-        ),
-        nib.gifti.GiftiDataArray(
-            faces.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE", datatype="NIFTI_TYPE_INT32"
-        ),
-        nib.gifti.GiftiDataArray(
-            labels.astype(np.int32), intent="NIFTI_INTENT_LABEL", datatype="NIFTI_TYPE_INT32"
-        ),
-    ]
-    with atomic_path(path) as tmp:
-        nib.save(nib.gifti.GiftiImage(darrays=arrays), str(tmp))
-    return path
-
-
 def read_gifti_surface(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices (N, 3) mm, faces (F, 3), area id per vertex (N,)) of a ground-truth surface."""
-    image = nib.load(str(path))
-    return (
-        np.asarray(image.darrays[0].data, dtype=np.float64),
-        np.asarray(image.darrays[1].data, dtype=np.int64),
-        np.asarray(image.darrays[2].data, dtype=np.int64),
-    )
+    vertices, faces = meshes_io.read_gifti_surface(path)
+    return vertices, faces, meshes_io.read_gifti_vertex_labels(path)
 
 
 def write_ground_truth(
@@ -262,7 +237,7 @@ def write_ground_truth(
         vox = np.rint((verts[used] - affine[:3, 3]) / np.diag(affine)[:3]).astype(np.int64)
         vox = np.clip(vox, 0, np.array(vertex.shape) - 1)
         labels = brain.vertex_area[np.maximum(vertex[tuple(vox.T)], 0)]
-        write_gifti_surface(root / f"midsurface_{hemi}.gii", world[:, :3], faces, labels)
+        meshes_io.write_gifti_surface(root / f"midsurface_{hemi}.gii", world[:, :3], faces, labels)
         surfaces[hemi] = len(used)
 
         # pial-side surface area per area

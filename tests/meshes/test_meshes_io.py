@@ -33,3 +33,16 @@ def test_ply_readable_by_trimesh(tmp_path):
     np.testing.assert_array_equal(loaded.faces, faces)
     rgb = np.asarray(loaded.visual.vertex_colors)[:, :3]
     np.testing.assert_array_equal(rgb, np.tile([255, 0, 0], (len(vertices), 1)))
+
+
+def test_gifti_vertex_labels_round_trip(tmp_path):
+    import numpy as np
+
+    from cortexgraph.meshes.io import read_gifti_vertex_labels
+
+    vertices = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    faces = np.array([[0, 1, 2]])
+    path = write_gifti_surface(tmp_path / "lab.surf.gii", vertices, faces, vertex_labels=[3, 7, 7])
+    assert read_gifti_vertex_labels(path).tolist() == [3, 7, 7]
+    v, f = read_gifti_surface(path)
+    assert np.array_equal(f, faces)
