@@ -53,7 +53,10 @@ def cut_mesh_with_plane(
     used[faces.ravel()] = True
     on_plane = np.flatnonzero(used & (signed == 0.0))
 
-    edges = edges_from_faces(faces, len(vertices))
+    # only faces with vertices on both sides can hold crossing edges
+    side = signed[faces]
+    straddling = faces[(side.min(axis=1) < 0) & (side.max(axis=1) > 0)]
+    edges = edges_from_faces(straddling, len(vertices))
     a, b = edges[:, edges[0] < edges[1]]
     sa, sb = signed[a], signed[b]
     crossing = ((sa < 0) & (sb > 0)) | ((sa > 0) & (sb < 0))

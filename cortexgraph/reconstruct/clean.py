@@ -71,7 +71,7 @@ def remove_detached_tissue(
 def automatic_noncortical_mask(
     volume: np.ndarray,
     voxel_size_mm: float,
-    max_cortex_thickness_mm: float = 6.0,
+    max_cortex_thickness_mm: float = 5.0,
     grow_mm: float = 1.5,
 ) -> np.ndarray:
     """Gray matter that cannot be cortex because it is too thick.

@@ -8,7 +8,7 @@ shrunken, sectioned tissue) are in mm or µm as named; lengths in the *template*
 preset     brains  digitized every  image µm/px  template mm   extent
 =========  ======  ===============  ===========  ============  =================================
 tiny       3       60th (1.2 mm)    160          1.0           occipital slab (posterior 24 mm)
-demo       4       30th (0.6 mm)    100          1.0           whole brain
+demo       4       30th (0.6 mm)    100          1.0           posterior slab (40 mm)
 full       8       15th (0.3 mm)    40           0.5           whole brain (the seeds' scale)
 =========  ======  ===============  ===========  ============  =================================
 """
@@ -154,7 +154,7 @@ PRESETS: dict[str, Preset] = {
         coords_spacing_um=800.0,
         chunk_px=1024,
         template_mm=1.0,
-        slab_posterior_mm=None,
+        slab_posterior_mm=40.0,
         annotation_every_sections=60,
         truth_voxel_mm=0.6,
         midsurface_voxel_mm=0.6,

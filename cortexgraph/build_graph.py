@@ -1,0 +1,592 @@
+"""``cortexgraph build-graph <brain>``: sections -> volume -> depth -> midsurfaces -> graphs -> node points.
+
+The stages of graph-pipeline.md sections 1-5 (thesis ch. 7), each a call into its own package:
+
+1. :func:`reconstruct_volume` (reconstruct/): stack the tissue masks with the rigid transforms composed to
+   the central base section, fill defects (median along y), drop detached tissue, remove non-cortical gray
+   matter (the brain's exclusion mask when it has one, the automatic thickness criterion otherwise).
+2. :func:`depth_field` (meshes/laplace): Laplace depth in the cortex, 0 pial, 1 white.
+3. :func:`midsurfaces` (meshes/): the 0.5 isosurface, small components removed, split into hemispheres at
+   the interhemispheric fissure, repaired, optionally Poisson-reconstructed, remeshed to the target edge.
+4. :func:`map_hemispheres` (mapping/): the virtual cuts of every section through each midsurface, points
+   back on the raw sections, refined to the cortical midline, low-tissue points invalid.
+5. graph files: positions, faces, edges and the node arrays ``section``, ``point_mm``, ``valid``.
+
+:func:`build_graph` chains them and writes (under ``<cohort>/derivatives/cortexgraph/<brain>/``)::
+
+    reconstruct/tissue.nii.gz      uint8 cleaned tissue volume (0 bg, 1 white, 2 gray), world mm affine
+    reconstruct/excluded.nii.gz    uint8, 1 = gray matter removed as non-cortical
+    reconstruct/depth.nii.gz       float32 depth (0 pial .. 1 white), NaN outside the cortex
+    meshes/midsurface_<hemi>.gii   remeshed midsurface per hemisphere (lh, rh), world mm
+    meshes/midsurface_<hemi>.ply   the same for ParaView
+    graph/<hemi>.h5                graph file (docs/derivatives.md)
+    graph/<hemi>_nodes.tsv         node -> section point table
+    qc/build-graph.json            what every stage measured, seconds per stage
+    qc/build-graph.png             sections with their mapped points; the meshes from three sides
+
+Each file has a ``.prov.json`` provenance record beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from cortexgraph.data.check import check_brain
+from cortexgraph.data.manifest import Brain
+from cortexgraph.data.stack import SectionStack
+from cortexgraph.errors import CortexgraphError
+from cortexgraph.mapping.nodes import NodeSectionTable, map_nodes_to_sections
+from cortexgraph.meshes.graph import save_graph_h5
+from cortexgraph.meshes.io import write_gifti_surface, write_ply
+from cortexgraph.meshes.isosurface import extract_isosurface
+from cortexgraph.meshes.laplace import solve_laplace_depth
+from cortexgraph.meshes.repair import (
+    keep_large_components,
+    poisson_reconstruct,
+    remesh_isotropic,
+    repair_mesh,
+)
+from cortexgraph.outputs import atomic_path, write_json_atomic, write_provenance
+from cortexgraph.reconstruct.clean import (
+    BACKGROUND,
+    GRAY,
+    WHITE,
+    automatic_noncortical_mask,
+    exclude_noncortical,
+    fill_defects,
+    remove_detached_tissue,
+    resample_mask_to_grid,
+)
+from cortexgraph.reconstruct.volume import stack_tissue_volume
+
+log = logging.getLogger(__name__)
+
+HEMISPHERES = ("lh", "rh")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildGraphParameters:
+    """Every parameter of build-graph (recorded in the provenance of each output).
+
+    voxel_size_mm : isotropic voxel size of the reconstruction; ``None`` = the distance between digitized
+        sections (300 µm for sections digitized like the seeds': 20 µm x every 15th).
+    target_edge_mm : remeshing edge length; ``None`` = the voxel size (the seeds: 300 µm).
+    exclusion : ``auto`` (the brain's exclusion mask if it has one, else automatic), ``mask``
+        (require the mask), ``automatic`` (ignore any mask), ``none``.
+    max_cortex_thickness_mm, exclusion_grow_mm : the automatic criterion
+        (:func:`cortexgraph.reconstruct.clean.automatic_noncortical_mask`).
+    min_defect_mm3 : smallest defect (connected difference to the y-median) that is filled.
+    min_tissue_fraction : tissue components below this fraction of the largest are dropped.
+    min_cortex_fraction : after exclusion, gray components below this fraction of the largest gray
+        component (slivers at the rim of excluded structures) become background.
+    laplace_tol, laplace_max_iter : solver stop criterion (relative residual) and iteration cap.
+    isosurface_method : ``flying_edges`` (VTK) or ``lewiner`` (scikit-image).
+    min_component_fraction : mesh components below this fraction of the largest (faces) are dropped.
+    poisson_depth : octree depth of Poisson reconstruction; ``None`` skips it.
+    remesh_iterations : iterations of isotropic explicit remeshing.
+    refine, max_move_mm, min_tissue_share, tissue_patch_mm : node -> section point mapping.
+    """
+
+    voxel_size_mm: float | None = None
+    target_edge_mm: float | None = None
+    exclusion: str = "auto"
+    max_cortex_thickness_mm: float = 5.0
+    exclusion_grow_mm: float = 1.5
+    min_defect_mm3: float = 1.0
+    min_tissue_fraction: float = 0.01
+    min_cortex_fraction: float = 0.01
+    laplace_tol: float = 1e-5
+    laplace_max_iter: int = 200
+    isosurface_method: str = "flying_edges"
+    min_component_fraction: float = 0.01
+    poisson_depth: int | None = None
+    remesh_iterations: int = 10
+    refine: bool = True
+    max_move_mm: float = 2.0
+    min_tissue_share: float = 0.5
+    tissue_patch_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.exclusion not in ("auto", "mask", "automatic", "none"):
+            raise ValueError("exclusion must be one of auto, mask, automatic, none")
+        for name in ("voxel_size_mm", "target_edge_mm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+def build_graph_outputs(brain: Brain) -> dict[str, Path]:
+    """Paths of every file :func:`build_graph` writes for ``brain`` (see the module docstring)."""
+    d = brain.derivatives
+    out = {
+        "tissue": d / "reconstruct" / "tissue.nii.gz",
+        "excluded": d / "reconstruct" / "excluded.nii.gz",
+        "depth": d / "reconstruct" / "depth.nii.gz",
+        "qc_json": d / "qc" / "build-graph.json",
+        "qc_png": d / "qc" / "build-graph.png",
+    }
+    for hemi in HEMISPHERES:
+        out[f"gii_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.gii"
+        out[f"ply_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.ply"
+        out[f"graph_{hemi}"] = d / "graph" / f"{hemi}.h5"
+        out[f"nodes_{hemi}"] = d / "graph" / f"{hemi}_nodes.tsv"
+    return out
+
+
+# -- 1. reconstruction ------------------------------------------------------------------------------
+
+
+def exclusion_mask_volume(
+    brain: Brain, shape: tuple[int, int, int], affine: np.ndarray
+) -> np.ndarray:
+    path = brain.path(brain.exclusion_mask)
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise CortexgraphError(
+            f"cannot read the exclusion mask: {exc}",
+            file=path,
+            fix="give a 3D NIfTI mask in world mm (1 = non-cortical gray matter), or remove "
+            "exclusion_mask from brain.toml to use the automatic method",
+        ) from exc
+    if data.ndim != 3:
+        raise CortexgraphError(
+            f"the exclusion mask has {data.ndim} dimensions, expected 3",
+            file=path,
+            fix="save it as a 3D NIfTI volume",
+        )
+    return resample_mask_to_grid(data, image.affine, shape, affine)
+
+
+def stacked_volume(
+    stack: SectionStack, params: BuildGraphParameters, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Stacked tissue volume with defects filled and detached tissue dropped (before exclusion).
+
+    Returns (uint8 tissue classes (X, Y, Z), 4x4 voxel -> world mm affine, info).
+    """
+
+    def stacking_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress("stack sections", done, total)
+
+    volume, affine, info_stack = stack_tissue_volume(
+        stack, params.voxel_size_mm, progress=stacking_progress
+    )
+    voxel_mm = float(affine[0, 0])
+    filled, info_fill = fill_defects(volume, voxel_mm, params.min_defect_mm3)
+    cleaned, info_detached = remove_detached_tissue(filled, params.min_tissue_fraction)
+    info = {"stack": info_stack, "fill_defects": info_fill, "detached_tissue": info_detached}
+    return cleaned, affine, info
+
+
+def small_gray_components(tissue: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Bool mask of the gray-matter components (26-connected) smaller than ``min_fraction`` of the
+    largest gray component."""
+    labels, count = ndimage.label(tissue == GRAY, structure=np.ones((3, 3, 3), dtype=bool))
+    if count <= 1:
+        return np.zeros(tissue.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    small = np.flatnonzero((sizes > 0) & (sizes < min_fraction * sizes.max()))
+    return np.isin(labels, small)
+
+
+def reconstruct_volume(
+    stack: SectionStack, params: BuildGraphParameters, progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Stacked and cleaned tissue volume of one brain.
+
+    Returns
+    -------
+    tissue : uint8 (X, Y, Z), 0 background, 1 white, 2 gray (cortex only after exclusion).
+    excluded : bool (X, Y, Z), gray matter removed as non-cortical.
+    affine : 4x4 voxel -> world mm.
+    info : what was measured: stacking, defects filled, detached tissue, exclusion (method, voxels).
+    """
+    brain = stack.brain
+    cleaned, affine, info = stacked_volume(stack, params, progress)
+    voxel_mm = float(affine[0, 0])
+
+    method = params.exclusion
+    if method == "auto":
+        method = "mask" if brain.exclusion_mask else "automatic"
+    if method == "mask":
+        if not brain.exclusion_mask:
+            raise CortexgraphError(
+                "exclusion 'mask' was asked for but the brain has no exclusion mask",
+                file=brain.manifest_path,
+                fix="set exclusion_mask in brain.toml, or use --exclusion automatic",
+            )
+        excluded = exclusion_mask_volume(brain, cleaned.shape, affine)
+    elif method == "automatic":
+        excluded = automatic_noncortical_mask(
+            cleaned, voxel_mm, params.max_cortex_thickness_mm, params.exclusion_grow_mm
+        )
+    else:
+        excluded = np.zeros(cleaned.shape, dtype=bool)
+    excluded &= cleaned == GRAY
+    tissue, info_exclusion = exclude_noncortical(cleaned, excluded)
+    info_exclusion["method"] = method
+    # slivers left at the rim of excluded structures (the mask's resampling, partial volume) are
+    # small isolated gray components: they would give spurious midsurface patches
+    slivers = small_gray_components(tissue, params.min_cortex_fraction)
+    tissue[slivers] = BACKGROUND
+    excluded |= slivers
+    info_exclusion["voxels_small_gray_components"] = int(slivers.sum())
+    cortex_voxels = int((tissue == GRAY).sum())
+    if cortex_voxels == 0:
+        raise CortexgraphError(
+            "the reconstructed volume has no cortex (no gray matter left after cleaning and exclusion)",
+            file=brain.manifest_path,
+            fix="check the tissue masks (class 2 = gray matter) and the exclusion mask, "
+            "or run with --exclusion none",
+        )
+    if not (tissue == WHITE).any():
+        raise CortexgraphError(
+            "the reconstructed volume has no white matter, so cortical depth is undefined",
+            file=brain.manifest_path,
+            fix="check the tissue masks (class 1 = white matter)",
+        )
+    info |= {
+        "exclusion": info_exclusion,
+        "voxels_cortex": cortex_voxels,
+        "voxels_white": int((tissue == WHITE).sum()),
+    }
+    return tissue, excluded, affine, info
+
+
+# -- 2. depth ---------------------------------------------------------------------------------------
+
+
+def depth_field(
+    tissue: np.ndarray, voxel_size_mm: float, params: BuildGraphParameters
+) -> tuple[np.ndarray, dict]:
+    """Laplace depth in the cortex (0 pial, 1 white; NaN elsewhere) and the solver's report.
+
+    The first and last planes of the stack (y) are cut faces of the tissue, not pial surface: the volume
+    is padded there by one replicated plane, so cortex touching the ends gets no pial condition from the
+    cut (approximately zero flux), and the padding is cropped again.
+    """
+    padded = np.pad(tissue, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    depth, info = solve_laplace_depth(
+        padded, voxel_size_mm, tol=params.laplace_tol, max_iter=params.laplace_max_iter
+    )
+    return depth[:, 1:-1, :], info
+
+
+# -- 3. midsurfaces ---------------------------------------------------------------------------------
+
+
+def interhemispheric_x_mm(tissue: np.ndarray, affine: np.ndarray, search_mm: float = 25.0) -> float:
+    """World x of the interhemispheric fissure: the sagittal plane near the tissue's centre that cuts
+    the least cortex (the medial cortex lies parallel to the fissure, the fissure itself is empty).
+
+    The profile of gray voxels per sagittal plane is smoothed over ~2 mm and its minimum is searched
+    within ``search_mm`` of the centre of mass of the tissue.
+    """
+    voxel_mm = float(affine[0, 0])
+    gray_per_x = (tissue == GRAY).sum(axis=(1, 2)).astype(np.float64)
+    tissue_per_x = (tissue > 0).sum(axis=(1, 2)).astype(np.float64)
+    centre = float(np.sum(np.arange(len(tissue_per_x)) * tissue_per_x) / tissue_per_x.sum())
+    profile = ndimage.gaussian_filter1d(gray_per_x, sigma=max(1.0 / voxel_mm, 0.5))
+    half = int(round(search_mm / voxel_mm))
+    lo = max(int(round(centre)) - half, 0)
+    hi = min(int(round(centre)) + half + 1, len(profile))
+    x_index = lo + int(np.argmin(profile[lo:hi]))
+    return float(affine[0, 0] * x_index + affine[0, 3])
+
+
+def _edge_lengths(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    from cortexgraph.meshes.graph import edges_from_faces
+
+    edges = edges_from_faces(faces, len(vertices))
+    edges = edges[:, edges[0] < edges[1]]
+    return np.linalg.norm(vertices[edges[0]] - vertices[edges[1]], axis=1)
+
+
+def mesh_summary(vertices: np.ndarray, faces: np.ndarray, target_edge_mm: float) -> dict:
+    """Vertices, faces, edge-length statistics and the share of edges within +-30% of the target."""
+    lengths = _edge_lengths(vertices, faces)
+    within = np.abs(lengths / target_edge_mm - 1.0) <= 0.3 if len(lengths) else np.zeros(0)
+    return {
+        "vertices": int(len(vertices)),
+        "faces": int(len(faces)),
+        "edges": int(len(lengths)),
+        "edge_mm_mean": float(lengths.mean()) if len(lengths) else 0.0,
+        "edge_mm_std": float(lengths.std()) if len(lengths) else 0.0,
+        "edge_mm_p5": float(np.percentile(lengths, 5)) if len(lengths) else 0.0,
+        "edge_mm_p95": float(np.percentile(lengths, 95)) if len(lengths) else 0.0,
+        "edges_within_30pct": float(within.mean()) if len(lengths) else 0.0,
+    }
+
+
+def midsurfaces(
+    depth: np.ndarray,
+    tissue: np.ndarray,
+    affine: np.ndarray,
+    params: BuildGraphParameters,
+    target_edge_mm: float,
+    progress: Progress | None = None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+    """The remeshed midsurface of each hemisphere (``{"lh": (v, f), "rh": (v, f)}``, world mm).
+
+    Voxels outside the cortex take the value of their side (white 1, elsewhere 0) so the 0.5 level
+    closes against them instead of leaving holes at NaN cells; only marching-cubes cells with a cortex
+    corner take part.
+    """
+    field = np.where(np.isnan(depth), np.where(tissue == WHITE, 1.0, 0.0), depth).astype(np.float32)
+    # open the surface at the cut ends of the stack: extend the field by a replicated plane, then keep
+    # the faces between the first and the last plane
+    field = np.pad(field, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    padded_affine = affine.copy()
+    padded_affine[:3, 3] -= affine[:3, 1]
+    # only cells with a cortex corner: white matter touching background directly (cerebellar white
+    # matter after exclusion, cut ends) would otherwise give a spurious 0.5 level
+    near_cortex = ndimage.binary_dilation(
+        np.pad(tissue == GRAY, ((0, 0), (1, 1), (0, 0)), mode="edge"),
+        structure=np.ones((3, 3, 3), dtype=bool),
+    )
+    vertices, faces = extract_isosurface(
+        field, 0.5, padded_affine, method=params.isosurface_method, mask=near_cortex
+    )
+    y_first = affine[1, 3]
+    y_last = affine[1, 3] + affine[1, 1] * (depth.shape[1] - 1)
+    centroid_y = vertices[faces].mean(axis=1)[:, 1]
+    faces = faces[(centroid_y >= y_first) & (centroid_y <= y_last)]
+    info: dict = {"isosurface": {"vertices": int(len(vertices)), "faces": int(len(faces))}}
+    if len(faces) == 0:
+        raise CortexgraphError(
+            "the 0.5 isosurface of the depth field is empty",
+            fix="check that the volume has cortex between white matter and background",
+        )
+    vertices, faces = keep_large_components(
+        vertices, faces, min_fraction=params.min_component_fraction
+    )
+    midline_x = interhemispheric_x_mm(tissue, affine)
+    info["midline_x_mm"] = midline_x
+    centroid_x = vertices[faces].mean(axis=1)[:, 0]
+    meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for k, hemi in enumerate(HEMISPHERES):
+        if progress is not None:
+            progress("midsurfaces", k, len(HEMISPHERES))
+        side = centroid_x < midline_x if hemi == "lh" else centroid_x >= midline_x
+        v, f = keep_large_components(
+            vertices, faces[side], min_fraction=params.min_component_fraction
+        )
+        hemi_info: dict = {"isosurface_faces": int(side.sum())}
+        if len(f) == 0:
+            raise CortexgraphError(
+                f"hemisphere {hemi} has no midsurface (no cortex on its side of x = {midline_x:.1f} mm)",
+                fix="check the tissue masks and the exclusion mask of this hemisphere",
+            )
+        v, f = repair_mesh(v, f)
+        if params.poisson_depth is not None:
+            v, f = poisson_reconstruct(v, f, depth=params.poisson_depth)
+            v, f = repair_mesh(v, f)
+            hemi_info["poisson_faces"] = int(len(f))
+        v, f = remesh_isotropic(v, f, target_edge_mm, iterations=params.remesh_iterations)
+        v, f = repair_mesh(v, f)
+        v, f = keep_large_components(v, f, min_fraction=params.min_component_fraction)
+        hemi_info.update(mesh_summary(v, f, target_edge_mm))
+        info[hemi] = hemi_info
+        meshes[hemi] = (v, f)
+    if progress is not None:
+        progress("midsurfaces", len(HEMISPHERES), len(HEMISPHERES))
+    return meshes, info
+
+
+# -- 4. node <-> section points ---------------------------------------------------------------------
+
+
+def map_hemispheres(
+    meshes: dict[str, tuple[np.ndarray, np.ndarray]],
+    stack: SectionStack,
+    params: BuildGraphParameters,
+    progress: Progress | None = None,
+) -> tuple[dict[str, NodeSectionTable], dict]:
+    """Node -> section point tables of all hemispheres, mapped in one pass over the sections (both
+    hemispheres share each section's midline field)."""
+    offsets, all_v, all_f, start = {}, [], [], 0
+    for hemi, (v, f) in meshes.items():
+        offsets[hemi] = (start, start + len(v))
+        all_v.append(v)
+        all_f.append(f + start)
+        start += len(v)
+    vertices, faces = np.vstack(all_v), np.vstack(all_f)
+    sections = list(stack.sections)
+
+    def mapping_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress("map nodes to sections", done, total)
+
+    table, info = map_nodes_to_sections(
+        vertices,
+        faces,
+        stack,
+        sections=sections,
+        refine=params.refine,
+        max_move_mm=params.max_move_mm,
+        min_tissue_share=params.min_tissue_share,
+        patch_mm=params.tissue_patch_mm,
+        progress=mapping_progress,
+    )
+    tables = {}
+    for hemi, (lo, hi) in offsets.items():
+        keep = (table.node >= lo) & (table.node < hi)
+        tables[hemi] = NodeSectionTable(
+            node=table.node[keep] - lo,
+            section=table.section[keep],
+            x_mm=table.x_mm[keep],
+            y_mm=table.y_mm[keep],
+            valid=table.valid[keep],
+            moved_mm=table.moved_mm[keep],
+        )
+        info[hemi] = {
+            "nodes": int(hi - lo),
+            "nodes_mapped": int(keep.sum()),
+            "nodes_valid": int(table.valid[keep].sum()),
+        }
+    return tables, info
+
+
+def node_arrays_from_table(table: NodeSectionTable, n_nodes: int) -> dict[str, np.ndarray]:
+    """The graph's node arrays ``section`` (-1 = none), ``point_mm`` (NaN = none) and ``valid``."""
+    section = np.full(n_nodes, -1, dtype=np.int64)
+    point = np.full((n_nodes, 2), np.nan, dtype=np.float32)
+    valid = np.zeros(n_nodes, dtype=bool)
+    section[table.node] = table.section
+    point[table.node, 0] = table.x_mm
+    point[table.node, 1] = table.y_mm
+    valid[table.node] = table.valid
+    return {"section": section, "point_mm": point, "valid": valid}
+
+
+# -- the whole command ------------------------------------------------------------------------------
+
+
+def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        image = nib.Nifti1Image(data, affine)
+        image.header.set_xyzt_units("mm")
+        nib.save(image, str(tmp))
+
+
+def build_graph(
+    brain: Brain,
+    params: BuildGraphParameters | None = None,
+    *,
+    overwrite: bool = False,
+    check: bool = True,
+    qc_picture: bool = True,
+    progress: Progress | None = None,
+) -> dict:
+    """Run build-graph for one brain and write its outputs (module docstring).
+
+    Parameters
+    ----------
+    brain : the brain (``cortexgraph.data.manifest.find_brain``).
+    params : every parameter (defaults: :class:`BuildGraphParameters`).
+    overwrite : recompute even when every output exists (otherwise the stored report is returned).
+    check : run ``cortexgraph check`` first and stop on the first problem.
+    qc_picture : draw ``qc/build-graph.png``.
+    progress : optional callable ``(stage, done, total)``.
+
+    Returns
+    -------
+    The report written to ``qc/build-graph.json``: per-stage measurements and seconds.
+    """
+    import json
+
+    params = params or BuildGraphParameters()
+    outputs = build_graph_outputs(brain)
+    if not overwrite and all(p.exists() for p in outputs.values() if p.suffix != ".png"):
+        log.info(
+            "build-graph outputs of %s exist; reusing them (use --overwrite to rebuild)", brain.id
+        )
+        return json.loads(outputs["qc_json"].read_text())
+
+    seconds: dict[str, float] = {}
+    report: dict = {"brain": brain.id, "parameters": asdict(params)}
+    if check:
+        start = time.perf_counter()
+        problems = check_brain(brain)
+        if problems:
+            first = problems[0]
+            raise CortexgraphError(
+                f"brain {brain.id} fails check ({len(problems)} problem(s)); first: {first.message}",
+                file=first.file,
+                section=first.section,
+                fix=f"{first.fix}; run `cortexgraph check {brain.id}` for the full list",
+            )
+        seconds["check"] = time.perf_counter() - start
+
+    stack = SectionStack(brain)
+    start = time.perf_counter()
+    tissue, excluded, affine, info = reconstruct_volume(stack, params, progress)
+    voxel_mm = float(affine[0, 0])
+    report["reconstruct"] = info
+    seconds["reconstruct"] = time.perf_counter() - start
+    _save_nifti(outputs["tissue"], tissue.astype(np.uint8), affine)
+    _save_nifti(outputs["excluded"], excluded.astype(np.uint8), affine)
+
+    start = time.perf_counter()
+    if progress is not None:
+        progress("laplace depth", 0, 1)
+    depth, info = depth_field(tissue, voxel_mm, params)
+    report["laplace"] = info
+    seconds["laplace"] = time.perf_counter() - start
+    _save_nifti(outputs["depth"], depth.astype(np.float32), affine)
+    if progress is not None:
+        progress("laplace depth", 1, 1)
+
+    start = time.perf_counter()
+    target_edge_mm = params.target_edge_mm or voxel_mm
+    meshes, info = midsurfaces(depth, tissue, affine, params, target_edge_mm, progress)
+    report["midsurfaces"] = info
+    report["target_edge_mm"] = target_edge_mm
+    seconds["midsurfaces"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    tables, info = map_hemispheres(meshes, stack, params, progress)
+    report["mapping"] = info
+    seconds["mapping"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    parameters = asdict(params) | {"brain": brain.id, "target_edge_mm": target_edge_mm}
+    inputs = [brain.manifest_path, brain.section_table_path, brain.transform_table_path]
+    for hemi, (v, f) in meshes.items():
+        write_gifti_surface(outputs[f"gii_{hemi}"], v, f)
+        write_ply(outputs[f"ply_{hemi}"], v, f)
+        tables[hemi].write(outputs[f"nodes_{hemi}"])
+        save_graph_h5(
+            outputs[f"graph_{hemi}"], v, f, **node_arrays_from_table(tables[hemi], len(v))
+        )
+        for key in ("gii", "ply", "nodes", "graph"):
+            write_provenance(
+                outputs[f"{key}_{hemi}"], parameters, inputs, measured=report["midsurfaces"][hemi]
+            )
+    for key in ("tissue", "excluded", "depth"):
+        write_provenance(outputs[key], parameters, inputs, measured=report["reconstruct"])
+    seconds["write"] = time.perf_counter() - start
+
+    if qc_picture:
+        from cortexgraph.mapping.qc import build_graph_qc_figure
+
+        start = time.perf_counter()
+        build_graph_qc_figure(outputs["qc_png"], stack, meshes, tables, title=brain.id)
+        seconds["qc_picture"] = time.perf_counter() - start
+    report["seconds"] = seconds | {"total": float(sum(seconds.values()))}
+    write_json_atomic(outputs["qc_json"], report)
+    write_provenance(outputs["qc_json"], parameters, inputs)
+    return report
