@@ -62,6 +62,7 @@ from cortexgraph.reconstruct.clean import (
     automatic_noncortical_mask,
     exclude_noncortical,
     fill_defects,
+    fill_empty_planes,
     remove_detached_tissue,
     resample_mask_to_grid,
 )
@@ -84,6 +85,8 @@ class BuildGraphParameters:
         (require the mask), ``automatic`` (ignore any mask), ``none``.
     max_cortex_thickness_mm, exclusion_grow_mm : the automatic criterion
         (:func:`cortexgraph.reconstruct.clean.automatic_noncortical_mask`).
+    max_gap_planes : runs of up to this many empty planes (missing sections) are filled from the
+        nearest plane with tissue.
     min_defect_mm3 : smallest defect (connected difference to the y-median) that is filled.
     min_tissue_fraction : tissue components below this fraction of the largest are dropped.
     min_cortex_fraction : after exclusion, gray components below this fraction of the largest gray
@@ -100,7 +103,8 @@ class BuildGraphParameters:
     target_edge_mm: float | None = None
     exclusion: str = "auto"
     max_cortex_thickness_mm: float = 5.0
-    exclusion_grow_mm: float = 1.5
+    exclusion_grow_mm: float = 2.0
+    max_gap_planes: int = 3
     min_defect_mm3: float = 1.0
     min_tissue_fraction: float = 0.01
     min_cortex_fraction: float = 0.01
@@ -184,9 +188,15 @@ def stacked_volume(
         stack, params.voxel_size_mm, progress=stacking_progress
     )
     voxel_mm = float(affine[0, 0])
-    filled, info_fill = fill_defects(volume, voxel_mm, params.min_defect_mm3)
+    bridged, info_gaps = fill_empty_planes(volume, params.max_gap_planes)
+    filled, info_fill = fill_defects(bridged, voxel_mm, params.min_defect_mm3)
     cleaned, info_detached = remove_detached_tissue(filled, params.min_tissue_fraction)
-    info = {"stack": info_stack, "fill_defects": info_fill, "detached_tissue": info_detached}
+    info = {
+        "stack": info_stack,
+        "empty_planes": info_gaps,
+        "fill_defects": info_fill,
+        "detached_tissue": info_detached,
+    }
     return cleaned, affine, info
 
 

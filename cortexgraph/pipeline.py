@@ -7,7 +7,10 @@ hand, stage after stage, on their own data.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from cortexgraph.data.check import check_brain
@@ -16,6 +19,22 @@ from cortexgraph.errors import CortexgraphError
 from cortexgraph.outputs import write_json_atomic
 
 log = logging.getLogger(__name__)
+
+
+def _build_graph_with_accuracy(cohort_root: Path, brain_id: str) -> dict:
+    """build-graph for one brain of a phantom cohort, then its accuracy (run in a worker process)."""
+    import torch
+
+    from cortexgraph.build_graph import build_graph, build_graph_outputs
+    from cortexgraph.synth.accuracy import build_graph_accuracy
+
+    torch.set_num_threads(1)
+    brain = Cohort.read(cohort_root).brain(brain_id)
+    build_graph(brain, check=False)
+    accuracy = build_graph_accuracy(brain)
+    path = build_graph_outputs(brain)["qc_json"].with_name("build-graph-accuracy.json")
+    write_json_atomic(path, accuracy)
+    return accuracy
 
 
 def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple[str, Path]]:
@@ -55,20 +74,21 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
             )
     seconds["check"] = time.perf_counter() - start
 
-    from cortexgraph.build_graph import build_graph, build_graph_outputs
-    from cortexgraph.synth.accuracy import build_graph_accuracy
+    from cortexgraph.build_graph import build_graph_outputs
 
     start = time.perf_counter()
     accuracy = {}
-    for brain in cohort.brains:
-        log.info("build-graph %s", brain.id)
-        build_graph(brain, check=False)
-        accuracy[brain.id] = build_graph_accuracy(brain)
-        outputs = build_graph_outputs(brain)
-        write_json_atomic(
-            outputs["qc_json"].with_name("build-graph-accuracy.json"), accuracy[brain.id]
-        )
-        written.append((f"{brain.id} build-graph QC picture", outputs["qc_png"]))
+    workers = max(1, min(2, os.cpu_count() or 1, len(cohort.brains)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        jobs = {
+            b.id: pool.submit(_build_graph_with_accuracy, cohort.root, b.id) for b in cohort.brains
+        }
+        for brain in cohort.brains:
+            accuracy[brain.id] = jobs[brain.id].result()
+            log.info("build-graph %s done", brain.id)
+            written.append(
+                (f"{brain.id} build-graph QC picture", build_graph_outputs(brain)["qc_png"])
+            )
     seconds["build-graph"] = time.perf_counter() - start
 
     summary = out / "demo-summary.json"

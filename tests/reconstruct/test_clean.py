@@ -59,3 +59,27 @@ def test_resample_mask_to_grid_nearest():
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     out = resample_mask_to_grid(mask, mask_affine, (20, 4, 4), affine)
     assert not out[9].any() and out[10:19].all()
+
+
+def test_resample_mask_to_grid_equals_direct_nearest_lookup_with_rotation():
+    rng = np.random.default_rng(3)
+    mask = rng.random((9, 7, 8)) > 0.5
+    mask_affine = np.diag([1.1, 0.9, 1.3, 1.0])
+    mask_affine[:3, 3] = [-2.0, 1.0, 0.5]
+    angle = 0.3
+    affine = np.eye(4)
+    affine[:3, :3] = 0.45 * np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    affine[:3, 3] = [-1.0, 0.0, 0.2]
+    shape = (12, 10, 11)
+    out = resample_mask_to_grid(mask, mask_affine, shape, affine)
+    expected = np.zeros(shape, bool)
+    inverse = np.linalg.inv(mask_affine)
+    for index in np.ndindex(shape):
+        world = affine @ np.array([*index, 1.0])
+        source = np.rint((inverse @ world)[:3]).astype(int)
+        if np.all(source >= 0) and np.all(source < mask.shape):
+            expected[index] = mask[tuple(source)]
+    np.testing.assert_array_equal(out, expected)
+    assert out.any() and not out.all()

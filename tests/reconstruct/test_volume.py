@@ -49,3 +49,18 @@ def test_missing_plane_is_filled_by_the_median_along_y():
     assert np.array_equal(filled[:, 4, :], truth[:, 4, :])
     assert filled[10, 2, 10] == 2
     assert info["defect_components"] == 1
+
+
+def test_fill_empty_planes_bridges_short_gaps_only():
+    from cortexgraph.reconstruct.clean import fill_empty_planes
+
+    volume = np.zeros((4, 12, 4), np.uint8)
+    for j in range(12):
+        volume[1:3, j, 1:3] = 1 + (j % 2)  # planes alternate white / gray so the source is visible
+    volume[:, 3:5, :] = 0  # two missing planes: 3 takes plane 2, 4 takes plane 5
+    volume[:, 7:11, :] = 0  # four missing planes: longer than max_gap_planes, left empty
+    filled, info = fill_empty_planes(volume, max_gap_planes=3)
+    np.testing.assert_array_equal(filled[:, 3], volume[:, 2])
+    np.testing.assert_array_equal(filled[:, 4], volume[:, 5])
+    assert not filled[:, 7:11].any()
+    assert info == {"empty_planes": 6, "planes_filled": 2}
