@@ -48,3 +48,15 @@ def test_should_compute_reuses_existing_outputs(tmp_path):
     out.write_text("done")
     assert not should_compute(out)
     assert should_compute(out, overwrite=True)
+
+
+def test_atomic_output_has_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    from cortexgraph.outputs import write_text_atomic
+
+    path = write_text_atomic(tmp_path / "shared.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
