@@ -2,16 +2,26 @@
 
 Part 1: 11^3 binary median as a box-count majority vote vs scipy.ndimage.median_filter
         (equal outputs are checked), on random binary volumes.
-Part 2: end to end map3d on an n^3 volume at 20 um (n = 1260: 2.0 GB of bool), out of core:
-        synthetic sections of a spherical-shell "area" cap (known volume and pial area) with
-        salt-and-pepper noise and small false-positive blobs, ~20 % of sections excluded by QC;
-        assemble -> interpolate -> 11^3 median (dask, chunked) -> 27 mm^3 components (dask,
-        chunked) -> full-resolution surface (chunked) + 100 um preview surface -> depth look-up
-        -> area report. Volumes live in np.memmap files; peak memory is reported as the peak
-        resident set, which includes the memmap pages the kernel keeps resident.
+Part 2: end to end map3d on an n^3 volume at 20 um (n = 1260: 2.0 GB of bool), through the library
+        path of `cortexgraph map3d` (cortexgraph.maps3d.build.build_area_map + area_surfaces),
+        forced out of core: synthetic sections of a spherical-shell "area" cap (known volume and
+        pial area) with salt-and-pepper noise and small false-positive blobs, ~20 % of sections
+        excluded by QC; assemble -> interpolate -> 11^3 median (blockwise) -> 27 mm^3 components
+        (blockwise) -> full-resolution surface (blockwise) + 100 um preview surface -> depth
+        look-up -> area report. Volumes live in np.memmap files. Memory is sampled every 0.1 s
+        from /proc/self/status: VmRSS (includes the resident pages of the memmaps) and RssAnon
+        (the process's own working memory). Median over --runs runs (seeds 0, 1, ...).
 
-    .venv/bin/python benchmarks/bench_maps3d.py --part median --n-median 128 --repeats 3
-    .venv/bin/python benchmarks/bench_maps3d.py --part e2e --n 1260 --repeats 1
+    .venv/bin/python benchmarks/bench_maps3d.py --part median --n-median 128 --repeats 5
+    .venv/bin/python benchmarks/bench_maps3d.py --part e2e --n 1260 --runs 3 --chunk 128
+
+Part "phantom": the `cortexgraph stats` reports of a phantom cohort against its ground truth;
+part "levels": area-map voxels with the 'area' vs the 'zero' cut of the interpolated gap planes;
+part "walls": pial area of written maps for several depth thresholds (side-wall contribution).
+
+    .venv/bin/python benchmarks/bench_maps3d.py --part phantom --root /tmp/demo --brains B01,B07
+    .venv/bin/python benchmarks/bench_maps3d.py --part levels --root /work/scratch/tiny \\
+        --brains B01,B03,B07 --areas hOc1,Occ1,Occ2
 """
 
 from __future__ import annotations
@@ -95,18 +105,63 @@ class SyntheticSections(Mapping):
         return sec
 
 
-def bench_e2e(n: int, chunk: int, workers: int, workdir: Path, seed: int) -> dict:
-    import dask
-    import dask.array as da
+class MemorySampler:
+    """Samples the process's resident memory (/proc/self/status) every ``interval_s`` seconds.
 
-    from cortexgraph.maps3d.assemble import assemble_area_volume
-    from cortexgraph.maps3d.filters import (
-        binary_median_filter_chunked,
-        remove_small_components_chunked,
-    )
-    from cortexgraph.maps3d.interpolate import interpolate_missing_sections
+    ``VmRSS`` includes the pages of memory-mapped files the kernel keeps resident (the volume
+    memmaps); ``RssAnon`` is the process's own working memory (numpy buffers, dask chunks).
+    The peaks are kept per named step (``mark(step)`` starts a step).
+    """
+
+    def __init__(self, interval_s: float = 0.1):
+        import threading
+
+        self.interval_s = interval_s
+        self.step = "start"
+        self.peaks: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def read_gb() -> dict[str, float]:
+        out = {}
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile"):
+                    out[key] = int(value.split()[0]) / 1024**2
+        return out
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.record()
+            self._stop.wait(self.interval_s)
+
+    def record(self):
+        now = self.read_gb()
+        peak = self.peaks.setdefault(self.step, dict.fromkeys(now, 0.0))
+        for key, value in now.items():
+            peak[key] = max(peak[key], value)
+
+    def mark(self, step: str):
+        self.record()
+        self.step = step
+        self.record()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.record()
+
+
+def bench_e2e(n: int, chunk: int, workers: int, workdir: Path, seed: int) -> dict:
+    """One end-to-end run through the library path of ``cortexgraph map3d`` (forced out of core)."""
+    from cortexgraph.maps3d.build import area_surfaces, build_area_map
     from cortexgraph.maps3d.morphometry import area_report, sample_at_vertices
-    from cortexgraph.maps3d.surface import mask_surface, mask_surface_chunked
 
     h = 0.02 * 1260 / n  # keep the physical size (25.2 mm cube) whatever n is
     shape = (n, n, n)
@@ -134,123 +189,242 @@ def bench_e2e(n: int, chunk: int, workers: int, workdir: Path, seed: int) -> dic
         s0 = int(rng.integers(1, n - 4))
         excluded.update(range(s0, s0 + int(rng.integers(1, 4))))
 
-    times, rss = {}, {}
-    dask.config.set(scheduler="threads", num_workers=workers)
-    a_path, b_path = workdir / "a.npy", workdir / "b.npy"
-    vol_a = np.lib.format.open_memmap(a_path, mode="w+", dtype=bool, shape=shape)
-    vol_b = np.lib.format.open_memmap(b_path, mode="w+", dtype=bool, shape=shape)
+    times: dict[str, float] = {}
+    with MemorySampler() as memory:
+        t_all = time.perf_counter()
+        mask, info = build_area_map(
+            sections,
+            matrices,
+            shape,
+            affine,
+            section_y_mm=lambda s: s * h,
+            excluded=excluded,
+            median_size=11,
+            min_component_mm3=27.0,
+            memory_budget_gb=0.0,  # force the out-of-core path (np.memmap + dask blocks)
+            chunk_vox=chunk,
+            num_workers=workers,
+            workdir=workdir,
+            progress=memory.mark,
+        )
+        names = {
+            "assemble": "assemble (incl. synthesising the sections)",
+            "interpolate": "interpolate (linear Laplace, in place)",
+            "median": f"median 11^3 (blockwise, {chunk}^3 blocks, {workers} threads)",
+            "components": f"components >= 27 mm^3 (blockwise, {chunk}^3 blocks, 26-conn.)",
+        }
+        for key, label in names.items():
+            times[label] = info["seconds"][key]
+        memory_steps = {label: key for key, label in names.items()}
 
-    t = time.perf_counter()
-    _, known = assemble_area_volume(
-        sections,
-        matrices,
-        shape,
-        affine,
-        section_y_mm=lambda s: s * h,
-        excluded=excluded,
-        out=vol_a,
-    )
-    times["assemble (incl. synthesising sections)"] = time.perf_counter() - t
-    rss["assemble (incl. synthesising sections)"] = peak_rss_gb()
+        memory.mark("surfaces")
+        t = time.perf_counter()
+        (verts, faces), (pverts, pfaces) = area_surfaces(
+            mask, affine, preview_factor=max(1, round(0.1 / h)), out_of_core=True, chunk_vox=256
+        )
+        times["surfaces: full (blockwise MC, sigma 1) + 100 um preview"] = time.perf_counter() - t
+        memory_steps["surfaces: full (blockwise MC, sigma 1) + 100 um preview"] = "surfaces"
 
-    t = time.perf_counter()
-    interpolate_missing_sections(vol_a, known, voxel_size_mm=h, out=vol_a)
-    times["interpolate (linear Laplace, in place)"] = time.perf_counter() - t
-    rss["interpolate (linear Laplace, in place)"] = peak_rss_gb()
-
-    t = time.perf_counter()
-    med = binary_median_filter_chunked(da.from_array(vol_a, chunks=chunk), 11)
-    da.store(med, vol_b, lock=False)
-    times[f"median 11^3 (dask, chunks {chunk}^3)"] = time.perf_counter() - t
-    rss[f"median 11^3 (dask, chunks {chunk}^3)"] = peak_rss_gb()
-
-    t = time.perf_counter()
-    clean = remove_small_components_chunked(
-        da.from_array(vol_b, chunks=chunk), 27.0, voxel_size_mm=h
-    )
-    da.store(clean, vol_a, lock=False)
-    times["components >= 27 mm^3 (dask, 26-conn.)"] = time.perf_counter() - t
-    rss["components >= 27 mm^3 (dask, 26-conn.)"] = peak_rss_gb()
-
-    t = time.perf_counter()
-    verts, faces = mask_surface_chunked(vol_a, affine, chunk_vox=chunk)
-    times["surface full resolution (chunked MC, sigma 1)"] = time.perf_counter() - t
-    rss["surface full resolution (chunked MC, sigma 1)"] = peak_rss_gb()
-
-    t = time.perf_counter()
-    factor = max(1, round(0.1 / h))
-    pverts, pfaces = mask_surface(vol_a, affine, downsample=factor)
-    times[f"surface preview ({factor * h * 1000:.0f} um)"] = time.perf_counter() - t
-    rss[f"surface preview ({factor * h * 1000:.0f} um)"] = peak_rss_gb()
-
-    t = time.perf_counter()
-    # depth volume at the preview grid (0 outside, 1 white matter), trilinear look-up
-    scale = np.diag([float(factor)] * 3 + [1.0])
-    scale[:3, 3] = (
-        factor - 1
-    ) / 2.0  # preview voxel i -> centre of original voxels f i .. f i + f - 1
-    paff = affine @ scale
-    m = math.ceil(n / factor)
-    g = np.indices((m, m, m), dtype=np.float32) * (factor * h) + paff[0, 3]
-    r = np.sqrt(sum((g[i] - centre[i]) ** 2 for i in range(3)))
-    depth_vol = np.clip((R_OUT - r) / (R_OUT - R_IN), 0.0, 1.0)
-    depth = sample_at_vertices(depth_vol, paff, verts, order=1)
-    row = area_report("cap", da.from_array(vol_a, chunks=chunk), affine, verts, faces, depth)
-    times["depth look-up + area report"] = time.perf_counter() - t
-    rss["depth look-up + area report"] = peak_rss_gb()
+        memory.mark("report")
+        t = time.perf_counter()
+        # depth volume at the preview grid (0 outside, 1 white matter), trilinear look-up
+        factor = max(1, round(0.1 / h))
+        scale = np.diag([float(factor)] * 3 + [1.0])
+        scale[:3, 3] = (factor - 1) / 2.0  # preview voxel i -> centre of voxels f i .. f i + f - 1
+        paff = affine @ scale
+        m = math.ceil(n / factor)
+        axis = (np.arange(m, dtype=np.float32) * (factor * h) + paff[0, 3]).astype(np.float32)
+        depth_vol = np.empty((m, m, m), dtype=np.float32)
+        yz = (axis[:, None] - centre[1]) ** 2 + (axis[None, :] - centre[2]) ** 2
+        for i in range(m):  # slab by slab: no full-size temporaries
+            r = np.sqrt((axis[i] - centre[0]) ** 2 + yz)
+            depth_vol[i] = np.clip((R_OUT - r) / (R_OUT - R_IN), 0.0, 1.0)
+        depth = sample_at_vertices(depth_vol, paff, verts, order=1)
+        row = area_report("cap", mask, affine, verts, faces, depth)
+        times["depth look-up + area report"] = time.perf_counter() - t
+        memory_steps["depth look-up + area report"] = "report"
+        total = time.perf_counter() - t_all
 
     cosa = math.cos(math.radians(CAP_DEG))
     exact_vol = 2 * math.pi / 3 * (1 - cosa) * (R_OUT**3 - R_IN**3)
     exact_pial = 2 * math.pi * R_OUT**2 * (1 - cosa)
     print(
-        f"\nend to end, {n}^3 bool ({n**3 / 1e9:.2f} GB), voxel {h * 1000:.0f} um, "
-        f"{len(excluded)} of {n} sections excluded, {workers} dask threads"
+        f"\nrun {seed}: {n}^3 bool ({n**3 / 1e9:.2f} GB), voxel {h * 1000:.0f} um, "
+        f"{len(excluded)} of {n} sections excluded, {workers} threads"
     )
-    print("| step | seconds | peak RSS so far, GB |")
-    print("|---|---|---|")
-    for k, v in times.items():
-        print(f"| {k} | {v:.1f} | {rss[k]:.2f} |")
-    print(f"| **total** | **{sum(times.values()):.1f}** |")
-    print(f"\npeak RSS {peak_rss_gb():.2f} GB (includes resident memmap pages)")
+    print("| step | seconds | peak RSS GB | peak anonymous RSS GB |")
+    print("|---|---|---|---|")
+    for label, seconds in times.items():
+        peak = memory.peaks.get(memory_steps[label], {})
+        print(
+            f"| {label} | {seconds:.1f} | {peak.get('VmRSS', math.nan):.2f} "
+            f"| {peak.get('RssAnon', math.nan):.2f} |"
+        )
+    overall_rss = max(p["VmRSS"] for p in memory.peaks.values())
+    overall_anon = max(p["RssAnon"] for p in memory.peaks.values())
+    print(f"| **total** | **{total:.1f}** | {overall_rss:.2f} | {overall_anon:.2f} |")
     print(
         f"volume {row['volume_mm3']:.1f} mm^3 (analytic cap {exact_vol:.1f}, "
-        f"{row['volume_mm3'] / exact_vol - 1:+.2%})"
+        f"{row['volume_mm3'] / exact_vol - 1:+.2%}); pial area {row['surface_mm2']:.1f} mm^2 "
+        f"(cap's outer sphere {exact_pial:.1f}, {row['surface_mm2'] / exact_pial - 1:+.2%}); "
+        f"mesh {len(faces)} triangles, preview {len(pfaces)}",
+        flush=True,
     )
-    print(
-        f"pial area {row['surface_mm2']:.1f} mm^2 (analytic {exact_pial:.1f}, "
-        f"{row['surface_mm2'] / exact_pial - 1:+.2%}); mesh {len(verts)} vertices, "
-        f"{len(faces)} triangles; preview mesh {len(pfaces)} triangles"
-    )
-    return times
+    del mask
+    return {"total": total, "steps": times, "rss": overall_rss, "anon": overall_anon}
+
+
+def read_truth(root: Path, brain: str) -> dict[str, dict[str, float]]:
+    """Phantom truth per area: volume and pial area, lh + rh and per hemisphere."""
+    import csv
+
+    out: dict[str, dict[str, float]] = {}
+    path = root / "ground_truth" / brain / "area_measures.tsv"
+    with open(path, encoding="utf-8") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            t = out.setdefault(row["name"], {"volume": 0.0, "pial": 0.0})
+            t["volume"] += float(row["volume_mm3"])
+            t["pial"] += float(row["pial_area_mm2"])
+            t[f"volume_{row['hemisphere']}"] = float(row["volume_mm3"])
+            t[f"pial_{row['hemisphere']}"] = float(row["pial_area_mm2"])
+    return out
+
+
+def compare_phantom(root: Path, brains: list[str], sources: list[str]) -> None:
+    """Table of `cortexgraph stats` reports (stats_<source>.tsv) against the phantom's truth."""
+    import csv
+
+    print("| brain | area | labels | volume mm^3 | true | diff | pial mm^2 | true | diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for brain in brains:
+        truth = read_truth(root, brain)
+        for source in sources:
+            path = root / "derivatives/cortexgraph" / brain / "maps3d" / f"stats_{source}.tsv"
+            if not path.is_file():
+                print(f"| {brain} | | {source} | (no report: {path}) | | | | | |")
+                continue
+            with open(path, encoding="utf-8") as handle:
+                rows = [r for r in csv.DictReader(handle, delimiter="\t")]
+            for r in rows:
+                if r["hemisphere"] != "both":
+                    continue
+                t = truth[r["area"]]
+                vol, pial = float(r["volume_mm3"]), float(r["surface_mm2"])
+                print(
+                    f"| {brain} | {r['area']} | {source} | {vol:.0f} | {t['volume']:.0f} "
+                    f"| {vol / t['volume'] - 1:+.1%} | {pial:.0f} | {t['pial']:.0f} "
+                    f"| {pial / t['pial'] - 1:+.1%} |"
+                )
+
+
+def compare_levels(root: Path, brains: list[str], areas: list[str]) -> None:
+    """Voxels of area maps (truth labels) with the 'area' and the 'zero' cut of the gap planes."""
+    from cortexgraph.data.manifest import find_brain
+    from cortexgraph.maps3d.brainmap import map_area
+
+    print("| brain | area | voxels, level 'area' | voxels, level 'zero' | zero vs area |")
+    print("|---|---|---|---|---|")
+    for brain_id in brains:
+        brain = find_brain(brain_id, root)
+        for area in areas:
+            n = {
+                level: int(np.count_nonzero(map_area(brain, area, "truth", level=level).mask))
+                for level in ("area", "zero")
+            }
+            print(
+                f"| {brain_id} | {area} | {n['area']} | {n['zero']} "
+                f"| {n['zero'] / n['area'] - 1:+.1%} |"
+            )
+
+
+def pial_thresholds(root: Path, brain_id: str, area: str, source: str) -> None:
+    """Pial area of a written map (``cortexgraph map3d``) for several depth thresholds, and the
+    mesh area per depth bin: how much the area's side walls add to the method's pial area."""
+    import nibabel as nib
+
+    from cortexgraph.data.manifest import find_brain
+    from cortexgraph.data.stack import SectionStack
+    from cortexgraph.maps3d.brainmap import map_stem, read_area_map
+    from cortexgraph.maps3d.morphometry import sample_at_vertices, triangle_areas_mm2
+    from cortexgraph.maps3d.stats import tissue_depth_volume
+    from cortexgraph.meshes.io import read_gifti_surface
+
+    brain = find_brain(brain_id, root)
+    out = brain.derivatives / "maps3d"
+    stem = map_stem(area, source)
+    _, affine = read_area_map(out / f"{stem}.nii.gz")
+    verts, faces = read_gifti_surface(out / f"{stem}.gii")
+    exclusion = None
+    if brain.exclusion_mask:
+        image = nib.load(str(brain.path(brain.exclusion_mask)))
+        exclusion = (np.asarray(image.dataobj) > 0, image.affine)
+    with SectionStack(brain) as stack:
+        depth_vol, depth_aff, _ = tissue_depth_volume(
+            stack, round(float(affine[0, 0]), 6), verts.min(0), verts.max(0), exclusion=exclusion
+        )
+    depth = sample_at_vertices(depth_vol, depth_aff, verts)[faces].max(axis=1)
+    areas = triangle_areas_mm2(verts, faces)
+    truth = read_truth(root, brain_id)[area]["pial"]
+    print(f"{brain_id} {area} ({source}): true pial area {truth:.0f} mm^2")
+    print("| triangle depth below | area mm^2 | vs true pial |")
+    print("|---|---|---|")
+    for t in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
+        a = float(areas[depth < t].sum())
+        print(f"| {t:.2f} | {a:.0f} | {a / truth - 1:+.1%} |")
+    ok = np.isfinite(depth)
+    hist, _ = np.histogram(depth[ok], bins=10, range=(0, 1), weights=areas[ok])
+    print("mesh area per depth bin of 0.1 (mm^2): " + ", ".join(f"{v:.0f}" for v in hist))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--part", choices=["median", "e2e", "all"], default="all")
+    parts = ["median", "e2e", "all", "phantom", "levels", "walls"]
+    ap.add_argument("--part", choices=parts, default="all")
+    ap.add_argument("--root", type=Path, help="phantom cohort (parts phantom, levels)")
+    ap.add_argument("--brains", default="B01", help="comma-separated (parts phantom, levels)")
+    ap.add_argument("--sources", default="truth,annotation", help="label sources (part phantom)")
+    ap.add_argument("--areas", default="hOc1,Occ1,Occ2", help="areas (parts levels, walls)")
     ap.add_argument("--n-median", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--scipy-repeats", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=3, help="end-to-end runs (median reported)")
     ap.add_argument("--n", type=int, default=1260)
-    ap.add_argument("--chunk", type=int, default=252)
+    ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
+    if args.part == "phantom":
+        compare_phantom(args.root, args.brains.split(","), args.sources.split(","))
+    if args.part == "levels":
+        compare_levels(args.root, args.brains.split(","), args.areas.split(","))
+    if args.part == "walls":
+        for brain in args.brains.split(","):
+            for area in args.areas.split(","):
+                pial_thresholds(args.root, brain, area, args.sources.split(",")[0])
     if args.part in ("median", "all"):
         bench_median(args.n_median, args.repeats, args.scipy_repeats)
     if args.part in ("e2e", "all"):
         runs = []
-        for i in range(args.repeats):
+        for i in range(args.runs):
             work = Path(tempfile.mkdtemp(prefix="bench_maps3d_", dir=args.workdir))
             try:
                 runs.append(bench_e2e(args.n, args.chunk, args.workers, work, seed=i))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-        if len(runs) > 1:
-            totals = [sum(r.values()) for r in runs]
-            print(
-                f"\ntotal over {len(runs)} runs: median {np.median(totals):.1f} s "
-                f"(min {min(totals):.1f}, max {max(totals):.1f})"
-            )
+        totals = [r["total"] for r in runs]
+        print(f"\nend to end over {len(runs)} runs (seeds 0..{len(runs) - 1}):")
+        print("| step | median s | min s | max s |")
+        print("|---|---|---|---|")
+        for label in runs[0]["steps"]:
+            v = [r["steps"][label] for r in runs]
+            print(f"| {label} | {np.median(v):.1f} | {min(v):.1f} | {max(v):.1f} |")
+        print(
+            f"| **total** | **{np.median(totals):.1f}** | {min(totals):.1f} | {max(totals):.1f} |"
+        )
+        print(
+            f"peak RSS (max over runs) {max(r['rss'] for r in runs):.2f} GB, of which anonymous "
+            f"{max(r['anon'] for r in runs):.2f} GB"
+        )
 
 
 if __name__ == "__main__":

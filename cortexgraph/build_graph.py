@@ -43,7 +43,11 @@ from cortexgraph.data.check import check_brain
 from cortexgraph.data.manifest import Brain
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.errors import CortexgraphError
-from cortexgraph.mapping.nodes import NodeSectionTable, map_nodes_to_sections
+from cortexgraph.mapping.nodes import (
+    NodeSectionTable,
+    map_nodes_to_sections,
+    node_arrays_from_table,
+)
 from cortexgraph.meshes.graph import save_graph_h5
 from cortexgraph.meshes.io import write_gifti_surface, write_ply
 from cortexgraph.meshes.isosurface import extract_isosurface
@@ -468,18 +472,6 @@ def map_hemispheres(
             "nodes_valid": int(table.valid[keep].sum()),
         }
     return tables, info
-
-
-def node_arrays_from_table(table: NodeSectionTable, n_nodes: int) -> dict[str, np.ndarray]:
-    """The graph's node arrays ``section`` (-1 = none), ``point_mm`` (NaN = none) and ``valid``."""
-    section = np.full(n_nodes, -1, dtype=np.int64)
-    point = np.full((n_nodes, 2), np.nan, dtype=np.float32)
-    valid = np.zeros(n_nodes, dtype=bool)
-    section[table.node] = table.section
-    point[table.node, 0] = table.x_mm
-    point[table.node, 1] = table.y_mm
-    valid[table.node] = table.valid
-    return {"section": section, "point_mm": point, "valid": valid}
 
 
 # -- the whole command ------------------------------------------------------------------------------

@@ -91,6 +91,56 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
             )
     seconds["build-graph"] = time.perf_counter() - start
 
+    # features: encoder trained on the annotated patches, then CY/CO/PM/Y on every graph node
+    from cortexgraph.features.nodes import compute_node_features
+    from cortexgraph.features.train import train_encoder
+
+    start = time.perf_counter()
+    encoder = train_encoder(cohort, preset="auto", seed=seed)
+    written.append(("patch encoder (SCL) and its evaluation", encoder))
+    for brain in cohort.brains:
+        compute_node_features(brain, encoder)
+    seconds["features"] = time.perf_counter() - start
+
+    # GNN: the seeds' default GAT3 on CY+PM+CO, transfer brain B07 held out
+    from cortexgraph.gnn.evaluate import evaluate_run
+    from cortexgraph.gnn.stage import predict_brain, train_gnn
+
+    start = time.perf_counter()
+    transfer = "B07" if any(b.id == "B07" for b in cohort.brains) else None
+    run = train_gnn(
+        cohort.root,
+        model="gat",
+        layers=3,
+        features=("cy", "pm", "co"),
+        transfer=transfer,
+        preset="demo",
+        seed=seed,
+    )
+    seconds["train-gnn"] = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = evaluate_run(run, cohort.root)
+    written.append(("GNN evaluation (macro F1 tables, charts)", Path(run) / "evaluation"))
+    for brain in cohort.brains:
+        predict_brain(run, brain.id, cohort.root)
+    seconds["evaluate+predict"] = time.perf_counter() - start
+
+    # back to sections and onto surfaces
+    from cortexgraph.mapping.project import project_brain
+    from cortexgraph.render.brain import render_brain
+
+    start = time.perf_counter()
+    projection = {}
+    for brain in cohort.brains:
+        projection[brain.id] = project_brain(brain, labels="pred", run=Path(run).name)
+    seconds["project"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for brain in cohort.brains:
+        for path in render_brain(brain, labels="pred"):
+            if path.suffix == ".png":
+                written.append((f"{brain.id} surface picture", path))
+    seconds["render"] = time.perf_counter() - start
+
     summary = out / "demo-summary.json"
     write_json_atomic(
         summary,
@@ -100,6 +150,8 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
             "seconds": seconds,
             "check": check_results,
             "build_graph_accuracy": accuracy,
+            "gnn_scores": scores,
+            "projection": projection,
         },
     )
     written.append(("demo summary (seconds per stage)", summary))

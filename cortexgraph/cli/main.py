@@ -8,8 +8,15 @@ from __future__ import annotations
 import typer
 
 from cortexgraph import __version__
+from cortexgraph.cli import build_graph as build_graph_cmd
 from cortexgraph.cli import check as check_cmd
 from cortexgraph.cli import demo as demo_cmd
+from cortexgraph.cli import features as features_cmd
+from cortexgraph.cli import gnn as gnn_cmd
+from cortexgraph.cli import lsm as lsm_cmd
+from cortexgraph.cli import maps3d as maps3d_cmd
+from cortexgraph.cli import project as project_cmd
+from cortexgraph.cli import render as render_cmd
 from cortexgraph.cli import synth as synth_cmd
 
 HELP = """cortexgraph: map cytoarchitectonic areas in series of histological brain sections.
@@ -59,7 +66,14 @@ def _root(
 
 synth_cmd.register(app)
 check_cmd.register(app)
+build_graph_cmd.register(app)
 demo_cmd.register(app)
+gnn_cmd.register(app)
+project_cmd.register(app)
+render_cmd.register(app)
+features_cmd.register(app)
+lsm_cmd.register(app)
+maps3d_cmd.register(app)
 
 
 def main() -> None:

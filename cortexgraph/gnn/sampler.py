@@ -251,7 +251,8 @@ class NodeBatcher:
     """Iterate mini-batches of output nodes over several graphs, reshuffled every epoch.
 
     Each epoch the selected nodes of every graph are permuted, cut into batches of ``batch_size``
-    (the last batch of a graph may be smaller), and the batches of all graphs are interleaved in a
+    (the last batch of a graph may be smaller; a last batch of one node is merged into the one
+    before, since batch norm needs two values), and the batches of all graphs are interleaved in a
     random order. A batch never mixes graphs. Shuffling uses ``seed + epoch`` so every epoch is
     reproducible (also after a resume).
 
@@ -332,7 +333,11 @@ class NodeBatcher:
         for g, ids in enumerate(self.node_ids):
             if self.shuffle:
                 ids = ids[torch.from_numpy(rng.permutation(ids.numel()))]
-            plan.extend((g, chunk) for chunk in torch.split(ids, self.batch_size) if chunk.numel())
+            chunks = [chunk for chunk in torch.split(ids, self.batch_size) if chunk.numel()]
+            if len(chunks) > 1 and chunks[-1].numel() < 2:
+                # a lone output node would give batch norm a single value per channel
+                chunks[-2:] = [torch.cat(chunks[-2:])]
+            plan.extend((g, chunk) for chunk in chunks)
         if self.shuffle:
             plan = [plan[i] for i in rng.permutation(len(plan))]
         if self.world_size > 1:
@@ -340,7 +345,12 @@ class NodeBatcher:
         return plan
 
     def __len__(self) -> int:
-        n = sum(-(-ids.numel() // self.batch_size) for ids in self.node_ids)
+        n = sum(
+            max(ids.numel() // self.batch_size + (ids.numel() % self.batch_size >= 2), 1)
+            if ids.numel()
+            else 0
+            for ids in self.node_ids
+        )
         return n // self.world_size if self.world_size > 1 else n
 
     def __iter__(self) -> Iterator[NodeBatch]:
@@ -360,26 +370,45 @@ class NodeBatcher:
             )
             yield NodeBatch(g, seeds_dev, node_ids, edge_index, seed_pos, offsets)
 
+    def _pyg_loader(self, g: int):
+        """One ``NeighborLoader`` per graph (its CSC adjacency is built once), used through
+        ``collate_fn`` so the batches follow this batcher's plan."""
+        if not hasattr(self, "_pyg_loaders"):
+            self._pyg_loaders: dict[int, object] = {}
+        if g not in self._pyg_loaders:
+            from torch_geometric.data import Data
+            from torch_geometric.loader import NeighborLoader
+
+            graph = self.graphs[g]
+            skeleton = Data(edge_index=graph.edge_index.cpu(), num_nodes=int(graph.num_nodes))
+            k = -1 if self.fanout is None else int(self.fanout)
+            self._pyg_loaders[g] = NeighborLoader(
+                skeleton, num_neighbors=[k] * self.num_hops, batch_size=1, shuffle=False
+            )
+        return self._pyg_loaders[g]
+
     def _pyg_batch(self, g: int, seeds: torch.Tensor) -> NodeBatch:
         from torch_geometric.data import Data
-        from torch_geometric.loader import NeighborLoader
 
-        graph = self.graphs[g]
-        skeleton = Data(edge_index=graph.edge_index, num_nodes=int(graph.num_nodes))
-        k = -1 if self.fanout is None else int(self.fanout)
-        loader = NeighborLoader(
-            skeleton,
-            num_neighbors=[k] * self.num_hops,
-            input_nodes=seeds,
-            batch_size=seeds.numel(),
-            shuffle=False,
-        )
-        sub = next(iter(loader))
+        loader = self._pyg_loader(g)
+        sub = loader.collate_fn(seeds.cpu())
+        if not isinstance(sub, Data):
+            sub = loader.filter_fn(sub)
         node_ids = sub.n_id.to(self.device)
+        offsets = None
+        n_nodes = getattr(sub, "num_sampled_nodes", None)
+        n_edges = getattr(sub, "num_sampled_edges", None)
+        if n_nodes is not None and n_edges is not None and len(n_edges) == self.num_hops:
+            # PyG orders nodes by hop and edges by the hop of their target, like sample_subgraph
+            node_off = np.cumsum([int(v) for v in n_nodes]).tolist()
+            edge_off = np.cumsum([int(v) for v in n_edges]).tolist() + [int(sum(n_edges))]
+            node_off += [node_off[-1]] * (self.num_hops + 1 - len(node_off))
+            offsets = (node_off[: self.num_hops + 1], edge_off[: self.num_hops + 1])
         return NodeBatch(
             g,
             seeds.to(self.device),
             node_ids,
             sub.edge_index.to(self.device),
             torch.arange(seeds.numel(), device=self.device),
+            offsets,
         )

@@ -97,3 +97,240 @@ def synthetic_mesh_graph(
     data.train_mask = labelled & ~is_test
     data.test_mask = labelled & is_test
     return data
+
+
+def triangulated_grid_faces(rows: int, cols: int) -> np.ndarray:
+    """Triangles of the non-periodic ``rows x cols`` grid of :func:`triangulated_grid_edges`.
+
+    Each cell ``(r, c)`` is split along its ``(r, c) - (r+1, c+1)`` diagonal into
+    ``[(r, c), (r, c+1), (r+1, c+1)]`` and ``[(r, c), (r+1, c+1), (r+1, c)]`` (counter-clockwise in
+    the x = column, y = row plane). The edges of these faces are exactly the non-periodic grid edges.
+
+    Returns
+    -------
+    numpy.ndarray, int64, shape (2 (rows-1) (cols-1), 3)
+    """
+    if rows < 2 or cols < 2:
+        raise ValueError("rows and cols must be >= 2")
+    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols - 1), indexing="ij")
+    v00 = (r * cols + c).ravel()
+    v01, v10, v11 = v00 + 1, v00 + cols, v00 + cols + 1
+    upper = np.stack([v00, v01, v11], 1)
+    lower = np.stack([v00, v11, v10], 1)
+    return np.concatenate([upper, lower]).astype(np.int64)
+
+
+def _smooth_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, terms: int = 4):
+    """A smooth random function on the unit square: a few low-frequency sinusoids, r.m.s. ~1."""
+    out = np.zeros_like(u)
+    for _ in range(terms):
+        fu, fv = rng.uniform(0.5, 2.0, 2)
+        phase = rng.uniform(0, 2 * np.pi)
+        out += np.sin(2 * np.pi * (fu * u + fv * v) + phase)
+    return out * np.sqrt(2.0 / terms)
+
+
+def synthetic_brain_graph_arrays(
+    brain_index: int,
+    hemi: str,
+    *,
+    rows: int = 170,
+    cols: int = 176,
+    num_areas: int = 40,
+    cy_dim: int = 256,
+    pm_dim: int | None = None,
+    edge_mm: float = 0.5,
+    section_every: int = 2,
+    annotate_every: int = 2,
+    annotated_area_fraction: float = 0.6,
+    cy_signal: float = 0.12,
+    cy_brain_shift: float = 0.3,
+    border_shift: float = 0.03,
+    pm_blur: float = 0.04,
+    digitization_step: int = 30,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One hemisphere graph of a synthetic brain with area-dependent node features.
+
+    The midsurface is a flat sheet: a triangulated ``rows x cols`` grid with ``edge_mm`` spacing
+    (x = column, y = row = posterior -> anterior, z = 0). Areas are the Voronoi cells of
+    ``num_areas`` template centres in the unit square (shared by all brains); each brain sees them
+    through a smooth warp of r.m.s. ``border_shift`` (unit-square units), so borders move between
+    brains as in the phantom. Section planes are grid rows: every ``section_every``-th row is a
+    digitized section (numbers ``1 + k * digitization_step``), every ``annotate_every``-th digitized
+    section is annotated, each for a random ``annotated_area_fraction`` of the areas it cuts, and every
+    fifth annotated section (sorted by number) is a test section.
+
+    Node features (node arrays of docs/derivatives.md):
+
+    * ``cy`` = ``cy_signal * prototype[area] + brain_offset + N(0, 1)`` per channel: prototypes are
+      standard normal vectors shared by all brains, ``brain_offset`` a brain-specific standard normal
+      vector times ``cy_brain_shift`` (a domain shift). One node alone is ambiguous; averaging over
+      graph neighbours (what a GNN does) makes it clearer.
+    * ``pm`` (``pm_dim`` = ``num_areas`` maps): a soft assignment of the node's *template* position to
+      the template areas, ``exp(-(d_k^2 - d_min^2) / pm_blur^2)`` clipped to [0, 1] (not normalised):
+      informative but blind to the brain's warp.
+    * ``co``: canonical coordinates in [-1, 1]: x = hemisphere side (lh < 0) + template u, y = template
+      v, z = 0.2.
+
+    Parameters
+    ----------
+    brain_index : int
+        Index of the brain in the cohort (selects its warp, offset and annotations).
+    hemi : {"lh", "rh"}
+    seed : int
+        Seeds the template (areas, prototypes) and, with ``brain_index`` and ``hemi``, everything
+        brain-specific.
+
+    Returns
+    -------
+    pos_mm : float32 (N, 3)
+    faces : int64 (F, 3)
+    node_arrays : dict of numpy arrays
+        ``section`` int64, ``point_mm`` float32 (N, 2), ``valid`` bool, ``cy`` float32 (N, cy_dim),
+        ``cy_measured`` bool, ``co`` float32 (N, 3), ``pm`` float32 (N, pm_dim), ``y`` int64 (class
+        index, -1 unknown), ``train_mask`` bool, ``test_mask`` bool.
+    """
+    if hemi not in ("lh", "rh"):
+        raise ValueError(f"hemi must be 'lh' or 'rh', got {hemi!r}")
+    pm_dim = num_areas if pm_dim is None else int(pm_dim)
+    if pm_dim < num_areas:
+        raise ValueError("pm_dim must be >= num_areas")
+    template = np.random.default_rng([seed, 0])
+    centres = template.uniform(0.0, 1.0, (num_areas, 2))
+    prototypes = template.standard_normal((num_areas, cy_dim))
+    rng = np.random.default_rng([seed, 1 + brain_index, 0 if hemi == "lh" else 1])
+
+    n = rows * cols
+    r = np.repeat(np.arange(rows), cols)
+    c = np.tile(np.arange(cols), rows)
+    u = c / (cols - 1)
+    v = r / (rows - 1)
+    pos = np.stack([c * edge_mm, r * edge_mm, np.zeros(n)], 1).astype(np.float32)
+    faces = triangulated_grid_faces(rows, cols)
+
+    def nearest(pu, pv):
+        d2 = (pu[:, None] - centres[None, :, 0]) ** 2 + (pv[:, None] - centres[None, :, 1]) ** 2
+        return d2
+
+    wu = u + border_shift * _smooth_field(rng, u, v)
+    wv = v + border_shift * _smooth_field(rng, u, v)
+    area = np.argmin(nearest(wu, wv), axis=1)
+
+    d2 = nearest(u, v)
+    pm = np.zeros((n, pm_dim), np.float32)
+    pm[:, :num_areas] = np.exp(-(d2 - d2.min(1, keepdims=True)) / pm_blur**2)
+    side = -1.0 if hemi == "lh" else 1.0
+    co = np.stack([side * (0.1 + 0.8 * u), 2 * v - 1, np.full(n, 0.2)], 1).astype(np.float32)
+
+    offset = cy_brain_shift * np.random.default_rng([seed, 1 + brain_index]).standard_normal(cy_dim)
+    cy = (cy_signal * prototypes[area] + offset).astype(np.float32)
+    cy += rng.standard_normal((n, cy_dim), dtype=np.float32)
+
+    on_section = r % section_every == 0
+    digitized = r // section_every  # k-th digitized section for nodes on a plane
+    section = np.where(on_section, 1 + digitized * digitization_step, -1).astype(np.int64)
+    annotated_rows = [
+        row for row in range(0, rows, section_every) if (row // section_every) % annotate_every == 0
+    ]
+    y = np.full(n, -1, np.int64)
+    train = np.zeros(n, bool)
+    test = np.zeros(n, bool)
+    for k, row in enumerate(annotated_rows):
+        nodes = np.arange(row * cols, (row + 1) * cols)
+        present = np.unique(area[nodes])
+        chosen = present[rng.random(present.size) < annotated_area_fraction]
+        keep = nodes[np.isin(area[nodes], chosen)]
+        y[keep] = area[keep]
+        (test if k % 5 == 4 else train)[keep] = True
+    point = np.full((n, 2), np.nan, np.float32)
+    point[on_section] = pos[on_section][:, [0, 2]] + np.float32(1.0)
+    arrays = {
+        "section": section,
+        "point_mm": point,
+        "valid": on_section.copy(),
+        "cy": cy,
+        "cy_measured": on_section.copy(),
+        "co": co,
+        "pm": pm,
+        "y": y,
+        "train_mask": train,
+        "test_mask": test,
+    }
+    return pos, faces, arrays
+
+
+def write_synthetic_cohort(
+    root,
+    brains: tuple[str, ...] = ("B01", "B03", "B05", "B07"),
+    hemis: tuple[str, ...] = ("lh", "rh"),
+    *,
+    seed: int = 0,
+    **kwargs,
+):
+    """Write synthetic graph files in a cohort layout (for tests, benchmarks and timing the stage).
+
+    Writes ``<root>/derivatives/cortexgraph/<brain>/graph/<hemi>.h5`` for every brain and hemisphere
+    (:func:`synthetic_brain_graph_arrays`, keyword arguments passed on), plus ``<root>/cohort.toml``
+    and ``<root>/areas.tsv`` (areas ``A01..``, ids 1..K) when they do not exist yet.
+
+    Returns
+    -------
+    pathlib.Path
+        ``root``.
+    """
+    from pathlib import Path
+
+    from cortexgraph.data.manifest import DERIVATIVES, Area, AreaTable, Cohort
+    from cortexgraph.meshes.graph import save_graph_h5
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    num_areas = int(kwargs.get("num_areas", 40))
+    if not (root / "areas.tsv").is_file():
+        colours = np.random.default_rng([seed, 99]).integers(0, 256, (num_areas, 3))
+        AreaTable(
+            [
+                Area(k + 1, f"A{k + 1:02d}", "#{:02x}{:02x}{:02x}".format(*colours[k]))
+                for k in range(num_areas)
+            ]
+        ).write(root / "areas.tsv")
+    if not (root / "cohort.toml").is_file():
+        Cohort(root, "synthetic-graphs", 20.0, list(brains)).write_manifest()
+    for b, brain in enumerate(brains):
+        for hemi in hemis:
+            pos, faces, arrays = synthetic_brain_graph_arrays(b, hemi, seed=seed, **kwargs)
+            save_graph_h5(root / DERIVATIVES / brain / "graph" / f"{hemi}.h5", pos, faces, **arrays)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cortexgraph.gnn.synthetic OUT``: write a synthetic graph cohort (see
+    :func:`write_synthetic_cohort`), e.g. to try ``train-gnn`` / ``evaluate`` before ``features``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("out", help="cohort folder to write")
+    parser.add_argument("--brains", default="B01,B03,B05,B07")
+    parser.add_argument("--rows", type=int, default=170)
+    parser.add_argument("--cols", type=int, default=176)
+    parser.add_argument("--areas", type=int, default=60)
+    parser.add_argument("--cy", type=int, default=256, help="CY width")
+    parser.add_argument("--pm", type=int, default=100, help="PM width (>= --areas)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    root = write_synthetic_cohort(
+        args.out,
+        tuple(b.strip() for b in args.brains.split(",") if b.strip()),
+        rows=args.rows,
+        cols=args.cols,
+        num_areas=args.areas,
+        cy_dim=args.cy,
+        pm_dim=args.pm,
+        seed=args.seed,
+    )
+    print(f"synthetic graph cohort written to {root}")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,7 +48,7 @@ from cortexgraph.training.runtime import (
 
 __all__ = ["train_node_classifier", "predict_proba", "FeatureStore", "train_nodes_mask"]
 
-HISTORY_KEYS = ("epoch", "loss", "train_acc", "seconds", "nodes_per_s")
+HISTORY_KEYS = ("epoch", "loss", "train_acc", "seconds", "nodes_per_s", "cpu_seconds")
 
 
 class FeatureStore:
@@ -208,8 +208,9 @@ def train_node_classifier(
     dict of lists
         ``epoch`` (1-based), ``loss`` (mean cross-entropy), ``train_acc`` (fraction of supervising
         nodes predicted correctly during the epoch, with dropout active), ``seconds`` (wall time),
-        ``nodes_per_s`` (labelled nodes per second), one entry per epoch, including epochs loaded
-        from a resumed checkpoint.
+        ``nodes_per_s`` (labelled nodes per second), ``cpu_seconds`` (CPU time of this process, all
+        threads: on a shared machine a load-independent measure of the work), one entry per epoch,
+        including epochs loaded from a resumed checkpoint.
     """
     if not graphs:
         raise ValueError("no graphs to train on")
@@ -254,7 +255,7 @@ def train_node_classifier(
         )
         start_epoch = int(payload["epoch"])
         saved = payload["extra"].get("history", {})
-        history = {k: list(saved.get(k, [])) for k in HISTORY_KEYS}
+        history = {k: list(saved.get(k, [float("nan")] * start_epoch)) for k in HISTORY_KEYS}
 
     if full_batch:
         edges = [g.edge_index.to(device) for g in graphs]
@@ -277,7 +278,7 @@ def train_node_classifier(
 
     for epoch in range(start_epoch, epochs):
         model.train()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = torch.zeros((), dtype=torch.int64, device=device)
@@ -297,6 +298,8 @@ def train_node_classifier(
                 x = store.gather(g, step.node_ids)
                 edge_index, out_idx = step.edge_index, step.seed_positions
                 target = labels[g][step.seed_nodes]
+            if target.numel() < 2 and base.kind != "linear":
+                continue  # a graph with a single training node: batch norm cannot train on it
             with autocast(device, enabled=amp):
                 if full_batch:
                     logits = model(x, edge_index)[out_idx]
@@ -321,6 +324,7 @@ def train_node_classifier(
             "loss": loss_total / seen_total,
             "train_acc": correct_total / seen_total,
             "seconds": seconds,
+            "cpu_seconds": time.process_time() - c0,
             "nodes_per_s": seen_total / max(seconds, 1e-9),
         }
         for k in HISTORY_KEYS:
@@ -359,17 +363,23 @@ def predict_proba(
     amp: bool = True,
     full_graph: bool = False,
     feature_dtype: torch.dtype | str | None = "auto",
+    nodes: Sequence[torch.Tensor] | None = None,
 ) -> list[np.ndarray]:
     """Class probabilities of every node of every graph (model in evaluation mode).
 
     Each batch of output nodes is computed on its exact (unsampled) k-hop neighbourhood, so the
     result equals a whole-graph forward pass; ``full_graph=True`` does that pass directly (faster
-    when the graph fits in memory).
+    when the graph fits in memory and every node is wanted).
+
+    Parameters
+    ----------
+    nodes : sequence of BoolTensor (N_g,), optional
+        Compute only these nodes of each graph (e.g. the evaluated ones); other rows are NaN.
 
     Returns
     -------
     list of numpy.ndarray, float32, shape (N_g, num_classes)
-        Softmax probabilities; rows sum to 1.
+        Softmax probabilities; rows sum to 1 (NaN rows for nodes not asked for).
     """
     device = pick_device(device)
     base = unwrap_model(model)
@@ -382,15 +392,16 @@ def predict_proba(
     results = []
     for gi, g in enumerate(graphs):
         n = int(g.num_nodes)
-        if full_graph:
+        wanted = None if nodes is None else torch.as_tensor(nodes[gi]).bool().cpu()
+        if full_graph and wanted is None:
             with autocast(device, enabled=amp):
                 logits = base(store.full(gi), g.edge_index.to(device))
             results.append(torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float32))
             continue
-        out = torch.empty((n, base.num_classes), dtype=torch.float32)
+        out = torch.full((n, base.num_classes), float("nan"), dtype=torch.float32)
         batcher = NodeBatcher(
             [g],
-            None,
+            None if wanted is None else [wanted],
             batch_size=batch_size,
             num_hops=base.num_hops,
             fanout=None,

@@ -7,7 +7,10 @@ Modules (array-level core; the data layer supplies images, class masks and trans
 * :mod:`~cortexgraph.lsm.sampling` class-balanced centres, orientation, patches, augmentation
 * :mod:`~cortexgraph.lsm.tiling` tiled, seam-free prediction over an ROI
 * :mod:`~cortexgraph.lsm.schedule` / :mod:`~cortexgraph.lsm.train` SGD schedule and training loop
-* :mod:`~cortexgraph.lsm.evaluate` area F1
+* :mod:`~cortexgraph.lsm.evaluate` area F1, per-section scores, the HR/LR/MS x LSM/GSM table
+* :mod:`~cortexgraph.lsm.data` class images, lazily read raster patches, orientation (brain files)
+* :mod:`~cortexgraph.lsm.workflow` chains, training, prediction, GSM, evaluation on one brain
+* :mod:`~cortexgraph.lsm.jobs` background jobs (start, list, follow, cancel)
 
 Submodules are imported explicitly (``from cortexgraph.lsm.roi import training_roi``) so that the
 numpy-only parts do not import torch.

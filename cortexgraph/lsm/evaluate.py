@@ -41,3 +41,141 @@ def area_f1(
     if tp + fp + fn == 0:
         return 1.0
     return 2.0 * tp / (2.0 * tp + fp + fn)
+
+
+# --------------------------------------------------------------------------------------------------
+# brain-level evaluation
+
+SOURCE_ORDER = ("gsm-hr", "gsm-lr", "gsm-ms", "lsm-hr", "lsm-lr", "lsm-ms")
+"""Row order of the comparison table (thesis Table 5.1: GSM (HR, LR, MS), then LSM)."""
+
+METRIC_COLUMNS = (
+    "section",
+    "role",
+    "interval",
+    "f1_annotation",
+    "f1_truth_roi",
+    "f1_truth_section",
+    "roi_px",
+    "pred_area_px",
+    "truth_area_px",
+)
+
+
+def summarize(values) -> dict:
+    """``n``, ``median``, ``mean`` and ``std`` (sample standard deviation, ddof 1) of the finite
+    values; NaN statistics when there are none."""
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    n = int(values.size)
+    if n == 0:
+        return {"n": 0, "median": float("nan"), "mean": float("nan"), "std": float("nan")}
+    return {
+        "n": n,
+        "median": float(np.median(values)),
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values, ddof=1)) if n > 1 else 0.0,
+    }
+
+
+def evaluate_prediction(
+    pred: np.ndarray,
+    area_id: int,
+    annotation: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    area_class: int = 3,
+    outside_roi: int = 255,
+) -> dict:
+    """Scores of one section's class prediction for one area.
+
+    Parameters
+    ----------
+    pred : (rows, cols) class prediction (area = ``area_class``, ``outside_roi`` outside the ROI).
+    area_id : the area's id in ``annotation`` and ``truth``.
+    annotation : area-id annotation on the same grid (an annotated section), or None.
+    truth : full ground-truth area ids on the same grid (phantom), or None.
+
+    Returns
+    -------
+    dict with ``f1_annotation`` (the seeds' protocol: F1 of the area against the annotation, inside
+    the ROI), ``f1_truth_roi`` (against the full truth inside the ROI), ``f1_truth_section`` (whole
+    section; pixels outside the ROI count as predicted "not the area"), ``roi_px``, ``pred_area_px``,
+    ``truth_area_px`` (truth inside the ROI; NaN without truth). Missing inputs give NaN.
+    """
+    pred = np.asarray(pred)
+    roi = pred != outside_roi
+    found = pred == area_class
+    out = {
+        "f1_annotation": float("nan"),
+        "f1_truth_roi": float("nan"),
+        "f1_truth_section": float("nan"),
+        "roi_px": int(roi.sum()),
+        "pred_area_px": int(found.sum()),
+        "truth_area_px": float("nan"),
+    }
+    if annotation is not None:
+        out["f1_annotation"] = area_f1(found, np.asarray(annotation) == area_id, True, roi)
+    if truth is not None:
+        truth_area = np.asarray(truth) == area_id
+        out["f1_truth_roi"] = area_f1(found, truth_area, True, roi)
+        out["f1_truth_section"] = area_f1(found, truth_area, True)
+        out["truth_area_px"] = int((truth_area & roi).sum())
+    return out
+
+
+def comparison_table(summaries: list[dict]) -> list[dict]:
+    """Pool per-section scores over areas into the HR/LR/MS x LSM/GSM table (thesis Table 5.1).
+
+    Parameters
+    ----------
+    summaries : one dict per (area, source) with ``source`` and the lists ``test_f1`` (F1 on the
+        left-out annotated sections) and ``truth_f1`` (F1 against the full truth inside the ROI on
+        every predicted section that was not trained on).
+
+    Returns
+    -------
+    One row per source present, in :data:`SOURCE_ORDER`: ``model`` (e.g. "LSM (MS)"), the test-F1
+    statistics ``n``, ``median``, ``mean``, ``std`` and the truth statistics ``truth_n``,
+    ``truth_median``, ``truth_mean``.
+    """
+    pooled: dict[str, dict[str, list]] = {}
+    for record in summaries:
+        entry = pooled.setdefault(record["source"], {"test": [], "truth": [], "areas": []})
+        entry["test"] += list(record.get("test_f1", []))
+        entry["truth"] += list(record.get("truth_f1", []))
+        entry["areas"].append(record.get("area", ""))
+    rows = []
+    order = list(SOURCE_ORDER) + sorted(set(pooled) - set(SOURCE_ORDER))
+    for source in order:
+        if source not in pooled:
+            continue
+        kind, _, arch = source.partition("-")
+        test = summarize(pooled[source]["test"])
+        truth = summarize(pooled[source]["truth"])
+        rows.append(
+            {
+                "model": f"{kind.upper()} ({arch.upper()})",
+                "source": source,
+                "areas": ",".join(sorted(set(pooled[source]["areas"]))),
+                **test,
+                "truth_n": truth["n"],
+                "truth_median": truth["median"],
+                "truth_mean": truth["mean"],
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The comparison table as Markdown."""
+    lines = [
+        "| model | test sections | median F1 | mean F1 | std | truth sections | truth median F1 "
+        "| truth mean F1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['n']} | {row['median']:.3f} | {row['mean']:.3f} | "
+            f"{row['std']:.3f} | {row['truth_n']} | {row['truth_median']:.3f} | "
+            f"{row['truth_mean']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -201,6 +201,14 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
     8 at base lr 0.02 (the linear scaling rule would give 0.005, too slow for such a short run: the
     preset factor is 4).
 
+    ``phantom``: for coarse images (the phantom cohorts: 100 um demo, 160 um tiny), everything scaled
+    by the image spacing ``s`` (keyword ``spacing_um``, default 100): HR at ``s``, output at ``2 s``,
+    LR at ``4 s`` (the seeds: 2 / 16 / 16 um); 3 encoder blocks {16, 32, 64} (first convolution k5 /
+    stride 2) and 2 decoder blocks {32, 16}; a 16 px training output (``output_px``) with the smallest
+    patches that give it (at ``s`` = 100 um: HR 111 px = 11.1 mm, MS LR 50 px = 20 mm; the LR U-Net
+    reads a patch 1.2x larger, 60 px = 24 mm, as 756 / 628 px in the thesis); batch 16, 300 iterations with the
+    seeds' milestones scaled, base lr 0.02 (2x the linear scaling rule, for short runs).
+
     Any field can be overridden by keyword.
     """
     if preset == "full":
@@ -244,9 +252,82 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
             base_lr=0.02,
             lr_milestones=scaled_milestones(iterations),
         )
+    elif preset == "phantom":
+        spacing = float(overrides.pop("spacing_um", 100.0))
+        output_px = int(overrides.pop("output_px", PHANTOM_OUTPUT_PX))
+        iterations = int(overrides.get("iterations", 300))
+        base = LSMConfig(
+            arch=arch,
+            hr_spacing_um=spacing,
+            lr_spacing_um=4 * spacing,
+            output_spacing_um=2 * spacing,
+            encoder_filters=(16, 32, 64),
+            decoder_filters=(32, 16),
+            hr_first_kernel=5,
+            hr_first_stride=2,
+            batch_size=16,
+            iterations=iterations,
+            base_lr=0.02,
+            lr_milestones=scaled_milestones(iterations),
+        )
+        base = with_output_tile(base, output_px)
+        if arch == "lr":  # the LR U-Net reads a larger patch than the LR branch of MS (001:6127)
+            base = replace(base, lr_patch_um=base.lr_patch_um * LR_UNET_PATCH_FACTOR)
     else:
-        raise ValueError(f"unknown preset {preset!r}; use 'full', 'small' or 'tiny'")
+        raise ValueError(f"unknown preset {preset!r}; use 'full', 'small', 'phantom' or 'tiny'")
     return replace(base, **overrides)
+
+
+PHANTOM_OUTPUT_PX = 16
+"""Training output tile of the ``phantom`` preset (px at twice the image spacing)."""
+
+LR_UNET_PATCH_FACTOR = 12096.0 / 10048.0
+"""LR U-Net patch / MS LR patch in the thesis (756 px vs 628 px at 16 um, 001:6127, 001:6155)."""
+
+PRESETS = ("full", "small", "phantom", "tiny")
+
+
+def preset_for_spacing(image_spacing_um: float) -> tuple[str, dict]:
+    """The preset that fits section images of ``image_spacing_um`` (level 0), with its arguments.
+
+    * <= 2 um: ``full`` (the seeds' 2 um HR patches can be read);
+    * <= 8 um: ``small`` (8 um HR patches);
+    * coarser: ``phantom`` at the image spacing (HR = image spacing, output = 2x, LR = 4x).
+
+    Returns ``(preset, overrides)`` for :func:`lsm_config`.
+    """
+    if image_spacing_um <= 2.0 + 1e-9:
+        return "full", {}
+    if image_spacing_um <= 8.0 + 1e-9:
+        return "small", {}
+    return "phantom", {"spacing_um": float(image_spacing_um)}
+
+
+def with_output_tile(config: LSMConfig, output_px: int) -> LSMConfig:
+    """``config`` with an output tile of ``output_px`` px and the smallest patches that produce it.
+
+    The HR and LR patch sizes (``hr_patch_um``, ``lr_patch_um``) are set to the smallest valid inputs
+    whose (common) bottleneck yields at least ``output_px`` output px with an even crop. Used by the
+    presets and for prediction with larger tiles than in training (the weights do not depend on the
+    patch size).
+    """
+    output_px = int(output_px)
+    if output_px < 1:
+        raise ValueError("output_px must be >= 1")
+    cfg = replace(config, output_patch_um=output_px * config.output_spacing_um)
+    n_levels = len(cfg.decoder_filters)
+    bottleneck = min(
+        required_bottleneck(output_px, n_levels, cfg.convs_per_block, parity, cfg.upconv_padding)
+        for parity in (0, 1)
+    )
+    changes = {}
+    if cfg.uses_hr:
+        hr_px = encoder_input_size(hr_encoder_ops(cfg), bottleneck)
+        changes["hr_patch_um"] = hr_px * cfg.hr_spacing_um
+    if cfg.uses_lr:
+        lr_px = encoder_input_size(lr_encoder_ops(cfg), bottleneck)
+        changes["lr_patch_um"] = lr_px * cfg.lr_spacing_um
+    return replace(cfg, **changes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -82,6 +82,14 @@ def sample_balanced_centres_sections(
     randomly chosen classes; within a class all ROI pixels of all sections are equally likely
     (drawn with replacement). Rows are in random order.
     """
+    return draw_balanced_centres(class_pools(class_images, rois, n_classes), n, rng)
+
+
+def class_pools(
+    class_images: Sequence[np.ndarray], rois: Sequence[np.ndarray], n_classes: int = 4
+) -> list[np.ndarray | None]:
+    """Per class, the (m, 3) int64 array of (section index, row, col) of its ROI pixels (None when
+    the class is absent). Computed once per training run; see :func:`draw_balanced_centres`."""
     if len(class_images) != len(rois):
         raise ValueError("need one ROI per class image")
     per_class: list[list[np.ndarray]] = [[] for _ in range(n_classes)]
@@ -98,7 +106,15 @@ def sample_balanced_centres_sections(
                 per_class[k].append(
                     np.stack([np.full(sel.sum(), index), rows[sel], cols[sel]], axis=1)
                 )
-    pools = [np.concatenate(p) if p else None for p in per_class]
+    return [np.concatenate(p).astype(np.int64) if p else None for p in per_class]
+
+
+def draw_balanced_centres(
+    pools: Sequence[np.ndarray | None], n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` centres from :func:`class_pools`: ``n // K`` per present class (the remainder to distinct
+    random classes), uniform within a class, in random order; (n, 3) int64."""
+    n_classes = len(pools)
     present = [k for k in range(n_classes) if pools[k] is not None]
     if not present:
         raise ValueError("the ROIs contain no labelled pixel")
@@ -198,6 +214,30 @@ def extract_patch(
     sampled at offset ``((r - (n-1)/2), (c - (n-1)/2)) * scale`` from the centre, rotated by the angle.
     """
     image = np.asarray(image)
+
+    def window(row0: int, col0: int, rows: int, cols: int, fill_value) -> np.ndarray:
+        return read_window(image, row0, col0, rows, cols, fill_value)
+
+    return sample_patch(window, centre_rc, size_px, scale, angle_rad, order=order, fill=fill)
+
+
+def sample_patch(
+    read_window_fn,
+    centre_rc: Sequence[float],
+    size_px: int,
+    scale: float = 1.0,
+    angle_rad: float = 0.0,
+    *,
+    order: int = 1,
+    fill: float = 0.0,
+) -> np.ndarray:
+    """:func:`extract_patch` on any image that can hand out windows (in memory or chunked on disk).
+
+    ``read_window_fn(row0, col0, rows, cols, fill) -> array`` returns a window of the source image
+    (pixels outside it set to ``fill``); only the window under the (rotated) patch is requested, so a
+    lazily read raster touches only the chunks it needs. Other arguments and the result as in
+    :func:`extract_patch`.
+    """
     n = int(size_px)
     cr, cc = float(centre_rc[0]), float(centre_rc[1])
     half = (n - 1) / 2.0
@@ -208,12 +248,12 @@ def extract_patch(
         and abs(r_first - round(r_first)) < 1e-9
         and abs(c_first - round(c_first)) < 1e-9
     ):
-        out = read_window(image, int(round(r_first)), int(round(c_first)), n, n, fill)
+        out = read_window_fn(int(round(r_first)), int(round(c_first)), n, n, fill)
         return out.astype(np.float32) if order else out
     reach = 0.5 * np.hypot(n, n) * scale + 3
     r0, c0 = int(np.floor(cr - reach)), int(np.floor(cc - reach))
     size = int(np.ceil(2 * reach)) + 1
-    window = read_window(image, r0, c0, size, size, fill)
+    window = read_window_fn(r0, c0, size, size, fill)
     if order:
         window = window.astype(np.float32)
         if scale > 1.0:

@@ -7,9 +7,9 @@
 * Step schedule (:mod:`cortexgraph.lsm.schedule`).
 
 :func:`train_lsm` is generic over a batch sampler ``sample_batch_fn(iteration) -> (inputs, targets)``;
-:func:`array_batch_sampler` builds one from in-memory section arrays (class-balanced centres,
-orientation normalisation, rotation and intensity augmentation). The data layer supplies its own
-sampler reading patches lazily from the section rasters.
+:func:`patch_batch_sampler` builds one from image sources (class-balanced centres, orientation
+normalisation, rotation and intensity augmentation): :class:`~cortexgraph.lsm.data.RasterImageSource`
+reads patches lazily from the section rasters, :func:`array_batch_sampler` wraps in-memory arrays.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from torch.nn import functional as F
 from cortexgraph.lsm.networks import LSMConfig
 from cortexgraph.lsm.sampling import (
     IGNORE_LABEL,
+    class_pools,
     draw_augmentation,
+    draw_balanced_centres,
     extract_patch,
     intensity_transform,
-    sample_balanced_centres_sections,
 )
 from cortexgraph.lsm.schedule import SEED_BASE_LR, SEED_LR_FACTOR, scaled_milestones, step_lr
 
@@ -174,6 +175,7 @@ def array_batch_sampler(
     rot90_ks: Sequence[int] | None = None,
     augment: bool = True,
     intensity_scale: float = 1.0 / 255.0,
+    pad_value: float = 0.0,
 ) -> Callable[[int], tuple]:
     """Batch sampler over in-memory training sections (for small data and tests).
 
@@ -190,29 +192,84 @@ def array_batch_sampler(
     rot90_ks : per section, orientation normalisation (``superior_rot90``); default 0.
     augment : draw random rotation and intensity augmentation (else identity).
     intensity_scale : multiplies image values to reach [0, 1].
+    pad_value : image value outside the image.
 
     Returns
     -------
-    ``f(iteration) -> (inputs, targets)``: inputs float32 (B, 1, n, n) (MS: a tuple (hr, lr)),
-    targets int64 (B, m, m). Centres are class-balanced within each batch (exactly B / 4 per class).
+    ``f(iteration) -> (inputs, targets)`` as :func:`patch_batch_sampler`.
     """
+    from cortexgraph.lsm.data import ArrayImageSource
+
     rot90_ks = [0] * len(images) if rot90_ks is None else list(rot90_ks)
+    sources = [ArrayImageSource(image, image_spacing_um) for image in images]
+    angles = [-k * np.pi / 2 for k in rot90_ks]
+    return patch_batch_sampler(
+        sources,
+        class_images,
+        rois,
+        angles,
+        config,
+        output_px,
+        rng,
+        label_spacing_um=label_spacing_um,
+        augment=augment,
+        intensity_scale=intensity_scale,
+        pad_value=pad_value,
+    )
+
+
+def patch_batch_sampler(
+    sources: Sequence,
+    class_images: Sequence[np.ndarray],
+    rois: Sequence[np.ndarray],
+    angles_rad: Sequence[float],
+    config: LSMConfig,
+    output_px: int,
+    rng: np.random.Generator,
+    *,
+    label_spacing_um: float,
+    augment: bool = True,
+    intensity_scale: float = 1.0 / 255.0,
+    pad_value: float = 255.0,
+) -> Callable[[int], tuple]:
+    """Batch sampler reading image patches from image sources (in memory or lazily from rasters).
+
+    Parameters
+    ----------
+    sources : per training section, an object with ``patch(centre_mm, size_px, spacing_um,
+        angle_rad, fill)`` (:class:`~cortexgraph.lsm.data.RasterImageSource` or
+        :class:`~cortexgraph.lsm.data.ArrayImageSource`).
+    class_images, rois : per section, the LSM class image (0..3) and training ROI at
+        ``label_spacing_um``.
+    angles_rad : per section, the orientation normalisation (patch rotation, radians).
+    config, output_px, rng : as :func:`array_batch_sampler`.
+    augment : rotation ~ U[-45, 45] deg and ``alpha x^gamma + beta`` per patch (else identity).
+    intensity_scale : multiplies image values to reach [0, 1] (1/255 for 8-bit scans).
+    pad_value : image value outside the image (255: bright slide).
+
+    Returns
+    -------
+    ``f(iteration) -> (inputs, targets)``: inputs float32 (B, 1, n, n) (MS: a tuple (hr, lr), both
+    centred at the same point), targets int64 (B, m, m) with ``IGNORE_LABEL`` outside the section.
+    Centres are class-balanced within each batch (exactly B / K per present class; ``rng`` draws
+    centres and augmentations, so the same seed gives the same batches).
+    """
     sizes = config.input_px()
     hr_px, lr_px = sizes if config.arch == "ms" else (sizes, sizes)
     branches = []
     if config.uses_hr:
-        branches.append((hr_px, config.hr_spacing_um / image_spacing_um))
+        branches.append((hr_px, config.hr_spacing_um))
     if config.uses_lr:
-        branches.append((lr_px, config.lr_spacing_um / image_spacing_um))
+        branches.append((lr_px, config.lr_spacing_um))
     label_scale = config.output_spacing_um / label_spacing_um
     # an even output centred on a label pixel would sit half a pixel off the label grid: centre it on
     # the pixel's corner instead (exact when label and output spacings agree)
     align = 0.5 if output_px % 2 == 0 else 0.0
 
+    pools = class_pools(class_images, rois, config.n_classes)
+
     def sample(iteration: int) -> tuple:
-        centres = sample_balanced_centres_sections(
-            class_images, rois, config.batch_size, rng, config.n_classes
-        )
+        centres = draw_balanced_centres(pools, config.batch_size, rng)
         inputs = [np.empty((len(centres), 1, n, n), np.float32) for n, _ in branches]
         targets = np.empty((len(centres), output_px, output_px), np.int64)
         for b, (section, row, col) in enumerate(centres):
@@ -227,13 +284,12 @@ def array_batch_sampler(
                 if augment
                 else None
             )
-            angle = -rot90_ks[section] * np.pi / 2 + (aug.angle_rad if aug else 0.0)
-            # centre in label pixel coordinates (pixel centres at integers), then image coordinates
+            angle = float(angles_rad[section]) + (aug.angle_rad if aug else 0.0)
+            # centre in label pixel coordinates (pixel centres at integers), then section mm (x, y)
             centre_label = np.array([row + align, col + align], dtype=np.float64)
-            centre_mm = (centre_label + 0.5) * label_spacing_um / 1000.0
-            centre_image = centre_mm * 1000.0 / image_spacing_um - 0.5
-            for slot, (n, scale) in enumerate(branches):
-                patch = extract_patch(images[section], centre_image, n, scale, angle, order=1)
+            centre_mm = (centre_label[::-1] + 0.5) * label_spacing_um / 1000.0
+            for slot, (n, spacing_um) in enumerate(branches):
+                patch = sources[section].patch(centre_mm, n, spacing_um, angle, pad_value)
                 patch = patch * intensity_scale
                 if aug is not None:
                     patch = intensity_transform(patch, aug.alpha, aug.beta, aug.gamma)

@@ -19,6 +19,7 @@ import numpy as np
 
 from cortexgraph.data.manifest import format_tsv
 from cortexgraph.data.stack import SectionStack
+from cortexgraph.errors import DataFormatError
 from cortexgraph.mapping.midline import midline_field, refine_points, tissue_share
 from cortexgraph.meshes.cut import cut_mesh_with_plane
 from cortexgraph.outputs import write_text_atomic
@@ -65,6 +66,33 @@ class NodeSectionTable:
             valid=data[:, 4].astype(bool),
             moved_mm=data[:, 5],
         )
+
+
+def node_arrays_from_table(table, num_nodes: int) -> dict[str, np.ndarray]:
+    """``section``, ``point_mm``, ``valid`` node arrays from a node -> section point table.
+
+    Parameters
+    ----------
+    table : a :class:`cortexgraph.mapping.nodes.NodeSectionTable` (or anything with arrays ``node``,
+        ``section``, ``x_mm``, ``y_mm``, ``valid``), one row per mapped node.
+    num_nodes : N, the number of graph nodes.
+
+    Returns
+    -------
+    ``{"section": int64 (N,) (-1 = no point), "point_mm": float32 (N, 2) (NaN = none),
+    "valid": bool (N,)}`` as in docs/derivatives.md.
+    """
+    node = np.asarray(table.node, dtype=np.int64)
+    if node.size and (node.min() < 0 or node.max() >= num_nodes):
+        raise DataFormatError(f"node table refers to nodes outside 0..{num_nodes - 1}")
+    section = np.full(num_nodes, -1, dtype=np.int64)
+    point = np.full((num_nodes, 2), np.nan, dtype=np.float32)
+    valid = np.zeros(num_nodes, dtype=bool)
+    section[node] = np.asarray(table.section, dtype=np.int64)
+    point[node, 0] = np.asarray(table.x_mm, dtype=np.float32)
+    point[node, 1] = np.asarray(table.y_mm, dtype=np.float32)
+    valid[node] = np.asarray(table.valid, dtype=bool)
+    return {"section": section, "point_mm": point, "valid": valid}
 
 
 def map_nodes_to_sections(

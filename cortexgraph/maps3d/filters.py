@@ -25,6 +25,11 @@ Connectivity
     ``connectivity=6`` (faces only) is available.
 
 Chunked versions
+    ``binary_median_filter_blockwise`` (used by the map pipeline out of core) reads each block plus
+    its halo straight from the source array (a ``np.memmap``) and writes into a destination array,
+    with a fixed number of dask threads, so memory is bounded by the blocks in flight;
+    ``remove_small_components_blockwise`` does the same for the two passes of the component
+    analysis below.
     ``binary_median_filter_chunked`` overlaps dask chunks by ``size // 2`` voxels (reflecting at the
     volume border) and counts only the valid part of each block. ``remove_small_components_chunked``
     labels each chunk with scipy, merges labels that touch across chunk faces (a union-find over the
@@ -46,9 +51,11 @@ from scipy.sparse import csgraph
 __all__ = [
     "box_count",
     "binary_median_filter",
+    "binary_median_filter_blockwise",
     "binary_median_filter_chunked",
     "min_component_voxels",
     "remove_small_components",
+    "remove_small_components_blockwise",
     "remove_small_components_chunked",
 ]
 
@@ -184,6 +191,94 @@ def binary_median_filter_chunked(mask, size: int | Sequence[int] = 11, chunks=No
     mask = mask.rechunk(_min_chunks(mask.chunks, [depth[a] for a in range(mask.ndim)]))
     halo = da.overlap.overlap(mask, depth=depth, boundary="reflect")
     return halo.map_blocks(_median_block, sizes, dtype=bool, chunks=mask.chunks)
+
+
+def _block_slices(shape: Sequence[int], chunk_vox: int | Sequence[int]):
+    """Slices of a regular block grid over ``shape`` (last blocks may be smaller)."""
+    chunk = (int(chunk_vox),) * len(shape) if np.isscalar(chunk_vox) else tuple(chunk_vox)
+    if any(c < 1 for c in chunk):
+        raise ValueError(f"chunk sizes must be >= 1, got {chunk}")
+    ranges = [range(0, n, c) for n, c in zip(shape, chunk, strict=True)]
+    for start in np.ndindex(*(len(r) for r in ranges)):
+        yield tuple(
+            slice(r[i], min(r[i] + c, n))
+            for r, i, c, n in zip(ranges, start, chunk, shape, strict=True)
+        )
+
+
+def _median_from_source(mask, block: tuple[slice, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    """Median of one block of ``mask``, reading the block plus its halo straight from ``mask``.
+
+    Where the halo leaves the volume it is filled by half-sample symmetric reflection of what was
+    read; the region read always reaches ``size // 2`` voxels into the volume (or spans the whole
+    axis), so this equals reflecting the whole volume (``np.pad(mode='symmetric')``).
+    """
+    read, pad = [], []
+    for sl, s, n in zip(block, sizes, mask.shape, strict=True):
+        half = s // 2
+        lo, hi = max(0, sl.start - half), min(n, sl.stop + half)
+        read.append(slice(lo, hi))
+        pad.append((half - (sl.start - lo), half - (hi - sl.stop)))
+    region = np.asarray(mask[tuple(read)]) != 0
+    if any(p != (0, 0) for p in pad):
+        region = np.pad(region, pad, mode="symmetric")
+    return _median_block(region.view(np.uint8), sizes)
+
+
+def binary_median_filter_blockwise(
+    mask,
+    size: int | Sequence[int] = 11,
+    *,
+    out=None,
+    chunk_vox: int | Sequence[int] = 128,
+    num_workers: int = 2,
+):
+    """Out-of-core binary median filter: blocks read from ``mask``, written into ``out``.
+
+    Same result as :func:`binary_median_filter`, with bounded memory: the volume is cut into
+    blocks of ``chunk_vox`` voxels; each block task reads its block plus a halo of ``size // 2``
+    voxels directly from ``mask`` (no dask overlap graph: the overlap/concatenate tasks of
+    :func:`binary_median_filter_chunked` let the threaded scheduler keep many neighbouring chunks
+    alive), computes the box-count majority and writes it into ``out``. Tasks run on dask's
+    threaded scheduler with ``num_workers`` threads, so at most ``num_workers`` blocks are in
+    memory at a time (about ``(chunk_vox + size)^3 x 7`` bytes each: the region as uint8 and the
+    uint16 running sums).
+
+    Parameters
+    ----------
+    mask : 3D array-like of bool
+        ndarray, ``np.memmap``, h5py or zarr dataset (anything sliceable that returns arrays).
+    size : int or sequence of int, default 11
+        Odd window edge length in voxels.
+    out : writable 3D array of bool, optional
+        Destination (e.g. an ``np.memmap``); must not be ``mask`` itself (blocks read halos of
+        their neighbours). Default: a new in-memory array.
+    chunk_vox : int or sequence of int, default 128
+        Block edge in voxels.
+    num_workers : int, default 2
+        Threads of the dask scheduler.
+
+    Returns
+    -------
+    ``out``, filled.
+    """
+    import dask
+
+    shape = tuple(mask.shape)
+    sizes = _as_sizes(size, len(shape))
+    if out is None:
+        out = np.zeros(shape, dtype=bool)
+    elif tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {out.shape}, mask {shape}")
+    if out is mask:
+        raise ValueError("out must not be the input volume (blocks read their neighbours)")
+
+    def task(block):
+        out[block] = _median_from_source(mask, block, sizes)
+
+    tasks = [dask.delayed(task)(b) for b in _block_slices(shape, chunk_vox)]
+    dask.compute(*tasks, scheduler="threads", num_workers=max(1, int(num_workers)))
+    return out
 
 
 def _structure(ndim: int, connectivity: int) -> np.ndarray:
@@ -322,6 +417,94 @@ def remove_small_components_chunked(
     delayed_blocks = mask.to_delayed()
     tasks = [dask.delayed(_block_summary)(delayed_blocks[b], structure) for b in block_ids]
     summaries = dict(zip(block_ids, dask.compute(*tasks), strict=True))
+    luts = _merge_components(summaries, grid, structure, min_volume_mm3, voxel_size_mm)
+    return mask.map_blocks(
+        functools.partial(_keep_block, structure=structure, luts=luts), dtype=bool
+    )
+
+
+def remove_small_components_blockwise(
+    mask,
+    min_volume_mm3: float = 27.0,
+    voxel_size_mm: float | Sequence[float] = 0.02,
+    connectivity: int = 26,
+    *,
+    out=None,
+    chunk_vox: int | Sequence[int] = 128,
+    num_workers: int = 2,
+):
+    """Out-of-core :func:`remove_small_components`: blocks read from ``mask``, written into ``out``.
+
+    The two passes of :func:`remove_small_components_chunked` (label each block and merge labels
+    across block faces; relabel each block and keep the large components), with block tasks that
+    read their block straight from ``mask`` and write into ``out`` on dask's threaded scheduler
+    (``num_workers`` threads). Unlike a dask array built with ``from_array``, whose reader tasks
+    the scheduler may run far ahead of the labelling, at most ``num_workers`` blocks are in memory
+    at a time (plus the six face planes of every block's labels, kept for the merge).
+
+    Parameters
+    ----------
+    mask : 3D array-like of bool (ndarray, ``np.memmap``, h5py or zarr dataset)
+    min_volume_mm3, voxel_size_mm, connectivity
+        As in :func:`remove_small_components`.
+    out : writable array of bool, optional
+        Destination (may be ``mask`` itself: pass 2 reads and writes each block once). Default: a
+        new in-memory array.
+    chunk_vox : int or sequence of int, default 128
+        Block edge in voxels.
+    num_workers : int, default 2
+        Threads of the dask scheduler.
+
+    Returns
+    -------
+    ``out``, filled; equal to :func:`remove_small_components` voxel for voxel.
+    """
+    import dask
+
+    shape = tuple(mask.shape)
+    structure = _structure(len(shape), connectivity)
+    if out is None:
+        out = np.zeros(shape, dtype=bool)
+    elif tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {out.shape}, mask {shape}")
+    chunk = (int(chunk_vox),) * len(shape) if np.isscalar(chunk_vox) else tuple(chunk_vox)
+    grid = tuple(-(-n // c) for n, c in zip(shape, chunk, strict=True))
+    slices = {
+        b: tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(b, chunk, shape, strict=True))
+        for b in np.ndindex(*grid)
+    }
+    workers = max(1, int(num_workers))
+
+    def summary(b):
+        return _block_summary(np.asarray(mask[slices[b]]), structure)
+
+    block_ids = list(slices)
+    results = dask.compute(
+        *[dask.delayed(summary)(b) for b in block_ids], scheduler="threads", num_workers=workers
+    )
+    luts = _merge_components(
+        dict(zip(block_ids, results, strict=True)), grid, structure, min_volume_mm3, voxel_size_mm
+    )
+    del results
+
+    def keep(b):
+        labels, _ = ndimage.label(np.asarray(mask[slices[b]]) != 0, structure=structure)
+        out[slices[b]] = luts[b][labels]
+
+    dask.compute(
+        *[dask.delayed(keep)(b) for b in block_ids], scheduler="threads", num_workers=workers
+    )
+    return out
+
+
+def _merge_components(summaries: dict, grid, structure, min_volume_mm3, voxel_size_mm) -> dict:
+    """Merge per-block component labels across block faces; keep/drop lookup table per block.
+
+    ``summaries[block_id] = (n_labels, sizes, faces)`` from :func:`_block_summary` on a regular
+    block grid ``grid``. Returns ``{block_id: bool lut}`` (index = local label, 0 = background).
+    """
+    ndim = len(grid)
+    block_ids = list(np.ndindex(*grid))
 
     # global label = offset[block] + local label (local labels start at 1; 0 stays background)
     offsets, total = {}, 0
@@ -352,7 +535,12 @@ def remove_small_components_chunked(
         for i in range(grid[axis] - 1):
             hi_plane = _assemble_plane(summaries, offsets, grid, axis, i, "hi", glob)
             lo_plane = _assemble_plane(summaries, offsets, grid, axis, i + 1, "lo", glob)
-            pairs.extend(_plane_pairs(hi_plane, lo_plane, shifts))
+            found = _plane_pairs(hi_plane, lo_plane, shifts)
+            if found:
+                # one entry per touching label pair (a face voxel gives up to 9 duplicates)
+                both = np.concatenate(found)
+                keys = np.unique(both[:, 0] * np.int64(total + 1) + both[:, 1])
+                pairs.append(np.stack([keys // (total + 1), keys % (total + 1)], axis=1))
 
     if pairs:
         edges = np.concatenate(pairs)
@@ -371,9 +559,7 @@ def remove_small_components_chunked(
         lut = np.zeros(n + 1, dtype=bool)
         lut[1:] = keep_root[root[offsets[b] + 1 : offsets[b] + 1 + n]]
         luts[b] = lut
-    return mask.map_blocks(
-        functools.partial(_keep_block, structure=structure, luts=luts), dtype=bool
-    )
+    return luts
 
 
 def _assemble_plane(summaries, offsets, grid, axis, index, side, glob):

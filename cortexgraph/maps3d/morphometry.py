@@ -45,13 +45,16 @@ F_VOLUME_B20 = 1.931
 def area_volume_mm3(mask, affine: np.ndarray) -> float:
     """Volume of a mask in mm^3: voxel count x |det(affine[:3, :3])|.
 
-    ``mask`` may be a numpy or dask array (counted chunk by chunk).
+    ``mask`` may be a numpy array, a ``np.memmap`` (counted in slabs) or a dask array.
     """
     voxel_mm3 = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3])))
-    count = (mask != 0).sum()
-    if hasattr(count, "compute"):
-        count = count.compute()
-    return int(count) * voxel_mm3
+    if hasattr(mask, "compute"):
+        return int((mask != 0).sum().compute()) * voxel_mm3
+    # slabs along axis 0: a np.memmap is counted without a full-size temporary
+    count = sum(
+        int(np.count_nonzero(np.asarray(mask[i : i + 32]))) for i in range(0, mask.shape[0], 32)
+    )
+    return count * voxel_mm3
 
 
 def triangle_areas_mm2(vertices_mm: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -163,7 +166,9 @@ def load_reference_table(path: str | Path | None = None) -> dict[tuple[str, str]
 
     Required columns: ``area``, ``quantity`` (``volume`` or ``surface``), ``mean``, ``sd``; lines
     starting with ``#`` are comments. Returns ``{(area, quantity): row}`` with numeric fields as
-    floats (NaN where empty).
+    floats (NaN where empty). An optional ``hemisphere`` column gives per-hemisphere references:
+    rows with ``lh`` or ``rh`` are keyed ``(area, quantity, hemisphere)``, rows with ``both`` or
+    empty ``(area, quantity)`` (the whole area).
     """
     if path is None:
         text = resources.files("cortexgraph.maps3d").joinpath("reference_values.tsv").read_text()
@@ -186,7 +191,11 @@ def load_reference_table(path: str | Path | None = None) -> dict[tuple[str, str]
         for key in ("mean", "sd", "b20_raw", "b20_corrected", "b20_z", "n_subjects"):
             if key in parsed:
                 parsed[key] = _float(parsed[key] or "")
-        table[(row["area"], row["quantity"])] = parsed
+        hemisphere = (row.get("hemisphere") or "").strip()
+        if hemisphere in ("lh", "rh"):
+            table[(row["area"], row["quantity"], hemisphere)] = parsed
+        else:
+            table[(row["area"], row["quantity"])] = parsed
     return table
 
 

@@ -82,9 +82,17 @@ def downsample_fraction(mask: np.ndarray, factor: int, affine: np.ndarray):
 
 
 def signed_mesh_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Volume enclosed by a closed triangle mesh (positive for outward-facing normals)."""
-    t = np.asarray(vertices, dtype=float)[np.asarray(faces)]
-    return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
+    """Volume enclosed by a closed triangle mesh (positive for outward-facing normals).
+
+    Computed in blocks of 2^20 triangles, so large meshes need no (m, 3, 3) temporary.
+    """
+    vertices = np.asarray(vertices, dtype=float)
+    faces = np.asarray(faces)
+    total = 0.0
+    for i in range(0, len(faces), 1 << 20):
+        t = vertices[faces[i : i + (1 << 20)]]
+        total += float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum())
+    return total / 6.0
 
 
 def mask_surface(
@@ -226,6 +234,7 @@ def mask_surface_chunked(
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
     verts = np.concatenate(verts_all)
     faces = np.concatenate(faces_all)
+    del verts_all, faces_all
     if merge_vertices:
         verts, inverse = np.unique(verts, axis=0, return_inverse=True)
         faces = inverse.reshape(-1)[faces]

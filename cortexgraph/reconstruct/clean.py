@@ -105,7 +105,7 @@ def automatic_noncortical_mask(
     the pial surface (background) and the white matter, so for a cortical voxel ``d_background +
     d_white`` (Euclidean distances in mm) is at most about its thickness.
     Gray voxels where this sum exceeds ``max_cortex_thickness_mm`` are seeds (deep nuclei far from the
-    surface, cerebellar gray matter far from white matter); the seeds are grown by ``grow_mm`` inside the
+    surface, cerebellar gray matter far from white matter); the seeds are grown by at most ``grow_mm`` (whole voxels) inside the
     gray matter (geodesic dilation) to take the rims of those structures. The defaults (5 mm, 2 mm) were
     chosen on the demo phantom (docs/build-graph.md: >= 95% of the non-cortical gray matter removed,
     about 1% of the cortex beyond one mask voxel of the true border).
@@ -117,7 +117,7 @@ def automatic_noncortical_mask(
     d_background = ndimage.distance_transform_edt(volume != BACKGROUND, sampling=sampling)
     d_white = ndimage.distance_transform_edt(volume != WHITE, sampling=sampling)
     seeds = gray & (d_background + d_white > max_cortex_thickness_mm)
-    steps = int(round(grow_mm / voxel_size_mm))
+    steps = int(np.floor(grow_mm / voxel_size_mm + 1e-9))  # whole voxels, at most grow_mm
     if steps > 0 and seeds.any():
         seeds = ndimage.binary_dilation(
             seeds, structure=ndimage.generate_binary_structure(3, 1), iterations=steps, mask=gray

@@ -170,3 +170,15 @@ def test_augmented_window_matches_raster_read_patch(tmp_path):
     window = image[row - 70 : row + 71, col - 70 : col + 71]
     via_patch = apply_geometry(window, params, spacing_um, out_size_px=31)
     np.testing.assert_allclose(via_patch, patch, atol=1e-5)
+
+
+def test_batch_photometric_equals_patch_by_patch(draws):
+    from cortexgraph.features.augment import apply_photometric, apply_photometric_batch
+
+    x = np.random.default_rng(7).random((40, 24, 24)).astype(np.float32)
+    x[0, 0, 0] = 1.2  # outside [0, 1]: clipped first, as apply_intensity does
+    params = draws[:39] + [AugmentationParams.identity()]
+    batch = apply_photometric_batch(x, params)
+    for k, p in enumerate(params):
+        np.testing.assert_allclose(batch[k], apply_photometric(x[k], p), rtol=0, atol=1e-6)
+    assert {p.filter for p in params} == {"none", "blur", "sharpen"}

@@ -26,3 +26,45 @@ def test_area_f1_known_values():
     assert area_f1(pred == 3, truth == 3, area_class=True) == pytest.approx(80 / 91)
     with pytest.raises(ValueError):
         area_f1(pred, truth[:5])
+
+
+def test_evaluate_prediction_and_summaries():
+    from cortexgraph.lsm.evaluate import evaluate_prediction, summarize
+
+    pred = np.full((4, 6), 255, np.uint8)  # outside the ROI
+    pred[:, :4] = 2
+    pred[0:2, 0:3] = 3  # 6 area pixels predicted, all inside the ROI
+    annotation = np.zeros((4, 6), int)
+    annotation[0:2, 0:2] = 9  # 4 annotated: TP 4, FP 2 -> F1 8/10
+    truth = annotation.copy()
+    truth[:, 5] = 9  # 4 more truth pixels outside the ROI
+    scores = evaluate_prediction(pred, 9, annotation, truth)
+    assert scores["f1_annotation"] == pytest.approx(0.8)
+    assert scores["f1_truth_roi"] == pytest.approx(0.8)
+    assert scores["f1_truth_section"] == pytest.approx(8 / 14)  # FN 4 outside the ROI
+    assert (scores["roi_px"], scores["pred_area_px"], scores["truth_area_px"]) == (16, 6, 4)
+    assert np.isnan(evaluate_prediction(pred, 9)["f1_annotation"])
+    stats = summarize([0.2, 0.4, float("nan"), 0.9])
+    assert stats["n"] == 3 and stats["median"] == pytest.approx(0.4)
+    assert stats["mean"] == pytest.approx(0.5) and stats["std"] == pytest.approx(
+        np.std([0.2, 0.4, 0.9], ddof=1)
+    )
+    assert summarize([])["n"] == 0
+
+
+def test_comparison_table_pools_areas_in_the_seeds_order():
+    from cortexgraph.lsm.evaluate import comparison_table, format_table
+
+    summaries = [
+        {"area": "a", "source": "lsm-ms", "test_f1": [0.8, 0.6], "truth_f1": [0.7]},
+        {"area": "b", "source": "lsm-ms", "test_f1": [1.0], "truth_f1": [0.9, 0.5]},
+        {"area": "a", "source": "gsm-hr", "test_f1": [0.3], "truth_f1": []},
+    ]
+    rows = comparison_table(summaries)
+    assert [r["model"] for r in rows] == ["GSM (HR)", "LSM (MS)"]
+    ms = rows[1]
+    assert ms["n"] == 3 and ms["median"] == pytest.approx(0.8) and ms["mean"] == pytest.approx(0.8)
+    assert ms["truth_n"] == 3 and ms["truth_median"] == pytest.approx(0.7)
+    assert ms["areas"] == "a,b"
+    text = format_table(rows)
+    assert text.splitlines()[2].startswith("| GSM (HR) | 1 | 0.300 | 0.300 | 0.000 | 0 | nan")

@@ -129,3 +129,29 @@ def test_invalid_configuration_is_rejected():
         lsm_config("full", "hr", hr_first_stride=2)  # HR bottleneck no longer at 256 um
     with pytest.raises(ValueError):
         lsm_config("full", "unet")
+
+
+@pytest.mark.parametrize("arch", ["hr", "lr", "ms"])
+def test_phantom_preset_scales_with_the_image_spacing(arch):
+    from cortexgraph.lsm.networks import PHANTOM_OUTPUT_PX, with_output_tile
+
+    for spacing in (100.0, 160.0):
+        cfg = lsm_config("phantom", arch, spacing_um=spacing)
+        assert (cfg.hr_spacing_um, cfg.output_spacing_um, cfg.lr_spacing_um) == (
+            spacing,
+            2 * spacing,
+            4 * spacing,
+        )
+        net = build_lsm(cfg)
+        assert net.output_size(cfg.input_px()) == PHANTOM_OUTPUT_PX
+    # the same pixel sizes at every spacing: the preset is the architecture at that spacing
+    assert lsm_config("phantom", arch, spacing_um=100.0).input_px() == cfg.input_px()
+    # larger tiles for prediction: the smallest patches giving 64 px, same weights
+    big = with_output_tile(cfg, 64)
+    big_net = build_lsm(big)
+    big_net.load_state_dict(net.state_dict())
+    n_in = big.input_px()
+    assert big_net.output_size(n_in) == 64
+    smaller = (n_in[0] - 2, n_in[1] - 2) if arch == "ms" else n_in - 2
+    with pytest.raises(ValueError):
+        big_net.output_size(smaller)

@@ -8,10 +8,12 @@ from scipy import ndimage
 
 from cortexgraph.maps3d.filters import (
     binary_median_filter,
+    binary_median_filter_blockwise,
     binary_median_filter_chunked,
     box_count,
     min_component_voxels,
     remove_small_components,
+    remove_small_components_blockwise,
     remove_small_components_chunked,
 )
 
@@ -64,6 +66,24 @@ def test_chunked_median_equals_in_memory(size, chunks):
     np.testing.assert_array_equal(got, binary_median_filter(mask, size))
 
 
+@pytest.mark.parametrize(
+    ("shape", "size", "chunk"),
+    [((29, 34, 31), 11, 7), ((29, 34, 31), 3, 10), ((6, 40, 9), 11, 4), ((20, 21, 22), 5, 64)],
+)
+def test_blockwise_median_equals_scipy_and_in_memory(tmp_path, shape, size, chunk):
+    rng = np.random.default_rng(size + chunk)
+    mask = rng.random(shape) < 0.5
+    src = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=bool, shape=shape)
+    src[:] = mask
+    out = np.lib.format.open_memmap(tmp_path / "b.npy", mode="w+", dtype=bool, shape=shape)
+    binary_median_filter_blockwise(src, size, out=out, chunk_vox=chunk, num_workers=2)
+    expected = ndimage.median_filter(mask, size=size)  # scipy, mode 'reflect'
+    np.testing.assert_array_equal(np.asarray(out), expected)
+    np.testing.assert_array_equal(binary_median_filter(mask, size), expected)
+    with pytest.raises(ValueError):
+        binary_median_filter_blockwise(src, size, out=src)
+
+
 def test_min_component_voxels_27mm3_at_20um():
     assert min_component_voxels(27.0, 0.02) == 3_375_000
     assert min_component_voxels(27.0, (0.02, 0.02, 0.02)) == 3_375_000
@@ -106,3 +126,20 @@ def test_chunked_components_diagonal_contact_across_chunk_corner():
         got = remove_small_components_chunked(mask, 8.0, 1.0, conn, chunks=(4, 4, 4)).compute()
         np.testing.assert_array_equal(got, remove_small_components(mask, 8.0, 1.0, conn))
         assert got.any() == kept
+
+
+@pytest.mark.parametrize(("connectivity", "chunk"), [(26, (9, 11, 13)), (6, 16), (18, 7)])
+def test_blockwise_components_equal_in_memory(tmp_path, connectivity, chunk):
+    rng = np.random.default_rng(connectivity + 1)
+    mask = ndimage.gaussian_filter(rng.random((48, 40, 52)), 1.6) > 0.53
+    expected = remove_small_components(mask, 30.0, 1.0, connectivity)
+    assert 0 < expected.sum() < mask.sum()
+    src = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=bool, shape=mask.shape)
+    src[:] = mask
+    out = remove_small_components_blockwise(
+        src, 30.0, 1.0, connectivity, out=np.zeros(mask.shape, bool), chunk_vox=chunk
+    )
+    np.testing.assert_array_equal(out, expected)
+    # in place: each block is read and written once in the second pass
+    remove_small_components_blockwise(src, 30.0, 1.0, connectivity, out=src, chunk_vox=chunk)
+    np.testing.assert_array_equal(np.asarray(src), expected)

@@ -96,3 +96,51 @@ def test_interpolate_into_memmap_in_place(tmp_path):
     mm[:] = ball & known[None, :, None]
     interpolate_missing_sections(mm, known, out=mm)
     np.testing.assert_array_equal(np.asarray(mm), expected)
+
+
+def test_area_ends_midway_between_a_section_with_it_and_one_without():
+    # a disc on planes 0 and 8, none on plane 16 (all three known): the area ends half-way
+    disc = np.hypot(*(np.mgrid[:30, :30] - 14.5)) < 8
+    vol = np.zeros((30, 17, 30), bool)
+    vol[:, 0, :] = disc
+    vol[:, 8, :] = disc
+    known = np.zeros(17, bool)
+    known[[0, 8, 16]] = True
+    mid = interpolate_missing_sections(vol, known)
+    assert [mid[:, j, :].any() for j in range(9, 17)] == [True] * 3 + [False] * 5
+    np.testing.assert_array_equal(mid[:, 11, :], disc)  # a cylinder up to the midpoint
+    far = interpolate_missing_sections(vol, known, empty_planes="far")
+    # with the empty plane's own field (-plane diagonal) the area stops sooner: measured 1 plane
+    assert 0 < sum(far[:, j, :].any() for j in range(9, 17)) < 3
+    np.testing.assert_array_equal(mid[:, 1:8, :], np.repeat(disc[:, None, :], 7, axis=1))
+
+
+def test_area_level_keeps_a_moving_band_that_the_zero_level_loses():
+    # a band 4 voxels wide shifted by 6 voxels between planes 0 and 6 (thin oblique cortex)
+    vol = np.zeros((40, 7, 30), bool)
+    vol[10:14, 0, :] = True
+    vol[16:20, 6, :] = True
+    known = np.zeros(7, bool)
+    known[[0, 6]] = True
+    zero = interpolate_missing_sections(vol, known, level="zero")
+    area = interpolate_missing_sections(vol, known)  # level='area'
+    assert zero[:, 3, :].sum() < 0.5 * 4 * 30  # half-way the zero level keeps < half the band
+    counts = [int(area[:, j, :].sum()) for j in range(1, 6)]
+    # every plane keeps the band's area (4 rows), exactly but half-way, where the field is flat
+    # over 6 rows and the tie is kept whole (measured [120, 120, 180, 120, 120])
+    assert counts[:2] == [120, 120] and counts[3:] == [120, 120] and 120 <= counts[2] <= 180
+    # the band moves: its centre passes through the intermediate positions
+    centres = [np.flatnonzero(area[:, j, 0]).mean() for j in range(7)]
+    assert np.all(np.diff(centres) >= 0) and centres[3] == 14.5 and centres[6] > centres[0]
+
+
+def test_extend_planes_copies_the_end_planes():
+    ball = _ball(32, 12.0)
+    known = np.zeros(32, bool)
+    known[10:21:5] = True
+    out = interpolate_missing_sections(ball, known, extend_planes=2)
+    for j in (8, 9):
+        np.testing.assert_array_equal(out[:, j, :], ball[:, 10, :])
+    for j in (21, 22):
+        np.testing.assert_array_equal(out[:, j, :], ball[:, 20, :])
+    assert not out[:, 7, :].any() and not out[:, 23, :].any()

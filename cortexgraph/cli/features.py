@@ -1,0 +1,147 @@
+"""``cortexgraph train-encoder`` and ``cortexgraph features <brain>``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from cortexgraph.cli.common import (
+    OverwriteOption,
+    RootOption,
+    VerboseOption,
+    console,
+    reports_errors,
+    setup_logging,
+    stage_progress,
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-encoder")
+    @reports_errors
+    def train_encoder_cmd(
+        root: Path = RootOption,
+        preset: str = typer.Option(
+            "auto",
+            help="Encoder preset: full, full-base, phantom-full, demo, tiny, or auto (by the "
+            "cohort's image spacing).",
+        ),
+        name: str = typer.Option(None, help="Encoder name (output folder; default: the preset)."),
+        seed: int = typer.Option(0, help="Seed of weights, resampling and augmentation."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        epochs: int = typer.Option(None, help="Override the preset's SCL epochs."),
+        linear_epochs: int = typer.Option(None, help="Override the linear-evaluation epochs."),
+        samples_per_area: int = typer.Option(None, help="Override patches per area and epoch."),
+        batch_size: int = typer.Option(None, help="Override the batch size (patches per step)."),
+        scl_lr: float = typer.Option(None, help="Override the SCL learning rate."),
+        linear_lr: float = typer.Option(None, help="Override the linear-evaluation rate."),
+        ce_lr: float = typer.Option(None, help="Override the CE baseline learning rate."),
+        keep_running_bn: bool = typer.Option(
+            False,
+            "--keep-running-bn",
+            help="Keep the batch-norm running averages of training (do not recompute them).",
+        ),
+        no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
+        tsne: bool = typer.Option(False, "--tsne", help="Add a t-SNE panel to embedding.png."),
+        overwrite: bool = OverwriteOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Train the patch encoder (SCL + linear evaluation) and the CE baseline of a cohort.
+
+        Writes derivatives/cortexgraph/encoders/NAME/: encoder.pt, ce.pt, metrics.json (macro F1
+        on test and transfer patches), confusion.png, embedding.png, patches.tsv.  Under torchrun
+        every process takes one GPU.
+        """
+        from cortexgraph.data.manifest import find_cohort
+        from cortexgraph.features.train import train_encoder
+
+        setup_logging(verbose)
+        cohort = find_cohort(root)
+        overrides = {
+            "scl_epochs": epochs,
+            "linear_epochs": linear_epochs,
+            "samples_per_area": samples_per_area,
+            "batch_size": batch_size,
+            "scl_lr": scl_lr,
+            "linear_lr": linear_lr,
+            "ce_lr": ce_lr,
+            "recompute_batch_norm": False if keep_running_bn else None,
+        }
+        progress, callback = stage_progress()
+        with progress:
+            path = train_encoder(
+                cohort,
+                preset,
+                name,
+                seed=seed,
+                device=device,
+                amp=not no_amp,
+                overwrite=overwrite,
+                tsne=tsne,
+                overrides={k: v for k, v in overrides.items() if v is not None},
+                progress=callback,
+            )
+        metrics_path = path.parent / "metrics.json"
+        if metrics_path.is_file():
+            metrics = json.loads(metrics_path.read_text())
+            for run in ("scl_linear", "ce"):
+                scores = metrics.get(run, {})
+                text = ", ".join(
+                    f"{split} {scores[split]['macro_f1']:.3f}"
+                    for split in ("test", "transfer")
+                    if split in scores
+                )
+                console.print(f"{run}: macro F1 {text}", highlight=False)
+        console.print(f"[bold green]encoder written to {path}[/]")
+
+    @app.command("features")
+    @reports_errors
+    def features_cmd(
+        brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
+        root: Path = RootOption,
+        encoder: str = typer.Option(
+            None,
+            "--encoder",
+            help="Encoder name under derivatives/cortexgraph/encoders/ or a path to encoder.pt "
+            "(default: the preset for the brain's image spacing).",
+        ),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
+        overwrite: bool = OverwriteOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Node features CY, CO, PM, Y and the split masks, written into the brain's graphs."""
+        from cortexgraph.data.manifest import find_brain
+        from cortexgraph.features.nodes import compute_node_features, default_encoder_path
+
+        setup_logging(verbose)
+        brain_obj = find_brain(brain, root)
+        if encoder and (Path(encoder).suffix == ".pt" or Path(encoder).is_dir()):
+            encoder_path = Path(encoder)
+        else:
+            encoder_path = default_encoder_path(brain_obj, encoder)
+        progress, callback = stage_progress()
+        with progress:
+            results = compute_node_features(
+                brain_obj,
+                encoder_path,
+                device=device,
+                amp=not no_amp,
+                overwrite=overwrite,
+                progress=callback,
+            )
+        for hemi, info in results.items():
+            if info.get("reused"):
+                console.print(f"{hemi}: features exist, reused (--overwrite recomputes)")
+                continue
+            console.print(
+                f"{hemi}: {info['nodes']} nodes, CY measured {info['cy']['patches']}, "
+                f"filled {info['cy']['filled_by_neighbours'] + info['cy']['filled_by_mean']}, "
+                f"labelled {info['y']['labelled_nodes']} "
+                f"(train {info['y']['train_nodes']}, test {info['y']['test_nodes']}), "
+                f"{info['seconds']:.1f} s",
+                highlight=False,
+            )
+        console.print(f"[bold green]features of {brain_obj.id} written[/]")

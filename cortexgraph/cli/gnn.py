@@ -1,0 +1,193 @@
+"""``cortexgraph train-gnn``, ``evaluate`` and ``predict``: node classifiers on the midsurface graphs.
+
+A thin layer over :mod:`cortexgraph.gnn.stage` and :mod:`cortexgraph.gnn.evaluate` (docs/gnn.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cortexgraph.cli.common import (
+    OverwriteOption,
+    RootOption,
+    VerboseOption,
+    console,
+    log,
+    progress_bar,
+    reports_errors,
+    setup_logging,
+)
+from cortexgraph.errors import CortexgraphError
+
+DeviceOption = typer.Option("auto", "--device", help="cpu, cuda or auto (CUDA when available).")
+
+
+def _cohort_root(root: Path | None) -> Path:
+    from cortexgraph.data.manifest import find_cohort
+
+    return find_cohort(root).root
+
+
+def _fmt(value) -> str:
+    try:
+        return f"{float(value):.3f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-gnn")
+    @reports_errors
+    def train_gnn_cmd(
+        model: str = typer.Option("gat", "--model", help="gat, sage, mlp or linear."),
+        layers: int = typer.Option(3, "--layers", help="GNN/FC layers (3, 5, 7 in the method)."),
+        features: str = typer.Option(
+            "cy,pm,co", "--features", help="Comma-separated subset of cy, pm, co."
+        ),
+        transfer: str = typer.Option(
+            "B07", "--transfer", help="Brain held out entirely ('none': train on all)."
+        ),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the preset's)."),
+        name: str = typer.Option(None, "--name", help="Run name (default: e.g. gat3-cy-pm-co)."),
+        preset: str = typer.Option(
+            "seeds", "--preset", help="seeds (width 512, 100 epochs) or demo (small, fast)."
+        ),
+        hidden: int = typer.Option(None, "--hidden", help="Layer width (default: preset)."),
+        batch_size: int = typer.Option(
+            None, "--batch-size", help="Output nodes per step (default: preset)."
+        ),
+        lr: float = typer.Option(None, "--lr", help="LARS learning rate (default: preset)."),
+        full_batch: bool = typer.Option(
+            False, "--full-batch", help="One step per whole graph instead of mini-batches."
+        ),
+        sampler: str = typer.Option("auto", "--sampler", help="auto, own or pyg."),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        device: str = DeviceOption,
+        root: Path = RootOption,
+        overwrite: bool = OverwriteOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Train a node classifier over all brains but the transfer brain; resumes if stopped."""
+        from cortexgraph.gnn.stage import PRESETS, train_gnn
+
+        setup_logging(verbose)
+        cohort_root = _cohort_root(root)
+        total = epochs or PRESETS.get(preset, {}).get("epochs")
+        with progress_bar(f"train-gnn {model}{layers}", total=total) as advance:
+
+            def on_epoch(record: dict) -> None:
+                advance(1)
+                log.info(
+                    "epoch %d: loss %.4f, train acc %.3f, %.1f s, %.0f nodes/s",
+                    record["epoch"],
+                    record["loss"],
+                    record["train_acc"],
+                    record["seconds"],
+                    record["nodes_per_s"],
+                )
+
+            run_dir = train_gnn(
+                cohort_root,
+                model=model,
+                layers=layers,
+                features=features,
+                transfer=None if transfer.lower() == "none" else transfer,
+                epochs=epochs,
+                name=name,
+                preset=preset,
+                hidden=hidden,
+                batch_size=batch_size,
+                lr=lr,
+                full_batch=full_batch,
+                sampler=sampler,
+                seed=seed,
+                device=device,
+                overwrite=overwrite,
+                progress=on_epoch,
+            )
+        console.print(f"[bold green]run written to {run_dir}[/]")
+
+    @app.command("evaluate")
+    @reports_errors
+    def evaluate_cmd(
+        runs: list[str] = typer.Argument(None, help="Run names or folders to score."),
+        compare: str = typer.Option(
+            None,
+            "--compare",
+            help="depth or features: train (or reuse) and score the runs of the seeds' comparison.",
+        ),
+        preset: str = typer.Option(
+            "seeds", "--preset", help="Preset of runs trained by --compare."
+        ),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs of runs trained by --compare."),
+        transfer: str = typer.Option("B07", "--transfer", help="Transfer brain for --compare."),
+        seed: int = typer.Option(0, "--seed", help="Seed of runs trained by --compare."),
+        device: str = DeviceOption,
+        root: Path = RootOption,
+        overwrite: bool = OverwriteOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Macro F1 on test sections and on the transfer brain, per-area F1, comparisons."""
+        from rich.table import Table
+
+        from cortexgraph.gnn.evaluate import compare_models, evaluate_run
+
+        setup_logging(verbose)
+        if not runs and not compare:
+            raise CortexgraphError("nothing to evaluate", fix="name runs, or use --compare")
+        table = Table("run", "test F1", "test nodes", "transfer F1", "transfer nodes")
+        for run in runs or []:
+            result = evaluate_run(run, root, device=device, overwrite=overwrite)
+            table.add_row(
+                result["name"],
+                _fmt(result["test_f1"]),
+                str(result["test_nodes"]),
+                _fmt(result["transfer_f1"]),
+                str(result["transfer_nodes"]),
+            )
+            console.print(f"evaluation of {result['name']}: {result['evaluation_dir']}")
+        if runs:
+            console.print(table)
+        if compare:
+            from cortexgraph.gnn.evaluate import comparison_runs
+
+            cohort_root = _cohort_root(root)
+            total = len(comparison_runs(compare))
+            with progress_bar(f"compare {compare}", total=total) as advance:
+                tsv, png, rows = compare_models(
+                    cohort_root,
+                    compare,
+                    transfer=None if transfer.lower() == "none" else transfer,
+                    preset=preset,
+                    epochs=epochs,
+                    seed=seed,
+                    device=device,
+                    overwrite=overwrite,
+                    progress=lambda _m, _d, _t: advance(1),
+                )
+            comparison = Table("model", "test F1", "transfer F1")
+            for row in rows:
+                comparison.add_row(row["label"], _fmt(row["test_f1"]), _fmt(row["transfer_f1"]))
+            console.print(comparison)
+            console.print(f"[bold green]comparison written to {tsv} and {png}[/]")
+
+    @app.command("predict")
+    @reports_errors
+    def predict_cmd(
+        run: str = typer.Argument(..., help="Run name or folder."),
+        brains: list[str] = typer.Argument(..., help="Brains whose graphs get predictions."),
+        device: str = DeviceOption,
+        root: Path = RootOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Write per-node class probabilities (proba) and labels (pred) into the graph files."""
+        from cortexgraph.gnn.stage import predict_brain
+
+        setup_logging(verbose)
+        with progress_bar("predict", total=len(brains)) as advance:
+            for brain in brains:
+                for path in predict_brain(run, brain, root, device=device):
+                    console.print(f"proba, pred written to {path}", highlight=False)
+                advance(1)

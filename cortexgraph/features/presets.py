@@ -1,0 +1,220 @@
+"""Encoder presets: patch size and spacing, network, sampling and training budget in one place.
+
+The seeds' network reads 2048 px patches at 2 µm/px (4.1 mm of tissue), trains ResNet50 with supervised
+contrastive learning for 150 epochs on 1200 patches per area and fine-tunes a linear classifier for 30
+epochs (data-contrastive-gnn-spec.md section 12.4).  Phantom images are 40-160 µm/px, so the same 4 mm of
+tissue is 25-100 px; the small presets keep the tissue extent and the method (skeleton centres every
+1 mm, section split, class-balanced resampling, the seeds' augmentation, SCL with LARS then linear
+evaluation, a cross-entropy baseline with the same epoch budget) and shrink what the budget needs:
+
+=============  ========  =============  ========  ========  =====  ==========  ====================
+preset         images    patch          encoder   per area  batch  epochs      use
+=============  ========  =============  ========  ========  =====  ==========  ====================
+full           2 µm      2048 px 4.1mm  resnet50  1200      2048   150 + 30    the seeds (GPUs)
+full-base      2 µm      2025 px 4.1mm  base      1200      2048   150 + 30    the seeds' base model
+phantom-full   40 µm     100 px 4.0mm   resnet18  600       512    60 + 10     synth --preset full
+demo           100 µm    40 px 4.0mm    base-4    96        128    30 + 6      synth --preset demo
+tiny           160 µm    30 px 4.8mm    base-4    48        64     12 + 4      synth --preset tiny
+=============  ========  =============  ========  ========  =====  ==========  ====================
+
+(epochs: SCL + linear evaluation; the CE baseline gets their sum.)  ``base-4`` is the seeds' base
+encoder cut to its first four blocks (16-32-64-64 filters, the 5x5 stride-4 first convolution kept)
+with zero padding, because the unpadded six-block network needs at least 1129 px (a deviation: small
+patches cannot feed the full network).  The seeds' learning rates are ``0.01 b / 128`` or
+``0.005 b / 128`` (0.16 / 0.08 at b = 2048; their footnotes: ResNet50-SCL 0.08, ResNet50-CE at 2048 px
+0.16, base 0.16), used by ``full`` and ``full-base``.  The small presets run a few hundred optimizer
+steps instead of ~10 000; their rates were chosen on the demo phantom by the macro F1 on training
+patches (docs/features.md): 0.1 for SCL and CE (0.03, 0.3 and 1.0 scored lower), 0.3 for the linear
+evaluation (1.0 about the same).  ``phantom-full`` (never run: no GPU was available) uses the same
+rates with a ResNet18.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from cortexgraph.errors import CortexgraphError
+
+__all__ = ["EncoderPreset", "PRESETS", "get_preset", "preset_for_spacing"]
+
+
+@dataclass(frozen=True)
+class EncoderPreset:
+    """Everything ``train-encoder`` and ``features`` need to know about patches and training.
+
+    Attributes
+    ----------
+    name : preset name.
+    encoder : encoder name for :func:`cortexgraph.features.encoders.build_encoder`.
+    encoder_kwargs : extra constructor arguments (``widths``, ``padding`` for base).
+    patch_px : patch side, px.
+    spacing_um : patch pixel spacing, µm (``patch_px x spacing_um`` = tissue extent).
+    image_spacing_um : the image spacing the preset is made for (``preset_for_spacing``).
+    step_mm : distance of patch centres along the annotation midlines (1 mm).
+    samples_per_area : training patches per area after class-balanced resampling (n_s).
+    batch_size : patches per optimizer step (global, over all processes).
+    scl_epochs, linear_epochs : SCL pre-training and linear-evaluation epochs.
+    ce_epochs : cross-entropy baseline epochs (default ``scl_epochs + linear_epochs``).
+    scl_lr, linear_lr, ce_lr : constant learning rates of the three runs.
+    temperature : SCL temperature tau (0.07).
+    projection_dim : output of the projection head, d_z (256).
+    weight_decay, momentum, trust_coefficient : LARS (1e-4, Nesterov 0.9, 0.02).
+    max_translation_um : largest augmentation translation (200 µm).
+    test_every, test_offset : every ``test_every``-th annotated section is a test section.
+    transfer_brain : brain held out entirely (B07).
+    eval_batch_size : patches per forward pass when computing features.
+    recompute_batch_norm : recompute the encoder's batch-norm statistics after training
+        (:func:`cortexgraph.features.train.recompute_batch_norm`).
+    """
+
+    name: str
+    encoder: str
+    patch_px: int
+    spacing_um: float
+    image_spacing_um: float
+    samples_per_area: int
+    batch_size: int
+    scl_epochs: int
+    linear_epochs: int
+    scl_lr: float
+    linear_lr: float
+    ce_lr: float
+    encoder_kwargs: dict = field(default_factory=dict)
+    ce_epochs: int | None = None
+    step_mm: float = 1.0
+    temperature: float = 0.07
+    projection_dim: int = 256
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    trust_coefficient: float = 0.02
+    max_translation_um: float = 200.0
+    test_every: int = 5
+    test_offset: int = 4
+    transfer_brain: str = "B07"
+    eval_batch_size: int = 512
+    recompute_batch_norm: bool = True
+
+    @property
+    def patch_mm(self) -> float:
+        """Tissue extent of a patch side, mm."""
+        return self.patch_px * self.spacing_um / 1000.0
+
+    @property
+    def ce_epoch_budget(self) -> int:
+        """Epochs of the CE baseline: the SCL + linear budget unless set."""
+        return self.scl_epochs + self.linear_epochs if self.ce_epochs is None else self.ce_epochs
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **overrides) -> EncoderPreset:
+        """A copy with some fields replaced (``None`` values are ignored)."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(clean) - set(self.as_dict())
+        if unknown:
+            raise ValueError(f"unknown preset field(s): {', '.join(sorted(unknown))}")
+        return replace(self, **clean)
+
+
+_BASE4 = {"widths": (16, 32, 64, 64), "padding": "same"}
+
+PRESETS: dict[str, EncoderPreset] = {
+    "full": EncoderPreset(
+        name="full",
+        encoder="resnet50",
+        patch_px=2048,
+        spacing_um=2.0,
+        image_spacing_um=2.0,
+        samples_per_area=1200,
+        batch_size=2048,
+        scl_epochs=150,
+        linear_epochs=30,
+        scl_lr=0.08,
+        linear_lr=0.08,
+        ce_lr=0.16,
+        eval_batch_size=64,
+    ),
+    "full-base": EncoderPreset(
+        name="full-base",
+        encoder="base",
+        patch_px=2025,
+        spacing_um=2.0,
+        image_spacing_um=2.0,
+        samples_per_area=1200,
+        batch_size=2048,
+        scl_epochs=150,
+        linear_epochs=30,
+        scl_lr=0.16,
+        linear_lr=0.16,
+        ce_lr=0.16,
+        eval_batch_size=64,
+    ),
+    "phantom-full": EncoderPreset(
+        name="phantom-full",
+        encoder="resnet18",
+        patch_px=100,
+        spacing_um=40.0,
+        image_spacing_um=40.0,
+        samples_per_area=600,
+        batch_size=512,
+        scl_epochs=60,
+        linear_epochs=10,
+        scl_lr=0.1,
+        linear_lr=0.3,
+        ce_lr=0.1,
+        eval_batch_size=256,
+    ),
+    "demo": EncoderPreset(
+        name="demo",
+        encoder="base",
+        encoder_kwargs=_BASE4,
+        patch_px=40,
+        spacing_um=100.0,
+        image_spacing_um=100.0,
+        samples_per_area=96,
+        batch_size=128,
+        scl_epochs=30,
+        linear_epochs=6,
+        scl_lr=0.1,
+        linear_lr=0.3,
+        ce_lr=0.1,
+    ),
+    "tiny": EncoderPreset(
+        name="tiny",
+        encoder="base",
+        encoder_kwargs=_BASE4,
+        patch_px=30,
+        spacing_um=160.0,
+        image_spacing_um=160.0,
+        samples_per_area=48,
+        batch_size=64,
+        scl_epochs=12,
+        linear_epochs=4,
+        scl_lr=0.1,
+        linear_lr=0.3,
+        ce_lr=0.1,
+    ),
+}
+
+
+def get_preset(name: str | EncoderPreset) -> EncoderPreset:
+    """A preset by name (an :class:`EncoderPreset` passes through)."""
+    if isinstance(name, EncoderPreset):
+        return name
+    try:
+        return PRESETS[str(name)]
+    except KeyError:
+        raise CortexgraphError(
+            f"unknown encoder preset {name!r}",
+            fix=f"choose one of {', '.join(PRESETS)} (or 'auto')",
+        ) from None
+
+
+def preset_for_spacing(image_spacing_um: float) -> EncoderPreset:
+    """The preset made for the image spacing closest to ``image_spacing_um`` (log scale)."""
+    import math
+
+    return min(
+        PRESETS.values(),
+        key=lambda p: (abs(math.log(p.image_spacing_um / image_spacing_um)), p.name != "full"),
+    )

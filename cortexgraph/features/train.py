@@ -1,0 +1,862 @@
+"""Training the patch encoder: supervised contrastive pre-training, linear evaluation, CE baseline.
+
+Method (data-contrastive-gnn-spec.md section 12; thesis seed 001:L7121-7724):
+
+1. **SCL pre-training**: encoder ``f_E`` plus projection head ``f_P`` (FC-BN-ReLU-FC, 256 outputs) on
+   batches of class-balanced, augmented training patches; loss
+   :func:`cortexgraph.training.losses.supervised_contrastive_loss` on the projections (cosine
+   similarity, temperature 0.07, normalised by the number of positives ``n_c - 1``; an anchor without
+   positive in the batch is left out, so the loss is never NaN); under torchrun the projections of all
+   processes are gathered before the loss (001:L7542-7592) and batch norm is synchronised.
+2. **Linear evaluation**: ``f_P`` is dropped, ``f_E`` is frozen (parameters and batch-norm statistics),
+   a linear classifier on ``h`` is trained with cross-entropy on the same augmented batches.
+3. **CE baseline**: the same encoder architecture from scratch plus a linear classifier, trained end to
+   end with cross-entropy for the SCL + linear epoch budget (001:L7718-7724).
+
+All three use LARS (:class:`cortexgraph.training.lars.LARS`: Nesterov momentum 0.9, weight decay 1e-4 on
+non-bias, non-norm parameters, trust coefficient 0.02) at a constant learning rate (no schedule, no
+warm-up: none is described).  Mixed precision (:func:`cortexgraph.training.runtime.autocast`) and
+data parallelism are used on GPUs only.  After SCL and after CE training, the encoder's batch-norm
+statistics are recomputed over one epoch of training batches (:func:`recompute_batch_norm`; the
+running averages of training lag the weights of short, large-step runs).  Every epoch ends with a
+checkpoint; an interrupted run
+resumes from it.  Same seed, same preset, same data: same weights (on CPU).
+
+Outputs of :func:`train_encoder` in ``<cohort>/derivatives/cortexgraph/encoders/<name>/``:
+
+    encoder.pt          SCL encoder + its linear classifier + preset (load_encoder)
+    ce.pt               the CE baseline (same format)
+    metrics.json        macro F1 on train / test / transfer patches for SCL-linear and CE, chance level,
+                        patch counts, seconds, per-epoch losses
+    confusion.png       confusion matrices of SCL-linear and CE on test and transfer patches
+    embedding.png       PCA (and t-SNE with ``tsne=True``) of the SCL and CE features of test patches
+    patches.tsv         every patch centre with its label and split
+    checkpoints/<run>/last.pt   per-run checkpoints (scl, linear, ce)
+    *.prov.json         provenance of encoder.pt and metrics.json
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cortexgraph.data.manifest import Cohort
+from cortexgraph.errors import CortexgraphError
+from cortexgraph.features.augment import sample_augmentation_params
+from cortexgraph.features.dataset import (
+    PatchReader,
+    PatchTable,
+    build_patch_table,
+    epoch_indices,
+)
+from cortexgraph.features.encoders import (
+    PatchClassifier,
+    ProjectionHead,
+    build_encoder,
+    count_parameters,
+)
+from cortexgraph.features.presets import EncoderPreset, get_preset, preset_for_spacing
+from cortexgraph.outputs import write_json_atomic, write_provenance
+from cortexgraph.training.checkpoint import load_checkpoint, save_checkpoint
+from cortexgraph.training.lars import LARS, lars_param_groups
+from cortexgraph.training.losses import supervised_contrastive_loss
+from cortexgraph.training.metrics import macro_f1, per_class_f1
+from cortexgraph.training.runtime import (
+    all_gather_with_grad,
+    autocast,
+    get_rank,
+    get_world_size,
+    init_distributed_from_env,
+    is_distributed,
+    is_main_process,
+    make_grad_scaler,
+    pick_device,
+    seed_everything,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ENCODER_FORMAT",
+    "build_preset_encoder",
+    "encoders_folder",
+    "train_scl",
+    "train_linear",
+    "train_ce",
+    "recompute_batch_norm",
+    "encode_patches",
+    "predict_patches",
+    "chance_macro_f1",
+    "save_encoder",
+    "load_encoder",
+    "train_encoder",
+]
+
+ENCODER_FORMAT = "cortexgraph-encoder"
+_STREAMS = {"scl": 1, "linear": 2, "ce": 3, "batch_norm": 4}
+
+
+def encoders_folder(cohort: Cohort, name: str) -> Path:
+    """``<cohort>/derivatives/cortexgraph/encoders/<name>``."""
+    return cohort.derivatives / "encoders" / name
+
+
+def build_preset_encoder(preset: EncoderPreset, seed: int | None = 0) -> nn.Module:
+    """The encoder of a preset, initialised from ``seed``; checks the patch size fits it."""
+    encoder = build_encoder(preset.encoder, 1, seed=seed, **dict(preset.encoder_kwargs))
+    if encoder.output_size(preset.patch_px) < 1:
+        raise CortexgraphError(
+            f"preset {preset.name}: {preset.patch_px} px patches are smaller than the "
+            f"{encoder.min_input_px} px the {preset.encoder} encoder needs",
+            fix="use a larger patch_px or an encoder with padding='same' / fewer blocks",
+        )
+    return encoder
+
+
+def _batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Consecutive batches; a last batch smaller than half a batch joins the previous one."""
+    n = len(indices)
+    count = max(1, int(round(n / batch_size)))
+    return [b for b in np.array_split(indices, count) if len(b)]
+
+
+def _rank_slice(batch: np.ndarray) -> np.ndarray:
+    """This process's share of a global batch (every world-size-th element)."""
+    return batch[get_rank() :: get_world_size()]
+
+
+def _gather_order(batch: np.ndarray) -> np.ndarray:
+    """Rows of the global batch in the order :func:`all_gather_with_grad` concatenates them."""
+    world = get_world_size()
+    return np.concatenate([batch[r::world] for r in range(world)])
+
+
+class _Run:
+    """One training run (SCL, linear or CE): optimizer, checkpoints and the epoch loop."""
+
+    def __init__(
+        self,
+        stage: str,
+        modules: dict[str, nn.Module],
+        trainable: nn.Module,
+        lr: float,
+        preset: EncoderPreset,
+        device: torch.device,
+        checkpoint_dir: Path | None,
+        amp: bool,
+    ) -> None:
+        self.stage = stage
+        self.modules = modules
+        self.device = device
+        self.preset = preset
+        self.optimizer = LARS(
+            lars_param_groups(trainable, preset.weight_decay),
+            lr=lr,
+            momentum=preset.momentum,
+            nesterov=True,
+            weight_decay=preset.weight_decay,
+            trust_coefficient=preset.trust_coefficient,
+        )
+        self.scaler = make_grad_scaler(device, amp)
+        self.amp = amp
+        self.checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / "last.pt"
+        self.container = nn.ModuleDict(modules)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+
+    def resume(self) -> None:
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            payload = load_checkpoint(
+                self.checkpoint,
+                self.container,
+                self.optimizer,
+                scaler=self.scaler,
+                map_location=self.device,
+            )
+            self.start_epoch = int(payload["epoch"])
+            self.history = list(payload["extra"].get("history", []))
+            log.info("%s: resumed after epoch %d", self.stage, self.start_epoch)
+
+    def save(self, epoch: int) -> None:
+        if self.checkpoint is not None and is_main_process():
+            save_checkpoint(
+                self.checkpoint,
+                self.container,
+                self.optimizer,
+                epoch=epoch,
+                scaler=self.scaler,
+                extra={"history": self.history},
+            )
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def _fit(
+    run: _Run,
+    table: PatchTable,
+    reader: PatchReader,
+    epochs: int,
+    seed: int,
+    loss_of_batch,
+    progress=None,
+) -> list[dict]:
+    """The epoch loop shared by the three runs; ``loss_of_batch(x, labels, batch)`` -> loss."""
+    run.resume()
+    preset = run.preset
+    stream = _STREAMS[run.stage]
+    for epoch in range(run.start_epoch, epochs):
+        start = time.perf_counter()
+        for module in run.modules.values():
+            module.train()
+        indices = epoch_indices(table, preset, seed, epoch, stream)
+        rng = np.random.default_rng([seed, stream, epoch, 2])
+        losses = []
+        read_seconds = 0.0
+        world = get_world_size()
+        for batch in _batches(indices, preset.batch_size):
+            # equal shares per process (the gather of the projections needs them)
+            batch = batch[: len(batch) - len(batch) % world]
+            t0 = time.perf_counter()
+            # augmentation drawn for the global batch so every process count sees the same data
+            params_all = [
+                sample_augmentation_params(rng, reader.augmentation) for _ in range(len(batch))
+            ]
+            local = _rank_slice(np.arange(len(batch)))
+            x = reader.read(batch[local], [params_all[k] for k in local])
+            read_seconds += time.perf_counter() - t0
+            x_t = torch.from_numpy(x[:, None]).to(run.device, non_blocking=True)
+            with autocast(run.device, run.amp):
+                loss = loss_of_batch(x_t, batch, local)
+            run.step(loss)
+            losses.append(float(loss.detach()))
+        run.history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)) if losses else math.nan,
+                "seconds": time.perf_counter() - start,
+                "seconds_reading": read_seconds,
+                "patches": int(len(indices)),
+            }
+        )
+        log.info(
+            "%s epoch %d/%d: loss %.4f (%.1f s)",
+            run.stage,
+            epoch + 1,
+            epochs,
+            run.history[-1]["loss"],
+            run.history[-1]["seconds"],
+        )
+        run.save(epoch + 1)
+        if progress is not None:
+            progress(run.stage, epoch + 1, epochs)
+    return run.history
+
+
+def _distributed(module: nn.Module, device: torch.device) -> nn.Module:
+    """Synchronised batch norm and DistributedDataParallel under torchrun; unchanged otherwise."""
+    if not is_distributed():
+        return module
+    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+@torch.no_grad()
+def recompute_batch_norm(
+    module: nn.Module,
+    table: PatchTable,
+    reader: PatchReader,
+    preset: EncoderPreset,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> int:
+    """Recompute the batch-norm running statistics of a trained module ("precise BN").
+
+    The running statistics that training keeps are exponential averages (momentum 0.1, about the
+    last ten batches) taken while the weights move; in the short, large-step runs of the small
+    presets they describe earlier weights, and evaluation-mode features suffer.  So after training
+    the statistics are reset and recomputed as plain averages over one epoch of augmented,
+    class-balanced training batches (forward passes only, weights unchanged).  Not in the seeds
+    (which do not describe it).  On the demo phantom it raised the CE test macro F1 from 0.315 to
+    0.346 (12 + 4 epochs) and from 0.474 to 0.490 (the demo preset; docs/features.md).
+
+    Returns
+    -------
+    The number of patches passed through the module.
+    """
+    device = torch.device(device)
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    was_training = module.training
+    module.train()
+    stream = _STREAMS["batch_norm"]
+    indices = epoch_indices(table, preset, seed, 0, stream)
+    rng = np.random.default_rng([seed, stream, 0, 2])
+    seen = 0
+    for batch in _batches(indices, preset.batch_size):
+        params = [sample_augmentation_params(rng, reader.augmentation) for _ in range(len(batch))]
+        local = _rank_slice(np.arange(len(batch)))
+        x = reader.read(batch[local], [params[k] for k in local])
+        with autocast(device, amp):
+            module(torch.from_numpy(x[:, None]).to(device))
+        seen += len(local)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    module.train(was_training)
+    return seen
+
+
+def train_scl(
+    table: PatchTable,
+    reader: PatchReader,
+    preset: EncoderPreset,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    checkpoint_dir: Path | None = None,
+    amp: bool = True,
+    progress=None,
+) -> tuple[nn.Module, list[dict]]:
+    """Supervised contrastive pre-training of the preset's encoder (with its projection head).
+
+    Returns
+    -------
+    (encoder, history): the trained encoder (head dropped) on ``device``, one dict per epoch.
+    """
+    device = torch.device(device)
+    encoder = build_preset_encoder(preset, seed).to(device)
+    head = ProjectionHead(encoder.feature_dim, preset.projection_dim, seed=seed + 1).to(device)
+    model = _distributed(nn.Sequential(encoder, head), device)
+    run = _Run(
+        "scl",
+        {"encoder": encoder, "head": head},
+        model,
+        preset.scl_lr,
+        preset,
+        device,
+        checkpoint_dir,
+        amp,
+    )
+    labels = torch.from_numpy(table.label)
+
+    def loss_of_batch(x, batch, local):
+        z = all_gather_with_grad(model(x).float())
+        y = labels[batch[_gather_order(np.arange(len(batch)))]].to(z.device)
+        return supervised_contrastive_loss(z, y, preset.temperature)
+
+    history = _fit(run, table, reader, preset.scl_epochs, seed, loss_of_batch, progress)
+    if preset.recompute_batch_norm:
+        recompute_batch_norm(encoder, table, reader, preset, seed=seed, device=device, amp=amp)
+    return encoder, history
+
+
+def _train_classifier(
+    stage: str,
+    classifier: PatchClassifier,
+    table: PatchTable,
+    reader: PatchReader,
+    preset: EncoderPreset,
+    epochs: int,
+    lr: float,
+    *,
+    seed: int,
+    device: torch.device,
+    checkpoint_dir: Path | None,
+    amp: bool,
+    progress,
+) -> list[dict]:
+    model = _distributed(classifier, device)
+    trainable = classifier.head if classifier.freeze_encoder else classifier
+    run = _Run(
+        stage, {"classifier": classifier}, trainable, lr, preset, device, checkpoint_dir, amp
+    )
+    labels = torch.from_numpy(table.label)
+
+    def loss_of_batch(x, batch, local):
+        logits = model(x).float()
+        return F.cross_entropy(logits, labels[batch[local]].to(logits.device))
+
+    return _fit(run, table, reader, epochs, seed, loss_of_batch, progress)
+
+
+def train_linear(
+    encoder: nn.Module,
+    table: PatchTable,
+    reader: PatchReader,
+    preset: EncoderPreset,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    checkpoint_dir: Path | None = None,
+    amp: bool = True,
+    progress=None,
+) -> tuple[PatchClassifier, list[dict]]:
+    """Linear evaluation: a linear classifier on the frozen encoder's features (cross-entropy)."""
+    device = torch.device(device)
+    classifier = PatchClassifier(encoder, num_classes, freeze_encoder=True, seed=seed + 2).to(
+        device
+    )
+    history = _train_classifier(
+        "linear",
+        classifier,
+        table,
+        reader,
+        preset,
+        preset.linear_epochs,
+        preset.linear_lr,
+        seed=seed,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        amp=amp,
+        progress=progress,
+    )
+    return classifier, history
+
+
+def train_ce(
+    table: PatchTable,
+    reader: PatchReader,
+    preset: EncoderPreset,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    checkpoint_dir: Path | None = None,
+    amp: bool = True,
+    progress=None,
+) -> tuple[PatchClassifier, list[dict]]:
+    """The cross-entropy baseline: encoder + linear classifier trained end to end for the SCL +
+    linear epoch budget (``preset.ce_epoch_budget``)."""
+    device = torch.device(device)
+    encoder = build_preset_encoder(preset, seed).to(device)
+    classifier = PatchClassifier(encoder, num_classes, seed=seed + 2).to(device)
+    history = _train_classifier(
+        "ce",
+        classifier,
+        table,
+        reader,
+        preset,
+        preset.ce_epoch_budget,
+        preset.ce_lr,
+        seed=seed,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        amp=amp,
+        progress=progress,
+    )
+    if preset.recompute_batch_norm:
+        recompute_batch_norm(
+            classifier.encoder, table, reader, preset, seed=seed, device=device, amp=amp
+        )
+    return classifier, history
+
+
+@torch.no_grad()
+def encode_patches(
+    encoder: nn.Module,
+    patches: np.ndarray,
+    *,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> np.ndarray:
+    """Encoder features ``h`` (float32 (B, D)) of patches (B, rows, cols) in [0, 1], eval mode."""
+    device = torch.device(device)
+    encoder.eval()
+    out = []
+    for start in range(0, len(patches), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(patches[start : start + batch_size])[:, None])
+        with autocast(device, amp):
+            h = encoder(x.to(device, dtype=torch.float32))
+        out.append(h.float().cpu().numpy())
+    if not out:
+        return np.zeros((0, getattr(encoder, "feature_dim", 0)), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+@torch.no_grad()
+def predict_patches(
+    classifier: PatchClassifier,
+    reader: PatchReader,
+    indices: np.ndarray,
+    *,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class (B,), features h (B, D)) of unaugmented patches of table rows ``indices``."""
+    device = torch.device(device)
+    classifier.eval()
+    preds, feats = [], []
+    for start in range(0, len(indices), batch_size):
+        x = reader.read(indices[start : start + batch_size])
+        x_t = torch.from_numpy(x[:, None]).to(device)
+        with autocast(device, amp):
+            h = classifier.encoder(x_t)
+            logits = classifier.head(h)
+        preds.append(logits.float().argmax(1).cpu().numpy())
+        feats.append(h.float().cpu().numpy())
+    if not preds:
+        return np.zeros(0, np.int64), np.zeros((0, classifier.encoder.feature_dim), np.float32)
+    return np.concatenate(preds).astype(np.int64), np.concatenate(feats)
+
+
+def chance_macro_f1(y_true: np.ndarray, num_guess_classes: int) -> float:
+    """Expected macro F1 of guessing uniformly among ``num_guess_classes`` training classes.
+
+    A class with prevalence ``p`` gets precision ``p`` and recall ``1/K``, so ``F1 = 2 p / (1 + p K)``;
+    guessed classes absent from ``y_true`` score 0 and count in the mean (as in :func:`macro_f1`).
+    Assumes the true classes are among the guessed ones.
+    """
+    y_true = np.asarray(y_true).ravel()
+    if y_true.size == 0 or num_guess_classes < 1:
+        return float("nan")
+    _, counts = np.unique(y_true, return_counts=True)
+    p = counts / counts.sum()
+    k = float(num_guess_classes)
+    f1 = 2.0 * p / (1.0 + p * k)
+    return float(f1.sum() / max(k, len(counts)))
+
+
+def _plain(value):
+    """Nested values for torch.save(weights_only): tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def save_encoder(
+    path: Path,
+    classifier: PatchClassifier,
+    preset: EncoderPreset,
+    area_ids: np.ndarray,
+    *,
+    kind: str,
+    seed: int,
+    extra: dict | None = None,
+) -> Path:
+    """Write an encoder file: encoder and classifier weights, preset, class -> area id table."""
+    from cortexgraph.outputs import atomic_path
+    from cortexgraph.training.runtime import unwrap_model
+
+    classifier = unwrap_model(classifier)
+    payload = {
+        "format": ENCODER_FORMAT,
+        "version": 1,
+        "kind": kind,
+        "preset": _plain(preset.as_dict()),
+        "feature_dim": int(classifier.encoder.feature_dim),
+        "num_classes": int(classifier.num_classes),
+        "area_ids": [int(a) for a in np.asarray(area_ids).tolist()],
+        "seed": int(seed),
+        "encoder": {k: v.detach().cpu() for k, v in classifier.encoder.state_dict().items()},
+        "head": {k: v.detach().cpu() for k, v in classifier.head.state_dict().items()},
+        "extra": _plain(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_encoder(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[PatchClassifier, EncoderPreset, dict]:
+    """Read an encoder file written by :func:`save_encoder`.
+
+    Returns
+    -------
+    (classifier in eval mode with ``.encoder`` and ``.head``, preset, payload without weights).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "encoder.pt"
+    if not path.is_file():
+        raise CortexgraphError(
+            "encoder file not found",
+            file=str(path),
+            fix="run `cortexgraph train-encoder` first (or pass --encoder NAME of a trained one)",
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CortexgraphError(
+            f"cannot read encoder ({exc})", file=str(path), fix="retrain it"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
+        raise CortexgraphError(
+            "not a cortexgraph encoder file", file=str(path), fix="retrain it with train-encoder"
+        )
+    fields = dict(payload["preset"])
+    fields["encoder_kwargs"] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in fields["encoder_kwargs"].items()
+    }
+    preset = EncoderPreset(**fields)
+    encoder = build_preset_encoder(preset, seed=None)
+    encoder.load_state_dict(payload["encoder"])
+    classifier = PatchClassifier(encoder, payload["num_classes"], freeze_encoder=True)
+    classifier.head.load_state_dict(payload["head"])
+    classifier.to(torch.device(device)).eval()
+    info = {k: v for k, v in payload.items() if k not in ("encoder", "head")}
+    return classifier, preset, info
+
+
+def _evaluate(
+    classifier: PatchClassifier,
+    reader: PatchReader,
+    table: PatchTable,
+    device: torch.device,
+    amp: bool,
+    batch_size: int,
+) -> tuple[dict, dict]:
+    """Macro F1 per split, plus predictions and features (for the pictures)."""
+    scores: dict[str, dict] = {}
+    outputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    train_classes = np.unique(table.label[table.indices("train")])
+    for split in ("train", "test", "transfer"):
+        idx = table.indices(split)
+        if len(idx) == 0:
+            continue
+        pred, feats = predict_patches(
+            classifier, reader, idx, batch_size=batch_size, device=device, amp=amp
+        )
+        y = table.label[idx]
+        labels, f1 = per_class_f1(y, pred)
+        scores[split] = {
+            "macro_f1": macro_f1(y, pred),
+            "accuracy": float(np.mean(pred == y)),
+            "patches": int(len(idx)),
+            "areas": int(len(np.unique(y))),
+            "areas_unseen_in_training": int(len(np.setdiff1d(np.unique(y), train_classes))),
+            "chance_macro_f1": chance_macro_f1(y, len(train_classes)),
+            "per_class_f1": {
+                str(int(c)): (None if np.isnan(v) else float(v))
+                for c, v in zip(labels, f1, strict=True)
+            },
+        }
+        outputs[split] = (y, pred, feats)
+    return scores, outputs
+
+
+def train_encoder(
+    cohort: Cohort | str | Path,
+    preset: str | EncoderPreset = "auto",
+    name: str | None = None,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    amp: bool = True,
+    overwrite: bool = False,
+    tsne: bool = False,
+    cache_mb: float = 1024.0,
+    overrides: dict | None = None,
+    progress=None,
+) -> Path:
+    """Train the patch encoder of a cohort (SCL + linear evaluation, and the CE baseline).
+
+    Parameters
+    ----------
+    cohort : a :class:`Cohort` or its folder.
+    preset : preset name, an :class:`EncoderPreset`, or ``"auto"`` (the preset made for the image
+        spacing of the cohort's first brain, :func:`preset_for_spacing`).
+    name : encoder name, the output folder (default: the preset's name).
+    seed : seeds weights, resampling and augmentation.
+    device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; under torchrun each process
+        takes its local GPU.
+    amp : mixed precision on GPUs (ignored on CPU).
+    overwrite : retrain even if ``encoder.pt`` exists (checkpoints are removed).
+    tsne : add a t-SNE panel to ``embedding.png`` (sklearn; seconds for a few thousand patches).
+    cache_mb : memory for cached patch windows (:class:`PatchReader`).
+    overrides : preset fields to replace (``scl_epochs``, ``samples_per_area``, ...).
+    progress : optional callable ``(stage, done, total)``.
+
+    Returns
+    -------
+    Path of ``encoder.pt`` (the module docstring lists every output).
+    """
+    start_all = time.perf_counter()
+    start_cpu = time.process_time()
+    if not isinstance(cohort, Cohort):
+        cohort = Cohort.read(cohort)
+    if preset == "auto":
+        preset = preset_for_spacing(cohort.brain(cohort.brain_ids[0]).image_spacing_um)
+    preset = get_preset(preset)
+    if overrides:
+        preset = preset.with_overrides(**overrides)
+    name = name or preset.name
+    out = encoders_folder(cohort, name)
+    encoder_path = out / "encoder.pt"
+    if encoder_path.is_file() and not overwrite:
+        log.info("encoder %s exists: reused (--overwrite retrains)", encoder_path)
+        return encoder_path
+    if overwrite and (out / "checkpoints").is_dir():
+        import shutil
+
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # every process may try
+
+    init_distributed_from_env()
+    device = pick_device(device)
+    seed_everything(seed)
+    for brain_id in cohort.brain_ids:
+        spacing = cohort.brain(brain_id).image_spacing_um
+        if preset.spacing_um < spacing / 1.01:
+            log.warning(
+                "preset %s reads %.1f µm patches from %.1f µm images of %s (upsampled)",
+                preset.name,
+                preset.spacing_um,
+                spacing,
+                brain_id,
+            )
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    table = build_patch_table(cohort, preset)
+    counts = table.counts()
+    if counts["train"] == 0:
+        raise CortexgraphError(
+            "no training patches: every annotated section is a test or transfer section",
+            file=str(cohort.root),
+            fix="annotate more sections, or pick another transfer brain",
+        )
+    reader = PatchReader(cohort, table, preset, cache_mb=cache_mb)
+    reader.prefetch()
+    seconds["patch_table_and_reading"] = time.perf_counter() - t0
+    num_classes = len(cohort.areas)
+    area_ids = cohort.areas.ids
+    ckpt = out / "checkpoints"
+
+    t0 = time.perf_counter()
+    encoder, scl_history = train_scl(
+        table,
+        reader,
+        preset,
+        seed=seed,
+        device=device,
+        checkpoint_dir=ckpt / "scl",
+        amp=amp,
+        progress=progress,
+    )
+    seconds["scl"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scl_classifier, linear_history = train_linear(
+        encoder,
+        table,
+        reader,
+        preset,
+        num_classes,
+        seed=seed,
+        device=device,
+        checkpoint_dir=ckpt / "linear",
+        amp=amp,
+        progress=progress,
+    )
+    seconds["linear"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ce_classifier, ce_history = train_ce(
+        table,
+        reader,
+        preset,
+        num_classes,
+        seed=seed,
+        device=device,
+        checkpoint_dir=ckpt / "ce",
+        amp=amp,
+        progress=progress,
+    )
+    seconds["ce"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    scl_scores, scl_out = _evaluate(
+        scl_classifier, reader, table, device, amp, preset.eval_batch_size
+    )
+    ce_scores, ce_out = _evaluate(ce_classifier, reader, table, device, amp, preset.eval_batch_size)
+    seconds["evaluation"] = time.perf_counter() - t0
+    if not is_main_process():
+        return encoder_path
+
+    t0 = time.perf_counter()
+    from cortexgraph.features.report import confusion_figure, embedding_figure
+
+    confusion_figure(out / "confusion.png", cohort.areas, scl_out, ce_out, scl_scores, ce_scores)
+    embedding_figure(out / "embedding.png", cohort.areas, scl_out, ce_out, tsne=tsne, seed=seed)
+    table.write_tsv(out / "patches.tsv")
+    seconds["pictures"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - start_all
+    seconds["total_cpu"] = time.process_time() - start_cpu
+
+    train_classes = np.unique(table.label[table.indices("train")])
+    metrics = {
+        "name": name,
+        "preset": _plain(preset.as_dict()),
+        "seed": seed,
+        "device": str(device),
+        "processes": get_world_size(),
+        "encoder_parameters": int(count_parameters(encoder)),
+        "feature_dim": int(encoder.feature_dim),
+        "patches": counts,
+        "training_areas": int(len(train_classes)),
+        "training_patches_per_epoch": int(len(train_classes) * preset.samples_per_area),
+        "brains": {
+            "train_test": [b for b in table.brains if b != preset.transfer_brain],
+            "transfer": [b for b in table.brains if b == preset.transfer_brain],
+        },
+        "scl_linear": scl_scores,
+        "ce": ce_scores,
+        "history": {"scl": scl_history, "linear": linear_history, "ce": ce_history},
+        "seconds": seconds,
+        "seconds_reading_patches": reader.seconds_reading,
+        "seconds_sampling_patches": reader.seconds_sampling,
+    }
+    save_encoder(
+        out / "ce.pt",
+        ce_classifier,
+        preset,
+        area_ids,
+        kind="ce",
+        seed=seed,
+        extra={"macro_f1": {s: v["macro_f1"] for s, v in ce_scores.items()}},
+    )
+    save_encoder(
+        encoder_path,
+        scl_classifier,
+        preset,
+        area_ids,
+        kind="scl",
+        seed=seed,
+        extra={"macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()}},
+    )
+    write_json_atomic(out / "metrics.json", metrics)
+    parameters = {"preset": _plain(preset.as_dict()), "seed": seed, "name": name}
+    brains = [cohort.root / b / "sections.tsv" for b in table.brains]
+    write_provenance(
+        encoder_path,
+        parameters,
+        inputs=[cohort.manifest_path, *brains],
+        measured={
+            "scl_linear_macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()},
+            "ce_macro_f1": {s: v["macro_f1"] for s, v in ce_scores.items()},
+            "seconds": seconds,
+        },
+    )
+    write_provenance(out / "metrics.json", parameters, inputs=[encoder_path])
+    reader.close()
+    return encoder_path

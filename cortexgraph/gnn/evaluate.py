@@ -1,0 +1,447 @@
+"""The ``evaluate`` stage: macro F1 of trained runs, per-area F1, and the seeds' two comparisons.
+
+Method: graph-pipeline.md sections 7 and 10. **Test F1** = macro F1 over the labelled nodes of the
+test sections (``test_mask & y >= 0``) of the brains the run was trained on; **transfer F1** = macro
+F1 over all labelled nodes (``y >= 0``) of the transfer brain. Macro F1 is the mean of the per-area
+F1 over the areas that occur among the true or predicted labels of the evaluated nodes
+(:func:`cortexgraph.training.metrics.macro_f1`, equal to scikit-learn's ``f1_score(average="macro")``).
+
+Outputs of :func:`evaluate_run` in ``<run>/evaluation/``::
+
+    metrics.json             test_f1, transfer_f1, node counts, F1 per brain (+ .prov.json)
+    per_area_f1.tsv          area_id name n_test f1_test n_transfer f1_transfer (NaN: area absent)
+    confusion_test.tsv       confusion matrix over the areas (rows true, columns predicted), test nodes
+    confusion_transfer.tsv   the same for the transfer brain
+    per_area_f1.png          bar chart of the per-area F1 (test and transfer)
+    confusion_test.png       the test confusion matrix as a picture (row-normalised)
+
+Outputs of :func:`compare_models` in ``<cohort>/derivatives/cortexgraph/comparisons/``::
+
+    <mode>.tsv               model layers features run test_f1 transfer_f1 (one row per run)
+    <mode>.png               grouped bar chart: test and transfer F1 per run
+
+with ``mode`` ``depth`` (linear, MLP, SAGE, GAT at depths 3/5/7, CY only) or ``features`` (GAT3 and
+MLP3 with every non-empty combination of CY, PM, CO).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cortexgraph.data.manifest import DERIVATIVES, find_cohort, format_tsv
+from cortexgraph.errors import CortexgraphError
+from cortexgraph.gnn.data import FEATURE_TYPES, features_label, find_graph_files, load_graphs
+from cortexgraph.gnn.stage import (
+    cohort_of_run,
+    load_run,
+    resolve_run,
+    train_gnn,
+)
+from cortexgraph.outputs import write_json_atomic, write_provenance, write_text_atomic
+from cortexgraph.training.metrics import confusion_matrix, macro_f1, per_class_f1
+
+__all__ = [
+    "evaluate_run",
+    "evaluate_runs",
+    "evaluation_nodes",
+    "compare_models",
+    "comparison_runs",
+    "COMPARISONS",
+]
+
+log = logging.getLogger(__name__)
+
+COMPARISONS_DIR = DERIVATIVES / "comparisons"
+
+
+def comparison_runs(mode: str) -> list[tuple[str, int, tuple[str, ...]]]:
+    """The runs of one comparison as ``(model, layers, features)``.
+
+    ``depth``: linear (CY), then MLP, SAGE, GAT at 3, 5, 7 layers, all with CY only (10 runs).
+    ``features``: GAT3 and MLP3 with each of the 7 non-empty combinations of CY, PM, CO (14 runs).
+    """
+    if mode == "depth":
+        runs = [("linear", 0, ("cy",))]
+        runs += [(m, d, ("cy",)) for m in ("mlp", "sage", "gat") for d in (3, 5, 7)]
+        return runs
+    if mode == "features":
+        combos = [
+            c
+            for k in range(1, len(FEATURE_TYPES) + 1)
+            for c in itertools.combinations(FEATURE_TYPES, k)
+        ]
+        return [(m, 3, c) for m in ("gat", "mlp") for c in combos]
+    raise CortexgraphError(f"unknown comparison {mode!r}", fix="use depth or features")
+
+
+COMPARISONS = ("depth", "features")
+
+
+def evaluation_nodes(graph, transfer: bool):
+    """Nodes that are scored: all labelled nodes of a transfer graph, else the labelled test nodes.
+
+    Returns a bool tensor (N,).
+    """
+    labelled = graph.y >= 0
+    return labelled if transfer else labelled & graph.test_mask.bool()
+
+
+def _score(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> dict[str, Any]:
+    labels = np.arange(k)
+    _, f1 = per_class_f1(y_true, y_pred, labels)
+    return {
+        "macro_f1": macro_f1(y_true, y_pred, labels) if y_true.size else float("nan"),
+        "nodes": int(y_true.size),
+        "per_class": f1,
+        "confusion": confusion_matrix(y_true, y_pred, labels),
+    }
+
+
+def evaluate_run(
+    run: str | os.PathLike,
+    cohort_root: str | os.PathLike | None = None,
+    *,
+    device: str | None = None,
+    overwrite: bool = False,
+    batch_size: int = 8192,
+) -> dict[str, Any]:
+    """Score one trained run on test sections and on the transfer brain; write ``evaluation/``.
+
+    Parameters
+    ----------
+    run : path-like or str
+        Run folder or name (:func:`cortexgraph.gnn.stage.resolve_run`).
+    cohort_root : path-like, optional
+        Default: the run's cohort.
+    device : str, optional
+    overwrite : bool
+        Recompute even if ``evaluation/metrics.json`` is newer than ``model.pt``.
+    batch_size : int
+        Scored nodes per forward pass (each computed on its exact k-hop neighbourhood).
+
+    Returns
+    -------
+    dict
+        ``run``, ``name``, ``model``, ``layers``, ``features``, ``test_f1``, ``transfer_f1`` (NaN when
+        the run has no transfer brain or it has no graph), ``test_nodes``, ``transfer_nodes``,
+        ``per_brain`` ({brain: {"f1", "nodes", "role"}}), ``evaluation_dir``.
+    """
+    from cortexgraph.data.manifest import Cohort
+    from cortexgraph.gnn.train import predict_proba
+
+    run_dir = resolve_run(run, cohort_root)
+    cohort_root = cohort_of_run(run_dir, cohort_root)
+    out_dir = run_dir / "evaluation"
+    metrics_path = out_dir / "metrics.json"
+    if (
+        not overwrite
+        and metrics_path.is_file()
+        and metrics_path.stat().st_mtime >= (run_dir / "model.pt").stat().st_mtime
+    ):
+        return json.loads(metrics_path.read_text(encoding="utf-8"))
+
+    model, config = load_run(run_dir)
+    cohort = Cohort.read(cohort_root)
+    areas = cohort.areas
+    k = int(config["num_classes"])
+    if [int(i) for i in areas.ids] != [int(i) for i in config["area_ids"]]:
+        raise CortexgraphError(
+            "the cohort's area table differs from the one the run was trained with",
+            file=cohort.root / cohort.area_table_file,
+            fix="evaluate with the cohort the run was trained on",
+        )
+    transfer = config.get("transfer")
+    roles = [(b, "test") for b in config["train_brains"]]
+    if transfer:
+        roles.append((transfer, "transfer"))
+
+    collected: dict[str, tuple[list, list]] = {"test": ([], []), "transfer": ([], [])}
+    per_brain: dict[str, dict[str, Any]] = {}
+    inputs = []
+    for brain, role in roles:
+        try:
+            items = find_graph_files(cohort_root, [brain])
+        except CortexgraphError:
+            if role == "transfer":
+                log.warning("transfer brain %s has no graph: no transfer F1", brain)
+                continue
+            raise
+        yt_brain, yp_brain = [], []
+        for item in items:
+            load_graphs([item], config["features"])
+            g = item.data
+            mask = evaluation_nodes(g, role == "transfer")
+            if int(mask.sum()) == 0:
+                item.data = None
+                continue
+            proba = predict_proba([g], model, device=device, batch_size=batch_size, nodes=[mask])[0]
+            m = mask.numpy()
+            yt_brain.append(g.y.numpy()[m])
+            yp_brain.append(proba[m].argmax(1))
+            inputs.append(item.path)
+            item.data = None
+        if yt_brain:
+            yt, yp = np.concatenate(yt_brain), np.concatenate(yp_brain)
+            collected[role][0].append(yt)
+            collected[role][1].append(yp)
+            per_brain[brain] = {"role": role, "f1": macro_f1(yt, yp), "nodes": int(yt.size)}
+
+    scores = {}
+    for role, (yts, yps) in collected.items():
+        yt = np.concatenate(yts) if yts else np.zeros(0, np.int64)
+        yp = np.concatenate(yps) if yps else np.zeros(0, np.int64)
+        scores[role] = _score(yt, yp, k)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, area in enumerate(areas.areas):
+        n_test = int(scores["test"]["confusion"][i].sum())
+        n_transfer = int(scores["transfer"]["confusion"][i].sum())
+        rows.append(
+            (
+                area.id,
+                area.name,
+                n_test,
+                _fmt(scores["test"]["per_class"][i]),
+                n_transfer,
+                _fmt(scores["transfer"]["per_class"][i]),
+            )
+        )
+    write_text_atomic(
+        out_dir / "per_area_f1.tsv",
+        format_tsv(("area_id", "name", "n_test", "f1_test", "n_transfer", "f1_transfer"), rows),
+    )
+    names = [a.name for a in areas.areas]
+    for role in ("test", "transfer"):
+        cm = scores[role]["confusion"]
+        write_text_atomic(
+            out_dir / f"confusion_{role}.tsv",
+            format_tsv(
+                ["true\\pred", *names],
+                [[n, *row.tolist()] for n, row in zip(names, cm, strict=True)],
+            ),
+        )
+    result = {
+        "run": str(run_dir),
+        "name": config["name"],
+        "model": config["model"],
+        "layers": config["layers"],
+        "features": config["features"],
+        "transfer": transfer,
+        "test_f1": scores["test"]["macro_f1"],
+        "transfer_f1": scores["transfer"]["macro_f1"],
+        "test_nodes": scores["test"]["nodes"],
+        "transfer_nodes": scores["transfer"]["nodes"],
+        "per_brain": per_brain,
+        "evaluation_dir": str(out_dir),
+    }
+    _plot_per_area(out_dir / "per_area_f1.png", names, scores, config["name"])
+    _plot_confusion(out_dir / "confusion_test.png", scores["test"]["confusion"], config["name"])
+    write_json_atomic(metrics_path, result)
+    write_provenance(
+        metrics_path,
+        {"run": config["name"], "transfer": transfer},
+        inputs=[run_dir / "model.pt", *inputs],
+        measured={"test_f1": result["test_f1"], "transfer_f1": result["transfer_f1"]},
+    )
+    return result
+
+
+def _fmt(value: float) -> str:
+    return "nan" if not np.isfinite(value) else f"{value:.4f}"
+
+
+def evaluate_runs(
+    runs: Sequence[str | os.PathLike],
+    cohort_root: str | os.PathLike | None = None,
+    *,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_run` for each run, in order."""
+    return [evaluate_run(r, cohort_root, device=device, overwrite=overwrite) for r in runs]
+
+
+def _display_name(model: str, layers: int, features: Sequence[str]) -> str:
+    head = "Linear" if model == "linear" else f"{model.upper()}{layers}"
+    return f"{head}-{features_label(features)}"
+
+
+def compare_models(
+    cohort_root: str | os.PathLike,
+    mode: str,
+    *,
+    transfer: str | None = "B07",
+    preset: str = "seeds",
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+    specs: Sequence[tuple[str, int, Sequence[str]]] | None = None,
+) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """Train (or reuse) and evaluate the runs of one of the seeds' comparisons; table + bar chart.
+
+    Parameters
+    ----------
+    cohort_root : path-like
+    mode : {"depth", "features"}
+        See :func:`comparison_runs`.
+    transfer, preset, epochs, seed, device
+        Passed to :func:`cortexgraph.gnn.stage.train_gnn` for every run (runs are named by
+        :func:`cortexgraph.gnn.stage.default_run_name`, so runs shared by both comparisons, and runs
+        trained before with the same settings, are reused).
+    overwrite : bool
+        Retrain and re-evaluate every run.
+    progress : callable, optional
+        ``progress(mode, done, total)`` after each run.
+    specs : sequence of (model, layers, features), optional
+        Run these instead of :func:`comparison_runs` ``(mode)`` (a partial comparison).
+
+    Returns
+    -------
+    (tsv_path, png_path, rows)
+        ``<cohort>/derivatives/cortexgraph/comparisons/<mode>.tsv`` / ``.png`` and the rows
+        (dicts with model, layers, features, run, test_f1, transfer_f1).
+    """
+    all_specs = comparison_runs(mode)
+    specs = all_specs if specs is None else list(specs)
+    cohort = find_cohort(cohort_root)
+    rows = []
+    for i, (model, layers, features) in enumerate(specs):
+        run_dir = train_gnn(
+            cohort.root,
+            model=model,
+            layers=layers,
+            features=features,
+            transfer=transfer,
+            epochs=epochs,
+            preset=preset,
+            seed=seed,
+            device=device,
+            overwrite=overwrite,
+        )
+        result = evaluate_run(run_dir, cohort.root, device=device, overwrite=overwrite)
+        rows.append(
+            {
+                "label": _display_name(model, layers, features),
+                "model": model,
+                "layers": layers,
+                "features": features_label(features),
+                "run": run_dir.name,
+                "test_f1": result["test_f1"],
+                "transfer_f1": result["transfer_f1"],
+            }
+        )
+        if progress is not None:
+            progress(mode, i + 1, len(specs))
+    out = cohort.root / COMPARISONS_DIR
+    tsv = out / f"{mode}.tsv"
+    write_text_atomic(
+        tsv,
+        format_tsv(
+            ("model", "layers", "features", "run", "test_f1", "transfer_f1"),
+            [
+                (
+                    r["model"],
+                    r["layers"],
+                    r["features"],
+                    r["run"],
+                    _fmt(r["test_f1"]),
+                    _fmt(r["transfer_f1"]),
+                )
+                for r in rows
+            ],
+        ),
+    )
+    png = out / f"{mode}.png"
+    _plot_comparison(png, rows, mode)
+    write_provenance(
+        tsv,
+        {"mode": mode, "transfer": transfer, "preset": preset, "epochs": epochs, "seed": seed},
+        inputs=[
+            cohort.root / COMPARISONS_DIR.parent / "runs" / r["run"] / "model.pt" for r in rows
+        ],
+    )
+    return tsv, png, rows
+
+
+# ------------------------------------------------------------------------------------ pictures
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    return plt, fig, ax
+
+
+def _save(plt, fig, path: Path) -> None:
+    from cortexgraph.outputs import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _plot_per_area(path: Path, names: list[str], scores: dict, title: str) -> None:
+    test, transfer = scores["test"]["per_class"], scores["transfer"]["per_class"]
+    keep = np.flatnonzero(np.isfinite(test) | np.isfinite(transfer))
+    plt, fig, ax = _figure(max(6.0, 0.18 * keep.size + 2), 3.6)
+    x = np.arange(keep.size)
+    ax.bar(x - 0.2, np.nan_to_num(test[keep]), 0.4, label="test", color="#3b75af")
+    ax.bar(x + 0.2, np.nan_to_num(transfer[keep]), 0.4, label="transfer", color="#ef8636")
+    ax.set_xticks(x, [names[i] for i in keep], rotation=90, fontsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.set_title(f"{title}: F1 per area")
+    ax.legend(fontsize=7)
+    _save(plt, fig, path)
+
+
+def _plot_confusion(path: Path, cm: np.ndarray, title: str) -> None:
+    rows = cm.sum(1)
+    keep = np.flatnonzero((rows > 0) | (cm.sum(0) > 0))
+    sub = cm[np.ix_(keep, keep)].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sub = np.where(sub.sum(1, keepdims=True) > 0, sub / sub.sum(1, keepdims=True), 0.0)
+    plt, fig, ax = _figure(5.0, 4.4)
+    if keep.size == 0:
+        ax.text(0.5, 0.5, "no test nodes", ha="center", va="center")
+        ax.set_axis_off()
+        _save(plt, fig, path)
+        return
+    im = ax.imshow(sub, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xlabel("predicted area (index among present areas)")
+    ax.set_ylabel("true area")
+    ax.set_title(f"{title}: test confusion (row-normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(plt, fig, path)
+
+
+def _plot_comparison(path: Path, rows: list[dict], mode: str) -> None:
+    plt, fig, ax = _figure(max(6.0, 0.55 * len(rows) + 2), 3.8)
+    x = np.arange(len(rows))
+    test = np.array([r["test_f1"] for r in rows], float)
+    transfer = np.array([r["transfer_f1"] for r in rows], float)
+    ax.bar(x - 0.2, np.nan_to_num(test), 0.4, label="test", color="#3b75af")
+    ax.bar(x + 0.2, np.nan_to_num(transfer), 0.4, label="transfer", color="#ef8636")
+    ax.set_xticks(x, [r["label"] for r in rows], rotation=60, ha="right", fontsize=7)
+    top = np.nanmax(np.concatenate([test, transfer, [0.0]]))
+    ax.set_ylim(0, min(1.0, max(0.1, 1.15 * top)))
+    ax.set_ylabel("macro F1")
+    ax.set_title({"depth": "model and depth (CY)", "features": "feature types"}[mode])
+    ax.legend(fontsize=7)
+    _save(plt, fig, path)
