@@ -6,9 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-# Two cores on CI and the reference machine: keep torch and BLAS from oversubscribing.
-export OMP_NUM_THREADS ?= 2
-export MKL_NUM_THREADS ?= 2
+# One thread per process: the demo runs stages in two worker processes on two cores, and torch's
+# small-batch CPU kernels ran up to 40x slower with 2 threads on a loaded 2-core machine (measured).
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
 
 .PHONY: demo test lint venv clean
 
