@@ -101,12 +101,16 @@ def default_run_name(
     preset: str = "seeds",
     transfer: str | None = "B07",
     seed: int = 0,
+    epochs: int | None = None,
 ) -> str:
     """``<model><layers>-<features>`` (e.g. ``gat3-cy-pm-co``, ``linear-cy``), with ``-<preset>``,
-    ``-t<transfer>`` and ``-s<seed>`` appended when they differ from seeds / B07 / 0."""
+    ``-e<epochs>``, ``-t<transfer>`` and ``-s<seed>`` appended when they differ from seeds / the
+    preset's epochs / B07 / 0 (so runs of other settings never share a folder)."""
     name = f"{model}{'' if model == 'linear' else layers}-{'-'.join(parse_features(features))}"
     if preset != "seeds":
         name += f"-{preset}"
+    if epochs is not None and preset in PRESETS and int(epochs) != PRESETS[preset]["epochs"]:
+        name += f"-e{int(epochs)}"
     if transfer != "B07":
         name += f"-t{transfer or 'none'}"
     if seed:
@@ -264,9 +268,11 @@ def train_gnn(
     transfer : str or None
         Brain held out entirely (never trained on); None trains on every brain.
     epochs : int, optional
-        Default: the preset's. A run that stopped early resumes up to this number.
+        Default: the preset's. A run that stopped early resumes up to this number; a finished run
+        given more epochs (same ``name``) continues training.
     name : str, optional
-        Run folder name; default :func:`default_run_name`.
+        Run folder name; default :func:`default_run_name` (which includes ``epochs`` when it differs
+        from the preset's, so the default-named run of another length is a new run).
     preset : {"seeds", "demo"}
         Default width, epochs, batch size and learning rate (``PRESETS``); explicit arguments win.
     hidden, batch_size, lr : optional
@@ -354,7 +360,7 @@ def train_gnn(
             )
     area_ids = [int(i) for i in cohort.areas.ids]
     num_classes = len(area_ids)
-    run_name = name or default_run_name(model, layers, features, preset, transfer, seed)
+    run_name = name or default_run_name(model, layers, features, preset, transfer, seed, epochs)
     run_dir = Path(cohort_root) / RUNS_DIR / run_name
 
     device_t = pick_device(device)

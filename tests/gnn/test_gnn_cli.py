@@ -28,7 +28,8 @@ SMALL = dict(
 def _train(root, epochs, *extra):
     args = ["train-gnn", "--model", "gat", "--layers", "2", "--features", "cy,pm,co"]
     args += ["--transfer", "B07", "--epochs", str(epochs), "--preset", "demo", "--hidden", "16"]
-    args += ["--batch-size", "48", "--device", "cpu", "--root", str(root), *extra]
+    args += ["--batch-size", "48", "--device", "cpu", "--root", str(root), "--name", "g2"]
+    args += list(extra)
     return runner.invoke(app, args)
 
 
@@ -36,7 +37,7 @@ def test_train_resume_evaluate_predict(tmp_path):
     root = write_synthetic_cohort(tmp_path / "cohort", ("B01", "B03", "B07"), **SMALL)
     first = _train(root, 2)
     assert first.exit_code == 0, first.output
-    run = root / "derivatives/cortexgraph/runs/gat2-cy-pm-co-demo"
+    run = root / "derivatives/cortexgraph/runs/g2"
     h2 = read_history(run)
     assert h2["epoch"] == [1.0, 2.0]
     # asking for more epochs continues the run from its checkpoint

@@ -47,13 +47,16 @@ def test_default_run_names():
     assert default_run_name("gat", 3, ("cy", "pm", "co")) == "gat3-cy-pm-co"
     assert default_run_name("linear", 0, "co,cy") == "linear-cy-co"
     assert default_run_name("sage", 5, "cy", "demo", "B01", 2) == "sage5-cy-demo-tB01-s2"
+    assert default_run_name("gat", 3, "cy", "demo", epochs=6) == "gat3-cy-demo"  # preset's epochs
+    assert default_run_name("gat", 3, "cy", "demo", epochs=20) == "gat3-cy-demo-e20"
+    assert default_run_name("gat", 3, "cy", epochs=100) == "gat3-cy"
 
 
 def test_train_writes_a_run_and_holds_out_the_transfer_brain(cohort, tmp_path):
     root = _copy(cohort, tmp_path)
     records = []
     run = train_gnn(root, model="sage", layers=2, epochs=2, progress=records.append, **FAST)
-    assert run == root / "derivatives/cortexgraph/runs/sage2-cy-pm-co-demo"
+    assert run == root / "derivatives/cortexgraph/runs/sage2-cy-pm-co-demo-e2"
     for name in ("model.pt", "model.pt.prov.json", "config.json", "history.tsv"):
         assert (run / name).is_file(), name
     assert (run / "checkpoints/last.pt").is_file()
@@ -78,7 +81,7 @@ def test_train_writes_a_run_and_holds_out_the_transfer_brain(cohort, tmp_path):
     assert not any("B07" in k for k in prov["inputs"])
     model, cfg = load_run(run)
     assert model.kind == "sage" and model.num_layers == 2 and not model.training
-    assert resolve_run("sage2-cy-pm-co-demo", root) == run.resolve()
+    assert resolve_run("sage2-cy-pm-co-demo-e2", root) == run.resolve()
 
 
 def test_same_seed_same_model_and_reuse(cohort, tmp_path):
