@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         ),
         lr: float = typer.Option(None, "--lr", help="LARS learning rate (default: preset)."),
         full_batch: bool = typer.Option(
-            False, "--full-batch", help="One step per whole graph instead of mini-batches."
+            False, "--full-batch", help="One step per epoch on all graphs at once (small graphs)."
         ),
         sampler: str = typer.Option("auto", "--sampler", help="auto, own or pyg."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),

@@ -235,7 +235,7 @@ def pyg_sampler_available() -> bool:
 class NodeBatch:
     """One mini-batch: a subgraph of graph ``graph_index`` around ``seed_nodes``."""
 
-    graph_index: int
+    graph_index: int  # -1: ids are ids of the union of all graphs (NodeBatcher(mix_graphs=True))
     seed_nodes: torch.Tensor  # (B,) global ids of the output nodes
     node_ids: torch.Tensor  # (M,) global ids of all subgraph nodes (seeds first)
     edge_index: torch.Tensor  # (2, E_B) local ids
@@ -250,11 +250,12 @@ class NodeBatch:
 class NodeBatcher:
     """Iterate mini-batches of output nodes over several graphs, reshuffled every epoch.
 
-    Each epoch the selected nodes of every graph are permuted, cut into batches of ``batch_size``
-    (the last batch of a graph may be smaller; a last batch of one node is merged into the one
-    before, since batch norm needs two values), and the batches of all graphs are interleaved in a
-    random order. A batch never mixes graphs. Shuffling uses ``seed + epoch`` so every epoch is
-    reproducible (also after a resume).
+    Without ``mix_graphs``, each epoch the selected nodes of every graph are permuted, cut into
+    batches of ``batch_size`` (the last batch of a graph may be smaller; a last batch of one node is
+    merged into the one before, since batch norm needs two values), and the batches of all graphs
+    are interleaved in a random order; a batch never mixes graphs. With ``mix_graphs`` the selected
+    nodes of all graphs are permuted together and cut into batches (training). Shuffling uses
+    ``seed + epoch`` so every epoch is reproducible (also after a resume).
 
     Parameters
     ----------
@@ -278,6 +279,12 @@ class NodeBatcher:
     rank, world_size : int
         Data-parallel sharding: process ``rank`` takes every ``world_size``-th batch (the batch count
         is truncated to a multiple of ``world_size`` so all processes step equally often).
+    mix_graphs : bool
+        Sample from the disjoint union of all graphs, so one batch holds output nodes of several
+        graphs (i.i.d. batches over all nodes, as training needs: batch-norm statistics of a batch
+        from one graph would differ from the running statistics used in evaluation, e.g. the sign of
+        the CO x coordinate per hemisphere or a brain's CY offset). Node ids of the batches are then
+        *union* ids, ``graph_offsets[g] + local id``, and ``graph_index`` is -1.
     """
 
     def __init__(
@@ -294,6 +301,7 @@ class NodeBatcher:
         use_pyg: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        mix_graphs: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -309,14 +317,36 @@ class NodeBatcher:
         self.use_pyg = use_pyg
         self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
+        self.mix_graphs = bool(mix_graphs)
+        sizes = [int(g.num_nodes) for g in self.graphs]
+        self.graph_offsets = torch.tensor([0, *np.cumsum(sizes).tolist()], dtype=torch.long)
+        if node_masks is None:
+            node_masks = [torch.ones(n, dtype=torch.bool) for n in sizes]
+        node_ids = [torch.nonzero(torch.as_tensor(m).cpu()).reshape(-1) for m in node_masks]
+        if self.mix_graphs:
+            # the disjoint union of all graphs: node ids shifted by graph_offsets, no edge between
+            # graphs, so every k-hop neighbourhood stays inside its own graph
+            from types import SimpleNamespace
+
+            starts = self.graph_offsets[:-1].tolist()
+            edge_index = torch.cat(
+                [g.edge_index.cpu() + off for g, off in zip(self.graphs, starts, strict=True)], 1
+            )
+            self.sample_graphs = [
+                SimpleNamespace(edge_index=edge_index, num_nodes=int(self.graph_offsets[-1]))
+            ]
+            node_ids = [torch.cat([ids + off for ids, off in zip(node_ids, starts, strict=True)])]
+        else:
+            self.sample_graphs = self.graphs
+        self.node_ids = node_ids
         self.csrs = (
             []
             if use_pyg
-            else [build_csr(g.edge_index, int(g.num_nodes)).to(self.device) for g in self.graphs]
+            else [
+                build_csr(g.edge_index, int(g.num_nodes)).to(self.device)
+                for g in self.sample_graphs
+            ]
         )
-        if node_masks is None:
-            node_masks = [torch.ones(int(g.num_nodes), dtype=torch.bool) for g in self.graphs]
-        self.node_ids = [torch.nonzero(torch.as_tensor(m).cpu()).reshape(-1) for m in node_masks]
 
     @property
     def num_nodes(self) -> int:
@@ -357,7 +387,10 @@ class NodeBatcher:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         for g, seeds in self._plan():
             if self.use_pyg:
-                yield self._pyg_batch(g, seeds)
+                batch = self._pyg_batch(g, seeds)
+                if self.mix_graphs:
+                    batch.graph_index = -1
+                yield batch
                 continue
             seeds_dev = seeds.to(self.device, non_blocking=True)
             node_ids, edge_index, seed_pos, offsets = sample_subgraph(
@@ -368,7 +401,9 @@ class NodeBatcher:
                 generator,
                 return_hop_offsets=True,
             )
-            yield NodeBatch(g, seeds_dev, node_ids, edge_index, seed_pos, offsets)
+            yield NodeBatch(
+                -1 if self.mix_graphs else g, seeds_dev, node_ids, edge_index, seed_pos, offsets
+            )
 
     def _pyg_loader(self, g: int):
         """One ``NeighborLoader`` per graph (its CSC adjacency is built once), used through
@@ -379,7 +414,7 @@ class NodeBatcher:
             from torch_geometric.data import Data
             from torch_geometric.loader import NeighborLoader
 
-            graph = self.graphs[g]
+            graph = self.sample_graphs[g]
             skeleton = Data(edge_index=graph.edge_index.cpu(), num_nodes=int(graph.num_nodes))
             k = -1 if self.fanout is None else int(self.fanout)
             self._pyg_loaders[g] = NeighborLoader(

@@ -278,7 +278,8 @@ def train_gnn(
     hidden, batch_size, lr : optional
         Override the preset (width of every layer; output nodes per step; LARS learning rate).
     full_batch : bool
-        One step per graph on the whole graph instead of mini-batches (graphs that fit in memory).
+        One step per epoch on the union of all training graphs instead of mini-batches (graphs
+        that fit in memory).
     sampler : {"auto", "own", "pyg"}
         Neighbourhood sampling: this package's torch sampler or PyG's ``NeighborLoader`` (needs
         pyg-lib); "auto" takes PyG when pyg-lib is installed and training runs on the CPU (on a GPU the

@@ -3,7 +3,9 @@
 Method: graph-pipeline.md section 8: 100 epochs (one epoch = one pass over all labelled training
 nodes of all graphs), categorical cross-entropy, LARS with Nesterov momentum 0.9, weight decay 1e-4 on
 non-bias parameters, trust coefficient 0.02, batches of 2048 output nodes, constant learning rate
-0.001 * 2048 / 256 = 0.008, mixed precision, data parallel.
+0.001 * 2048 / 256 = 0.008, mixed precision, data parallel. Batches are random subsets of the
+training nodes of *all* graphs (sampled on their disjoint union), so batch-norm statistics in
+training match the running statistics used in evaluation.
 
 Graph conventions (``torch_geometric.data.Data`` attributes): ``pos`` (N, 3) mm; ``edge_index``
 (2, E) source -> target; ``x_cy`` (N, Dcy), ``x_pm`` (N, Dpm), ``x_co`` (N, 3) float; ``y`` (N,) int64
@@ -122,6 +124,25 @@ class FeatureStore:
             out[k] = rows
         return out
 
+    def gather_union(
+        self, node_ids: torch.Tensor, graph_offsets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Rows of the disjoint union of all graphs: ``node_ids`` are union ids
+        (``graph_offsets[g] + local id``, see ``NodeBatcher(mix_graphs=True)``); rows keep their
+        order. Features stay stored per graph (no concatenated copy)."""
+        ids = node_ids
+        offsets = graph_offsets.to(ids.device)
+        graph_of = torch.searchsorted(offsets, ids, right=True) - 1
+        out: dict[str, torch.Tensor] = {}
+        for g in torch.unique(graph_of).tolist():
+            where = torch.nonzero(graph_of == g).reshape(-1)
+            rows = self.gather(g, ids[where] - offsets[g])
+            for k, v in rows.items():
+                if k not in out:
+                    out[k] = torch.empty((ids.numel(), v.shape[1]), dtype=v.dtype, device=v.device)
+                out[k].index_copy_(0, where.to(v.device), v)
+        return out
+
     def full(self, graph_index: int) -> dict[str, torch.Tensor]:
         """All rows of one graph on the compute device."""
         return {
@@ -185,7 +206,8 @@ def train_node_classifier(
     fanout : "auto", None or int
         Neighbours sampled per node and hop; "auto" = 3 for SAGE and all (None) otherwise.
     full_batch : bool
-        One step per graph on the whole graph (all nodes forward, loss on its training nodes).
+        One step per epoch on the union of all graphs (all nodes forward, loss on the training
+        nodes); for graphs that fit in memory. Mini-batches (default) mix nodes of all graphs.
     seed : int
         Seeds model-independent randomness (dropout, sampling, batch order).
     checkpoint_dir : path, optional
@@ -257,9 +279,24 @@ def train_node_classifier(
         saved = payload["extra"].get("history", {})
         history = {k: list(saved.get(k, [float("nan")] * start_epoch)) for k in HISTORY_KEYS}
 
+    union_labels = torch.cat(labels)
+    sizes = [int(g.num_nodes) for g in graphs]
     if full_batch:
-        edges = [g.edge_index.to(device) for g in graphs]
-        train_idx = [torch.nonzero(m).reshape(-1).to(device) for m in masks]
+        # one step per epoch on the disjoint union of this process's graphs (all of them without
+        # DDP), so batch norm sees every graph at once, as in evaluation
+        mine = list(range(len(graphs)))[rank::world]
+        if not mine:
+            raise CortexgraphError(
+                f"full-batch training needs at least one graph per process ({world} processes)"
+            )
+        base_off = np.concatenate([[0], np.cumsum([sizes[g] for g in mine])[:-1]]).tolist()
+        full_edges = torch.cat(
+            [graphs[g].edge_index + o for g, o in zip(mine, base_off, strict=True)], 1
+        ).to(device)
+        full_idx = torch.cat(
+            [torch.nonzero(masks[g]).reshape(-1) + o for g, o in zip(mine, base_off, strict=True)]
+        ).to(device)
+        full_target = torch.cat([labels[g] for g in mine])[full_idx]
         batcher = None
     else:
         batcher = NodeBatcher(
@@ -274,6 +311,7 @@ def train_node_classifier(
             use_pyg=use_pyg,
             rank=rank,
             world_size=world,
+            mix_graphs=True,
         )
 
     for epoch in range(start_epoch, epochs):
@@ -283,16 +321,19 @@ def train_node_classifier(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = torch.zeros((), dtype=torch.int64, device=device)
         if full_batch:
-            order = np.random.default_rng([seed, epoch]).permutation(len(graphs))
-            steps = [(int(g), None) for g in order][rank::world]
+            steps = [None]
         else:
             batcher.set_epoch(epoch)
             steps = batcher
         for step in steps:
             if full_batch:
-                g = step[0]
-                x, edge_index, out_idx = store.full(g), edges[g], train_idx[g]
-                target = labels[g][out_idx]
+                parts = [store.full(g) for g in mine]
+                x = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+                edge_index, out_idx, target = full_edges, full_idx, full_target
+            elif step.graph_index < 0:  # batch over the union of all graphs
+                x = store.gather_union(step.node_ids, batcher.graph_offsets)
+                edge_index, out_idx = step.edge_index, step.seed_positions
+                target = union_labels[step.seed_nodes]
             else:
                 g = step.graph_index
                 x = store.gather(g, step.node_ids)

@@ -133,3 +133,37 @@ def test_lone_last_node_is_merged_into_the_batch_before(n, batch, sizes):
     batcher = NodeBatcher([g], [mask], batch_size=batch, num_hops=1, shuffle=False)
     assert [b.num_seeds for b in batcher] == sizes
     assert len(batcher) == len(sizes)
+
+
+def test_mixed_batches_cover_the_union_and_stay_inside_each_graph():
+    graphs = [
+        synthetic_mesh_graph(6, 7 + s, {"cy": 2}, labelled_fraction=0.6, seed=s) for s in range(3)
+    ]
+    masks = [g.train_mask for g in graphs]
+    batcher = NodeBatcher(graphs, masks, batch_size=9, num_hops=2, seed=1, mix_graphs=True)
+    off = batcher.graph_offsets
+    assert off.tolist() == [0, 42, 90, 144]
+    seen, mixed = [], 0
+    for b in batcher:
+        assert b.graph_index == -1
+        graph_of = torch.searchsorted(off, b.node_ids, right=True) - 1
+        mixed += int(torch.unique(graph_of[b.seed_positions]).numel() > 1)
+        seen.extend(b.seed_nodes.tolist())
+        # the subgraph is the exact 2-hop neighbourhood of the seeds, graph by graph
+        for g in range(3):
+            local = b.seed_nodes[(b.seed_nodes >= off[g]) & (b.seed_nodes < off[g + 1])] - off[g]
+            in_g = b.node_ids[graph_of == g] - off[g]
+            if local.numel():
+                subset, *_ = k_hop_subgraph(
+                    local, 2, graphs[g].edge_index, num_nodes=graphs[g].num_nodes
+                )
+                assert sorted(in_g.tolist()) == sorted(subset.tolist())
+            else:
+                assert in_g.numel() == 0
+        src, dst = graph_of[b.edge_index[0]], graph_of[b.edge_index[1]]
+        assert torch.equal(src, dst)  # no edge between graphs
+    expected = [
+        int(off[g]) + i for g, m in enumerate(masks) for i in torch.nonzero(m).reshape(-1).tolist()
+    ]
+    assert sorted(seen) == sorted(expected)
+    assert mixed >= len(batcher) - 1  # batches hold nodes of several graphs
