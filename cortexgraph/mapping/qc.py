@@ -1,7 +1,7 @@
 """The build-graph QC picture: mapped points over a few sections, the midsurfaces from three sides.
 
-Drawn with matplotlib (Agg, no display needed). Meshes are drawn by the painter's algorithm: triangles
-sorted far to near, shaded by the cosine between their normal and the viewing direction.
+Drawn with matplotlib (Agg, no display needed); the meshes with the matplotlib back end of
+:class:`cortexgraph.render.surface.SurfaceRenderer` (both hemispheres in one depth-sorted mesh).
 """
 
 from __future__ import annotations
@@ -14,43 +14,10 @@ from cortexgraph.data.stack import SectionStack
 from cortexgraph.mapping.nodes import NodeSectionTable
 from cortexgraph.outputs import atomic_path
 
-VIEWS = {
-    "lateral (from left)": (np.array([-1.0, 0.0, 0.0]), (1, 2), (-1, 1)),
-    "dorsal": (np.array([0.0, 0.0, 1.0]), (0, 1), (1, 1)),
-    "posterior": (np.array([0.0, -1.0, 0.0]), (0, 2), (1, 1)),
-}
-"""name -> (direction towards the viewer, world axes drawn as (horizontal, vertical), axis signs)."""
+QC_VIEWS = ("lateral", "dorsal", "posterior")
+"""Views of the midsurfaces (lateral = from the left, :func:`cortexgraph.render.surface.view_camera`)."""
 
-
-def draw_meshes(
-    ax,
-    meshes: list[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]],
-    towards_viewer: np.ndarray,
-    axes: tuple[int, int],
-    signs: tuple[int, int],
-    max_faces: int = 300_000,
-) -> None:
-    """Draw triangle meshes ``[(vertices, faces, rgb)]`` on a 2D matplotlib axis as seen from
-    ``towards_viewer`` (all faces depth-sorted together, so meshes hide each other correctly)."""
-    from matplotlib.collections import PolyCollection
-
-    tri = np.concatenate([v[f] for v, f, _ in meshes])
-    base = np.concatenate([np.tile(np.asarray(c, float), (len(f), 1)) for _, f, c in meshes])
-    if len(tri) > max_faces:  # thin out very large meshes, keep the look
-        pick = np.linspace(0, len(tri) - 1, max_faces).astype(np.int64)
-        tri, base = tri[pick], base[pick]
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    shade = np.abs(normals @ towards_viewer)  # two-sided lighting
-    order = np.argsort(tri.mean(axis=1) @ towards_viewer)  # far first
-    polys = tri[order][:, :, list(axes)] * np.array(signs, dtype=np.float64)
-    colors = np.clip(base[order] * (0.25 + 0.75 * shade[order])[:, None], 0, 1)
-    ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors="none"))
-    ax.set_xlim(polys[..., 0].min(), polys[..., 0].max())
-    ax.set_ylim(polys[..., 1].min(), polys[..., 1].max())
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+HEMI_RGB = {"lh": (140, 178, 230), "rh": (153, 217, 153)}
 
 
 def build_graph_qc_figure(
@@ -101,12 +68,20 @@ def build_graph_qc_figure(
         ax.set_title(f"section {s}")
         ax.legend(loc="lower right", fontsize=7, markerscale=3)
         ax.set_xlabel("x (mm)")
-    hemi_colors_rgb = {"lh": (0.55, 0.7, 0.9), "rh": (0.6, 0.85, 0.6)}
-    for ax, (name, (towards, axes_pair, signs)) in zip(axes[1], VIEWS.items(), strict=False):
-        coloured = [(v, f, hemi_colors_rgb.get(h, (0.8, 0.8, 0.8))) for h, (v, f) in meshes.items()]
-        draw_meshes(ax, coloured, towards, axes_pair, signs)
-        ax.set_title(f"midsurfaces, {name}")
-    for ax in axes.ravel()[len(axes[0]) + len(VIEWS) :]:
+    from cortexgraph.render.surface import SurfaceRenderer
+
+    vertices = np.vstack([v for v, _ in meshes.values()])
+    offsets = np.cumsum([0] + [len(v) for v, _ in meshes.values()])[:-1]
+    faces = np.vstack([f + o for (_, f), o in zip(meshes.values(), offsets, strict=True)])
+    rgb = np.vstack(
+        [np.tile(HEMI_RGB.get(h, (200, 200, 200)), (len(v), 1)) for h, (v, _) in meshes.items()]
+    ).astype(np.uint8)
+    with SurfaceRenderer(vertices, faces, hemi="lh", size_px=(480, 400), backend="matplotlib") as r:
+        for ax, view in zip(axes[1], QC_VIEWS, strict=False):
+            ax.imshow(r.render(rgb, view))
+            ax.set_title(f"midsurfaces, {view}")
+            ax.axis("off")
+    for ax in axes.ravel()[len(axes[0]) + len(QC_VIEWS) :]:
         ax.axis("off")
     for ax in axes[0][len(picks) :]:
         ax.axis("off")
