@@ -69,6 +69,7 @@ from cortexgraph.reconstruct.clean import (
     fill_empty_planes,
     remove_detached_tissue,
     resample_mask_to_grid,
+    small_components,
 )
 from cortexgraph.reconstruct.volume import stack_tissue_volume
 
@@ -207,13 +208,7 @@ def stacked_volume(
 def small_gray_components(tissue: np.ndarray, min_fraction: float) -> np.ndarray:
     """Bool mask of the gray-matter components (26-connected) smaller than ``min_fraction`` of the
     largest gray component."""
-    labels, count = ndimage.label(tissue == GRAY, structure=np.ones((3, 3, 3), dtype=bool))
-    if count <= 1:
-        return np.zeros(tissue.shape, dtype=bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    small = np.flatnonzero((sizes > 0) & (sizes < min_fraction * sizes.max()))
-    return np.isin(labels, small)
+    return small_components(tissue == GRAY, min_fraction)[0]
 
 
 def reconstruct_volume(

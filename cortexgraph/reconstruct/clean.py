@@ -69,26 +69,30 @@ def fill_defects(
     return out, {"defect_components": int(len(large)), "voxels_replaced": int(replace.sum())}
 
 
+def small_components(mask: np.ndarray, min_fraction: float) -> tuple[np.ndarray, int, int]:
+    """The 26-connected components of ``mask`` smaller than ``min_fraction`` of the largest.
+
+    Returns (bool mask of those components, number of components, number of small ones).
+    """
+    labels, count = ndimage.label(mask, structure=_FULL)
+    if count <= 1:
+        return np.zeros(mask.shape, dtype=bool), int(count), 0
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    small = np.flatnonzero((sizes > 0) & (sizes < min_fraction * sizes.max()))
+    return np.isin(labels, small), int(count), int(len(small))
+
+
 def remove_detached_tissue(
     volume: np.ndarray, min_fraction: float = 0.01
 ) -> tuple[np.ndarray, dict]:
     """Set tissue components smaller than ``min_fraction`` of the largest to background."""
-    labels, count = ndimage.label(volume > 0, structure=_FULL)
-    if count <= 1:
-        return volume.copy(), {
-            "components": int(count),
-            "components_removed": 0,
-            "voxels_removed": 0,
-        }
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    small = np.flatnonzero((sizes > 0) & (sizes < min_fraction * sizes.max()))
-    drop = np.isin(labels, small)
+    drop, count, removed = small_components(volume > 0, min_fraction)
     out = volume.copy()
     out[drop] = BACKGROUND
     return out, {
-        "components": int(count),
-        "components_removed": int(len(small)),
+        "components": count,
+        "components_removed": removed,
         "voxels_removed": int(drop.sum()),
     }
 
