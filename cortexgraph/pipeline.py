@@ -25,16 +25,13 @@ def _build_graph_with_accuracy(cohort_root: Path, brain_id: str) -> dict:
     """build-graph for one brain of a phantom cohort, then its accuracy (run in a worker process)."""
     import torch
 
-    from cortexgraph.build_graph import build_graph, build_graph_outputs
-    from cortexgraph.synth.accuracy import build_graph_accuracy
+    from cortexgraph.build_graph import build_graph
+    from cortexgraph.synth.accuracy import write_build_graph_accuracy
 
     torch.set_num_threads(1)
     brain = Cohort.read(cohort_root).brain(brain_id)
     build_graph(brain, check=False)
-    accuracy = build_graph_accuracy(brain)
-    path = build_graph_outputs(brain)["qc_json"].with_name("build-graph-accuracy.json")
-    write_json_atomic(path, accuracy)
-    return accuracy
+    return write_build_graph_accuracy(brain)
 
 
 def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple[str, Path]]:

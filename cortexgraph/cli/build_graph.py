@@ -51,10 +51,9 @@ def register(app: typer.Typer) -> None:
         node tables), qc/ (build-graph.json and .png). On a phantom cohort it also measures accuracy
         against the ground truth (qc/build-graph-accuracy.json).
         """
-        from cortexgraph.build_graph import BuildGraphParameters, build_graph, build_graph_outputs
+        from cortexgraph.build_graph import BuildGraphParameters, build_graph
         from cortexgraph.data.manifest import find_brain
-        from cortexgraph.outputs import write_json_atomic
-        from cortexgraph.synth.accuracy import build_graph_accuracy, truth_folder
+        from cortexgraph.synth.accuracy import truth_folder, write_build_graph_accuracy
 
         setup_logging(verbose)
         params = BuildGraphParameters(
@@ -71,7 +70,6 @@ def register(app: typer.Typer) -> None:
                 report = build_graph(
                     brain, params, overwrite=overwrite, qc_picture=qc_picture, progress=callback
                 )
-            outputs = build_graph_outputs(brain)
             lines = [f"[bold]{brain.id}[/] ({report['seconds']['total']:.0f} s):"]
             for hemi in ("lh", "rh"):
                 mesh = report["midsurfaces"][hemi]
@@ -88,9 +86,7 @@ def register(app: typer.Typer) -> None:
                 f"relative residual {lap['residual']:.1e}"
             )
             if truth_folder(brain) is not None:
-                accuracy = build_graph_accuracy(brain, params)
-                path = outputs["qc_json"].with_name("build-graph-accuracy.json")
-                write_json_atomic(path, accuracy)
+                accuracy = write_build_graph_accuracy(brain, params)
                 for hemi in ("lh", "rh"):
                     acc = accuracy[hemi]
                     lines.append(

@@ -37,7 +37,12 @@ from cortexgraph.meshes.distance import point_mesh_distance
 from cortexgraph.meshes.io import read_gifti_surface
 from cortexgraph.reconstruct.clean import GRAY, automatic_noncortical_mask
 
-__all__ = ["truth_folder", "exclusion_accuracy", "build_graph_accuracy"]
+__all__ = [
+    "truth_folder",
+    "exclusion_accuracy",
+    "build_graph_accuracy",
+    "write_build_graph_accuracy",
+]
 
 
 def truth_folder(brain: Brain) -> Path | None:
@@ -149,3 +154,13 @@ def build_graph_accuracy(
             tolerance_mm=max(mask_voxel_mm, float(affine[0, 0])),
         )
     return result
+
+
+def write_build_graph_accuracy(brain: Brain, params: BuildGraphParameters | None = None) -> dict:
+    """:func:`build_graph_accuracy`, also written to ``<brain>/qc/build-graph-accuracy.json``."""
+    from cortexgraph.outputs import write_json_atomic
+
+    accuracy = build_graph_accuracy(brain, params)
+    path = build_graph_outputs(brain)["qc_json"].with_name("build-graph-accuracy.json")
+    write_json_atomic(path, accuracy)
+    return accuracy
