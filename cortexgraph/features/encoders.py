@@ -260,6 +260,13 @@ class BaseEncoder(_Encoder):
         return torch.flatten(self.pool(self.forward_features(x)), 1)
 
 
+def _projection_shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+    """1x1 strided convolution for a residual shortcut that changes shape; None when identity fits."""
+    if stride != 1 or in_ch != out_ch:
+        return nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=False)
+    return None
+
+
 class _PreActBasic(nn.Module):
     """Pre-activation basic block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut (He 2016b)."""
 
@@ -273,11 +280,7 @@ class _PreActBasic(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, out_ch, 3, 1, 1, bias=False)
         self.relu = nn.ReLU(inplace=False)
-        self.shortcut = (
-            nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=False)
-            if stride != 1 or in_ch != out_ch
-            else None
-        )
+        self.shortcut = _projection_shortcut(in_ch, out_ch, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))
@@ -307,11 +310,7 @@ class _PreActBottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_ch, 1, 1, 0, bias=False)
         self.relu = nn.ReLU(inplace=False)
-        self.shortcut = (
-            nn.Conv2d(in_ch, out_ch, 1, stride, 0, bias=False)
-            if stride != 1 or in_ch != out_ch
-            else None
-        )
+        self.shortcut = _projection_shortcut(in_ch, out_ch, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))
