@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-# One thread per process: the demo runs stages in two worker processes on two cores, and torch's
-# small-batch CPU kernels ran up to 40x slower with 2 threads on a loaded 2-core machine (measured).
+# One thread per process: the demo runs stages in two worker processes on two cores. In `cortexgraph
+# demo` logs, an SCL epoch took 30-55 s with 2 threads while other jobs loaded the 2-core machine and
+# 0.9 s with 1 thread at lower load (loads differed, so not all of that is the thread count).
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
