@@ -1,0 +1,129 @@
+"""Names that become parts of paths, and paths that must stay inside a folder.
+
+Every identifier that cortexgraph turns into a file or folder name (brain ids, run names, encoder
+names, job ids, area names used in file names, label sources) follows one pattern,
+:data:`NAME_PATTERN`: 1-64 characters from ``A-Z a-z 0-9 . _ -``, starting with a letter or a digit.
+So a name can never hold a path separator, never be ``.`` or ``..``, never start with ``-`` (which a
+shell would read as an option) and never be empty. :func:`check_name` raises a
+:class:`~cortexgraph.errors.CortexgraphError` naming what the name is for and the rule.
+
+:func:`inside` resolves a relative path against a folder and refuses anything that lands outside it
+(``..`` components, absolute paths, symbolic links pointing elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cortexgraph.errors import CortexgraphError
+
+__all__ = [
+    "NAME_PATTERN",
+    "NAME_RULE",
+    "is_name",
+    "check_name",
+    "slug",
+    "inside",
+    "is_inside",
+]
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_RULE = (
+    "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or a digit "
+    "(no spaces, no slashes)"
+)
+
+
+def is_name(value: object) -> bool:
+    """True when ``value`` is a string that matches :data:`NAME_PATTERN` in full."""
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+
+
+def check_name(
+    value: object,
+    what: str,
+    *,
+    file: str | os.PathLike | None = None,
+    fix: str | None = None,
+) -> str:
+    """Return ``value`` if it is a valid name, else raise CortexgraphError.
+
+    Parameters
+    ----------
+    value : the name.
+    what : what the name is for, for the message ("brain id", "run name", "job id").
+    file : the file the name was read from, if any.
+    fix : a specific fix; default: the rule.
+    """
+    if is_name(value):
+        return value  # type: ignore[return-value]
+    raise CortexgraphError(
+        f"{what} {value!r} is not a valid name",
+        file=None if file is None else str(file),
+        fix=fix or f"use {NAME_RULE}",
+    )
+
+
+def slug(text: str) -> str:
+    """A file-name form of a free-text name (an area name such as ``"Area hOc1 (V1)"``).
+
+    Runs of characters outside ``A-Z a-z 0-9 . _ -`` become one ``_``; leading characters that may
+    not start a name are dropped; the result is cut to 64 characters. Two names can share a slug:
+    the area table refuses that (``AreaTable.read``), so area file names stay unique.
+    """
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
+    text = re.sub(r"^[^A-Za-z0-9]+", "", text)[:64].rstrip("_")
+    return text or "unnamed"
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True when ``path`` (resolved, symbolic links followed) lies in ``folder`` (resolved)."""
+    resolved = Path(path).resolve()
+    base = Path(folder).resolve()
+    return resolved == base or base in resolved.parents
+
+
+def inside(
+    folder: str | os.PathLike,
+    relative: str | os.PathLike,
+    *,
+    what: str = "path",
+    file: str | os.PathLike | None = None,
+    section: int | None = None,
+) -> Path:
+    """``folder / relative``, refused when it resolves outside ``folder``.
+
+    ``relative`` must be a relative path; absolute paths, ``..`` that climbs out of ``folder`` and
+    symbolic links that point outside it raise CortexgraphError (naming ``file`` and ``section``, the
+    manifest and row the path came from). The returned path is ``folder / relative`` unresolved, so
+    messages show the path as the user wrote it.
+    """
+    text = os.fspath(relative)
+    if not text or "\x00" in text:
+        raise CortexgraphError(
+            f"{what} is empty or holds a NUL character",
+            file=None if file is None else str(file),
+            section=section,
+            fix="give a relative path inside the folder",
+        )
+    rel = Path(text)
+    if rel.is_absolute():
+        raise CortexgraphError(
+            f"{what} {text!r} is absolute; paths in manifests are relative to their folder",
+            file=None if file is None else str(file),
+            section=section,
+            fix=f"give it relative to {folder}, or declare a data root in cohort.toml "
+            "([data_roots], docs/data-format.md) and write it as '@<root>/<path>'",
+        )
+    candidate = Path(folder) / rel
+    if not is_inside(candidate, folder):
+        raise CortexgraphError(
+            f"{what} {text!r} points outside {folder}",
+            file=None if file is None else str(file),
+            section=section,
+            fix="keep the files inside the brain or cohort folder, or declare a data root in "
+            "cohort.toml ([data_roots], docs/data-format.md) and write it as '@<root>/<path>'",
+        )
+    return candidate

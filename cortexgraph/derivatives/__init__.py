@@ -1,0 +1,20 @@
+"""The stage contract: records with keys, one writer per file, locks, current-or-stale upstream.
+
+Modules:
+
+* :mod:`~cortexgraph.derivatives.stages` -- the stages, their code versions, and :class:`StageId`;
+* :mod:`~cortexgraph.derivatives.identity` -- the identity of a file (content hash or stat rule);
+* :mod:`~cortexgraph.derivatives.record` -- stage records and keys, and what makes one stale;
+* :mod:`~cortexgraph.derivatives.lock` -- lock files that work on network file systems;
+* :mod:`~cortexgraph.derivatives.stage` -- :class:`Derivatives` and :class:`StageRun`;
+* :mod:`~cortexgraph.derivatives.layout` -- where the outputs shared between stages live;
+* :mod:`~cortexgraph.derivatives.status` -- the state of every stage of a brain.
+
+docs/derivatives.md describes the layout and the record for users.
+"""
+
+from cortexgraph.derivatives.record import StageRecord
+from cortexgraph.derivatives.stage import Derivatives, StageRun
+from cortexgraph.derivatives.stages import STAGES, StageId
+
+__all__ = ["STAGES", "StageId", "StageRecord", "Derivatives", "StageRun"]

@@ -1,0 +1,324 @@
+"""Running a stage under the contract: lock, upstream checks, reuse by key, record on success.
+
+Every stage that writes derivatives does so inside a :class:`StageRun`::
+
+    store = Derivatives.of(brain)
+    with StageRun(store, StageId("build-graph", brain.id), parameters=params,
+                  inputs=files_read, upstream=[...], overwrite=overwrite) as run:
+        if run.reuse:
+            return run.record.measured        # outputs are current: nothing to do
+        ...compute, write each output atomically...
+        run.commit(outputs=files_written, measured=report)
+
+On entry the stage's lock is taken (:mod:`~.lock`), every upstream record is required to be current
+(else :class:`~cortexgraph.errors.UpstreamError` naming it and the command that updates it), and the
+stage key is computed from the parameters, the identities of the inputs and the upstream keys. The
+outputs are reused when the previous record has the same key and its outputs are intact; otherwise
+the previous record is deleted *before* any output is replaced (so an interrupted run leaves no record
+and nothing is trusted), and :attr:`StageRun.reasons` says why the stage recomputes.
+:meth:`StageRun.commit` checks that no input and no upstream changed while the stage ran, writes the
+record, and deletes outputs of the previous run that this run did not write again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cortexgraph.data.manifest import DERIVATIVES
+from cortexgraph.data.names import is_inside
+from cortexgraph.derivatives.identity import MISSING, IdentityCache
+from cortexgraph.derivatives.lock import StageLock, lock_is_held
+from cortexgraph.derivatives.record import (
+    PathNamer,
+    StageRecord,
+    describe_changes,
+    identities,
+    read_record,
+    record_problems,
+    stage_key,
+    write_record,
+)
+from cortexgraph.derivatives.stages import STAGES, StageId
+from cortexgraph.errors import UpstreamError
+
+__all__ = ["Derivatives", "StageRun"]
+
+log = logging.getLogger(__name__)
+
+
+class Derivatives:
+    """The derivatives folder of one cohort: where records live, how files are named in them.
+
+    Parameters
+    ----------
+    cohort_root : the cohort folder; outputs go to ``<cohort_root>/derivatives/cortexgraph``.
+    data_roots : folders outside the cohort declared in cohort.toml (``[data_roots]``).
+    """
+
+    def __init__(self, cohort_root: str | os.PathLike, data_roots: Mapping[str, Path] | None = None):
+        self.cohort_root = Path(cohort_root)
+        self.root = self.cohort_root / DERIVATIVES
+        self.namer = PathNamer(self.cohort_root, data_roots)
+        self.cache = IdentityCache.for_folder(self.root)
+
+    @classmethod
+    def of(cls, obj: Any) -> Derivatives:
+        """The store of a :class:`~cortexgraph.data.manifest.Cohort`, a ``Brain`` (its cohort) or a
+        cohort folder."""
+        from cortexgraph.data.manifest import Brain, Cohort
+
+        if isinstance(obj, Brain):
+            if obj.cohort is not None:
+                obj = obj.cohort
+            else:
+                return cls(obj.root.parent)
+        if isinstance(obj, Cohort):
+            return cls(obj.root, getattr(obj, "data_roots", None))
+        return cls(Path(obj))
+
+    def record_path(self, sid: StageId) -> Path:
+        return sid.record_path(self.root)
+
+    def record(self, sid: StageId) -> StageRecord | None:
+        """The record of ``sid`` (None when absent or unreadable)."""
+        return read_record(self.record_path(sid))
+
+    def problems(self, record: StageRecord, memo: dict | None = None) -> list[str]:
+        """Why ``record`` is not current (:func:`~.record.record_problems`)."""
+        return record_problems(record, self.root, self.namer, self.cache, memo)
+
+    def require(self, sid: StageId, memo: dict | None = None) -> StageRecord:
+        """The record of ``sid`` if its outputs are current; else UpstreamError naming the fix."""
+        holder = lock_is_held(sid.lock_path(self.root))
+        if holder is not None:
+            raise UpstreamError(
+                f"{sid.label} is being computed right now (host {holder.get('host')}, pid "
+                f"{holder.get('pid')})",
+                file=str(sid.lock_path(self.root)),
+                fix="wait for it to finish, then run this command again",
+            )
+        record = self.record(sid)
+        if record is None:
+            raise UpstreamError(
+                f"{sid.label} has not been computed (or its last run did not finish)",
+                file=str(self.record_path(sid)),
+                fix=f"run `{sid.command()}` first",
+            )
+        problems = self.problems(record, memo)
+        if problems:
+            more = f" (and {len(problems) - 1} more change(s))" if len(problems) > 1 else ""
+            raise UpstreamError(
+                f"{sid.label} is stale: {problems[0]}{more}",
+                file=str(self.record_path(sid)),
+                fix=f"run `{sid.command()}` to bring it up to date",
+            )
+        return record
+
+    def output(self, record: StageRecord, name: str) -> Path:
+        """The path of an output of ``record`` given its record name."""
+        return self.namer.path(name)
+
+
+class StageRun:
+    """One execution of a stage under the contract (module docstring).
+
+    Parameters
+    ----------
+    store : the cohort's :class:`Derivatives`.
+    sid : which stage, brain and scope.
+    parameters : every parameter that changes the result (JSON types, tuples, paths).
+    inputs : every file the stage reads, other than upstream outputs (those are covered by the
+        upstream keys).
+    upstream : the stage executions whose outputs this stage reads; each must be current.
+    overwrite : recompute even when the key matches.
+    wait_s : how long to wait for the lock before refusing.
+
+    After entering: ``reuse`` (bool), ``reasons`` (why it recomputes), ``record`` (the current record
+    when reused), ``upstream_records`` (label -> record), ``key``.
+    """
+
+    def __init__(
+        self,
+        store: Derivatives,
+        sid: StageId,
+        *,
+        parameters: Mapping[str, Any],
+        inputs: Iterable[str | os.PathLike] = (),
+        upstream: Iterable[StageId] = (),
+        overwrite: bool = False,
+        wait_s: float = 0.0,
+    ) -> None:
+        self.store = store
+        self.sid = sid
+        self.parameters = dict(parameters)
+        self.input_paths = sorted({Path(p) for p in inputs})
+        self.upstream_ids = sorted(set(upstream))
+        self.overwrite = overwrite
+        self.lock = StageLock(sid.lock_path(store.root), sid.label, wait_s=wait_s)
+        self.code_version = STAGES[sid.stage].version
+        self.reuse = False
+        self.reasons: list[str] = []
+        self.record: StageRecord | None = None
+        self.previous: StageRecord | None = None
+        self.upstream_records: dict[str, StageRecord] = {}
+        self.key = ""
+        self._started = 0.0
+
+    # -- entry: decide ------------------------------------------------------------------------------
+    def __enter__(self) -> StageRun:
+        self.lock.acquire()
+        try:
+            self._decide()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def _decide(self) -> None:
+        store = self.store
+        memo: dict = {}
+        self.upstream_records = {sid.label: store.require(sid, memo) for sid in self.upstream_ids}
+        self.upstream_keys = {label: rec.key for label, rec in self.upstream_records.items()}
+        self.input_ids = identities(self.input_paths, store.namer, store.cache)
+        self.key = stage_key(
+            self.sid.stage,
+            self.sid.scope,
+            self.code_version,
+            self.parameters,
+            self.input_ids,
+            self.upstream_keys,
+        )
+        record_path = store.record_path(self.sid)
+        previous = read_record(record_path)
+        self.previous = previous
+        if previous is None:
+            reasons = ["no record yet (first run, or the last run did not finish)"]
+        elif previous.key != self.key:
+            reasons = describe_changes(
+                previous,
+                code_version=self.code_version,
+                parameters=self.parameters,
+                inputs=self.input_ids,
+                upstream=self.upstream_keys,
+            ) or ["stage key changed"]
+        else:
+            reasons = [p for p in store.problems(previous, memo) if p.startswith("output ")]
+        if self.overwrite and not reasons:
+            reasons = ["--overwrite"]
+        self.reasons = reasons
+        self.reuse = not reasons
+        if self.reuse:
+            self.record = previous
+            log.info("%s: up to date, reused (key %s)", self.sid.label, self.key[:12])
+            return
+        if previous is not None:
+            with contextlib.suppress(FileNotFoundError):
+                record_path.unlink()  # from here on the old outputs are not trusted
+        log.info("%s: computing (%s)", self.sid.label, "; ".join(reasons[:4]))
+        self._started = time.time()
+
+    @property
+    def why(self) -> str:
+        """The reasons as one line."""
+        if self.reuse:
+            return "up to date"
+        more = f"; and {len(self.reasons) - 4} more" if len(self.reasons) > 4 else ""
+        return "; ".join(self.reasons[:4]) + more
+
+    # -- success: record ----------------------------------------------------------------------------
+    def commit(
+        self, outputs: Iterable[str | os.PathLike], measured: Mapping[str, Any] | None = None
+    ) -> StageRecord:
+        """Write the record of this run (after every output is written). Returns it."""
+        if self.reuse:
+            raise RuntimeError("commit() of a reused stage")
+        store = self.store
+        for label, key in self.upstream_keys.items():
+            current = store.record(StageId.from_label(label))
+            if current is None or current.key != key:
+                raise UpstreamError(
+                    f"{label} changed while {self.sid.label} ran; its outputs were not recorded",
+                    file=str(store.record_path(StageId.from_label(label))),
+                    fix=f"run `{self.sid.command()}` again",
+                )
+        now = identities(self.input_paths, store.namer, store.cache)
+        if now != self.input_ids:
+            changed = sorted(n for n in now if now[n] != self.input_ids.get(n))
+            raise UpstreamError(
+                f"input {changed[0]} changed while {self.sid.label} ran; its outputs were not "
+                "recorded",
+                file=str(store.namer.path(changed[0])),
+                fix=f"run `{self.sid.command()}` again",
+            )
+        output_paths = sorted({Path(p) for p in outputs})
+        output_ids = identities(output_paths, store.namer, store.cache)
+        missing = [name for name, ident in output_ids.items() if ident == MISSING]
+        if missing:
+            raise RuntimeError(f"{self.sid.label} lists outputs it did not write: {missing}")
+        from cortexgraph import __version__
+
+        record = StageRecord(
+            stage=self.sid.stage,
+            brain=self.sid.brain,
+            scope=self.sid.scope,
+            key=self.key,
+            code_version=self.code_version,
+            parameters=self.parameters,
+            inputs=self.input_ids,
+            upstream=self.upstream_keys,
+            outputs=output_ids,
+            measured=dict(measured or {}),
+            command=" ".join(sys.argv),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_unix=round(self._started, 3),
+            seconds=round(time.time() - self._started, 3),
+            cortexgraph_version=__version__,
+        )
+        from cortexgraph.derivatives.record import canonical_parameters
+
+        record.parameters = canonical_parameters(self.parameters)
+        record.measured = canonical_measured(record.measured)
+        write_record(store.record_path(self.sid), record)
+        self._remove_leftovers(set(output_ids))
+        self.record = record
+        store.cache.save()
+        return record
+
+    def _remove_leftovers(self, written: set[str]) -> None:
+        """Delete outputs of the previous run that this run did not write (inside derivatives)."""
+        if self.previous is None:
+            return
+        for name in set(self.previous.outputs) - written:
+            path = self.store.namer.path(name)
+            if is_inside(path, self.store.root):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+        self.store.cache.save()
+
+
+def canonical_measured(value: Any) -> Any:
+    """Measurements as plain JSON (like parameters, but unknown objects become strings)."""
+    from cortexgraph.derivatives.record import canonical_parameters
+
+    if isinstance(value, Mapping):
+        return {str(k): canonical_measured(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical_measured(v) for v in value]
+    try:
+        return canonical_parameters(value)
+    except TypeError:
+        if hasattr(value, "tolist"):
+            return value.tolist()
+        return str(value)

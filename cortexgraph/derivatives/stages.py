@@ -1,0 +1,206 @@
+"""The stages cortexgraph knows, and how one execution of a stage is named.
+
+A stage execution is identified by a :class:`StageId`: the stage, the brain (``None`` for a
+cohort-level stage such as ``train-gnn``) and a scope (the encoder, model run, label source or area
+it is about; empty for stages with one output set per brain). Its record and its lock live at::
+
+    <cohort>/derivatives/cortexgraph/<brain>/records/<stage>[@<scope>].json
+    <cohort>/derivatives/cortexgraph/<brain>/locks/<stage>[@<scope>].lock
+    <cohort>/derivatives/cortexgraph/records/<stage>[@<scope>].json          (cohort-level stages)
+
+A scope of several names (``map3d`` of one area from one label source) joins them with ``@``,
+which no name may contain (:mod:`cortexgraph.data.names`), so a scope always splits back uniquely.
+
+:data:`STAGES` lists every stage with its **code version**: an integer bumped whenever a change of
+the code changes what the stage writes, so that records made by older code read as stale. It is part
+of every stage key (:mod:`cortexgraph.derivatives.record`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cortexgraph.data.names import check_name
+
+__all__ = ["StageSpec", "STAGES", "StageId", "stage_spec"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What the contract needs to know of a stage.
+
+    name : the stage, as in records and ``cortexgraph status``.
+    version : code version (module docstring).
+    level : ``brain`` (one execution per brain and scope) or ``cohort``.
+    command : the command that brings an output of this stage up to date, as a format string over
+        ``brain`` and ``scope`` (shown in stale-upstream errors and by ``cortexgraph status``).
+    summary : one line for ``cortexgraph status``.
+    """
+
+    name: str
+    version: int
+    level: str
+    command: str
+    summary: str
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec(
+            "build-graph",
+            2,
+            "brain",
+            "cortexgraph build-graph {brain}",
+            "volume, depth, midsurfaces, graphs, node <-> section points",
+        ),
+        StageSpec(
+            "node-priors",
+            1,
+            "brain",
+            "cortexgraph features {brain}",
+            "canonical coordinates (CO) and atlas maps (PM) on the graph nodes",
+        ),
+        StageSpec(
+            "node-labels",
+            1,
+            "brain",
+            "cortexgraph features {brain}",
+            "annotated area (Y) and train/test split on the graph nodes",
+        ),
+        StageSpec(
+            "features",
+            1,
+            "brain",
+            "cortexgraph features {brain} --encoder {scope}",
+            "encoder features (CY) on the graph nodes",
+        ),
+        StageSpec(
+            "train-encoder",
+            1,
+            "cohort",
+            "cortexgraph train-encoder --name {scope}",
+            "patch encoder (SCL) and CE baseline",
+        ),
+        StageSpec(
+            "train-gnn",
+            1,
+            "cohort",
+            "cortexgraph train-gnn --name {scope} (with the options listed in its record)",
+            "node classifier",
+        ),
+        StageSpec(
+            "evaluate",
+            1,
+            "cohort",
+            "cortexgraph evaluate {scope}",
+            "macro F1 of a model run on test sections and the transfer brain",
+        ),
+        StageSpec(
+            "predict",
+            1,
+            "brain",
+            "cortexgraph predict {scope} {brain}",
+            "per-node probabilities and labels of a model run",
+        ),
+        StageSpec(
+            "project",
+            1,
+            "brain",
+            "cortexgraph project {brain} --run {scope}",
+            "a model run's node labels painted onto the sections",
+        ),
+        StageSpec(
+            "render",
+            1,
+            "brain",
+            "cortexgraph render {brain} --run {scope}",
+            "surface pictures and exports of one label source",
+        ),
+        StageSpec(
+            "lsm-train",
+            1,
+            "brain",
+            "cortexgraph lsm train {brain} (area and interval in the record's parameters)",
+            "a local (or global) segmentation model of one area",
+        ),
+        StageSpec(
+            "lsm-predict",
+            1,
+            "brain",
+            "cortexgraph lsm predict {brain} (area and model in the record's parameters)",
+            "one area's labels on sections from a segmentation model",
+        ),
+        StageSpec(
+            "map3d",
+            1,
+            "brain",
+            "cortexgraph map3d {brain} (area and label source in the record's parameters)",
+            "3D map of one area from one label source",
+        ),
+        StageSpec(
+            "stats",
+            1,
+            "brain",
+            "cortexgraph stats {brain} (label source in the record's parameters)",
+            "areal volumes and surface areas of one label source",
+        ),
+    )
+}
+
+
+def stage_spec(stage: str) -> StageSpec:
+    """The :class:`StageSpec` of a stage name (KeyError for an unknown stage)."""
+    return STAGES[stage]
+
+
+@dataclass(frozen=True, order=True)
+class StageId:
+    """One execution unit of a stage: (stage, brain or None, scope parts)."""
+
+    stage: str
+    brain: str | None = None
+    scope: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise KeyError(f"unknown stage {self.stage!r}")
+        if isinstance(self.scope, str):  # a single name given as a string
+            object.__setattr__(self, "scope", (self.scope,) if self.scope else ())
+        if self.brain is not None:
+            check_name(self.brain, "brain id")
+        for part in self.scope:
+            check_name(part, f"{self.stage} scope")
+
+    @property
+    def file_stem(self) -> str:
+        """``<stage>[@<scope>...]``: the record's and the lock's file name without suffix."""
+        return "@".join((self.stage, *self.scope))
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``B01/build-graph``, ``train-gnn@gat3``, ``B01/predict@gat3``."""
+        return self.file_stem if self.brain is None else f"{self.brain}/{self.file_stem}"
+
+    def folder(self, derivatives: Path) -> Path:
+        return Path(derivatives) if self.brain is None else Path(derivatives) / self.brain
+
+    def record_path(self, derivatives: Path) -> Path:
+        return self.folder(derivatives) / "records" / f"{self.file_stem}.json"
+
+    def lock_path(self, derivatives: Path) -> Path:
+        return self.folder(derivatives) / "locks" / f"{self.file_stem}.lock"
+
+    @classmethod
+    def from_label(cls, label: str) -> StageId:
+        """Inverse of :attr:`label`."""
+        brain, _, stem = label.rpartition("/")
+        stage, *scope = stem.split("@")
+        return cls(stage, brain or None, tuple(scope))
+
+    def command(self) -> str:
+        """The command that brings this stage's outputs up to date."""
+        return STAGES[self.stage].command.format(
+            brain=self.brain or "", scope="@".join(self.scope)
+        )
