@@ -26,13 +26,11 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 from cortexgraph.data.manifest import find_brain
-from cortexgraph.features.nodes import compute_node_features, default_encoder_path
+from cortexgraph.features.nodes import compute_node_features
 root, brain_id, encoder, device = sys.argv[1:5]
 brain = find_brain(brain_id, root)
 start_wall, start_cpu = time.perf_counter(), time.process_time()
-results = compute_node_features(
-    brain, default_encoder_path(brain, encoder), device=device, overwrite=True
-)
+results = compute_node_features(brain, encoder, device=device, overwrite=True)
 report = {
     "wall_s": time.perf_counter() - start_wall,
     "cpu_s": time.process_time() - start_cpu,
@@ -49,12 +47,12 @@ import json, sys, time
 import h5py, numpy as np
 from cortexgraph.data.manifest import find_brain
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.features.nodes import default_encoder_path
+from cortexgraph.features.nodes import encoder_file
 from cortexgraph.features.patches import read_patches
 from cortexgraph.features.train import load_encoder
 root, brain_id, encoder, sample = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 brain = find_brain(brain_id, root)
-_, preset, _ = load_encoder(default_encoder_path(brain, encoder))
+_, preset, _ = load_encoder(encoder_file(brain.cohort, encoder))
 with h5py.File(brain.derivatives / "graph" / "lh.h5", "r") as h5:
     section = h5["nodes/section"][...]
     point = h5["nodes/point_mm"][...].astype(np.float64)
@@ -103,12 +101,17 @@ def main() -> None:
     ]
     rows = []
     for r in reports:
-        hemis = [h for h in r["hemispheres"].values() if not h.get("reused")]
-        patches = sum(h["cy"]["patches"] for h in hemis)
-        reading = sum(h["cy"]["seconds_reading_patches"] for h in hemis)
-        encoding = sum(h["cy"]["seconds_encoding"] for h in hemis)
-        read_cpu = sum(h["cy"]["cpu_seconds_reading_patches"] for h in hemis)
-        encode_cpu = sum(h["cy"]["cpu_seconds_encoding"] for h in hemis)
+        stages = r["hemispheres"]
+
+        def per_hemi(stage, stages=stages):
+            return [stages[stage][h] for h in ("lh", "rh") if h in stages[stage]]
+
+        hemis = per_hemi("cy")
+        patches = sum(h["patches"] for h in hemis)
+        reading = sum(h["seconds_reading_patches"] for h in hemis)
+        encoding = sum(h["seconds_encoding"] for h in hemis)
+        read_cpu = sum(h["cpu_seconds_reading_patches"] for h in hemis)
+        encode_cpu = sum(h["cpu_seconds_encoding"] for h in hemis)
         rows.append(
             {
                 "cy_cpu_s": read_cpu + encode_cpu,
@@ -119,10 +122,9 @@ def main() -> None:
                 "cy_s": reading + encoding,
                 "reading_s": reading,
                 "encoding_s": encoding,
-                "fill_s": sum(h["cy"]["seconds"] for h in hemis) - reading - encoding,
-                "co_s": sum(h["co"]["seconds"] for h in hemis),
-                "pm_s": sum(h["pm"]["seconds"] for h in hemis),
-                "y_s": sum(h["y"]["seconds"] for h in hemis),
+                "fill_s": sum(h["seconds_total"] for h in hemis) - reading - encoding,
+                "co_s": sum(h["seconds"] for h in per_hemi("priors")),
+                "y_s": sum(h["seconds"] for h in per_hemi("labels")),
                 "total_s": r["wall_s"],
                 "cpu_s": r["cpu_s"],
                 "rss": r["peak_rss_gb"],
@@ -151,8 +153,7 @@ def main() -> None:
         ("reading_cpu_s", "  reading patches, CPU s"),
         ("encoding_cpu_s", "  encoding patches, CPU s"),
         ("fill_s", "CY neighbour filling, s"),
-        ("co_s", "CO, s"),
-        ("pm_s", "PM, s"),
+        ("co_s", "CO + PM (node-priors), s"),
         ("y_s", "Y and masks, s"),
         ("total_s", "whole `features` run (wall), s"),
         ("cpu_s", "whole run, CPU s"),

@@ -343,15 +343,16 @@ def pial_thresholds(root: Path, brain_id: str, area: str, source: str) -> None:
     import nibabel as nib
 
     from cortexgraph.data.manifest import find_brain
+    from cortexgraph.data.names import slug
     from cortexgraph.data.stack import SectionStack
-    from cortexgraph.maps3d.brainmap import map_stem, read_area_map
+    from cortexgraph.maps3d.brainmap import read_area_map
     from cortexgraph.maps3d.morphometry import sample_at_vertices, triangle_areas_mm2
     from cortexgraph.maps3d.stats import tissue_depth_volume
     from cortexgraph.meshes.io import read_gifti_surface
 
     brain = find_brain(brain_id, root)
-    out = brain.derivatives / "maps3d"
-    stem = map_stem(area, source)
+    out = brain.derivatives / "maps3d" / source
+    stem = slug(area)
     _, affine = read_area_map(out / f"{stem}.nii.gz")
     verts, faces = read_gifti_surface(out / f"{stem}.gii")
     exclusion = None

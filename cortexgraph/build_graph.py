@@ -23,8 +23,10 @@ The stages of graph-pipeline.md sections 1-5 (thesis ch. 7), each a call into it
     graph/<hemi>_nodes.tsv         node -> section point table
     qc/build-graph.json            what every stage measured, seconds per stage
     qc/build-graph.png             sections with their mapped points; the meshes from three sides
+    records/build-graph.json       the stage record: parameters, input identities, key, outputs
 
-Each file has a ``.prov.json`` provenance record beside it.
+The graph files are never edited by later stages (node features and predictions go to files of their
+own, :mod:`cortexgraph.derivatives.layout`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from scipy import ndimage
 from cortexgraph.data.check import check_brain
 from cortexgraph.data.manifest import Brain
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.errors import CortexgraphError
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.inputs import brain_inputs
+from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.mapping.nodes import (
     NodeSectionTable,
     map_nodes_to_sections,
@@ -58,7 +62,7 @@ from cortexgraph.meshes.repair import (
     remesh_isotropic,
     repair_mesh,
 )
-from cortexgraph.outputs import atomic_path, write_json_atomic, write_provenance
+from cortexgraph.outputs import atomic_path, write_json_atomic
 from cortexgraph.reconstruct.clean import (
     BACKGROUND,
     GRAY,
@@ -125,12 +129,53 @@ class BuildGraphParameters:
     tissue_patch_mm: float = 4.0
 
     def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ParameterError:
+            return ParameterError(
+                f"build-graph parameter {name} = {getattr(self, name)!r}: must be {rule}",
+                fix=f"give {name} {rule}",
+            )
+
         if self.exclusion not in ("auto", "mask", "automatic", "none"):
-            raise ValueError("exclusion must be one of auto, mask, automatic, none")
-        for name in ("voxel_size_mm", "target_edge_mm"):
+            raise bad("exclusion", "one of auto, mask, automatic, none")
+        if self.isosurface_method not in ("flying_edges", "lewiner"):
+            raise bad("isosurface_method", "flying_edges or lewiner")
+        positive = (
+            "voxel_size_mm", "target_edge_mm", "max_cortex_thickness_mm", "laplace_tol",
+            "max_move_mm", "tissue_patch_mm",
+        )  # fmt: skip
+        for name in positive:
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+            if value is None and name in ("voxel_size_mm", "target_edge_mm"):
+                continue
+            if not _finite_number(value) or value <= 0:
+                raise bad(name, "a finite number > 0")
+        for name in ("exclusion_grow_mm", "min_defect_mm3"):
+            if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "a finite number >= 0")
+        for name in (
+            "min_tissue_fraction", "min_cortex_fraction", "min_component_fraction",
+            "min_tissue_share",
+        ):  # fmt: skip
+            if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
+                raise bad(name, "a number in [0, 1)")
+        for name in ("max_gap_planes", "laplace_max_iter", "remesh_iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(name, "an integer >= 0")
+        if self.laplace_max_iter < 1:
+            raise bad("laplace_max_iter", "an integer >= 1")
+        if self.poisson_depth is not None and (
+            isinstance(self.poisson_depth, bool)
+            or not isinstance(self.poisson_depth, int)
+            or not 4 <= self.poisson_depth <= 14
+        ):
+            raise bad("poisson_depth", "an integer in 4..14, or none")
+
+
+def _finite_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
 
 
 def build_graph_outputs(brain: Brain) -> dict[str, Path]:
@@ -479,6 +524,11 @@ def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
         nib.save(image, str(tmp))
 
 
+def build_graph_stage(brain: Brain) -> StageId:
+    """The :class:`~cortexgraph.derivatives.stages.StageId` of build-graph for ``brain``."""
+    return StageId("build-graph", brain.id)
+
+
 def build_graph(
     brain: Brain,
     params: BuildGraphParameters | None = None,
@@ -487,32 +537,61 @@ def build_graph(
     check: bool = True,
     qc_picture: bool = True,
     progress: Progress | None = None,
+    wait_s: float = 0.0,
 ) -> dict:
     """Run build-graph for one brain and write its outputs (module docstring).
+
+    The outputs are reused when the stage record's key matches: same parameters, same code version,
+    same manifest values and the same tissue masks, transforms and exclusion mask
+    (:mod:`cortexgraph.derivatives`); otherwise everything is recomputed and the report says why.
 
     Parameters
     ----------
     brain : the brain (``cortexgraph.data.manifest.find_brain``).
     params : every parameter (defaults: :class:`BuildGraphParameters`).
-    overwrite : recompute even when every output exists (otherwise the stored report is returned).
+    overwrite : recompute even when the outputs are current.
     check : run ``cortexgraph check`` first and stop on the first problem.
     qc_picture : draw ``qc/build-graph.png``.
     progress : optional callable ``(stage, done, total)``.
+    wait_s : how long to wait when another process builds this brain (then StageBusyError).
 
     Returns
     -------
-    The report written to ``qc/build-graph.json``: per-stage measurements and seconds.
+    The report written to ``qc/build-graph.json`` (per-stage measurements and seconds), plus
+    ``"reused"`` (bool), ``"why"`` (why it was recomputed) and ``"key"`` (the stage key).
     """
-    import json
-
     params = params or BuildGraphParameters()
     outputs = build_graph_outputs(brain)
-    if not overwrite and all(p.exists() for p in outputs.values() if p.suffix != ".png"):
-        log.info(
-            "build-graph outputs of %s exist; reusing them (use --overwrite to rebuild)", brain.id
-        )
-        return json.loads(outputs["qc_json"].read_text())
+    if not qc_picture:
+        outputs.pop("qc_png")
+    manifest_values, input_files = brain_inputs(
+        brain, ("mask",), exclusion_mask=params.exclusion in ("auto", "mask")
+    )
+    store = Derivatives.of(brain)
+    with StageRun(
+        store,
+        build_graph_stage(brain),
+        parameters={"build_graph": asdict(params), "qc_picture": qc_picture, **manifest_values},
+        inputs=input_files,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+        report = _build(brain, params, outputs, check=check, progress=progress)
+        run.commit(outputs.values(), measured=report)
+    return {**report, "reused": False, "why": run.why, "key": run.key}
 
+
+def _build(
+    brain: Brain,
+    params: BuildGraphParameters,
+    outputs: dict[str, Path],
+    *,
+    check: bool,
+    progress: Progress | None,
+) -> dict:
+    """The computation of :func:`build_graph` (no reuse decision, no record)."""
     seconds: dict[str, float] = {}
     report: dict = {"brain": brain.id, "parameters": asdict(params)}
     if check:
@@ -560,8 +639,6 @@ def build_graph(
     seconds["mapping"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    parameters = asdict(params) | {"brain": brain.id, "target_edge_mm": target_edge_mm}
-    inputs = [brain.manifest_path, brain.section_table_path, brain.transform_table_path]
     for hemi, (v, f) in meshes.items():
         write_gifti_surface(outputs[f"gii_{hemi}"], v, f)
         write_ply(outputs[f"ply_{hemi}"], v, f)
@@ -569,15 +646,9 @@ def build_graph(
         save_graph_h5(
             outputs[f"graph_{hemi}"], v, f, **node_arrays_from_table(tables[hemi], len(v))
         )
-        for key in ("gii", "ply", "nodes", "graph"):
-            write_provenance(
-                outputs[f"{key}_{hemi}"], parameters, inputs, measured=report["midsurfaces"][hemi]
-            )
-    for key in ("tissue", "excluded", "depth"):
-        write_provenance(outputs[key], parameters, inputs, measured=report["reconstruct"])
     seconds["write"] = time.perf_counter() - start
 
-    if qc_picture:
+    if "qc_png" in outputs:
         from cortexgraph.mapping.qc import build_graph_qc_figure
 
         start = time.perf_counter()
@@ -585,5 +656,4 @@ def build_graph(
         seconds["qc_picture"] = time.perf_counter() - start
     report["seconds"] = seconds | {"total": float(sum(seconds.values()))}
     write_json_atomic(outputs["qc_json"], report)
-    write_provenance(outputs["qc_json"], parameters, inputs)
     return report

@@ -95,8 +95,9 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
     start = time.perf_counter()
     encoder = train_encoder(cohort, preset="auto", seed=seed)
     written.append(("patch encoder (SCL) and its evaluation", encoder))
+    encoder_name = encoder.parent.name
     for brain in cohort.brains:
-        compute_node_features(brain, encoder)
+        compute_node_features(brain, encoder_name)
     seconds["features"] = time.perf_counter() - start
 
     # GNN: the seeds' default GAT3 on CY+PM+CO, transfer brain B07 held out
@@ -113,7 +114,9 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
         transfer=transfer,
         preset="demo",
         seed=seed,
+        encoder=encoder_name,
     )
+    run_name = Path(run).name
     seconds["train-gnn"] = time.perf_counter() - start
     start = time.perf_counter()
     scores = evaluate_run(run, cohort.root)
@@ -129,11 +132,11 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
     start = time.perf_counter()
     projection = {}
     for brain in cohort.brains:
-        projection[brain.id] = project_brain(brain, labels="pred", run=Path(run).name)
+        projection[brain.id] = project_brain(brain, run_name)
     seconds["project"] = time.perf_counter() - start
     start = time.perf_counter()
     for brain in cohort.brains:
-        for path in render_brain(brain, labels="pred"):
+        for path in render_brain(brain, "pred", run=run_name):
             if path.suffix == ".png":
                 written.append((f"{brain.id} surface picture", path))
     seconds["render"] = time.perf_counter() - start

@@ -70,7 +70,14 @@ def register(app: typer.Typer) -> None:
                 report = build_graph(
                     brain, params, overwrite=overwrite, qc_picture=qc_picture, progress=callback
                 )
-            lines = [f"[bold]{brain.id}[/] ({report['seconds']['total']:.0f} s):"]
+            if report["reused"]:
+                head = f"[bold]{brain.id}[/]: up to date, reused (key {report['key'][:12]})"
+            else:
+                head = (
+                    f"[bold]{brain.id}[/] ({report['seconds']['total']:.0f} s; computed because: "
+                    f"{report['why']}):"
+                )
+            lines = [head]
             for hemi in ("lh", "rh"):
                 mesh = report["midsurfaces"][hemi]
                 mapped = report["mapping"][hemi]
@@ -86,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 f"relative residual {lap['residual']:.1e}"
             )
             if truth_folder(brain) is not None:
-                accuracy = write_build_graph_accuracy(brain, params)
+                accuracy = write_build_graph_accuracy(brain)
                 for hemi in ("lh", "rh"):
                     acc = accuracy[hemi]
                     lines.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -23,7 +25,7 @@ from rich.progress import (
 
 from cortexgraph.errors import CortexgraphError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("cortexgraph")
 
 RootOption = typer.Option(
@@ -32,30 +34,105 @@ RootOption = typer.Option(
     envvar="CORTEXGRAPH_ROOT",
     help="Cohort folder (default: $CORTEXGRAPH_ROOT); brains are looked up inside it.",
 )
-VerboseOption = typer.Option(False, "--verbose", "-v", help="Log details and show tracebacks.")
-OverwriteOption = typer.Option(False, "--overwrite", help="Recompute outputs that already exist.")
+VerboseOption = typer.Option(False, "--verbose", "-v", help="Log details (debug level).")
+OverwriteOption = typer.Option(
+    False, "--overwrite", help="Recompute even when the outputs are up to date."
+)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # logging.StreamHandler.__init__ assigns it
+        pass
 
 
 def setup_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     os.environ["CORTEXGRAPH_VERBOSE"] = "1" if verbose else "0"
 
 
+DebugOption = typer.Option(
+    False, "--debug", help="Show the traceback of an error (for reporting bugs)."
+)
+WaitOption = typer.Option(
+    0.0,
+    "--wait",
+    metavar="SECONDS",
+    help="When another process runs this stage on the same brain, wait up to SECONDS for it "
+    "(default: refuse at once, exit 3).",
+)
+
+
+def _debug() -> bool:
+    return os.environ.get("CORTEXGRAPH_DEBUG") == "1"
+
+
 def reports_errors(func: Callable) -> Callable:
-    """Turn CortexgraphError into a one-line message and exit status 2 (traceback with -v)."""
+    """Turn every failure into a one-line message and a documented exit status (cortexgraph.errors):
+    CortexgraphError -> its ``exit_code`` (2 input/parameters, 3 busy, 4 upstream, 5 memory);
+    an unreadable or unwritable file -> 2; Ctrl-C -> 130; anything else is a bug -> 1. Tracebacks
+    only with ``--debug`` (an option this decorator adds to the command)."""
+    signature = inspect.signature(func)
+    parameters = list(signature.parameters.values())
+    if "debug" not in signature.parameters:
+        parameters.append(
+            inspect.Parameter(
+                "debug", inspect.Parameter.KEYWORD_ONLY, default=DebugOption, annotation=bool
+            )
+        )
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, debug: bool = False, **kwargs):
+        if debug:
+            os.environ["CORTEXGRAPH_DEBUG"] = "1"
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
         except CortexgraphError as exc:
-            if os.environ.get("CORTEXGRAPH_VERBOSE") == "1":
-                console.print_exception()
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            _report(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            _report("[bold red]interrupted[/]: outputs being written were discarded")
+            raise typer.Exit(code=130) from None
+        except MemoryError:
+            _report(
+                "[bold red]error:[/] out of memory. Fix: use a coarser voxel size or a smaller "
+                "preset, or run on a machine with more memory"
+            )
+            raise typer.Exit(code=5) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _report(
+                f"[bold red]error:[/] {where}{exc.strerror or exc}. Fix: check that the file "
+                "exists, that you may read and write it, and that the disk has space"
+            )
             raise typer.Exit(code=2) from None
+        except Exception as exc:
+            _report(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. This is a bug in "
+                "cortexgraph: rerun with --debug and report the traceback"
+            )
+            raise typer.Exit(code=1) from None
 
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    wrapper.__annotations__ = {**getattr(func, "__annotations__", {}), "debug": "bool"}
     return wrapper
+
+
+def _report(message: str) -> None:
+    if _debug():
+        console.print_exception()
+    console.print(message, highlight=False, soft_wrap=True)
 
 
 @contextmanager

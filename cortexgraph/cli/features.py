@@ -11,6 +11,7 @@ from cortexgraph.cli.common import (
     OverwriteOption,
     RootOption,
     VerboseOption,
+    WaitOption,
     console,
     reports_errors,
     setup_logging,
@@ -54,10 +55,13 @@ def register(app: typer.Typer) -> None:
         on test and transfer patches), confusion.png, embedding.png, patches.tsv.  Under torchrun
         every process takes one GPU.
         """
+        import time
+
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.features.train import train_encoder
 
         setup_logging(verbose)
+        started = time.time()
         cohort = find_cohort(root)
         overrides = {
             "scl_epochs": epochs,
@@ -69,6 +73,8 @@ def register(app: typer.Typer) -> None:
             "ce_lr": ce_lr,
             "recompute_batch_norm": False if keep_running_bn else None,
         }
+        from cortexgraph.derivatives import Derivatives, StageId
+
         progress, callback = stage_progress()
         with progress:
             path = train_encoder(
@@ -83,6 +89,9 @@ def register(app: typer.Typer) -> None:
                 overrides={k: v for k, v in overrides.items() if v is not None},
                 progress=callback,
             )
+        record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))
+        if record is not None and record.started_unix < started:
+            console.print(f"encoder {path.parent.name}: up to date, reused", highlight=False)
         metrics_path = path.parent / "metrics.json"
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text())
@@ -104,44 +113,61 @@ def register(app: typer.Typer) -> None:
         encoder: str = typer.Option(
             None,
             "--encoder",
-            help="Encoder name under derivatives/cortexgraph/encoders/ or a path to encoder.pt "
-            "(default: the preset for the brain's image spacing).",
+            help="Encoder name under derivatives/cortexgraph/encoders/ (default: the preset for "
+            "the brain's image spacing).",
         ),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
         overwrite: bool = OverwriteOption,
+        wait: float = WaitOption,
         verbose: bool = VerboseOption,
     ) -> None:
-        """Node features CY, CO, PM, Y and the split masks, written into the brain's graphs."""
+        """Node features of a brain's graphs: CO and PM (node-priors), Y and the train/test split
+        (node-labels), CY of one encoder (features@ENCODER).
+
+        Each set goes to its own files under derivatives/cortexgraph/BRAIN/features/ (the graph
+        files are not touched) and is reused while its inputs are unchanged.
+        """
         from cortexgraph.data.manifest import find_brain
-        from cortexgraph.features.nodes import compute_node_features, default_encoder_path
+        from cortexgraph.features.nodes import compute_node_features
 
         setup_logging(verbose)
         brain_obj = find_brain(brain, root)
-        if encoder and (Path(encoder).suffix == ".pt" or Path(encoder).is_dir()):
-            encoder_path = Path(encoder)
-        else:
-            encoder_path = default_encoder_path(brain_obj, encoder)
         progress, callback = stage_progress()
         with progress:
             results = compute_node_features(
                 brain_obj,
-                encoder_path,
+                encoder,
                 device=device,
                 amp=not no_amp,
                 overwrite=overwrite,
+                wait_s=wait,
                 progress=callback,
             )
-        for hemi, info in results.items():
-            if info.get("reused"):
-                console.print(f"{hemi}: features exist, reused (--overwrite recomputes)")
+        for stage, info in results.items():
+            if info["reused"]:
+                console.print(f"{stage}: up to date, reused", highlight=False)
                 continue
+            parts = []
+            for hemi in ("lh", "rh"):
+                if hemi not in info:
+                    continue
+                h = info[hemi]
+                if stage == "cy":
+                    parts.append(
+                        f"{hemi} {h['nodes']} nodes, {h['patches']} patches, "
+                        f"{h['filled_by_neighbours'] + h['filled_by_mean']} filled"
+                    )
+                elif stage == "labels":
+                    parts.append(
+                        f"{hemi} {h['labelled_nodes']} labelled (train {h['train_nodes']}, "
+                        f"test {h['test_nodes']})"
+                    )
+                else:
+                    parts.append(f"{hemi} {h['nodes']} nodes, {h['co']['sampled']} CO sampled")
             console.print(
-                f"{hemi}: {info['nodes']} nodes, CY measured {info['cy']['patches']}, "
-                f"filled {info['cy']['filled_by_neighbours'] + info['cy']['filled_by_mean']}, "
-                f"labelled {info['y']['labelled_nodes']} "
-                f"(train {info['y']['train_nodes']}, test {info['y']['test_nodes']}), "
-                f"{info['seconds']:.1f} s",
+                f"{stage}: computed ({info['why']}): {'; '.join(parts)}",
                 highlight=False,
+                soft_wrap=True,
             )
-        console.print(f"[bold green]features of {brain_obj.id} written[/]")
+        console.print(f"[bold green]features of {brain_obj.id} up to date[/]")

@@ -13,6 +13,7 @@ from cortexgraph.cli.common import (
     OverwriteOption,
     RootOption,
     VerboseOption,
+    WaitOption,
     console,
     log,
     progress_bar,
@@ -64,12 +65,23 @@ def register(app: typer.Typer) -> None:
         ),
         sampler: str = typer.Option("auto", "--sampler", help="auto, own or pyg."),
         seed: int = typer.Option(0, "--seed", help="Random seed."),
+        encoder: str = typer.Option(
+            None,
+            "--encoder",
+            help="Encoder whose CY features to use (default: the only one computed for every "
+            "training brain).",
+        ),
         device: str = DeviceOption,
         root: Path = RootOption,
         overwrite: bool = OverwriteOption,
+        wait: float = WaitOption,
         verbose: bool = VerboseOption,
     ) -> None:
-        """Train a node classifier over all brains but the transfer brain; resumes if stopped."""
+        """Train a node classifier over all brains but the transfer brain.
+
+        The run (derivatives/cortexgraph/runs/NAME) is reused when its settings and inputs are
+        unchanged; an interrupted run of the same settings resumes from its last epoch.
+        """
         from cortexgraph.gnn.stage import PRESETS, train_gnn
 
         setup_logging(verbose)
@@ -104,7 +116,9 @@ def register(app: typer.Typer) -> None:
                 sampler=sampler,
                 seed=seed,
                 device=device,
+                encoder=encoder,
                 overwrite=overwrite,
+                wait_s=wait,
                 progress=on_epoch,
             )
         console.print(f"[bold green]run written to {run_dir}[/]")
@@ -180,14 +194,22 @@ def register(app: typer.Typer) -> None:
         brains: list[str] = typer.Argument(..., help="Brains whose graphs get predictions."),
         device: str = DeviceOption,
         root: Path = RootOption,
+        overwrite: bool = OverwriteOption,
+        wait: float = WaitOption,
         verbose: bool = VerboseOption,
     ) -> None:
-        """Write per-node class probabilities (proba) and labels (pred) into the graph files."""
+        """Per-node class probabilities (proba) and labels (pred) of one model run.
+
+        Writes derivatives/cortexgraph/BRAIN/predictions/RUN/<hemi>.h5 (the graph files are not
+        touched); reused when the run and the brain's features are unchanged.
+        """
         from cortexgraph.gnn.stage import predict_brain
 
         setup_logging(verbose)
         with progress_bar("predict", total=len(brains)) as advance:
             for brain in brains:
-                for path in predict_brain(run, brain, root, device=device):
-                    console.print(f"proba, pred written to {path}", highlight=False)
+                for path in predict_brain(
+                    run, brain, root, device=device, overwrite=overwrite, wait_s=wait
+                ):
+                    console.print(f"proba, pred of {run}: {path}", highlight=False, soft_wrap=True)
                 advance(1)

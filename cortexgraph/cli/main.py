@@ -17,6 +17,7 @@ from cortexgraph.cli import lsm as lsm_cmd
 from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
 from cortexgraph.cli import render as render_cmd
+from cortexgraph.cli import status as status_cmd
 from cortexgraph.cli import synth as synth_cmd
 
 HELP = """cortexgraph: map cytoarchitectonic areas in series of histological brain sections.
@@ -26,7 +27,9 @@ Pipeline stages, in order:
 \b
   synth        make a phantom cohort from real anatomy (MNI152 + Schaefer areas), with ground truth
   check        is a brain's data complete and consistent? (files, spacings, transforms, annotations)
+  status       every stage of every brain: done, stale (and why), missing, running
   build-graph  sections -> 3D volume -> Laplace depth -> midsurface -> graph -> node <-> section points
+  train-encoder  the contrastive patch encoder (and its cross-entropy baseline)
   features     node features: CY (patch encoder), CO (canonical coordinates), PM (atlas), Y (labels)
   train-gnn    train GAT / GraphSAGE / MLP / linear node classifiers
   evaluate     macro F1 on test sections and on the transfer brain
@@ -66,6 +69,7 @@ def _root(
 
 synth_cmd.register(app)
 check_cmd.register(app)
+status_cmd.register(app)
 build_graph_cmd.register(app)
 demo_cmd.register(app)
 gnn_cmd.register(app)

@@ -1,4 +1,4 @@
-"""``cortexgraph project <brain> --labels pred|y``: node labels back onto the sections."""
+"""``cortexgraph project <brain> --run RUN``: a model run's node labels back onto the sections."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from cortexgraph.cli.common import (
     OverwriteOption,
     RootOption,
     VerboseOption,
+    WaitOption,
     console,
     progress_bar,
     reports_errors,
@@ -22,12 +23,10 @@ def register(app: typer.Typer) -> None:
     @reports_errors
     def project(
         brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
+        run: str = typer.Option(None, "--run", help="Model run whose predictions to project."),
         labels: str = typer.Option(
-            "pred", help="Node array of class indices to project: pred (predict) or y (features)."
+            "pred", help="pred (the run's predictions, needs --run) or y (the annotated nodes)."
         ),
-        run: str = typer.Option(None, help="GNN run name; output folder labels/gnn-<run>."),
-        source: str = typer.Option(None, help="Output folder name under labels/ (overrides)."),
-        hemis: str = typer.Option("lh,rh", help="Hemispheres whose graphs are read."),
         spacing_um: float = typer.Option(
             None, "--spacing-um", help="Label image spacing (default: the annotation spacing)."
         ),
@@ -46,18 +45,25 @@ def register(app: typer.Typer) -> None:
         overlays: int = typer.Option(
             6, help="Overlay PNGs of that many sections (-1 = all, 0 = none)."
         ),
-        graph_dir: Path = typer.Option(
-            None, "--graph-dir", help="Folder of <hemi>.h5 (default: <derivatives>/<brain>/graph)."
-        ),
-        out: Path = typer.Option(None, "--out", help="Output folder (default: see the docs)."),
         root: Path = RootOption,
         overwrite: bool = OverwriteOption,
+        wait: float = WaitOption,
         verbose: bool = VerboseOption,
     ) -> None:
-        """Paint node labels onto every section: label images, contours, overlays, pixel F1."""
+        """Paint a model run's node labels onto every section: label images, contours, overlays,
+        pixel F1. Writes derivatives/cortexgraph/BRAIN/labels/gnn-RUN/ (labels/nodes-y for y)."""
+        from cortexgraph.errors import ParameterError
         from cortexgraph.mapping.project import project_brain
 
         setup_logging(verbose)
+        if spacing_um is not None and not 0 < spacing_um < 1e5:
+            raise ParameterError(f"--spacing-um {spacing_um} out of range", fix="give a value > 0")
+        if not 0 < max_distance_mm < 1e3:
+            raise ParameterError(
+                f"--max-distance-mm {max_distance_mm} out of range", fix="give a value > 0"
+            )
+        if smooth < 0:
+            raise ParameterError(f"--smooth {smooth} is negative", fix="give 0 or more hops")
         with progress_bar(f"project {brain}") as advance:
 
             def progress(done: int, total: int) -> None:
@@ -65,24 +71,23 @@ def register(app: typer.Typer) -> None:
 
             report = project_brain(
                 brain,
-                labels,
+                run,
+                labels=labels,
                 root=root,
-                run=run,
-                source=source,
-                hemis=[h.strip() for h in hemis.split(",") if h.strip()],
                 spacing_um=spacing_um,
                 max_distance_mm=max_distance_mm,
                 smooth_hops=smooth,
                 contours=contours,
                 overlays=overlays,
-                graph_dir=graph_dir,
-                out_dir=out,
                 overwrite=overwrite,
+                wait_s=wait,
                 progress=progress,
             )
+        state = "up to date, reused" if report["reused"] else f"computed ({report['why']})"
         console.print(
-            f"[bold green]{len(report['sections'])} label images written to {report['out_dir']}[/]",
+            f"[bold green]{report['source']}: {state}: {report['out_dir']}[/]",
             highlight=False,
+            soft_wrap=True,
         )
         scores = report["pixel_f1"]
         if scores:
@@ -91,4 +96,5 @@ def register(app: typer.Typer) -> None:
                 f"coverage {scores['coverage']:.3f} ({scores['pixels_scored']} true-area pixels, "
                 f"{scores['areas']} areas); per area: {report['out_dir']}/pixel_f1.tsv",
                 highlight=False,
+                soft_wrap=True,
             )

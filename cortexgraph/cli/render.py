@@ -1,4 +1,4 @@
-"""``cortexgraph render <brain> --labels y|pred|errors|proba:<area>|co|pm:<i>``: surface
+"""``cortexgraph render <brain> --labels y|pred|errors|proba:<area>|co|pm:<i> [--run RUN]``: surface
 pictures."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from cortexgraph.cli.common import (
     OverwriteOption,
     RootOption,
     VerboseOption,
+    WaitOption,
     console,
     reports_errors,
     setup_logging,
@@ -26,7 +27,9 @@ def register(app: typer.Typer) -> None:
             "pred",
             help="Comma-separated: y, pred, errors, proba:<area>, co, pm:<index or name>.",
         ),
-        hemis: str = typer.Option("lh,rh", help="Hemispheres to render."),
+        run: str = typer.Option(
+            None, "--run", help="Model run whose predictions pred, errors and proba show."
+        ),
         views: str = typer.Option(
             "lateral,medial,dorsal,ventral,anterior,posterior", help="Comma-separated views."
         ),
@@ -38,47 +41,48 @@ def register(app: typer.Typer) -> None:
             True, help="With pred: also annotation | prediction side by side."
         ),
         exports: bool = typer.Option(
-            True, help="Also write .label.gii, .annot, .func.gii, .ply and .surf.gii files."
+            True, help="Also write .label.gii, .annot, .func.gii and .ply files."
         ),
-        graph_dir: Path = typer.Option(
-            None, "--graph-dir", help="Folder of <hemi>.h5 (default: <derivatives>/<brain>/graph)."
-        ),
-        out: Path = typer.Option(None, "--out", help="Output folder (default: see the docs)."),
         root: Path = RootOption,
         overwrite: bool = OverwriteOption,
+        wait: float = WaitOption,
         verbose: bool = VerboseOption,
     ) -> None:
         """Render the midsurfaces coloured by area, probability or feature; export for other
-        tools."""
-        from cortexgraph.errors import CortexgraphError
+        tools.
+
+        Writes derivatives/cortexgraph/BRAIN/render/gnn-RUN/ (with --run) or render/nodes/; every
+        picture names its brain, hemisphere and run.
+        """
+        from cortexgraph.errors import ParameterError
         from cortexgraph.render.brain import render_brain
 
         setup_logging(verbose)
         try:
             width, height = (int(v) for v in size.lower().split("x"))
+            if not (16 <= width <= 8192 and 16 <= height <= 8192):
+                raise ValueError
         except ValueError:
-            raise CortexgraphError(
-                f"bad --size {size!r}", fix="write WIDTHxHEIGHT, e.g. 480x400"
+            raise ParameterError(
+                f"bad --size {size!r}", fix="write WIDTHxHEIGHT with 16..8192 pixels, e.g. 480x400"
             ) from None
         written = render_brain(
             brain,
             labels,
+            run=run,
             root=root,
-            hemis=[h.strip() for h in hemis.split(",") if h.strip()],
             views=[v.strip() for v in views.split(",") if v.strip()],
             size_px=(width, height),
             backend=backend,
             compare=compare,
             exports=exports,
-            graph_dir=graph_dir,
-            out_dir=out,
             overwrite=overwrite,
+            wait_s=wait,
         )
         pictures = [p for p in written if p.suffix == ".png"]
         console.print(
-            f"[bold green]{len(pictures)} pictures, {len(written) - len(pictures)} other files "
-            f"in {written[-1].parent}[/]",
+            f"[bold green]{len(pictures)} pictures, {len(written) - len(pictures)} other files[/]",
             highlight=False,
         )
         for path in pictures:
-            console.print(f"  {path}", highlight=False)
+            console.print(f"  {path}", highlight=False, soft_wrap=True)

@@ -8,6 +8,9 @@ Modules:
 * :mod:`~cortexgraph.derivatives.lock` -- lock files that work on network file systems;
 * :mod:`~cortexgraph.derivatives.stage` -- :class:`Derivatives` and :class:`StageRun`;
 * :mod:`~cortexgraph.derivatives.layout` -- where the outputs shared between stages live;
+* :mod:`~cortexgraph.derivatives.external` -- recording files made outside the stages;
+* :mod:`~cortexgraph.derivatives.inputs` -- what a stage reads from a brain folder;
+* :mod:`~cortexgraph.derivatives.graphs` -- a brain graph with the node features asked for;
 * :mod:`~cortexgraph.derivatives.status` -- the state of every stage of a brain.
 
 docs/derivatives.md describes the layout and the record for users.

@@ -140,6 +140,8 @@ class StageRun:
     upstream : the stage executions whose outputs this stage reads; each must be current.
     overwrite : recompute even when the key matches.
     wait_s : how long to wait for the lock before refusing.
+    follower : decide like the leader but take no lock and never delete or write a record (the
+        non-zero ranks of a distributed run, which compute alongside rank 0).
 
     After entering: ``reuse`` (bool), ``reasons`` (why it recomputes), ``record`` (the current record
     when reused), ``upstream_records`` (label -> record), ``key``.
@@ -155,8 +157,10 @@ class StageRun:
         upstream: Iterable[StageId] = (),
         overwrite: bool = False,
         wait_s: float = 0.0,
+        follower: bool = False,
     ) -> None:
         self.store = store
+        self.follower = follower
         self.sid = sid
         self.parameters = dict(parameters)
         self.input_paths = sorted({Path(p) for p in inputs})
@@ -174,6 +178,9 @@ class StageRun:
 
     # -- entry: decide ------------------------------------------------------------------------------
     def __enter__(self) -> StageRun:
+        if self.follower:
+            self._decide()
+            return self
         self.lock.acquire()
         try:
             self._decide()
@@ -219,7 +226,7 @@ class StageRun:
             self.record = previous
             log.info("%s: up to date, reused (key %s)", self.sid.label, self.key[:12])
             return
-        if previous is not None:
+        if previous is not None and not self.follower:
             with contextlib.suppress(FileNotFoundError):
                 record_path.unlink()  # from here on the old outputs are not trusted
         log.info("%s: computing (%s)", self.sid.label, "; ".join(reasons[:4]))
@@ -238,8 +245,8 @@ class StageRun:
         self, outputs: Iterable[str | os.PathLike], measured: Mapping[str, Any] | None = None
     ) -> StageRecord:
         """Write the record of this run (after every output is written). Returns it."""
-        if self.reuse:
-            raise RuntimeError("commit() of a reused stage")
+        if self.reuse or self.follower:
+            raise RuntimeError("commit() of a reused stage, or by a follower")
         store = self.store
         for label, key in self.upstream_keys.items():
             current = store.record(StageId.from_label(label))
@@ -304,8 +311,9 @@ class StageRun:
                     path.unlink()
 
     def __exit__(self, *exc) -> None:
-        self.lock.release()
-        self.store.cache.save()
+        if not self.follower:
+            self.lock.release()
+            self.store.cache.save()
 
 
 def canonical_measured(value: Any) -> Any:

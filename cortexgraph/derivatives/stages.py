@@ -18,6 +18,7 @@ of every stage key (:mod:`cortexgraph.derivatives.record`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +35,15 @@ class StageSpec:
     version : code version (module docstring).
     level : ``brain`` (one execution per brain and scope) or ``cohort``.
     command : the command that brings an output of this stage up to date, as a format string over
-        ``brain`` and ``scope`` (shown in stale-upstream errors and by ``cortexgraph status``).
+        ``brain`` and ``scope`` (shown in stale-upstream errors and by ``cortexgraph status``), or a
+        function of the :class:`StageId` for scopes that map to different options.
     summary : one line for ``cortexgraph status``.
     """
 
     name: str
     version: int
     level: str
-    command: str
+    command: str | Callable[[StageId], str]
     summary: str
 
 
@@ -108,15 +110,17 @@ STAGES: dict[str, StageSpec] = {
             "project",
             1,
             "brain",
-            "cortexgraph project {brain} --run {scope}",
+            lambda sid: f"cortexgraph project {sid.brain} "
+            + (f"--run {sid.scope[0][4:]}" if sid.scope[0].startswith("gnn-") else "--labels y"),
             "a model run's node labels painted onto the sections",
         ),
         StageSpec(
             "render",
             1,
             "brain",
-            "cortexgraph render {brain} --run {scope}",
-            "surface pictures and exports of one label source",
+            lambda sid: f"cortexgraph render {sid.brain} --labels {sid.scope[1]}"
+            + (f" --run {sid.scope[0][4:]}" if sid.scope[0].startswith("gnn-") else ""),
+            "surface pictures and exports of one label source and one colouring",
         ),
         StageSpec(
             "lsm-train",
@@ -136,15 +140,24 @@ STAGES: dict[str, StageSpec] = {
             "map3d",
             1,
             "brain",
-            "cortexgraph map3d {brain} (area and label source in the record's parameters)",
+            lambda sid: f"cortexgraph map3d {sid.brain} --labels {sid.scope[0]} --area "
+            f"{sid.scope[1]}",
             "3D map of one area from one label source",
         ),
         StageSpec(
             "stats",
             1,
             "brain",
-            "cortexgraph stats {brain} (label source in the record's parameters)",
-            "areal volumes and surface areas of one label source",
+            lambda sid: f"cortexgraph stats {sid.brain} --labels {sid.scope[0]} --area "
+            f"{sid.scope[1]}",
+            "volume and surface area of one area from one label source",
+        ),
+        StageSpec(
+            "stats-table",
+            1,
+            "brain",
+            "cortexgraph stats {brain} --labels {scope}",
+            "the measured areas of one label source in one table",
         ),
     )
 }
@@ -201,6 +214,7 @@ class StageId:
 
     def command(self) -> str:
         """The command that brings this stage's outputs up to date."""
-        return STAGES[self.stage].command.format(
-            brain=self.brain or "", scope="@".join(self.scope)
-        )
+        command = STAGES[self.stage].command
+        if callable(command):
+            return command(self)
+        return command.format(brain=self.brain or "", scope="@".join(self.scope))

@@ -30,9 +30,18 @@ docs/derivatives.md) gets:
   trains on no node of it and evaluates all its labelled nodes), so choosing another transfer
   brain needs no new features.
 
-All arrays are written into ``<brain>/graph/<hemi>.h5`` with
-:func:`cortexgraph.meshes.graph.append_node_arrays`; what was measured goes to
-``<brain>/qc/features.json``.
+Three stages write them, each into files of its own (the graph file is never edited;
+:mod:`cortexgraph.derivatives.layout`), each with its record and key:
+
+* ``node-priors`` (:func:`compute_node_priors`): ``<brain>/features/priors/<hemi>.h5`` -- co, pm;
+* ``node-labels`` (:func:`compute_node_labels`): ``<brain>/features/labels/<hemi>.h5`` -- y,
+  train_mask, test_mask;
+* ``features@<encoder>`` (:func:`compute_node_cy`): ``<brain>/features/cy-<encoder>/<hemi>.h5`` --
+  cy, cy_measured.
+
+So a new encoder adds a CY set beside the others, an edited annotation recomputes Y only, and a
+rebuilt graph makes all three stale (each file records the key of its graph).
+:func:`cortexgraph.derivatives.graphs.load_brain_graph` assembles a PyG ``Data`` from them.
 """
 
 from __future__ import annotations
@@ -48,37 +57,50 @@ from scipy import sparse
 
 from cortexgraph.data.atlas import ProbabilisticAtlas
 from cortexgraph.data.manifest import Brain, Cohort, find_brain
+from cortexgraph.data.names import check_name
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.errors import CortexgraphError, DataFormatError
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.inputs import brain_inputs
+from cortexgraph.derivatives.layout import (
+    HEMISPHERES,
+    cy_path,
+    graph_path,
+    node_labels_path,
+    priors_path,
+    write_node_arrays,
+)
+from cortexgraph.errors import CortexgraphError, DataFormatError, UpstreamError
 from cortexgraph.features.dataset import annotated_sections, section_split
 from cortexgraph.features.patches import IMAGE_FILL, read_patches
 from cortexgraph.features.presets import EncoderPreset, preset_for_spacing
 from cortexgraph.features.train import encode_patches, encoders_folder, load_encoder
 from cortexgraph.mapping.nodes import node_arrays_from_table
-from cortexgraph.meshes.graph import append_node_arrays
-from cortexgraph.outputs import write_json_atomic
 from cortexgraph.training.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "HEMISPHERES",
-    "FEATURE_ARRAYS",
     "node_arrays_from_table",
     "read_graph_nodes",
     "fill_from_neighbours",
     "sample_map_bilinear",
     "sample_labels_nearest",
     "node_cy",
+    "node_cy_filled",
     "node_co",
+    "node_co_filled",
+    "node_pm",
     "node_labels",
-    "node_features",
+    "compute_node_priors",
+    "compute_node_labels",
+    "compute_node_cy",
     "compute_node_features",
-    "default_encoder_path",
+    "default_encoder_name",
+    "encoder_file",
+    "encoder_upstream",
 ]
 
-HEMISPHERES = ("lh", "rh")
-FEATURE_ARRAYS = ("cy", "cy_measured", "co", "pm", "y", "train_mask", "test_mask")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,187 +382,343 @@ def node_labels(
     return y, train, test, info
 
 
-def node_features(
+def node_cy_filled(
     stack: SectionStack,
-    cohort: Cohort,
     nodes: dict[str, np.ndarray],
     edge_index: np.ndarray,
     encoder: torch.nn.Module,
     preset: EncoderPreset,
     *,
-    atlas: ProbabilisticAtlas | None = None,
     device: torch.device | str = "cpu",
     amp: bool = True,
     progress=None,
-) -> tuple[dict[str, np.ndarray], dict]:
-    """All feature arrays of one graph from its node arrays (``section``, ``point_mm``, ``valid``).
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """CY of every node: measured on the valid nodes' patches (:func:`node_cy`), the others filled
+    from their graph neighbours (:func:`fill_from_neighbours`).
 
     Returns
     -------
-    (arrays named as in docs/derivatives.md: ``cy cy_measured co pm y train_mask test_mask``,
-    info: counts and seconds).
+    (cy float32 (N, D), measured bool (N,), info: counts and seconds).
     """
     section = np.asarray(nodes["section"], dtype=np.int64)
     point = np.asarray(nodes["point_mm"], dtype=np.float64)
     valid = np.asarray(nodes["valid"], dtype=bool)
-    info: dict = {"nodes": len(section), "valid_nodes": int(valid.sum())}
     t0 = time.perf_counter()
     cy, measured, cy_info = node_cy(
         stack, section, point, valid, encoder, preset, device=device, amp=amp, progress=progress
     )
     cy_filled, fill_info = fill_from_neighbours(cy, measured, edge_index)
-    info["cy"] = {**cy_info, **fill_info, "seconds": time.perf_counter() - t0}
-    t0 = time.perf_counter()
+    info = {**cy_info, **fill_info, "valid_nodes": int(valid.sum())}
+    info["seconds_total"] = time.perf_counter() - t0
+    return cy_filled.astype(np.float32), measured, info
+
+
+def node_co_filled(
+    stack: SectionStack, nodes: dict[str, np.ndarray], edge_index: np.ndarray
+) -> tuple[np.ndarray, dict]:
+    """CO of every node: sampled at the node's point (:func:`node_co`), unknown ones filled from
+    their graph neighbours. Returns (co float32 (N, 3), info)."""
+    section = np.asarray(nodes["section"], dtype=np.int64)
+    point = np.asarray(nodes["point_mm"], dtype=np.float64)
     co, sampled = node_co(stack, section, point)
     if not sampled.any():
         log.warning("no node has canonical coordinates (no coordinate maps?): CO is 0 everywhere")
     co_filled, co_fill = fill_from_neighbours(np.nan_to_num(co), sampled, edge_index)
-    info["co"] = {"sampled": int(sampled.sum()), **co_fill, "seconds": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    if atlas is not None:
-        pm = atlas.sample(cohort.from_canonical(co_filled))
-        pm = np.clip(pm, 0.0, 1.0)
-    else:
-        pm = np.zeros((len(section), 0), dtype=np.float32)
-    info["pm"] = {"maps": int(pm.shape[1]), "seconds": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    y, train, test, y_info = node_labels(
-        stack,
-        section,
-        point,
-        valid,
-        cohort,
-        every=preset.test_every,
-        offset=preset.test_offset,
-    )
-    info["y"] = {**y_info, "seconds": time.perf_counter() - t0}
-    arrays = {
-        "cy": cy_filled.astype(np.float32),
-        "cy_measured": measured,
-        "co": co_filled.astype(np.float32),
-        "pm": pm.astype(np.float32),
-        "y": y,
-        "train_mask": train,
-        "test_mask": test,
-    }
-    return arrays, info
+    return co_filled.astype(np.float32), {"sampled": int(sampled.sum()), **co_fill}
 
 
-def default_encoder_path(brain: Brain, name: str | None = None) -> Path:
-    """``encoders/<name>/encoder.pt`` of the brain's cohort; default name: the preset made for the
-    brain's image spacing (what ``train-encoder`` calls it by default)."""
+def node_pm(co: np.ndarray, cohort: Cohort, atlas: ProbabilisticAtlas | None) -> np.ndarray:
+    """PM: the atlas maps at the reference-space position of each node's CO, clipped to [0, 1];
+    float32 (N, P), (N, 0) without an atlas."""
+    if atlas is None:
+        return np.zeros((len(co), 0), dtype=np.float32)
+    pm = atlas.sample(cohort.from_canonical(np.asarray(co, dtype=np.float64)))
+    return np.clip(pm, 0.0, 1.0).astype(np.float32)
+
+
+def default_encoder_name(brain: Brain) -> str:
+    """The encoder ``features`` uses by default: the preset made for the brain's image spacing
+    (what ``train-encoder`` names its output by default)."""
+    return preset_for_spacing(brain.image_spacing_um).name
+
+
+def encoder_file(cohort: Cohort, name: str) -> Path:
+    """``<cohort>/derivatives/cortexgraph/encoders/<name>/encoder.pt`` (the name is checked)."""
+    return encoders_folder(cohort, check_name(name, "encoder name")) / "encoder.pt"
+
+
+def _cohort_of(brain: Brain) -> Cohort:
     if brain.cohort is None:
         raise CortexgraphError(
             "the brain is not inside a cohort folder (no cohort.toml beside it)",
             file=str(brain.root),
-            fix="features need the cohort's area table and encoder; use the cohort layout",
+            fix="node features need the cohort's area table and encoder; use the cohort layout",
         )
-    name = name or preset_for_spacing(brain.image_spacing_um).name
-    return encoders_folder(brain.cohort, name) / "encoder.pt"
+    return brain.cohort
+
+
+def _graph_record(store: Derivatives, brain: Brain):
+    return store.require(StageId("build-graph", brain.id))
+
+
+def _graphs_of(store: Derivatives, brain: Brain, record) -> dict[str, Path]:
+    """The hemisphere graphs listed in a build-graph record."""
+    graphs = {}
+    for hemi in HEMISPHERES:
+        path = graph_path(store.root, brain.id, hemi)
+        if store.namer.name(path) in record.outputs:
+            graphs[hemi] = path
+    if not graphs:
+        raise UpstreamError(
+            f"the build-graph record of {brain.id} lists no graph",
+            file=str(store.record_path(StageId("build-graph", brain.id))),
+            fix=f"run `cortexgraph build-graph {brain.id} --overwrite`",
+        )
+    return graphs
+
+
+def compute_node_priors(
+    brain: Brain, *, overwrite: bool = False, wait_s: float = 0.0
+) -> dict:
+    """Stage ``node-priors``: CO and PM on every node of the brain's graphs.
+
+    Reads the graphs (build-graph), the sections' canonical coordinate maps and the cohort's atlas.
+    Writes ``<brain>/features/priors/<hemi>.h5`` (``co`` float32 (N, 3), ``pm`` float32 (N, P)).
+
+    Returns
+    -------
+    ``{"reused", "why", "key", <hemi>: info}``.
+    """
+    cohort = _cohort_of(brain)
+    store = Derivatives.of(brain)
+    values, files = brain_inputs(brain, ("coords",), transforms=False)
+    atlas_files = []
+    if cohort.atlas_maps:
+        atlas_files = [cohort.root / cohort.atlas_maps, cohort.root / cohort.atlas_labels]
+    parameters = {
+        **values,
+        "canonical_box_mm": [list(cohort.canonical_box_min_mm), list(cohort.canonical_box_max_mm)],
+        "atlas": [cohort.atlas_maps, cohort.atlas_labels],
+    }
+    sid = StageId("node-priors", brain.id)
+    with StageRun(
+        store,
+        sid,
+        parameters=parameters,
+        inputs=[*files, *atlas_files],
+        upstream=[StageId("build-graph", brain.id)],
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
+        atlas = ProbabilisticAtlas.from_cohort(cohort) if cohort.atlas_maps else None
+        stack = SectionStack(brain)
+        measured: dict = {}
+        written = []
+        for hemi, path in _graphs_of(store, brain, graph_rec).items():
+            start = time.perf_counter()
+            num_nodes, edge_index, nodes = read_graph_nodes(path)
+            co, co_info = node_co_filled(stack, nodes, edge_index)
+            pm = node_pm(co, cohort, atlas)
+            out = priors_path(store.root, brain.id, hemi)
+            write_node_arrays(out, graph_rec.key, num_nodes, co=co, pm=pm)
+            written.append(out)
+            measured[hemi] = {
+                "nodes": num_nodes,
+                "co": co_info,
+                "pm_maps": int(pm.shape[1]),
+                "seconds": time.perf_counter() - start,
+            }
+        stack.close()
+        run.commit(written, measured)
+    return {**measured, "reused": False, "why": run.why, "key": run.key}
+
+
+def compute_node_labels(
+    brain: Brain,
+    *,
+    test_every: int = 5,
+    test_offset: int = 4,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+) -> dict:
+    """Stage ``node-labels``: Y and the train/test split on every node of the brain's graphs.
+
+    Reads the graphs and the annotations; every ``test_every``-th annotated section (position
+    ``test_offset``) is a test section. Writes ``<brain>/features/labels/<hemi>.h5`` (``y`` int64
+    class index, -1 = unlabelled; ``train_mask``, ``test_mask`` bool).
+    """
+    cohort = _cohort_of(brain)
+    store = Derivatives.of(brain)
+    values, files = brain_inputs(brain, ("annotation",), transforms=False)
+    stack = SectionStack(brain)
+    parameters = {
+        **values,
+        "annotated_sections": annotated_sections(brain, stack),
+        "test_every": int(test_every),
+        "test_offset": int(test_offset),
+    }
+    sid = StageId("node-labels", brain.id)
+    with StageRun(
+        store,
+        sid,
+        parameters=parameters,
+        inputs=[*files, cohort.root / cohort.area_table_file],
+        upstream=[StageId("build-graph", brain.id)],
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
+        measured: dict = {}
+        written = []
+        for hemi, path in _graphs_of(store, brain, graph_rec).items():
+            start = time.perf_counter()
+            num_nodes, _, nodes = read_graph_nodes(path)
+            y, train, test, info = node_labels(
+                stack,
+                nodes["section"],
+                nodes["point_mm"],
+                nodes["valid"],
+                cohort,
+                every=test_every,
+                offset=test_offset,
+            )
+            out = node_labels_path(store.root, brain.id, hemi)
+            write_node_arrays(out, graph_rec.key, num_nodes, y=y, train_mask=train, test_mask=test)
+            written.append(out)
+            measured[hemi] = {**info, "seconds": time.perf_counter() - start}
+        run.commit(written, measured)
+    stack.close()
+    return {**measured, "reused": False, "why": run.why, "key": run.key}
+
+
+def encoder_upstream(cohort: Cohort, name: str) -> tuple[list[StageId], list[Path]]:
+    """How a stage that uses encoder ``name`` depends on it: on its ``train-encoder`` record when
+    cortexgraph trained it, else (a user's own ``encoders/<name>/encoder.pt``) on the file itself."""
+    path = encoder_file(cohort, name)
+    sid = StageId("train-encoder", None, (name,))
+    store = Derivatives.of(cohort)
+    if store.record(sid) is not None or not path.is_file():
+        return [sid], []
+    return [], [path]
+
+
+def compute_node_cy(
+    brain: Brain,
+    encoder: str | None = None,
+    *,
+    device: str | torch.device = "auto",
+    amp: bool = True,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+    progress=None,
+) -> dict:
+    """Stage ``features@<encoder>``: CY of every node of the brain's graphs with one encoder.
+
+    Parameters
+    ----------
+    brain : the brain.
+    encoder : encoder name (``derivatives/cortexgraph/encoders/<name>/encoder.pt``); default
+        :func:`default_encoder_name`.
+    device, amp : where the encoder runs; mixed precision on GPUs (the result does not depend on
+        them beyond floating-point rounding, so they are not part of the key).
+    overwrite, wait_s : see :class:`~cortexgraph.derivatives.StageRun`.
+    progress : optional callable ``(stage, done, total)``.
+
+    Writes ``<brain>/features/cy-<encoder>/<hemi>.h5`` (``cy`` float32 (N, D), ``cy_measured`` bool).
+    """
+    cohort = _cohort_of(brain)
+    name = check_name(encoder or default_encoder_name(brain), "encoder name")
+    store = Derivatives.of(brain)
+    encoder_ids, encoder_files = encoder_upstream(cohort, name)
+    values, files = brain_inputs(brain, ("image",), transforms=False)
+    sid = StageId("features", brain.id, (name,))
+    with StageRun(
+        store,
+        sid,
+        parameters={**values, "encoder": name},
+        inputs=[*files, *encoder_files],
+        upstream=[StageId("build-graph", brain.id), *encoder_ids],
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
+        device = pick_device(device)
+        classifier, preset, enc_info = load_encoder(encoder_file(cohort, name), device)
+        net = classifier.encoder
+        if brain.image_spacing_um > preset.spacing_um * 1.01:
+            log.warning(
+                "encoder %s reads %.1f µm patches; %s has %.1f µm images (upsampled)",
+                name,
+                preset.spacing_um,
+                brain.id,
+                brain.image_spacing_um,
+            )
+        stack = SectionStack(brain)
+        measured: dict = {"encoder_kind": enc_info.get("kind"), "preset": enc_info.get("preset")}
+        written = []
+        for hemi, path in _graphs_of(store, brain, graph_rec).items():
+            start = time.perf_counter()
+            num_nodes, edge_index, nodes = read_graph_nodes(path)
+            cy, measured_mask, info = node_cy_filled(
+                stack,
+                nodes,
+                edge_index,
+                net,
+                preset,
+                device=device,
+                amp=amp,
+                progress=None
+                if progress is None
+                else (lambda stage, d, t, h=hemi: progress(f"{stage} {h}", d, t)),
+            )
+            out = cy_path(store.root, brain.id, name, hemi)
+            write_node_arrays(out, graph_rec.key, num_nodes, cy=cy, cy_measured=measured_mask)
+            written.append(out)
+            measured[hemi] = {**info, "nodes": num_nodes, "seconds": time.perf_counter() - start}
+        stack.close()
+        run.commit(written, measured)
+    return {**measured, "reused": False, "why": run.why, "key": run.key}
 
 
 def compute_node_features(
     brain: str | Path | Brain,
-    encoder_path: str | Path | None = None,
+    encoder: str | None = None,
     *,
     root: str | Path | None = None,
-    hemispheres: tuple[str, ...] = HEMISPHERES,
     device: str | torch.device = "auto",
     amp: bool = True,
     overwrite: bool = False,
+    wait_s: float = 0.0,
     progress=None,
 ) -> dict:
-    """Compute CY, CO, PM, Y and the split masks of a brain's graphs and write them into the graphs.
+    """The ``features`` command: stages ``node-priors``, ``node-labels`` and ``features@<encoder>``.
 
-    Parameters
-    ----------
-    brain : brain id (with ``root`` / ``$CORTEXGRAPH_ROOT``), brain folder, or :class:`Brain`.
-    encoder_path : ``encoder.pt`` (or its folder); default :func:`default_encoder_path`.
-    hemispheres : graphs to process (``<brain>/graph/<hemi>.h5``; missing ones are skipped, at least
-        one must exist).
-    device, amp : where the encoder runs; mixed precision on GPUs.
-    overwrite : recompute graphs that already hold ``cy``.
-    progress : optional callable ``(stage, done, total)``.
+    Each stage is reused when its key matches (:mod:`cortexgraph.derivatives`).
 
     Returns
     -------
-    ``{hemi: info}`` with per-graph counts and seconds (also written to ``<brain>/qc/features.json``);
-    a reused graph has ``{"reused": True}``.
-
-    Output files: the node arrays of docs/derivatives.md in ``<brain>/graph/<hemi>.h5``, and
-    ``<brain>/qc/features.json``.
+    ``{"priors": ..., "labels": ..., "cy": ...}``, each the stage's measurements with ``reused`` and
+    ``why`` (each stage's record in ``<brain>/records/`` holds the same measurements).
     """
     if not isinstance(brain, Brain):
         brain = find_brain(brain, root)
-    cohort = brain.cohort
-    encoder_path = Path(encoder_path) if encoder_path else default_encoder_path(brain)
-    graph_dir = brain.derivatives / "graph"
-    graphs = {h: graph_dir / f"{h}.h5" for h in hemispheres if (graph_dir / f"{h}.h5").is_file()}
-    if not graphs:
-        raise CortexgraphError(
-            f"no graph of brain {brain.id} (looked for {', '.join(hemispheres)} in {graph_dir})",
-            fix=f"run `cortexgraph build-graph {brain.id}` first",
-        )
-    todo = {}
-    results: dict = {}
-    for hemi, path in graphs.items():
-        with h5py.File(path, "r") as h5:
-            done = "nodes" in h5 and "cy" in h5["nodes"]
-        if done and not overwrite:
-            results[hemi] = {"reused": True, "graph": str(path)}
-        else:
-            todo[hemi] = path
-    if not todo:
-        return results
-    device = pick_device(device)
-    classifier, preset, enc_info = load_encoder(encoder_path, device)
-    encoder = classifier.encoder
-    if brain.image_spacing_um > preset.spacing_um * 1.01:
-        log.warning(
-            "encoder %s reads %.1f µm patches; %s has %.1f µm images (upsampled)",
-            encoder_path,
-            preset.spacing_um,
-            brain.id,
-            brain.image_spacing_um,
-        )
-    atlas = ProbabilisticAtlas.from_cohort(cohort) if cohort.atlas_maps else None
-    stack = SectionStack(brain)
-    for hemi, path in todo.items():
-        start = time.perf_counter()
-        num_nodes, edge_index, nodes = read_graph_nodes(path)
-        from_table = bool(nodes.pop("_from_table", False))
-        arrays, info = node_features(
-            stack,
-            cohort,
-            nodes,
-            edge_index,
+    return {
+        "priors": compute_node_priors(brain, overwrite=overwrite, wait_s=wait_s),
+        "labels": compute_node_labels(brain, overwrite=overwrite, wait_s=wait_s),
+        "cy": compute_node_cy(
+            brain,
             encoder,
-            preset,
-            atlas=atlas,
             device=device,
             amp=amp,
-            progress=None
-            if progress is None
-            else (lambda stage, d, t, h=hemi: progress(f"{stage} {h}", d, t)),
-        )
-        if from_table:  # the graph predates these arrays: store them too
-            arrays.update(
-                section=nodes["section"],
-                point_mm=nodes["point_mm"].astype(np.float32),
-                valid=nodes["valid"],
-            )
-        append_node_arrays(path, **arrays)
-        info["seconds"] = time.perf_counter() - start
-        info["graph"] = str(path)
-        results[hemi] = info
-    stack.close()
-    summary = {
-        "brain": brain.id,
-        "encoder": str(encoder_path),
-        "encoder_kind": enc_info.get("kind"),
-        "preset": enc_info.get("preset"),
-        "device": str(device),
-        "hemispheres": results,
+            overwrite=overwrite,
+            wait_s=wait_s,
+            progress=progress,
+        ),
     }
-    write_json_atomic(brain.derivatives / "qc" / "features.json", summary)
-    return results

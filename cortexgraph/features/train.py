@@ -31,8 +31,11 @@ Outputs of :func:`train_encoder` in ``<cohort>/derivatives/cortexgraph/encoders/
     confusion.png       confusion matrices of SCL-linear and CE on test and transfer patches
     embedding.png       PCA (and t-SNE with ``tsne=True``) of the SCL and CE features of test patches
     patches.tsv         every patch centre with its label and split
-    checkpoints/<run>/last.pt   per-run checkpoints (scl, linear, ce)
-    *.prov.json         provenance of encoder.pt and metrics.json
+    checkpoints/<run>/last.pt   per-run checkpoints (scl, linear, ce); resumed only by a run of the
+                        same stage key (checkpoints/KEY), never an output
+
+and its record ``derivatives/cortexgraph/records/train-encoder@<name>.json`` (stage
+``train-encoder@<name>``: preset, seed, brains and the identity of every image and annotation read).
 """
 
 from __future__ import annotations
@@ -48,11 +51,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from cortexgraph.data.manifest import Cohort
+from cortexgraph.data.names import check_name
+from cortexgraph.data.stack import SectionStack
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.inputs import brain_inputs
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.features.augment import sample_augmentation_params
 from cortexgraph.features.dataset import (
     PatchReader,
     PatchTable,
+    annotated_sections,
     build_patch_table,
     epoch_indices,
 )
@@ -63,7 +71,7 @@ from cortexgraph.features.encoders import (
     count_parameters,
 )
 from cortexgraph.features.presets import EncoderPreset, get_preset, preset_for_spacing
-from cortexgraph.outputs import write_json_atomic, write_provenance
+from cortexgraph.outputs import write_json_atomic
 from cortexgraph.training.checkpoint import load_checkpoint, save_checkpoint
 from cortexgraph.training.lars import LARS, lars_param_groups
 from cortexgraph.training.losses import supervised_contrastive_loss
@@ -71,6 +79,7 @@ from cortexgraph.training.metrics import macro_f1, per_class_f1
 from cortexgraph.training.runtime import (
     all_gather_with_grad,
     autocast,
+    barrier,
     get_rank,
     get_world_size,
     init_distributed_from_env,
@@ -684,7 +693,7 @@ def train_encoder(
     device : ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; under torchrun each process
         takes its local GPU.
     amp : mixed precision on GPUs (ignored on CPU).
-    overwrite : retrain even if ``encoder.pt`` exists (checkpoints are removed).
+    overwrite : retrain even when the encoder is current (its checkpoints are removed).
     tsne : add a t-SNE panel to ``embedding.png`` (sklearn; seconds for a few thousand patches).
     cache_mb : memory for cached patch windows (:class:`PatchReader`).
     overrides : preset fields to replace (``scl_epochs``, ``samples_per_area``, ...).
@@ -703,18 +712,73 @@ def train_encoder(
     preset = get_preset(preset)
     if overrides:
         preset = preset.with_overrides(**overrides)
-    name = name or preset.name
+    name = check_name(name or preset.name, "encoder name")
     out = encoders_folder(cohort, name)
     encoder_path = out / "encoder.pt"
-    if encoder_path.is_file() and not overwrite:
-        log.info("encoder %s exists: reused (--overwrite retrains)", encoder_path)
-        return encoder_path
-    if overwrite and (out / "checkpoints").is_dir():
-        import shutil
-
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # every process may try
-
     init_distributed_from_env()
+    store = Derivatives.of(cohort)
+    files: list[Path] = []
+    brain_values = {}
+    for brain_id in cohort.brain_ids:
+        brain = cohort.brain(brain_id)
+        stack = SectionStack(brain)
+        annotated = annotated_sections(brain, stack)
+        values, brain_files = brain_inputs(
+            brain, ("image", "annotation"), sections=annotated, transforms=False
+        )
+        brain_values[brain_id] = values
+        files += brain_files
+    with StageRun(
+        store,
+        StageId("train-encoder", None, (name,)),
+        parameters={
+            "preset": _plain(preset.as_dict()),
+            "seed": int(seed),
+            "tsne": bool(tsne),
+            "brains": brain_values,
+        },
+        inputs=[*files, cohort.root / cohort.area_table_file],
+        overwrite=overwrite,
+        follower=not is_main_process(),
+    ) as run:
+        if run.reuse:
+            return encoder_path
+        ckpt = out / "checkpoints"
+        if is_main_process():
+            key_file = ckpt / "KEY"
+            if not (key_file.is_file() and key_file.read_text().strip() == run.key):
+                import shutil
+
+                shutil.rmtree(ckpt, ignore_errors=True)  # checkpoints of other settings
+                ckpt.mkdir(parents=True, exist_ok=True)
+                key_file.write_text(run.key + "\n")
+        barrier()
+        outputs, measured = _train_encoder(
+            cohort, preset, name, out, seed=seed, device=device, amp=amp, tsne=tsne,
+            cache_mb=cache_mb, progress=progress, start_all=start_all, start_cpu=start_cpu,
+        )  # fmt: skip
+        if is_main_process():
+            run.commit(outputs, measured)
+    return encoder_path
+
+
+def _train_encoder(
+    cohort: Cohort,
+    preset: EncoderPreset,
+    name: str,
+    out: Path,
+    *,
+    seed: int,
+    device,
+    amp: bool,
+    tsne: bool,
+    cache_mb: float,
+    progress,
+    start_all: float,
+    start_cpu: float,
+) -> tuple[list[Path], dict]:
+    """The computation of :func:`train_encoder` (no reuse decision, no record)."""
+    encoder_path = out / "encoder.pt"
     device = pick_device(device)
     seed_everything(seed)
     for brain_id in cohort.brain_ids:
@@ -791,7 +855,7 @@ def train_encoder(
     ce_scores, ce_out = _evaluate(ce_classifier, reader, table, device, amp, preset.eval_batch_size)
     seconds["evaluation"] = time.perf_counter() - t0
     if not is_main_process():
-        return encoder_path
+        return [], {}
 
     t0 = time.perf_counter()
     from cortexgraph.features.report import confusion_figure, embedding_figure
@@ -845,18 +909,18 @@ def train_encoder(
         extra={"macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()}},
     )
     write_json_atomic(out / "metrics.json", metrics)
-    parameters = {"preset": _plain(preset.as_dict()), "seed": seed, "name": name}
-    brains = [cohort.root / b / "sections.tsv" for b in table.brains]
-    write_provenance(
-        encoder_path,
-        parameters,
-        inputs=[cohort.manifest_path, *brains],
-        measured={
-            "scl_linear_macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()},
-            "ce_macro_f1": {s: v["macro_f1"] for s, v in ce_scores.items()},
-            "seconds": seconds,
-        },
-    )
-    write_provenance(out / "metrics.json", parameters, inputs=[encoder_path])
     reader.close()
-    return encoder_path
+    outputs = [
+        encoder_path,
+        out / "ce.pt",
+        out / "metrics.json",
+        out / "confusion.png",
+        out / "embedding.png",
+        out / "patches.tsv",
+    ]
+    measured = {
+        "scl_linear_macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()},
+        "ce_macro_f1": {s: v["macro_f1"] for s, v in ce_scores.items()},
+        "seconds": seconds,
+    }
+    return outputs, measured

@@ -1,30 +1,33 @@
-"""Graph files of a cohort as training data: find them, load them with a feature selection, split.
+"""Graphs of a cohort as training data: which exist, load them with a feature selection.
 
-Method: graph-pipeline.md sections 6-7. Every brain has one graph per hemisphere,
-``<cohort>/derivatives/cortexgraph/<brain>/graph/<hemi>.h5`` (docs/derivatives.md), whose node arrays
-``cy`` (N, D), ``pm`` (N, P), ``co`` (N, 3) (float32), ``y`` (N,) int64 (class index, -1 unknown),
-``train_mask`` and ``test_mask`` (N,) bool are written by the ``features`` stage. The transfer brain
-(default B07) is held out entirely: its nodes are never trained on, and evaluation uses all its
-labelled nodes; for the other brains training uses ``train_mask & (y >= 0)`` and evaluation
-``test_mask & (y >= 0)`` (every fifth annotated section).
+Method: graph-pipeline.md sections 6-7. Every brain has one graph per hemisphere (``build-graph``);
+its node features come from the stages ``features@<encoder>`` (CY), ``node-priors`` (PM, CO) and
+``node-labels`` (Y, train/test masks), each in files of its own and assembled by
+:func:`cortexgraph.derivatives.graphs.load_brain_graph`. The transfer brain is held out entirely:
+its nodes are never trained on, and evaluation uses all its labelled nodes; for the other brains
+training uses ``train_mask & (y >= 0)`` and evaluation ``test_mask & (y >= 0)`` (every fifth
+annotated section).
 
 Loaded graphs are ``torch_geometric.data.Data`` with ``x_<type>`` attributes (the names
 :class:`cortexgraph.gnn.models.NodeClassifier` reads) plus ``y``, ``train_mask``, ``test_mask``,
-``edge_index``, ``num_nodes``; arrays the model does not need are dropped to save memory.
+``edge_index``, ``num_nodes``; arrays the model does not need are not loaded.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import h5py
-import numpy as np
-
-from cortexgraph.data.manifest import DERIVATIVES, find_cohort
-from cortexgraph.errors import CortexgraphError, DataFormatError
+from cortexgraph.derivatives import Derivatives, StageId
+from cortexgraph.derivatives.graphs import (
+    FEATURE_TYPES,
+    graph_hemispheres,
+    load_brain_graph,
+    node_stages,
+    parse_features,
+)
+from cortexgraph.derivatives.layout import cy_path, node_array_shapes, priors_path
+from cortexgraph.errors import CortexgraphError
 
 __all__ = [
     "FEATURE_TYPES",
@@ -32,24 +35,22 @@ __all__ = [
     "GraphItem",
     "parse_features",
     "features_label",
-    "graph_file",
-    "find_graph_files",
-    "read_feature_dims",
-    "load_node_graph",
+    "graph_items",
+    "feature_dims",
+    "default_encoder",
+    "training_stages",
     "load_graphs",
 ]
 
-FEATURE_TYPES = ("cy", "pm", "co")
 HEMISPHERES = ("lh", "rh")
 
 
 @dataclass
 class GraphItem:
-    """One hemisphere graph of one brain: where it lives and (once loaded) its ``Data``."""
+    """One hemisphere graph of one brain and (once loaded) its ``Data``."""
 
     brain: str
     hemi: str
-    path: Path
     data: object | None = None
 
     @property
@@ -57,174 +58,84 @@ class GraphItem:
         return f"{self.brain}/{self.hemi}"
 
 
-def parse_features(features: str | Iterable[str]) -> tuple[str, ...]:
-    """A feature selection as a tuple in the canonical order (cy, pm, co).
-
-    Parameters
-    ----------
-    features : str or iterable of str
-        ``"cy,pm,co"``, ``"cy+co"``, ``"CY/PM"``, or a list such as ``["pm", "cy"]``.
-
-    Returns
-    -------
-    tuple of str
-        A non-empty subset of ``FEATURE_TYPES``, ordered as ``FEATURE_TYPES``.
-    """
-    if isinstance(features, str):
-        for sep in "+/ ":
-            features = features.replace(sep, ",")
-        items = [f for f in features.split(",") if f]
-    else:
-        items = list(features)
-    chosen = {str(f).strip().lower() for f in items}
-    unknown = chosen - set(FEATURE_TYPES)
-    if unknown or not chosen:
-        raise CortexgraphError(
-            f"bad feature selection {features!r}",
-            fix=f"give a non-empty comma-separated subset of {', '.join(FEATURE_TYPES)}",
-        )
-    return tuple(f for f in FEATURE_TYPES if f in chosen)
-
-
 def features_label(features: Sequence[str]) -> str:
     """``("cy", "pm", "co")`` -> ``"CY/PM/CO"`` (the seeds' naming)."""
     return "/".join(f.upper() for f in features)
 
 
-def graph_file(cohort_root: str | os.PathLike, brain: str, hemi: str) -> Path:
-    """``<cohort_root>/derivatives/cortexgraph/<brain>/graph/<hemi>.h5``."""
-    return Path(cohort_root) / DERIVATIVES / brain / "graph" / f"{hemi}.h5"
+def graph_items(store: Derivatives, brains: Sequence[str]) -> list[GraphItem]:
+    """Every hemisphere graph of the given brains (in the order given, then lh, rh).
 
-
-def find_graph_files(
-    cohort_root: str | os.PathLike, brains: Sequence[str] | None = None
-) -> list[GraphItem]:
-    """Every existing hemisphere graph of the given brains (default: all brains of the cohort).
-
-    Returns
-    -------
-    list of GraphItem
-        Sorted by brain (cohort order) then hemisphere (lh, rh); ``data`` is None.
-
-    Raises
-    ------
-    CortexgraphError
-        When a brain has no graph file at all.
+    Raises UpstreamError when a brain's build-graph output is missing or stale.
     """
-    cohort_root = Path(cohort_root)
-    if brains is None:
-        brains = find_cohort(cohort_root).brain_ids
     items = []
     for brain in brains:
-        found = [
-            GraphItem(brain, h, graph_file(cohort_root, brain, h))
-            for h in HEMISPHERES
-            if graph_file(cohort_root, brain, h).is_file()
-        ]
-        if not found:
-            raise CortexgraphError(
-                f"brain {brain} has no graph file",
-                file=graph_file(cohort_root, brain, "lh").parent,
-                fix=f"run `cortexgraph build-graph {brain}` and `cortexgraph features {brain}` first",
-            )
-        items.extend(found)
+        items += [GraphItem(brain, hemi) for hemi in graph_hemispheres(store, brain)]
     return items
 
 
-def read_feature_dims(path: str | os.PathLike, features: Sequence[str]) -> dict[str, int]:
-    """Width of each selected node feature in a graph file, without loading the arrays."""
-    path = Path(path)
-    with h5py.File(path, "r") as h5:
-        nodes = h5.get("nodes", {})
-        dims = {}
-        for name in features:
-            if name not in nodes:
-                raise DataFormatError(
-                    f"graph has no node array {name!r}",
-                    file=path,
-                    fix="run `cortexgraph features` for this brain (or train without "
-                    f"{name!r}: --features)",
-                )
-            shape = nodes[name].shape
-            if len(shape) != 2:
-                raise DataFormatError(f"node array {name!r} must be (N, D), got {shape}", file=path)
-            dims[name] = int(shape[1])
-    return dims
+def default_encoder(store: Derivatives, brains: Sequence[str]) -> str:
+    """The encoder whose CY all ``brains`` have, when it is the only one; else CortexgraphError."""
+    common: set[str] | None = None
+    for brain in brains:
+        folder = store.root / brain / "records"
+        names = {p.stem.split("@", 1)[1] for p in folder.glob("features@*.json")}
+        common = names if common is None else common & names
+    if not common:
+        raise CortexgraphError(
+            f"no encoder has CY features on every brain ({', '.join(brains)})",
+            file=str(store.root),
+            fix="run `cortexgraph features BRAIN --encoder NAME` for each brain, or train "
+            "without cy (--features pm,co)",
+        )
+    if len(common) > 1:
+        raise CortexgraphError(
+            f"several encoders have CY features on every brain ({', '.join(sorted(common))})",
+            fix="choose one with --encoder NAME",
+        )
+    return next(iter(common))
 
 
-def load_node_graph(
-    path: str | os.PathLike,
+def training_stages(
+    brains: Sequence[str], features: Sequence[str], encoder: str | None, labels: bool = True
+) -> list[StageId]:
+    """The stage executions whose outputs a model over ``brains`` reads."""
+    stages: list[StageId] = []
+    for brain in brains:
+        stages += node_stages(brain, features, encoder=encoder, labels=labels)
+    return stages
+
+
+def feature_dims(
+    store: Derivatives, item: GraphItem, features: Sequence[str], encoder: str | None
+) -> dict[str, int]:
+    """Width of each selected node feature of one graph, without loading the arrays."""
+    dims = {}
+    if "cy" in features:
+        dims["cy"] = node_array_shapes(cy_path(store.root, item.brain, encoder, item.hemi))["cy"][1]
+    if "pm" in features or "co" in features:
+        shapes = node_array_shapes(priors_path(store.root, item.brain, item.hemi))
+        for name in ("pm", "co"):
+            if name in features:
+                dims[name] = int(shapes[name][1])
+    return {name: int(dims[name]) for name in FEATURE_TYPES if name in dims}
+
+
+def load_graphs(
+    store: Derivatives,
+    items: Sequence[GraphItem],
     features: Sequence[str],
     *,
+    encoder: str | None,
     labels: bool = True,
-):
-    """Load one graph file for the node classifiers.
-
-    Parameters
-    ----------
-    path : path-like
-        A graph file (``cortexgraph.meshes.graph.save_graph_h5`` layout).
-    features : sequence of str
-        Feature types to load (subset of ``FEATURE_TYPES``); each becomes ``x_<type>`` (float32).
-    labels : bool
-        Also load ``y`` (int64), ``train_mask`` and ``test_mask`` (bool); required for training and
-        evaluation, not for prediction.
-
-    Returns
-    -------
-    torch_geometric.data.Data
-        ``edge_index`` (2, E) int64, ``num_nodes``, ``x_<type>`` for every selected feature, and the
-        label arrays when ``labels``.
-    """
-    import torch
-    from torch_geometric.data import Data
-
-    from cortexgraph.meshes.graph import _check_graph_file
-
-    path = Path(path)
-    _check_graph_file(path)
-    wanted = list(features) + (["y", "train_mask", "test_mask"] if labels else [])
-    with h5py.File(path, "r") as h5:
-        n = int(h5["pos"].shape[0])
-        edge_index = torch.from_numpy(h5["edge_index"][...].astype(np.int64))
-        nodes = h5.get("nodes", {})
-        missing = [name for name in wanted if name not in nodes]
-        if missing:
-            raise DataFormatError(
-                f"graph has no node array(s) {', '.join(missing)}",
-                file=path,
-                fix="run `cortexgraph features` for this brain first",
-            )
-        arrays = {name: nodes[name][...] for name in wanted}
-    data = Data(edge_index=edge_index, num_nodes=n)
-    for name in features:
-        x = arrays[name]
-        if x.ndim != 2 or x.shape[0] != n or x.dtype.kind != "f":
-            raise DataFormatError(
-                f"node array {name!r} must be float (N={n}, D), got {x.dtype} {x.shape}", file=path
-            )
-        if not np.isfinite(x).all():
-            raise DataFormatError(
-                f"node array {name!r} holds NaN or infinite values",
-                file=path,
-                fix="rerun `cortexgraph features` (features must be finite for every node)",
-            )
-        setattr(data, f"x_{name}", torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-    if labels:
-        y = arrays["y"]
-        if y.shape != (n,) or y.dtype.kind not in "iu":
-            raise DataFormatError(f"node array 'y' must be int (N={n},), got {y.dtype}", file=path)
-        data.y = torch.from_numpy(y.astype(np.int64))
-        for name in ("train_mask", "test_mask"):
-            m = arrays[name]
-            if m.shape != (n,):
-                raise DataFormatError(f"node array {name!r} must be (N={n},)", file=path)
-            setattr(data, name, torch.from_numpy(m.astype(bool)))
-    return data
-
-
-def load_graphs(items: Sequence[GraphItem], features: Sequence[str], *, labels: bool = True):
-    """Load the ``Data`` of every item in place (see :func:`load_node_graph`); returns ``items``."""
+) -> list[GraphItem]:
+    """Load the ``Data`` of every item in place (only ``x_<type>``, labels and edges); returns
+    ``items``."""
     for item in items:
-        item.data = load_node_graph(item.path, features, labels=labels)
+        data = load_brain_graph(
+            store, item.brain, item.hemi, features, encoder=encoder, labels=labels, geometry=False
+        )
+        if hasattr(data, "x"):
+            del data.x  # the classifiers read x_<type>
+        item.data = data
     return list(items)

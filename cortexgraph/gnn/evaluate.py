@@ -8,7 +8,7 @@ F1 over the areas that occur among the true or predicted labels of the evaluated
 
 Outputs of :func:`evaluate_run` in ``<run>/evaluation/``::
 
-    metrics.json             test_f1, transfer_f1, node counts, F1 per brain (+ .prov.json)
+    metrics.json             test_f1, transfer_f1, node counts, F1 per brain
     per_area_f1.tsv          area_id name n_test f1_test n_transfer f1_transfer (NaN: area absent)
     confusion_test.tsv       confusion matrix over the areas (rows true, columns predicted), test nodes
     confusion_transfer.tsv   the same for the transfer brain
@@ -17,8 +17,10 @@ Outputs of :func:`evaluate_run` in ``<run>/evaluation/``::
 
 Outputs of :func:`compare_models` in ``<cohort>/derivatives/cortexgraph/comparisons/``::
 
-    <mode>.tsv               model layers features run test_f1 transfer_f1 (one row per run)
-    <mode>.png               grouped bar chart: test and transfer F1 per run
+    <mode><suffix>.tsv       model layers features run test_f1 transfer_f1 (one row per run)
+    <mode><suffix>.png       grouped bar chart: test and transfer F1 per run
+
+(``<suffix>``: the settings, as in run names, :func:`cortexgraph.gnn.stage.run_suffix`).
 
 with ``mode`` ``depth`` (linear, MLP, SAGE, GAT at depths 3/5/7, CY only) or ``features`` (GAT3 and
 MLP3 with every non-empty combination of CY, PM, CO).
@@ -37,15 +39,19 @@ from typing import Any
 import numpy as np
 
 from cortexgraph.data.manifest import DERIVATIVES, find_cohort, format_tsv
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.graphs import node_stages
 from cortexgraph.errors import CortexgraphError
-from cortexgraph.gnn.data import FEATURE_TYPES, features_label, find_graph_files, load_graphs
+from cortexgraph.gnn.data import FEATURE_TYPES, features_label, graph_items, load_graphs
 from cortexgraph.gnn.stage import (
     cohort_of_run,
     load_run,
     resolve_run,
+    run_config,
+    run_suffix,
     train_gnn,
 )
-from cortexgraph.outputs import write_json_atomic, write_provenance, write_text_atomic
+from cortexgraph.outputs import write_json_atomic, write_text_atomic
 from cortexgraph.training.metrics import confusion_matrix, macro_f1, per_class_f1
 
 __all__ = [
@@ -139,44 +145,68 @@ def evaluate_run(
 
     run_dir = resolve_run(run, cohort_root)
     cohort_root = cohort_of_run(run_dir, cohort_root)
+    run_name = run_dir.name
     out_dir = run_dir / "evaluation"
     metrics_path = out_dir / "metrics.json"
-    if (
-        not overwrite
-        and metrics_path.is_file()
-        and metrics_path.stat().st_mtime >= (run_dir / "model.pt").stat().st_mtime
-    ):
-        return json.loads(metrics_path.read_text(encoding="utf-8"))
-
-    model, config = load_run(run_dir)
+    config = run_config(run_dir)
     cohort = Cohort.read(cohort_root)
+    store = Derivatives.of(cohort)
+    features, encoder = tuple(config["features"]), config.get("encoder")
+    transfer = config.get("transfer")
+    roles = [(b, "test") for b in config["train_brains"]]
+    if transfer:
+        if store.record(StageId("build-graph", transfer)) is None:
+            log.warning("transfer brain %s has no graph: no transfer F1", transfer)
+        else:
+            roles.append((transfer, "transfer"))
+    upstream = [StageId("train-gnn", None, (run_name,))]
+    for brain, _ in roles:
+        upstream += node_stages(brain, features, encoder=encoder, labels=True)
+    with StageRun(
+        store,
+        StageId("evaluate", None, (run_name,)),
+        parameters={"run": run_name, "roles": roles},
+        inputs=[cohort.root / cohort.area_table_file],
+        upstream=upstream,
+        overwrite=overwrite,
+    ) as stage:
+        if stage.reuse:
+            return json.loads(metrics_path.read_text(encoding="utf-8"))
+        result = _evaluate(run_dir, store, cohort, roles, out_dir, device, batch_size, predict_proba)
+        stage.commit(
+            [p for p in out_dir.iterdir() if p.is_file() and p.name in _EVALUATION_FILES],
+            {"test_f1": result["test_f1"], "transfer_f1": result["transfer_f1"]},
+        )
+    return result
+
+
+_EVALUATION_FILES = (
+    "metrics.json",
+    "per_area_f1.tsv",
+    "confusion_test.tsv",
+    "confusion_transfer.tsv",
+    "per_area_f1.png",
+    "confusion_test.png",
+)
+
+
+def _evaluate(run_dir, store, cohort, roles, out_dir, device, batch_size, predict_proba) -> dict:
+    """Score the run on each brain's evaluated nodes and write ``evaluation/`` (no record)."""
+    model, config = load_run(run_dir)
     areas = cohort.areas
     k = int(config["num_classes"])
     if [int(i) for i in areas.ids] != [int(i) for i in config["area_ids"]]:
         raise CortexgraphError(
             "the cohort's area table differs from the one the run was trained with",
             file=cohort.root / cohort.area_table_file,
-            fix="evaluate with the cohort the run was trained on",
+            fix="evaluate with the cohort the run was trained on, or retrain the run",
         )
-    transfer = config.get("transfer")
-    roles = [(b, "test") for b in config["train_brains"]]
-    if transfer:
-        roles.append((transfer, "transfer"))
-
     collected: dict[str, tuple[list, list]] = {"test": ([], []), "transfer": ([], [])}
     per_brain: dict[str, dict[str, Any]] = {}
-    inputs = []
     for brain, role in roles:
-        try:
-            items = find_graph_files(cohort_root, [brain])
-        except CortexgraphError:
-            if role == "transfer":
-                log.warning("transfer brain %s has no graph: no transfer F1", brain)
-                continue
-            raise
         yt_brain, yp_brain = [], []
-        for item in items:
-            load_graphs([item], config["features"])
+        for item in graph_items(store, [brain]):
+            load_graphs(store, [item], config["features"], encoder=config.get("encoder"))
             g = item.data
             mask = evaluation_nodes(g, role == "transfer")
             if int(mask.sum()) == 0:
@@ -186,7 +216,6 @@ def evaluate_run(
             m = mask.numpy()
             yt_brain.append(g.y.numpy()[m])
             yp_brain.append(proba[m].argmax(1))
-            inputs.append(item.path)
             item.data = None
         if yt_brain:
             yt, yp = np.concatenate(yt_brain), np.concatenate(yp_brain)
@@ -235,7 +264,8 @@ def evaluate_run(
         "model": config["model"],
         "layers": config["layers"],
         "features": config["features"],
-        "transfer": transfer,
+        "encoder": config.get("encoder"),
+        "transfer": config.get("transfer"),
         "test_f1": scores["test"]["macro_f1"],
         "transfer_f1": scores["transfer"]["macro_f1"],
         "test_nodes": scores["test"]["nodes"],
@@ -245,13 +275,7 @@ def evaluate_run(
     }
     _plot_per_area(out_dir / "per_area_f1.png", names, scores, config["name"])
     _plot_confusion(out_dir / "confusion_test.png", scores["test"]["confusion"], config["name"])
-    write_json_atomic(metrics_path, result)
-    write_provenance(
-        metrics_path,
-        {"run": config["name"], "transfer": transfer},
-        inputs=[run_dir / "model.pt", *inputs],
-        measured={"test_f1": result["test_f1"], "transfer_f1": result["transfer_f1"]},
-    )
+    write_json_atomic(out_dir / "metrics.json", result)
     return result
 
 
@@ -344,7 +368,9 @@ def compare_models(
         if progress is not None:
             progress(mode, i + 1, len(specs))
     out = cohort.root / COMPARISONS_DIR
-    tsv = out / f"{mode}.tsv"
+    # settings in the file name (as in run names), so comparisons of other settings never mix
+    stem = mode + run_suffix(preset, transfer, seed, epochs)
+    tsv = out / f"{stem}.tsv"
     write_text_atomic(
         tsv,
         format_tsv(
@@ -362,15 +388,8 @@ def compare_models(
             ],
         ),
     )
-    png = out / f"{mode}.png"
+    png = out / f"{stem}.png"
     _plot_comparison(png, rows, mode)
-    write_provenance(
-        tsv,
-        {"mode": mode, "transfer": transfer, "preset": preset, "epochs": epochs, "seed": seed},
-        inputs=[
-            cohort.root / COMPARISONS_DIR.parent / "runs" / r["run"] / "model.pt" for r in rows
-        ],
-    )
     return tsv, png, rows
 
 

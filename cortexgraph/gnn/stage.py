@@ -4,16 +4,21 @@ Method: graph-pipeline.md sections 7-9. One model is trained over the graphs of 
 the transfer brain (default B07, held out entirely), both hemispheres, together: an epoch is one
 pass over all labelled training nodes (``train_mask & y >= 0``) of all these graphs.
 
-Outputs of :func:`train_gnn` in ``<cohort>/derivatives/cortexgraph/runs/<name>/``::
+Outputs of :func:`train_gnn` (stage ``train-gnn@<name>``) in
+``<cohort>/derivatives/cortexgraph/runs/<name>/``::
 
     model.pt               the trained model (weights + NodeClassifier configuration + area ids)
-    model.pt.prov.json     provenance: command, parameters, input graph files, seconds
-    config.json            every setting of the run, the graphs it used and their node counts
+    config.json            every setting of the run (with the encoder whose CY it uses), the graphs it
+                           used and their node counts
     history.tsv            one row per epoch: epoch loss train_acc seconds nodes_per_s
-    checkpoints/last.pt    the training state after the last finished epoch (resume)
+    checkpoints/           the training state after the last finished epoch (resumes an interrupted
+                           run of the same key; not an output)
 
-:func:`predict_brain` adds the node arrays ``proba`` float32 (N, K) and ``pred`` int64 (N,) to each
-hemisphere graph of a brain, and ``<brain>/graph/<hemi>.predict.prov.json`` naming the run.
+and its record ``derivatives/cortexgraph/records/train-gnn@<name>.json``.
+
+:func:`predict_brain` (stage ``predict@<name>`` of a brain) writes
+``<brain>/predictions/<name>/<hemi>.h5`` with ``proba`` float32 (N, K) and ``pred`` int64 (N,); the
+graph file is not touched.
 
 Presets (``preset=``): ``"seeds"`` is the method (width 512, 100 epochs, batches of 2048 output nodes,
 LARS at a constant learning rate of 0.008); ``"demo"`` is sized for the demo phantom on a 2-core CPU
@@ -33,20 +38,20 @@ from typing import Any
 import numpy as np
 
 from cortexgraph.data.manifest import DERIVATIVES, format_tsv, read_tsv
-from cortexgraph.errors import CortexgraphError
+from cortexgraph.data.names import check_name, is_name
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.graphs import node_stages
+from cortexgraph.derivatives.layout import prediction_path, write_node_arrays
+from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.gnn.data import (
-    GraphItem,
-    find_graph_files,
+    default_encoder,
+    feature_dims,
+    graph_items,
     load_graphs,
     parse_features,
-    read_feature_dims,
+    training_stages,
 )
-from cortexgraph.outputs import (
-    atomic_path,
-    write_json_atomic,
-    write_provenance,
-    write_text_atomic,
-)
+from cortexgraph.outputs import atomic_path, write_json_atomic, write_text_atomic
 
 __all__ = [
     "PRESETS",
@@ -73,25 +78,34 @@ PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"hidden": 64, "epochs": 6, "batch_size": 512, "lr": 0.3},
 }
 
-# settings that define a run: an existing run with other values is never silently reused
-_SIGNATURE_KEYS = (
-    "model",
-    "layers",
-    "features",
-    "transfer",
-    "train_graphs",
-    "hidden",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "trust_coefficient",
-    "fanout",
-    "full_batch",
-    "seed",
-    "num_classes",
-    "feature_dims",
-)
+def run_suffix(
+    preset: str = "seeds",
+    transfer: str | None = "B07",
+    seed: int = 0,
+    epochs: int | None = None,
+    overrides: dict | None = None,
+) -> str:
+    """The part of a default run name that names its settings: ``-<preset>``, ``-e<epochs>``,
+    ``-t<transfer>``, ``-s<seed>`` when they differ from seeds / the preset's epochs / B07 / 0, and
+    ``-x<6 hex>`` (a hash of ``overrides``: width, batch size, learning rate, encoder... set apart
+    from the preset) when there are any."""
+    suffix = ""
+    if preset != "seeds":
+        suffix += f"-{preset}"
+    if epochs is not None and preset in PRESETS and int(epochs) != PRESETS[preset]["epochs"]:
+        suffix += f"-e{int(epochs)}"
+    if transfer != "B07":
+        suffix += f"-t{transfer or 'none'}"
+    if seed:
+        suffix += f"-s{seed}"
+    extra = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if extra:
+        import hashlib
+        import json
+
+        text = json.dumps(extra, sort_keys=True, default=str)
+        suffix += "-x" + hashlib.sha256(text.encode()).hexdigest()[:6]
+    return suffix
 
 
 def default_run_name(
@@ -102,37 +116,34 @@ def default_run_name(
     transfer: str | None = "B07",
     seed: int = 0,
     epochs: int | None = None,
+    overrides: dict | None = None,
 ) -> str:
-    """``<model><layers>-<features>`` (e.g. ``gat3-cy-pm-co``, ``linear-cy``), with ``-<preset>``,
-    ``-e<epochs>``, ``-t<transfer>`` and ``-s<seed>`` appended when they differ from seeds / the
-    preset's epochs / B07 / 0 (so runs of other settings never share a folder)."""
+    """``<model><layers>-<features>`` (e.g. ``gat3-cy-pm-co``, ``linear-cy``) followed by
+    :func:`run_suffix`, so runs of other settings never share a folder."""
     name = f"{model}{'' if model == 'linear' else layers}-{'-'.join(parse_features(features))}"
-    if preset != "seeds":
-        name += f"-{preset}"
-    if epochs is not None and preset in PRESETS and int(epochs) != PRESETS[preset]["epochs"]:
-        name += f"-e{int(epochs)}"
-    if transfer != "B07":
-        name += f"-t{transfer or 'none'}"
-    if seed:
-        name += f"-s{seed}"
-    return name
+    return name + run_suffix(preset, transfer, seed, epochs, overrides)
 
 
 def resolve_run(run: str | os.PathLike, cohort_root: str | os.PathLike | None = None) -> Path:
-    """A run folder from a path or from a name under ``<cohort>/derivatives/cortexgraph/runs``.
+    """The folder of a model run, from its name (``<cohort>/derivatives/cortexgraph/runs/<name>``) or
+    from the folder's path.
 
-    ``cohort_root`` defaults to ``$CORTEXGRAPH_ROOT``. Raises CortexgraphError when neither exists.
+    ``cohort_root`` defaults to ``$CORTEXGRAPH_ROOT``. Raises CortexgraphError when neither exists,
+    and for a name that is not a valid run name (names.NAME_RULE).
     """
     candidates = []
     root = cohort_root or os.environ.get("CORTEXGRAPH_ROOT")
-    if root:
-        candidates.append(Path(root) / RUNS_DIR / str(run))
-    candidates.append(Path(run))
+    text = str(run)
+    if root and is_name(text):
+        candidates.append(Path(root) / RUNS_DIR / text)
+    candidates.append(Path(text))
     for folder in candidates:
         if (folder / "config.json").is_file():
-            return folder.resolve()
+            folder = folder.resolve()
+            check_name(folder.name, "run name", file=folder)
+            return folder
     raise CortexgraphError(
-        f"run {str(run)!r} not found (looked for config.json in: "
+        f"run {text!r} not found (looked for config.json in: "
         f"{', '.join(str(c) for c in candidates)})",
         fix="train it with `cortexgraph train-gnn`, pass --root <cohort>, or give the run folder",
     )
@@ -150,22 +161,28 @@ def run_config(run_dir: str | os.PathLike) -> dict:
 
 
 def cohort_of_run(run_dir: str | os.PathLike, cohort_root: str | os.PathLike | None = None) -> Path:
-    """The cohort a run belongs to: ``cohort_root`` if given, else the folder holding
-    ``derivatives/cortexgraph/runs/<name>``, else the one stored in its config."""
-    if cohort_root is not None:
-        return Path(cohort_root)
+    """The cohort a run belongs to: the folder holding ``derivatives/cortexgraph/runs/<name>``.
+
+    A run folder outside that layout, or outside ``cohort_root`` when given, is refused: a run's
+    outputs always go to the cohort it was trained on.
+    """
     run_dir = Path(run_dir).resolve()
     parents = run_dir.parents
-    if len(parents) > len(RUNS_DIR.parts):
-        guess = parents[len(RUNS_DIR.parts)]
-        if (guess / "cohort.toml").is_file():
-            return guess
-    stored = Path(run_config(run_dir).get("cohort_root", ""))
-    if (stored / "cohort.toml").is_file():
-        return stored
-    raise CortexgraphError(
-        "cannot find the cohort of this run", file=run_dir, fix="pass --root <cohort folder>"
-    )
+    guess = parents[len(RUNS_DIR.parts)] if len(parents) > len(RUNS_DIR.parts) else None
+    if (
+        guess is None
+        or run_dir.parent != (guess / RUNS_DIR)
+        or not (guess / "cohort.toml").is_file()
+        or (cohort_root is not None and guess != Path(cohort_root).resolve())
+    ):
+        raise CortexgraphError(
+            "this run folder is not in the runs folder of "
+            + ("the cohort given" if cohort_root is not None else "a cohort"),
+            file=run_dir,
+            fix="give the run by name with --root <cohort>, or the folder "
+            "<cohort>/derivatives/cortexgraph/runs/<name>",
+        )
+    return guess
 
 
 def load_run(run_dir: str | os.PathLike, map_location: str = "cpu"):
@@ -229,10 +246,6 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
-def _signature(config: dict) -> dict:
-    return {k: config.get(k) for k in _SIGNATURE_KEYS}
-
-
 def train_gnn(
     cohort_root: str | os.PathLike,
     *,
@@ -251,7 +264,9 @@ def train_gnn(
     seed: int = 0,
     device: str | None = None,
     amp: bool = True,
+    encoder: str | None = None,
     overwrite: bool = False,
+    wait_s: float = 0.0,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
     """Train a node classifier over the graphs of a cohort; return its run folder.
@@ -259,7 +274,7 @@ def train_gnn(
     Parameters
     ----------
     cohort_root : path-like
-        The cohort (``cohort.toml``, ``areas.tsv``; graphs in ``derivatives/cortexgraph/<brain>/graph``).
+        The cohort (``cohort.toml``, ``areas.tsv``; graphs and node features in its derivatives).
     model : {"gat", "sage", "mlp", "linear"}
     layers : int
         GNN / FC layers after the input projections (3, 5 or 7 in the method; ignored for linear).
@@ -268,22 +283,18 @@ def train_gnn(
     transfer : str or None
         Brain held out entirely (never trained on); None trains on every brain.
     epochs : int, optional
-        Default: the preset's. A run that stopped early resumes up to this number; a finished run
-        given more epochs (same ``name``) continues training.
+        Default: the preset's.
     name : str, optional
-        Run folder name; default :func:`default_run_name` (which includes ``epochs`` when it differs
-        from the preset's, so the default-named run of another length is a new run).
+        Run name (folder ``runs/<name>``); default :func:`default_run_name`.
     preset : {"seeds", "demo"}
         Default width, epochs, batch size and learning rate (``PRESETS``); explicit arguments win.
     hidden, batch_size, lr : optional
         Override the preset (width of every layer; output nodes per step; LARS learning rate).
     full_batch : bool
-        One step per epoch on the union of all training graphs instead of mini-batches (graphs
-        that fit in memory).
+        One step per epoch on the union of all training graphs instead of mini-batches.
     sampler : {"auto", "own", "pyg"}
         Neighbourhood sampling: this package's torch sampler or PyG's ``NeighborLoader`` (needs
-        pyg-lib); "auto" takes PyG when pyg-lib is installed and training runs on the CPU (on a GPU the
-        own sampler runs on the device, next to the data).
+        pyg-lib); "auto" takes PyG when pyg-lib is installed and training runs on the CPU.
     seed : int
         Seeds initialisation, dropout, sampling and batch order (same seed = same model).
     device : str, optional
@@ -291,17 +302,21 @@ def train_gnn(
         trains on its GPU with DistributedDataParallel; rank 0 writes the files.
     amp : bool
         Mixed precision on CUDA.
+    encoder : str, optional
+        The encoder whose CY features to use (default: the only encoder with CY on every training
+        brain). Recorded in the run, and used again by ``predict``.
     overwrite : bool
-        Retrain from scratch even if the run exists (its folder is emptied first).
+        Retrain even when the run is current.
+    wait_s : float
+        How long to wait for the run's lock.
     progress : callable, optional
         Called with each epoch's record (epoch, loss, train_acc, seconds, nodes_per_s).
 
     Returns
     -------
     pathlib.Path
-        The run folder (see the module docstring for its files). An existing finished run with the
-        same settings is reused; one with other settings raises CortexgraphError unless
-        ``overwrite``.
+        The run folder (module docstring). A run whose key matches (same settings, same area table,
+        same upstream features) is reused; otherwise it is retrained, and the log says why.
     """
     import torch
 
@@ -317,69 +332,71 @@ def train_gnn(
     )
 
     started = time.perf_counter()
+    requested_encoder = encoder
     if model not in KINDS:
-        raise CortexgraphError(f"unknown model {model!r}", fix=f"use one of {', '.join(KINDS)}")
+        raise ParameterError(f"unknown model {model!r}", fix=f"use one of {', '.join(KINDS)}")
     if preset not in PRESETS:
-        raise CortexgraphError(f"unknown preset {preset!r}", fix=f"use one of {', '.join(PRESETS)}")
+        raise ParameterError(f"unknown preset {preset!r}", fix=f"use one of {', '.join(PRESETS)}")
     if sampler not in ("auto", "own", "pyg"):
-        raise CortexgraphError(f"unknown sampler {sampler!r}", fix="use auto, own or pyg")
+        raise ParameterError(f"unknown sampler {sampler!r}", fix="use auto, own or pyg")
     features = parse_features(features)
     settings = dict(PRESETS[preset])
-    for key, value in (
-        ("hidden", hidden),
-        ("epochs", epochs),
-        ("batch_size", batch_size),
-        ("lr", lr),
-    ):
+    for key, value in (("hidden", hidden), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             settings[key] = value
+    for key in ("hidden", "epochs", "batch_size"):
+        if isinstance(settings[key], bool) or not isinstance(settings[key], int) or settings[key] < 1:
+            raise ParameterError(f"{key} must be an integer >= 1, got {settings[key]!r}")
+    if not (isinstance(settings["lr"], int | float) and 0 < settings["lr"] < float("inf")):
+        raise ParameterError(f"lr must be a finite number > 0, got {settings['lr']!r}")
     layers = int(layers)
-    if model != "linear" and layers < 1:
-        raise CortexgraphError(f"layers must be >= 1, got {layers}")
+    if model != "linear" and not 1 <= layers <= 64:
+        raise ParameterError(f"layers must be in 1..64, got {layers}")
 
     cohort = find_cohort(cohort_root)
     cohort_root = cohort.root
+    store = Derivatives.of(cohort)
     init_distributed_from_env()  # a no-op unless started by torchrun
     if transfer and transfer not in cohort.brain_ids:
-        raise CortexgraphError(
+        raise ParameterError(
             f"transfer brain {transfer!r} is not in the cohort ({', '.join(cohort.brain_ids)})",
             file=cohort.manifest_path,
-            fix="pick one of the cohort's brains with --transfer",
+            fix="pick one of the cohort's brains with --transfer, or --transfer none",
         )
     train_brains = [b for b in cohort.brain_ids if b != transfer]
     if not train_brains:
-        raise CortexgraphError("no brain left to train on", fix="choose another transfer brain")
-    items = find_graph_files(cohort_root, train_brains)
-    feature_dims = read_feature_dims(items[0].path, features)
-    for item in items[1:]:
-        dims = read_feature_dims(item.path, features)
-        if dims != feature_dims:
-            raise CortexgraphError(
-                f"feature widths {dims} differ from {feature_dims} of {items[0].key}",
-                file=item.path,
-                fix="compute the features of all brains with the same encoder and atlas",
-            )
+        raise ParameterError("no brain left to train on", fix="choose another transfer brain")
+    if "cy" in features:
+        encoder = check_name(encoder or default_encoder(store, train_brains), "encoder name")
+    else:
+        encoder = None
+    overrides = {
+        "hidden": hidden,
+        "batch_size": batch_size,
+        "lr": lr,
+        "full_batch": full_batch or None,
+        "sampler": None if sampler == "auto" else sampler,
+        "encoder": requested_encoder,
+    }
+    run_name = check_name(
+        name or default_run_name(model, layers, features, preset, transfer, seed, epochs, overrides),
+        "run name",
+    )
+    run_dir = Path(cohort_root) / RUNS_DIR / run_name
     area_ids = [int(i) for i in cohort.areas.ids]
     num_classes = len(area_ids)
-    run_name = name or default_run_name(model, layers, features, preset, transfer, seed, epochs)
-    run_dir = Path(cohort_root) / RUNS_DIR / run_name
 
     device_t = pick_device(device)
     use_pyg = sampler == "pyg" or (
         sampler == "auto" and pyg_sampler_available() and device_t.type == "cpu"
     )
-    config = {
-        "name": run_name,
-        "cohort_root": str(Path(cohort_root).resolve()),
+    settings_record = {
         "model": model,
         "layers": layers if model != "linear" else 0,
         "features": list(features),
-        "feature_dims": feature_dims,
-        "num_classes": num_classes,
-        "area_ids": area_ids,
+        "encoder": encoder,
         "transfer": transfer or None,
         "train_brains": train_brains,
-        "train_graphs": [item.key for item in items],
         "preset": preset,
         "hidden": int(settings["hidden"]),
         "epochs": int(settings["epochs"]),
@@ -392,121 +409,121 @@ def train_gnn(
         "full_batch": bool(full_batch),
         "seed": int(seed),
         "sampler": "pyg" if use_pyg else "own",
-        "device": str(device_t),
-        "amp": bool(amp),
-    }
-
-    checkpoints = run_dir / "checkpoints"
-    if (run_dir / "config.json").is_file() and not overwrite:
-        old = run_config(run_dir)
-        if _signature(old) != _signature(config):
-            changed = [k for k in _SIGNATURE_KEYS if old.get(k) != config.get(k)]
-            raise CortexgraphError(
-                f"run {run_name!r} exists with other settings ({', '.join(changed)})",
-                file=run_dir / "config.json",
-                fix="pass --overwrite to retrain it, or --name to train a new run",
-            )
-        if (run_dir / "model.pt").is_file() and int(old.get("epochs", -1)) == config["epochs"]:
-            log.info("reusing the trained run %s", run_dir)
-            return run_dir
-        if int(old.get("epochs_done", 0)) > config["epochs"]:
-            raise CortexgraphError(
-                f"run {run_name!r} already trained {old['epochs_done']} epochs, more than "
-                f"{config['epochs']}",
-                file=run_dir / "config.json",
-                fix="ask for at least as many epochs, or --overwrite",
-            )
-    elif overwrite and run_dir.exists() and is_main_process():
-        for child in ("model.pt", "model.pt.prov.json", "history.tsv", "config.json"):
-            (run_dir / child).unlink(missing_ok=True)
-        for child in ("checkpoints", "evaluation"):
-            shutil.rmtree(run_dir / child, ignore_errors=True)
-
-    if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run_dir / "config.json", {**config, "epochs_done": 0})
-    barrier()
-
-    load_start = time.perf_counter()
-    load_graphs(items, features)
-    graphs = [item.data for item in items]
-    for item in items:
-        y = item.data.y
-        if int(y.max()) >= num_classes:
-            raise CortexgraphError(
-                f"class index {int(y.max())} >= number of areas {num_classes}",
-                file=item.path,
-                fix="the graph was labelled with another area table; rerun `cortexgraph features`",
-            )
-    load_seconds = time.perf_counter() - load_start
-
-    torch.manual_seed(seed)
-    net = NodeClassifier(
-        feature_dims, num_classes, kind=model, num_layers=max(layers, 1), hidden=config["hidden"]
-    )
-    history = train_node_classifier(
-        graphs,
-        net,
-        epochs=config["epochs"],
-        batch_size=config["batch_size"],
-        lr=config["lr"],
-        momentum=config["momentum"],
-        weight_decay=config["weight_decay"],
-        trust_coefficient=config["trust_coefficient"],
-        fanout=config["fanout"],
-        full_batch=full_batch,
-        seed=seed,
-        checkpoint_dir=checkpoints,
-        resume=True,
-        progress=progress,
-        device=device_t,
-        amp=amp,
-        use_pyg=use_pyg,
-    )
-    if not is_main_process():
-        return run_dir
-
-    from cortexgraph.gnn.train import _plain
-
-    payload = {
-        "format": MODEL_FORMAT,
-        "version": MODEL_VERSION,
-        "model_config": _plain(net.config),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "features": list(features),
         "area_ids": area_ids,
-        "epochs": len(history["epoch"]),
     }
-    with atomic_path(run_dir / "model.pt") as tmp:
-        torch.save(payload, tmp)
-    _write_history(run_dir / "history.tsv", history)
-    n_train = [int((item.data.train_mask & (item.data.y >= 0)).sum()) for item in items]
-    measured = {
-        "epochs_done": len(history["epoch"]),
-        "train_nodes": dict(zip([i.key for i in items], n_train, strict=True)),
-        "final_loss": history["loss"][-1] if history["loss"] else None,
-        "final_train_acc": history["train_acc"][-1] if history["train_acc"] else None,
-        "train_seconds": float(sum(history["seconds"])),
-        "load_seconds": load_seconds,
-        "total_seconds": time.perf_counter() - started,
-        "nodes_per_s": float(np.median(history["nodes_per_s"])) if history["epoch"] else None,
-    }
-    write_json_atomic(run_dir / "config.json", {**config, **measured})
-    write_provenance(
-        run_dir / "model.pt",
-        {k: config[k] for k in config if k not in ("cohort_root",)},
-        inputs=_provenance_inputs(items),
-        measured=measured,
-    )
+    sid = StageId("train-gnn", None, (run_name,))
+    with StageRun(
+        store,
+        sid,
+        parameters=settings_record,
+        inputs=[cohort.root / cohort.area_table_file],
+        upstream=training_stages(train_brains, features, encoder, labels=True),
+        overwrite=overwrite,
+        wait_s=wait_s,
+        follower=not is_main_process(),
+    ) as run:
+        if run.reuse:
+            log.info("run %s is up to date (%s)", run_name, run_dir)
+            return run_dir
+        items = graph_items(store, train_brains)
+        dims = feature_dims(store, items[0], features, encoder)
+        for item in items[1:]:
+            other = feature_dims(store, item, features, encoder)
+            if other != dims:
+                raise CortexgraphError(
+                    f"feature widths {other} of {item.key} differ from {dims} of {items[0].key}",
+                    fix="compute the features of all brains with the same encoder and atlas",
+                )
+        config = {
+            "name": run_name,
+            **settings_record,
+            "feature_dims": dims,
+            "num_classes": num_classes,
+            "train_graphs": [item.key for item in items],
+            "device": str(device_t),
+            "amp": bool(amp),
+            "key": run.key,
+        }
+        checkpoints = run_dir / "checkpoints"
+        if is_main_process():
+            key_file = checkpoints / "KEY"
+            resumable = key_file.is_file() and key_file.read_text().strip() == run.key
+            if not resumable:  # checkpoints of other settings must not be resumed
+                shutil.rmtree(checkpoints, ignore_errors=True)
+                checkpoints.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(key_file, run.key + "\n")
+        barrier()
+
+        load_start = time.perf_counter()
+        load_graphs(store, items, features, encoder=encoder)
+        graphs = [item.data for item in items]
+        for item in items:
+            if int(item.data.y.max()) >= num_classes:
+                raise CortexgraphError(
+                    f"class index {int(item.data.y.max())} >= number of areas {num_classes} in "
+                    f"{item.key}",
+                    fix="the graph was labelled with another area table; rerun `cortexgraph features`",
+                )
+        load_seconds = time.perf_counter() - load_start
+
+        torch.manual_seed(seed)
+        net = NodeClassifier(
+            dims, num_classes, kind=model, num_layers=max(layers, 1), hidden=config["hidden"]
+        )
+        history = train_node_classifier(
+            graphs,
+            net,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            lr=config["lr"],
+            momentum=config["momentum"],
+            weight_decay=config["weight_decay"],
+            trust_coefficient=config["trust_coefficient"],
+            fanout=config["fanout"],
+            full_batch=full_batch,
+            seed=seed,
+            checkpoint_dir=checkpoints,
+            resume=True,
+            progress=progress,
+            device=device_t,
+            amp=amp,
+            use_pyg=use_pyg,
+        )
+        if not is_main_process():
+            return run_dir
+
+        from cortexgraph.gnn.train import _plain
+
+        payload = {
+            "format": MODEL_FORMAT,
+            "version": MODEL_VERSION,
+            "model_config": _plain(net.config),
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "features": list(features),
+            "encoder": encoder,
+            "area_ids": area_ids,
+            "epochs": len(history["epoch"]),
+            "key": run.key,
+        }
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save(payload, tmp)
+        _write_history(run_dir / "history.tsv", history)
+        n_train = [int((item.data.train_mask & (item.data.y >= 0)).sum()) for item in items]
+        measured = {
+            "epochs_done": len(history["epoch"]),
+            "train_nodes": dict(zip([i.key for i in items], n_train, strict=True)),
+            "final_loss": history["loss"][-1] if history["loss"] else None,
+            "final_train_acc": history["train_acc"][-1] if history["train_acc"] else None,
+            "train_seconds": float(sum(history["seconds"])),
+            "load_seconds": load_seconds,
+            "total_seconds": time.perf_counter() - started,
+            "nodes_per_s": float(np.median(history["nodes_per_s"])) if history["epoch"] else None,
+        }
+        write_json_atomic(run_dir / "config.json", {**config, **measured})
+        run.commit(
+            [run_dir / "model.pt", run_dir / "history.tsv", run_dir / "config.json"], measured
+        )
     return run_dir
-
-
-def _provenance_inputs(items: Sequence[GraphItem], max_bytes: int = 2 << 30) -> list[Path]:
-    """Graph files (checksummed) when together below ``max_bytes``, else their folders (listed)."""
-    files = [item.path for item in items]
-    if sum(f.stat().st_size for f in files) <= max_bytes:
-        return files
-    return sorted({f.parent for f in files})
 
 
 def predict_brain(
@@ -514,57 +531,68 @@ def predict_brain(
     brain: str,
     cohort_root: str | os.PathLike | None = None,
     *,
-    hemis: Sequence[str] | None = None,
     device: str | None = None,
     batch_size: int = 8192,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
 ) -> list[Path]:
-    """Write per-node class probabilities and labels of a trained run into a brain's graph files.
+    """Stage ``predict@<run>`` of a brain: per-node class probabilities and labels of a trained run.
 
     Parameters
     ----------
     run : path-like or str
         Run folder or run name (see :func:`resolve_run`).
     brain : str
-        Brain id; every existing hemisphere graph ``<brain>/graph/<hemi>.h5`` is processed.
+        Brain id; every hemisphere graph of its build-graph record is processed.
     cohort_root : path-like, optional
         Default: the run's cohort.
-    hemis : sequence of str, optional
-        Restrict to these hemispheres.
     device : str, optional
     batch_size : int
         Output nodes per forward pass (each on its exact k-hop neighbourhood; same result as one
-        whole-graph pass).
+        whole-graph pass, so not part of the stage key).
+    overwrite, wait_s : see :class:`~cortexgraph.derivatives.StageRun`.
 
     Returns
     -------
     list of pathlib.Path
-        The graph files written. Each gets node arrays ``proba`` float32 (N, K) (softmax over the
-        cohort's areas, class index = rank of the area id) and ``pred`` int64 (N,) = argmax, plus
-        ``<hemi>.predict.prov.json`` beside it.
+        ``<brain>/predictions/<run>/<hemi>.h5``: node arrays ``proba`` float32 (N, K) (softmax over
+        the cohort's areas, class index = rank of the area id) and ``pred`` int64 (N,) = argmax.
     """
     from cortexgraph.gnn.train import predict_proba
-    from cortexgraph.meshes.graph import append_node_arrays
 
     run_dir = resolve_run(run, cohort_root)
     cohort_root = cohort_of_run(run_dir, cohort_root)
-    model, config = load_run(run_dir)
-    items = find_graph_files(cohort_root, [brain])
-    if hemis is not None:
-        items = [item for item in items if item.hemi in hemis]
-        if not items:
-            raise CortexgraphError(f"brain {brain} has no graph for hemispheres {list(hemis)}")
-    written = []
-    for item in items:
-        load_graphs([item], config["features"], labels=False)
-        proba = predict_proba([item.data], model, batch_size=batch_size, device=device)[0]
-        pred = proba.argmax(1).astype(np.int64)
-        item.data = None
-        append_node_arrays(item.path, proba=proba.astype(np.float32), pred=pred)
-        write_provenance(
-            item.path.with_name(f"{item.hemi}.predict"),
-            {"run": config["name"], "run_dir": str(run_dir), "features": config["features"]},
-            inputs=[run_dir / "model.pt"],
-            measured={"nodes": int(proba.shape[0]), "classes": int(proba.shape[1])},
-        )
-        written.append(item.path)
+    store = Derivatives(cohort_root)
+    run_name = run_dir.name
+    check_name(brain, "brain id")
+    config = run_config(run_dir)
+    features = tuple(config["features"])
+    encoder = config.get("encoder")
+    sid = StageId("predict", brain, (run_name,))
+    with StageRun(
+        store,
+        sid,
+        parameters={"run": run_name},
+        upstream=[
+            StageId("train-gnn", None, (run_name,)),
+            *node_stages(brain, features, encoder=encoder),
+        ],
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as stage:
+        if stage.reuse:
+            return [store.output(stage.record, n) for n in sorted(stage.record.outputs)]
+        model, config = load_run(run_dir)
+        graph_key = stage.upstream_records[f"{brain}/build-graph"].key
+        written, measured = [], {}
+        for item in graph_items(store, [brain]):
+            load_graphs(store, [item], features, encoder=encoder, labels=False)
+            proba = predict_proba([item.data], model, batch_size=batch_size, device=device)[0]
+            pred = proba.argmax(1).astype(np.int64)
+            item.data = None
+            out = prediction_path(store.root, brain, run_name, item.hemi)
+            write_node_arrays(out, graph_key, len(pred), proba=proba.astype(np.float32), pred=pred)
+            written.append(out)
+            measured[item.hemi] = {"nodes": int(proba.shape[0]), "classes": int(proba.shape[1])}
+        stage.commit(written, measured)
     return written

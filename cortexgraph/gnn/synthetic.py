@@ -260,6 +260,9 @@ def synthetic_brain_graph_arrays(
     return pos, faces, arrays
 
 
+SYNTHETIC_ENCODER = "synthetic"
+
+
 def write_synthetic_cohort(
     root,
     brains: tuple[str, ...] = ("B01", "B03", "B05", "B07"),
@@ -268,11 +271,14 @@ def write_synthetic_cohort(
     seed: int = 0,
     **kwargs,
 ):
-    """Write synthetic graph files in a cohort layout (for tests, benchmarks and timing the stage).
+    """Write synthetic graphs and node features in a cohort layout (tests, benchmarks, timing).
 
-    Writes ``<root>/derivatives/cortexgraph/<brain>/graph/<hemi>.h5`` for every brain and hemisphere
-    (:func:`synthetic_brain_graph_arrays`, keyword arguments passed on), plus ``<root>/cohort.toml``
-    and ``<root>/areas.tsv`` (areas ``A01..``, ids 1..K) when they do not exist yet.
+    For every brain and hemisphere (:func:`synthetic_brain_graph_arrays`, keyword arguments passed
+    on) it writes the graph file and the node-array files of ``node-priors``, ``node-labels`` and
+    ``features@synthetic`` in the layout of :mod:`cortexgraph.derivatives.layout`, each recorded as an
+    external stage output (:func:`cortexgraph.derivatives.external.record_external`), plus
+    ``<root>/cohort.toml`` and ``<root>/areas.tsv`` (areas ``A01..``, ids 1..K) when they do not
+    exist yet. Train with ``encoder="synthetic"``.
 
     Returns
     -------
@@ -281,7 +287,16 @@ def write_synthetic_cohort(
     """
     from pathlib import Path
 
-    from cortexgraph.data.manifest import DERIVATIVES, Area, AreaTable, Cohort
+    from cortexgraph.data.manifest import Area, AreaTable, Cohort
+    from cortexgraph.derivatives import Derivatives, StageId
+    from cortexgraph.derivatives.external import record_external
+    from cortexgraph.derivatives.layout import (
+        cy_path,
+        graph_path,
+        node_labels_path,
+        priors_path,
+        write_node_arrays,
+    )
     from cortexgraph.meshes.graph import save_graph_h5
 
     root = Path(root)
@@ -297,10 +312,39 @@ def write_synthetic_cohort(
         ).write(root / "areas.tsv")
     if not (root / "cohort.toml").is_file():
         Cohort(root, "synthetic-graphs", 20.0, list(brains)).write_manifest()
+    store = Derivatives(root)
+    source = {"source": "cortexgraph.gnn.synthetic", "seed": seed, **kwargs}
     for b, brain in enumerate(brains):
-        for hemi in hemis:
-            pos, faces, arrays = synthetic_brain_graph_arrays(b, hemi, seed=seed, **kwargs)
-            save_graph_h5(root / DERIVATIVES / brain / "graph" / f"{hemi}.h5", pos, faces, **arrays)
+        arrays = {
+            hemi: synthetic_brain_graph_arrays(b, hemi, seed=seed, **kwargs) for hemi in hemis
+        }
+        graphs = []
+        for hemi, (pos, faces, nodes) in arrays.items():
+            geometry = {k: nodes[k] for k in ("section", "point_mm", "valid") if k in nodes}
+            graphs.append(save_graph_h5(graph_path(store.root, brain, hemi), pos, faces, **geometry))
+        graph = StageId("build-graph", brain)
+        key = record_external(store, graph, graphs, source).key
+        parts = {
+            StageId("node-priors", brain): (priors_path, ("co", "pm")),
+            StageId("node-labels", brain): (node_labels_path, ("y", "train_mask", "test_mask")),
+            StageId("features", brain, (SYNTHETIC_ENCODER,)): (
+                lambda d, br, h: cy_path(d, br, SYNTHETIC_ENCODER, h),
+                ("cy",),
+            ),
+        }
+        for sid, (where, names) in parts.items():
+            files = []
+            for hemi, (pos, _, nodes) in arrays.items():
+                files.append(
+                    write_node_arrays(
+                        where(store.root, brain, hemi),
+                        key,
+                        len(pos),
+                        **{n: nodes[n] for n in names if n in nodes},
+                        **({"cy_measured": np.ones(len(pos), bool)} if "cy" in names else {}),
+                    )
+                )
+            record_external(store, sid, files, source, upstream=[graph])
     return root
 
 

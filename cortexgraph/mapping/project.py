@@ -32,10 +32,10 @@ Outputs of :func:`project_brain` (``<cohort>/derivatives/cortexgraph/<brain>/lab
     sNNNN.geojson         the same as polygon contours (section mm)
     overlays/sNNNN.png    section image with the labels (and the ground truth, when present)
     pixel_f1.tsv          per area: area_id name n_true n_pred tp f1   (only with ground truth)
-    project.json          parameters, per-section counts, scores, seconds; + project.json.prov.json
+    project.json          per-section counts, scores, seconds
 
-``<source>``: ``gnn`` or ``gnn-<run>`` for ``pred``, ``nodes-<name>`` for another node array
-(``y``).
+``<source>``: ``gnn-<run>`` for the predictions of a model run, ``nodes-y`` for the annotated node
+labels; the stage record is ``<brain>/records/project@<source>.json``.
 """
 
 from __future__ import annotations
@@ -55,12 +55,7 @@ from scipy.spatial import cKDTree
 from cortexgraph.data.manifest import AreaTable, Brain, find_brain
 from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.errors import CortexgraphError, DataFormatError
-from cortexgraph.outputs import (
-    should_compute,
-    write_json_atomic,
-    write_provenance,
-    write_text_atomic,
-)
+from cortexgraph.outputs import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +75,9 @@ __all__ = [
     "SectionPoints",
     "section_points",
     "ground_truth_graphs",
+    "project_graphs",
     "project_brain",
+    "source_name",
     "upper_bound",
 ]
 
@@ -353,37 +350,17 @@ def _merge(groups: Sequence[dict[int, SectionPoints]]) -> dict[int, SectionPoint
     }
 
 
-def _read_graph(path: Path, labels: str) -> dict[str, np.ndarray]:
+def _graph_file_points(path: Path) -> dict[str, np.ndarray]:
+    """``section``, ``point_mm``, ``valid``, ``y`` and ``edge_index`` of a graph file written by
+    :func:`ground_truth_graphs` (the upper-bound experiment)."""
     from cortexgraph.meshes.graph import load_graph
 
     data = load_graph(path)
-    missing = [name for name in ("section", "point_mm", "valid") if name not in data]
-    if missing:
-        raise DataFormatError(
-            f"graph has no node array(s) {', '.join(missing)}",
-            file=path,
-            fix="run `cortexgraph build-graph` again",
-        )
-    if labels not in data:
-        stage = "predict" if labels in ("pred", "proba") else "features"
-        raise DataFormatError(
-            f"graph has no node array {labels!r}",
-            file=path,
-            fix=f"run `cortexgraph {stage}` first, or pick --labels from the arrays present",
-        )
-    values = data[labels].numpy()
-    if values.ndim != 1 or values.dtype.kind not in "iu":
-        raise DataFormatError(
-            f"node array {labels!r} must hold integer class indices (N,), got {values.dtype} "
-            f"{values.shape}",
-            file=path,
-            fix="pass the name of a class-index array such as pred or y",
-        )
     return {
         "section": data["section"].numpy(),
         "point_mm": data["point_mm"].numpy(),
         "valid": data["valid"].numpy(),
-        "labels": values.astype(np.int64),
+        "labels": data["y"].numpy().astype(np.int64),
         "edge_index": data.edge_index.numpy(),
     }
 
@@ -433,12 +410,21 @@ def ground_truth_graphs(
     return written
 
 
-# -- the whole brain -------------------------------------------------------------------------------
-def default_source(labels: str, run: str | None = None) -> str:
-    """Folder name under ``labels/``: ``gnn[-<run>]`` for ``pred``, else ``nodes-<labels>``."""
+# -- the whole brain ------------------------------------------------------------------------------
+def source_name(run: str | None = None, labels: str = "pred") -> str:
+    """The label source a projection writes: ``gnn-<run>`` for a run's predictions, ``nodes-y``
+    for the annotated node labels."""
     if labels == "pred":
-        return f"gnn-{run}" if run else "gnn"
-    return f"nodes-{labels}" + (f"-{run}" if run else "")
+        if not run:
+            raise CortexgraphError(
+                "projecting predictions needs the model run", fix="pass --run RUN"
+            )
+        return f"gnn-{run}"
+    if labels == "y":
+        return "nodes-y"
+    raise CortexgraphError(
+        f"unknown node labels {labels!r}", fix="project pred (with --run) or y (the annotations)"
+    )
 
 
 def _pick_overlays(sections: Sequence[int], labelled: dict[int, int], count: int) -> list[int]:
@@ -451,116 +437,78 @@ def _pick_overlays(sections: Sequence[int], labelled: dict[int, int], count: int
     return sorted({candidates[int(round(p))] for p in picks})
 
 
-def project_brain(
-    brain: Brain | str,
-    labels: str = "pred",
+def truth_labels_folder(brain: Brain) -> Path | None:
+    """The phantom's full true label images ``ground_truth/<brain>/labels`` (None elsewhere)."""
+    if brain.cohort is None:
+        return None
+    candidate = brain.cohort.root / "ground_truth" / brain.id / "labels"
+    return candidate if candidate.is_dir() else None
+
+
+def project_graphs(
+    brain: Brain,
+    graphs: Sequence[dict[str, np.ndarray]],
+    out_dir: Path,
     *,
-    root: str | os.PathLike | None = None,
-    run: str | None = None,
-    source: str | None = None,
-    hemis: Sequence[str] = HEMISPHERES,
-    spacing_um: float | None = None,
+    source: str,
+    spacing_um: float,
     max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM,
     smooth_hops: int = 0,
     contours: bool = True,
     overlays: int = 6,
-    graph_dir: str | os.PathLike | None = None,
-    out_dir: str | os.PathLike | None = None,
-    truth_dir: str | os.PathLike | None = None,
-    overwrite: bool = False,
+    truth_dir: Path | None = None,
+    title: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Project node labels of a brain's graphs onto all its sections; score them when truth exists.
+) -> tuple[dict, list[Path]]:
+    """Project class labels of graph nodes onto every available section of ``brain`` (no record).
 
     Parameters
     ----------
-    brain : a Brain, or a brain id / folder resolved with ``find_brain(brain, root)``.
-    labels : node array of class indices to project (``pred``, ``y``, ...).
-    run : name of the GNN run (only names the output folder ``gnn-<run>``).
-    source : output folder name under ``labels/`` (default :func:`default_source`).
-    hemis : hemispheres whose graph files are read (missing files are skipped).
-    spacing_um : pixel spacing of the label images (default: the brain's annotation spacing).
-    max_distance_mm : pixels farther than this from every point of their section stay unlabelled.
-    smooth_hops : majority vote along the cortex first (:func:`smooth_node_labels`); 0 = off.
-    contours : also write ``sNNNN.geojson``.
-    overlays : number of overlay PNGs (spread evenly over the labelled sections); -1 all, 0 none.
-    graph_dir : folder of ``<hemi>.h5`` (default ``<derivatives>/<brain>/graph``).
-    out_dir : output folder (default ``<derivatives>/<brain>/labels/<source>``).
-    truth_dir : folder of full true label images ``sNNNN.h5`` (default: the phantom's
-        ``ground_truth/<brain>/labels`` when it exists); scores are computed when present.
-    overwrite : recompute label images that exist (otherwise they are read back and reused).
-    progress : optional callable ``(done, total)`` over sections.
+    graphs : per hemisphere, node arrays ``section``, ``point_mm``, ``valid``, ``labels`` (class
+        index, -1 unknown) and ``edge_index``.
+    out_dir : where the label images, contours, overlays and tables go (module docstring).
+    source : the label source's name (in the files' attributes and picture titles).
+    truth_dir : full true label images to score against (or None).
+    title : what the overlay pictures name as their labels (default ``source``).
 
     Returns
     -------
-    The content of ``project.json``: source, out_dir, parameters, per-section counts, ``pixel_f1``
-    (summary + per area; None without truth), seconds. Files: see the module docstring.
+    (report, files written).
     """
-    start = time.perf_counter()
-    if not isinstance(brain, Brain):
-        brain = find_brain(brain, root)
-    if brain.cohort is None:
-        raise CortexgraphError(
-            "the brain is not inside a cohort (no area table)",
-            file=brain.root,
-            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
-        )
     from cortexgraph.data.stack import SectionStack
 
+    start = time.perf_counter()
     areas = brain.cohort.areas
-    source = source or default_source(labels, run)
-    graph_dir = Path(graph_dir) if graph_dir else brain.derivatives / "graph"
-    out_dir = Path(out_dir) if out_dir else brain.derivatives / "labels" / source
-    if truth_dir is None:
-        candidate = brain.cohort.root / "ground_truth" / brain.id / "labels"
-        truth_dir = candidate if candidate.is_dir() else None
-    truth_dir = Path(truth_dir) if truth_dir else None
-    spacing_um = float(spacing_um or brain.annotation_spacing_um)
-
-    graph_files = [
-        graph_dir / f"{hemi}.h5" for hemi in hemis if (graph_dir / f"{hemi}.h5").is_file()
-    ]
-    if not graph_files:
-        raise CortexgraphError(
-            f"no graph file for hemispheres {', '.join(hemis)}",
-            file=graph_dir,
-            fix=f"run `cortexgraph build-graph {brain.id}` (and features / predict) first",
-        )
     groups, node_counts = [], {}
-    for path in graph_files:
-        graph = _read_graph(path, labels)
+    for k, graph in enumerate(graphs):
         classes = smooth_node_labels(graph["labels"], graph["edge_index"], smooth_hops)
         ids = classes_to_area_ids(classes, areas)
         groups.append(section_points(graph["section"], graph["point_mm"], graph["valid"], ids))
-        node_counts[path.stem] = {
+        node_counts[graph.get("name", str(k))] = {
             "nodes": int(len(classes)),
             "labelled": int((classes >= 0).sum()),
             "changed_by_smoothing": int((classes != graph["labels"]).sum()),
         }
     points = _merge(groups)
-
     stack = SectionStack(brain)
     sections = list(stack.sections)
     per_section, labelled_pixels, total = [], {}, PixelCounts.empty()
-    label_images: dict[int, np.ndarray] = {}
     names = {a.id: a.name for a in areas.areas}
+    written: list[Path] = []
     for k, s in enumerate(sections):
         path = out_dir / f"s{s:04d}.h5"
         pts = points.get(s, SectionPoints(np.zeros((0, 2)), np.zeros(0, np.int64)))
-        if should_compute(path, overwrite):
-            tissue = stack.tissue_mask(s, spacing_um)
-            image = project_points_to_image(
-                tissue, pts.points_mm, pts.area_ids, spacing_um, max_distance_mm=max_distance_mm
-            )
-            write_raster(
-                path, image, spacing_um, kind="labels", attrs={"section": s, "source": source}
-            )
-        else:
-            image = Raster(path).read_level(0)
-        if contours and should_compute(path.with_suffix(".geojson"), overwrite):
+        tissue = stack.tissue_mask(s, spacing_um)
+        image = project_points_to_image(
+            tissue, pts.points_mm, pts.area_ids, spacing_um, max_distance_mm=max_distance_mm
+        )
+        write_raster(path, image, spacing_um, kind="labels", attrs={"section": s, "source": source})
+        written.append(path)
+        if contours:
             from cortexgraph.data.annotations import write_contours
 
             write_contours(path.with_suffix(".geojson"), label_contours(image, spacing_um, names))
+            written.append(path.with_suffix(".geojson"))
         record = {
             "section": s,
             "points": int(len(pts.area_ids)),
@@ -582,7 +530,6 @@ def project_brain(
             total = total + counts
             record["macro_f1"] = counts.macro_f1()
             record["pixels_scored"] = counts.scored
-            label_images[s] = image
         per_section.append(record)
         if progress is not None:
             progress(k + 1, len(sections))
@@ -601,52 +548,154 @@ def project_brain(
         ]
         header = "area_id\tname\tn_true\tn_pred\ttp\tf1\n"
         write_text_atomic(out_dir / "pixel_f1.tsv", header + "\n".join(rows) + "\n")
+        written.append(out_dir / "pixel_f1.tsv")
 
-    overlay_files = []
     for s in _pick_overlays(sections, labelled_pixels, overlays):
-        overlay_files.append(
-            _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, source, overwrite)
-        )
-
-    parameters = {
-        "brain": brain.id,
-        "labels": labels,
-        "run": run,
+        written.append(_overlay(stack, s, out_dir, spacing_um, areas, truth_dir, title or source))
+    stack.close()
+    report = {
         "source": source,
-        "hemis": list(hemis),
+        "out_dir": str(out_dir),
+        "graphs": node_counts,
+        "sections": per_section,
+        "pixel_f1": scores,
+        "truth_dir": str(truth_dir) if truth_dir else None,
+        "seconds": time.perf_counter() - start,
+    }
+    write_json_atomic(out_dir / "project.json", report)
+    written.append(out_dir / "project.json")
+    return report, written
+
+
+def project_brain(
+    brain: Brain | str,
+    run: str | None = None,
+    *,
+    labels: str = "pred",
+    root: str | os.PathLike | None = None,
+    spacing_um: float | None = None,
+    max_distance_mm: float = DEFAULT_MAX_DISTANCE_MM,
+    smooth_hops: int = 0,
+    contours: bool = True,
+    overlays: int = 6,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Stage ``project@<source>``: one model run's node predictions (or the annotated node labels)
+    painted onto all sections of a brain; scored against the phantom's truth when it exists.
+
+    Parameters
+    ----------
+    brain : a Brain, or a brain id / folder resolved with ``find_brain(brain, root)``.
+    run : the model run whose ``pred`` to project (label source ``gnn-<run>``).
+    labels : ``pred`` (needs ``run``) or ``y`` (the annotated node labels, source ``nodes-y``).
+    spacing_um : pixel spacing of the label images (default: the brain's annotation spacing).
+    max_distance_mm : pixels farther than this from every point of their section stay unlabelled.
+    smooth_hops : majority vote along the cortex first (:func:`smooth_node_labels`); 0 = off.
+    contours : also write ``sNNNN.geojson``.
+    overlays : number of overlay PNGs (spread evenly over the labelled sections); -1 all, 0 none.
+    overwrite, wait_s : see :class:`~cortexgraph.derivatives.StageRun`.
+    progress : optional callable ``(done, total)`` over sections.
+
+    Returns
+    -------
+    The content of ``project.json`` (per-section counts, ``pixel_f1`` or None, seconds) with
+    ``reused`` and ``why``. Files: ``<brain>/labels/<source>/`` (module docstring).
+    """
+    from cortexgraph.derivatives import Derivatives, StageId, StageRun
+    from cortexgraph.derivatives.graphs import graph_hemispheres, load_brain_graph, node_stages
+    from cortexgraph.derivatives.inputs import brain_inputs
+    from cortexgraph.derivatives.layout import label_source_dir
+
+    if not isinstance(brain, Brain):
+        brain = find_brain(brain, root)
+    if brain.cohort is None:
+        raise CortexgraphError(
+            "the brain is not inside a cohort (no area table)",
+            file=brain.root,
+            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
+        )
+    source = source_name(run, labels)
+    store = Derivatives.of(brain)
+    out_dir = label_source_dir(store.root, brain.id, source)
+    truth_dir = truth_labels_folder(brain)
+    spacing_um = float(spacing_um or brain.annotation_spacing_um)
+    values, files = brain_inputs(brain, ("mask",), transforms=False)
+    if truth_dir is not None:
+        files += sorted(truth_dir.glob("s*.h5"))
+    parameters = {
+        **values,
+        "labels": labels,
+        "run": run if labels == "pred" else None,
         "spacing_um": spacing_um,
         "max_distance_mm": float(max_distance_mm),
         "smooth_hops": int(smooth_hops),
         "contours": bool(contours),
         "overlays": int(overlays),
+        "scored_against_truth": truth_dir is not None,
     }
-    report = {
-        "source": source,
-        "out_dir": str(out_dir),
-        "parameters": parameters,
-        "graphs": node_counts,
-        "sections": per_section,
-        "overlays": [str(p) for p in overlay_files],
-        "pixel_f1": scores,
-        "truth_dir": str(truth_dir) if truth_dir else None,
-        "seconds": time.perf_counter() - start,
-    }
-    summary = out_dir / "project.json"
-    write_json_atomic(summary, report)
-    measured = {k: v for k, v in (scores or {}).items() if k != "per_area"}
-    write_provenance(summary, parameters, graph_files, measured=measured)
-    return report
+    upstream = node_stages(
+        brain.id, labels=labels == "y", run=run if labels == "pred" else None
+    )
+    with StageRun(
+        store,
+        StageId("project", brain.id, (source,)),
+        parameters=parameters,
+        inputs=files,
+        upstream=upstream,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as stage:
+        if stage.reuse:
+            return {**stage.record.measured, "reused": True, "why": stage.why}
+        graphs = []
+        for hemi in graph_hemispheres(store, brain.id):
+            data = load_brain_graph(
+                store,
+                brain.id,
+                hemi,
+                labels=labels == "y",
+                run=run if labels == "pred" else None,
+            )
+            values_ = data.y if labels == "y" else data.pred
+            graphs.append(
+                {
+                    "name": hemi,
+                    "section": data.section.numpy(),
+                    "point_mm": data.point_mm.numpy(),
+                    "valid": data.valid.numpy(),
+                    "labels": values_.numpy().astype(np.int64),
+                    "edge_index": data.edge_index.numpy(),
+                }
+            )
+        report, written = project_graphs(
+            brain,
+            graphs,
+            out_dir,
+            source=source,
+            spacing_um=spacing_um,
+            max_distance_mm=max_distance_mm,
+            smooth_hops=smooth_hops,
+            contours=contours,
+            overlays=overlays,
+            truth_dir=truth_dir,
+            title=f"run {run}" if labels == "pred" else "annotated nodes",
+            progress=progress,
+        )
+        report["parameters"] = parameters
+        measured = {k: v for k, v in report.items() if k != "sections"}
+        stage.commit(written, measured)
+    return {**report, "reused": False, "why": stage.why}
 
 
-def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, source, overwrite) -> Path:
+def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, what) -> Path:
     from cortexgraph.render.sections import section_overlay_figure
 
     path = out_dir / "overlays" / f"s{s:04d}.png"
-    if not should_compute(path, overwrite):
-        return path
     labels = Raster(out_dir / f"s{s:04d}.h5").read_level(0)
     image = stack.raster(s, "image").read_at_spacing(spacing_um)
-    panels = [(f"projected ({source})", labels)]
+    panels = [(f"projected: {what}", labels)]
     truth_path = truth_dir / f"s{s:04d}.h5" if truth_dir else None
     if truth_path is not None and truth_path.is_file():
         with Raster(truth_path) as raster:
@@ -657,7 +706,7 @@ def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, source, overwrite)
         panels,
         areas,
         spacing_um=spacing_um,
-        title=f"{stack.brain.id}, section {s}",
+        title=f"{stack.brain.id}, section {s}: {what}",
     )
 
 
@@ -687,21 +736,26 @@ def upper_bound(
         start = time.perf_counter()
         ground_truth_graphs(brain, graph_dir)
         mapped = time.perf_counter() - start
+        graphs = [
+            {"name": path.stem, **_graph_file_points(path)}
+            for path in sorted(graph_dir.glob("*.h5"))
+        ]
         first = True
         for distance in distances_mm:
             for hops in smooth_hops:
                 source = f"truth-y-d{distance:g}-s{hops}"
-                report = project_brain(
+                report, _ = project_graphs(
                     brain,
-                    "y",
+                    graphs,
+                    Path(out_dir) / brain_id / "labels" / source,
                     source=source,
-                    graph_dir=graph_dir,
-                    out_dir=Path(out_dir) / brain_id / "labels" / source,
+                    spacing_um=brain.annotation_spacing_um,
                     max_distance_mm=distance,
                     smooth_hops=hops,
                     contours=first,
                     overlays=6 if first else 0,
-                    overwrite=True,
+                    truth_dir=truth_labels_folder(brain),
+                    title="true vertex labels",
                 )
                 first = False
                 scores = report["pixel_f1"] or {}

@@ -1,8 +1,10 @@
 """3D area maps of one brain: read per-section labels of a source, build the map, write it.
 
 Label sources (docs/derivatives.md, "Section label images")
-    * ``<source>`` (e.g. ``gnn-<run>``, ``lsm-<arch>``): ``<brain derivatives>/labels/<source>/sNNNN.h5``,
-      uint16 area ids in the raw section pixel frame (``cortexgraph project``, ``lsm predict``);
+    * ``gnn-<run>``: a model run's projected labels (``cortexgraph project``), uint16 area ids in the
+      raw section pixel frame;
+    * ``lsm-<name>`` / ``gsm-<name>``: one area's predictions of a segmentation model run
+      (``cortexgraph lsm predict``; class 3 = the area);
     * ``truth``: the phantom's full labels ``<cohort>/ground_truth/<brain>/labels/sNNNN.h5``;
     * ``annotation``: the brain's own annotations (label images or contours).
 
@@ -25,12 +27,12 @@ half-way between a section that shows it and one that does not, and is extended 
 median section interval of the source beyond the first and the last labelled section that shows
 it (:func:`cortexgraph.maps3d.build.end_extension_planes`).
 
-Outputs (:func:`write_area_map`, folder ``<brain derivatives>/maps3d/``)::
+Outputs (:func:`write_area_map`; the stage :func:`cortexgraph.maps3d.stage.map3d_area` writes them
+to ``<brain derivatives>/maps3d/<source>/``)::
 
-    <area>_<source>.nii.gz              uint8 area map (1 inside), world affine
-    <area>_<source>.gii / .ply          full-resolution surface (world mm)
-    <area>_<source>_preview.gii / .ply  preview surface
-    each with <file>.prov.json (parameters, inputs, what was measured)
+    <area>.nii.gz              uint8 area map (1 inside), world affine
+    <area>.gii / .ply          full-resolution surface (world mm)
+    <area>_preview.gii / .ply  preview surface
 """
 
 from __future__ import annotations
@@ -64,7 +66,6 @@ __all__ = [
     "section_pixel_to_world",
     "lattice_origin_mm",
     "map_area",
-    "map_stem",
     "write_area_map",
     "read_area_map",
     "remove_workdir",
@@ -96,6 +97,8 @@ class LabelSource:
     complete: bool
     location: Path
     skipped: dict[str, list[int]] = field(default_factory=dict)
+    upstream: list = field(default_factory=list)
+    inputs: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -127,28 +130,51 @@ def _truth_folder(brain: Brain) -> Path:
     return base / "ground_truth" / brain.id / "labels"
 
 
+def _section_of(name: str) -> int | None:
+    stem = Path(name).name
+    if stem.startswith("s") and stem.endswith(".h5") and stem[1:-3].isdigit():
+        return int(stem[1:-3])
+    return None
+
+
 def label_source(
-    brain: Brain, stack: SectionStack, source: str, exclude_sections: Iterable[int] = ()
+    brain: Brain,
+    stack: SectionStack,
+    source: str,
+    exclude_sections: Iterable[int] = (),
+    area: int | None = None,
 ) -> LabelSource:
     """The labelled sections of ``source`` that can be used (available, not excluded).
 
     Parameters
     ----------
     brain, stack : the brain and its sections (``stack.sections``: not missing, not excluded).
-    source : ``truth``, ``annotation`` or a folder name under ``<brain derivatives>/labels/``.
+    source : ``truth`` (the phantom's full labels), ``annotation`` (the brain's own annotations),
+        ``gnn-<run>`` (a model run's projected labels, stage ``project@gnn-<run>``), or
+        ``lsm-<name>`` / ``gsm-<name>`` (one area's predictions of a segmentation model run, stage
+        ``lsm-predict@<name>@<area>``: needs ``area``).
     exclude_sections : sections to leave out in addition to those flagged in ``sections.tsv``.
+    area : the area id (LSM sources hold one area each; pixels of class 3 are the area).
 
     Returns
     -------
     LabelSource
         ``skipped`` lists the labelled sections left out: ``flagged`` (missing or excluded in
-        ``sections.tsv``) and ``user`` (``exclude_sections``).
+        ``sections.tsv``) and ``user`` (``exclude_sections``); ``upstream`` the stage executions
+        whose outputs it reads and ``inputs`` the other files (for the stage key of a consumer).
     """
+    from cortexgraph.data.names import slug
+    from cortexgraph.derivatives import Derivatives, StageId
+    from cortexgraph.derivatives.inputs import brain_inputs
+
     usable = set(stack.sections)
     user = {int(s) for s in exclude_sections}
+    upstream: list = []
+    inputs: list[Path] = []
     if source == SOURCE_ANNOTATION:
         labelled = list(brain.annotated_sections)
         location = brain.section_table_path
+        inputs = brain_inputs(brain, ("annotation",), transforms=False)[1]
 
         def reader(s: int) -> Callable[[], tuple[np.ndarray, float]]:
             record = brain.section(s)
@@ -165,29 +191,56 @@ def label_source(
 
         complete = False
     else:
-        folder = (
-            _truth_folder(brain)
-            if source == SOURCE_TRUTH
-            else (brain.derivatives / "labels" / source)
-        )
-        if not folder.is_dir():
-            fix = (
-                "use a phantom cohort (cortexgraph synth) or another source"
-                if source == SOURCE_TRUTH
-                else "run `cortexgraph project` or `cortexgraph lsm predict` first, or pick "
-                "an existing source (truth, annotation, or a folder under labels/)"
+        files: dict[int, Path] = {}
+        lsm_area = None
+        if source == SOURCE_TRUTH:
+            location = _truth_folder(brain)
+            if not location.is_dir():
+                raise CortexgraphError(
+                    f"no section labels of source {source!r}",
+                    file=location,
+                    fix="use a phantom cohort (cortexgraph synth) or another source",
+                )
+            files = {
+                n: p for p in sorted(location.glob("s*.h5")) if (n := _section_of(p.name)) is not None
+            }
+            inputs = list(files.values())
+        elif source.startswith(("gnn-", "lsm-", "gsm-")):
+            store = Derivatives.of(brain)
+            if source.startswith("gnn-"):
+                sid = StageId("project", brain.id, (source,))
+            else:
+                if area is None:
+                    raise CortexgraphError(
+                        f"the labels of {source} hold one area each", fix="name the area (--area)"
+                    )
+                lsm_area = brain.cohort.areas.by_id[int(area)]
+                sid = StageId("lsm-predict", brain.id, (source, slug(lsm_area.name)))
+            record = store.require(sid)
+            upstream = [sid]
+            location = store.record_path(sid)
+            for name in sorted(record.outputs):
+                number = _section_of(name)
+                if number is not None:
+                    files[number] = store.output(record, name)
+        else:
+            raise CortexgraphError(
+                f"unknown label source {source!r}",
+                fix="use truth, annotation, gnn-<run> (cortexgraph project) or lsm-<name> / "
+                "gsm-<name> (cortexgraph lsm predict)",
             )
-            raise CortexgraphError(f"no section labels of source {source!r}", file=folder, fix=fix)
-        files = {}
-        for path in sorted(folder.glob("s*.h5")):
-            digits = path.stem[1:]
-            if digits.isdigit():
-                files[int(digits)] = path
         labelled = sorted(files)
-        location = folder
 
         def reader(s: int) -> Callable[[], tuple[np.ndarray, float]]:
-            return _raster_reader(files[s])
+            read_raw = _raster_reader(files[s])
+            if lsm_area is None:
+                return read_raw
+
+            def read() -> tuple[np.ndarray, float]:  # LSM classes: 3 = the area
+                classes, spacing = read_raw()
+                return np.where(classes == 3, lsm_area.id, 0).astype(np.uint16), spacing
+
+            return read
 
         complete = True
     skipped = {
@@ -201,7 +254,7 @@ def label_source(
             file=location,
             fix="check the label files and the excluded/missing flags in sections.tsv",
         )
-    return LabelSource(source, readers, complete, location, skipped)
+    return LabelSource(source, readers, complete, location, skipped, upstream, inputs)
 
 
 def section_pixel_to_world(stack: SectionStack, section: int, spacing_um: float) -> np.ndarray:
@@ -232,12 +285,6 @@ def lattice_origin_mm(stack: SectionStack) -> np.ndarray:
     lo = np.asarray(lo, dtype=float).copy()
     lo[1] = stack.plane_y_mm(min(r.section for r in stack.brain.sections))
     return lo
-
-
-def map_stem(area_name: str, source: str) -> str:
-    """File stem of an area map: ``<area>_<source>`` (characters outside ``[A-Za-z0-9.-]`` -> ``-``)."""
-    safe = "".join(c if c.isalnum() or c in ".-" else "-" for c in area_name)
-    return f"{safe}_{source}"
 
 
 def _median_interval(sections: list[int], thickness_mm: float) -> float:
@@ -298,7 +345,7 @@ def map_area(
     area_rec = brain.cohort.areas.resolve(area)
     say = progress or (lambda step: None)
     with SectionStack(brain) as stack:
-        labels = label_source(brain, stack, source, exclude_sections)
+        labels = label_source(brain, stack, source, exclude_sections, area=area_rec.id)
         thickness = stack.thickness_mm
 
         # pass 1: crop every section to the area's bounding box and find the area's extent
@@ -420,28 +467,19 @@ def map_area(
     )
 
 
-def write_area_map(
-    out_dir: str | Path,
-    amap: AreaMap,
-    parameters: dict,
-    inputs: Iterable[str | Path] = (),
-) -> list[Path]:
-    """Write an area map and its surfaces atomically, each with a provenance record.
+def write_area_map(out_dir: str | Path, stem: str, amap: AreaMap) -> list[Path]:
+    """Write an area map and its surfaces atomically.
 
-    Files (``stem`` = :func:`map_stem`): ``<stem>.nii.gz`` (uint8, world affine),
-    ``<stem>.gii`` and ``<stem>.ply`` (full surface), ``<stem>_preview.gii`` / ``.ply``.
-    Returns the paths written (without the ``.prov.json`` records).
+    Files: ``<stem>.nii.gz`` (uint8, world affine, qform/sform code 1 = scanner mm), ``<stem>.gii``
+    and ``<stem>.ply`` (full surface), ``<stem>_preview.gii`` / ``.ply``. Returns the paths.
     """
     import nibabel as nib
 
     from cortexgraph.meshes.io import write_gifti_surface, write_ply
-    from cortexgraph.outputs import atomic_path, write_provenance
+    from cortexgraph.outputs import atomic_path
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = map_stem(amap.area_name, amap.source)
-    inputs = list(inputs)
-    measured = {k: v for k, v in amap.info.items() if k not in ("workdir", "mask_file")}
     written = []
     path = out_dir / f"{stem}.nii.gz"
     data = np.asarray(amap.mask).view(np.uint8) if amap.mask.dtype == bool else amap.mask
@@ -458,8 +496,6 @@ def write_area_map(
     ):
         written.append(write_gifti_surface(out_dir / f"{stem}{suffix}.gii", verts, faces))
         written.append(write_ply(out_dir / f"{stem}{suffix}.ply", verts, faces))
-    for path in written:
-        write_provenance(path, parameters, inputs, measured)
     return written
 
 

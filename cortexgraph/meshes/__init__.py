@@ -2,7 +2,6 @@
 
 from cortexgraph.meshes.cut import cut_mesh_with_plane
 from cortexgraph.meshes.graph import (
-    append_node_arrays,
     edges_from_faces,
     load_graph,
     save_graph_h5,
@@ -20,7 +19,6 @@ from cortexgraph.meshes.repair import (
 )
 
 __all__ = [
-    "append_node_arrays",
     "cut_mesh_with_plane",
     "edges_from_faces",
     "extract_isosurface",

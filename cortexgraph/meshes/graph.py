@@ -5,7 +5,9 @@ Graph file layout (HDF5, written atomically):
 - ``/pos``         float32 (N, 3), vertex positions in world mm (RAS)
 - ``/face``        int64 (M, 3), triangles
 - ``/edge_index``  int64 (2, E), undirected edges stored in both directions, unique, sorted
-- ``/nodes/<name>`` one dataset per node array, first dimension N (features, labels, ...)
+- ``/nodes/<name>`` one dataset per node array, first dimension N (build-graph writes ``section``,
+  ``point_mm``, ``valid``; a graph file is never edited afterwards: node features and predictions go
+  to files of their own, :mod:`cortexgraph.derivatives.layout`)
 - attribute ``format = "cortexgraph-graph"``, ``version = 1``
 
 :func:`load_graph` returns ``torch_geometric.data.Data(pos, edge_index, face, **node_arrays)`` with
@@ -23,7 +25,7 @@ import numpy as np
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import atomic_path
 
-__all__ = ["edges_from_faces", "save_graph_h5", "load_graph", "append_node_arrays"]
+__all__ = ["edges_from_faces", "save_graph_h5", "load_graph"]
 
 _FORMAT = "cortexgraph-graph"
 _VERSION = 1
@@ -78,20 +80,6 @@ def save_graph_h5(
             h5.create_dataset("face", data=faces.reshape(-1, 3))
             h5.create_dataset("edge_index", data=edge_index)
             _write_node_arrays(h5.create_group("nodes"), len(pos), node_arrays)
-    return path
-
-
-def append_node_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Add or replace node arrays in an existing graph file (atomic: copy, edit, rename)."""
-    import shutil
-
-    path = Path(path)
-    _check_graph_file(path)
-    with atomic_path(path) as tmp:
-        shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "r+") as h5:
-            group = h5.require_group("nodes")
-            _write_node_arrays(group, h5["pos"].shape[0], arrays)
     return path
 
 

@@ -13,8 +13,10 @@ What can be shown (``labels`` specs, node arrays of the graph file, docs/derivat
                     ``atlas/pmaps.tsv``), viridis from 0 to the map's maximum on the mesh
 ==================  ==========================================================================
 
-For every hemisphere graph ``<brain>/graph/<hemi>.h5`` and every spec, :func:`render_brain` writes
-(``<cohort>/derivatives/cortexgraph/<brain>/render/``, ``<name>`` = the spec with ``:`` -> ``-``)::
+For every hemisphere graph and every spec, :func:`render_brain` writes (stage
+``render@<source>@<name>``, in ``<cohort>/derivatives/cortexgraph/<brain>/render/<source>/``;
+``<source>`` = ``gnn-<run>`` for a model run's predictions, ``nodes`` otherwise; ``<name>`` = the spec
+with ``:`` -> ``-``)::
 
     <hemi>_<name>.png          the six standard views and a legend (area names) or a colour bar
     <hemi>_y_vs_pred.png       annotation and prediction side by side per view (thesis fig. 7.10),
@@ -24,8 +26,8 @@ For every hemisphere graph ``<brain>/graph/<hemi>.h5`` and every spec, :func:`re
     <hemi>_<name>.annot        the same as a FreeSurfer annotation
     <hemi>_<name>.func.gii     the scalar values (proba, co, pm)
     <hemi>_<name>.ply          the mesh with the picture's vertex colours
-    <hemi>.surf.gii            the mesh (world mm), geometry of the .label.gii / .func.gii files
-    render.json                files written, node counts, seconds; + render.json.prov.json
+
+The geometry of the .label.gii / .func.gii files is build-graph's ``meshes/midsurface_<hemi>.gii``.
 
 Pictures are rendered off screen (:mod:`cortexgraph.render.surface`: VTK through EGL/OSMesa, or the
 matplotlib fallback).
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from cortexgraph.data.manifest import AreaTable, Brain, find_brain, read_tsv
+from cortexgraph.data.names import slug
 from cortexgraph.errors import CortexgraphError, DataFormatError
-from cortexgraph.outputs import write_json_atomic, write_provenance
 from cortexgraph.render.colors import (
     CORRECT_RGB,
     UNLABELLED_RGB,
@@ -158,7 +159,7 @@ def node_colouring(
             )
         values = proba[:, k].astype(np.float64)
         return Colouring(
-            name=f"proba-{area.name}",
+            name=f"proba-{slug(area.name)}",
             title=f"probability of {area.name}",
             rgb=scalar_colours(values, 0.0, 1.0),
             colour_bar=ColourBar("viridis", 0.0, 1.0, f"p({area.name})"),
@@ -241,15 +242,6 @@ def node_colouring(
     )
 
 
-def _graph_arrays(path: Path) -> dict[str, np.ndarray]:
-    from cortexgraph.meshes.graph import load_graph
-
-    data = load_graph(path)
-    arrays = {key: value.numpy() for key, value in data.items() if hasattr(value, "numpy")}
-    arrays["face"] = arrays["face"].T
-    return arrays
-
-
 def _atlas_names(brain: Brain) -> list[str] | None:
     cohort = brain.cohort
     if cohort is None or not cohort.atlas_labels:
@@ -266,49 +258,75 @@ def _pictures(renderer: SurfaceRenderer, rgb: np.ndarray, views: Sequence[str]) 
     return {view: trim_background(renderer.render(rgb, view)) for view in views}
 
 
+RUN_SPECS = ("pred", "errors", "proba")
+
+
+def render_source(run: str | None) -> str:
+    """The folder (and record scope) of a rendering: ``gnn-<run>`` with a run, else ``nodes``."""
+    return f"gnn-{run}" if run else "nodes"
+
+
+SPEC_KINDS = ("y", "pred", "errors", "proba", "co", "pm")
+
+
+def spec_needs(spec: str, run: str | None, compare: bool, labels_exist: bool):
+    """What one spec reads: (feature types, node labels?, the run's predictions?)."""
+    kind = spec.partition(":")[0]
+    if kind not in SPEC_KINDS:
+        raise CortexgraphError(
+            f"unknown --labels {spec!r}",
+            fix="use y, pred, errors, proba:<area>, co or pm:<index or name>",
+        )
+    uses_run = kind in RUN_SPECS
+    if uses_run and not run:
+        raise CortexgraphError(
+            f"--labels {spec} shows a model's predictions: name the model run", fix="pass --run RUN"
+        )
+    features = ("pm", "co") if kind in ("co", "pm") else ()
+    labels = kind in ("y", "errors") or (kind == "pred" and compare and labels_exist)
+    return features, labels, uses_run
+
+
 def render_brain(
     brain: Brain | str,
     labels: str | Sequence[str] = "pred",
     *,
+    run: str | None = None,
     root: str | os.PathLike | None = None,
-    hemis: Sequence[str] = HEMISPHERES,
     views: Sequence[str] = VIEWS,
     size_px: tuple[int, int] = (480, 400),
     backend: str = "auto",
     compare: bool = True,
     exports: bool = True,
-    graph_dir: str | os.PathLike | None = None,
-    out_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    wait_s: float = 0.0,
 ) -> list[Path]:
-    """Render a brain's midsurface graphs coloured by node arrays; write pictures and exports.
+    """Render a brain's midsurface graphs coloured by one label source; write pictures and exports.
+
+    Each spec is a stage execution ``render@<source>@<spec>`` with its own record, reused while its
+    inputs are unchanged; ``<source>`` is ``gnn-<run>`` when ``run`` is given, else ``nodes``.
 
     Parameters
     ----------
     brain : a Brain, or a brain id / folder resolved with ``find_brain(brain, root)``.
     labels : spec(s), comma-separated or a list (module docstring).
-    hemis : hemispheres (graph files that do not exist are skipped).
+    run : the model run whose predictions ``pred``, ``errors`` and ``proba:<area>`` show (named in
+        every picture's title and in the output folder).
     views : standard views (:data:`cortexgraph.render.surface.VIEWS`).
     size_px : (width, height) of each rendered view.
     backend : ``auto``, ``vtk`` or ``matplotlib`` (:mod:`cortexgraph.render.surface`).
-    compare : with ``pred``, also the annotation | prediction figure when the graph has ``y``.
-    exports : write .label.gii / .annot / .func.gii / .ply / .surf.gii beside the pictures.
-    graph_dir, out_dir : override ``<derivatives>/<brain>/graph`` and
-        ``<derivatives>/<brain>/render``.
-    overwrite : recompute outputs that exist (otherwise a spec whose files all exist is skipped).
+    compare : with ``pred``, also the annotation | prediction figure.
+    exports : write .label.gii / .annot / .func.gii / .ply beside the pictures.
+    overwrite, wait_s : see :class:`~cortexgraph.derivatives.StageRun`.
 
     Returns
     -------
-    The paths of all outputs (written now or reused), ``render.json`` last.
+    The paths of all outputs (written now or reused).
     """
-    from cortexgraph.meshes.io import write_gifti_surface, write_ply
-    from cortexgraph.render.export import (
-        write_freesurfer_annot,
-        write_gifti_labels,
-        write_gifti_scalars,
-    )
+    from cortexgraph.data.names import slug
+    from cortexgraph.derivatives import Derivatives, StageId, StageRun
+    from cortexgraph.derivatives.layout import render_dir
 
-    start = time.perf_counter()
     if not isinstance(brain, Brain):
         brain = find_brain(brain, root)
     if brain.cohort is None:
@@ -323,106 +341,119 @@ def render_brain(
         raise CortexgraphError(
             f"unknown view(s) {', '.join(unknown_views)}", fix=f"choose from {', '.join(VIEWS)}"
         )
-    areas = brain.cohort.areas
-    graph_dir = Path(graph_dir) if graph_dir else brain.derivatives / "graph"
-    out_dir = Path(out_dir) if out_dir else brain.derivatives / "render"
-    graph_files = {h: graph_dir / f"{h}.h5" for h in hemis if (graph_dir / f"{h}.h5").is_file()}
-    if not graph_files:
-        raise CortexgraphError(
-            f"no graph file for hemispheres {', '.join(hemis)}",
-            file=graph_dir,
-            fix=f"run `cortexgraph build-graph {brain.id}` first",
+    store = Derivatives.of(brain)
+    source = render_source(run)
+    out_dir = render_dir(store.root, brain.id, source)
+    written: list[Path] = []
+    from cortexgraph.derivatives.graphs import node_stages
+
+    labels_exist = store.record(StageId("node-labels", brain.id)) is not None
+    for spec in specs:
+        features, with_labels, uses_run = spec_needs(spec, run, compare, labels_exist)
+        upstream = node_stages(
+            brain.id, features, labels=with_labels, run=run if uses_run else None
         )
+        parameters = {
+            "spec": spec,
+            "run": run,
+            "views": list(views),
+            "size_px": list(size_px),
+            "backend": backend,
+            "compare": bool(compare),
+            "exports": bool(exports),
+        }
+        with StageRun(
+            store,
+            StageId("render", brain.id, (source, slug(spec.replace(":", "-")))),
+            parameters=parameters,
+            upstream=upstream,
+            overwrite=overwrite,
+            wait_s=wait_s,
+        ) as stage:
+            if stage.reuse:
+                written += [store.output(stage.record, n) for n in sorted(stage.record.outputs)]
+                continue
+            files, summary = _render_spec(
+                store, brain, spec, run if uses_run else None, features, with_labels, out_dir,
+                views, size_px, backend, compare, exports,
+            )  # fmt: skip
+            stage.commit(files, summary)
+            written += files
+    return written
+
+
+def _render_spec(
+    store, brain, spec, run, features, with_labels, out_dir, views, size_px, backend, compare, exports
+) -> tuple[list[Path], dict]:
+    """Pictures and exports of one spec for every hemisphere (no record)."""
+    from cortexgraph.derivatives.graphs import graph_hemispheres, load_brain_graph
+    from cortexgraph.meshes.io import write_ply
+    from cortexgraph.render.export import (
+        write_freesurfer_annot,
+        write_gifti_labels,
+        write_gifti_scalars,
+    )
+
+    areas = brain.cohort.areas
     pm_names = _atlas_names(brain)
+    kind = spec.partition(":")[0]
     written: list[Path] = []
     summary: dict = {}
-    for hemi, path in graph_files.items():
-        arrays = _graph_arrays(path)
-        vertices, faces = arrays["pos"].astype(np.float64), arrays["face"]
-        colourings = [node_colouring(spec, arrays, areas, pm_names) for spec in specs]
-        summary[hemi] = {c.name: c.summary for c in colourings}
-        renderer = None
+    for hemi in graph_hemispheres(store, brain.id):
+        data = load_brain_graph(store, brain.id, hemi, features, labels=with_labels, run=run)
+        arrays = {
+            key: value.numpy()
+            for key, value in data.items()
+            if hasattr(value, "numpy") and key != "face"
+        }
+        for name in ("pm", "co"):
+            if f"x_{name}" in arrays:
+                arrays[name] = arrays.pop(f"x_{name}")
+        vertices, faces = arrays["pos"].astype(np.float64), data.face.numpy().T
+        colouring = node_colouring(spec, arrays, areas, pm_names)
+        summary[hemi] = colouring.summary
+        outputs = _outputs(out_dir, hemi, colouring, exports)
+        renderer = SurfaceRenderer(vertices, faces, hemi=hemi, size_px=size_px, backend=backend)
         try:
+            pictures = _pictures(renderer, colouring.rgb, views)
+            what = f"{colouring.title}" + (f", run {run}" if run and kind in RUN_SPECS else "")
+            picture_grid(
+                outputs[0],
+                [(view, pictures[view]) for view in views],
+                ncols=min(3, len(views)),
+                legend=colouring.legend,
+                legend_title=colouring.legend_title,
+                colour_bar=colouring.colour_bar,
+                title=f"{brain.id} {hemi}: {what}",
+            )
             if exports:
-                surface = out_dir / f"{hemi}.surf.gii"
-                if overwrite or not surface.exists():
-                    write_gifti_surface(surface, vertices, faces)
-                written.append(surface)
-            for colouring in colourings:
-                outputs = _outputs(out_dir, hemi, colouring, exports)
-                if not overwrite and all(p.exists() for p in outputs):
-                    written.extend(outputs)
-                    continue
-                if renderer is None:
-                    renderer = SurfaceRenderer(
-                        vertices, faces, hemi=hemi, size_px=size_px, backend=backend
+                stem = out_dir / f"{hemi}_{colouring.name}"
+                if colouring.labels is not None:
+                    write_gifti_labels(
+                        stem.with_name(stem.name + ".label.gii"),
+                        colouring.labels,
+                        colouring.label_table,
                     )
-                pictures = _pictures(renderer, colouring.rgb, views)
-                picture_grid(
-                    outputs[0],
-                    [(view, pictures[view]) for view in views],
-                    ncols=min(3, len(views)),
-                    legend=colouring.legend,
-                    legend_title=colouring.legend_title,
-                    colour_bar=colouring.colour_bar,
-                    title=f"{brain.id} {hemi}: {colouring.title}",
-                )
-                if exports:
-                    stem = out_dir / f"{hemi}_{colouring.name}"
-                    if colouring.labels is not None:
-                        write_gifti_labels(
-                            stem.with_name(stem.name + ".label.gii"),
-                            colouring.labels,
-                            colouring.label_table,
-                        )
-                        write_freesurfer_annot(
-                            stem.with_name(stem.name + ".annot"),
-                            colouring.labels,
-                            colouring.label_table,
-                        )
-                    if colouring.scalars is not None:
-                        write_gifti_scalars(
-                            stem.with_name(stem.name + ".func.gii"),
-                            colouring.scalars,
-                            colouring.scalar_names,
-                        )
-                    write_ply(stem.with_name(stem.name + ".ply"), vertices, faces, colouring.rgb)
-                written.extend(outputs)
-            if compare and "pred" in specs and "y" in arrays and "pred" in arrays:
+                    write_freesurfer_annot(
+                        stem.with_name(stem.name + ".annot"),
+                        colouring.labels,
+                        colouring.label_table,
+                    )
+                if colouring.scalars is not None:
+                    write_gifti_scalars(
+                        stem.with_name(stem.name + ".func.gii"),
+                        colouring.scalars,
+                        colouring.scalar_names,
+                    )
+                write_ply(stem.with_name(stem.name + ".ply"), vertices, faces, colouring.rgb)
+            written.extend(outputs)
+            if compare and kind == "pred" and "y" in arrays:
                 figure = out_dir / f"{hemi}_y_vs_pred.png"
-                if overwrite or not figure.exists():
-                    if renderer is None:
-                        renderer = SurfaceRenderer(
-                            vertices, faces, hemi=hemi, size_px=size_px, backend=backend
-                        )
-                    _comparison_figure(figure, renderer, arrays, areas, views, brain.id, hemi)
+                _comparison_figure(figure, renderer, arrays, areas, views, brain.id, hemi, run)
                 written.append(figure)
         finally:
-            if renderer is not None:
-                renderer.close()
-    report = {
-        "brain": brain.id,
-        "labels": specs,
-        "views": list(views),
-        "backend": backend,
-        "files": [str(p) for p in written],
-        "summary": summary,
-        "seconds": time.perf_counter() - start,
-    }
-    record = out_dir / "render.json"
-    write_json_atomic(record, report)
-    parameters = {
-        "brain": brain.id,
-        "labels": specs,
-        "views": list(views),
-        "size_px": list(size_px),
-        "backend": backend,
-        "compare": compare,
-        "exports": exports,
-    }
-    write_provenance(record, parameters, list(graph_files.values()))
-    written.append(record)
-    return written
+            renderer.close()
+    return written, summary
 
 
 def _outputs(out_dir: Path, hemi: str, colouring: Colouring, exports: bool) -> list[Path]:
@@ -437,7 +468,7 @@ def _outputs(out_dir: Path, hemi: str, colouring: Colouring, exports: bool) -> l
     return outputs
 
 
-def _comparison_figure(path, renderer, arrays, areas, views, brain_id, hemi) -> Path:
+def _comparison_figure(path, renderer, arrays, areas, views, brain_id, hemi, run) -> Path:
     """Annotation | prediction per view, two view pairs per row (thesis figure 7.10)."""
     truth = np.asarray(arrays["y"], dtype=np.int64)
     pred = np.asarray(arrays["pred"], dtype=np.int64)
@@ -453,5 +484,5 @@ def _comparison_figure(path, renderer, arrays, areas, views, brain_id, hemi) -> 
         panels,
         ncols=4 if len(views) > 1 else 2,
         legend=legend,
-        title=f"{brain_id} {hemi}: annotation and prediction",
+        title=f"{brain_id} {hemi}: annotation and prediction of run {run}",
     )

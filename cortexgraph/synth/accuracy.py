@@ -25,12 +25,14 @@ from cortexgraph.build_graph import (
     HEMISPHERES,
     BuildGraphParameters,
     build_graph_outputs,
+    build_graph_stage,
     exclusion_mask_volume,
     stacked_volume,
 )
 from cortexgraph.data.manifest import Brain
 from cortexgraph.data.raster import Raster
 from cortexgraph.data.stack import SectionStack
+from cortexgraph.derivatives import Derivatives
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.mapping.nodes import NodeSectionTable
 from cortexgraph.meshes.distance import point_mesh_distance
@@ -101,16 +103,16 @@ def _points_in_cortex(table: NodeSectionTable, labels_folder: Path) -> tuple[int
     return inside, total
 
 
-def build_graph_accuracy(
-    brain: Brain, params: BuildGraphParameters | None = None, truth: Path | None = None
-) -> dict:
+def build_graph_accuracy(brain: Brain, truth: Path | None = None) -> dict:
     """Accuracy of the build-graph outputs of ``brain`` against its phantom ground truth.
 
-    Needs the outputs of :func:`cortexgraph.build_graph.build_graph` (read from the derivatives).
+    Needs current outputs of :func:`cortexgraph.build_graph.build_graph` (their stage record is
+    required; the parameters of the automatic-exclusion comparison are the ones that record holds).
     Returns a dict per hemisphere (distance mean / median / p95 in mm, share of points in cortex, edges
-    within +-30%) and the automatic exclusion's shares.
+    within +-30%), the automatic exclusion's shares, and ``build_graph_key``.
     """
-    params = params or BuildGraphParameters()
+    record = Derivatives.of(brain).require(build_graph_stage(brain))
+    params = BuildGraphParameters(**record.parameters["build_graph"])
     truth = truth or truth_folder(brain)
     if truth is None:
         raise CortexgraphError(
@@ -121,7 +123,7 @@ def build_graph_accuracy(
     outputs = build_graph_outputs(brain)
     report = json.loads(outputs["qc_json"].read_text())
     target = float(report["target_edge_mm"])
-    result: dict = {"brain": brain.id, "target_edge_mm": target}
+    result: dict = {"brain": brain.id, "target_edge_mm": target, "build_graph_key": record.key}
     for hemi in HEMISPHERES:
         built_v, _ = read_gifti_surface(outputs[f"gii_{hemi}"])
         true_v, true_f = read_gifti_surface(truth / f"midsurface_{hemi}.gii")
@@ -156,11 +158,22 @@ def build_graph_accuracy(
     return result
 
 
-def write_build_graph_accuracy(brain: Brain, params: BuildGraphParameters | None = None) -> dict:
-    """:func:`build_graph_accuracy`, also written to ``<brain>/qc/build-graph-accuracy.json``."""
+def write_build_graph_accuracy(brain: Brain) -> dict:
+    """:func:`build_graph_accuracy`, also written to ``<brain>/qc/build-graph-accuracy.json``.
+
+    The file names the build-graph key it was measured on; a file of the current key is reused.
+    """
     from cortexgraph.outputs import write_json_atomic
 
-    accuracy = build_graph_accuracy(brain, params)
     path = build_graph_outputs(brain)["qc_json"].with_name("build-graph-accuracy.json")
+    key = Derivatives.of(brain).require(build_graph_stage(brain)).key
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError:
+            previous = {}
+        if previous.get("build_graph_key") == key:
+            return previous
+    accuracy = build_graph_accuracy(brain)
     write_json_atomic(path, accuracy)
     return accuracy

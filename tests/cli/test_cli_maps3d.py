@@ -33,23 +33,23 @@ def test_map3d_and_stats_match_the_phantom(tiny_cohort, tmp_path):
     args = ["--root", str(root), "--labels", "truth"]
     result = runner.invoke(app, ["map3d", "B01", "--area", "hOc1", *args])
     assert result.exit_code == 0, result.output
-    out = root / "derivatives/cortexgraph/B01/maps3d"
-    for name in ("hOc1_truth.nii.gz", "hOc1_truth.gii", "hOc1_truth.ply"):
-        assert (out / name).is_file() and (out / f"{name}.prov.json").is_file()
-    assert (out / "hOc1_truth_preview.gii").is_file() and (out / "hOc1_truth_preview.ply").is_file()
+    out = root / "derivatives/cortexgraph/B01/maps3d/truth"
+    for name in ("hOc1.nii.gz", "hOc1.gii", "hOc1.ply", "hOc1_preview.gii", "hOc1_preview.ply"):
+        assert (out / name).is_file()
+    assert (root / "derivatives/cortexgraph/B01/records/map3d@truth@hOc1.json").is_file()
     again = runner.invoke(app, ["map3d", "B01", "--area", "hOc1", *args])
-    assert again.exit_code == 0 and "exists" in again.output
+    assert again.exit_code == 0 and "up to date, reused" in again.output
 
     result = runner.invoke(app, ["stats", "B01", *args])  # measures the maps that exist
     assert result.exit_code == 0, result.output
     rows = {
         r["hemisphere"]: r
-        for r in csv.DictReader(open(out / "hOc1_truth_stats.tsv"), delimiter="\t")
+        for r in csv.DictReader(open(out / "hOc1_stats.tsv"), delimiter="\t")
     }
     both = rows["both"]
     rows_default_lh = rows["lh"]["volume_mm3"]
-    assert (out / "hOc1_truth.png").stat().st_size > 10_000 and (out / "stats_truth.tsv").is_file()
-    image = nib.load(out / "hOc1_truth.nii.gz")
+    assert (out / "hOc1.png").stat().st_size > 10_000 and (out / "stats.tsv").is_file()
+    image = nib.load(out / "hOc1.nii.gz")
     voxel_mm3 = abs(np.linalg.det(image.affine[:3, :3]))
     assert float(both["volume_mm3"]) == pytest.approx(
         np.count_nonzero(np.asarray(image.dataobj)) * voxel_mm3, rel=1e-5
@@ -78,7 +78,7 @@ def test_map3d_and_stats_match_the_phantom(tiny_cohort, tmp_path):
         + args,
     )  # fmt: skip
     assert same.exit_code == 0, same.output
-    rows = list(csv.DictReader(open(out / "hOc1_truth_stats.tsv"), delimiter="\t"))
+    rows = list(csv.DictReader(open(out / "hOc1_stats.tsv"), delimiter="\t"))
     assert float(rows[0]["midline_x_mm"]) == 0.0 and float(both["midline_x_mm"]) != 0.0
     # the depth grid given = the map's grid: the same numbers; the midline only moves lh / rh
     assert rows[2]["volume_mm3"] == both["volume_mm3"]
@@ -90,10 +90,9 @@ def test_map3d_and_stats_match_the_phantom(tiny_cohort, tmp_path):
         + ["--labels", "annotation"],
     )
     assert partial.exit_code == 1 and "not labelled by annotation: Occ11" in partial.output
-    assert (out / "hOc1_annotation.nii.gz").is_file() and not (
-        out / "Occ11_annotation.nii.gz"
-    ).exists()
+    notes = out.parent / "annotation"
+    assert (notes / "hOc1.nii.gz").is_file() and not (notes / "Occ11.nii.gz").exists()
     bad = runner.invoke(
         app, ["map3d", "B01", "--area", "hOc1", "--root", str(root), "--labels", "gnn-none"]
     )
-    assert bad.exit_code == 2 and "no section labels" in bad.output
+    assert bad.exit_code == 4 and "cortexgraph project B01 --run none" in bad.output

@@ -16,6 +16,12 @@ TEST_OVERRIDES = {"scl_epochs": 8, "linear_epochs": 3, "samples_per_area": 32}
 
 
 @pytest.fixture(scope="session")
+def encoder_overrides() -> dict:
+    """The training budget of the test encoder (``TEST_OVERRIDES``)."""
+    return dict(TEST_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
 def features_cohort(tiny_cohort, tmp_path_factory):
     """(cohort root, encoder.pt path) of a copy of the tiny phantom with a trained encoder."""
     from cortexgraph.features.train import train_encoder
@@ -28,9 +34,12 @@ def features_cohort(tiny_cohort, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def features_graphs(features_cohort):
-    """(cohort root, encoder path, {hemi: graph path}) with the graphs of B01 (no features yet)."""
+    """(cohort root, encoder path, {hemi: graph path}) with the graphs of B01 (no features yet),
+    recorded as external build-graph outputs."""
     from cortexgraph.data.manifest import Cohort
     from cortexgraph.data.stack import SectionStack
+    from cortexgraph.derivatives import Derivatives, StageId
+    from cortexgraph.derivatives.external import record_external
     from cortexgraph.features.nodes import node_arrays_from_table
     from cortexgraph.mapping.nodes import map_nodes_to_sections
     from cortexgraph.meshes.graph import save_graph_h5
@@ -51,4 +60,10 @@ def features_graphs(features_cohort):
         save_graph_h5(path, vertices, faces, **node_arrays_from_table(table, len(vertices)))
         graphs[hemi] = path
     stack.close()
+    record_external(
+        Derivatives.of(brain),
+        StageId("build-graph", "B01"),
+        graphs.values(),
+        {"source": "true midsurfaces, every second section, no refinement"},
+    )
     return root, encoder, graphs

@@ -9,10 +9,18 @@ from cortexgraph.cli.main import app
 runner = CliRunner()
 
 
-def test_train_encoder_reuses_and_prints_scores(features_cohort):
+def test_train_encoder_reuses_and_prints_scores(features_cohort, encoder_overrides):
     root, encoder_path = features_cohort
-    result = runner.invoke(app, ["train-encoder", "--root", str(root), "--preset", "tiny"])
+    o = encoder_overrides
+
+    result = runner.invoke(
+        app,
+        ["train-encoder", "--root", str(root), "--preset", "tiny", "--epochs", str(o["scl_epochs"])]
+        + ["--linear-epochs", str(o["linear_epochs"])]
+        + ["--samples-per-area", str(o["samples_per_area"]), "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
+    assert "up to date" in result.output  # the same settings as the fixture's: reused
     assert "scl_linear: macro F1 test" in result.output and "transfer" in result.output
     assert str(encoder_path) in result.output.replace("\n", "")
 
@@ -21,13 +29,19 @@ def test_features_command_and_errors(features_graphs, tmp_path):
     root, _, _ = features_graphs
     result = runner.invoke(app, ["features", "B01", "--root", str(root), "--encoder", "tiny"])
     assert result.exit_code == 0, result.output
-    assert "features of B01 written" in result.output
-    # a brain without graphs: exit code 2 and the command that makes them
+    assert "features of B01 up to date" in result.output
+    again = runner.invoke(app, ["features", "B01", "--root", str(root), "--encoder", "tiny"])
+    for stage in ("priors", "labels", "cy"):
+        assert f"{stage}: up to date, reused" in again.output
+    # a brain without graphs: exit code 4 (upstream missing) and the command that makes them
     result = runner.invoke(app, ["features", "B03", "--root", str(root)])
-    assert result.exit_code == 2
-    assert "build-graph" in result.output
+    assert result.exit_code == 4
+    assert "cortexgraph build-graph B03" in result.output
     # an encoder name that was never trained
     result = runner.invoke(
         app, ["features", "B01", "--root", str(root), "--encoder", "nope", "--overwrite"]
     )
-    assert result.exit_code == 2 and "train-encoder" in result.output
+    assert result.exit_code == 4 and "cortexgraph train-encoder --name nope" in result.output
+    # a name that would become a path
+    result = runner.invoke(app, ["features", "B01", "--root", str(root), "--encoder", "../x"])
+    assert result.exit_code == 2 and "not a valid name" in result.output

@@ -10,9 +10,10 @@ import pytest
 from cortexgraph.data.manifest import Cohort
 from cortexgraph.data.raster import Raster
 from cortexgraph.data.stack import SectionStack
+from cortexgraph.derivatives import Derivatives
+from cortexgraph.derivatives.layout import cy_path, node_labels_path, priors_path, read_node_arrays
 from cortexgraph.errors import DataFormatError
 from cortexgraph.features.nodes import (
-    FEATURE_ARRAYS,
     compute_node_features,
     fill_from_neighbours,
     node_arrays_from_table,
@@ -91,15 +92,26 @@ def test_node_arrays_from_table():
 # ------------------------------------------------------------------ on the tiny phantom's graphs
 
 
+FEATURE_ARRAYS = ("cy", "cy_measured", "co", "pm", "y", "train_mask", "test_mask")
+
+
 @pytest.fixture(scope="module")
 def computed(features_graphs):
     root, encoder, graphs = features_graphs
-    results = compute_node_features("B01", encoder, root=root, device="cpu", overwrite=True)
+    name = encoder.parent.name
+    results = compute_node_features("B01", name, root=root, device="cpu", overwrite=True)
+    store = Derivatives(root)
     arrays = {}
     for hemi, path in graphs.items():
         with h5py.File(path, "r") as h5:
             arrays[hemi] = {name: h5["nodes"][name][...] for name in h5["nodes"]}
             arrays[hemi]["edge_index"] = h5["edge_index"][...]
+        for file in (
+            cy_path(store.root, "B01", name, hemi),
+            priors_path(store.root, "B01", hemi),
+            node_labels_path(store.root, "B01", hemi),
+        ):
+            arrays[hemi].update(read_node_arrays(file))
     return root, encoder, graphs, results, arrays
 
 
@@ -108,6 +120,8 @@ def test_feature_arrays_written_with_the_contract_names(computed):
     cohort = Cohort.read(root)
     for hemi, a in arrays.items():
         n = len(a["section"])
+        with h5py.File(graphs[hemi], "r") as h5:  # the graph file is never edited
+            assert set(h5["nodes"]) == {"section", "point_mm", "valid"}
         for name in FEATURE_ARRAYS:
             assert name in a, name
         assert a["cy"].dtype == np.float32 and a["cy"].shape == (n, 64)
@@ -117,9 +131,9 @@ def test_feature_arrays_written_with_the_contract_names(computed):
         assert np.isfinite(a["pm"]).all() and a["pm"].min() >= 0 and a["pm"].max() <= 1
         np.testing.assert_array_equal(a["cy_measured"], a["valid"])
         assert (~a["valid"]).sum() > 1000  # every second section only: many nodes are filled
-        assert results[hemi]["cy"]["filled_by_neighbours"] > 0
+        assert results["cy"][hemi]["filled_by_neighbours"] > 0
         assert a["y"].max() < len(cohort.areas)
-        assert (root / "derivatives" / "cortexgraph" / "B01" / "qc" / "features.json").is_file()
+        assert (root / "derivatives" / "cortexgraph" / "B01" / "records" / "node-priors.json").is_file()
 
 
 def test_batched_node_patches_equal_read_patch(computed):
@@ -233,8 +247,9 @@ def test_labels_and_split_masks(computed):
 
 def test_reused_unless_overwrite(computed):
     root, encoder, _, _, _ = computed
-    again = compute_node_features("B01", encoder, root=root, device="cpu")
-    assert set(again) == {"lh", "rh"} and all(info.get("reused") for info in again.values())
+    again = compute_node_features("B01", encoder.parent.name, root=root, device="cpu")
+    assert set(again) == {"priors", "labels", "cy"}
+    assert all(info["reused"] for info in again.values())
 
 
 def test_graph_without_node_arrays_reads_its_node_table(tmp_path):

@@ -38,10 +38,13 @@ def test_outputs_and_training_beats_chance(features_cohort):
         "confusion.png",
         "embedding.png",
         "patches.tsv",
-        "encoder.pt.prov.json",
         "checkpoints/scl/last.pt",
     ):
         assert (out / name).is_file(), name
+    record = json.loads((out.parents[1] / "records" / f"train-encoder@{out.name}.json").read_text())
+    assert record["measured"]["ce_macro_f1"]["test"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["ce"]["test"]["macro_f1"]
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["brains"]["transfer"] == ["B07"]
     for run in ("scl_linear", "ce"):

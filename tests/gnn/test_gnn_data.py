@@ -7,21 +7,31 @@ import numpy as np
 import pytest
 import torch
 
-from cortexgraph.errors import CortexgraphError, DataFormatError
+from cortexgraph.derivatives import Derivatives, StageId
+from cortexgraph.derivatives.external import record_external
+from cortexgraph.derivatives.graphs import load_brain_graph
+from cortexgraph.derivatives.layout import (
+    cy_path,
+    graph_path,
+    node_labels_path,
+    priors_path,
+    read_node_arrays,
+    write_node_arrays,
+)
+from cortexgraph.errors import CortexgraphError, UpstreamError
 from cortexgraph.gnn.data import (
+    feature_dims,
     features_label,
-    find_graph_files,
-    graph_file,
-    load_node_graph,
+    graph_items,
+    load_graphs,
     parse_features,
-    read_feature_dims,
 )
 from cortexgraph.gnn.synthetic import (
     triangulated_grid_edges,
     triangulated_grid_faces,
     write_synthetic_cohort,
 )
-from cortexgraph.meshes.graph import edges_from_faces, save_graph_h5
+from cortexgraph.meshes.graph import edges_from_faces
 
 SMALL = dict(rows=20, cols=16, num_areas=4, cy_dim=8, pm_dim=5, section_every=1, annotate_every=1)
 
@@ -61,29 +71,35 @@ def test_grid_faces_give_the_grid_edges():
 
 
 def test_synthetic_graph_files_follow_the_contract(cohort):
-    path = graph_file(cohort, "B01", "lh")
+    store = Derivatives(cohort)
+    path = graph_path(store.root, "B01", "lh")
     with h5py.File(path, "r") as h5:
-        nodes = h5["nodes"]
         n = h5["pos"].shape[0]
-        assert n == 20 * 16
-        expect = {
-            "cy": (np.float32, (n, 8)),
-            "pm": (np.float32, (n, 5)),
-            "co": (np.float32, (n, 3)),
-            "y": (np.int64, (n,)),
-            "train_mask": (np.bool_, (n,)),
-            "test_mask": (np.bool_, (n,)),
-            "section": (np.int64, (n,)),
-            "valid": (np.bool_, (n,)),
-            "cy_measured": (np.bool_, (n,)),
-            "point_mm": (np.float32, (n, 2)),
-        }
-        for name, (dtype, shape) in expect.items():
-            assert nodes[name].dtype == dtype and nodes[name].shape == shape, name
-        y = nodes["y"][...]
-        train, test = nodes["train_mask"][...], nodes["test_mask"][...]
-        section = nodes["section"][...]
-        co = nodes["co"][...]
+        nodes = {name: h5["nodes"][name][...] for name in h5["nodes"]}
+    assert n == 20 * 16 and set(nodes) == {"section", "point_mm", "valid"}
+    key = store.record(StageId("build-graph", "B01")).key
+    for file in (
+        cy_path(store.root, "B01", "synthetic", "lh"),
+        priors_path(store.root, "B01", "lh"),
+        node_labels_path(store.root, "B01", "lh"),
+    ):
+        nodes.update(read_node_arrays(file, graph_key=key))
+    expect = {
+        "cy": (np.float32, (n, 8)),
+        "pm": (np.float32, (n, 5)),
+        "co": (np.float32, (n, 3)),
+        "y": (np.int64, (n,)),
+        "train_mask": (np.bool_, (n,)),
+        "test_mask": (np.bool_, (n,)),
+        "section": (np.int64, (n,)),
+        "valid": (np.bool_, (n,)),
+        "cy_measured": (np.bool_, (n,)),
+        "point_mm": (np.float32, (n, 2)),
+    }
+    for name, (dtype, shape) in expect.items():
+        assert nodes[name].dtype == dtype and nodes[name].shape == shape, name
+    y, train, test = nodes["y"], nodes["train_mask"], nodes["test_mask"]
+    section, co = nodes["section"], nodes["co"]
     assert not (train & test).any()
     assert ((y >= 0) == (train | test)).all()
     assert y.max() < 4 and np.abs(co).max() <= 1.0
@@ -95,31 +111,52 @@ def test_synthetic_graph_files_follow_the_contract(cohort):
 
 
 def test_find_and_load(cohort):
-    items = find_graph_files(cohort)
+    store = Derivatives(cohort)
+    items = graph_items(store, ["B01", "B07"])
     assert [i.key for i in items] == ["B01/lh", "B01/rh", "B07/lh", "B07/rh"]
-    assert read_feature_dims(items[0].path, ("cy", "co")) == {"cy": 8, "co": 3}
-    g = load_node_graph(items[0].path, ("pm", "co"))
+    assert feature_dims(store, items[0], ("cy", "co"), "synthetic") == {"cy": 8, "co": 3}
+    g = load_graphs(store, items[:1], ("pm", "co"), encoder=None)[0].data
     assert g.x_pm.shape == (320, 5) and g.x_pm.dtype == torch.float32
     assert "x_cy" not in g
     assert g.y.dtype == torch.int64 and g.train_mask.dtype == torch.bool
     assert g.edge_index.shape[1] == 2 * (19 * 15 * 3 + 19 + 15)  # grid edges, both directions
-    unlabelled = load_node_graph(items[0].path, ("cy",), labels=False)
+    unlabelled = load_graphs(store, items[:1], ("cy",), encoder="synthetic", labels=False)[0].data
     assert unlabelled.y is None
+    full = load_brain_graph(store, "B01", "lh", "cy,pm,co", encoder="synthetic", labels=True)
+    assert full.x.shape == (320, 8 + 5 + 3) and full.pos.shape == (320, 3)
+    np.testing.assert_array_equal(full.x[:, :8].numpy(), full.x_cy.numpy())
 
 
 def test_missing_graphs_and_arrays_are_named(cohort, tmp_path):
-    with pytest.raises(CortexgraphError, match="B05 has no graph file"):
-        find_graph_files(cohort, ["B05"])
-    path = tmp_path / "g.h5"
-    faces = triangulated_grid_faces(3, 3)
-    pos = np.zeros((9, 3), np.float32)
-    save_graph_h5(path, pos, faces, cy=np.zeros((9, 4), np.float32))
-    with pytest.raises(DataFormatError, match="no node array.*pm") as err:
-        load_node_graph(path, ("cy", "pm"))
-    assert str(path) in str(err.value) and "features" in str(err.value)
-    save_graph_h5(path, pos, faces, cy=np.full((9, 4), np.nan, np.float32))
-    with pytest.raises(DataFormatError, match="NaN"):
-        load_node_graph(path, ("cy",), labels=False)
+    store = Derivatives(cohort)
+    with pytest.raises(UpstreamError, match="B05/build-graph has not been computed"):
+        graph_items(store, ["B05"])
+    with pytest.raises(UpstreamError, match="features@other has not been computed") as err:
+        load_brain_graph(store, "B01", "lh", ("cy",), encoder="other")
+    assert "cortexgraph features B01 --encoder other" in str(err.value)
+    # a CY file with NaN, recorded for the current graph, is refused by name
+    key = store.record(StageId("build-graph", "B07")).key
+    n = 20 * 16
+    bad = write_node_arrays(
+        cy_path(store.root, "B07", "nan", "lh"),
+        key,
+        n,
+        cy=np.full((n, 4), np.nan, np.float32),
+        cy_measured=np.ones(n, bool),
+    )
+    record_external(
+        store, StageId("features", "B07", ("nan",)), [bad], {"source": "test"},
+        upstream=[StageId("build-graph", "B07")],
+    )  # fmt: skip
+    with pytest.raises(UpstreamError, match="not a finite"):
+        load_brain_graph(store, "B07", "lh", ("cy",), encoder="nan")
+    # a node-array file of another graph is refused
+    write_node_arrays(
+        cy_path(store.root, "B07", "nan", "lh"), "0" * 64, n,
+        cy=np.zeros((n, 4), np.float32), cy_measured=np.ones(n, bool),
+    )  # fmt: skip
+    with pytest.raises(UpstreamError, match="features@nan is stale"):
+        load_brain_graph(store, "B07", "lh", ("cy",), encoder="nan")
 
 
 def test_synthetic_cohort_command_line(tmp_path, capsys):
@@ -127,6 +164,8 @@ def test_synthetic_cohort_command_line(tmp_path, capsys):
 
     main([str(tmp_path / "c"), "--brains", "B01,B07", "--rows", "6", "--cols", "5", "--areas", "3"])
     assert "written" in capsys.readouterr().out
-    items = find_graph_files(tmp_path / "c")
+    store = Derivatives(tmp_path / "c")
+    items = graph_items(store, ["B01", "B07"])
     assert [i.key for i in items] == ["B01/lh", "B01/rh", "B07/lh", "B07/rh"]
-    assert read_feature_dims(items[0].path, ("cy", "pm", "co")) == {"cy": 256, "pm": 100, "co": 3}
+    dims = feature_dims(store, items[0], ("cy", "pm", "co"), "synthetic")
+    assert dims == {"cy": 256, "pm": 100, "co": 3}

@@ -12,7 +12,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import f1_score
 
 from cortexgraph.data.manifest import read_tsv
-from cortexgraph.gnn.data import find_graph_files, load_node_graph
+from cortexgraph.derivatives import Derivatives
+from cortexgraph.gnn.data import graph_items, load_graphs
 from cortexgraph.gnn.evaluate import compare_models, comparison_runs, evaluate_run
 from cortexgraph.gnn.stage import load_run, train_gnn
 from cortexgraph.gnn.synthetic import write_synthetic_cohort
@@ -41,8 +42,9 @@ def _reference(root, run, brains, transfer):
     """Labels and predictions of the evaluated nodes, computed independently of evaluate_run."""
     model, config = load_run(run)
     yt, yp = [], []
-    for item in find_graph_files(root, brains):
-        g = load_node_graph(item.path, config["features"])
+    store = Derivatives(root)
+    for item in graph_items(store, brains):
+        g = load_graphs(store, [item], config["features"], encoder=config["encoder"])[0].data
         with torch.no_grad():
             pred = model(g).argmax(1)
         mask = (g.y >= 0) if transfer else (g.y >= 0) & g.test_mask
@@ -74,7 +76,7 @@ def test_f1_equals_scikit_learn(trained):
     lines = (run / "evaluation/confusion_transfer.tsv").read_text().splitlines()
     cm = np.array([[int(v) for v in line.split("\t")[1:]] for line in lines[1:]])
     np.testing.assert_array_equal(cm, sk_confusion(yt_t, yp_t, labels=np.arange(5)))
-    for name in ("per_area_f1.png", "confusion_test.png", "metrics.json", "metrics.json.prov.json"):
+    for name in ("per_area_f1.png", "confusion_test.png", "metrics.json"):
         assert (run / "evaluation" / name).is_file()
     stored = json.loads((run / "evaluation/metrics.json").read_text())
     assert stored["test_f1"] == pytest.approx(result["test_f1"])
@@ -107,7 +109,8 @@ def test_compare_writes_table_and_chart(trained, tmp_path):
     tsv, png, rows = compare_models(
         root, "features", preset="demo", epochs=1, device="cpu", specs=specs
     )
-    assert tsv == root / "derivatives/cortexgraph/comparisons/features.tsv" and png.is_file()
+    assert tsv == root / "derivatives/cortexgraph/comparisons/features-demo-e1.tsv"
+    assert png.is_file()
     table = read_tsv(tsv, ("model", "layers", "features", "run", "test_f1", "transfer_f1"))
     assert [(r["model"], r["features"]) for r in table] == [("mlp", "CO"), ("linear", "CY/PM")]
     for r, row in zip(table, rows, strict=True):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import h5py
 import numpy as np
 import pytest
 import torch
 
-from cortexgraph.errors import CortexgraphError
+from cortexgraph.derivatives import Derivatives, StageId
+from cortexgraph.derivatives.layout import read_node_arrays
+from cortexgraph.errors import CortexgraphError, UpstreamError
+from cortexgraph.gnn.data import graph_items, load_graphs
 from cortexgraph.gnn.stage import (
     default_run_name,
     load_run,
@@ -56,10 +58,16 @@ def test_train_writes_a_run_and_holds_out_the_transfer_brain(cohort, tmp_path):
     root = _copy(cohort, tmp_path)
     records = []
     run = train_gnn(root, model="sage", layers=2, epochs=2, progress=records.append, **FAST)
-    assert run == root / "derivatives/cortexgraph/runs/sage2-cy-pm-co-demo-e2"
-    for name in ("model.pt", "model.pt.prov.json", "config.json", "history.tsv"):
+    # the default name carries the settings; width, batch and rate differ from the preset: -x<hash>
+    assert run.parent == root / "derivatives/cortexgraph/runs"
+    assert run.name.startswith("sage2-cy-pm-co-demo-e2-x")
+    for name in ("model.pt", "config.json", "history.tsv"):
         assert (run / name).is_file(), name
     assert (run / "checkpoints/last.pt").is_file()
+    record = Derivatives(root).record(StageId("train-gnn", None, (run.name,)))
+    assert record.parameters["encoder"] == "synthetic" and record.parameters["transfer"] == "B07"
+    assert {"B01/build-graph", "B03/features@synthetic", "B03/node-labels"} <= set(record.upstream)
+    assert not any(label.startswith("B07") for label in record.upstream)
     config = json.loads((run / "config.json").read_text())
     assert config["train_graphs"] == ["B01/lh", "B01/rh", "B03/lh", "B03/rh"]
     assert config["transfer"] == "B07" and config["epochs_done"] == 2
@@ -67,8 +75,8 @@ def test_train_writes_a_run_and_holds_out_the_transfer_brain(cohort, tmp_path):
     n_train = 0
     for key in config["train_graphs"]:
         brain, hemi = key.split("/")
-        with h5py.File(root / f"derivatives/cortexgraph/{brain}/graph/{hemi}.h5") as h5:
-            n_train += int((h5["nodes/train_mask"][...] & (h5["nodes/y"][...] >= 0)).sum())
+        lab = read_node_arrays(root / f"derivatives/cortexgraph/{brain}/features/labels/{hemi}.h5")
+        n_train += int((lab["train_mask"] & (lab["y"] >= 0)).sum())
     assert sum(config["train_nodes"].values()) == n_train
     history = read_history(run)
     assert history["epoch"] == [1.0, 2.0] and len(records) == 2
@@ -76,12 +84,9 @@ def test_train_writes_a_run_and_holds_out_the_transfer_brain(cohort, tmp_path):
     np.testing.assert_allclose(
         np.array(history["nodes_per_s"]) * np.array(history["seconds"]), n_train, rtol=1e-4
     )
-    prov = json.loads((run / "model.pt.prov.json").read_text())
-    assert any("B01/graph/lh.h5" in k for k in prov["inputs"])
-    assert not any("B07" in k for k in prov["inputs"])
     model, cfg = load_run(run)
     assert model.kind == "sage" and model.num_layers == 2 and not model.training
-    assert resolve_run("sage2-cy-pm-co-demo-e2", root) == run.resolve()
+    assert resolve_run(run.name, root) == run.resolve()
 
 
 def test_same_seed_same_model_and_reuse(cohort, tmp_path):
@@ -94,22 +99,33 @@ def test_same_seed_same_model_and_reuse(cohort, tmp_path):
     stamp = (a / "model.pt").stat().st_mtime_ns
     assert train_gnn(root, model="gat", layers=2, epochs=2, name="a", **FAST) == a
     assert (a / "model.pt").stat().st_mtime_ns == stamp  # reused, not retrained
-    with pytest.raises(CortexgraphError, match="other settings.*hidden"):
-        train_gnn(root, model="gat", layers=2, epochs=2, name="a", **{**FAST, "hidden": 8})
-    train_gnn(
-        root, model="gat", layers=2, epochs=2, name="a", overwrite=True, **{**FAST, "hidden": 8}
-    )
+    # other settings under the same name: retrained, and the reason is the changed setting
+    train_gnn(root, model="gat", layers=2, epochs=2, name="a", **{**FAST, "hidden": 8})
     assert load_run(a)[0].hidden == 8
+    # a default name carries the settings that differ from the preset
+    c = train_gnn(root, model="gat", layers=2, epochs=2, **{**FAST, "hidden": 8})
+    d = train_gnn(root, model="gat", layers=2, epochs=2, **{**FAST, "hidden": 12})
+    assert c != d and c.name.startswith("gat2-cy-pm-co-demo-e2-x")
 
 
-def test_resume_continues_exactly(cohort, tmp_path):
+def test_interrupted_training_resumes_exactly(cohort, tmp_path):
     root = _copy(cohort, tmp_path)
     straight = train_gnn(root, model="gat", layers=2, epochs=4, name="straight", **FAST)
-    part = train_gnn(root, model="gat", layers=2, epochs=2, name="part", **FAST)
-    assert read_history(part)["epoch"] == [1.0, 2.0]
-    # a run stopped after 2 epochs: only its checkpoint is left
-    (part / "model.pt").unlink()
-    resumed = train_gnn(root, model="gat", layers=2, epochs=4, name="part", **FAST)
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_gnn(root, model="gat", layers=2, epochs=4, name="part", progress=stop_after_two, **FAST)
+    part = root / "derivatives/cortexgraph/runs/part"
+    assert not (part / "model.pt").exists() and (part / "checkpoints/last.pt").is_file()
+    assert Derivatives(root).record(StageId("train-gnn", None, ("part",))) is None
+    epochs = []
+    resumed = train_gnn(
+        root, model="gat", layers=2, epochs=4, name="part", progress=epochs.append, **FAST
+    )
+    assert [r["epoch"] for r in epochs] == [3, 4]  # resumed from the checkpoint of epoch 2
     h_straight, h_resumed = read_history(straight), read_history(resumed)
     assert h_resumed["epoch"] == [1.0, 2.0, 3.0, 4.0]
     np.testing.assert_allclose(h_resumed["loss"], h_straight["loss"], rtol=1e-5)
@@ -117,6 +133,10 @@ def test_resume_continues_exactly(cohort, tmp_path):
     wr = torch.load(resumed / "model.pt", weights_only=True)["state_dict"]
     for key in ws:
         torch.testing.assert_close(wr[key], ws[key], rtol=1e-5, atol=1e-6)
+    # a checkpoint of other settings is never resumed
+    epochs.clear()
+    train_gnn(root, model="gat", layers=2, epochs=3, name="part", progress=epochs.append, **FAST)
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
 
 
 def test_errors_name_the_problem(cohort, tmp_path):
@@ -125,23 +145,30 @@ def test_errors_name_the_problem(cohort, tmp_path):
         train_gnn(root, transfer="B09", **FAST)
     with pytest.raises(CortexgraphError, match="unknown model"):
         train_gnn(root, model="gcn", **FAST)
-    shutil.rmtree(root / "derivatives/cortexgraph/B03")
-    with pytest.raises(CortexgraphError, match="B03 has no graph file"):
+    with pytest.raises(CortexgraphError, match="not a valid name"):
+        train_gnn(root, name="../../x", **FAST)
+    assert not (tmp_path / "x").exists()
+    (root / "derivatives/cortexgraph/B03/records/build-graph.json").unlink()
+    with pytest.raises(UpstreamError, match="B03/build-graph has not been computed") as err:
         train_gnn(root, **FAST)
+    assert err.value.exit_code == 4 and "cortexgraph build-graph B03" in str(err.value)
 
 
 def test_predict_writes_proba_and_pred(cohort, tmp_path):
     root = _copy(cohort, tmp_path)
+    graph_files = sorted((root / "derivatives/cortexgraph/B07/graph").glob("*.h5"))
+    before = [p.read_bytes() for p in graph_files]
     run = train_gnn(root, model="mlp", layers=2, epochs=1, features="cy,co", **FAST)
     written = predict_brain(run.name, "B07", root)
     assert [p.name for p in written] == ["lh.h5", "rh.h5"]
+    assert all(p.parent == root / f"derivatives/cortexgraph/B07/predictions/{run.name}" for p in written)
+    assert [p.read_bytes() for p in graph_files] == before  # the graph files are not touched
     model, _ = load_run(run)
-    for path in written:
-        with h5py.File(path, "r") as h5:
-            proba = h5["nodes/proba"][...]
-            pred = h5["nodes/pred"][...]
-            x = {k: torch.from_numpy(h5[f"nodes/{k}"][...]) for k in ("cy", "co")}
-            assert "y" in h5["nodes"]  # the other arrays are kept
+    store = Derivatives(root)
+    for path, item in zip(written, graph_items(store, ["B07"]), strict=True):
+        arrays = read_node_arrays(path)
+        proba, pred = arrays["proba"], arrays["pred"]
+        x = load_graphs(store, [item], ("cy", "co"), encoder="synthetic", labels=False)[0].data
         assert proba.dtype == np.float32 and proba.shape == (320, 4)
         assert pred.dtype == np.int64
         np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-5)
@@ -149,4 +176,10 @@ def test_predict_writes_proba_and_pred(cohort, tmp_path):
         with torch.no_grad():
             expected = torch.softmax(model(x), 1).numpy()
         np.testing.assert_allclose(proba, expected, atol=1e-5)
-        assert path.with_name(f"{path.stem}.predict.prov.json").is_file()
+    again = predict_brain(run.name, "B07", root)
+    assert again == written
+    record = store.record(StageId("predict", "B07", (run.name,)))
+    assert f"train-gnn@{run.name}" in record.upstream
+    # a second model's predictions never share a file with the first's
+    other = train_gnn(root, model="linear", epochs=1, features="co", **FAST)
+    assert predict_brain(other.name, "B07", root)[0].parent.name == other.name

@@ -21,18 +21,24 @@ from cortexgraph.data.annotations import (
 )
 from cortexgraph.data.manifest import Area, AreaTable, Brain, Cohort, SectionRecord, find_brain
 from cortexgraph.data.raster import Raster, write_raster
-from cortexgraph.errors import DataFormatError
+from cortexgraph.derivatives import Derivatives, StageId
+from cortexgraph.derivatives.external import record_external
+from cortexgraph.derivatives.layout import node_labels_path, write_node_arrays
+from cortexgraph.errors import CortexgraphError, DataFormatError, UpstreamError
 from cortexgraph.mapping.project import (
     PixelCounts,
+    _graph_file_points,
     classes_to_area_ids,
     ground_truth_graphs,
     label_contours,
     pixel_counts,
     pixel_f1,
     project_brain,
+    project_graphs,
     project_points_to_image,
     section_points,
     smooth_node_labels,
+    truth_labels_folder,
 )
 from cortexgraph.meshes.graph import save_graph_h5
 from cortexgraph.training.metrics import per_class_f1
@@ -275,21 +281,34 @@ def _write_annulus_cohort(root):
     classes = np.concatenate([np.arange(12), np.arange(12), [-1] * 4])
     pos = np.column_stack([np.arange(28.0), np.zeros(28), np.zeros(28)])
     faces = np.array([[k, k + 1, k + 2] for k in range(26)])
-    save_graph_h5(
+    graph = save_graph_h5(
         root / "derivatives/cortexgraph/B01/graph/lh.h5",
         pos,
         faces,
         section=section,
         point_mm=points.astype(np.float32),
         valid=section >= 0,
-        y=classes,
     )
+    store = Derivatives(root)
+    key = record_external(store, StageId("build-graph", "B01"), [graph], {"source": "test"}).key
+    labels = write_node_arrays(
+        node_labels_path(store.root, "B01", "lh"),
+        key,
+        28,
+        y=classes,
+        train_mask=classes >= 0,
+        test_mask=np.zeros(28, bool),
+    )
+    record_external(
+        store, StageId("node-labels", "B01"), [labels], {"source": "test"},
+        upstream=[StageId("build-graph", "B01")],
+    )  # fmt: skip
     return find_brain("B01", root), truth
 
 
 def test_project_brain_writes_every_section_and_scores_it(tmp_path):
     brain, truth = _write_annulus_cohort(tmp_path / "cohort")
-    report = project_brain(brain, "y", max_distance_mm=10.0, overlays=1)
+    report = project_brain(brain, labels="y", max_distance_mm=10.0, overlays=1)
     out = brain.derivatives / "labels" / "nodes-y"
     assert report["out_dir"] == str(out)
     for s in SECTIONS:
@@ -301,11 +320,12 @@ def test_project_brain_writes_every_section_and_scores_it(tmp_path):
         assert (back == truth).mean() > 0.97  # polygons trace pixel borders
     assert report["pixel_f1"]["macro_f1"] == pytest.approx(1.0)
     assert report["pixel_f1"]["coverage"] == pytest.approx(1.0)
-    assert len(report["overlays"]) == 1
     assert (out / "overlays").is_dir() and len(list((out / "overlays").glob("*.png"))) == 1
     saved = json.loads((out / "project.json").read_text())
     assert saved["pixel_f1"]["areas"] == 12
-    assert (out / "project.json.prov.json").is_file()
+    record = Derivatives(brain.cohort.root).record(StageId("project", "B01", ("nodes-y",)))
+    assert record.measured["pixel_f1"]["macro_f1"] == pytest.approx(1.0)
+    assert "B01/node-labels" in record.upstream
     rows = (out / "pixel_f1.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["area_id", "name", "n_true", "n_pred", "tp", "f1"]
     assert len(rows) == 13
@@ -313,20 +333,21 @@ def test_project_brain_writes_every_section_and_scores_it(tmp_path):
 
 def test_project_brain_bound_reuse_and_errors(tmp_path):
     brain, truth = _write_annulus_cohort(tmp_path / "cohort")
-    out = tmp_path / "out"
-    report = project_brain(brain, "y", max_distance_mm=0.5, overlays=0, contours=False, out_dir=out)
+    out = brain.derivatives / "labels" / "nodes-y"
+    opts = dict(labels="y", overlays=0, contours=False)
+    report = project_brain(brain, max_distance_mm=0.5, **opts)
     labels = Raster(out / "s0001.h5").read_level(0)
     assert (labels > 0).sum() < (truth > 0).sum() / 2  # most of the annulus is > 0.5 mm away
     assert report["pixel_f1"]["coverage"] < 0.5
-    # existing outputs are reused (same result without recomputing), --overwrite recomputes
-    again = project_brain(brain, "y", max_distance_mm=10.0, overlays=0, contours=False, out_dir=out)
-    assert again["pixel_f1"]["coverage"] == pytest.approx(report["pixel_f1"]["coverage"])
-    again = project_brain(
-        brain, "y", max_distance_mm=10.0, overlays=0, contours=False, out_dir=out, overwrite=True
-    )
+    # the same parameters: reused; another distance bound: recomputed, and the reason is named
+    assert project_brain(brain, max_distance_mm=0.5, **opts)["reused"]
+    again = project_brain(brain, max_distance_mm=10.0, **opts)
+    assert not again["reused"] and "max_distance_mm changed (0.5 -> 10.0)" in again["why"]
     assert again["pixel_f1"]["coverage"] == pytest.approx(1.0)
-    with pytest.raises(DataFormatError, match="pred"):
-        project_brain(brain, "pred", out_dir=tmp_path / "none")
+    with pytest.raises(CortexgraphError, match="needs the model run"):
+        project_brain(brain, labels="pred")
+    with pytest.raises(UpstreamError, match="B01/predict@nope has not been computed"):
+        project_brain(brain, "nope")
 
 
 def test_cli_project(tmp_path):
@@ -336,14 +357,14 @@ def test_cli_project(tmp_path):
     result = CliRunner().invoke(
         app,
         ["project", "B01", "--root", str(tmp_path / "cohort"), "--labels", "y"]
-        + ["--max-distance-mm", "10", "--overlays", "0", "--smooth", "1", "--source", "mine"],
+        + ["--max-distance-mm", "10", "--overlays", "0", "--smooth", "1"],
     )
     assert result.exit_code == 0, result.output
     assert "pixel macro F1 1.000" in result.output
-    assert (brain.derivatives / "labels/mine/s0002.h5").is_file()
+    assert (brain.derivatives / "labels/nodes-y/s0002.h5").is_file()
     result = CliRunner().invoke(app, ["project", "B01", "--root", str(tmp_path / "cohort")])
     assert result.exit_code == 2
-    assert "pred" in result.output
+    assert "--run" in result.output
 
 
 @pytest.mark.slow
@@ -351,14 +372,15 @@ def test_true_labels_of_the_phantom_project_back_onto_its_sections(tiny_cohort, 
     brain = find_brain("B07", tiny_cohort)
     graphs = ground_truth_graphs(brain, tmp_path / "graph", hemis=("lh",))
     assert [p.name for p in graphs] == ["lh.h5"]
-    report = project_brain(
+    report, _ = project_graphs(
         brain,
-        "y",
-        graph_dir=tmp_path / "graph",
-        out_dir=tmp_path / "labels",
+        [_graph_file_points(graphs[0])],
+        tmp_path / "labels",
+        source="truth-y",
+        spacing_um=brain.annotation_spacing_um,
         overlays=0,
         contours=False,
-        hemis=("lh",),
+        truth_dir=truth_labels_folder(brain),
     )
     scores = report["pixel_f1"]
     # only the left hemisphere's points: the right cortex stays unlabelled (coverage about half);

@@ -12,7 +12,6 @@ from cortexgraph.maps3d.brainmap import (
     label_source,
     lattice_origin_mm,
     map_area,
-    map_stem,
     remove_workdir,
     section_pixel_to_world,
 )
@@ -47,8 +46,10 @@ def test_sources_complete_and_partial(brain):
         assert truth.complete and not notes.complete
         assert sorted(truth.readers) == stack.sections  # every available section is labelled
         assert 302 not in notes.readers and notes.skipped["user"] == [302]
-        with pytest.raises(CortexgraphError, match="no section labels"):
+        with pytest.raises(CortexgraphError, match="project@gnn-nothing has not been computed"):
             label_source(brain, stack, "gnn-nothing")
+        with pytest.raises(CortexgraphError, match="unknown label source"):
+            label_source(brain, stack, "elsewhere")
 
 
 def test_map_truth_annotation_and_excluded_sections(brain):
@@ -70,7 +71,6 @@ def test_map_truth_annotation_and_excluded_sections(brain):
     assert abs(np.count_nonzero(gap.mask) / np.count_nonzero(truth.mask) - 1) < 0.03
     with pytest.raises(CortexgraphError, match="on no usable section"):
         map_area(brain, "Occ11", "annotation")
-    assert map_stem("hOc1", "gnn-run 1") == "hOc1_gnn-run 1" and map_stem("a/b", "x") == "a-b_x"
 
 
 def test_map_out_of_core_equals_in_memory(brain, tmp_path):

@@ -9,7 +9,7 @@ import torch
 import trimesh
 
 from cortexgraph.errors import DataFormatError
-from cortexgraph.meshes.graph import append_node_arrays, edges_from_faces, load_graph, save_graph_h5
+from cortexgraph.meshes.graph import edges_from_faces, load_graph, save_graph_h5
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +47,10 @@ def test_round_trip_and_append(tmp_path, icosphere):
     np.testing.assert_array_equal(data.y.numpy(), labels)
     assert data.edge_index.dtype == torch.int64
 
-    cy = rng.normal(size=(len(vertices), 3)).astype(np.float32)
-    append_node_arrays(path, cy=cy, y=labels + 1)
-    data = load_graph(path)
-    np.testing.assert_array_equal(data.cy.numpy(), cy)
-    np.testing.assert_array_equal(data.y.numpy(), labels + 1)
-    np.testing.assert_array_equal(data.x.numpy(), features)
     assert not list(tmp_path.glob(".g.h5*"))  # no temporary files left
     with pytest.raises(DataFormatError, match="first dimension"):
-        append_node_arrays(path, bad=np.zeros(3))
+        save_graph_h5(tmp_path / "bad.h5", vertices, faces, bad=np.zeros(3))
+    assert not (tmp_path / "bad.h5").exists()
 
 
 def test_rejects_foreign_file(tmp_path):

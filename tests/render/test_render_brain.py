@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import trimesh
@@ -11,9 +9,16 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from cortexgraph.data.manifest import Area, AreaTable, Brain, Cohort, find_brain
+from cortexgraph.derivatives import Derivatives, StageId
+from cortexgraph.derivatives.external import record_external
+from cortexgraph.derivatives.layout import (
+    node_labels_path,
+    prediction_path,
+    priors_path,
+    write_node_arrays,
+)
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.meshes.graph import save_graph_h5
-from cortexgraph.meshes.io import read_gifti_surface
 from cortexgraph.render.brain import node_colouring, render_brain
 from cortexgraph.render.export import read_gifti_labels
 
@@ -54,61 +59,72 @@ def _cohort_with_graph(root):
     proba[np.arange(n), 2] += 0.2
     co = (vertices - vertices.mean(0)) / 10.0
     pm = np.stack([np.clip(vertices[:, 2] / 10, 0, 1), np.clip(-vertices[:, 2] / 10, 0, 1)], 1)
-    save_graph_h5(
-        brain.derivatives / "graph/lh.h5",
-        vertices,
-        faces,
-        y=y,
-        pred=pred,
-        proba=proba,
-        co=co.astype(np.float32),
-        pm=pm.astype(np.float32),
-    )
+    store = Derivatives(root)
+    graph = save_graph_h5(brain.derivatives / "graph/lh.h5", vertices, faces)
+    graph_id = StageId("build-graph", "B01")
+    key = record_external(store, graph_id, [graph], {"source": "sphere"}).key
+    parts = {
+        StageId("node-labels", "B01"): (
+            node_labels_path(store.root, "B01", "lh"),
+            {"y": y, "train_mask": y >= 0, "test_mask": np.zeros(n, bool)},
+        ),
+        StageId("node-priors", "B01"): (
+            priors_path(store.root, "B01", "lh"),
+            {"co": co.astype(np.float32), "pm": pm.astype(np.float32)},
+        ),
+        StageId("predict", "B01", ("r1",)): (
+            prediction_path(store.root, "B01", "r1", "lh"),
+            {"proba": proba, "pred": pred},
+        ),
+    }
+    for sid, (path, arrays) in parts.items():
+        write_node_arrays(path, key, n, **arrays)
+        record_external(store, sid, [path], {"source": "sphere"}, upstream=[graph_id])
     return find_brain("B01", root), vertices, faces, y, pred
 
 
 def test_render_brain_pictures_and_exports(tmp_path):
     brain, vertices, faces, y, pred = _cohort_with_graph(tmp_path / "cohort")
-    written = render_brain(
-        brain,
-        "y,pred,errors,proba:hOc2,co,pm:1",
-        views=("lateral", "dorsal"),
-        size_px=(160, 120),
-    )
-    out = brain.derivatives / "render"
-    names = {p.name for p in written}
-    for stem in ("lh_y", "lh_pred", "lh_errors", "lh_proba-hOc2", "lh_co", "lh_pm-1"):
+    small = dict(views=("lateral", "dorsal"), size_px=(160, 120))
+    written = render_brain(brain, "pred,errors,proba:hOc2", run="r1", **small)
+    written += render_brain(brain, "y,co,pm:1", **small)
+    run_out = brain.derivatives / "render" / "gnn-r1"
+    node_out = brain.derivatives / "render" / "nodes"
+    names = {p.relative_to(brain.derivatives / "render").as_posix() for p in written}
+    for stem in ("gnn-r1/lh_pred", "gnn-r1/lh_errors", "gnn-r1/lh_proba-hOc2", "nodes/lh_y",
+                 "nodes/lh_co", "nodes/lh_pm-1"):  # fmt: skip
         assert f"{stem}.png" in names and f"{stem}.ply" in names
-    for stem in ("lh_y", "lh_pred", "lh_errors"):
+    for stem in ("nodes/lh_y", "gnn-r1/lh_pred", "gnn-r1/lh_errors"):
         assert f"{stem}.label.gii" in names and f"{stem}.annot" in names
-    for stem in ("lh_proba-hOc2", "lh_co", "lh_pm-1"):
+    for stem in ("gnn-r1/lh_proba-hOc2", "nodes/lh_co", "nodes/lh_pm-1"):
         assert f"{stem}.func.gii" in names
-    assert {"lh_y_vs_pred.png", "lh.surf.gii", "render.json"} <= names
-    assert written[-1] == out / "render.json" and (out / "render.json.prov.json").is_file()
+    assert "gnn-r1/lh_y_vs_pred.png" in names
     # the prediction picture: the two area colours (shaded) on a white background
-    picture = (imread(out / "lh_pred.png")[..., :3] * 255).round().astype(int)
+    picture = (imread(run_out / "lh_pred.png")[..., :3] * 255).round().astype(int)
     reddish = (picture[..., 0] > picture[..., 2] + 60) & (picture[..., 1] < 120)
     bluish = (picture[..., 2] > picture[..., 0] + 60) & (picture[..., 1] > 60)
     assert reddish.sum() > 500 and bluish.sum() > 500
-    # exports hold the area ids of the prediction and the mesh
-    labels, table = read_gifti_labels(out / "lh_pred.label.gii")
+    # exports hold the area ids of the prediction
+    labels, table = read_gifti_labels(run_out / "lh_pred.label.gii")
     np.testing.assert_array_equal(labels, AREAS.ids[pred])
     assert table[7] == ("hOc2", (0x1F, 0x77, 0xB4))
-    v, f = read_gifti_surface(out / "lh.surf.gii")
-    np.testing.assert_allclose(v, vertices, atol=1e-5)
-    np.testing.assert_array_equal(f, faces)
-    errors, _ = read_gifti_labels(out / "lh_errors.label.gii")
+    errors, _ = read_gifti_labels(run_out / "lh_errors.label.gii")
     known = y >= 0
     np.testing.assert_array_equal(errors[~known], 0)
     np.testing.assert_array_equal(errors[known], np.where(y[known] == pred[known], 1, 2))
-    report = json.loads((out / "render.json").read_text())
+    record = Derivatives(brain.cohort.root).record(StageId("render", "B01", ("gnn-r1", "errors")))
     expected = float((y[known] == pred[known]).mean())
-    assert report["summary"]["lh"]["errors"]["accuracy"] == pytest.approx(expected)
+    assert record.measured["lh"]["accuracy"] == pytest.approx(expected)
     assert 0 < expected < 1
-    # outputs are reused unless overwrite
-    stamp = (out / "lh_pred.png").stat().st_mtime_ns
-    render_brain(brain, "pred", views=("lateral", "dorsal"), size_px=(160, 120))
-    assert (out / "lh_pred.png").stat().st_mtime_ns == stamp
+    assert (node_out / "lh_y.png").is_file()
+    # outputs are reused while nothing changed
+    stamp = (run_out / "lh_pred.png").stat().st_mtime_ns
+    render_brain(brain, "pred", run="r1", **small)
+    assert (run_out / "lh_pred.png").stat().st_mtime_ns == stamp
+    with pytest.raises(CortexgraphError, match="--run"):
+        render_brain(brain, "pred", **small)
+    with pytest.raises(CortexgraphError, match="unknown --labels"):
+        render_brain(brain, "valid", **small)
 
 
 def test_colouring_specs_and_errors(tmp_path):
@@ -145,7 +161,7 @@ def test_cli_render(tmp_path):
     args += ["--views", "medial", "--size", "100x80", "--backend", "matplotlib", "--no-exports"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert (brain.derivatives / "render/lh_y.png").is_file()
-    assert not (brain.derivatives / "render/lh_y.label.gii").exists()
+    assert (brain.derivatives / "render/nodes/lh_y.png").is_file()
+    assert not (brain.derivatives / "render/nodes/lh_y.label.gii").exists()
     result = CliRunner().invoke(app, args[:5] + ["--views", "sideways"])
     assert result.exit_code == 2 and "sideways" in result.output

@@ -1,0 +1,375 @@
+"""The ``map3d`` and ``stats`` stages: one area's 3D map from one label source, and its morphometry.
+
+Stage executions and their files (``<brain>`` = ``<cohort>/derivatives/cortexgraph/<brain>``,
+``<area>`` = the area name's file-name form, :func:`cortexgraph.data.names.slug`)::
+
+    map3d@<source>@<area>    <brain>/maps3d/<source>/<area>.nii.gz, .gii, .ply, _preview.gii, .ply
+    stats@<source>@<area>    <brain>/maps3d/<source>/<area>_stats.tsv, <area>.png
+    stats-table@<source>     <brain>/maps3d/<source>/stats.tsv   (every area measured, one table)
+
+``<source>`` names the model run (``gnn-<run>``, ``lsm-<name>``) or ``truth`` / ``annotation``
+(:func:`cortexgraph.maps3d.brainmap.label_source`), so maps of different models never share a file,
+and every picture names its source.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cortexgraph.data.manifest import Brain
+from cortexgraph.data.names import check_name, slug
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.inputs import brain_inputs
+from cortexgraph.derivatives.layout import maps3d_dir
+from cortexgraph.errors import CortexgraphError, ParameterError
+
+__all__ = ["MapOptions", "map3d_area", "stats_area", "stats_table"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """Parameters of an area map (:func:`cortexgraph.maps3d.brainmap.map_area`)."""
+
+    voxel_size_mm: float | None = None
+    exclude_sections: tuple[int, ...] = ()
+    median_size: int | None = None
+    min_component_mm3: float = 27.0
+    interpolation: str = "linear"
+    preview_factor: int | None = None
+    memory_budget_gb: float = 4.0
+    chunk_vox: int = 128
+    num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.voxel_size_mm is not None and not 0.001 <= self.voxel_size_mm <= 10:
+            raise ParameterError(
+                f"voxel size {self.voxel_size_mm} mm is out of range", fix="give 0.001..10 mm"
+            )
+        if self.median_size is not None and (self.median_size < 1 or self.median_size % 2 == 0):
+            raise ParameterError(
+                f"median size {self.median_size} must be odd and >= 1", fix="give 1, 3, 5, ..."
+            )
+        if not self.min_component_mm3 >= 0:
+            raise ParameterError("min component volume must be >= 0", fix="give a value >= 0")
+        if self.interpolation not in ("linear", "harmonic"):
+            raise ParameterError(
+                f"unknown interpolation {self.interpolation!r}", fix="use linear or harmonic"
+            )
+        if self.preview_factor is not None and self.preview_factor < 1:
+            raise ParameterError("preview factor must be >= 1", fix="give 1 or more")
+        if not self.memory_budget_gb > 0 or self.chunk_vox < 16 or self.num_workers < 1:
+            raise ParameterError(
+                "memory budget must be > 0 GB, chunks >= 16 voxels, workers >= 1",
+                fix="check --memory-gb, --chunk-vox and --workers",
+            )
+
+    def key_parameters(self) -> dict:
+        """The parameters that change the map (out-of-core control does not)."""
+        values = asdict(self)
+        for name in ("memory_budget_gb", "chunk_vox", "num_workers"):
+            values.pop(name)
+        values["exclude_sections"] = sorted(int(s) for s in self.exclude_sections)
+        return values
+
+
+def _source(source: str) -> str:
+    return check_name(source, "label source")
+
+
+def _area(brain: Brain, area: str | int):
+    if brain.cohort is None:
+        raise CortexgraphError(
+            "the brain is not inside a cohort (no area table)",
+            file=brain.root,
+            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
+        )
+    return brain.cohort.areas.resolve(area)
+
+
+def map3d_area(
+    brain: Brain,
+    area: str | int,
+    source: str,
+    options: MapOptions | None = None,
+    *,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+    progress=None,
+) -> dict:
+    """Stage ``map3d@<source>@<area>``: build and write one area's 3D map (module docstring).
+
+    Returns
+    -------
+    What the map measured (voxel counts, sections used, seconds) with ``files`` (paths written),
+    ``reused`` and ``why``. Raises :class:`~cortexgraph.maps3d.brainmap.AreaNotLabelledError` when the
+    source shows the area on no section.
+    """
+    from cortexgraph.data.stack import SectionStack
+    from cortexgraph.maps3d.brainmap import label_source, map_area, remove_workdir, write_area_map
+
+    options = options or MapOptions()
+    source = _source(source)
+    rec = _area(brain, area)
+    stem = slug(rec.name)
+    store = Derivatives.of(brain)
+    out_dir = maps3d_dir(store.root, brain.id, source)
+    with SectionStack(brain) as stack:
+        labels = label_source(brain, stack, source, options.exclude_sections, area=rec.id)
+    values, geometry_files = brain_inputs(brain, ("mask",))
+    with StageRun(
+        store,
+        StageId("map3d", brain.id, (source, stem)),
+        parameters={
+            **values,
+            "area_id": rec.id,
+            "area": rec.name,
+            "source": source,
+            **options.key_parameters(),
+        },
+        inputs=[*geometry_files, *labels.inputs],
+        upstream=labels.upstream,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
+            return {**run.record.measured, "files": files, "reused": True, "why": run.why}
+        workdir = out_dir / f".work-{stem}"
+        amap = map_area(
+            brain,
+            rec.id,
+            source,
+            voxel_size_mm=options.voxel_size_mm,
+            exclude_sections=options.exclude_sections,
+            median_size=options.median_size,
+            min_component_mm3=options.min_component_mm3,
+            interpolation=options.interpolation,
+            preview_factor=options.preview_factor,
+            memory_budget_gb=options.memory_budget_gb,
+            chunk_vox=options.chunk_vox,
+            num_workers=options.num_workers,
+            workdir=workdir,
+            progress=progress or (lambda step: log.debug("%s %s: %s", brain.id, rec.name, step)),
+        )
+        files = write_area_map(out_dir, stem, amap)
+        measured = {k: v for k, v in amap.info.items() if k not in ("workdir", "mask_file")}
+        remove_workdir(amap)
+        run.commit(files, measured)
+    return {**measured, "files": files, "reused": False, "why": run.why}
+
+
+def _midline(store: Derivatives, brain: Brain) -> tuple[float | None, list[StageId]]:
+    """The interhemispheric plane build-graph found (x in mm), when its record is current."""
+    sid = StageId("build-graph", brain.id)
+    record = store.record(sid)
+    if record is None or store.problems(record):
+        return None, []
+    midline = record.measured.get("midsurfaces", {}).get("midline_x_mm")
+    return (float(midline), [sid]) if midline is not None else (None, [])
+
+
+def stats_area(
+    brain: Brain,
+    area: str | int,
+    source: str,
+    options: MapOptions | None = None,
+    *,
+    reference: Path | None = None,
+    shrinkage: float | None = None,
+    max_depth: float = 0.25,
+    midline_x_mm: float | None = None,
+    depth_voxel_mm: float | None = None,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+) -> dict:
+    """Stage ``stats@<source>@<area>``: volume and pial-side surface area of one area map, per
+    hemisphere and together, shrinkage-corrected, with z-scores against a reference table.
+
+    The map (stage ``map3d@<source>@<area>``) is built first when it is not current. The hemispheres
+    are split at ``midline_x_mm``; by default at the interhemispheric plane of the brain's build-graph
+    record, else at the fissure found in the stacked tissue volume.
+
+    Returns
+    -------
+    ``{"rows": [...], "files": [...], "reused", "why"}``; writes ``<area>_stats.tsv`` and
+    ``<area>.png`` (module docstring).
+    """
+    import nibabel as nib
+
+    from cortexgraph.build_graph import interhemispheric_x_mm
+    from cortexgraph.data.stack import SectionStack
+    from cortexgraph.maps3d.brainmap import read_area_map
+    from cortexgraph.maps3d.morphometry import load_reference_table, sample_at_vertices
+    from cortexgraph.maps3d.stats import (
+        area_picture,
+        hemisphere_measures,
+        morphometry_rows,
+        tissue_depth_volume,
+        write_report,
+    )
+    from cortexgraph.meshes.io import read_gifti_surface
+    from cortexgraph.reconstruct.volume import stack_tissue_volume
+
+    options = options or MapOptions()
+    source = _source(source)
+    rec = _area(brain, area)
+    stem = slug(rec.name)
+    if not 0 < max_depth < 1:
+        raise ParameterError(f"max depth {max_depth} must lie in (0, 1)", fix="e.g. 0.25")
+    f_volume = float(shrinkage) if shrinkage is not None else float(brain.shrinkage_factor)
+    if not 0 < f_volume < 100:
+        raise ParameterError(f"shrinkage factor {f_volume} out of range", fix="give a value > 0")
+    map3d_area(brain, rec.id, source, options, wait_s=wait_s)
+    store = Derivatives.of(brain)
+    out_dir = maps3d_dir(store.root, brain.id, source)
+    auto_midline, midline_upstream = (None, []) if midline_x_mm is not None else _midline(
+        store, brain
+    )
+    values, geometry_files = brain_inputs(brain, ("mask",), exclusion_mask=True)
+    inputs = [*geometry_files] + ([Path(reference)] if reference else [])
+    parameters = {
+        **values,
+        "area": rec.name,
+        "source": source,
+        "max_depth": float(max_depth),
+        "f_volume": f_volume,
+        "midline_x_mm": midline_x_mm,
+        "midline_from": "option" if midline_x_mm is not None else (
+            "build-graph" if auto_midline is not None else "stacked tissue"
+        ),
+        "depth_voxel_mm": depth_voxel_mm,
+        "reference": str(reference) if reference else "shipped reference_values.tsv",
+    }
+    with StageRun(
+        store,
+        StageId("stats", brain.id, (source, stem)),
+        parameters=parameters,
+        inputs=inputs,
+        upstream=[StageId("map3d", brain.id, (source, stem)), *midline_upstream],
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
+            return {**run.record.measured, "files": files, "reused": True, "why": run.why}
+        reference_table = load_reference_table(reference)
+        mask, affine = read_area_map(out_dir / f"{stem}.nii.gz")
+        verts, faces = read_gifti_surface(out_dir / f"{stem}.gii")
+        pverts, pfaces = read_gifti_surface(out_dir / f"{stem}_preview.gii")
+        h = round(float(abs(affine[0, 0])), 6)
+        hd = round(float(depth_voxel_mm), 6) if depth_voxel_mm else h
+        exclusion = None
+        if brain.exclusion_mask:
+            image = nib.load(str(brain.path(brain.exclusion_mask)))
+            exclusion = (np.asarray(image.dataobj) > 0, np.asarray(image.affine, dtype=float))
+        depth_info: dict = {}
+        with SectionStack(brain) as stack:
+            if len(verts):
+                volume, volume_affine, _ = stack_tissue_volume(stack, hd)
+                if midline_x_mm is not None:
+                    midline = float(midline_x_mm)
+                elif auto_midline is not None:
+                    midline = auto_midline
+                else:
+                    log.warning(
+                        "%s has no current build-graph record: the hemispheres are split at the "
+                        "fissure of the stacked tissue volume (run build-graph first, or give "
+                        "--midline-x-mm)",
+                        brain.id,
+                    )
+                    midline = interhemispheric_x_mm(volume, volume_affine)
+                depth_vol, depth_aff, depth_info = tissue_depth_volume(
+                    stack,
+                    hd,
+                    verts.min(axis=0),
+                    verts.max(axis=0),
+                    exclusion=exclusion,
+                    tissue=(volume, volume_affine),
+                )
+                depth = sample_at_vertices(depth_vol, depth_aff, verts)
+                pdepth = sample_at_vertices(depth_vol, depth_aff, pverts)
+                del depth_vol, volume
+            else:
+                depth, pdepth = np.zeros(0), np.zeros(0)
+                midline = float(midline_x_mm or auto_midline or 0.0)
+        measures = hemisphere_measures(
+            mask, affine, verts, faces, depth, midline_x_mm=midline, max_depth=max_depth
+        )
+        rows = morphometry_rows(
+            measures,
+            brain=brain.id,
+            source=source,
+            area_id=rec.id,
+            area=rec.name,
+            voxel_size_mm=h,
+            f_volume=f_volume,
+            reference_table=reference_table,
+            max_depth=max_depth,
+            midline_x_mm=midline,
+        )
+        if len(rows) > 1 and any(r.get("volume_mm3", 0) == 0 for r in rows[:-1]):
+            empty = [r["hemisphere"] for r in rows[:-1] if r.get("volume_mm3", 0) == 0]
+            log.warning(
+                "%s %s from %s: no volume in %s (split at x = %.1f mm); check the midline",
+                brain.id,
+                rec.name,
+                source,
+                ", ".join(empty),
+                midline,
+            )
+        report = write_report(out_dir / f"{stem}_stats.tsv", rows)
+        pial = (
+            np.asarray(pdepth)[np.asarray(pfaces)].max(axis=1) < max_depth
+            if len(pfaces)
+            else np.zeros(0, bool)
+        )
+        picture = area_picture(
+            out_dir / f"{stem}.png",
+            pverts,
+            pfaces,
+            pial,
+            color_rgb=rec.rgb,
+            title=f"{brain.id} {rec.name} (id {rec.id}), labels: {source}",
+            rows=rows,
+        )
+        measured = {"rows": rows, "depth": depth_info, "midline_x_mm": midline}
+        run.commit([report, picture], measured)
+    return {**measured, "files": [report, picture], "reused": False, "why": run.why}
+
+
+def stats_table(brain: Brain, source: str, *, wait_s: float = 0.0) -> Path | None:
+    """Stage ``stats-table@<source>``: every area of ``source`` measured so far (current
+    ``stats@<source>@<area>`` records), in one table ``maps3d/<source>/stats.tsv``. None when no area
+    has been measured."""
+    from cortexgraph.maps3d.stats import merge_reports
+
+    source = _source(source)
+    store = Derivatives.of(brain)
+    folder = store.root / brain.id / "records"
+    upstream, reports = [], []
+    for area in brain.cohort.areas.areas:
+        sid = StageId("stats", brain.id, (source, slug(area.name)))
+        if (folder / f"{sid.file_stem}.json").is_file():
+            upstream.append(sid)
+            reports.append(maps3d_dir(store.root, brain.id, source) / f"{slug(area.name)}_stats.tsv")
+    if not upstream:
+        return None
+    out = maps3d_dir(store.root, brain.id, source) / "stats.tsv"
+    with StageRun(
+        store,
+        StageId("stats-table", brain.id, (source,)),
+        parameters={"source": source},
+        upstream=upstream,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return out
+        merge_reports(reports, out)
+        run.commit([out], {"areas": len(reports)})
+    return out

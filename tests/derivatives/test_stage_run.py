@@ -1,0 +1,182 @@
+"""StageRun: reuse by key, recompute with reasons, upstream refusal, interruption, locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives.lock import StageLock, read_lock
+from cortexgraph.errors import StageBusyError, UpstreamError
+
+
+@pytest.fixture()
+def store(tmp_path):
+    (tmp_path / "cohort.toml").write_text("")
+    (tmp_path / "B01").mkdir()
+    (tmp_path / "B01" / "mask.h5").write_bytes(b"mask")
+    return Derivatives(tmp_path)
+
+
+def run_stage(store, sid, value, *, inputs=(), upstream=(), overwrite=False, fail=False):
+    """A toy stage: writes ``value`` into one output per scope; returns (reused, why, output)."""
+    out = store.root / (sid.brain or "") / "out" / f"{sid.file_stem}.txt"
+    with StageRun(
+        store, sid, parameters={"value": value}, inputs=inputs, upstream=upstream,
+        overwrite=overwrite,
+    ) as run:  # fmt: skip
+        if run.reuse:
+            return True, run.why, out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(str(value))
+        if fail:
+            raise RuntimeError("killed mid-run")
+        run.commit([out], {"value": value})
+    return False, run.why, out
+
+
+def test_reuse_recompute_and_reasons(store):
+    mask = store.cohort_root / "B01" / "mask.h5"
+    sid = StageId("build-graph", "B01")
+    assert run_stage(store, sid, 1, inputs=[mask])[:2] == (False, "no record yet (first run, or the last run did not finish)")
+    assert run_stage(store, sid, 1, inputs=[mask])[:2] == (True, "up to date")
+    assert run_stage(store, sid, 2, inputs=[mask])[1] == "parameter value changed (1 -> 2)"
+    mask.write_bytes(b"edited")
+    assert run_stage(store, sid, 2, inputs=[mask])[1] == "input B01/mask.h5 changed"
+    assert run_stage(store, sid, 2, inputs=[mask], overwrite=True)[1] == "--overwrite"
+    # an output edited by hand is not trusted
+    _, _, out = run_stage(store, sid, 2, inputs=[mask])
+    out.write_text("tampered")
+    reused, why, _ = run_stage(store, sid, 2, inputs=[mask])
+    assert not reused and "modified after the stage wrote it" in why and out.read_text() == "2"
+
+
+def test_downstream_refuses_missing_stale_and_running_upstream(store):
+    mask = store.cohort_root / "B01" / "mask.h5"
+    graph, feats = StageId("build-graph", "B01"), StageId("features", "B01", ("enc",))
+    with pytest.raises(UpstreamError, match="B01/build-graph has not been computed") as err:
+        run_stage(store, feats, 1, upstream=[graph])
+    assert "cortexgraph build-graph B01" in str(err.value)
+    run_stage(store, graph, 1, inputs=[mask])
+    assert not run_stage(store, feats, 1, upstream=[graph])[0]
+    assert run_stage(store, feats, 1, upstream=[graph])[0]
+    mask.write_bytes(b"edited")
+    with pytest.raises(UpstreamError, match="stale: input B01/mask.h5 changed"):
+        run_stage(store, feats, 1, upstream=[graph])
+    run_stage(store, graph, 1, inputs=[mask])
+    assert run_stage(store, feats, 1, upstream=[graph])[1] == "upstream B01/build-graph was recomputed"
+    with StageLock(graph.lock_path(store.root), graph.label):
+        with pytest.raises(UpstreamError, match="being computed right now"):
+            run_stage(store, feats, 1, upstream=[graph], overwrite=True)
+
+
+def test_interrupted_run_leaves_no_record_and_the_rerun_recomputes(store):
+    sid = StageId("build-graph", "B01")
+    run_stage(store, sid, 1)
+    with pytest.raises(RuntimeError):
+        run_stage(store, sid, 2, fail=True)  # the old record is gone before outputs change
+    assert store.record(sid) is None
+    assert not read_lock(sid.lock_path(store.root))  # the lock was released
+    reused, why, out = run_stage(store, sid, 2)
+    assert not reused and why.startswith("no record yet") and out.read_text() == "2"
+
+
+def test_leftover_outputs_of_the_previous_run_are_removed(store):
+    sid = StageId("build-graph", "B01")
+    a, b = store.root / "B01" / "a.txt", store.root / "B01" / "b.txt"
+    for value, files in ((1, [a, b]), (2, [a])):
+        with StageRun(store, sid, parameters={"v": value}) as run:
+            for f in files:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(str(value))
+            run.commit(files)
+    assert a.is_file() and not b.exists()
+
+
+def test_changed_input_during_the_run_is_not_recorded(store):
+    mask = store.cohort_root / "B01" / "mask.h5"
+    sid = StageId("build-graph", "B01")
+    with pytest.raises(UpstreamError, match="changed while B01/build-graph ran"):
+        with StageRun(store, sid, parameters={}, inputs=[mask]) as run:
+            out = store.root / "B01" / "o.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("x")
+            mask.write_bytes(b"edited by someone else meanwhile")
+            run.commit([out])
+    assert store.record(sid) is None
+
+
+def test_lock_refuses_a_second_process_waits_and_breaks_stale_locks(store, tmp_path):
+    sid = StageId("build-graph", "B01")
+    path = sid.lock_path(store.root)
+    release = tmp_path / "release"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, pathlib\n"
+            "from cortexgraph.derivatives.lock import StageLock\n"
+            "with StageLock(pathlib.Path(sys.argv[1]), 'B01/build-graph'):\n"
+            "    print('held', flush=True)\n"
+            "    while not pathlib.Path(sys.argv[2]).exists(): time.sleep(0.05)\n",
+            str(path),
+            str(release),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(StageBusyError, match=f"pid {holder.pid}") as err:
+        StageLock(path, sid.label).acquire()
+    assert err.value.exit_code == 3 and str(path) in str(err.value)
+    release.touch()
+    lock = StageLock(path, sid.label, wait_s=30, poll_s=0.1).acquire()  # waits for the holder
+    lock.release()
+    holder.wait(10)
+    # a lock left by a process that no longer exists on this host is stale
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid, "token": "x"}))
+    lock = StageLock(path, sid.label).acquire()
+    assert read_lock(path)["pid"] == os.getpid()
+    lock.release()
+    assert not path.exists()
+
+
+def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(store, tmp_path):
+    """A process killed between writing an output and its record: the rerun recomputes."""
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import sys, time\n"
+        "from cortexgraph.derivatives import Derivatives, StageId, StageRun\n"
+        f"store = Derivatives({str(store.cohort_root)!r})\n"
+        "sid = StageId('build-graph', 'B01')\n"
+        "out = store.root / 'B01' / 'o.txt'\n"
+        "with StageRun(store, sid, parameters={'v': 1}) as run:\n"
+        "    if not run.reuse:\n"
+        "        out.parent.mkdir(parents=True, exist_ok=True)\n"
+        "        out.write_text('partial')\n"
+        "        print('written', flush=True)\n"
+        "        if sys.argv[1] == 'stall': time.sleep(60)\n"
+        "        out.write_text('final')\n"
+        "        run.commit([out])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "stall"], stdout=subprocess.PIPE, env=env, text=True
+    )
+    assert proc.stdout.readline().strip() == "written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    sid = StageId("build-graph", "B01")
+    assert store.record(sid) is None  # nothing trusted
+    subprocess.run([sys.executable, str(script), "go"], check=True, env=env, timeout=60)
+    record = store.record(sid)
+    assert record is not None and (store.root / "B01" / "o.txt").read_text() == "final"
+    # the stale lock of the killed process did not block the rerun
+    assert not sid.lock_path(store.root).exists()
