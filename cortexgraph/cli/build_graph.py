@@ -10,6 +10,7 @@ from cortexgraph.cli.common import (
     OverwriteOption,
     RootOption,
     VerboseOption,
+    WaitOption,
     console,
     reports_errors,
     setup_logging,
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
         ),
         qc_picture: bool = typer.Option(True, help="Draw qc/build-graph.png."),
         overwrite: bool = OverwriteOption,
+        wait: float = WaitOption,
         verbose: bool = VerboseOption,
     ) -> None:
         """Reconstruct a brain, extract its midsurfaces and graphs, map nodes to section points.
@@ -68,7 +70,12 @@ def register(app: typer.Typer) -> None:
             progress, callback = stage_progress()
             with progress:
                 report = build_graph(
-                    brain, params, overwrite=overwrite, qc_picture=qc_picture, progress=callback
+                    brain,
+                    params,
+                    overwrite=overwrite,
+                    qc_picture=qc_picture,
+                    progress=callback,
+                    wait_s=wait,
                 )
             if report["reused"]:
                 head = f"[bold]{brain.id}[/]: up to date, reused (key {report['key'][:12]})"
