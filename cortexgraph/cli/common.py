@@ -94,6 +94,7 @@ def reports_errors(func: Callable) -> Callable:
     def wrapper(*args, debug: bool = False, **kwargs):
         if debug:
             os.environ["CORTEXGRAPH_DEBUG"] = "1"
+        previous = _terminate_on_sigterm()
         try:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
@@ -104,6 +105,9 @@ def reports_errors(func: Callable) -> Callable:
         except KeyboardInterrupt:
             _report("[bold red]interrupted[/]: outputs being written were discarded")
             raise typer.Exit(code=130) from None
+        except Terminated:
+            _report("[bold red]terminated[/] (SIGTERM): outputs being written were discarded")
+            raise typer.Exit(code=143) from None
         except MemoryError:
             _report(
                 "[bold red]error:[/] out of memory. Fix: use a coarser voxel size or a smaller "
@@ -123,10 +127,42 @@ def reports_errors(func: Callable) -> Callable:
                 "cortexgraph: rerun with --debug and report the traceback"
             )
             raise typer.Exit(code=1) from None
+        finally:
+            _restore_sigterm(previous)
 
     wrapper.__signature__ = signature.replace(parameters=parameters)
     wrapper.__annotations__ = {**getattr(func, "__annotations__", {}), "debug": "bool"}
     return wrapper
+
+
+class Terminated(BaseException):  # noqa: N818 - a signal, not an error
+    """SIGTERM (a cluster scheduler's time limit, ``kill``) turned into an exception, so that locks
+    are released and temporary files removed on the way out."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def _terminate_on_sigterm():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous in (signal.SIG_DFL, None):  # keep handlers others installed (LSM jobs)
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        return signal.SIG_DFL
+    return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+    import threading
+
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _report(message: str) -> None:

@@ -296,6 +296,7 @@ class StageRun:
         record.measured = canonical_measured(record.measured)
         write_record(store.record_path(self.sid), record)
         self._remove_leftovers(set(output_ids))
+        _remove_stale_temporaries(output_paths, self._started)
         self.record = record
         store.cache.save()
         return record
@@ -314,6 +315,17 @@ class StageRun:
         if not self.follower:
             self.lock.release()
             self.store.cache.save()
+
+
+def _remove_stale_temporaries(outputs: list[Path], before_unix: float) -> None:
+    """Delete temporary files of killed earlier runs beside ``outputs`` (``.<name>.*`` written by
+    :func:`cortexgraph.outputs.atomic_path`, older than this run; the lock guarantees that no
+    other process writes these files now)."""
+    for path in outputs:
+        for temporary in path.parent.glob(f".{path.name}.*"):
+            with contextlib.suppress(OSError):
+                if temporary.stat().st_mtime < before_unix:
+                    temporary.unlink()
 
 
 def canonical_measured(value: Any) -> Any:

@@ -173,3 +173,26 @@ def test_names_that_would_become_paths_are_refused(cohort, tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert not (cohort.parent / "x").exists() and not (cohort / "derivatives/cortexgraph/x").exists()
+
+
+def test_sigterm_releases_the_lock_and_leaves_no_temporary_file(cohort):
+    store = Derivatives(cohort)
+    sid = StageId("build-graph", "B03")
+    proc = subprocess.Popen(
+        _cli("build-graph", "B03", "--root", str(cohort), "--overwrite", "--no-qc-picture"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = sid.lock_path(store.root)
+    deadline = time.time() + 120
+    while not lock.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)  # what a scheduler sends at its time limit
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err
+    assert not lock.exists() and store.record(sid) is None
+    leftovers = [p for p in (store.root / "B03").rglob(".*") if p.is_file()]
+    assert leftovers == []
