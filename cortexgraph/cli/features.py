@@ -46,6 +46,12 @@ def register(app: typer.Typer) -> None:
         ),
         no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
         tsne: bool = typer.Option(False, "--tsne", help="Add a t-SNE panel to embedding.png."),
+        transfer: str = typer.Option(
+            None,
+            "--transfer",
+            help="Brain held out entirely (default: the preset's, B07); GNN runs that use this "
+            "encoder must hold out the same brain. 'none' holds out no brain.",
+        ),
         overwrite: bool = OverwriteOption,
         verbose: bool = VerboseOption,
     ) -> None:
@@ -72,6 +78,7 @@ def register(app: typer.Typer) -> None:
             "linear_lr": linear_lr,
             "ce_lr": ce_lr,
             "recompute_batch_norm": False if keep_running_bn else None,
+            "transfer_brain": None if transfer is None else ("" if transfer == "none" else transfer),
         }
         from cortexgraph.derivatives import Derivatives, StageId
 

@@ -31,6 +31,22 @@ def _cohort_root(root: Path | None) -> Path:
     return find_cohort(root).root
 
 
+def _transfer_brain(cohort_root: Path, transfer: str | None) -> str | None:
+    """The transfer brain given, ``none`` -> None; without one, B07 in a phantom cohort (the seeds'
+    choice, made by ``cortexgraph synth``), else an error: a lab's cohort has no default."""
+    from cortexgraph.errors import ParameterError
+
+    if transfer is not None:
+        return None if transfer.lower() == "none" else transfer
+    if (cohort_root / "synth.json").is_file():
+        return "B07"
+    raise ParameterError(
+        "which brain is the transfer brain (held out entirely, scored as an unseen brain)?",
+        file=cohort_root / "cohort.toml",
+        fix="pass --transfer BRAIN (the same brain the encoder held out), or --transfer none",
+    )
+
+
 def _fmt(value) -> str:
     try:
         return f"{float(value):.3f}"
@@ -48,7 +64,10 @@ def register(app: typer.Typer) -> None:
             "cy,pm,co", "--features", help="Comma-separated subset of cy, pm, co."
         ),
         transfer: str = typer.Option(
-            "B07", "--transfer", help="Brain held out entirely ('none': train on all)."
+            None,
+            "--transfer",
+            help="Brain held out entirely ('none': train on all). Required on your own cohort; "
+            "a phantom cohort defaults to B07.",
         ),
         epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the preset's)."),
         name: str = typer.Option(None, "--name", help="Run name (default: e.g. gat3-cy-pm-co)."),
@@ -86,6 +105,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         cohort_root = _cohort_root(root)
+        transfer = _transfer_brain(cohort_root, transfer)
         total = epochs or PRESETS.get(preset, {}).get("epochs")
         with progress_bar(f"train-gnn {model}{layers}", total=total) as advance:
 
@@ -105,7 +125,7 @@ def register(app: typer.Typer) -> None:
                 model=model,
                 layers=layers,
                 features=features,
-                transfer=None if transfer.lower() == "none" else transfer,
+                transfer=transfer,
                 epochs=epochs,
                 name=name,
                 preset=preset,

@@ -109,10 +109,25 @@ class EncoderPreset:
 
     def with_overrides(self, **overrides) -> EncoderPreset:
         """A copy with some fields replaced (``None`` values are ignored)."""
+        from cortexgraph.errors import ParameterError
+
         clean = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(clean) - set(self.as_dict())
         if unknown:
-            raise ValueError(f"unknown preset field(s): {', '.join(sorted(unknown))}")
+            raise ParameterError(
+                f"unknown preset field(s): {', '.join(sorted(unknown))}",
+                fix=f"use fields of the encoder preset: {', '.join(sorted(self.as_dict()))}",
+            )
+        for name, value in clean.items():
+            current = getattr(self, name)
+            numeric = isinstance(current, int | float) and not isinstance(current, bool)
+            if numeric and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ParameterError(
+                    f"encoder setting {name} = {value!r} must be a number > 0",
+                    fix=f"give {name} a positive value",
+                )
         return replace(self, **clean)
 
 

@@ -696,7 +696,9 @@ def train_encoder(
     overwrite : retrain even when the encoder is current (its checkpoints are removed).
     tsne : add a t-SNE panel to ``embedding.png`` (sklearn; seconds for a few thousand patches).
     cache_mb : memory for cached patch windows (:class:`PatchReader`).
-    overrides : preset fields to replace (``scl_epochs``, ``samples_per_area``, ...).
+    overrides : preset fields to replace (``scl_epochs``, ``samples_per_area``, ...;
+        ``transfer_brain``: the brain held out entirely, which must be the transfer brain of every
+        GNN run that uses this encoder's features).
     progress : optional callable ``(stage, done, total)``.
 
     Returns
@@ -712,6 +714,11 @@ def train_encoder(
     preset = get_preset(preset)
     if overrides:
         preset = preset.with_overrides(**overrides)
+    if preset.transfer_brain and preset.transfer_brain not in cohort.brain_ids:
+        log.warning(
+            "the encoder's transfer brain %s is not in the cohort: no brain is held out",
+            preset.transfer_brain,
+        )
     name = check_name(name or preset.name, "encoder name")
     out = encoders_folder(cohort, name)
     encoder_path = out / "encoder.pt"

@@ -246,6 +246,31 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
+def _refuse_transfer_leak(store: Derivatives, encoder: str, transfer: str | None) -> None:
+    """A run's transfer brain must be the brain its encoder held out: otherwise the transfer brain is
+    scored with features learned from its own sections."""
+    record = store.record(StageId("train-encoder", None, (encoder,)))
+    if record is None:
+        log.warning(
+            "encoder %s has no train-encoder record (trained elsewhere): cannot check that it "
+            "never saw the transfer brain %s",
+            encoder,
+            transfer,
+        )
+        return
+    held_out = record.parameters.get("preset", {}).get("transfer_brain") or None
+    if transfer and held_out != transfer:
+        seen = f"held out {held_out}" if held_out else "held out no brain"
+        raise ParameterError(
+            f"encoder {encoder} {seen} and was trained on sections of {transfer}; a run with "
+            f"transfer brain {transfer} would score {transfer} with features learned from it",
+            file=str(store.record_path(StageId("train-encoder", None, (encoder,)))),
+            fix=f"train an encoder that holds out {transfer} (`cortexgraph train-encoder "
+            f"--transfer {transfer} --name {encoder}-t{transfer}`), compute features with it, "
+            f"and pass --encoder {encoder}-t{transfer}",
+        )
+
+
 def train_gnn(
     cohort_root: str | os.PathLike,
     *,
@@ -368,6 +393,7 @@ def train_gnn(
         raise ParameterError("no brain left to train on", fix="choose another transfer brain")
     if "cy" in features:
         encoder = check_name(encoder or default_encoder(store, train_brains), "encoder name")
+        _refuse_transfer_leak(store, encoder, transfer)
     else:
         encoder = None
     overrides = {

@@ -96,3 +96,13 @@ def test_checkpoint_resume_continues_identically(tiny_cohort, tmp_path):
     ):
         assert torch.allclose(a, b, atol=1e-6), name
     reader.close()
+
+
+def test_a_run_whose_transfer_brain_the_encoder_saw_is_refused(features_cohort):
+    from cortexgraph.errors import ParameterError
+    from cortexgraph.gnn.stage import train_gnn
+
+    root, encoder_path = features_cohort  # the encoder held out B07
+    with pytest.raises(ParameterError, match="would score B03 with features learned from it") as err:
+        train_gnn(root, encoder=encoder_path.parent.name, transfer="B03", preset="demo")
+    assert "--transfer B03" in str(err.value) and "held out B07" in str(err.value)
