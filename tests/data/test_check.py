@@ -128,7 +128,7 @@ def test_duplicated_and_unordered_sections(valid_cohort):
 
     edit_table(valid_cohort / "B01/sections.tsv", shuffle)
     found = problems(valid_cohort)
-    p = only(found, "duplicated section number")
+    p = only(found, "section 115 is listed twice")
     assert p.section == 115 and p.file.endswith("sections.tsv")
     q = only(found, "not increasing (175 before 160)")
     assert q.section == 160
