@@ -37,8 +37,14 @@ from cortexgraph.data.atlas import atlas_problems
 from cortexgraph.data.exclusion import read_exclusion_mask
 from cortexgraph.data.manifest import BRAIN_MANIFEST, Brain, Cohort, find_brain, findings_of
 from cortexgraph.data.raster import Raster, section_raster_problems, storage_problems
-from cortexgraph.data.stack import SPACING_ATTRIBUTE, SectionStack
-from cortexgraph.data.transforms import link_shift_mm
+from cortexgraph.data.stack import SPACING_ATTRIBUTE, SectionStack, drift_error
+from cortexgraph.data.transforms import (
+    central_section,
+    chain_drift_mm,
+    compose_to_base,
+    link_shift_mm,
+    mirror_matrix,
+)
 from cortexgraph.errors import CortexgraphError
 
 KIND_SPACING = SPACING_ATTRIBUTE
@@ -428,6 +434,7 @@ def _check_transforms(brain: Brain, table: dict, extents: dict, found: _Collecto
     path = brain.transform_table_path
     available = brain.available_sections
     pairs = list(zip(available[:-1], available[1:], strict=True))
+    before = len(found.problems)
     for moving, fixed in pairs:
         if (moving, fixed) not in table:
             found.add(
@@ -457,6 +464,26 @@ def _check_transforms(brain: Brain, table: dict, extents: dict, found: _Collecto
                     "correct its units",
                     moving,
                 )
+    if len(found.problems) == before and all(s in extents for s in available):
+        _check_drift(brain, table, extents, found)
+
+
+def _check_drift(brain: Brain, table: dict, extents: dict, found: _Collector) -> None:
+    """The composed chain keeps every canvas near the base section's (headers only)."""
+    base = brain.base_section
+    available = brain.available_sections
+    if base is None:
+        base = central_section(available)
+    mirror = {
+        r.section: mirror_matrix(extents[r.section][0])
+        for r in brain.sections
+        if r.mirrored and not r.missing
+    }
+    to_base = compose_to_base(available, table, base, mirror, file=str(brain.transform_table_path))
+    drift, limit = chain_drift_mm(to_base, extents, base)
+    for section, distance in sorted(drift.items()):
+        if distance > limit:
+            found.error(drift_error(brain, section, distance, limit))
 
 
 # -- overlaps ---------------------------------------------------------------------------------------

@@ -296,8 +296,10 @@ def _number(
     low: float = 0.0,
     high: float | None = None,
     unit: str = "",
+    low_inclusive: bool = False,
 ) -> float | None:
-    """A finite number ``low < value <= high`` (not a string, not a boolean)."""
+    """A finite number ``low < value <= high`` (``low <= value`` with ``low_inclusive``), not a
+    string, not a boolean."""
     label = label or key
     if key not in table:
         if required:
@@ -311,8 +313,11 @@ def _number(
         )
         return default
     value = float(value)
-    if not math.isfinite(value) or value <= low or (high is not None and value > high):
-        bound = f"> {low:g}" + (f" and <= {high:g}" if high is not None else "")
+    below = value < low if low_inclusive else value <= low
+    if not math.isfinite(value) or below or (high is not None and value > high):
+        bound = f"{'>=' if low_inclusive else '>'} {low:g}" + (
+            f" and <= {high:g}" if high is not None else ""
+        )
         found.add(
             f"{label} = {value:g}{unit} is out of range (must be a finite number {bound})",
             f"correct {label}",
@@ -627,7 +632,8 @@ class Brain:
             found,
             required=False,
             default=1.0,
-            low=SHRINKAGE_RANGE[0] - 1e-12,
+            low=SHRINKAGE_RANGE[0],
+            low_inclusive=True,
             high=SHRINKAGE_RANGE[1],
         )
         step = _integer(table, "digitization_step", found, required=True, minimum=1)
@@ -1043,7 +1049,7 @@ class Cohort:
                         "box_min_mm holds the smaller corner (canonical -1), box_max_mm the larger "
                         "(canonical +1)",
                     )
-        data_roots = _data_roots(table, root, found)
+        data_roots = _data_roots(table, found)
         metadata = _table(table, METADATA_KEY, found)
         cohort = cls(
             root=root,
@@ -1151,7 +1157,7 @@ def _box(table: dict, key: str, default: tuple, found: Findings) -> tuple | None
     return tuple(float(v) for v in value)
 
 
-def _data_roots(table: dict, cohort_root: Path, found: Findings) -> dict[str, Path]:
+def _data_roots(table: dict, found: Findings) -> dict[str, Path]:
     roots = _table(table, "data_roots", found)
     out = {}
     for key, value in roots.items():
@@ -1178,7 +1184,6 @@ def _data_roots(table: dict, cohort_root: Path, found: Findings) -> dict[str, Pa
             )
             continue
         out[key] = folder
-    del cohort_root
     return out
 
 

@@ -24,6 +24,7 @@ from cortexgraph.data.raster import Raster, section_raster_problems
 from cortexgraph.data.transforms import (
     apply_transform,
     central_section,
+    chain_drift_mm,
     compose_to_base,
     invert_rigid,
     link_shift_mm,
@@ -228,13 +229,19 @@ class SectionStack:
             for r in self.brain.sections
             if r.mirrored and not r.missing
         }
-        return compose_to_base(
+        to_base = compose_to_base(
             self.brain.available_sections,
             self.brain.transforms,
             self.base_section,
             mirror,
             file=str(self.brain.transform_table_path),
         )
+        extents = {s: self.section_extent_mm(s) for s in to_base}
+        drift, limit = chain_drift_mm(to_base, extents, self.base_section)
+        for section, distance in sorted(drift.items()):
+            if distance > limit:
+                raise drift_error(self.brain, section, distance, limit)
+        return to_base
 
     @cached_property
     def from_base(self) -> dict[int, np.ndarray]:
@@ -292,6 +299,18 @@ class SectionStack:
     def section_of_world_y(self, y_mm: np.ndarray) -> np.ndarray:
         """Nearest section number (not necessarily available) of world y positions."""
         return np.rint(np.asarray(y_mm) / self.thickness_mm).astype(np.int64) + self.base_section
+
+
+def drift_error(brain: Brain, section: int, distance_mm: float, limit_mm: float) -> DataFormatError:
+    """The error for a section that the composed transforms carry away from the base section."""
+    return DataFormatError(
+        f"the transforms carry section {section} {distance_mm:.4g} mm away from the base section "
+        f"(more than the largest canvas diagonal, {limit_mm:.4g} mm): the chain drifts",
+        file=brain.transform_table_path,
+        section=section,
+        fix="re-estimate the transforms of the sections between this one and the base section "
+        "(translations are in mm of the section frame)",
+    )
 
 
 def brain_folder(brain: Brain) -> Path:

@@ -116,6 +116,42 @@ def link_shift_mm(
     return float(np.hypot(*(mapped - centre_fixed))), limit
 
 
+MAX_DRIFT_CANVAS = 1.0
+"""After composing the chain, the centre of every section's canvas must lie within this many canvas
+diagonals (the largest of the brain) of the base section's canvas centre: all sections show one brain,
+so their aligned canvases overlap. (At most 0.07 on the phantoms.) Links that each pass
+:data:`MAX_LINK_SHIFT_CANVAS` but add up to a drift across the series fail this."""
+
+
+def chain_drift_mm(
+    to_base: Mapping[int, np.ndarray],
+    extents_mm: Mapping[int, Sequence[float]],
+    base_section: int,
+) -> tuple[dict[int, float], float]:
+    """How far the composed transforms carry each section's canvas from the base section's.
+
+    Parameters
+    ----------
+    to_base : ``{section: T}`` from :func:`compose_to_base` (mirroring included; a mirror keeps the
+        canvas centre).
+    extents_mm : ``{section: (width_mm, height_mm)}`` of the canvases.
+    base_section : the base section.
+
+    Returns
+    -------
+    (``{section: distance_mm}`` between the mapped canvas centre and the base canvas centre, the limit
+    :data:`MAX_DRIFT_CANVAS` x the largest canvas diagonal).
+    """
+    base = 0.5 * np.asarray(extents_mm[base_section], dtype=np.float64)
+    limit = MAX_DRIFT_CANVAS * max(float(np.hypot(*extents_mm[s])) for s in to_base)
+    out = {}
+    for section, matrix in to_base.items():
+        centre = 0.5 * np.asarray(extents_mm[section], dtype=np.float64)
+        mapped = np.asarray(matrix)[:2, :2] @ centre + np.asarray(matrix)[:2, 2]
+        out[section] = float(np.hypot(*(mapped - base)))
+    return out, limit
+
+
 def apply_transform(matrix: np.ndarray, points_mm: np.ndarray) -> np.ndarray:
     """Apply a 3x3 homogeneous matrix to (N, 2) points in mm; returns (N, 2)."""
     points_mm = np.asarray(points_mm, dtype=np.float64)
