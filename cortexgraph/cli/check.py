@@ -9,6 +9,9 @@ import typer
 
 from cortexgraph.cli.common import RootOption, VerboseOption, console, reports_errors, setup_logging
 
+EXIT_PROBLEMS = 2
+"""Exit status when check finds problems: the status of every data error (cortexgraph.errors)."""
+
 
 def register(app: typer.Typer) -> None:
     @app.command("check")
@@ -17,10 +20,17 @@ def register(app: typer.Typer) -> None:
         brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
         root: Path = RootOption,
         as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
-        deep: bool = typer.Option(False, "--deep", help="Decompress every chunk of every image."),
+        deep: bool = typer.Option(
+            False, "--deep", help="Decode every chunk of every raster, values at full resolution."
+        ),
         verbose: bool = VerboseOption,
     ) -> None:
-        """Validate a brain: files, spacings, transforms, annotations. Exit 0 only when clean."""
+        """Validate a brain: manifests, tables, rasters, transforms, atlas, exclusion mask.
+
+        Exit 0 when clean, 2 when problems were found (each printed with its file, section and fix).
+        """
+        from rich.markup import escape
+
         from cortexgraph.data.check import check_brain, problems_as_json
 
         setup_logging(verbose)
@@ -31,10 +41,14 @@ def register(app: typer.Typer) -> None:
             )
         else:
             for problem in problems:
-                console.print(f"[red]problem[/] {problem}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"[red]problem[/] {escape(str(problem))}", highlight=False, soft_wrap=True
+                )
             if problems:
-                console.print(f"[bold red]{brain}: {len(problems)} problem(s)[/]")
+                console.print(
+                    f"[bold red]{escape(brain)}: {len(problems)} problem(s)[/]", highlight=False
+                )
             else:
-                console.print(f"[bold green]{brain}: clean[/]")
+                console.print(f"[bold green]{escape(brain)}: clean[/]", highlight=False)
         if problems:
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=EXIT_PROBLEMS)

@@ -80,7 +80,12 @@ def write_contours(path: str | os.PathLike, collection: dict) -> Path:
 
 
 def read_contours(path: str | os.PathLike) -> list[dict]:
-    """Features of a contour file; raises DataFormatError naming the file when it is not valid."""
+    """Features of a contour file, validated; raises DataFormatError naming the file when it is not
+    valid.
+
+    Every feature is a ``Polygon`` or ``MultiPolygon`` whose rings are lists of at least four
+    ``[x_mm, y_mm]`` pairs of finite numbers, with an integer ``area_id`` property in 1..65535.
+    """
     path = Path(path)
     try:
         collection = json.loads(path.read_text(encoding="utf-8"))
@@ -88,30 +93,89 @@ def read_contours(path: str | os.PathLike) -> list[dict]:
         raise DataFormatError(
             "contour file not found", file=path, fix="check sections.tsv"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataFormatError(
             f"not valid JSON ({exc})", file=path, fix="the file is truncated; export it again"
         ) from None
-    if collection.get("type") != "FeatureCollection":
+    except OSError as exc:
+        raise DataFormatError(
+            f"cannot read the file ({exc.strerror or exc})", file=path, fix="check the file"
+        ) from None
+    if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
         raise DataFormatError(
             "not a GeoJSON FeatureCollection", file=path, fix="see docs/data-format.md"
         )
     features = collection.get("features", [])
+    if not isinstance(features, list):
+        raise DataFormatError(
+            "'features' is not a list", file=path, fix="export a GeoJSON FeatureCollection"
+        )
     for number, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            raise DataFormatError(
+                f"feature {number} is not a GeoJSON feature", file=path, fix="export polygons"
+            )
         geometry = feature.get("geometry") or {}
-        if geometry.get("type") not in ("Polygon", "MultiPolygon"):
+        if not isinstance(geometry, dict) or geometry.get("type") not in (
+            "Polygon",
+            "MultiPolygon",
+        ):
             raise DataFormatError(
                 f"feature {number}: geometry must be Polygon or MultiPolygon",
                 file=path,
                 fix="export contours as polygons",
             )
-        if "area_id" not in (feature.get("properties") or {}):
+        properties = feature.get("properties") or {}
+        if not isinstance(properties, dict) or "area_id" not in properties:
             raise DataFormatError(
                 f"feature {number}: no 'area_id' property",
                 file=path,
                 fix="give every polygon its integer area id",
             )
+        area_id = properties["area_id"]
+        if isinstance(area_id, bool) or not isinstance(area_id, int) or not 1 <= area_id <= 65535:
+            raise DataFormatError(
+                f"feature {number}: area_id {area_id!r} is not an integer in 1..65535",
+                file=path,
+                fix="use the integer ids of areas.tsv",
+            )
+        polygons = (
+            [geometry.get("coordinates")]
+            if geometry["type"] == "Polygon"
+            else geometry.get("coordinates")
+        )
+        if not isinstance(polygons, list) or not polygons:
+            raise DataFormatError(
+                f"feature {number}: no coordinates", file=path, fix="export the polygon vertices"
+            )
+        for rings in polygons:
+            if not isinstance(rings, list) or not rings:
+                raise DataFormatError(
+                    f"feature {number}: a polygon has no rings", file=path, fix="export polygons"
+                )
+            for ring in rings:
+                if not _valid_ring(ring):
+                    raise DataFormatError(
+                        f"feature {number} (area {area_id}): a ring is not a list of at least four "
+                        "[x_mm, y_mm] pairs of finite numbers",
+                        file=path,
+                        fix="export closed polygons with coordinates in mm",
+                    )
     return features
+
+
+def _valid_ring(ring) -> bool:
+    if not isinstance(ring, list) or len(ring) < 4:
+        return False
+    for point in ring:
+        if not isinstance(point, list) or len(point) != 2:
+            return False
+        for value in point:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            if not np.isfinite(value):
+                return False
+    return True
 
 
 def _polygons(feature: dict) -> list[list[np.ndarray]]:

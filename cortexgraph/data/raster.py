@@ -17,6 +17,7 @@ neighbour), so labels never mix. Reading a window touches only the HDF5 chunks u
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,40 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cortexgraph.errors import DataFormatError
+from cortexgraph.errors import DataFormatError, ParameterError
 from cortexgraph.outputs import atomic_path
 
 RASTER_FORMAT = "cortexgraph-raster"
 RASTER_VERSION = 1
 DEFAULT_CHUNK_PX = 2048
+MAX_CANVAS_MM = 500.0
+"""No section of a human brain is wider or taller than this: a larger canvas is a spacing error."""
+SPACING_TOLERANCE = 1e-6
+"""Relative tolerance when comparing pixel spacings."""
+
+
+@dataclass(frozen=True)
+class RasterRule:
+    """What a section raster of one kind must be: dimensions, channels, dtypes, pyramid kind."""
+
+    ndim: int
+    channels: int | None
+    dtypes: tuple[str, ...]
+    pyramid: str | None  # required ``kind`` attribute ("labels" for class and id images), or None
+    describe: str
+
+
+SECTION_RASTER_RULES = {
+    "image": RasterRule(2, None, ("uint8", "uint16"), None, "2D uint8 or uint16 grey values"),
+    "mask": RasterRule(2, None, ("uint8",), "labels", "2D uint8 tissue classes 0, 1, 2"),
+    "annotation": RasterRule(
+        2, None, ("uint8", "uint16", "int16", "int32", "uint32"), "labels", "2D integer area ids"
+    ),
+    "coords": RasterRule(
+        3, 3, ("float32", "float64"), None, "(rows, cols, 3) float canonical coordinates"
+    ),
+}
+"""The rules of docs/data-format.md for the raster columns of sections.tsv."""
 
 
 def downsample_level(array: np.ndarray, kind: str) -> np.ndarray:
@@ -82,10 +111,24 @@ def write_raster(
     The path written.
     """
     if kind not in ("intensity", "labels"):
-        raise ValueError(f"kind must be 'intensity' or 'labels', not {kind!r}")
+        raise ParameterError(
+            f"raster kind must be 'intensity' or 'labels', not {kind!r}",
+            file=str(path),
+            fix="pass kind='intensity' (images, coordinate maps) or kind='labels' (masks, ids)",
+        )
     array = np.asarray(array)
-    if array.ndim not in (2, 3):
-        raise ValueError(f"raster must be 2D or 2D + channels, got shape {array.shape}")
+    if array.ndim not in (2, 3) or min(array.shape) == 0:
+        raise ParameterError(
+            f"raster must be a non-empty 2D array or 2D + channels, got shape {array.shape}",
+            file=str(path),
+            fix="pass a (rows, cols) or (rows, cols, channels) array",
+        )
+    if not (isinstance(spacing_um, (int, float, np.floating, np.integer)) and spacing_um > 0):
+        raise ParameterError(
+            f"spacing_um must be a number > 0, got {spacing_um!r}",
+            file=str(path),
+            fix="give the level-0 pixel spacing in micrometres",
+        )
     if num_levels is None:
         num_levels = 1
         size = max(array.shape[:2])
@@ -141,6 +184,10 @@ class Raster:
     @property
     def handle(self) -> h5py.File:
         if self._handle is None:
+            if self._file_obj is None and self.path.exists() and not self.path.is_file():
+                raise DataFormatError(
+                    "not a regular file", file=self.path, fix="point sections.tsv to the HDF5 file"
+                )
             try:
                 if self._file_obj is not None:
                     self._handle = h5py.File(self._file_obj, "r")
@@ -150,18 +197,37 @@ class Raster:
                 raise DataFormatError(
                     "file not found", file=self.path, fix="check the path in sections.tsv"
                 ) from None
-            except OSError as exc:
+            except (OSError, ValueError, RuntimeError) as exc:
                 raise DataFormatError(
                     f"not a readable HDF5 file ({exc})",
                     file=self.path,
                     fix="the file is truncated or corrupt; copy or convert it again",
                 ) from None
-            if self._handle.attrs.get("format") != RASTER_FORMAT or "levels" not in self._handle:
+            try:
+                fmt = _text(self._handle.attrs.get("format"))
+                version = self._handle.attrs.get("format_version", RASTER_VERSION)
+                has_levels = isinstance(self._handle.get("levels"), h5py.Group)
+            except (OSError, RuntimeError, KeyError, TypeError) as exc:
+                self.close()
+                raise DataFormatError(
+                    f"unreadable HDF5 metadata ({exc})",
+                    file=self.path,
+                    fix="the file is corrupt; copy or convert it again",
+                ) from None
+            if fmt != RASTER_FORMAT or not has_levels:
                 self.close()
                 raise DataFormatError(
                     "HDF5 file is not a cortexgraph raster (no 'levels' group / format attribute)",
                     file=self.path,
                     fix="convert it with cortexgraph.data.raster.write_raster (docs/data-format.md)",
+                )
+            if _integer_attr(version) != RASTER_VERSION:
+                self.close()
+                raise DataFormatError(
+                    f"raster format_version {_plain(version)!r} is not supported (this version reads "
+                    f"{RASTER_VERSION})",
+                    file=self.path,
+                    fix="convert it with this version's cortexgraph.data.raster.write_raster",
                 )
         return self._handle
 
@@ -179,17 +245,15 @@ class Raster:
     # -- metadata --------------------------------------------------------------------------------
     @property
     def kind(self) -> str:
-        return str(self.handle.attrs.get("kind", "intensity"))
+        return _text(self.handle.attrs.get("kind", "intensity")) or "intensity"
 
     @property
     def levels(self) -> list[RasterLevel]:
+        """The pyramid levels, validated: named 0..n-1, 2D or 2D + channels, numeric, of one dtype
+        and channel count, each with a finite ``spacing_um`` > 0 twice the previous one and half
+        its size (rounded up). Anything else raises DataFormatError naming the file."""
         if self._levels is None:
-            group = self.handle["levels"]
-            names = sorted(group.keys(), key=int)
-            self._levels = [
-                RasterLevel(int(n), tuple(group[n].shape), float(group[n].attrs["spacing_um"]))
-                for n in names
-            ]
+            self._levels = _read_levels(self.handle["levels"], self.path)
         return self._levels
 
     @property
@@ -210,6 +274,14 @@ class Raster:
 
     def dataset(self, level: int) -> h5py.Dataset:
         return self.handle[f"levels/{level}"]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.dataset(0).dtype
+
+    def attribute(self, name: str):
+        """A file attribute (e.g. ``section``), or None."""
+        return self.handle.attrs.get(name)
 
     def level_for_spacing(self, spacing_um: float) -> RasterLevel:
         """The coarsest level whose spacing is not coarser than ``spacing_um`` (level 0 if none)."""
@@ -366,3 +438,266 @@ def resample_grid(
         return block.mean(axis=(1, 3)).astype(np.float32)
     rr, cc = np.meshgrid(centre_r, centre_c, indexing="ij")
     return sample_image(data, rr, cc, kind, fill=0, smooth=ratio > 1.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------------
+def _text(value) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    return value if isinstance(value, str) else (None if value is None else str(value))
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value (for messages)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return value.item() if value.size == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _integer_attr(value) -> int | None:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return None
+
+
+def _number_attr(value) -> float | None:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _read_levels(group: h5py.Group, path: Path) -> list[RasterLevel]:
+    def bad(message: str, fix: str = "convert the file with write_raster (docs/data-format.md)"):
+        return DataFormatError(message, file=path, fix=fix)
+
+    names = list(group.keys())
+    if not names:
+        raise bad("the raster has no levels")
+    if not all(n.isdigit() for n in names) or sorted(int(n) for n in names) != list(
+        range(len(names))
+    ):
+        raise bad(f"raster levels must be named 0..{len(names) - 1}, found {sorted(names)}")
+    levels = []
+    for index in range(len(names)):
+        link = group.get(str(index), getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise bad(
+                f"level {index} is a link to another file or place ({type(link).__name__})",
+                "store the pixels in the raster file itself (external links could read files "
+                "outside the cohort)",
+            )
+        dataset = group[str(index)]
+        if not isinstance(dataset, h5py.Dataset):
+            raise bad(f"level {index} is not a dataset")
+        if dataset.external or dataset.is_virtual:
+            raise bad(
+                f"level {index} keeps its pixels in other files (external or virtual dataset)",
+                "store the pixels in the raster file itself (write_raster does)",
+            )
+        shape = tuple(int(n) for n in dataset.shape)
+        if len(shape) not in (2, 3) or min(shape, default=0) == 0:
+            raise bad(
+                f"level {index} has shape {shape}; a section raster is 2D (rows, cols) or "
+                "(rows, cols, channels) and not empty"
+            )
+        if dataset.dtype.kind not in "uifb":
+            raise bad(f"level {index} has dtype {dataset.dtype}, not numbers")
+        spacing = _number_attr(dataset.attrs.get("spacing_um"))
+        if spacing is None or spacing <= 0:
+            raise bad(
+                f"level {index} has no finite spacing_um > 0 "
+                f"(spacing_um = {_plain(dataset.attrs.get('spacing_um'))!r})",
+                "write the pixel spacing in micrometres as the spacing_um attribute of every level",
+            )
+        if levels:
+            first = levels[0]
+            expected = first.spacing_um * 2**index
+            if abs(spacing - expected) > SPACING_TOLERANCE * expected:
+                raise bad(
+                    f"level {index} has spacing {spacing:g} um, expected {expected:g} um (each "
+                    "level halves the previous one)"
+                )
+            if len(shape) != len(first.shape) or shape[2:] != first.shape[2:]:
+                raise bad(f"level {index} has shape {shape} but level 0 has {first.shape}")
+            if dataset.dtype != group["0"].dtype:
+                raise bad(
+                    f"level {index} has dtype {dataset.dtype} but level 0 has {group['0'].dtype}"
+                )
+            for axis in (0, 1):
+                want = math.ceil(first.shape[axis] / 2**index)
+                if abs(shape[axis] - want) > 1:
+                    raise bad(
+                        f"level {index} has shape {shape} but half of the previous level is about "
+                        f"{want} on axis {axis}"
+                    )
+        levels.append(RasterLevel(index, shape, spacing))
+    return levels
+
+
+def section_raster_problems(
+    raster: Raster,
+    role: str,
+    *,
+    spacing_um: float | None = None,
+    section: int | None = None,
+) -> list[DataFormatError]:
+    """Header problems of a raster used as ``role`` (image, mask, annotation, coords) of a section.
+
+    Reads only metadata: the level table (:attr:`Raster.levels`), the dtype, the ``kind`` and
+    ``section`` attributes. Checks the dimensions, channels and dtype of
+    :data:`SECTION_RASTER_RULES`, the pyramid kind (class and id images need nearest-neighbour
+    ``labels`` pyramids), the ``section`` attribute against the section's row (when the file has
+    one), the level-0 spacing against brain.toml and a canvas below :data:`MAX_CANVAS_MM`.
+
+    Returns a list of DataFormatError (empty when the header is valid); an unreadable file gives one.
+    """
+    rule = SECTION_RASTER_RULES[role]
+    out: list[DataFormatError] = []
+
+    def add(message: str, fix: str) -> None:
+        out.append(DataFormatError(message, file=raster.path, section=section, fix=fix))
+
+    try:
+        levels = raster.levels
+        dtype = raster.dtype
+        kind = raster.kind
+        stored_section = raster.attribute("section")
+    except DataFormatError as exc:
+        return [DataFormatError(exc.message, file=exc.file, section=section, fix=exc.fix)]
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        return [
+            DataFormatError(
+                f"{role} file is unreadable ({type(exc).__name__}: {exc})",
+                file=raster.path,
+                section=section,
+                fix="copy or convert the file again",
+            )
+        ]
+    shape = levels[0].shape
+    if len(shape) != rule.ndim or (rule.channels is not None and shape[2] != rule.channels):
+        add(
+            f"{role} has shape {shape}, expected {rule.describe}",
+            f"store the {role} as {rule.describe} (docs/data-format.md)",
+        )
+    if dtype.name not in rule.dtypes:
+        add(
+            f"{role} has dtype {dtype.name}, expected {' or '.join(rule.dtypes)}",
+            f"store the {role} as {rule.describe} (docs/data-format.md)",
+        )
+    if rule.pyramid is not None and kind != rule.pyramid:
+        add(
+            f"{role} is stored with kind={kind!r}; its coarser levels would mix "
+            f"{'classes' if role == 'mask' else 'area ids'}",
+            f"write it with write_raster(..., kind={rule.pyramid!r})",
+        )
+    if stored_section is not None:
+        number = _integer_attr(stored_section)
+        if number is None or (section is not None and number != section):
+            add(
+                f"the file's section attribute is {_plain(stored_section)!r} but its row in sections.tsv "
+                f"is section {section}",
+                "point the row to the file of this section (or correct the file's attribute)",
+            )
+    if spacing_um is not None and abs(levels[0].spacing_um - spacing_um) > (
+        SPACING_TOLERANCE * spacing_um
+    ):
+        add(
+            f"{role} spacing is {levels[0].spacing_um:g} um but brain.toml says {spacing_um:g} um",
+            f"correct spacing_um.{role} in brain.toml, or rewrite the file with level-0 spacing "
+            f"{spacing_um:g} um",
+        )
+    width_mm, height_mm = raster.extent_mm
+    if max(width_mm, height_mm) > MAX_CANVAS_MM:
+        add(
+            f"{role} covers {width_mm:.4g} x {height_mm:.4g} mm (shape {shape[:2]} at "
+            f"{levels[0].spacing_um:g} um), more than {MAX_CANVAS_MM:g} mm",
+            "the spacing_um attribute is in micrometres; correct it (or the image size)",
+        )
+    return out
+
+
+def storage_problems(raster: Raster, sample: bool = True, deep: bool = False) -> list[str]:
+    """Problems of the stored bytes of every level (chunked or contiguous HDF5 alike).
+
+    Checks that every allocated chunk (or the contiguous block) lies inside the file (a shorter
+    file is truncated). ``sample`` decodes the first, middle and last allocated chunk of every
+    level (or three rows of a contiguous level); ``deep`` decodes everything, block by block.
+    Returns messages (empty = fine); never raises for a bad file.
+    """
+    problems = []
+    try:
+        size = raster.path.stat().st_size if raster._file_obj is None else None
+        for level in raster.levels:
+            dataset = raster.dataset(level.index)
+            blocks = _stored_blocks(dataset)
+            if size is not None:
+                for offset, nbytes, where in blocks:
+                    if offset is not None and offset + nbytes > size:
+                        problems.append(
+                            f"level {level.index} {where} lies beyond the end of the file "
+                            "(truncated)"
+                        )
+                        break
+            if problems:
+                continue
+            if deep:
+                _read_all(dataset)
+            elif sample:
+                _read_sample(dataset)
+    except DataFormatError as exc:
+        problems.append(exc.message)
+    except Exception as exc:  # h5py and the decompression filters raise many types
+        problems.append(f"truncated or unreadable ({type(exc).__name__}: {exc})")
+    return problems
+
+
+def _stored_blocks(dataset: h5py.Dataset) -> list[tuple[int | None, int, str]]:
+    if dataset.chunks is None:
+        return [(dataset.id.get_offset(), dataset.id.get_storage_size(), "data block")]
+    out = []
+    for k in range(dataset.id.get_num_chunks()):
+        info = dataset.id.get_chunk_info(k)
+        out.append((info.byte_offset, info.size, f"chunk {k}"))
+    return out
+
+
+def _read_sample(dataset: h5py.Dataset) -> None:
+    if dataset.chunks is None:
+        rows = dataset.shape[0]
+        for r in sorted({0, rows // 2, rows - 1}):
+            dataset[r : r + 1]
+        return
+    count = dataset.id.get_num_chunks()
+    for k in sorted({0, count // 2, count - 1} if count else set()):
+        origin = dataset.id.get_chunk_info(k).chunk_offset
+        window = tuple(
+            slice(o, min(o + c, n))
+            for o, c, n in zip(origin, dataset.chunks, dataset.shape, strict=True)
+        )
+        dataset[window]
+
+
+def _read_all(dataset: h5py.Dataset, block_rows: int | None = None) -> None:
+    if dataset.chunks is not None:
+        for window in dataset.iter_chunks():
+            dataset[window]
+        return
+    row_bytes = max(1, int(np.prod(dataset.shape[1:])) * dataset.dtype.itemsize)
+    step = block_rows or max(1, (64 << 20) // row_bytes)
+    for r in range(0, dataset.shape[0], step):
+        dataset[r : r + step]

@@ -20,17 +20,25 @@ import numpy as np
 
 from cortexgraph.data.annotations import rasterize_contours, read_contours
 from cortexgraph.data.manifest import Brain
-from cortexgraph.data.raster import Raster
+from cortexgraph.data.raster import Raster, section_raster_problems
 from cortexgraph.data.transforms import (
     apply_transform,
     central_section,
+    chain_drift_mm,
     compose_to_base,
     invert_rigid,
+    link_shift_mm,
     mirror_matrix,
 )
-from cortexgraph.errors import DataFormatError
+from cortexgraph.errors import DataFormatError, ParameterError
 
 RASTER_KINDS = ("image", "mask", "annotation", "coords")
+SPACING_ATTRIBUTE = {
+    "image": "image_spacing_um",
+    "mask": "mask_spacing_um",
+    "annotation": "annotation_spacing_um",
+    "coords": "coords_spacing_um",
+}
 
 
 class SectionStack:
@@ -60,9 +68,17 @@ class SectionStack:
 
     # -- files ------------------------------------------------------------------------------------
     def raster(self, section: int, kind: str) -> Raster:
-        """The lazily opened raster of one section; ``kind`` in image, mask, annotation, coords."""
+        """The lazily opened raster of one section; ``kind`` in image, mask, annotation, coords.
+
+        Its header is validated on opening (:func:`~cortexgraph.data.raster.section_raster_problems`:
+        dimensions, dtype, pyramid kind, section attribute, spacing, canvas size); the first problem
+        raises DataFormatError naming the file and section.
+        """
         if kind not in RASTER_KINDS:
-            raise ValueError(f"kind must be one of {RASTER_KINDS}")
+            raise ParameterError(
+                f"raster kind {kind!r} is not one of {', '.join(RASTER_KINDS)}",
+                fix=f"use one of {', '.join(RASTER_KINDS)}",
+            )
         key = (section, kind)
         if key not in self._rasters:
             record = self.brain.section(section)
@@ -74,7 +90,17 @@ class SectionStack:
                     section=section,
                     fix=f"add the {kind} column for this section",
                 )
-            self._rasters[key] = Raster(self.brain.path(relative))
+            raster = Raster(self.brain.path(relative, what=f"{kind} path", section=section))
+            problems = section_raster_problems(
+                raster,
+                kind,
+                spacing_um=getattr(self.brain, SPACING_ATTRIBUTE[kind]),
+                section=section,
+            )
+            if problems:
+                raster.close()
+                raise problems[0]
+            self._rasters[key] = raster
         return self._rasters[key]
 
     def close(self) -> None:
@@ -157,17 +183,65 @@ class SectionStack:
             )
         return int(base)
 
+    def link_problems(self) -> list[DataFormatError]:
+        """Consecutive transforms that move a section's canvas implausibly far from its neighbour's.
+
+        For each pair of consecutive available sections with a row in transforms.tsv,
+        :func:`~cortexgraph.data.transforms.link_shift_mm` compares the shift with the canvases (read
+        from the mask headers; nothing is allocated). Returns DataFormatErrors naming transforms.tsv
+        and the moving section.
+        """
+        table = self.brain.transforms
+        available = self.brain.available_sections
+        out = []
+        for moving, fixed in zip(available[:-1], available[1:], strict=True):
+            matrix = table.get((moving, fixed))
+            if matrix is None:
+                continue
+            shift, limit = link_shift_mm(
+                matrix, self.section_extent_mm(moving), self.section_extent_mm(fixed)
+            )
+            if shift > limit:
+                out.append(
+                    DataFormatError(
+                        f"transform {moving} -> {fixed} moves the section {shift:.4g} mm away from "
+                        f"its neighbour (more than the canvas diagonal, {limit:.4g} mm)",
+                        file=self.brain.transform_table_path,
+                        section=moving,
+                        fix="translations are in mm of the section frame; re-estimate the transform "
+                        "or correct its units",
+                    )
+                )
+        return out
+
     @cached_property
     def to_base(self) -> dict[int, np.ndarray]:
-        """``{section: T}``, ``p_base = T @ p_raw`` in mm (mirroring included)."""
+        """``{section: T}``, ``p_base = T @ p_raw`` in mm (mirroring included).
+
+        Raises DataFormatError (transforms.tsv, the section) when a link is missing, not finite or
+        moves a section beyond its neighbour's canvas (:meth:`link_problems`).
+        """
+        problems = self.link_problems()
+        if problems:
+            raise problems[0]
         mirror = {
             r.section: mirror_matrix(self.section_extent_mm(r.section)[0])
             for r in self.brain.sections
             if r.mirrored and not r.missing
         }
-        return compose_to_base(
-            self.brain.available_sections, self.brain.transforms, self.base_section, mirror
+        to_base = compose_to_base(
+            self.brain.available_sections,
+            self.brain.transforms,
+            self.base_section,
+            mirror,
+            file=str(self.brain.transform_table_path),
         )
+        extents = {s: self.section_extent_mm(s) for s in to_base}
+        drift, limit = chain_drift_mm(to_base, extents, self.base_section)
+        for section, distance in sorted(drift.items()):
+            if distance > limit:
+                raise drift_error(self.brain, section, distance, limit)
+        return to_base
 
     @cached_property
     def from_base(self) -> dict[int, np.ndarray]:
@@ -204,9 +278,39 @@ class SectionStack:
         base = np.column_stack([points[:, 0] + u0, v0 - points[:, 2]])
         return apply_transform(self.from_base[section], base)
 
+    def world_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """World bounding box (min, max) in mm of the stacked sections, from headers only.
+
+        x and z: the canvases of the sections in :attr:`sections`, mapped to the world; y: the planes
+        of the first and last digitized sections (missing ones included). Nothing is allocated
+        beyond a few corners per section.
+        """
+        corners = []
+        for s in self.sections:
+            width, height = self.section_extent_mm(s)
+            square = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
+            corners.append(self.section_to_world(s, square))
+        points = np.vstack(corners)
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        numbers = [r.section for r in self.brain.sections]
+        lo[1], hi[1] = self.plane_y_mm(min(numbers)), self.plane_y_mm(max(numbers))
+        return lo, hi
+
     def section_of_world_y(self, y_mm: np.ndarray) -> np.ndarray:
         """Nearest section number (not necessarily available) of world y positions."""
         return np.rint(np.asarray(y_mm) / self.thickness_mm).astype(np.int64) + self.base_section
+
+
+def drift_error(brain: Brain, section: int, distance_mm: float, limit_mm: float) -> DataFormatError:
+    """The error for a section that the composed transforms carry away from the base section."""
+    return DataFormatError(
+        f"the transforms carry section {section} {distance_mm:.4g} mm away from the base section "
+        f"(more than the largest canvas diagonal, {limit_mm:.4g} mm): the chain drifts",
+        file=brain.transform_table_path,
+        section=section,
+        fix="re-estimate the transforms of the sections between this one and the base section "
+        "(translations are in mm of the section frame)",
+    )
 
 
 def brain_folder(brain: Brain) -> Path:

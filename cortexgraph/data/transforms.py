@@ -22,6 +22,10 @@ from cortexgraph.errors import DataFormatError
 
 RIGID_TOLERANCE = 1e-3
 """Maximum deviation of ``R^T R`` from the identity (and of ``det R`` from 1) for a rigid transform."""
+MAX_LINK_SHIFT_CANVAS = 1.0
+"""A consecutive transform may move the centre of the moving section's canvas by at most this many
+canvas diagonals (the larger of the two sections) away from the centre of the fixed section's
+canvas. Consecutive sections of one series overlap; a larger shift is a unit, sign or row error."""
 
 
 def rigid_matrix(angle_rad: float, tx_mm: float, ty_mm: float) -> np.ndarray:
@@ -79,6 +83,75 @@ def invert_rigid(matrix: np.ndarray) -> np.ndarray:
     return np.linalg.inv(matrix)
 
 
+def link_shift_mm(
+    matrix: np.ndarray,
+    moving_extent_mm: Sequence[float],
+    fixed_extent_mm: Sequence[float],
+) -> tuple[float, float]:
+    """How far a consecutive transform moves the moving canvas away from the fixed one.
+
+    Parameters
+    ----------
+    matrix : 3x3 ``p_fixed = M @ p_moving`` (section mm).
+    moving_extent_mm, fixed_extent_mm : (width_mm, height_mm) of the two sections' canvases.
+
+    Returns
+    -------
+    (shift_mm, limit_mm): the distance between the mapped centre of the moving canvas and the centre
+    of the fixed canvas, and the largest accepted distance (:data:`MAX_LINK_SHIFT_CANVAS` canvas
+    diagonals). Mirroring about the vertical centre line keeps the centre, so the test holds for
+    mirrored sections too. Not finite matrices give ``inf``.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    centre_moving = 0.5 * np.asarray(moving_extent_mm, dtype=np.float64)
+    centre_fixed = 0.5 * np.asarray(fixed_extent_mm, dtype=np.float64)
+    limit = (
+        MAX_LINK_SHIFT_CANVAS
+        * 2.0
+        * max(float(np.hypot(*centre_moving)), float(np.hypot(*centre_fixed)))
+    )
+    if not np.all(np.isfinite(matrix)):
+        return float("inf"), limit
+    mapped = matrix[:2, :2] @ centre_moving + matrix[:2, 2]
+    return float(np.hypot(*(mapped - centre_fixed))), limit
+
+
+MAX_DRIFT_CANVAS = 1.0
+"""After composing the chain, the centre of every section's canvas must lie within this many canvas
+diagonals (the largest of the brain) of the base section's canvas centre: all sections show one brain,
+so their aligned canvases overlap. (At most 0.07 on the phantoms.) Links that each pass
+:data:`MAX_LINK_SHIFT_CANVAS` but add up to a drift across the series fail this."""
+
+
+def chain_drift_mm(
+    to_base: Mapping[int, np.ndarray],
+    extents_mm: Mapping[int, Sequence[float]],
+    base_section: int,
+) -> tuple[dict[int, float], float]:
+    """How far the composed transforms carry each section's canvas from the base section's.
+
+    Parameters
+    ----------
+    to_base : ``{section: T}`` from :func:`compose_to_base` (mirroring included; a mirror keeps the
+        canvas centre).
+    extents_mm : ``{section: (width_mm, height_mm)}`` of the canvases.
+    base_section : the base section.
+
+    Returns
+    -------
+    (``{section: distance_mm}`` between the mapped canvas centre and the base canvas centre, the limit
+    :data:`MAX_DRIFT_CANVAS` x the largest canvas diagonal).
+    """
+    base = 0.5 * np.asarray(extents_mm[base_section], dtype=np.float64)
+    limit = MAX_DRIFT_CANVAS * max(float(np.hypot(*extents_mm[s])) for s in to_base)
+    out = {}
+    for section, matrix in to_base.items():
+        centre = 0.5 * np.asarray(extents_mm[section], dtype=np.float64)
+        mapped = np.asarray(matrix)[:2, :2] @ centre + np.asarray(matrix)[:2, 2]
+        out[section] = float(np.hypot(*(mapped - base)))
+    return out, limit
+
+
 def apply_transform(matrix: np.ndarray, points_mm: np.ndarray) -> np.ndarray:
     """Apply a 3x3 homogeneous matrix to (N, 2) points in mm; returns (N, 2)."""
     points_mm = np.asarray(points_mm, dtype=np.float64)
@@ -90,6 +163,8 @@ def compose_to_base(
     consecutive: Mapping[tuple[int, int], np.ndarray],
     base_section: int,
     mirror: Mapping[int, np.ndarray] | None = None,
+    *,
+    file: str | None = None,
 ) -> dict[int, np.ndarray]:
     """Chain consecutive transforms into one matrix per section that maps it onto the base section.
 
@@ -100,6 +175,7 @@ def compose_to_base(
         ``p_fixed = M @ p_moving`` (un-mirrored coordinates).
     base_section : the section every other one is aligned to (usually the central one).
     mirror : optional ``{section: reflection matrix}`` applied before the chain for mirrored sections.
+    file : the transform table, named in errors.
 
     Returns
     -------
@@ -113,6 +189,7 @@ def compose_to_base(
     if base_section not in ordered:
         raise DataFormatError(
             f"base section {base_section} is not among the available sections",
+            file=file,
             section=base_section,
             fix="set base_section in brain.toml to an available section",
         )
@@ -126,6 +203,7 @@ def compose_to_base(
             raise DataFormatError(
                 f"no transform from section {moving} to section {fixed}: the chain to the base "
                 f"section {base_section} is broken",
+                file=file,
                 section=moving,
                 fix=f"add the row moving={moving} fixed={fixed} to transforms.tsv",
             )
@@ -133,6 +211,7 @@ def compose_to_base(
         if not np.all(np.isfinite(matrix)):
             raise DataFormatError(
                 f"transform {moving} -> {fixed} is not finite",
+                file=file,
                 section=moving,
                 fix="re-estimate this transform",
             )
@@ -151,5 +230,7 @@ def central_section(sections: Sequence[int]) -> int:
     """The median of the available section numbers (lower median for an even count)."""
     ordered = sorted(int(s) for s in sections)
     if not ordered:
-        raise ValueError("no sections")
+        raise DataFormatError(
+            "no available sections", fix="the section table must list a present section"
+        )
     return ordered[(len(ordered) - 1) // 2]

@@ -30,10 +30,11 @@ def test_check_exit_codes_and_json(tmp_path):
     assert ok.exit_code == 0, ok.output
     (tmp_path / "B01/masks/s0100.h5").unlink()
     bad = runner.invoke(app, ["check", "B01", "--root", str(tmp_path), "--json"])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # a data error (cortexgraph.errors)
     report = json.loads(bad.stdout)
     assert report["problems"][0]["section"] == 100
     assert report["problems"][0]["file"].endswith("masks/s0100.h5")
     shutil.rmtree(tmp_path / "B01")
     missing = runner.invoke(app, ["check", "B01", "--root", str(tmp_path)])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
+    assert "B01/brain.toml" in missing.output

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
+import tomllib
+import tracemalloc
+from pathlib import Path
 
 import h5py
 import numpy as np
+import tomli_w
 
 from cortexgraph.data.check import check_brain
 from cortexgraph.data.manifest import TRANSFORM_COLUMNS, format_tsv
 from cortexgraph.data.raster import write_raster
+
+sys.path.insert(0, str(Path(__file__).parent))
+import corrupt  # noqa: E402
 
 
 def problems(root):
@@ -128,7 +136,7 @@ def test_duplicated_and_unordered_sections(valid_cohort):
 
     edit_table(valid_cohort / "B01/sections.tsv", shuffle)
     found = problems(valid_cohort)
-    p = only(found, "duplicated section number")
+    p = only(found, "section 115 is listed twice")
     assert p.section == 115 and p.file.endswith("sections.tsv")
     q = only(found, "not increasing (175 before 160)")
     assert q.section == 160
@@ -160,3 +168,45 @@ def test_transform_table_header(valid_cohort):
     assert (valid_cohort / "B01/transforms.tsv").read_text().split("\n")[0] == format_tsv(
         TRANSFORM_COLUMNS, []
     ).strip()
+
+
+def _empty_pyramid(path, shape, spacing_um, chunk=2048):
+    """A valid intensity raster of ``shape`` whose chunks are never written (read as zeros)."""
+    with h5py.File(path, "w") as handle:
+        handle.attrs.update(format="cortexgraph-raster", format_version=1, kind="intensity")
+        level, rows, cols = 0, *shape
+        while True:
+            chunks = (min(chunk, rows), min(chunk, cols))
+            dataset = handle.create_dataset(
+                f"levels/{level}", shape=(rows, cols), dtype="u1", chunks=chunks, compression="gzip"
+            )
+            dataset.attrs["spacing_um"] = spacing_um * 2**level
+            if max(rows, cols) <= 256:
+                break
+            level, rows, cols = level + 1, (rows + 1) // 2, (cols + 1) // 2
+
+
+def test_check_reads_a_large_image_lazily(valid_cohort):
+    """A 1 um image of the 12 x 10 mm section (120 Mpx): check decodes a few chunks, not the image."""
+    manifest = valid_cohort / "B01/brain.toml"
+    table = tomllib.loads(manifest.read_text())
+    table["spacing_um"]["image"] = 1.0
+    manifest.write_text(tomli_w.dumps(table))
+    for s in (100, 115, 130, 160, 175):
+        _empty_pyramid(valid_cohort / f"B01/images/s{s:04d}.h5", (10000, 12000), 1.0)
+    tracemalloc.start()
+    assert check_brain(valid_cohort / "B01") == []
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40 << 20  # one level 0 would be 120 MB
+
+
+def test_unchunked_rasters_are_read_and_checked(valid_cohort):
+    path = valid_cohort / "B01/masks/s0115.h5"
+    corrupt.write_contiguous_raster(path)
+    with h5py.File(path) as handle:
+        assert handle["levels/0"].chunks is None
+    assert check_brain(valid_cohort / "B01", deep=True) == []
+    corrupt.write_contiguous_raster(path, lambda a: np.where(a == 2, 5, a).astype(a.dtype))
+    p = only(check_brain(valid_cohort / "B01"), "tissue mask has values [5]")
+    assert p.section == 115

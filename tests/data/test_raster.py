@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cortexgraph.data.raster import Raster, downsample_level, write_raster
-from cortexgraph.errors import DataFormatError
+from cortexgraph.errors import DataFormatError, ParameterError
 
 
 class CountingFile(io.RawIOBase):
@@ -166,7 +166,9 @@ def test_write_is_atomic_on_failure(tmp_path):
     path = tmp_path / "x.h5"
     write_raster(path, np.ones((8, 8), np.uint8), 1.0)
     before = path.read_bytes()
-    with pytest.raises(ValueError):
+    with pytest.raises(ParameterError, match="2D"):
         write_raster(path, np.ones((2, 2, 2, 2), np.uint8), 1.0)
+    with pytest.raises(TypeError):  # fails half-way through writing: an attribute HDF5 cannot hold
+        write_raster(path, np.ones((8, 8), np.uint8), 1.0, attrs={"bad": object()})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.h5"]

@@ -1,0 +1,110 @@
+"""Manifest reading: every problem of a file is found, values round-trip, paths resolve in one place."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import corrupt as c  # noqa: E402
+
+from cortexgraph.data.check import check_brain  # noqa: E402
+from cortexgraph.data.manifest import (  # noqa: E402
+    AreaTable,
+    Brain,
+    Cohort,
+    find_brain,
+    findings_of,
+    read_tsv,
+)
+from cortexgraph.errors import DataFormatError  # noqa: E402
+
+
+def test_all_problems_of_a_manifest_are_carried_and_listed_by_check(valid_cohort):
+    path = valid_cohort / "B01/brain.toml"
+    c.edit_toml(path, format_version="1", shrinkage_factor=0, digitization_step=15.5, id="B02")
+    with pytest.raises(DataFormatError) as error:
+        Brain.read(valid_cohort / "B01")
+    found = findings_of(error.value)
+    assert len(found) == 4
+    assert "and 3 more problem(s)" in error.value.message
+    assert all(f.file == str(path) for f in found)
+    messages = [p.message for p in check_brain(valid_cohort / "B01")]
+    assert len(messages) == 4
+    assert any("format_version must be the integer 1, got the string '1'" in m for m in messages)
+    assert any("differs from its folder name" in m for m in messages)
+
+
+def test_cohort_round_trip_with_data_roots_and_metadata(valid_cohort, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    cohort = Cohort.read(valid_cohort)
+    cohort.data_roots = {"scans": scans}
+    cohort.extra = {"metadata": {"lab": "x"}}
+    cohort.write_manifest()
+    again = Cohort.read(valid_cohort)
+    assert again.data_roots == {"scans": scans}
+    assert again.extra == {"metadata": {"lab": "x"}}
+    assert again.brain_ids == ["B01"]
+    assert again.canonical_box_min_mm == (-90.0, -126.0, -72.0)
+    assert again.path("@scans/a.h5") == scans / "a.h5"
+    assert again.area_table_path == valid_cohort / "areas.tsv"
+
+
+def test_brain_reads_typed_values(valid_cohort):
+    brain = find_brain("B01", valid_cohort)
+    assert brain.id == "B01" and brain.root == valid_cohort / "B01"
+    assert isinstance(brain.digitization_step, int) and brain.digitization_step == 15
+    assert brain.shrinkage_factor == pytest.approx(1.2)
+    assert brain.base_section == 130
+    assert brain.path("masks/s0100.h5") == valid_cohort / "B01/masks/s0100.h5"
+    assert [r.section for r in brain.sections] == [100, 115, 130, 145, 160, 175]
+    assert set(brain.transforms) == {(100, 115), (115, 130), (130, 160), (160, 175)}
+
+
+def test_section_table_findings_name_lines_and_sections(valid_cohort):
+    path = valid_cohort / "B01/sections.tsv"
+    rows = c.read_rows(path)
+    rows[2][rows[0].index("missing")] = "maybe"
+    rows[3][rows[0].index("mask")] = "/abs/mask.h5"
+    c.write_rows(path, rows)
+    with pytest.raises(DataFormatError) as error:
+        find_brain("B01", valid_cohort).sections  # noqa: B018
+    found = findings_of(error.value)
+    assert [(f.section, f.file) for f in found] == [(115, str(path)), (130, str(path))]
+    assert "line 3: missing flag 'maybe'" in found[0].message
+    assert "'/abs/mask.h5' is absolute" in found[1].message
+
+
+def test_transform_reader_keeps_rigid_rows_and_refuses_the_rest(valid_cohort):
+    path = valid_cohort / "B01/transforms.tsv"
+    c.transform_row(path, 115, lambda m: m @ np.diag([1.0, 1.0, 1.0]))
+    assert len(find_brain("B01", valid_cohort).transforms) == 4
+    c.transform_row(path, 115, lambda m: m @ np.diag([1.01, 1.0, 1.0]))
+    with pytest.raises(DataFormatError, match="transform 115 -> 130 is not rigid") as error:
+        find_brain("B01", valid_cohort).transforms  # noqa: B018
+    assert error.value.section == 115
+
+
+def test_area_table_rules(tmp_path):
+    path = tmp_path / "areas.tsv"
+    path.write_text("id\tname\tcolor\n1\thOc1\t#ff0000\n2\thOc 1\t#00ff00\n3\tFG1\t#0000FF\n")
+    table = AreaTable.read(path)  # 'hOc1' and 'hOc 1' have different slugs (hOc1, hOc_1)
+    assert list(table.ids) == [1, 2, 3]
+    assert table.resolve("3").name == "FG1" and table.resolve("hOc1").id == 1
+    path.write_text("id\tname\tcolor\n1\thOc1\t#ff0000\n2\tHOC1\t#00ff00\n")
+    with pytest.raises(DataFormatError, match="same file name"):
+        AreaTable.read(path)  # slugs compare without case: file systems may ignore it
+
+
+def test_read_tsv_strips_and_skips_blank_lines(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_bytes(b"\xef\xbb\xbfa\tb\r\n 1 \t2\r\n\r\n")
+    assert read_tsv(path, ("a", "b")) == [{"a": "1", "b": "2"}]
+    path.write_text("a\ta\n1\t2\n")
+    with pytest.raises(DataFormatError, match="appear more than once"):
+        read_tsv(path, ("a",))
