@@ -1,7 +1,8 @@
 """``cortexgraph lsm ...``: local segmentation models between annotated sections.
 
-A thin layer over :mod:`cortexgraph.lsm.workflow` (training, prediction, chains, GSM, evaluation) and
-:mod:`cortexgraph.lsm.jobs` (background jobs). Outputs: docs/lsm.md and docs/derivatives.md.
+A thin layer over :mod:`cortexgraph.lsm.stages` (plan, train, predict, evaluate under the stage
+contract), :mod:`cortexgraph.lsm.labels` (runs and their labels) and :mod:`cortexgraph.lsm.jobs`
+(background jobs). Layout and rules: docs/lsm.md.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from cortexgraph.cli.common import (
 HELP = """Local segmentation models (LSM): one U-Net per interval between two annotated sections.
 
 \b
-  train     one model on two annotated sections s, t of an area
-  predict   label the sections between s and t (or the whole chain) with trained models
-  chain     models between consecutive training sections covering the area, then predict
+  chain     plan the chain of an area, train one model per interval, predict the area's extent
   gsm       one global model per area (the baseline), then predict
+  train     one model on two annotated sections s, t of an area (a run of its own)
+  predict   predict an area with a run's trained models
   evaluate  F1 on left-out annotated sections (and the phantom's truth); the HR/LR/MS x LSM/GSM table
-  jobs      list / follow / cancel background jobs (--background on train, predict, chain, gsm)
+  runs      the model runs of a brain and their areas
+  jobs      list / status / follow / cancel background jobs (--background on chain, gsm, train, predict)
+
+Every command works on a named model run (--name; default lsm-<arch> / gsm-<arch>), prints for each
+stage whether it was reused or recomputed and why, and waits up to --wait seconds for a stage that
+another process is running (else exit status 3).
 """
 
 lsm_app = typer.Typer(name="lsm", help=HELP, no_args_is_help=True, rich_markup_mode=None)
@@ -43,11 +49,11 @@ BrainArgument = typer.Argument(..., help="Brain id (e.g. B01, with --root) or br
 AreaOption = typer.Option(..., "--area", help="Area name or id from areas.tsv.")
 ArchOption = typer.Option("ms", "--arch", help="hr, lr or ms.")
 ArchListOption = typer.Option("ms", "--arch", help="hr, lr, ms, or a comma-separated list.")
-OutOption = typer.Option(
+NameOption = typer.Option(
     None,
-    "--derivatives",
-    help="Write under DIR/<brain>/ instead of <cohort>/derivatives/cortexgraph/<brain>/ "
-    "(e.g. for a read-only cohort).",
+    "--name",
+    help="Model run name (the label source consumers read): lsm-... or gsm-... matching the kind; "
+    "default <kind>-<arch>. Only with a single --arch.",
 )
 PresetOption = typer.Option(
     "auto", help="Model sizes: auto (from the image spacing), full, small, phantom, tiny."
@@ -63,7 +69,13 @@ ExtentOption = typer.Option(
     None, help="first,last section to predict (default: to the neighbouring annotated sections)."
 )
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
+BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
 DeviceOption = typer.Option(None, help="torch device (cpu, cuda, cuda:1); default cpu.")
+WaitOption = typer.Option(
+    0.0,
+    "--wait",
+    help="Seconds to wait for a stage another process is running (then exit status 3).",
+)
 BackgroundOption = typer.Option(
     False, "--background", help="Run as a background job (see `cortexgraph lsm jobs`)."
 )
@@ -84,10 +96,10 @@ def _brain(name: str, root):
     return find_brain(name, root)
 
 
-def _out_dir(brain, derivatives: Path | None) -> Path:
-    if derivatives is None:
-        return brain.derivatives
-    return Path(derivatives).expanduser().resolve() / brain.id
+def _out_dir(brain) -> Path:
+    from cortexgraph.derivatives import Derivatives
+
+    return Derivatives.of(brain).root / brain.id
 
 
 def _archs(text: str) -> list[str]:
@@ -98,25 +110,58 @@ def _archs(text: str) -> list[str]:
     bad = [a for a in archs if a not in ARCHITECTURES]
     if bad or not archs:
         raise CortexgraphError(f"unknown architecture(s) {bad or text!r}", fix="use hr, lr, ms")
-    return archs
+    return list(dict.fromkeys(archs))
+
+
+def _names(name: str | None, kind: str, archs: list[str]) -> list[tuple[str, str]]:
+    """``[(arch, run name)]``: the default names, or ``--name`` for a single architecture."""
+    from cortexgraph.errors import CortexgraphError
+    from cortexgraph.lsm.layout import check_run_name, default_run_name
+
+    if name is None:
+        return [(a, default_run_name(kind, a)) for a in archs]
+    if len(archs) != 1:
+        raise CortexgraphError(
+            "--name names one run, but several architectures were given",
+            fix="give one --arch with --name, or leave --name out (runs <kind>-<arch>)",
+        )
+    return [(archs[0], check_run_name(name, kind))]
 
 
 def _extent(text: str | None):
     from cortexgraph.lsm.workflow import parse_sections
 
-    return None if not text else tuple(sorted(parse_sections(text)))
+    return None if not text else tuple(sorted(parse_sections(text, "--extent")))
 
 
-def _common_argv(
-    brain, area, derivatives, preset, iterations, seed, device, overwrite, verbose
-) -> list[str]:
-    argv = [str(brain.root), "--area", str(area.id), "--preset", preset, "--seed", str(seed)]
-    if derivatives is not None:
-        argv += ["--derivatives", str(Path(derivatives).expanduser().resolve())]
-    if iterations is not None:
-        argv += ["--iterations", str(iterations)]
+def _check_options(tile_px: int, batch_size: int, wait: float, iterations=None, seed=0, step=1):
+    from cortexgraph.lsm.stages import check_settings
+
+    check_settings(
+        tile_px=tile_px,
+        batch_size=batch_size,
+        wait_s=wait,
+        iterations=iterations,
+        seed=seed,
+        step=step,
+    )
+
+
+def _print_event(event) -> None:
+    """One line per reused and per finished stage (stderr; the start of a recomputation is logged)."""
+    if event.reused or event.finished:
+        typer.echo(event.line())
+
+
+def _common_argv(brain, area, overwrite, verbose, wait, device, **options) -> list[str]:
+    argv = [str(brain.root), "--area", str(area.id), "--wait", str(wait)]
     if device:
         argv += ["--device", device]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
     if overwrite:
         argv.append("--overwrite")
     if verbose:
@@ -129,11 +174,7 @@ def _launch(out_dir: Path, argv: list[str], name: str, outputs: list[Path]) -> N
 
     job_id = start_job(jobs_dir(out_dir), argv, name=name, outputs=outputs)
     console.print(f"[bold green]started job[/] {job_id}", highlight=False)
-    console.print(
-        f"  follow: cortexgraph lsm jobs follow {argv[2]} {job_id}"
-        + (f" --derivatives {out_dir.parent}" if "--derivatives" in argv else ""),
-        highlight=False,
-    )
+    console.print(f"  follow: cortexgraph lsm jobs follow {argv[2]} {job_id}", highlight=False)
     typer.echo(job_id)
 
 
@@ -178,183 +219,16 @@ def _progress(job):
     return progress, both
 
 
-def _run(brain, area, arch, out_dir, preset, iterations, seed, device, overwrite, progress, **kw):
-    from cortexgraph.lsm.workflow import LSMRun
+def _settings(brain, area, arch, name, callback, **kw):
+    from cortexgraph.lsm.stages import LSMRun
 
     return LSMRun(
-        brain=brain,
-        area=area,
-        arch=arch,
-        out_dir=out_dir,
-        preset=preset,
-        iterations=iterations,
-        seed=seed,
-        device=device,
-        overwrite=overwrite,
-        progress=progress,
-        **kw,
+        brain=brain, area=area, arch=arch, name=name, progress=callback, on_stage=_print_event, **kw
     )
-
-
-def _outputs(out_dir: Path, area, sources: list[str]) -> list[Path]:
-    from cortexgraph.lsm.workflow import area_dir
-
-    return [area_dir(out_dir, area)] + [out_dir / "labels" / s for s in sources]
 
 
 # --------------------------------------------------------------------------------------------------
 # commands
-
-
-@lsm_app.command("train")
-@reports_errors
-@runs_as_job
-def train(
-    brain_name: str = BrainArgument,
-    area_key: str = AreaOption,
-    sections: str = typer.Option(..., "--sections", help="The two training sections: s,t."),
-    arch: str = ArchOption,
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    predict: bool = typer.Option(
-        False, "--predict", help="Also label every section between s and t."
-    ),
-    tile_px: int = TileOption,
-    background: bool = BackgroundOption,
-    derivatives: Path = OutOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    verbose: bool = VerboseOption,
-) -> None:
-    """Train one LSM on the annotated sections s and t of an area.
-
-    Writes <brain>/lsm/<area>/lsm-<arch>/sSSSS-sTTTT/model.pt (+ history.json, provenance).
-    """
-    from cortexgraph.lsm.workflow import (
-        parse_sections,
-        predict_interval,
-        resolve_area,
-        source_name,
-        train_interval,
-    )
-
-    setup_logging(verbose)
-    brain = _brain(brain_name, root)
-    area = resolve_area(brain, area_key)
-    (arch,) = _archs(arch)
-    interval = tuple(sorted(parse_sections(sections)))
-    out_dir = _out_dir(brain, derivatives)
-    if background:
-        argv = ["lsm", "train"] + _common_argv(
-            brain, area, derivatives, preset, iterations, seed, device, overwrite, verbose
-        )
-        argv += ["--sections", f"{interval[0]},{interval[1]}", "--arch", arch]
-        argv += ["--tile-px", str(tile_px)] + (["--predict"] if predict else [])
-        name = f"train-{area.name}-{arch}-{interval[0]}-{interval[1]}"
-        _launch(out_dir, argv, name, _outputs(out_dir, area, [source_name("lsm", arch)]))
-        return
-    job = _JOB
-    progress, callback = _progress(job)
-    run = _run(
-        brain,
-        area,
-        arch,
-        out_dir,
-        preset,
-        iterations,
-        seed,
-        device,
-        overwrite,
-        callback,
-        tile_px=tile_px,
-    )
-    with progress:
-        path = train_interval(run, interval)
-        written = predict_interval(run, interval) if predict else []
-    console.print(f"[bold green]model[/] {path}", highlight=False)
-    if written:
-        console.print(f"[bold green]{len(written)} section(s) labelled[/]", highlight=False)
-
-
-@lsm_app.command("predict")
-@reports_errors
-@runs_as_job
-def predict(
-    brain_name: str = BrainArgument,
-    area_key: str = AreaOption,
-    sections: str = typer.Option(
-        None, "--sections", help="s,t: label the sections between them with the LSM of [s, t]."
-    ),
-    arch: str = ArchListOption,
-    kind: str = typer.Option(
-        "lsm", help="lsm (the chain's local models) or gsm (the global model)."
-    ),
-    tile_px: int = TileOption,
-    device: str = DeviceOption,
-    background: bool = BackgroundOption,
-    derivatives: Path = OutOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    verbose: bool = VerboseOption,
-) -> None:
-    """Label sections with trained models, tiled over the prediction ROI (eq. 5.65).
-
-    With --sections s,t: every section strictly between s and t, with that LSM. Without: the whole
-    extent of the area's chain (the ends with the closest model). Writes
-    <brain>/labels/<kind>-<arch>/sNNNN.h5 (area ids) and <brain>/lsm/<area>/<kind>-<arch>/pred/.
-    """
-    from cortexgraph.errors import CortexgraphError
-    from cortexgraph.lsm.workflow import (
-        parse_sections,
-        predict_chain,
-        predict_interval,
-        resolve_area,
-        source_name,
-    )
-
-    setup_logging(verbose)
-    brain = _brain(brain_name, root)
-    area = resolve_area(brain, area_key)
-    archs = _archs(arch)
-    out_dir = _out_dir(brain, derivatives)
-    interval = tuple(sorted(parse_sections(sections))) if sections else None
-    if interval is not None and kind != "lsm":
-        raise CortexgraphError("--sections selects one LSM", fix="drop --sections for --kind gsm")
-    if background:
-        argv = ["lsm", "predict"] + _common_argv(
-            brain, area, derivatives, "auto", None, 0, device, overwrite, verbose
-        )
-        argv += ["--arch", ",".join(archs), "--kind", kind, "--tile-px", str(tile_px)]
-        if interval is not None:
-            argv += ["--sections", f"{interval[0]},{interval[1]}"]
-        outputs = _outputs(out_dir, area, [source_name(kind, a) for a in archs])
-        _launch(out_dir, argv, f"predict-{area.name}-{kind}-{'-'.join(archs)}", outputs)
-        return
-    job = _JOB
-    progress, callback = _progress(job)
-    with progress:
-        total = 0
-        for a in archs:
-            run = _run(
-                brain,
-                area,
-                a,
-                out_dir,
-                "auto",
-                None,
-                0,
-                device,
-                overwrite,
-                callback,
-                tile_px=tile_px,
-            )
-            if interval is not None:
-                total += len(predict_interval(run, interval))
-            else:
-                total += len(predict_chain(run, kind))
-    console.print(f"[bold green]{total} section label image(s) written[/]")
 
 
 def _chain_or_gsm(
@@ -362,66 +236,85 @@ def _chain_or_gsm(
     brain_name,
     area_key,
     arch,
+    name,
     iterations,
     preset,
     seed,
     step,
     extent,
     tile_px,
+    batch_size,
     device,
     no_predict,
     background,
-    derivatives,
     root,
     overwrite,
+    wait,
     verbose,
 ) -> None:
-    from cortexgraph.lsm.workflow import resolve_area, run_chain, run_gsm, source_name
+    from cortexgraph.lsm.layout import run_dir
+    from cortexgraph.lsm.stages import run_chain, run_gsm
+    from cortexgraph.lsm.workflow import resolve_area
 
     setup_logging(verbose)
+    _check_options(tile_px, batch_size, wait, iterations, seed, step)
     brain = _brain(brain_name, root)
     area = resolve_area(brain, area_key)
-    archs = _archs(arch)
-    out_dir = _out_dir(brain, derivatives)
     kind = "lsm" if command == "chain" else "gsm"
+    runs = _names(name, kind, _archs(arch))
+    out_dir = _out_dir(brain)
+    parsed_extent = _extent(extent)
     if background:
-        argv = ["lsm", command] + _common_argv(
-            brain, area, derivatives, preset, iterations, seed, device, overwrite, verbose
-        )
-        argv += ["--arch", ",".join(archs), "--step", str(step), "--tile-px", str(tile_px)]
-        if extent:
-            argv += ["--extent", extent]
-        if no_predict:
-            argv.append("--no-predict")
-        outputs = _outputs(out_dir, area, [source_name(kind, a) for a in archs])
-        _launch(out_dir, argv, f"{command}-{area.name}-{'-'.join(archs)}", outputs)
+        for a, run_name in runs:
+            argv = ["lsm", command] + _common_argv(
+                brain,
+                area,
+                overwrite,
+                verbose,
+                wait,
+                device,
+                arch=a,
+                name=run_name,
+                preset=preset,
+                iterations=iterations,
+                seed=seed,
+                step=step,
+                extent=None if parsed_extent is None else f"{parsed_extent[0]},{parsed_extent[1]}",
+                tile_px=tile_px,
+                batch_size=batch_size,
+                no_predict=no_predict,
+            )
+            _launch(
+                out_dir, argv, f"{command}-{run_name}-{area.name}", [run_dir(out_dir, run_name)]
+            )
         return
-    job = _JOB
-    progress, callback = _progress(job)
+    progress, callback = _progress(_JOB)
     with progress:
-        for a in archs:
-            run = _run(
+        for a, run_name in runs:
+            run = _settings(
                 brain,
                 area,
                 a,
-                out_dir,
-                preset,
-                iterations,
-                seed,
-                device,
-                overwrite,
+                run_name,
                 callback,
+                kind=kind,
+                preset=preset,
+                iterations=iterations,
+                seed=seed,
                 step=step,
-                extent=_extent(extent),
+                extent=parsed_extent,
                 tile_px=tile_px,
+                batch_size=batch_size,
+                device=device,
+                overwrite=overwrite,
+                wait_s=wait,
             )
             result = (run_chain if command == "chain" else run_gsm)(run, not no_predict)
             plan = result["plan"]
             console.print(
-                f"[bold green]{source_name(kind, a)}[/] {area.name}: "
-                f"{len(result['models'])} model(s), training sections "
-                f"{list(plan.training_sections)}, test sections {list(plan.test_sections)}, "
-                f"{len(result['predictions'])} section(s) labelled",
+                f"[bold green]{run_name}[/] {area.name}: {len(result['models'])} model(s), training "
+                f"sections {list(plan.training_sections)}, test sections "
+                f"{list(plan.test_sections)}, {len(result['predictions'])} section(s) predicted",
                 highlight=False,
             )
 
@@ -433,42 +326,47 @@ def chain(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
     arch: str = ArchListOption,
+    name: str = NameOption,
     iterations: int = IterationsOption,
     preset: str = PresetOption,
     seed: int = SeedOption,
     step: int = StepOption,
     extent: str = ExtentOption,
     tile_px: int = TileOption,
+    batch_size: int = BatchOption,
     device: str = DeviceOption,
-    no_predict: bool = typer.Option(False, "--no-predict", help="Only train the models."),
+    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
     background: bool = BackgroundOption,
-    derivatives: Path = OutOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
     verbose: bool = VerboseOption,
 ) -> None:
-    """Chain of LSMs over an area's extent: train one model per interval between consecutive
-    training sections, then label every section of the extent (the ends with the closest model).
+    """Chain of LSMs over an area's extent: plan it, train one model per interval between
+    consecutive training sections, then predict every section of the extent (the ends with the
+    closest model).
 
-    Writes <brain>/lsm/<area>/chain.json, the models and the label images (see `lsm predict`).
+    Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
     """
     _chain_or_gsm(
         "chain",
         brain_name,
         area_key,
         arch,
+        name,
         iterations,
         preset,
         seed,
         step,
         extent,
         tile_px,
+        batch_size,
         device,
         no_predict,
         background,
-        derivatives,
         root,
         overwrite,
+        wait,
         verbose,
     )
 
@@ -480,81 +378,288 @@ def gsm(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
     arch: str = ArchListOption,
+    name: str = NameOption,
     iterations: int = IterationsOption,
     preset: str = PresetOption,
     seed: int = SeedOption,
     step: int = StepOption,
     extent: str = ExtentOption,
     tile_px: int = TileOption,
+    batch_size: int = BatchOption,
     device: str = DeviceOption,
-    no_predict: bool = typer.Option(False, "--no-predict", help="Only train the model."),
+    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
     background: bool = BackgroundOption,
-    derivatives: Path = OutOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
     verbose: bool = VerboseOption,
 ) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of the seeds' Table 5.1).
 
-    Writes <brain>/lsm/<area>/gsm-<arch>/model.pt and <brain>/labels/gsm-<arch>/sNNNN.h5.
+    Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
     _chain_or_gsm(
         "gsm",
         brain_name,
         area_key,
         arch,
+        name,
         iterations,
         preset,
         seed,
         step,
         extent,
         tile_px,
+        batch_size,
         device,
         no_predict,
         background,
-        derivatives,
         root,
         overwrite,
+        wait,
         verbose,
     )
+
+
+@lsm_app.command("train")
+@reports_errors
+@runs_as_job
+def train(
+    brain_name: str = BrainArgument,
+    area_key: str = AreaOption,
+    sections: str = typer.Option(..., "--sections", help="The two training sections: s,t."),
+    arch: str = ArchOption,
+    name: str = typer.Option(
+        None,
+        "--name",
+        help="Model run name (lsm-...); default lsm-<arch>-sSSSS-sTTTT, a run of its own.",
+    ),
+    iterations: int = IterationsOption,
+    preset: str = PresetOption,
+    seed: int = SeedOption,
+    device: str = DeviceOption,
+    predict: bool = typer.Option(False, "--predict", help="Also predict every section of [s, t]."),
+    tile_px: int = TileOption,
+    batch_size: int = BatchOption,
+    background: bool = BackgroundOption,
+    root: Path = RootOption,
+    overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
+    verbose: bool = VerboseOption,
+) -> None:
+    """Train one LSM on the annotated sections s and t of an area: a run whose plan is [s, t].
+
+    Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ (model.pt, history.json,
+    rois.npz) and, with --predict, pred/sNNNN.h5.
+    """
+    from cortexgraph.lsm.layout import check_run_name, interval_name, run_dir
+    from cortexgraph.lsm.stages import run_interval
+    from cortexgraph.lsm.workflow import parse_sections, resolve_area
+
+    setup_logging(verbose)
+    _check_options(tile_px, batch_size, wait, iterations, seed)
+    brain = _brain(brain_name, root)
+    area = resolve_area(brain, area_key)
+    (arch,) = _archs(arch)
+    interval = tuple(sorted(parse_sections(sections)))
+    run_name = check_run_name(name or f"lsm-{arch}-{interval_name(interval)}", "lsm")
+    out_dir = _out_dir(brain)
+    if background:
+        argv = ["lsm", "train"] + _common_argv(
+            brain,
+            area,
+            overwrite,
+            verbose,
+            wait,
+            device,
+            sections=f"{interval[0]},{interval[1]}",
+            arch=arch,
+            name=run_name,
+            preset=preset,
+            iterations=iterations,
+            seed=seed,
+            tile_px=tile_px,
+            batch_size=batch_size,
+            predict=predict,
+        )
+        _launch(out_dir, argv, f"train-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
+        return
+    progress, callback = _progress(_JOB)
+    run = _settings(
+        brain,
+        area,
+        arch,
+        run_name,
+        callback,
+        interval=interval,
+        preset=preset,
+        iterations=iterations,
+        seed=seed,
+        tile_px=tile_px,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+        wait_s=wait,
+    )
+    with progress:
+        result = run_interval(run, predict)
+    console.print(f"[bold green]model[/] {result['models'][0]}", highlight=False)
+    if result["predictions"]:
+        console.print(
+            f"[bold green]{len(result['predictions'])} section(s) predicted[/]", highlight=False
+        )
+
+
+@lsm_app.command("predict")
+@reports_errors
+@runs_as_job
+def predict(
+    brain_name: str = BrainArgument,
+    area_key: str = AreaOption,
+    name: str = typer.Option(
+        None, "--name", help="Model run (default: <kind>-<arch> for each --arch)."
+    ),
+    arch: str = ArchListOption,
+    kind: str = typer.Option(
+        "lsm",
+        help="lsm (the chain's local models) or gsm (the global model); with --name: the name's.",
+    ),
+    tile_px: int = TileOption,
+    batch_size: int = BatchOption,
+    device: str = DeviceOption,
+    background: bool = BackgroundOption,
+    root: Path = RootOption,
+    overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
+    verbose: bool = VerboseOption,
+) -> None:
+    """Predict an area on every section of a run's plan with the run's trained models, tiled over
+    the prediction ROI (eq. 5.65). Sections whose model, geometry and image are unchanged are kept.
+
+    Writes <brain>/lsm/<run>/<area>/pred/sNNNN.h5 (uint8: 0 slide, 1 white matter, 2 other cortex,
+    3 the area, 255 outside the ROI).
+    """
+    from cortexgraph.errors import CortexgraphError
+    from cortexgraph.lsm.layout import run_dir, run_kind
+    from cortexgraph.lsm.stages import predict_stage
+    from cortexgraph.lsm.workflow import resolve_area
+
+    setup_logging(verbose)
+    _check_options(tile_px, batch_size, wait)
+    if kind not in ("lsm", "gsm"):
+        raise CortexgraphError(f"--kind {kind!r}", fix="use lsm or gsm")
+    brain = _brain(brain_name, root)
+    area = resolve_area(brain, area_key)
+    if name is not None:
+        kind = run_kind(name)
+    runs = _names(name, kind, _archs(arch) if name is None else ["ms"])
+    out_dir = _out_dir(brain)
+    if background:
+        for _, run_name in runs:
+            argv = ["lsm", "predict"] + _common_argv(
+                brain,
+                area,
+                overwrite,
+                verbose,
+                wait,
+                device,
+                name=run_name,
+                tile_px=tile_px,
+                batch_size=batch_size,
+            )
+            _launch(out_dir, argv, f"predict-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
+        return
+    progress, callback = _progress(_JOB)
+    total = 0
+    with progress:
+        for a, run_name in runs:
+            run = _settings(
+                brain,
+                area,
+                a,
+                run_name,
+                callback,
+                tile_px=tile_px,
+                batch_size=batch_size,
+                device=device,
+                overwrite=overwrite,
+                wait_s=wait,
+            )
+            total += len(predict_stage(run))
+    console.print(f"[bold green]{total} section prediction(s) current[/]", highlight=False)
 
 
 @lsm_app.command("evaluate")
 @reports_errors
 def evaluate(
     brain_name: str = BrainArgument,
-    area_keys: str = typer.Option(..., "--area", help="Area name(s) or id(s), comma-separated."),
-    sources: str = typer.Option(
-        None, help="Comma-separated sources (lsm-ms, gsm-hr, ...); default: all predicted."
+    names: str = typer.Option(
+        None, "--name", help="Comma-separated model runs (default: every run with predictions)."
     ),
-    derivatives: Path = OutOption,
+    area_keys: str = typer.Option(
+        None, "--area", help="Area name(s) or id(s), comma-separated (default: all of each run)."
+    ),
     root: Path = RootOption,
+    overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
     verbose: bool = VerboseOption,
 ) -> None:
-    """F1 of each area on its left-out annotated sections (the seeds' protocol) and, for a phantom,
-    against the full ground truth; prints the HR/LR/MS x LSM/GSM table (thesis Table 5.1).
+    """F1 of each area of each run on its left-out annotated sections (the seeds' protocol) and, for
+    a phantom, against the full ground truth; prints the HR/LR/MS x LSM/GSM table (Table 5.1).
 
-    Writes <brain>/lsm/<area>/<source>/metrics.tsv and <brain>/lsm/evaluation/table.{tsv,md}.
+    Writes <brain>/lsm/<run>/evaluation/{metrics.tsv, summary.json, table.tsv, table.md} per run.
     """
     from cortexgraph.lsm.evaluate import format_table
-    from cortexgraph.lsm.workflow import evaluate_brain, resolve_area
+    from cortexgraph.lsm.layout import check_run_name, evaluation_dir
+    from cortexgraph.lsm.stages import evaluate_runs
+    from cortexgraph.lsm.workflow import resolve_area
 
     setup_logging(verbose)
+    _check_options(64, 8, wait)
     brain = _brain(brain_name, root)
-    areas = [resolve_area(brain, k.strip()) for k in area_keys.split(",") if k.strip()]
-    source_list = [s.strip() for s in sources.split(",")] if sources else None
-    out_dir = _out_dir(brain, derivatives)
-    summaries, rows = evaluate_brain(brain, areas, out_dir, source_list)
-    for s in summaries:
-        test, truth = s["test"], s["truth_roi"]
-        console.print(
-            f"{s['area']:<10} {s['source']:<7} test F1 median {test['median']:.3f} "
-            f"(n={test['n']})  truth F1 median {truth['median']:.3f} (n={truth['n']})",
-            highlight=False,
-        )
+    areas = (
+        [resolve_area(brain, k.strip()) for k in area_keys.split(",") if k.strip()]
+        if area_keys
+        else None
+    )
+    runs = [check_run_name(n.strip()) for n in names.split(",") if n.strip()] if names else None
+    summaries, rows = evaluate_runs(
+        brain, runs, areas, overwrite=overwrite, wait_s=wait, on_stage=_print_event
+    )
+    for summary in summaries:
+        for s in summary["areas"]:
+            test, truth = s["test"], s["truth_roi"]
+            console.print(
+                f"{s['run']:<12} {s['area']:<10} test F1 median {test['median']:.3f} "
+                f"(n={test['n']})  truth F1 median {truth['median']:.3f} (n={truth['n']})",
+                highlight=False,
+            )
     typer.echo(format_table(rows), nl=False)
-    console.print(f"table: {out_dir / 'lsm' / 'evaluation' / 'table.md'}", highlight=False)
+    out_dir = _out_dir(brain)
+    for summary in summaries:
+        console.print(
+            f"tables: {evaluation_dir(out_dir, summary['run']) / 'table.md'}", highlight=False
+        )
+
+
+@lsm_app.command("runs")
+@reports_errors
+def runs(
+    brain_name: str = BrainArgument,
+    root: Path = RootOption,
+) -> None:
+    """List the model runs of a brain with predictions, and their areas."""
+    from cortexgraph.derivatives import Derivatives
+    from cortexgraph.lsm.labels import lsm_runs
+
+    brain = _brain(brain_name, root)
+    found = lsm_runs(Derivatives.of(brain), brain)
+    if not found:
+        console.print("no LSM/GSM runs with predictions")
+        return
+    for run_name, areas in found.items():
+        typer.echo(f"{run_name}\t{','.join(a.name for a in areas)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -565,7 +670,6 @@ def evaluate(
 @reports_errors
 def jobs_list(
     brain_name: str = BrainArgument,
-    derivatives: Path = OutOption,
     root: Path = RootOption,
     as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
 ) -> None:
@@ -575,7 +679,7 @@ def jobs_list(
     from cortexgraph.lsm.jobs import jobs_dir, list_jobs, progress_text
 
     brain = _brain(brain_name, root)
-    jobs = list_jobs(jobs_dir(_out_dir(brain, derivatives)))
+    jobs = list_jobs(jobs_dir(_out_dir(brain)))
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
         return
@@ -589,20 +693,38 @@ def jobs_list(
         )
 
 
+JobArgument = typer.Argument(..., help="Job id (from `lsm jobs list`).")
+
+
+@jobs_app.command("status")
+@reports_errors
+def jobs_status(
+    brain_name: str = BrainArgument,
+    job_id: str = JobArgument,
+    root: Path = RootOption,
+) -> None:
+    """Print one job's record and state as JSON."""
+    import json
+
+    from cortexgraph.lsm.jobs import job_status, jobs_dir
+
+    brain = _brain(brain_name, root)
+    typer.echo(json.dumps(job_status(jobs_dir(_out_dir(brain)), job_id), indent=2))
+
+
 @jobs_app.command("follow")
 @reports_errors
 def jobs_follow(
     brain_name: str = BrainArgument,
-    job_id: str = typer.Argument(..., help="Job id (from `lsm jobs list`)."),
+    job_id: str = JobArgument,
     timeout: float = typer.Option(None, help="Stop following after this many seconds."),
-    derivatives: Path = OutOption,
     root: Path = RootOption,
 ) -> None:
     """Print a job's log as it grows until the job ends; exit 1 unless it ended ``done``."""
     from cortexgraph.lsm.jobs import follow_job, jobs_dir
 
     brain = _brain(brain_name, root)
-    status = follow_job(jobs_dir(_out_dir(brain, derivatives)), job_id, timeout_s=timeout)
+    status = follow_job(jobs_dir(_out_dir(brain)), job_id, timeout_s=timeout)
     console.print(f"job {job_id}: {status.get('state')}", highlight=False)
     if status.get("state") not in ("done", "running", "queued"):
         raise typer.Exit(code=1)
@@ -612,14 +734,14 @@ def jobs_follow(
 @reports_errors
 def jobs_cancel(
     brain_name: str = BrainArgument,
-    job_id: str = typer.Argument(..., help="Job id (from `lsm jobs list`)."),
+    job_id: str = JobArgument,
     timeout: float = typer.Option(30.0, help="Seconds to wait before killing the job."),
-    derivatives: Path = OutOption,
     root: Path = RootOption,
 ) -> None:
-    """Stop a job cleanly (no half-written outputs remain; finished outputs are kept)."""
+    """Stop a job cleanly (no half-written outputs remain; finished stages are kept). Only a process
+    that is still the job's is signalled (docs/lsm.md, "Jobs")."""
     from cortexgraph.lsm.jobs import cancel_job, jobs_dir
 
     brain = _brain(brain_name, root)
-    status = cancel_job(jobs_dir(_out_dir(brain, derivatives)), job_id, timeout_s=timeout)
+    status = cancel_job(jobs_dir(_out_dir(brain)), job_id, timeout_s=timeout)
     typer.echo(f"{job_id}\t{status.get('state')}")

@@ -123,18 +123,34 @@ STAGES: dict[str, StageSpec] = {
             "surface pictures and exports of one label source and one colouring",
         ),
         StageSpec(
+            "lsm-plan",
+            1,
+            "brain",
+            "cortexgraph lsm chain {brain} --name RUN --area AREA (RUN@AREA = {scope}; "
+            "lsm gsm for a gsm-* run)",
+            "the chain plan of one area in one LSM/GSM model run",
+        ),
+        StageSpec(
             "lsm-train",
             1,
             "brain",
-            "cortexgraph lsm train {brain} (area and interval in the record's parameters)",
+            "cortexgraph lsm chain {brain} --name RUN --area AREA (RUN@AREA[@INTERVAL] = {scope}; "
+            "lsm gsm for a gsm-* run, lsm train --sections for a single interval)",
             "a local (or global) segmentation model of one area",
         ),
         StageSpec(
             "lsm-predict",
             1,
             "brain",
-            "cortexgraph lsm predict {brain} (area and model in the record's parameters)",
-            "one area's labels on sections from a segmentation model",
+            "cortexgraph lsm predict {brain} --name RUN --area AREA (RUN@AREA = {scope})",
+            "one area's class predictions on its sections from one model run",
+        ),
+        StageSpec(
+            "lsm-evaluate",
+            1,
+            "brain",
+            "cortexgraph lsm evaluate {brain} --name {scope}",
+            "F1 tables of one LSM/GSM model run",
         ),
         StageSpec(
             "map3d",

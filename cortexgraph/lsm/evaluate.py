@@ -127,19 +127,27 @@ def comparison_table(summaries: list[dict]) -> list[dict]:
 
     Parameters
     ----------
-    summaries : one dict per (area, source) with ``source`` and the lists ``test_f1`` (F1 on the
-        left-out annotated sections) and ``truth_f1`` (F1 against the full truth inside the ROI on
-        every predicted section that was not trained on).
+    summaries : one dict per (area, source) with ``source`` (the model run's name), optionally
+        ``kind`` and ``arch`` (else read from a ``<kind>-<arch>`` source name), and the lists
+        ``test_f1`` (F1 on the left-out annotated sections) and ``truth_f1`` (F1 against the full
+        truth inside the ROI on every predicted section that was not trained on).
 
     Returns
     -------
-    One row per source present, in :data:`SOURCE_ORDER`: ``model`` (e.g. "LSM (MS)"), the test-F1
+    One row per source present, in :data:`SOURCE_ORDER`, then the other runs by name: ``model``
+    (e.g. "LSM (MS)"; runs with a custom name add it: "LSM (MS) lsm-ms-long"), the test-F1
     statistics ``n``, ``median``, ``mean``, ``std`` and the truth statistics ``truth_n``,
     ``truth_median``, ``truth_mean``.
     """
     pooled: dict[str, dict[str, list]] = {}
+    labels: dict[str, str] = {}
     for record in summaries:
-        entry = pooled.setdefault(record["source"], {"test": [], "truth": [], "areas": []})
+        source = record["source"]
+        kind, _, arch = source.partition("-")
+        kind, arch = record.get("kind") or kind, record.get("arch") or arch
+        label = f"{kind.upper()} ({arch.upper()})"
+        labels[source] = label if source == f"{kind}-{arch}" else f"{label} {source}"
+        entry = pooled.setdefault(source, {"test": [], "truth": [], "areas": []})
         entry["test"] += list(record.get("test_f1", []))
         entry["truth"] += list(record.get("truth_f1", []))
         entry["areas"].append(record.get("area", ""))
@@ -148,12 +156,11 @@ def comparison_table(summaries: list[dict]) -> list[dict]:
     for source in order:
         if source not in pooled:
             continue
-        kind, _, arch = source.partition("-")
         test = summarize(pooled[source]["test"])
         truth = summarize(pooled[source]["truth"])
         rows.append(
             {
-                "model": f"{kind.upper()} ({arch.upper()})",
+                "model": labels[source],
                 "source": source,
                 "areas": ",".join(sorted(set(pooled[source]["areas"]))),
                 **test,

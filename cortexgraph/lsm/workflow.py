@@ -1,4 +1,4 @@
-"""The per-area workflow of local segmentation models on one brain (method spec sections 4-8).
+"""The computing core of the LSM workflow (method spec sections 4-8): plans, training, prediction.
 
 A neuroanatomist annotates an area on a few sections; one model per interval ``[s, t]`` between two
 annotated sections labels every section in between (thesis 001:5793-5874, paper 000:210-244):
@@ -7,54 +7,39 @@ annotated sections labels every section in between (thesis 001:5793-5874, paper 
    (the seeds train on every 120th section and test on the annotated section in the middle,
    001:6181-6189); consecutive training sections form the intervals of a chain of models that covers
    the area's extent. Sections beyond the first / last training section use the closest model
-   (000:242-244).
-2. :func:`train_model`: class-balanced patches from the two training sections (read lazily from the
+   (000:242-244). :func:`plan_single_interval` is the chain of one given interval.
+2. :func:`train_model`: class-balanced patches from the training sections (read lazily from the
    section rasters), class-weighted cross-entropy, SGD with the seeds' schedule.
-3. :func:`predict_section`: tiled prediction over the prediction ROI of eq. 5.65 (the two training
-   ROIs enlarged by 1.05 and transformed onto the section), with orientation normalisation.
+3. :func:`predict_section`: tiled prediction over the prediction ROI of eq. 5.65
+   (:func:`section_roi`: the two training ROIs enlarged by 1.05 and transformed onto the section),
+   with orientation normalisation.
 4. The global model (GSM, 000:509-517) of an area is trained on all training sections of its chain and
    predicts the same sections within the same ROIs, so the two are scored on identical pixels.
 
-Files, under the brain's derivatives folder ``OUT`` (``<cohort>/derivatives/cortexgraph/<brain>``)::
-
-    OUT/lsm/<area>/chain.json                       the chain plan (training pairs, test sections, extent)
-    OUT/lsm/<area>/lsm-<arch>/sSSSS-sTTTT/model.pt  one LSM, with model.pt.prov.json and history.json
-    OUT/lsm/<area>/gsm-<arch>/model.pt              the area's global model (+ .prov.json, history.json)
-    OUT/lsm/<area>/<source>/pred/sNNNN.h5           class prediction of the area: uint8 labels raster,
-                                                    0 slide, 1 white matter, 2 other cortex, 3 the area,
-                                                    255 outside the prediction ROI (+ .prov.json)
-    OUT/labels/<source>/sNNNN.h5                    area ids (0 unlabelled) merged over areas, raw section
-                                                    frame at the model's output spacing (+ .prov.json)
-
-``<source>`` is ``lsm-<arch>`` or ``gsm-<arch>``; ``<area>`` the area's name from ``areas.tsv``.
-Several areas share one label image per section: predicting an area replaces that area's pixels and
-leaves the others (where two areas claim a pixel, the one predicted last wins).
+This module takes arrays, plans and loaded section data and returns arrays, plans and models; the
+only files it touches are the model files of :func:`save_model` / :func:`load_model` and the ROI files
+of :func:`save_rois` / :func:`load_rois`. Which files exist, under which stage records, and when they
+are reused is decided in :mod:`cortexgraph.lsm.stages` (layout: :mod:`cortexgraph.lsm.layout`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from cortexgraph.data.manifest import Area, Brain
-from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.errors import CortexgraphError
+from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.lsm.data import (
-    CLASS_AREA,
     OUTSIDE_ROI,
     SectionData,
     area_sections,
-    load_section_data,
+    load_section_data,  # noqa: F401 - part of this module's interface (benchmarks import it here)
     section_transform,
 )
 from cortexgraph.lsm.networks import (
@@ -66,11 +51,14 @@ from cortexgraph.lsm.networks import (
 )
 from cortexgraph.lsm.roi import prediction_roi
 from cortexgraph.lsm.schedule import scaled_milestones
-from cortexgraph.outputs import atomic_path, should_compute, write_json_atomic, write_provenance
+from cortexgraph.outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
+PRESETS = ("auto", "full", "small", "phantom", "tiny")
+"""Model size presets of :func:`make_config`."""
 KINDS = ("lsm", "gsm")
+"""Model kinds: a chain of local models, or one global model per area."""
 Progress = Callable[[str, int, int], None]
 
 
@@ -104,6 +92,10 @@ def make_config(
     """
     if arch not in ARCHITECTURES:
         raise CortexgraphError(f"unknown architecture {arch!r}", fix="use hr, lr or ms")
+    if preset not in PRESETS:
+        raise ParameterError(
+            f"unknown preset {preset!r}", fix=f"use one of {', '.join(PRESETS)} (--preset)"
+        )
     if preset == "auto":
         preset, extra = preset_for_spacing(image_spacing_um)
     else:
@@ -112,7 +104,10 @@ def make_config(
     if iterations is not None:
         extra["iterations"] = int(iterations)
         extra["lr_milestones"] = scaled_milestones(int(iterations))
-    config = lsm_config(preset, arch, **extra)
+    try:
+        config = lsm_config(preset, arch, **extra)
+    except (TypeError, ValueError) as exc:  # an override that is not a field, or out of range
+        raise ParameterError(f"bad model configuration: {exc}", fix="check the overrides") from None
     if config.hr_spacing_um < image_spacing_um * (1 - 1e-6) and config.uses_hr:
         log.warning(
             "HR patches at %.3g um are finer than the images (%.3g um): they are interpolated",
@@ -268,6 +263,11 @@ def plan_chain(
         extent = (lo, hi)
     lo, hi = int(extent[0]), int(extent[1])
     sections = tuple(s for s in available if lo <= s <= hi)
+    if not sections:
+        raise CortexgraphError(
+            f"the extent {lo}..{hi} holds no available section to predict",
+            fix="give an extent that overlaps the digitized sections (--extent first,last)",
+        )
     return ChainPlan(
         area_id=int(area_id),
         annotated=tuple(annotated),
@@ -298,65 +298,48 @@ def plan_for_area(
     )
 
 
-# --------------------------------------------------------------------------------------------------
-# paths
+def plan_single_interval(
+    area_annotated: Sequence[int],
+    available: Sequence[int],
+    interval: tuple[int, int],
+    *,
+    area_id: int = 0,
+) -> ChainPlan:
+    """The chain of one given interval ``(s, t)`` (``cortexgraph lsm train --sections s,t``).
 
+    Parameters
+    ----------
+    area_annotated : annotated sections whose annotation contains the area (at least those in
+        ``[s, t]``).
+    available : sections that can be predicted.
+    interval : the two training sections; both must show the area.
 
-def safe_name(name: str) -> str:
-    """An area name usable as a folder name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "area"
-
-
-def source_name(kind: str, arch: str) -> str:
-    """``lsm-<arch>`` or ``gsm-<arch>``: the label source of docs/derivatives.md."""
-    if kind not in KINDS:
-        raise CortexgraphError(f"unknown model kind {kind!r}", fix="use lsm or gsm")
-    if arch not in ARCHITECTURES:
-        raise CortexgraphError(f"unknown architecture {arch!r}", fix="use hr, lr or ms")
-    return f"{kind}-{arch}"
-
-
-def area_dir(out_dir: Path, area: Area) -> Path:
-    return Path(out_dir) / "lsm" / safe_name(area.name)
-
-
-def model_path(
-    out_dir: Path, area: Area, kind: str, arch: str, interval: tuple[int, int] | None = None
-) -> Path:
-    """Where a model lives: ``lsm/<area>/lsm-<arch>/sSSSS-sTTTT/model.pt`` or
-    ``lsm/<area>/gsm-<arch>/model.pt``."""
-    base = area_dir(out_dir, area) / source_name(kind, arch)
-    if kind == "gsm":
-        return base / "model.pt"
-    if interval is None:
-        raise ValueError("an LSM needs its interval (s, t)")
-    s, t = interval
-    return base / f"s{int(s):04d}-s{int(t):04d}" / "model.pt"
-
-
-def prediction_path(out_dir: Path, area: Area, source: str, section: int) -> Path:
-    return area_dir(out_dir, area) / source / "pred" / f"s{int(section):04d}.h5"
-
-
-def labels_path(out_dir: Path, source: str, section: int) -> Path:
-    return Path(out_dir) / "labels" / source / f"s{int(section):04d}.h5"
-
-
-def plan_path(out_dir: Path, area: Area) -> Path:
-    return area_dir(out_dir, area) / "chain.json"
-
-
-def write_plan(out_dir: Path, area: Area, plan: ChainPlan) -> Path:
-    return write_json_atomic(plan_path(out_dir, area), plan.to_dict())
-
-
-def read_plan(out_dir: Path, area: Area) -> ChainPlan:
-    path = plan_path(out_dir, area)
-    if not path.is_file():
-        raise CortexgraphError(
-            "no chain plan for this area", file=path, fix="run `cortexgraph lsm chain` first"
-        )
-    return ChainPlan.from_dict(json.loads(path.read_text()))
+    Returns
+    -------
+    :class:`ChainPlan` with the one interval, the annotated sections strictly inside it as test
+    sections and every available section of ``[s, t]`` (both ends included) to predict.
+    """
+    s, t = sorted(int(v) for v in interval)
+    if s == t:
+        raise CortexgraphError("the two training sections must differ", section=s)
+    annotated = sorted({int(a) for a in area_annotated if s <= int(a) <= t})
+    for section in (s, t):
+        if section not in annotated:
+            raise CortexgraphError(
+                f"area {area_id} is not annotated on this section",
+                section=section,
+                fix="train on sections whose annotation contains the area (`cortexgraph lsm chain` "
+                "plans them)",
+            )
+    return ChainPlan(
+        area_id=int(area_id),
+        annotated=tuple(annotated),
+        intervals=((s, t),),
+        tests=(tuple(a for a in annotated if s < a < t),),
+        sections=tuple(int(u) for u in sorted(available) if s <= int(u) <= t),
+        extent=(s, t),
+        step=len(annotated) - 1,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -479,6 +462,24 @@ def load_model(path: Path, device=None):
     return net.eval(), config, dict(record.get("meta", {}))
 
 
+def save_rois(path: Path, rois: Mapping[int, np.ndarray], spacing_um: float) -> Path:
+    """Write the training ROIs of a model (section -> bool image at the model's output spacing)
+    atomically to an ``.npz`` file (arrays ``s0422``..., and ``spacing_um``)."""
+    arrays = {f"s{int(k):04d}": np.asarray(v, dtype=bool) for k, v in rois.items()}
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, spacing_um=np.float64(spacing_um), **arrays)
+    return Path(path)
+
+
+def load_rois(path: Path) -> tuple[dict[int, np.ndarray], float]:
+    """Inverse of :func:`save_rois`: ``({section: roi}, spacing_um)``."""
+    with np.load(path) as data:
+        spacing = float(data["spacing_um"])
+        rois = {int(k[1:]): data[k].astype(bool) for k in data.files if k != "spacing_um"}
+    return rois, spacing
+
+
 # --------------------------------------------------------------------------------------------------
 # prediction
 
@@ -571,6 +572,35 @@ def predict_section(
     )
 
 
+def section_roi(
+    roi_s: np.ndarray,
+    roi_t: np.ndarray,
+    phi_s: np.ndarray,
+    phi_t: np.ndarray,
+    shape: tuple[int, int],
+    config: LSMConfig,
+) -> np.ndarray:
+    """Prediction ROI (eq. 5.65) on a section of the model trained on s and t.
+
+    Parameters
+    ----------
+    roi_s, roi_t : training ROIs of s and t (bool, at ``config.output_spacing_um``).
+    phi_s, phi_t : 3x3 matrices mapping raw mm of s (t) onto the section (:func:`section_transform`).
+    shape : (rows, cols) of the section at the output spacing.
+    config : gives the spacing, the ROI radius and its enlargement.
+    """
+    return prediction_roi(
+        roi_s,
+        roi_t,
+        np.asarray(phi_s, dtype=np.float64),
+        np.asarray(phi_t, dtype=np.float64),
+        config.output_spacing_um,
+        shape,
+        scale=config.roi_enlarge,
+        radius_mm=config.roi_radius_mm,
+    )
+
+
 def interval_roi(
     stack: SectionStack,
     data_s: SectionData,
@@ -580,464 +610,25 @@ def interval_roi(
     config: LSMConfig,
 ) -> np.ndarray:
     """Prediction ROI (eq. 5.65) on ``section`` of the model trained on ``data_s`` and ``data_t``."""
-    return prediction_roi(
+    return section_roi(
         data_s.roi,
         data_t.roi,
         section_transform(stack, data_s.section, section),
         section_transform(stack, data_t.section, section),
-        config.output_spacing_um,
         shape,
-        scale=config.roi_enlarge,
-        radius_mm=config.roi_radius_mm,
+        config,
     )
 
 
-@contextlib.contextmanager
-def _locked(folder: Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def merge_area_labels(
-    path: Path, classes: np.ndarray, area_id: int, spacing_um: float, provenance: dict
-) -> Path:
-    """Put one area's prediction into a section label image shared by all areas.
-
-    The existing label image (same shape and spacing) keeps its other areas; pixels that carried
-    ``area_id`` are cleared and the pixels predicted as the area (class 3) get ``area_id``. Written
-    with ``write_raster(kind="labels")`` (uint16 area ids, 0 unlabelled), under a file lock so that
-    concurrent jobs do not lose each other's areas. The provenance record lists every merged area.
-    """
-    path = Path(path)
-    with _locked(path.parent):
-        labels = np.zeros(classes.shape, np.uint16)
-        merged: dict = {}
-        if path.is_file():
-            with Raster(path) as old:
-                if old.shape[:2] == classes.shape and abs(old.spacing_um - spacing_um) < 1e-9:
-                    labels = old.read_level(0).astype(np.uint16)
-            prov = path.with_name(path.name + ".prov.json")
-            if prov.is_file():
-                merged = json.loads(prov.read_text()).get("parameters", {}).get("areas", {})
-        labels[labels == area_id] = 0
-        labels[classes == CLASS_AREA] = area_id
-        write_raster(path, labels, spacing_um, kind="labels")
-        merged[str(area_id)] = provenance
-        write_provenance(path, {"areas": merged})
-    return path
-
-
-def _section_cache(stack: SectionStack, config: LSMConfig, area_id: int, cache_mb: float):
-    cache: dict[tuple[int, bool], SectionData] = {}
-
-    def get(section: int, annotated: bool) -> SectionData:
-        key = (section, annotated)
-        if key not in cache:
-            cache[key] = load_section_data(
-                stack,
-                section,
-                config.output_spacing_um,
-                area_id=area_id if annotated else None,
-                radius_mm=config.roi_radius_mm,
-                cache_mb=cache_mb,
-            )
-        return cache[key]
-
-    return get
-
-
-def predict_sections(
-    stack: SectionStack,
-    plan: ChainPlan,
-    area: Area,
-    nets: dict[int, object],
-    sections: Sequence[int],
-    out_dir: Path,
-    source: str,
-    *,
-    tile_px: int = 64,
-    batch_size: int = 8,
-    overwrite: bool = False,
-    cache_mb: float = 256.0,
-    progress: Progress | None = None,
-    model_files: dict[int, Path] | None = None,
-) -> list[Path]:
-    """Predict sections with the chain's models and write their label images.
-
-    Parameters
-    ----------
-    stack, plan, area : the brain, the area's chain plan and the area.
-    nets : interval index -> trained net (a GSM: the same net for every interval).
-    sections : the sections to predict; each uses the ROI (and, for LSMs, the net) of
-        ``plan.interval_of(section)``.
-    out_dir : the brain's derivatives folder.
-    source : ``lsm-<arch>`` / ``gsm-<arch>``.
-    tile_px, batch_size : tiling.
-    overwrite : recompute existing per-area predictions (else they are reused and only merged).
-    progress : ``f("predict", done, total)``.
-    model_files : interval index -> model file (for the provenance records).
-
-    Returns
-    -------
-    The per-area prediction files (``lsm/<area>/<source>/pred/sNNNN.h5``); the merged label images
-    ``labels/<source>/sNNNN.h5`` are updated as well.
-    """
-    progress = progress or _noop
-    config = next(iter(nets.values())).config
-    get = _section_cache(stack, config, area.id, cache_mb)
-    copies: dict[int, object] = {}  # one tiling copy per distinct net (a GSM serves every interval)
-    for net in nets.values():
-        if id(net) not in copies and getattr(net, "config", None) is not None:
-            is_unet = hasattr(net, "state_dict") and net.config.output_px != tile_px
-            copies[id(net)] = tile_network(net, tile_px) if is_unet else net
-    nets = {i: copies[id(n)] for i, n in nets.items()}
-    written = []
-    total = len(sections)
-    progress("predict", 0, total)
-    for done, section in enumerate(sections, start=1):
-        index = plan.interval_of(section)
-        s, t = plan.intervals[index]
-        out = prediction_path(out_dir, area, source, section)
-        model_file = str((model_files or {}).get(index, ""))
-        if should_compute(out, overwrite):
-            start = time.perf_counter()
-            target = get(section, False)
-            roi = interval_roi(stack, get(s, True), get(t, True), section, target.shape, config)
-            classes = predict_section(
-                nets[index],
-                target.image,
-                roi,
-                target.angle_rad,
-                tile_px=tile_px,
-                batch_size=batch_size,
-            )
-            write_raster(out, classes, config.output_spacing_um, kind="labels")
-            write_provenance(
-                out,
-                {
-                    "area_id": area.id,
-                    "area": area.name,
-                    "source": source,
-                    "interval": [s, t],
-                    "role": plan.role(section),
-                    "model": model_file,
-                    "tile_px": tile_px,
-                    "classes": "0 slide, 1 white matter, 2 other cortex, 3 area, 255 outside ROI",
-                },
-                inputs=[model_file] if model_file else [],
-                measured={
-                    "seconds": round(time.perf_counter() - start, 3),
-                    "roi_px": int(roi.sum()),
-                    "area_px": int(np.count_nonzero(classes == CLASS_AREA)),
-                },
-            )
-        with Raster(out) as raster:
-            classes = raster.read_level(0)
-            spacing = raster.spacing_um
-        merge_area_labels(
-            labels_path(out_dir, source, section),
-            classes,
-            area.id,
-            spacing,
-            {"area": area.name, "prediction": str(out), "model": model_file},
-        )
-        written.append(out)
-        progress("predict", done, total)
-    return written
-
-
-# --------------------------------------------------------------------------------------------------
-# stages (what the CLI runs)
-
-
-@dataclass
-class LSMRun:
-    """Common settings of a workflow stage on one brain and area."""
-
-    brain: Brain
-    area: Area
-    arch: str = "ms"
-    out_dir: Path | None = None
-    preset: str = "auto"
-    iterations: int | None = None
-    seed: int = 0
-    step: int = 2
-    extent: tuple[int, int] | None = None
-    tile_px: int = 64
-    batch_size: int = 8
-    device: str | None = None
-    overwrite: bool = False
-    cache_mb: float = 256.0
-    progress: Progress | None = None
-    config_overrides: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.out_dir = Path(self.out_dir) if self.out_dir is not None else self.brain.derivatives
-        self.progress = self.progress or _noop
-
-    @property
-    def config(self) -> LSMConfig:
-        return make_config(
-            self.arch,
-            self.brain.image_spacing_um,
-            preset=self.preset,
-            iterations=self.iterations,
-            **self.config_overrides,
-        )
-
-    def parameters(self) -> dict:
-        return {
-            "brain": self.brain.id,
-            "area": self.area.name,
-            "area_id": self.area.id,
-            "arch": self.arch,
-            "preset": self.preset,
-            "seed": self.seed,
-            "config": config_to_dict(self.config),
-        }
-
-
-def _check_sections(stack: SectionStack, sections: Sequence[int]) -> None:
-    for section in sections:
-        if section not in stack.sections:
-            raise CortexgraphError(
-                "section is not available (missing, excluded or not in the table)",
-                file=stack.brain.section_table_path,
-                section=int(section),
-                fix="pick available annotated sections",
-            )
-
-
-def train_interval(run: LSMRun, interval: tuple[int, int], kind: str = "lsm") -> Path:
-    """Train (or reuse) the LSM of ``interval`` = (s, t); returns the model file.
-
-    Writes ``lsm/<area>/lsm-<arch>/sSSSS-sTTTT/model.pt`` (+ provenance, ``history.json``).
-    """
-    s, t = sorted(int(v) for v in interval)
-    if s == t:
-        raise CortexgraphError("the two training sections must differ", section=s)
-    path = model_path(run.out_dir, run.area, "lsm", run.arch, (s, t))
-    if not should_compute(path, run.overwrite):
-        log.info("reusing %s", path)
-        return path
-    config = run.config
-    with SectionStack(run.brain) as stack:
-        _check_sections(stack, (s, t))
-        data = [
-            load_section_data(
-                stack,
-                sec,
-                config.output_spacing_um,
-                area_id=run.area.id,
-                radius_mm=config.roi_radius_mm,
-                cache_mb=run.cache_mb,
-            )
-            for sec in (s, t)
-        ]
-        seed = model_seed(run.seed, run.area.id, (s, t), run.arch, "lsm")
-        return _train_and_save(run, data, config, seed, path, {"interval": [s, t]})
-
-
-def _train_and_save(run: LSMRun, data, config, seed: int, path: Path, meta: dict) -> Path:
-    net, history = train_model(data, config, seed=seed, device=run.device, progress=run.progress)
-    meta = dict(meta, area_id=run.area.id, area=run.area.name, brain=run.brain.id, seed=seed)
-    save_model(path, net, config, meta)
-    write_json_atomic(path.with_name("history.json"), history)
-    inputs = []
-    for d in data:
-        record = run.brain.section(d.section)
-        inputs += [run.brain.path(record.image), run.brain.path(record.mask)]
-        if record.annotation:
-            inputs.append(run.brain.path(record.annotation))
-    write_provenance(
-        path,
-        dict(run.parameters(), **meta),
-        inputs=inputs,
-        measured={
-            "seconds": round(history["seconds"], 3),
-            "iterations_per_s": round(config.iterations / max(history["seconds"], 1e-9), 3),
-            "final_loss": history["final_loss"],
-            "first_loss": history["loss"][0] if history["loss"] else None,
-        },
-    )
-    return path
-
-
-def predict_interval(run: LSMRun, interval: tuple[int, int]) -> list[Path]:
-    """Predict every available section strictly between ``s`` and ``t`` with the LSM of [s, t]."""
-    s, t = sorted(int(v) for v in interval)
-    path = model_path(run.out_dir, run.area, "lsm", run.arch, (s, t))
-    net, _, _ = load_model(path, run.device)
-    with SectionStack(run.brain) as stack:
-        _check_sections(stack, (s, t))
-        tests = [
-            a
-            for a in stack.brain.annotated_sections
-            if s < a < t and a in stack.sections and np.any(stack.annotation(a) == run.area.id)
-        ]
-        plan = ChainPlan(
-            area_id=run.area.id,
-            annotated=(s, *tests, t),
-            intervals=((s, t),),
-            tests=(tuple(tests),),
-            sections=tuple(u for u in stack.sections if s < u < t),
-            extent=(s, t),
-        )
-        return predict_sections(
-            stack,
-            plan,
-            run.area,
-            {0: net},
-            plan.sections,
-            run.out_dir,
-            source_name("lsm", run.arch),
-            tile_px=run.tile_px,
-            batch_size=run.batch_size,
-            overwrite=run.overwrite,
-            cache_mb=run.cache_mb,
-            progress=run.progress,
-            model_files={0: path},
-        )
-
-
-def chain_plan(run: LSMRun) -> ChainPlan:
-    """Plan the area's chain (and write ``lsm/<area>/chain.json``)."""
-    with SectionStack(run.brain) as stack:
-        plan = plan_for_area(stack, run.area.id, step=run.step, extent=run.extent)
-    write_plan(run.out_dir, run.area, plan)
-    return plan
-
-
-def run_chain(run: LSMRun, predict: bool = True) -> dict:
-    """Train the chain of LSMs that covers the area and predict its whole extent.
-
-    Returns ``{"plan": ChainPlan, "models": [paths], "predictions": [paths]}``.
-    """
-    plan = chain_plan(run)
-    models = []
-    total = len(plan.intervals)
-    for index, interval in enumerate(plan.intervals):
-        log.info("model %d/%d: sections %d-%d", index + 1, total, *interval)
-        models.append(train_interval(run, interval))
-        run.progress("models", index + 1, total)
-    predictions = []
-    if predict:
-        nets = {i: load_model(p, run.device)[0] for i, p in enumerate(models)}
-        with SectionStack(run.brain) as stack:
-            predictions = predict_sections(
-                stack,
-                plan,
-                run.area,
-                nets,
-                plan.sections,
-                run.out_dir,
-                source_name("lsm", run.arch),
-                tile_px=run.tile_px,
-                batch_size=run.batch_size,
-                overwrite=run.overwrite,
-                cache_mb=run.cache_mb,
-                progress=run.progress,
-                model_files=dict(enumerate(models)),
-            )
-    return {"plan": plan, "models": models, "predictions": predictions}
-
-
-def train_gsm(run: LSMRun, plan: ChainPlan | None = None) -> Path:
-    """Train (or reuse) the area's global model on all training sections of its chain."""
-    plan = plan or chain_plan(run)
-    path = model_path(run.out_dir, run.area, "gsm", run.arch)
-    if not should_compute(path, run.overwrite):
-        log.info("reusing %s", path)
-        return path
-    config = run.config
-    sections = plan.training_sections
-    with SectionStack(run.brain) as stack:
-        data = [
-            load_section_data(
-                stack,
-                sec,
-                config.output_spacing_um,
-                area_id=run.area.id,
-                radius_mm=config.roi_radius_mm,
-                cache_mb=run.cache_mb,
-            )
-            for sec in sections
-        ]
-        seed = model_seed(run.seed, run.area.id, sections, run.arch, "gsm")
-        return _train_and_save(run, data, config, seed, path, {"sections": list(sections)})
-
-
-def run_gsm(run: LSMRun, predict: bool = True) -> dict:
-    """Train the area's GSM and predict the chain's sections within the chain's ROIs."""
-    plan = chain_plan(run)
-    path = train_gsm(run, plan)
-    predictions = []
-    if predict:
-        net = load_model(path, run.device)[0]
-        with SectionStack(run.brain) as stack:
-            predictions = predict_sections(
-                stack,
-                plan,
-                run.area,
-                dict.fromkeys(range(len(plan.intervals)), net),
-                plan.sections,
-                run.out_dir,
-                source_name("gsm", run.arch),
-                tile_px=run.tile_px,
-                batch_size=run.batch_size,
-                overwrite=run.overwrite,
-                cache_mb=run.cache_mb,
-                progress=run.progress,
-                model_files=dict.fromkeys(range(len(plan.intervals)), path),
-            )
-    return {"plan": plan, "models": [path], "predictions": predictions}
-
-
-def predict_chain(run: LSMRun, kind: str = "lsm") -> list[Path]:
-    """Predict the whole extent with already trained models (the chain's LSMs, or the GSM)."""
-    plan = read_plan(run.out_dir, run.area) if plan_path(run.out_dir, run.area).is_file() else None
-    plan = plan or chain_plan(run)
-    if kind == "lsm":
-        files = {
-            i: model_path(run.out_dir, run.area, "lsm", run.arch, iv)
-            for i, iv in enumerate(plan.intervals)
-        }
-    else:
-        gsm = model_path(run.out_dir, run.area, "gsm", run.arch)
-        files = dict.fromkeys(range(len(plan.intervals)), gsm)
-    nets = {i: load_model(p, run.device)[0] for i, p in files.items()}
-    with SectionStack(run.brain) as stack:
-        return predict_sections(
-            stack,
-            plan,
-            run.area,
-            nets,
-            plan.sections,
-            run.out_dir,
-            source_name(kind, run.arch),
-            tile_px=run.tile_px,
-            batch_size=run.batch_size,
-            overwrite=run.overwrite,
-            cache_mb=run.cache_mb,
-            progress=run.progress,
-            model_files=files,
-        )
-
-
-def parse_sections(text: str) -> tuple[int, int]:
-    """``"s,t"`` -> (s, t)."""
+def parse_sections(text: str, option: str = "--sections") -> tuple[int, int]:
+    """``"s,t"`` -> (s, t); ``option`` names the option in the error message."""
     try:
         values = [int(v) for v in re.split(r"[,\s]+", text.strip()) if v]
     except ValueError:
         values = []
-    if len(values) != 2:
+    if len(values) != 2 or min(values) < 0:
         raise CortexgraphError(
-            f"--sections {text!r}: give two section numbers", fix="e.g. --sections 511,751"
+            f"{option} {text!r}: give two section numbers", fix=f"e.g. {option} 511,751"
         )
     return values[0], values[1]
 
@@ -1068,157 +659,3 @@ def truth_labels_dir(brain: Brain) -> Path | None:
         return None
     folder = brain.cohort.root / "ground_truth" / brain.id / "labels"
     return folder if folder.is_dir() else None
-
-
-def available_sources(out_dir: Path, area: Area) -> list[str]:
-    """Sources (``lsm-ms``, ``gsm-hr``...) with per-area predictions for ``area``."""
-    from cortexgraph.lsm.evaluate import SOURCE_ORDER
-
-    folder = area_dir(out_dir, area)
-    found = [s for s in SOURCE_ORDER if (folder / s / "pred").is_dir()]
-    return found
-
-
-def evaluate_area(
-    brain: Brain,
-    area: Area,
-    out_dir: Path | None = None,
-    sources: Sequence[str] | None = None,
-    truth_dir: Path | None | str = "auto",
-) -> list[dict]:
-    """Score an area's predictions: the seeds' protocol and, for a phantom, the full ground truth.
-
-    For every source (default: all with predictions) and every predicted section of the chain:
-    F1 of the area against the annotation inside the ROI (annotated sections), against the full
-    truth inside the ROI and on the whole section (:func:`~cortexgraph.lsm.evaluate.
-    evaluate_prediction`).
-
-    Writes ``lsm/<area>/<source>/metrics.tsv`` (one row per section, columns
-    :data:`~cortexgraph.lsm.evaluate.METRIC_COLUMNS`) and ``metrics.json`` (the summary).
-
-    Returns
-    -------
-    One summary per source: ``area``, ``source``, ``test_f1`` (left-out annotated sections),
-    ``truth_f1`` (truth inside the ROI, every section not trained on), ``truth_section_f1`` and
-    their statistics.
-    """
-    from cortexgraph.lsm.evaluate import METRIC_COLUMNS, evaluate_prediction, summarize
-    from cortexgraph.outputs import write_text_atomic
-
-    out_dir = Path(out_dir) if out_dir is not None else brain.derivatives
-    plan = read_plan(out_dir, area)
-    if truth_dir == "auto":
-        truth_dir = truth_labels_dir(brain)
-    sources = list(sources) if sources else available_sources(out_dir, area)
-    if not sources:
-        raise CortexgraphError(
-            f"no predictions of area {area.name}",
-            file=area_dir(out_dir, area),
-            fix="run `cortexgraph lsm chain` / `lsm gsm` first",
-        )
-    summaries = []
-    with SectionStack(brain) as stack:
-        annotations: dict[tuple[int, float], np.ndarray] = {}
-        for source in sources:
-            rows = []
-            for section in plan.sections:
-                path = prediction_path(out_dir, area, source, section)
-                if not path.is_file():
-                    continue
-                with Raster(path) as raster:
-                    pred = raster.read_level(0)
-                    spacing = raster.spacing_um
-                annotation = None
-                if section in plan.annotated:
-                    key = (section, spacing)
-                    if key not in annotations:
-                        annotations[key] = stack.annotation(section, spacing)
-                    annotation = annotations[key]
-                truth = None
-                if truth_dir is not None and (Path(truth_dir) / path.name).is_file():
-                    with Raster(Path(truth_dir) / path.name) as raster:
-                        truth = raster.read_at_spacing(spacing)
-                    if truth.shape != pred.shape:
-                        truth = None
-                index = plan.interval_of(section)
-                s, t = plan.intervals[index]
-                scores = evaluate_prediction(pred, area.id, annotation, truth)
-                rows.append(
-                    {"section": section, "role": plan.role(section), "interval": f"{s}-{t}"}
-                    | scores
-                )
-            if not rows:
-                continue
-            test = [r["f1_annotation"] for r in rows if r["role"] == "test"]
-            truth_f1 = [r["f1_truth_roi"] for r in rows if r["role"] != "train"]
-            truth_section = [r["f1_truth_section"] for r in rows if r["role"] != "train"]
-            summary = {
-                "brain": brain.id,
-                "area": area.name,
-                "area_id": area.id,
-                "source": source,
-                "sections": len(rows),
-                "test_sections": [r["section"] for r in rows if r["role"] == "test"],
-                "test_f1": test,
-                "truth_f1": truth_f1,
-                "truth_section_f1": truth_section,
-                "test": summarize(test),
-                "truth_roi": summarize(truth_f1),
-                "truth_section": summarize(truth_section),
-                "train_f1_annotation": summarize(
-                    [r["f1_annotation"] for r in rows if r["role"] == "train"]
-                ),
-            }
-            folder = area_dir(out_dir, area) / source
-            lines = ["\t".join(METRIC_COLUMNS)]
-            for row in rows:
-                lines.append("\t".join(_fmt(row[c]) for c in METRIC_COLUMNS))
-            write_text_atomic(folder / "metrics.tsv", "\n".join(lines) + "\n")
-            write_json_atomic(folder / "metrics.json", summary)
-            summaries.append(summary)
-    return summaries
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "nan" if not np.isfinite(value) else f"{value:.4f}"
-    return str(value)
-
-
-def evaluate_brain(
-    brain: Brain,
-    areas: Sequence[Area],
-    out_dir: Path | None = None,
-    sources: Sequence[str] | None = None,
-) -> tuple[list[dict], list[dict]]:
-    """Evaluate several areas and pool them into the comparison table.
-
-    Writes ``lsm/evaluation/table.tsv``, ``table.md`` and ``summary.json`` (per area and source).
-    Returns ``(summaries, table_rows)``.
-    """
-    from cortexgraph.lsm.evaluate import comparison_table, format_table
-    from cortexgraph.outputs import write_text_atomic
-
-    out_dir = Path(out_dir) if out_dir is not None else brain.derivatives
-    summaries = []
-    for area in areas:
-        summaries += evaluate_area(brain, area, out_dir, sources)
-    rows = comparison_table(summaries)
-    folder = Path(out_dir) / "lsm" / "evaluation"
-    columns = [
-        "model",
-        "source",
-        "areas",
-        "n",
-        "median",
-        "mean",
-        "std",
-        "truth_n",
-        "truth_median",
-        "truth_mean",
-    ]
-    lines = ["\t".join(columns)] + ["\t".join(_fmt(r[c]) for c in columns) for r in rows]
-    write_text_atomic(folder / "table.tsv", "\n".join(lines) + "\n")
-    write_text_atomic(folder / "table.md", format_table(rows))
-    write_json_atomic(folder / "summary.json", {"summaries": summaries, "table": rows})
-    return summaries, rows

@@ -1,5 +1,5 @@
-"""The per-area workflow: chain plans, ROIs through the section transforms, exact tiled prediction of
-a section, label merging, and a tiny training run on the phantom that beats chance."""
+"""The computing core: chain plans, ROIs through the section transforms, exact tiled prediction of a
+section, and a tiny training run on the phantom that beats chance."""
 
 from __future__ import annotations
 
@@ -17,21 +17,21 @@ from cortexgraph.data.transforms import invert_rigid, rigid_matrix, rotation_abo
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.lsm.data import ArrayImageSource, SectionData, section_transform
 from cortexgraph.lsm.evaluate import area_f1
+from cortexgraph.lsm.layout import prediction_path
 from cortexgraph.lsm.networks import lsm_config, with_output_tile
 from cortexgraph.lsm.roi import dilate_mm, training_roi
+from cortexgraph.lsm.stages import LSMRun, run_interval
 from cortexgraph.lsm.workflow import (
     ChainPlan,
-    LSMRun,
     interval_roi,
     load_model,
+    load_rois,
     make_config,
-    merge_area_labels,
     plan_chain,
-    predict_interval,
+    plan_single_interval,
     predict_section,
-    prediction_path,
     resolve_area,
-    train_interval,
+    save_rois,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -83,6 +83,29 @@ def test_plan_variants():
     assert fixed.sections == (120, 140, 160, 180, 200) and fixed.intervals == ((100, 220),)
     with pytest.raises(CortexgraphError):
         plan_chain([100], available)
+
+
+def test_plan_of_a_single_interval():
+    available = list(range(0, 301, 20))
+    plan = plan_single_interval([60, 100, 160, 220, 280], available, (220, 100), area_id=3)
+    assert plan.intervals == ((100, 220),) and plan.tests == ((160,),)
+    assert plan.sections == tuple(range(100, 221, 20)) and plan.extent == (100, 220)
+    assert plan.role(100) == "train" and plan.role(160) == "test" and plan.role(140) == "between"
+    with pytest.raises(CortexgraphError, match="not annotated"):
+        plan_single_interval([100, 160], available, (100, 220))
+    with pytest.raises(CortexgraphError, match="differ"):
+        plan_single_interval([100, 160], available, (100, 100))
+
+
+def test_rois_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    rois = {422: rng.random((7, 9)) > 0.5, 1142: rng.random((5, 4)) > 0.3}
+    path = save_rois(tmp_path / "rois.npz", rois, 320.0)
+    loaded, spacing = load_rois(path)
+    assert spacing == 320.0 and set(loaded) == {422, 1142}
+    for key, roi in rois.items():
+        np.testing.assert_array_equal(loaded[key], roi)
+    assert [p.name for p in tmp_path.iterdir()] == ["rois.npz"]  # no temporary file left
 
 
 # --------------------------------------------------------------------------------------------------
@@ -163,59 +186,34 @@ def test_section_prediction_stitches_exactly(arch, quarter):
     assert model.calls * 3 < 35
 
 
-def test_merge_area_labels(tmp_path):
-    path = tmp_path / "labels" / "s0010.h5"
-    a = np.zeros((6, 8), np.uint8)
-    a[1:3, 1:4] = 3
-    a[5, 7] = 255
-    merge_area_labels(path, a, 4, 200.0, {"model": "m1"})
-    b = np.zeros((6, 8), np.uint8)
-    b[2:5, 3:6] = 3
-    merge_area_labels(path, b, 11, 200.0, {"model": "m2"})
-    a2 = np.zeros((6, 8), np.uint8)
-    a2[0, 0] = 3
-    merge_area_labels(path, a2, 4, 200.0, {"model": "m3"})  # replaces area 4, keeps area 11
-    with Raster(path) as raster:
-        labels = raster.read_level(0)
-        assert raster.kind == "labels" and raster.spacing_um == 200.0
-    expected = np.zeros((6, 8), np.uint16)
-    expected[2:5, 3:6] = 11
-    expected[0, 0] = 4
-    np.testing.assert_array_equal(labels, expected)
-    assert labels.dtype == np.uint16
-    prov = json.loads(path.with_name("s0010.h5.prov.json").read_text())
-    assert prov["parameters"]["areas"] == {"4": {"model": "m3"}, "11": {"model": "m2"}}
-
-
 # --------------------------------------------------------------------------------------------------
 # a tiny training run on the phantom
 
 
 @pytest.mark.slow
-def test_tiny_lsm_beats_chance_on_the_phantom(tiny_cohort, tmp_path):
+def test_tiny_lsm_beats_chance_on_the_phantom(cohort):
     """An HR model trained for 60 iterations on two annotated sections 2.4 mm apart segments the
     annotated section between them (never seen) far better than chance."""
-    brain = find_brain("B01", tiny_cohort)
+    brain = find_brain("B01", cohort)
     area = resolve_area(brain, "hOc1")
-    run = LSMRun(
-        brain=brain,
-        area=area,
-        arch="hr",
-        out_dir=tmp_path,
-        iterations=60,
-        seed=0,
-    )
+    run = LSMRun(brain=brain, area=area, arch="hr", interval=(722, 842), iterations=60, seed=0)
+    assert run.name == "lsm-hr"
     config = run.config
     assert config.hr_spacing_um == 160.0 and config.output_spacing_um == 320.0
-    path = train_interval(run, (722, 842))
+    result = run_interval(run, predict=True)
+    (path,) = result["models"]
+    assert path == run.out_dir / "lsm" / "lsm-hr" / "hOc1" / "models" / "s0722-s0842" / "model.pt"
     net, loaded, meta = load_model(path)
-    assert loaded == config and meta["interval"] == [722, 842]
+    assert loaded == config and meta["interval"] == [722, 842] and meta["run"] == "lsm-hr"
     history = json.loads(path.with_name("history.json").read_text())
     assert history["final_loss"] < 0.8 * np.mean(history["loss"][:5])
-    written = predict_interval(run, (722, 842))
-    assert written == [prediction_path(tmp_path, area, "lsm-hr", 782)]
-    with Raster(written[0]) as raster:
+    # the plan of a single interval predicts s, the sections between and t
+    assert result["predictions"] == [
+        prediction_path(run.out_dir, "lsm-hr", area, s) for s in (722, 782, 842)
+    ]
+    with Raster(result["predictions"][1]) as raster:
         pred = raster.read_level(0)
+        assert raster.kind == "labels" and raster.spacing_um == 320.0
     with SectionStack(brain) as stack:
         truth = stack.annotation(782, 320.0) == area.id
     roi = pred != 255
@@ -225,13 +223,10 @@ def test_tiny_lsm_beats_chance_on_the_phantom(tiny_cohort, tmp_path):
     assert 0.02 < share < 0.5
     # measured: F1 0.737, share 0.146 (all-area F1 0.254)
     assert f1 > all_area + 0.2 and f1 > 0.5, f"F1 {f1:.3f}, all-area baseline {all_area:.3f}"
-    # merged label image: area ids in the raw section frame
-    with Raster(tmp_path / "labels" / "lsm-hr" / "s0782.h5") as raster:
-        labels = raster.read_level(0)
-    np.testing.assert_array_equal(labels == area.id, pred == 3)
-    # the model is reused unless overwrite
+    # a second run reuses everything: the model file is not rewritten
     mtime = path.stat().st_mtime_ns
-    assert train_interval(run, (722, 842)) == path and path.stat().st_mtime_ns == mtime
+    assert run_interval(run, predict=True)["models"] == [path]
+    assert path.stat().st_mtime_ns == mtime
 
 
 def test_make_config_scales_with_the_images():
