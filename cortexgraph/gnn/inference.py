@@ -1,24 +1,27 @@
 """Whole-graph inference one layer at a time: bounded memory for brain-sized graphs.
 
 A whole-graph forward pass of a :class:`~cortexgraph.gnn.models.NodeClassifier` holds the inputs of
-every node, the activations of every layer and the autograd-free temporaries of every edge at once
+every node, the activations of every layer and the per-edge temporaries of every edge at once
 (5.5 GB for a 200k-node GAT3 at width 512). Sampled k-hop batches
 (:func:`cortexgraph.gnn.train.predict_proba`) bound the memory but recompute every node once per
 batch whose neighbourhood reaches it. Here each layer is computed for all nodes before the next one,
-in batches of target nodes, so every node is computed exactly once per layer:
+in batches of target nodes:
 
-1. the per-type encoders run over node ranges, reading the features range by range (numpy arrays,
-   torch tensors or h5py datasets: a graph file's features never have to be in memory as a whole);
-2. each graph layer computes the targets ``a:b`` from the stored activations of their in-neighbours
-   (edges sorted by target once; PyG's bipartite ``layer((h_src, h_dst), edges)`` call, the same
-   call the sampled path uses), and its activations replace the previous layer's;
+1. the first graph layer computes the targets ``a:b`` from the encoder outputs of the targets and
+   their in-neighbours, encoded on the spot from their feature rows (numpy arrays, torch tensors or
+   h5py datasets: a graph file's features are read row block by row block and never held whole, and
+   the 512 x n_types wide encoder outputs of all nodes are never stored);
+2. every further layer computes the targets from the stored activations of their in-neighbours
+   (edges sorted by target once; PyG's bipartite ``layer((h_src, h_dst), edges)`` call, the same call
+   the sampled path uses), and its activations replace the previous layer's;
 3. the classifier and the softmax run over node ranges.
 
 Only two layers' activations are held at a time (``hidden_dtype``, float16 by default: 0.78 GB per
-512-wide layer for 760k nodes, 2.3 GB for the concatenated encoder outputs of three feature types).
-In evaluation mode (no dropout, batch-norm running statistics) the result equals the whole-graph
-forward pass: exactly (to float32 rounding) with ``hidden_dtype=torch.float32``, to the rounding of
-the stored activations with float16.
+512-wide layer for 760k nodes). The encoders run once per node and batch that needs it: about 1.2x
+per node when node numbers follow the surface (neighbours have nearby numbers), up to the mean
+degree otherwise. In evaluation mode (no dropout, batch-norm running statistics) the result equals
+the whole-graph forward pass: to float32 rounding with ``hidden_dtype=torch.float32``, to the
+rounding of the stored activations with float16.
 """
 
 from __future__ import annotations
@@ -50,9 +53,7 @@ def target_csr(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, 
     return ptr, sources
 
 
-def _read(features: Mapping, name: str, start: int, stop: int, dim: int) -> torch.Tensor:
-    block = features[name][start:stop]
-    t = torch.as_tensor(np.asarray(block) if not isinstance(block, torch.Tensor) else block)
+def _check(t: torch.Tensor, name: str, dim: int, where: str) -> torch.Tensor:
     if t.ndim != 2 or t.shape[1] != dim:
         raise CortexgraphError(
             f"node feature {name!r} has rows of shape {tuple(t.shape[1:])}, the model expects ({dim},)"
@@ -60,10 +61,36 @@ def _read(features: Mapping, name: str, start: int, stop: int, dim: int) -> torc
     t = t.to(torch.float32)
     if not bool(torch.isfinite(t).all()):
         raise CortexgraphError(
-            f"node feature {name!r} holds NaN or infinite values (nodes {start}-{stop - 1})",
+            f"node feature {name!r} holds NaN or infinite values ({where})",
             fix="rerun `cortexgraph features` (features must be finite for every node)",
         )
     return t
+
+
+def _as_tensor(block) -> torch.Tensor:
+    return block if isinstance(block, torch.Tensor) else torch.as_tensor(np.asarray(block))
+
+
+def _read_range(features: Mapping, name: str, start: int, stop: int, dim: int) -> torch.Tensor:
+    block = _as_tensor(features[name][start:stop])
+    return _check(block, name, dim, f"nodes {start}-{stop - 1}")
+
+
+def _read_rows(features: Mapping, name: str, rows: torch.Tensor, dim: int) -> torch.Tensor:
+    """Rows ``rows`` (sorted, unique) of one feature: one block read when they are dense enough."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 2 * len(rows) + 4096:
+        block = _as_tensor(features[name][lo:hi])[rows - lo]
+    else:  # scattered (e.g. a torus seam): a point selection, increasing as h5py wants
+        block = _as_tensor(features[name][rows.numpy()])
+    return _check(block, name, dim, f"{len(rows)} nodes from {lo} to {hi - 1}")
+
+
+def _encode(base: NodeClassifier, read) -> torch.Tensor:
+    """Concatenated per-type encoder outputs (float32) of the rows ``read(name, dim)`` returns."""
+    return torch.cat(
+        [enc(read(name, base.feature_dims[name])) for name, enc in base.encoders.items()], dim=1
+    )
 
 
 @torch.no_grad()
@@ -73,7 +100,7 @@ def layerwise_proba(
     edge_index: torch.Tensor | np.ndarray,
     num_nodes: int,
     *,
-    batch_size: int = 32768,
+    batch_size: int = 8192,
     hidden_dtype: torch.dtype = torch.float16,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
@@ -90,7 +117,9 @@ def layerwise_proba(
         Directed edges source -> target.
     num_nodes : int
     batch_size : int
-        Target nodes per step (memory of a step: their in-edges and in-neighbours).
+        Target nodes per step. A step holds the per-edge temporaries of the targets' in-edges
+        (GATv2: a few (E_batch, hidden) float32 tensors, about 0.4 GB for 8192 targets of degree 6
+        at width 512) and the encoder inputs of their in-neighbours.
     hidden_dtype : torch.dtype
         Storage type of the per-layer activations (float16 halves the memory; float32 gives the
         whole-graph pass to rounding).
@@ -117,7 +146,7 @@ def layerwise_proba(
     base.to("cpu")
     ranges = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
     graph_layers = base.num_layers if base.kind != "linear" else 0
-    total = len(ranges) * (graph_layers + (1 if base.kind == "linear" else 2))
+    total = len(ranges) * (graph_layers + 1)
     done = 0
 
     def tick() -> None:
@@ -131,38 +160,42 @@ def layerwise_proba(
         if base.kind == "linear":
             for a, b in ranges:
                 x = torch.cat(
-                    [_read(features, k, a, b, d) for k, d in base.feature_dims.items()], dim=1
+                    [_read_range(features, k, a, b, d) for k, d in base.feature_dims.items()], 1
                 )
                 proba[a:b] = torch.softmax(base.classifier(x), 1).numpy()
                 tick()
             return proba
 
-        width = base.hidden * len(base.feature_dims)
-        h = torch.empty((n, width), dtype=hidden_dtype)
-        for a, b in ranges:
-            parts = [
-                enc(_read(features, name, a, b, base.feature_dims[name]))
-                for name, enc in base.encoders.items()
-            ]
-            h[a:b] = torch.cat(parts, dim=1).to(hidden_dtype)
-            tick()
-
         if base.kind in ("gat", "sage"):
             ptr, sources = target_csr(torch.as_tensor(edge_index), n)
+        h = None  # activations of the previous layer (None: the encoders, computed on the fly)
         for layer, norm in zip(base.layers, base.norms, strict=True):
             h_next = torch.empty((n, base.hidden), dtype=hidden_dtype)
             for a, b in ranges:
-                h_dst = h[a:b].to(torch.float32)
                 if base.kind == "mlp":
-                    out = layer(h_dst)
+                    if h is None:
+                        x = _encode(base, lambda k, d, a=a, b=b: _read_range(features, k, a, b, d))
+                    else:
+                        x = h[a:b].to(torch.float32)
+                    out = layer(x)
                 else:
                     lo, hi = int(ptr[a]), int(ptr[b])
                     src = sources[lo:hi]
                     targets = torch.repeat_interleave(
                         torch.arange(b - a, dtype=torch.int64), ptr[a + 1 : b + 1] - ptr[a:b]
                     )
-                    nodes, local = torch.unique(src, return_inverse=True)
-                    h_src = h[nodes].to(torch.float32)
+                    if h is None:
+                        own = torch.arange(a, b, dtype=torch.int64)
+                        nodes = torch.unique(torch.cat([src, own]))  # sorted
+                        h_src = _encode(
+                            base, lambda k, d, nodes=nodes: _read_rows(features, k, nodes, d)
+                        )
+                        h_dst = h_src[torch.searchsorted(nodes, own)]
+                        local = torch.searchsorted(nodes, src)
+                    else:
+                        nodes, local = torch.unique(src, return_inverse=True)
+                        h_src = h[nodes].to(torch.float32)
+                        h_dst = h[a:b].to(torch.float32)
                     out = layer((h_src, h_dst), torch.stack([local, targets]))
                 h_next[a:b] = torch.relu(norm(out)).to(hidden_dtype)
                 tick()

@@ -77,7 +77,7 @@ def test_features_read_range_by_range_from_a_graph_file(graph, tmp_path):
         )  # fmt: skip
     np.testing.assert_allclose(got, expected, atol=1e-6)
     batches = -(-graph.num_nodes // 64)
-    assert seen[-1] == (batches * 4, batches * 4)  # encoders, 2 layers, classifier
+    assert seen[-1] == (batches * 3, batches * 3)  # 2 layers (encoders inside), classifier
 
 
 def test_bad_features_are_named(graph):
