@@ -55,7 +55,9 @@ def run_stage(name: str, args: list[str], log: Path, env: dict) -> dict:
     seconds, kib = timing.read_text().split()[-2:]
     return {
         "stage": name,
-        "command": shlex.join(["cortexgraph", *args[len(_cli()) :]]),
+        "command": shlex.join(
+            ["cortexgraph", *args[len(_cli()) :]] if args[: len(_cli())] == _cli() else args[1:]
+        ),
         "wall_s": float(seconds) if seconds else wall,
         "peak_rss_gb": int(kib) / 1024**2,
         "load": f"{load0:.1f} / {os.getloadavg()[0]:.1f}",
@@ -91,7 +93,11 @@ def main() -> None:
     parser.add_argument("--voxel-mm", type=float, default=0.3)
     parser.add_argument("--out-md", default=str(HERE / "results" / "full_brain.md"))
     parser.add_argument("--skip-synth", action="store_true", help="reuse the cohort in --out")
+    parser.add_argument("--write-encoder", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_encoder:
+        print(write_untrained_encoder(Path(args.out), args.brain))
+        return
 
     out = Path(args.out).resolve()
     logs = out.parent / f"{out.name}-logs"
@@ -120,7 +126,16 @@ def main() -> None:
             env,
         )
     )
-    encoder = write_untrained_encoder(out, b)
+    # in a child process: the parent stays small, so no stage inherits its memory high-water mark
+    encoder = out / "derivatives" / "cortexgraph" / "encoders" / "bench-untrained" / "encoder.pt"
+    setup.append(
+        run_stage(
+            "untrained encoder (setup)",
+            [sys.executable, __file__, "--out", str(out), "--brain", b, "--write-encoder"],
+            logs / "encoder.log",
+            env,
+        )
+    )
     rows.append(
         run_stage(
             "features",

@@ -4,7 +4,7 @@ Graph: a triangulated torus grid (degree 6), by default 872 x 872 = 760,384 node
 the seeds), node features CY 2048 + PM 152 + CO 3 (standard normal noise) written as float16 to an
 HDF5 graph-like file in row blocks (3.35 GB on disk), 113 classes, GAT3 at width 512 (random weights:
 the cost does not depend on them). Every measurement runs in a fresh subprocess, so its peak RSS
-(``ru_maxrss``) is that method's alone:
+(``VmHWM``) is that method's alone:
 
 * ``layerwise``: :func:`cortexgraph.gnn.inference.layerwise_proba` reading the features from the file
   range by range (float16 activations);
@@ -36,6 +36,16 @@ import numpy as np
 FEATURES = {"cy": 2048, "pm": 152, "co": 3}
 NUM_CLASSES = 113
 WIDTH = 512
+
+
+def _peak_rss_gb() -> float:
+    """Peak RSS of this process image (VmHWM). ``ru_maxrss`` would not do: Linux carries the
+    parent's high-water mark at fork over the exec of a subprocess (an upper bound, then)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def _write_graph(path: Path, side: int, seed: int = 0, block: int = 32768) -> None:
@@ -102,7 +112,7 @@ def _worker(args) -> None:
         "nodes": n,
         "wall_s": time.perf_counter() - wall0,
         "cpu_s": time.process_time() - cpu0,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": _peak_rss_gb(),
         "checksum": float(np.nansum(proba[:1000])),
     }
     print("RESULT " + json.dumps(result))

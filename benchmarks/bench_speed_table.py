@@ -51,6 +51,12 @@ NUM_CLASSES = 113
 
 
 def _rss_gb() -> float:
+    """Peak RSS of this process image (VmHWM). ``ru_maxrss`` would not do: Linux carries the
+    parent's high-water mark at fork over the exec of a subprocess."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
