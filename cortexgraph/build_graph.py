@@ -235,7 +235,7 @@ def stacked_volume(
             progress("stack sections", done, total)
 
     volume, affine, info_stack = stack_tissue_volume(
-        stack, params.voxel_size_mm, progress=stacking_progress
+        stack, params.voxel_size_mm, progress=stacking_progress, crop_to_tissue=True
     )
     voxel_mm = float(affine[0, 0])
     bridged, info_gaps = fill_empty_planes(volume, params.max_gap_planes)
@@ -399,10 +399,18 @@ def midsurfaces(
     closes against them instead of leaving holes at NaN cells; only marching-cubes cells with a cortex
     corner take part.
     """
-    field = np.where(np.isnan(depth), np.where(tissue == WHITE, 1.0, 0.0), depth).astype(np.float32)
     # open the surface at the cut ends of the stack: extend the field by a replicated plane, then keep
-    # the faces between the first and the last plane
-    field = np.pad(field, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    # the faces between the first and the last plane (built in place in float32: no float64 or
+    # second full-size temporaries)
+    field = np.empty((depth.shape[0], depth.shape[1] + 2, depth.shape[2]), dtype=np.float32)
+    inner = field[:, 1:-1, :]
+    inner[...] = depth
+    outside = np.isnan(inner)
+    inner[outside] = 0.0
+    inner[outside & (tissue == WHITE)] = 1.0
+    del outside
+    field[:, 0, :] = inner[:, 0, :]
+    field[:, -1, :] = inner[:, -1, :]
     padded_affine = affine.copy()
     padded_affine[:3, 3] -= affine[:3, 1]
     # only cells with a cortex corner: white matter touching background directly (cerebellar white

@@ -405,12 +405,15 @@ def predict_proba(
     full_graph: bool = False,
     feature_dtype: torch.dtype | str | None = "auto",
     nodes: Sequence[torch.Tensor] | None = None,
+    layerwise: bool = False,
 ) -> list[np.ndarray]:
     """Class probabilities of every node of every graph (model in evaluation mode).
 
     Each batch of output nodes is computed on its exact (unsampled) k-hop neighbourhood, so the
     result equals a whole-graph forward pass; ``full_graph=True`` does that pass directly (faster
-    when the graph fits in memory and every node is wanted).
+    when the graph fits in memory and every node is wanted); ``layerwise=True`` computes one layer
+    for all nodes at a time (:func:`cortexgraph.gnn.inference.layerwise_proba`, CPU, float16
+    activations: every node once per layer, bounded memory; the choice for whole brains).
 
     Parameters
     ----------
@@ -422,8 +425,21 @@ def predict_proba(
     list of numpy.ndarray, float32, shape (N_g, num_classes)
         Softmax probabilities; rows sum to 1 (NaN rows for nodes not asked for).
     """
-    device = pick_device(device)
     base = unwrap_model(model)
+    if layerwise:
+        from cortexgraph.gnn.inference import layerwise_proba
+
+        results = []
+        for gi, g in enumerate(graphs):
+            feats = {name: getattr(g, f"x_{name}") for name in base.feature_dims}
+            proba = layerwise_proba(
+                base, feats, g.edge_index, int(g.num_nodes), batch_size=batch_size
+            )
+            if nodes is not None:
+                proba[~torch.as_tensor(nodes[gi]).bool().cpu().numpy()] = np.nan
+            results.append(proba)
+        return results
+    device = pick_device(device)
     base.to(device)
     was_training = base.training
     base.eval()

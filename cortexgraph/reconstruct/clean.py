@@ -61,9 +61,10 @@ def fill_defects(
         return volume.copy(), {"defect_components": 0, "voxels_replaced": 0}
     sizes = np.bincount(labels.ravel())
     min_voxels = min_defect_mm3 / voxel_size_mm**3
-    large = np.flatnonzero(sizes >= min_voxels)
-    large = large[large > 0]
-    replace = np.isin(labels, large)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    large = np.flatnonzero(keep)
+    replace = keep[labels]  # a look-up per voxel (np.isin would sort the whole label volume)
     out = volume.copy()
     out[replace] = median[replace]
     return out, {"defect_components": int(len(large)), "voxels_replaced": int(replace.sum())}
@@ -79,8 +80,8 @@ def small_components(mask: np.ndarray, min_fraction: float) -> tuple[np.ndarray,
         return np.zeros(mask.shape, dtype=bool), int(count), 0
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    small = np.flatnonzero((sizes > 0) & (sizes < min_fraction * sizes.max()))
-    return np.isin(labels, small), int(count), int(len(small))
+    is_small = (sizes > 0) & (sizes < min_fraction * sizes.max())
+    return is_small[labels], int(count), int(is_small.sum())
 
 
 def remove_detached_tissue(
@@ -154,7 +155,9 @@ def exclude_noncortical(volume: np.ndarray, exclusion: np.ndarray) -> tuple[np.n
             ]
         )
     )
-    enclosed = background & ~np.isin(labels, border)
+    touches_border = np.zeros(count + 1, dtype=bool)
+    touches_border[border] = True
+    enclosed = background & ~touches_border[labels]
     out[enclosed] = WHITE
     return out, {
         "voxels_excluded": int(remove.sum()),

@@ -33,6 +33,9 @@ def stack_tissue_volume(
     stack: SectionStack,
     voxel_size_mm: float | None = None,
     progress=None,
+    *,
+    crop_to_tissue: bool = False,
+    margin_voxels: int = 2,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Build the tissue-class volume of a brain.
 
@@ -42,12 +45,19 @@ def stack_tissue_volume(
     voxel_size_mm : isotropic voxel size; default the distance between digitized sections
         (``digitization_step x thickness``; 0.3 mm in the seeds).
     progress : optional callable ``(done, total)``.
+    crop_to_tissue : cut x and z down to the tissue's bounding box plus ``margin_voxels`` of
+        background (y keeps one plane per section position). The section canvases hold glass and
+        the scans' misalignment around the tissue, so the uncropped grid of a whole brain is
+        several times larger than the brain; every later step costs memory per voxel. The
+        origin moves with the crop (the affine says where).
+    margin_voxels : background kept around the tissue when cropping.
 
     Returns
     -------
     volume : uint8 (nx, ny, nz), tissue classes 0 background, 1 white, 2 gray.
     affine : 4x4 voxel -> world mm.
-    info : voxels per class, planes filled / left empty, seconds.
+    info : voxels per class, planes filled / left empty, seconds; with ``crop_to_tissue`` also the
+        ``uncropped_shape`` and the ``crop_offset`` (voxels).
     """
     start = time.perf_counter()
     brain = stack.brain
@@ -99,7 +109,23 @@ def stack_tissue_volume(
             file=brain.section_table_path,
             fix="check the tissue masks (0 background, 1 white, 2 gray) and the transforms",
         )
-    info = {
+    info = {}
+    if crop_to_tissue:
+        offset = []
+        slices = []
+        for axis in (0, 2):
+            hit = np.flatnonzero(volume.any(axis=tuple(a for a in range(3) if a != axis)))
+            lo_i = max(int(hit[0]) - margin_voxels, 0)
+            hi_i = min(int(hit[-1]) + 1 + margin_voxels, shape[axis])
+            slices.append(slice(lo_i, hi_i))
+            offset.append(lo_i)
+        volume = np.ascontiguousarray(volume[slices[0], :, slices[1]])
+        affine = affine.copy()
+        affine[0, 3] += offset[0] * voxel_size_mm
+        affine[2, 3] += offset[1] * voxel_size_mm
+        info = {"uncropped_shape": list(shape), "crop_offset": [offset[0], 0, offset[1]]}
+        shape = volume.shape
+    info |= {
         "shape": list(shape),
         "voxel_size_mm": voxel_size_mm,
         "planes_filled": filled,

@@ -274,3 +274,24 @@ def test_graph_without_node_arrays_reads_its_node_table(tmp_path):
     (tmp_path / "lh_nodes.tsv").unlink()
     with pytest.raises(DataFormatError):
         read_graph_nodes(path)
+
+
+def test_cy_with_prefetch_equals_sequential_reading(computed):
+    from cortexgraph.features.nodes import node_cy
+
+    root, encoder, _, _, arrays = computed
+    classifier, preset, _ = load_encoder(encoder)
+    a = arrays["lh"]
+    stack = SectionStack(Cohort.read(root).brain("B01"))
+    runs = {}
+    for prefetch in (True, False):
+        runs[prefetch] = node_cy(
+            stack, a["section"], a["point_mm"], a["valid"].astype(bool), classifier.encoder,
+            preset, amp=False, prefetch=prefetch,
+        )  # fmt: skip
+    stack.close()
+    (cy_p, measured_p, info_p), (cy_s, measured_s, info_s) = runs[True], runs[False]
+    assert info_p["sections"] > 1 and info_p["prefetch"] and not info_s["prefetch"]
+    np.testing.assert_array_equal(measured_p, measured_s)
+    np.testing.assert_array_equal(cy_p, cy_s)
+    np.testing.assert_allclose(cy_p[measured_p], a["cy"][measured_p], rtol=1e-4, atol=1e-5)

@@ -95,3 +95,60 @@ def test_nan_voxels_are_outside(method):
 def test_level_outside_range_gives_empty_mesh():
     vertices, faces = extract_isosurface(np.zeros((4, 4, 4)), 0.5)
     assert vertices.shape == (0, 3) and faces.shape == (0, 3) and faces.dtype == np.int64
+
+
+def fill_and_drop(volume, level, mask):
+    """The definition of the restricted surface: invalid voxels filled below ``level``, marching
+    cubes on the filled copy, then every triangle whose cell has an invalid corner removed."""
+    from cortexgraph.meshes.isosurface import _drop_faces, _flying_edges
+
+    valid = np.isfinite(volume) & (True if mask is None else mask)
+    filled = np.where(valid, volume, level - 1.0).astype(np.float32)
+    points, faces = _flying_edges(filled, level)
+    cell_ok = np.ones(np.array(volume.shape) - 1, dtype=bool)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                cell_ok &= valid[di : di + cell_ok.shape[0], dj : dj + cell_ok.shape[1], dk:][
+                    :, :, : cell_ok.shape[2]
+                ]
+    cell = np.floor(points[faces].mean(axis=1, dtype=np.float64)[:, ::-1]).astype(int)
+    np.clip(cell, 0, np.array(cell_ok.shape) - 1, out=cell)
+    points, faces = _drop_faces(points, faces, cell_ok[tuple(cell.T)])
+    return points[:, ::-1].astype(np.float64), faces
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_in_place_path_equals_fill_and_drop(with_mask):
+    # smooth random field with NaN blobs and infinities: the in-place run (no copy, NaN handed to
+    # VTK) keeps exactly the triangles and vertices of the fill-and-drop definition, in order
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    field = ndimage.gaussian_filter(rng.standard_normal((40, 36, 44)), 3).astype(np.float32)
+    blobs = ndimage.gaussian_filter(rng.standard_normal(field.shape), 2) > 0.12
+    field[blobs] = np.nan
+    field[5, 5:30, 20] = np.inf
+    mask = None
+    if with_mask:
+        mask = ndimage.gaussian_filter(rng.standard_normal(field.shape), 2) < 0.1
+    level = float(np.nanmedian(field[np.isfinite(field)]))
+    vertices, faces = extract_isosurface(field, level, mask=mask)
+    ref_vertices, ref_faces = fill_and_drop(field, level, mask)
+    assert len(faces) > 1000 and np.all(np.isfinite(vertices))
+    np.testing.assert_array_equal(vertices, ref_vertices)
+    # same triangles up to the one global flip the orientation vote may apply
+    assert np.array_equal(faces, ref_faces) or np.array_equal(faces, ref_faces[:, ::-1])
+
+
+def test_finite_float32_volume_is_not_copied_or_changed():
+    labels, radius, affine = shell(0.3)
+    field = np.ascontiguousarray(radius, dtype=np.float32)
+    before = field.copy()
+    v1, f1 = extract_isosurface(field, 2.0, affine)
+    v2, f2 = extract_isosurface(field, 2.0, affine, check_finite=False)
+    v3, f3 = extract_isosurface(radius, 2.0, affine)  # float64: converted
+    np.testing.assert_array_equal(field, before)
+    for v, f in ((v2, f2), (v3, f3)):
+        np.testing.assert_array_equal(v, v1)
+        np.testing.assert_array_equal(f, f1)

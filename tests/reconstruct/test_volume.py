@@ -64,3 +64,29 @@ def test_fill_empty_planes_bridges_short_gaps_only():
     np.testing.assert_array_equal(filled[:, 4], volume[:, 5])
     assert not filled[:, 7:11].any()
     assert info == {"empty_planes": 6, "planes_filled": 2}
+
+
+def test_crop_to_tissue_keeps_every_tissue_voxel(tiny_cohort):
+    from cortexgraph.data.manifest import Cohort
+    from cortexgraph.data.stack import SectionStack
+
+    stack = SectionStack(Cohort.read(tiny_cohort).brain("B01"))
+    full, affine, _ = stack_tissue_volume(stack, voxel_size_mm=0.6)
+    cropped, cropped_affine, info = stack_tissue_volume(
+        stack, voxel_size_mm=0.6, crop_to_tissue=True, margin_voxels=2
+    )
+    stack.close()
+    i0, _, k0 = info["crop_offset"]
+    assert info["uncropped_shape"] == list(full.shape) and cropped.shape[1] == full.shape[1]
+    assert cropped.size < full.size
+    np.testing.assert_array_equal(
+        full[i0 : i0 + cropped.shape[0], :, k0 : k0 + cropped.shape[2]], cropped
+    )
+    assert int((full > 0).sum()) == int((cropped > 0).sum())
+    # two background voxels all around in x and z (unless the canvas ends first)
+    for axis in (0, 2):
+        other = tuple(a for a in range(3) if a != axis)
+        occupied = np.flatnonzero(cropped.any(axis=other))
+        assert occupied[0] == 2 and occupied[-1] == cropped.shape[axis] - 3
+    # the same world position for the same voxel
+    np.testing.assert_allclose(cropped_affine[:3, 3], affine[:3, 3] + 0.6 * np.array([i0, 0, k0]))
