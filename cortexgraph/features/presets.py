@@ -35,7 +35,17 @@ from dataclasses import asdict, dataclass, field, replace
 
 from cortexgraph.errors import CortexgraphError
 
-__all__ = ["EncoderPreset", "PRESETS", "get_preset", "preset_for_spacing"]
+__all__ = [
+    "EncoderPreset",
+    "PRESETS",
+    "GPU_PRESETS",
+    "get_preset",
+    "preset_for_spacing",
+    "estimate_training_seconds",
+]
+
+#: presets sized for GPUs: days to years of training on a CPU (the estimate says how long)
+GPU_PRESETS = ("full", "full-base", "phantom-full")
 
 
 @dataclass(frozen=True)
@@ -218,3 +228,51 @@ def preset_for_spacing(image_spacing_um: float) -> EncoderPreset:
         PRESETS.values(),
         key=lambda p: (abs(math.log(p.image_spacing_um / image_spacing_um)), p.name != "full"),
     )
+
+
+def estimate_training_seconds(
+    preset: EncoderPreset | str, num_areas: int, *, probe_px: int = 128, repeats: int = 2
+) -> tuple[float, float]:
+    """Rough CPU wall time of ``train-encoder`` with a preset, measured on this machine.
+
+    One training step (forward and backward) of the preset's encoder on a batch of random patches of
+    ``min(patch_px, probe_px)`` pixels is timed (best of ``repeats``, after one warm-up step), scaled
+    to the preset's patch size (convolution cost grows with the pixel count) and multiplied by the
+    patch passes of the whole run: ``samples_per_area x num_areas`` patches per epoch, SCL and CE
+    epochs with backward passes, linear-evaluation epochs and the two batch-norm passes forward only
+    (a third of a step). A probe costs a second or two.
+
+    Returns
+    -------
+    (seconds for the whole run, seconds per patch step).
+    """
+    import time
+
+    import torch
+
+    from cortexgraph.features.encoders import build_encoder
+
+    preset = get_preset(preset)
+    side = int(min(preset.patch_px, probe_px))
+    batch = int(max(1, min(32, (probe_px // max(side, 1)) ** 2 * 2)))
+    kwargs = dict(preset.encoder_kwargs)
+    if preset.encoder == "base":
+        kwargs["padding"] = "same"  # the unpadded base network needs >= 1129 px; same cost per pixel
+    net = build_encoder(preset.encoder, 1, seed=0, **kwargs)
+    net.train()
+    x = torch.rand(batch, 1, side, side)
+    best = float("inf")
+    with torch.enable_grad():
+        for k in range(repeats + 1):
+            start = time.perf_counter()
+            out = net(x)
+            out = out[0] if isinstance(out, tuple) else out
+            out.float().pow(2).mean().backward()
+            if k:  # the first step warms up
+                best = min(best, time.perf_counter() - start)
+            net.zero_grad(set_to_none=True)
+    per_patch = best / batch * (preset.patch_px / side) ** 2
+    patches = preset.samples_per_area * max(int(num_areas), 1)
+    full = preset.scl_epochs + preset.ce_epoch_budget
+    forward_only = preset.linear_epochs + (2 if preset.recompute_batch_norm else 0)
+    return patches * per_patch * (full + forward_only / 3.0), per_patch
