@@ -148,7 +148,7 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
     names = [a for a in ("hOc1", "hOc2") if any(x.name == a for x in cohort.areas.areas)]
     volumes_tsv, volumes = demo_volumes(cohort, run_name, names, out=out / "demo-volumes.tsv")
     log.info("areal volumes (mm^3) and pial areas (mm^2):\n%s", format_volume_table(volumes))
-    written.append(("areal volumes, GNN vs true labels (table)", volumes_tsv))
+    written.append(("areal volumes, GNN vs true labels", volumes_tsv))
     seconds["map3d+stats"] = time.perf_counter() - start
 
     summary = out / "demo-summary.json"

@@ -271,7 +271,10 @@ class PlainProgress:
         parts = [f"progress {name}: {count}"]
         rate = done / elapsed if elapsed > 0 and done > 0 else None
         if rate is not None:
-            parts.append(f"{rate:.3g} per s" if rate >= 1 else f"{1 / rate:.3g} s each")
+            if rate >= 100:
+                parts.append(f"{rate:.0f} per s")
+            else:
+                parts.append(f"{rate:.3g} per s" if rate >= 1 else f"{1 / rate:.3g} s each")
         parts.append(f"elapsed {format_duration(elapsed)}")
         if task["finished"]:
             parts.append("done")

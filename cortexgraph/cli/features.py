@@ -48,9 +48,10 @@ def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> N
     seconds, _ = estimate_training_seconds(chosen, len(cohort.areas))
     log.info(
         "train-encoder: preset %s%s: %s, %d px patches, %d + %d epochs; about %s on this CPU "
-        "(rough: one timed training step scaled to the run)",
+        "(rough: one timed training step scaled to the run, as if all %d areas of the table had "
+        "training patches)",
         chosen.name, how, chosen.encoder, chosen.patch_px, chosen.scl_epochs,
-        chosen.linear_epochs, _duration(seconds),
+        chosen.linear_epochs, _duration(seconds), len(cohort.areas),
     )  # fmt: skip
     if chosen.name in GPU_PRESETS or seconds > 4 * 3600:
         log.warning(

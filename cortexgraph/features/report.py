@@ -97,8 +97,7 @@ def confusion_figure(
             cm = row_normalised_confusion(y, pred, present)
             counts = np.array([(y == k).sum() for k in present])
             ax = axes[row, col]
-            cmap = plt.get_cmap("viridis").copy()
-            cmap.set_bad("0.85")
+            cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
             ax.imshow(np.ma.masked_invalid(cm), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             where = (splits or {}).get(split, f"{split} patches")
             ax.set_title(
@@ -118,8 +117,38 @@ def confusion_figure(
             ax.set_ylabel("true area (patches); gray: none", fontsize=7)
     if title:
         fig.suptitle(f"encoder {title}: rows normalised to the true area's patches", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.94, 1))
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "viridis"), cax=fig.add_axes((0.95, 0.3, 0.012, 0.4)))
+    bar.set_label("share of the row's patches", fontsize=7)
     return _save(fig, path)
+
+
+def _name_clusters(ax, xy: np.ndarray, y: np.ndarray, areas: AreaTable, halo) -> None:
+    """Area names at the median of their points, largest groups first; a name that would overlap
+    one already written is left to the legend."""
+    if not len(xy):
+        return
+    pad = 0.03 * np.ptp(xy, axis=0) + 1e-9
+    ax.set_xlim(xy[:, 0].min() - pad[0], xy[:, 0].max() + pad[0])
+    ax.set_ylim(xy[:, 1].min() - pad[1], xy[:, 1].max() + pad[1])
+    span = np.ptp(np.array([ax.get_xlim(), ax.get_ylim()]), axis=1)
+    width_px = ax.get_position().width * ax.figure.get_figwidth() * ax.figure.dpi
+    height_px = ax.get_position().height * ax.figure.get_figheight() * ax.figure.dpi
+    placed: list[tuple[float, float, float, float]] = []
+    classes, counts = np.unique(y, return_counts=True)
+    for k in classes[np.argsort(-counts, kind="stable")]:
+        name = areas.areas[int(k)].name
+        cx, cy = np.median(xy[y == k], axis=0)
+        px, py = (cx - ax.get_xlim()[0]) / span[0] * width_px, (cy - ax.get_ylim()[0]) / span[1] * height_px
+        half_w, half_h = 2.4 * len(name) + 2, 5.0
+        box = (px - half_w, px + half_w, py - half_h, py + half_h)
+        if any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3] for b in placed):
+            continue
+        placed.append(box)
+        ax.text(cx, cy, name, fontsize=6, ha="center", va="center", path_effects=halo)
 
 
 def embedding_figure(
@@ -155,14 +184,14 @@ def embedding_figure(
     from matplotlib.patches import Patch
 
     halo = [patheffects.withStroke(linewidth=2.0, foreground="white")]
-    for col, (title, out) in enumerate((("SCL", scl_out), ("CE", ce_out))):
+    for col, (kind, out) in enumerate((("SCL", scl_out), ("CE", ce_out))):
         y, feats = out[split][0][keep], out[split][2][keep]
         colours = _colours(areas, y)
         for row, method in enumerate(methods):
             ax = axes[row, col]
             if method == "PCA":
                 xy, ratio = pca_2d(feats)
-                label = f"{title} features, PCA ({100 * ratio.sum():.0f}% of the variance)"
+                label = f"{kind} features, PCA ({100 * ratio.sum():.0f}% of the variance)"
             else:
                 from sklearn.manifold import TSNE
 
@@ -170,12 +199,9 @@ def embedding_figure(
                 xy = TSNE(2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(
                     feats
                 )
-                label = f"{title} features, t-SNE"
+                label = f"{kind} features, t-SNE"
             ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=4, linewidths=0)
-            for k in present:
-                centre = np.median(xy[y == k], axis=0)
-                ax.text(*centre, areas.areas[int(k)].name, fontsize=6, ha="center", va="center",
-                        path_effects=halo)  # fmt: skip
+            _name_clusters(ax, xy, y, areas, halo)
             where = (splits or {}).get(split, "")
             ax.set_title(
                 f"{label}\n{split} patches{f' ({where})' if where else ''}, coloured by area",
@@ -189,7 +215,8 @@ def embedding_figure(
         for i, k in enumerate(present)
     ]
     fig.legend(handles=handles, loc="center right", ncol=legend_cols, fontsize=6, frameon=False,
-               title="areas", title_fontsize=7)  # fmt: skip
+               title="areas (names in the plots:\nwhere they do not overlap)",
+               title_fontsize=6)  # fmt: skip
     if title:
         fig.suptitle(f"encoder {title}: features of {split} patches", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.3 * legend_cols / (11.0 + 1.3 * legend_cols), 1))

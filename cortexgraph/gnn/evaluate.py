@@ -13,7 +13,8 @@ Outputs of :func:`evaluate_run` in ``<run>/evaluation/``::
     confusion_test.tsv       confusion matrix over the areas (rows true, columns predicted), test nodes
     confusion_transfer.tsv   the same for the transfer brain
     per_area_f1.png          bar chart of the per-area F1 (test and transfer), area names; an area
-                             absent from a split is marked "no nodes", not drawn as F1 = 0
+                             with no true nodes in a split is a circle (predicted: F1 = 0) or a
+                             gray "x" (not predicted either: no value), never a bar of F1 = 0
     confusion_test.png       the test confusion matrix as a picture (row-normalised, area names;
                              rows of areas without nodes in gray)
     confusion_transfer.png   the same for the transfer brain
@@ -440,33 +441,45 @@ _SPLIT_COLOURS = {"test": "#3b75af", "transfer": "#ef8636"}
 def _plot_per_area(
     path: Path, names: list[str], scores: dict, title: str, splits: dict[str, str]
 ) -> None:
-    """F1 per area for both splits; an area without nodes in a split gets a gray "x" (no value),
-    an F1 of 0 a short bar in the split's colour, so the two are never confused."""
+    """F1 per area for both splits, area names on the axis. Three cases are drawn apart: a bar (the
+    area has true nodes in the split; an F1 of 0 is a sliver), an open circle at 0 (no true nodes,
+    but the run predicted the area there: F1 = 0, counted in the macro F1), a gray "x" (the area is
+    neither true nor predicted in the split: no value)."""
     test, transfer = scores["test"]["per_class"], scores["transfer"]["per_class"]
     keep = np.flatnonzero(np.isfinite(test) | np.isfinite(transfer))
-    plt, fig, ax = _figure(max(7.0, 0.2 * keep.size + 2.5), 4.0)
+    plt, fig, ax = _figure(max(7.0, 0.2 * keep.size + 2.5), 4.2)
     if keep.size == 0:
         ax.text(0.5, 0.5, "no scored nodes", ha="center", va="center")
         ax.set_axis_off()
         _save(plt, fig, path)
         return
     x = np.arange(keep.size)
-    missing_drawn = False
-    for offset, (role, values) in zip((-0.2, 0.2), (("test", test), ("transfer", transfer)), strict=True):
+    drawn: set[str] = set()
+    for offset, role, values in ((-0.2, "test", test), (0.2, "transfer", transfer)):
         v = values[keep]
-        n = scores[role]["nodes"]
-        label = f"{role}: {splits[role]} ({n} nodes, macro F1 {_fmt(scores[role]['macro_f1'])})"
-        known = np.isfinite(v)
-        ax.bar(x[known] + offset, np.maximum(v[known], 0.012), 0.4, label=label,
-               color=_SPLIT_COLOURS[role])  # fmt: skip
-        if (~known).any():
-            ax.plot(x[~known] + offset, np.full((~known).sum(), 0.03), "x", color="0.55",
-                    markersize=4, label=None if missing_drawn else "no nodes of the area")  # fmt: skip
-            missing_drawn = True
+        n_true = scores[role]["confusion"].sum(axis=1)[keep]
+        colour = _SPLIT_COLOURS[role]
+        label = (
+            f"{role}: {splits[role]} ({scores[role]['nodes']} nodes, "
+            f"macro F1 {_fmt(scores[role]['macro_f1'])})"
+        )
+        bar = np.isfinite(v) & (n_true > 0)
+        ax.bar(x[bar] + offset, np.maximum(v[bar], 0.012), 0.4, label=label, color=colour)
+        only_predicted = np.isfinite(v) & (n_true == 0)
+        if only_predicted.any():
+            text = f"{role}: no true nodes, predicted (F1 = 0)"
+            ax.plot(x[only_predicted] + offset, np.full(only_predicted.sum(), 0.03), "o",
+                    mfc="none", mec=colour, markersize=4, label=text)  # fmt: skip
+        missing = ~np.isfinite(v)
+        if missing.any():
+            text = None if "x" in drawn else "neither true nor predicted (no value)"
+            ax.plot(x[missing] + offset, np.full(missing.sum(), 0.03), "x", color="0.55",
+                    markersize=4, label=text)  # fmt: skip
+            drawn.add("x")
     ax.set_xticks(x, [names[i] for i in keep], rotation=90, fontsize=6)
     ax.set_xlim(-0.7, keep.size - 0.3)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("F1 (bars of F1 = 0 drawn as a sliver)", fontsize=8)
+    ax.set_ylabel("F1 (an F1 of 0 is drawn as a sliver)", fontsize=8)
     ax.set_title(f"run {title}: F1 per area", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
     _save(plt, fig, path)
@@ -488,8 +501,7 @@ def _plot_confusion(path: Path, cm: np.ndarray, title: str, names: list[str], sp
     totals = sub.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = np.where(totals > 0, sub / totals, np.nan)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
     im = ax.imshow(np.ma.masked_invalid(normalised), cmap=cmap, vmin=0, vmax=1,
                    interpolation="nearest")  # fmt: skip
     ticks = np.arange(keep.size)

@@ -223,6 +223,7 @@ def stats_area(
     )
     from cortexgraph.meshes.io import read_gifti_surface
     from cortexgraph.reconstruct.volume import stack_tissue_volume
+    from cortexgraph.render.colors import area_rgb
 
     options = options or MapOptions()
     source = _source(source)
@@ -342,7 +343,7 @@ def stats_area(
             pverts,
             pfaces,
             pial,
-            color_rgb=rec.rgb,
+            color_rgb=area_rgb(brain.cohort.areas)[rec.id],
             title=f"{brain.id} {rec.name} (id {rec.id}), labels: {source}"
             + _source_context(brain, source),
             rows=rows,

@@ -24,7 +24,15 @@ import numpy as np
 
 from cortexgraph.outputs import atomic_path
 
-__all__ = ["ColourBar", "Panel", "picture_grid", "trim_background", "trim_box", "label_positions"]
+__all__ = [
+    "ColourBar",
+    "Panel",
+    "picture_grid",
+    "trim_background",
+    "trim_box",
+    "label_positions",
+    "mark_axes_picture",
+]
 
 
 @dataclass(frozen=True)
@@ -276,3 +284,32 @@ def picture_grid(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     return path
+
+
+def mark_axes_picture(
+    ax, width_px: int, mm_per_px: float | None, directions: tuple[str, str] | None
+) -> None:
+    """Orientation marker (bottom left) and scale bar (bottom right) on a matplotlib axes that shows
+    a rendered picture ``width_px`` wide with ``imshow`` (for figures not laid out by
+    :func:`picture_grid`)."""
+    from matplotlib import patheffects
+
+    halo = [patheffects.withStroke(linewidth=2.0, foreground="white")]
+    if directions is not None:
+        right, up = directions
+        origin = (0.05, 0.06)
+        for (dx, dy), letter in (((0.09, 0.0), right), ((0.0, 0.09), up)):
+            ax.annotate(
+                "", xy=(origin[0] + dx, origin[1] + dy), xytext=origin, xycoords="axes fraction",
+                arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.0},
+            )  # fmt: skip
+            ax.text(origin[0] + 1.3 * dx, origin[1] + 1.3 * dy, letter, transform=ax.transAxes,
+                    ha="center", va="center", fontsize=8, weight="bold",
+                    path_effects=halo)  # fmt: skip
+    if mm_per_px:
+        length_mm = _scale_bar_mm(width_px * mm_per_px)
+        fraction = length_mm / (width_px * mm_per_px)
+        x1 = 0.95
+        ax.plot([x1 - fraction, x1], [0.05, 0.05], transform=ax.transAxes, color="black", lw=2.5)
+        ax.text(x1 - fraction / 2, 0.07, f"{length_mm:g} mm", transform=ax.transAxes,
+                ha="center", va="bottom", fontsize=7, path_effects=halo)  # fmt: skip

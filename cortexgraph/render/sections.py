@@ -209,6 +209,14 @@ def _orientation_marker(ax, orientation: np.ndarray, flipped: bool) -> None:
                 weight="bold", zorder=4)  # fmt: skip
 
 
+_ROLE_NOTES = {
+    "test section": "test section (held out from training)",
+    "training section": "training section (its annotation was used in training)",
+    "transfer brain, annotated section": "transfer brain (never seen in training), annotated section",
+    "transfer brain, unannotated section": "transfer brain (never seen in training), unannotated section",
+}
+
+
 def _crop_window(shape, label_images, spacing_um, margin_mm) -> tuple[slice, slice]:
     whole = (slice(0, shape[0]), slice(0, shape[1]))
     if margin_mm is None:
@@ -329,7 +337,7 @@ def section_overlay_figure(
             title_fontsize=8,
         )
     if context is not None:
-        note = context.role + (
+        note = _ROLE_NOTES.get(context.role, context.role) + (
             "; mirrored section, shown flipped back (left-right)" if flipped else ""
         )
         title = f"{title}\n{note}" if title else note
