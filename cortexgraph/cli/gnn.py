@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         compare: str = typer.Option(
             None,
             "--compare",
-            help="depth or features: train (or reuse) and score the runs of the seeds' comparison.",
+            help="depth or features: train (or reuse) and score the runs of the GNN paper's comparison.",
         ),
         preset: str = typer.Option(
             "auto", "--preset", help="Preset of runs trained by --compare (auto, seeds, demo)."

@@ -1,26 +1,26 @@
 """Encoder presets: patch size and spacing, network, sampling and training budget in one place.
 
-The seeds' network reads 2048 px patches at 2 µm/px (4.1 mm of tissue), trains ResNet50 with supervised
+The published network reads 2048 px patches at 2 µm/px (4.1 mm of tissue), trains ResNet50 with supervised
 contrastive learning for 150 epochs on 1200 patches per area and fine-tunes a linear classifier for 30
-epochs (data-contrastive-gnn-spec.md section 12.4).  Phantom images are 40-160 µm/px, so the same 4 mm of
+epochs (the thesis and the contrastive paper, docs/references.md).  Phantom images are 40-160 µm/px, so the same 4 mm of
 tissue is 25-100 px; the small presets keep the tissue extent and the method (skeleton centres every
-1 mm, section split, class-balanced resampling, the seeds' augmentation, SCL with LARS then linear
+1 mm, section split, class-balanced resampling, the published augmentation, SCL with LARS then linear
 evaluation, a cross-entropy baseline with the same epoch budget) and shrink what the budget needs:
 
 =============  ========  =============  ========  ========  =====  ==========  ====================
 preset         images    patch          encoder   per area  batch  epochs      use
 =============  ========  =============  ========  ========  =====  ==========  ====================
-full           2 µm      2048 px 4.1mm  resnet50  1200      2048   150 + 30    the seeds (GPUs)
-full-base      2 µm      2025 px 4.1mm  base      1200      2048   150 + 30    the seeds' base model
+full           2 µm      2048 px 4.1mm  resnet50  1200      2048   150 + 30    published (GPUs)
+full-base      2 µm      2025 px 4.1mm  base      1200      2048   150 + 30    published base model
 phantom-full   40 µm     100 px 4.0mm   resnet18  600       512    60 + 10     synth --preset full
 demo           100 µm    40 px 4.0mm    base-4    96        128    30 + 6      synth --preset demo
 tiny           160 µm    30 px 4.8mm    base-4    48        64     12 + 4      synth --preset tiny
 =============  ========  =============  ========  ========  =====  ==========  ====================
 
-(epochs: SCL + linear evaluation; the CE baseline gets their sum.)  ``base-4`` is the seeds' base
+(epochs: SCL + linear evaluation; the CE baseline gets their sum.)  ``base-4`` is the published base
 encoder cut to its first four blocks (16-32-64-64 filters, the 5x5 stride-4 first convolution kept)
 with zero padding, because the unpadded six-block network needs at least 1129 px (a deviation: small
-patches cannot feed the full network).  The seeds' learning rates are ``0.01 b / 128`` or
+patches cannot feed the full network).  The published learning rates are ``0.01 b / 128`` or
 ``0.005 b / 128`` (0.16 / 0.08 at b = 2048; their footnotes: ResNet50-SCL 0.08, ResNet50-CE at 2048 px
 0.16, base 0.16), used by ``full`` and ``full-base``.  The small presets run a few hundred optimizer
 steps instead of ~10 000; their rates were chosen on the demo phantom by the macro F1 on training

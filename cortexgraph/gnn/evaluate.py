@@ -1,6 +1,6 @@
-"""The ``evaluate`` stage: macro F1 of trained runs, per-area F1, and the seeds' two comparisons.
+"""The ``evaluate`` stage: macro F1 of trained runs, per-area F1, and the GNN paper's two comparisons.
 
-Method: graph-pipeline.md sections 7 and 10. **Test F1** = macro F1 over the labelled nodes of the
+Method: the GNN paper (Schiffer et al., MICCAI 2021; docs/references.md). **Test F1** = macro F1 over the labelled nodes of the
 test sections (``test_mask & y >= 0``) of the brains the run was trained on; **transfer F1** = macro
 F1 over all labelled nodes (``y >= 0``) of the transfer brain. Macro F1 is the mean of the per-area
 F1 over the areas that occur among the true or predicted labels of the evaluated nodes
@@ -328,7 +328,7 @@ def compare_models(
     progress: Callable[[str, int, int], None] | None = None,
     specs: Sequence[tuple[str, int, Sequence[str]]] | None = None,
 ) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Train (or reuse) and evaluate the runs of one of the seeds' comparisons; table + bar chart.
+    """Train (or reuse) and evaluate the runs of one of the GNN paper's comparisons; table + bar chart.
 
     Parameters
     ----------

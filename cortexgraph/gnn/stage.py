@@ -1,6 +1,6 @@
 """The ``train-gnn`` and ``predict`` stages: train a node classifier over a cohort's graphs, apply it.
 
-Method: graph-pipeline.md sections 7-9. One model is trained over the graphs of all brains except
+Method: the GNN paper (Schiffer et al., MICCAI 2021; docs/references.md). One model is trained over the graphs of all brains except
 the transfer brain (default B07, held out entirely), both hemispheres, together: an epoch is one
 pass over all labelled training nodes (``train_mask & y >= 0``) of all these graphs.
 
@@ -71,7 +71,7 @@ RUNS_DIR = DERIVATIVES / "runs"
 MODEL_FORMAT = "cortexgraph-node-classifier"
 MODEL_VERSION = 1
 
-#: Training settings per preset. ``seeds``: graph-pipeline.md sections 8-9. ``demo``: a narrower
+#: Training settings per preset. ``seeds``: the published settings (GNN paper). ``demo``: a narrower
 #: network, fewer epochs and smaller batches (more steps per epoch) with a larger learning rate, so
 #: the demo phantom trains in about a minute on two CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -77,7 +77,11 @@ def build_graph_qc_figure(
                     label=f"{hemi}: {bad.sum()} invalid",
                 )
         mirrored = ", mirrored: shown flipped back" if context.mirrored else ""
-        ax.set_title(f"section {s} ({context.role}{mirrored})", fontsize=10)
+        role = {
+            "training section": "annotated, a training section of the split",
+            "test section": "annotated, a test section of the split",
+        }.get(context.role, context.role)
+        ax.set_title(f"section {s} ({role}{mirrored})", fontsize=9)
         ax.legend(loc="lower right", fontsize=7, markerscale=3)
         ax.set_xlabel("x (mm, section image)" + (", flipped" if context.mirrored else ""))
         ax.set_ylabel("y (mm, section image)")
