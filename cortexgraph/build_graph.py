@@ -17,7 +17,8 @@ The stages of graph-pipeline.md sections 1-5 (thesis ch. 7), each a call into it
     reconstruct/tissue.nii.gz      uint8 cleaned tissue volume (0 bg, 1 white, 2 gray), world mm affine
     reconstruct/excluded.nii.gz    uint8, 1 = gray matter removed as non-cortical
     reconstruct/depth.nii.gz       float32 depth (0 pial .. 1 white), NaN outside the cortex
-    meshes/midsurface_<hemi>.gii   remeshed midsurface per hemisphere (lh, rh), world mm
+    meshes/midsurface_<hemi>.surf.gii  remeshed midsurface per hemisphere (lh, rh), world mm, GIfTI
+                                   (CortexLeft / CortexRight, MidThickness, scanner mm)
     meshes/midsurface_<hemi>.ply   the same for ParaView
     graph/<hemi>.h5                graph file (docs/derivatives.md)
     graph/<hemi>_nodes.tsv         node -> section point table
@@ -53,7 +54,7 @@ from cortexgraph.mapping.nodes import (
     node_arrays_from_table,
 )
 from cortexgraph.meshes.graph import save_graph_h5
-from cortexgraph.meshes.io import write_gifti_surface, write_ply
+from cortexgraph.meshes.io import STRUCTURES, write_gifti_surface, write_ply
 from cortexgraph.meshes.isosurface import extract_isosurface
 from cortexgraph.meshes.laplace import solve_laplace_depth
 from cortexgraph.meshes.repair import (
@@ -189,7 +190,7 @@ def build_graph_outputs(brain: Brain) -> dict[str, Path]:
         "qc_png": d / "qc" / "build-graph.png",
     }
     for hemi in HEMISPHERES:
-        out[f"gii_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.gii"
+        out[f"gii_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.surf.gii"  # .surf.gii: Workbench
         out[f"ply_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.ply"
         out[f"graph_{hemi}"] = d / "graph" / f"{hemi}.h5"
         out[f"nodes_{hemi}"] = d / "graph" / f"{hemi}_nodes.tsv"
@@ -529,6 +530,8 @@ def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         image = nib.Nifti1Image(data, affine)
         image.header.set_xyzt_units("mm")
+        image.set_qform(affine, code=1)  # NIFTI_XFORM_SCANNER_ANAT: the brain's own mm frame
+        image.set_sform(affine, code=1)
         nib.save(image, str(tmp))
 
 
@@ -648,7 +651,9 @@ def _build(
 
     start = time.perf_counter()
     for hemi, (v, f) in meshes.items():
-        write_gifti_surface(outputs[f"gii_{hemi}"], v, f)
+        write_gifti_surface(
+            outputs[f"gii_{hemi}"], v, f, structure=STRUCTURES[hemi], secondary="MidThickness"
+        )
         write_ply(outputs[f"ply_{hemi}"], v, f)
         tables[hemi].write(outputs[f"nodes_{hemi}"])
         save_graph_h5(

@@ -141,6 +141,16 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
                 written.append((f"{brain.id} surface picture", path))
     seconds["render"] = time.perf_counter() - start
 
+    # areal volumes of the GNN's labels and of the true labels (docs/maps3d.md walks through it)
+    from cortexgraph.maps3d.stage import demo_volumes, format_volume_table
+
+    start = time.perf_counter()
+    names = [a for a in ("hOc1", "hOc2") if any(x.name == a for x in cohort.areas.areas)]
+    volumes_tsv, volumes = demo_volumes(cohort, run_name, names, out=out / "demo-volumes.tsv")
+    log.info("areal volumes (mm^3) and pial areas (mm^2):\n%s", format_volume_table(volumes))
+    written.append(("areal volumes, GNN vs true labels", volumes_tsv))
+    seconds["map3d+stats"] = time.perf_counter() - start
+
     summary = out / "demo-summary.json"
     write_json_atomic(
         summary,
@@ -152,6 +162,7 @@ def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple
             "build_graph_accuracy": accuracy,
             "gnn_scores": scores,
             "projection": projection,
+            "volumes": volumes,
         },
     )
     written.append(("demo summary (seconds per stage)", summary))

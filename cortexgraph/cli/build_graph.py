@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         """Reconstruct a brain, extract its midsurfaces and graphs, map nodes to section points.
 
         Writes under <cohort>/derivatives/cortexgraph/<brain>/ (docs/derivatives.md): reconstruct/
-        (tissue, excluded, depth NIfTI), meshes/ (midsurface_lh|rh .gii/.ply), graph/ (lh|rh .h5 and
+        (tissue, excluded, depth NIfTI), meshes/ (midsurface_lh|rh .surf.gii/.ply), graph/ (lh|rh .h5 and
         node tables), qc/ (build-graph.json and .png). On a phantom cohort it also measures accuracy
         against the ground truth (qc/build-graph-accuracy.json).
         """

@@ -7,8 +7,10 @@ import inspect
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -25,7 +27,9 @@ from rich.progress import (
 
 from cortexgraph.errors import CortexgraphError
 
-console = Console(stderr=True, soft_wrap=True)
+# Not on a terminal (a log file, a pipe), lines are never wrapped: long paths stay whole and can be
+# copied; tables take the width they need.
+console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 400)
 log = logging.getLogger("cortexgraph")
 
 RootOption = typer.Option(
@@ -50,6 +54,15 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:  # logging.StreamHandler.__init__ assigns it
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if record.levelno >= logging.INFO:
+            message = record.getMessage()
+            if message.startswith("progress ") or "still running after" in message:
+                _watchdog.touch()
+            else:
+                _watchdog.touch(message.splitlines()[0] if message else "")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -90,13 +103,18 @@ def reports_errors(func: Callable) -> Callable:
             )
         )
 
+    name = func.__name__.removesuffix("_command").removesuffix("_cmd").replace("_", "-")
+    command = f"cortexgraph {name}"
+
     @functools.wraps(func)
     def wrapper(*args, debug: bool = False, **kwargs):
         if debug:
             os.environ["CORTEXGRAPH_DEBUG"] = "1"
         previous = _terminate_on_sigterm()
+        heartbeat = nullcontext() if _interactive() else _Heartbeat(command, progress_interval_s())
         try:
-            return func(*args, **kwargs)
+            with heartbeat:
+                return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
         except CortexgraphError as exc:
@@ -171,11 +189,210 @@ def _report(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True)
 
 
+# -- progress ----------------------------------------------------------------------------------------
+#: Seconds between plain progress lines of one task, and the longest silence of a command whose
+#: stderr is not a terminal (``$CORTEXGRAPH_PROGRESS_S`` overrides it).
+PROGRESS_INTERVAL_S = 20.0
+
+
+def progress_interval_s() -> float:
+    """``$CORTEXGRAPH_PROGRESS_S`` when set to a positive number, else :data:`PROGRESS_INTERVAL_S`."""
+    try:
+        value = float(os.environ.get("CORTEXGRAPH_PROGRESS_S", ""))
+    except ValueError:
+        return PROGRESS_INTERVAL_S
+    return value if value > 0 else PROGRESS_INTERVAL_S
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def format_duration(seconds: float) -> str:
+    """``H:MM:SS`` (``-:--:--`` when unknown)."""
+    if seconds is None or not seconds == seconds or seconds == float("inf") or seconds < 0:
+        return "-:--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class _Watchdog:
+    """The time of the last line a command wrote to its log (plain progress, log records); the
+    heartbeat of :func:`reports_errors` speaks only after :func:`progress_interval_s` of silence."""
+
+    def __init__(self) -> None:
+        self.last_output = time.monotonic()
+        self.current = ""  # the latest progress line, repeated by the heartbeat
+
+    def touch(self, line: str | None = None) -> None:
+        self.last_output = time.monotonic()
+        if line is not None:
+            self.current = line
+
+
+_watchdog = _Watchdog()
+
+
+class PlainProgress:
+    """Progress as plain log lines, for output that is not a terminal (files, pipes, batch logs).
+
+    One line per task when it starts, then when it has advanced and at least ``interval_s`` passed
+    since its last line, and when it completes::
+
+        progress synth: 12/66 (18%), 0.52 per s, elapsed 0:00:23, about 0:01:44 left
+
+    While the ``with`` block is open a background thread repeats the line of every unfinished task
+    that has been silent for ``interval_s`` (a step can take minutes without advancing), so a log
+    never goes quiet for longer than that. Lines go to ``emit`` (default: the ``cortexgraph`` logger
+    at INFO level), one line each, never wrapped.
+    """
+
+    def __init__(self, interval_s: float | None = None, emit: Callable[[str], None] | None = None):
+        self.interval_s = float(interval_s or progress_interval_s())
+        self._emit_line = emit or (lambda line: log.info("%s", line))
+        self._tasks: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # context manager: the heartbeat thread runs inside the block
+    def __enter__(self) -> PlainProgress:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="cortexgraph-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def update(
+        self,
+        name: str,
+        done: float | None = None,
+        total: float | None = None,
+        *,
+        advance: float = 0.0,
+    ) -> None:
+        """Set (``done``) or advance (``advance``) the count of task ``name``; ``total`` may change."""
+        now = time.monotonic()
+        with self._lock:
+            task = self._tasks.get(name)
+            new = task is None
+            if new:
+                task = {"done": 0.0, "total": None, "start": now, "last": now, "finished": False}
+                self._tasks[name] = task
+            before = task["done"]
+            if total is not None:
+                task["total"] = float(total)
+            task["done"] = float(done) if done is not None else task["done"] + float(advance)
+            finished = task["total"] is not None and task["done"] >= task["total"]
+            due = task["done"] > before and now - task["last"] >= self.interval_s
+            speak = new or due or (finished and not task["finished"])
+            task["finished"] = finished
+            if speak:
+                task["last"] = now
+                line = self._line(name, task, now)
+        if speak:
+            self._emit(line)
+
+    def _line(self, name: str, task: dict, now: float, *, still: bool = False) -> str:
+        done, total = task["done"], task["total"]
+        elapsed = now - task["start"]
+        count = f"{done:g}/{total:g}" if total else f"{done:g} done"
+        if total:
+            count += f" ({100.0 * done / total:.0f}%)"
+        parts = [f"progress {name}: {count}"]
+        rate = done / elapsed if elapsed > 0 and done > 0 else None
+        if rate is not None:
+            if rate >= 100:
+                parts.append(f"{rate:.0f} per s")
+            else:
+                parts.append(f"{rate:.3g} per s" if rate >= 1 else f"{1 / rate:.3g} s each")
+        parts.append(f"elapsed {format_duration(elapsed)}")
+        if task["finished"]:
+            parts.append("done")
+        elif total and rate:
+            parts.append(f"about {format_duration((total - done) / rate)} left")
+        elif still:
+            parts.append("working")
+        return ", ".join(parts)
+
+    def _emit(self, line: str) -> None:
+        _watchdog.touch(line)
+        self._emit_line(line)
+
+    def _beat(self) -> None:
+        tick = min(1.0, self.interval_s / 4)
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            lines = []
+            with self._lock:
+                for name, task in self._tasks.items():
+                    if not task["finished"] and now - task["last"] >= self.interval_s:
+                        task["last"] = now
+                        lines.append(self._line(name, task, now, still=True))
+            for line in lines:
+                self._emit(line)
+
+
+class _Heartbeat:
+    """For a whole command on a non-terminal: after ``interval_s`` without a log line, one line
+    ``<command>: still running after H:MM:SS (last: <latest progress or log line>)``."""
+
+    def __init__(self, command: str, interval_s: float) -> None:
+        self.command, self.interval_s = command, interval_s
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cortexgraph-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        _watchdog.touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        tick = min(1.0, self.interval_s / 4)
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            if now - _watchdog.last_output >= self.interval_s:
+                last = f" (last: {_watchdog.current})" if _watchdog.current else ""
+                _watchdog.touch()
+                log.info(
+                    "%s: still running after %s%s",
+                    self.command,
+                    format_duration(now - self.started),
+                    last,
+                )
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None):
-    """A rich progress bar on stderr; yields ``advance(n=1)``. Silent when stderr is not a terminal
-    and CI is set, so logs stay readable."""
-    disable = not sys.stderr.isatty()
+    """Progress of one task; yields ``advance(n=1, total=None, description=None)``.
+
+    On a terminal a rich bar on stderr; otherwise plain log lines (:class:`PlainProgress`: stage,
+    done/total, rate, time left; at least every :func:`progress_interval_s` seconds)."""
+    if not _interactive():
+        with PlainProgress() as plain:
+            state = {"name": description}
+            plain.update(description, 0, total)
+
+            def advance_plain(n: int = 1, total: int | None = None, description: str | None = None):
+                if description and description != state["name"]:
+                    task = plain._tasks.pop(state["name"], None)
+                    if task is not None:
+                        plain._tasks[description] = task
+                    state["name"] = description
+                plain.update(state["name"], total=total, advance=n)
+
+            yield advance_plain
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -183,7 +400,6 @@ def progress_bar(description: str, total: int | None = None):
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=disable,
         transient=False,
     ) as progress:
         task = progress.add_task(description, total=total)
@@ -196,15 +412,22 @@ def progress_bar(description: str, total: int | None = None):
 
 
 def stage_progress():
-    """A callback ``(stage, done, total)`` driving one rich bar per stage."""
-    disable = not sys.stderr.isatty()
+    """``(context manager, callback)``: the callback ``(stage, done, total)`` drives one rich bar per
+    stage on a terminal, and plain log lines otherwise (:class:`PlainProgress`)."""
+    if not _interactive():
+        plain = PlainProgress()
+
+        def plain_callback(stage: str, done: int, total: int) -> None:
+            plain.update(stage, done, total)
+
+        return plain, plain_callback
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
-        disable=disable,
     )
     tasks: dict[str, int] = {}
 
@@ -212,8 +435,6 @@ def stage_progress():
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=total)
         progress.update(tasks[stage], completed=done, total=total)
-        if disable and (done == total):
-            log.info("%s: %d/%d", stage, done, total)
 
     return progress, callback
 

@@ -13,10 +13,53 @@ from cortexgraph.cli.common import (
     VerboseOption,
     WaitOption,
     console,
+    log,
     reports_errors,
     setup_logging,
     stage_progress,
 )
+
+
+def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> None:
+    """Before training: the preset, and on a CPU the estimated time (a timed training step of the
+    preset's encoder on this machine, :func:`cortexgraph.features.presets.estimate_training_seconds`);
+    a warning with the fix when it is more than a few hours."""
+    from cortexgraph.features.presets import (
+        GPU_PRESETS,
+        estimate_training_seconds,
+        get_preset,
+        preset_for_spacing,
+    )
+    from cortexgraph.gnn.stage import _duration
+    from cortexgraph.training.runtime import pick_device
+
+    chosen = (
+        preset_for_spacing(cohort.brain(cohort.brain_ids[0]).image_spacing_um)
+        if preset == "auto"
+        else get_preset(preset)
+    )
+    if epochs is not None:
+        chosen = chosen.with_overrides(scl_epochs=epochs)
+    kind = pick_device(device).type
+    how = " (auto: by the image spacing)" if preset == "auto" else ""
+    if kind != "cpu":
+        log.info("train-encoder: preset %s%s on %s", chosen.name, how, kind)
+        return
+    seconds, _ = estimate_training_seconds(chosen, len(cohort.areas))
+    log.info(
+        "train-encoder: preset %s%s: %s, %d px patches, %d + %d epochs; about %s on this CPU "
+        "(rough: one timed training step scaled to the run, as if all %d areas of the table had "
+        "training patches)",
+        chosen.name, how, chosen.encoder, chosen.patch_px, chosen.scl_epochs,
+        chosen.linear_epochs, _duration(seconds), len(cohort.areas),
+    )  # fmt: skip
+    if chosen.name in GPU_PRESETS or seconds > 4 * 3600:
+        log.warning(
+            "train-encoder: preset %s is sized for GPUs (about %s here). Fix: run it on a GPU, or "
+            "try the pipeline with --preset demo (4 mm patches at 100 um, a small encoder)",
+            chosen.name,
+            _duration(seconds),
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +112,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         started = time.time()
         cohort = find_cohort(root)
+        _announce_encoder(cohort, preset, device, epochs)
         overrides = {
             "scl_epochs": epochs,
             "linear_epochs": linear_epochs,

@@ -72,7 +72,11 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the preset's)."),
         name: str = typer.Option(None, "--name", help="Run name (default: e.g. gat3-cy-pm-co)."),
         preset: str = typer.Option(
-            "seeds", "--preset", help="seeds (width 512, 100 epochs) or demo (small, fast)."
+            "auto",
+            "--preset",
+            help="auto (seeds on a GPU, demo on a CPU), seeds (the method: width 512, 100 epochs; "
+            "hours on a CPU) or demo (width 64, 6 epochs: a minute on a CPU). The preset and an "
+            "estimate of the training time are printed before training.",
         ),
         hidden: int = typer.Option(None, "--hidden", help="Layer width (default: preset)."),
         batch_size: int = typer.Option(
@@ -101,12 +105,14 @@ def register(app: typer.Typer) -> None:
         The run (derivatives/cortexgraph/runs/NAME) is reused when its settings and inputs are
         unchanged; an interrupted run of the same settings resumes from its last epoch.
         """
-        from cortexgraph.gnn.stage import PRESETS, train_gnn
+        from cortexgraph.gnn.stage import PRESETS, resolve_preset, train_gnn
+        from cortexgraph.training.runtime import pick_device
 
         setup_logging(verbose)
         cohort_root = _cohort_root(root)
         transfer = _transfer_brain(cohort_root, transfer)
-        total = epochs or PRESETS.get(preset, {}).get("epochs")
+        chosen = resolve_preset(preset, pick_device(device).type)
+        total = epochs or PRESETS.get(chosen, {}).get("epochs")
         with progress_bar(f"train-gnn {model}{layers}", total=total) as advance:
 
             def on_epoch(record: dict) -> None:
@@ -150,10 +156,10 @@ def register(app: typer.Typer) -> None:
         compare: str = typer.Option(
             None,
             "--compare",
-            help="depth or features: train (or reuse) and score the runs of the seeds' comparison.",
+            help="depth or features: train (or reuse) and score the runs of the GNN paper's comparison.",
         ),
         preset: str = typer.Option(
-            "seeds", "--preset", help="Preset of runs trained by --compare."
+            "auto", "--preset", help="Preset of runs trained by --compare (auto, seeds, demo)."
         ),
         epochs: int = typer.Option(None, "--epochs", help="Epochs of runs trained by --compare."),
         transfer: str = typer.Option("B07", "--transfer", help="Transfer brain for --compare."),

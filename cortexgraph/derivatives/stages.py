@@ -52,7 +52,7 @@ STAGES: dict[str, StageSpec] = {
     for spec in (
         StageSpec(
             "build-graph",
-            2,
+            3,
             "brain",
             "cortexgraph build-graph {brain}",
             "volume, depth, midsurfaces, graphs, node <-> section points",
@@ -94,7 +94,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "evaluate",
-            1,
+            2,
             "cohort",
             "cortexgraph evaluate {scope}",
             "macro F1 of a model run on test sections and the transfer brain",
@@ -108,7 +108,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "project",
-            1,
+            2,
             "brain",
             lambda sid: f"cortexgraph project {sid.brain} "
             + (f"--run {sid.scope[0][4:]}" if sid.scope[0].startswith("gnn-") else "--labels y"),
@@ -116,7 +116,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "render",
-            1,
+            2,
             "brain",
             lambda sid: f"cortexgraph render {sid.brain} --labels {sid.scope[1]}"
             + (f" --run {sid.scope[0][4:]}" if sid.scope[0].startswith("gnn-") else ""),
@@ -154,7 +154,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "map3d",
-            1,
+            2,
             "brain",
             lambda sid: f"cortexgraph map3d {sid.brain} --labels {sid.scope[0]} --area "
             f"{sid.scope[1]}",
@@ -162,7 +162,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "stats",
-            1,
+            2,
             "brain",
             lambda sid: f"cortexgraph stats {sid.brain} --labels {sid.scope[0]} --area "
             f"{sid.scope[1]}",

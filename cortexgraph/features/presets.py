@@ -1,26 +1,26 @@
 """Encoder presets: patch size and spacing, network, sampling and training budget in one place.
 
-The seeds' network reads 2048 px patches at 2 µm/px (4.1 mm of tissue), trains ResNet50 with supervised
+The published network reads 2048 px patches at 2 µm/px (4.1 mm of tissue), trains ResNet50 with supervised
 contrastive learning for 150 epochs on 1200 patches per area and fine-tunes a linear classifier for 30
-epochs (data-contrastive-gnn-spec.md section 12.4).  Phantom images are 40-160 µm/px, so the same 4 mm of
+epochs (the thesis and the contrastive paper, docs/references.md).  Phantom images are 40-160 µm/px, so the same 4 mm of
 tissue is 25-100 px; the small presets keep the tissue extent and the method (skeleton centres every
-1 mm, section split, class-balanced resampling, the seeds' augmentation, SCL with LARS then linear
+1 mm, section split, class-balanced resampling, the published augmentation, SCL with LARS then linear
 evaluation, a cross-entropy baseline with the same epoch budget) and shrink what the budget needs:
 
 =============  ========  =============  ========  ========  =====  ==========  ====================
 preset         images    patch          encoder   per area  batch  epochs      use
 =============  ========  =============  ========  ========  =====  ==========  ====================
-full           2 µm      2048 px 4.1mm  resnet50  1200      2048   150 + 30    the seeds (GPUs)
-full-base      2 µm      2025 px 4.1mm  base      1200      2048   150 + 30    the seeds' base model
+full           2 µm      2048 px 4.1mm  resnet50  1200      2048   150 + 30    published (GPUs)
+full-base      2 µm      2025 px 4.1mm  base      1200      2048   150 + 30    published base model
 phantom-full   40 µm     100 px 4.0mm   resnet18  600       512    60 + 10     synth --preset full
 demo           100 µm    40 px 4.0mm    base-4    96        128    30 + 6      synth --preset demo
 tiny           160 µm    30 px 4.8mm    base-4    48        64     12 + 4      synth --preset tiny
 =============  ========  =============  ========  ========  =====  ==========  ====================
 
-(epochs: SCL + linear evaluation; the CE baseline gets their sum.)  ``base-4`` is the seeds' base
+(epochs: SCL + linear evaluation; the CE baseline gets their sum.)  ``base-4`` is the published base
 encoder cut to its first four blocks (16-32-64-64 filters, the 5x5 stride-4 first convolution kept)
 with zero padding, because the unpadded six-block network needs at least 1129 px (a deviation: small
-patches cannot feed the full network).  The seeds' learning rates are ``0.01 b / 128`` or
+patches cannot feed the full network).  The published learning rates are ``0.01 b / 128`` or
 ``0.005 b / 128`` (0.16 / 0.08 at b = 2048; their footnotes: ResNet50-SCL 0.08, ResNet50-CE at 2048 px
 0.16, base 0.16), used by ``full`` and ``full-base``.  The small presets run a few hundred optimizer
 steps instead of ~10 000; their rates were chosen on the demo phantom by the macro F1 on training
@@ -35,7 +35,17 @@ from dataclasses import asdict, dataclass, field, replace
 
 from cortexgraph.errors import CortexgraphError
 
-__all__ = ["EncoderPreset", "PRESETS", "get_preset", "preset_for_spacing"]
+__all__ = [
+    "EncoderPreset",
+    "PRESETS",
+    "GPU_PRESETS",
+    "get_preset",
+    "preset_for_spacing",
+    "estimate_training_seconds",
+]
+
+#: presets sized for GPUs: days to years of training on a CPU (the estimate says how long)
+GPU_PRESETS = ("full", "full-base", "phantom-full")
 
 
 @dataclass(frozen=True)
@@ -233,3 +243,51 @@ def preset_for_spacing(image_spacing_um: float) -> EncoderPreset:
         PRESETS.values(),
         key=lambda p: (abs(math.log(p.image_spacing_um / image_spacing_um)), p.name != "full"),
     )
+
+
+def estimate_training_seconds(
+    preset: EncoderPreset | str, num_areas: int, *, probe_px: int = 128, repeats: int = 2
+) -> tuple[float, float]:
+    """Rough CPU wall time of ``train-encoder`` with a preset, measured on this machine.
+
+    One training step (forward and backward) of the preset's encoder on a batch of random patches of
+    ``min(patch_px, probe_px)`` pixels is timed (best of ``repeats``, after one warm-up step), scaled
+    to the preset's patch size (convolution cost grows with the pixel count) and multiplied by the
+    patch passes of the whole run: ``samples_per_area x num_areas`` patches per epoch, SCL and CE
+    epochs with backward passes, linear-evaluation epochs and the two batch-norm passes forward only
+    (a third of a step). A probe costs a second or two.
+
+    Returns
+    -------
+    (seconds for the whole run, seconds per patch step).
+    """
+    import time
+
+    import torch
+
+    from cortexgraph.features.encoders import build_encoder
+
+    preset = get_preset(preset)
+    side = int(min(preset.patch_px, probe_px))
+    batch = int(max(1, min(32, (probe_px // max(side, 1)) ** 2 * 2)))
+    kwargs = dict(preset.encoder_kwargs)
+    if preset.encoder == "base":
+        kwargs["padding"] = "same"  # the unpadded base network needs >= 1129 px; same cost per pixel
+    net = build_encoder(preset.encoder, 1, seed=0, **kwargs)
+    net.train()
+    x = torch.rand(batch, 1, side, side)
+    best = float("inf")
+    with torch.enable_grad():
+        for k in range(repeats + 1):
+            start = time.perf_counter()
+            out = net(x)
+            out = out[0] if isinstance(out, tuple) else out
+            out.float().pow(2).mean().backward()
+            if k:  # the first step warms up
+                best = min(best, time.perf_counter() - start)
+            net.zero_grad(set_to_none=True)
+    per_patch = best / batch * (preset.patch_px / side) ** 2
+    patches = preset.samples_per_area * max(int(num_areas), 1)
+    full = preset.scl_epochs + preset.ce_epoch_budget
+    forward_only = preset.linear_epochs + (2 if preset.recompute_batch_norm else 0)
+    return patches * per_patch * (full + forward_only / 3.0), per_patch

@@ -867,8 +867,19 @@ def _train_encoder(
     t0 = time.perf_counter()
     from cortexgraph.features.report import confusion_figure, embedding_figure
 
-    confusion_figure(out / "confusion.png", cohort.areas, scl_out, ce_out, scl_scores, ce_scores)
-    embedding_figure(out / "embedding.png", cohort.areas, scl_out, ce_out, tsne=tsne, seed=seed)
+    seen = ", ".join(b for b in cohort.brain_ids if b != preset.transfer_brain)
+    splits = {
+        "test": f"every {preset.test_every}th annotated section of {seen}",
+        "transfer": f"brain {preset.transfer_brain}, never trained on",
+    }
+    confusion_figure(
+        out / "confusion.png", cohort.areas, scl_out, ce_out, scl_scores, ce_scores,
+        title=name, splits=splits,
+    )  # fmt: skip
+    embedding_figure(
+        out / "embedding.png", cohort.areas, scl_out, ce_out, tsne=tsne, seed=seed, title=name,
+        splits=splits,
+    )  # fmt: skip
     table.write_tsv(out / "patches.tsv")
     seconds["pictures"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - start_all

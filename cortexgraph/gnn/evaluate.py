@@ -1,6 +1,6 @@
-"""The ``evaluate`` stage: macro F1 of trained runs, per-area F1, and the seeds' two comparisons.
+"""The ``evaluate`` stage: macro F1 of trained runs, per-area F1, and the GNN paper's two comparisons.
 
-Method: graph-pipeline.md sections 7 and 10. **Test F1** = macro F1 over the labelled nodes of the
+Method: the GNN paper (Schiffer et al., MICCAI 2021; docs/references.md). **Test F1** = macro F1 over the labelled nodes of the
 test sections (``test_mask & y >= 0``) of the brains the run was trained on; **transfer F1** = macro
 F1 over all labelled nodes (``y >= 0``) of the transfer brain. Macro F1 is the mean of the per-area
 F1 over the areas that occur among the true or predicted labels of the evaluated nodes
@@ -12,8 +12,12 @@ Outputs of :func:`evaluate_run` in ``<run>/evaluation/``::
     per_area_f1.tsv          area_id name n_test f1_test n_transfer f1_transfer (NaN: area absent)
     confusion_test.tsv       confusion matrix over the areas (rows true, columns predicted), test nodes
     confusion_transfer.tsv   the same for the transfer brain
-    per_area_f1.png          bar chart of the per-area F1 (test and transfer)
-    confusion_test.png       the test confusion matrix as a picture (row-normalised)
+    per_area_f1.png          bar chart of the per-area F1 (test and transfer), area names; an area
+                             with no true nodes in a split is a circle (predicted: F1 = 0) or a
+                             gray "x" (not predicted either: no value), never a bar of F1 = 0
+    confusion_test.png       the test confusion matrix as a picture (row-normalised, area names;
+                             rows of areas without nodes in gray)
+    confusion_transfer.png   the same for the transfer brain
 
 Outputs of :func:`compare_models` in ``<cohort>/derivatives/cortexgraph/comparisons/``::
 
@@ -187,6 +191,7 @@ _EVALUATION_FILES = (
     "confusion_transfer.tsv",
     "per_area_f1.png",
     "confusion_test.png",
+    "confusion_transfer.png",
 )
 
 
@@ -273,8 +278,19 @@ def _evaluate(run_dir, store, cohort, roles, out_dir, device, batch_size, predic
         "per_brain": per_brain,
         "evaluation_dir": str(out_dir),
     }
-    _plot_per_area(out_dir / "per_area_f1.png", names, scores, config["name"])
-    _plot_confusion(out_dir / "confusion_test.png", scores["test"]["confusion"], config["name"])
+    splits = {
+        "test": f"test sections of {', '.join(b for b, r in roles if r == 'test')}",
+        "transfer": f"transfer brain {config.get('transfer')}",
+    }
+    _plot_per_area(out_dir / "per_area_f1.png", names, scores, config["name"], splits)
+    for role in ("test", "transfer"):
+        _plot_confusion(
+            out_dir / f"confusion_{role}.png",
+            scores[role]["confusion"],
+            config["name"],
+            names,
+            splits[role],
+        )
     write_json_atomic(out_dir / "metrics.json", result)
     return result
 
@@ -312,7 +328,7 @@ def compare_models(
     progress: Callable[[str, int, int], None] | None = None,
     specs: Sequence[tuple[str, int, Sequence[str]]] | None = None,
 ) -> tuple[Path, Path, list[dict[str, Any]]]:
-    """Train (or reuse) and evaluate the runs of one of the seeds' comparisons; table + bar chart.
+    """Train (or reuse) and evaluate the runs of one of the GNN paper's comparisons; table + bar chart.
 
     Parameters
     ----------
@@ -336,6 +352,10 @@ def compare_models(
         ``<cohort>/derivatives/cortexgraph/comparisons/<mode>.tsv`` / ``.png`` and the rows
         (dicts with model, layers, features, run, test_f1, transfer_f1).
     """
+    from cortexgraph.gnn.stage import resolve_preset
+    from cortexgraph.training.runtime import pick_device
+
+    preset = resolve_preset(preset, pick_device(device).type)  # "auto": by the machine
     all_specs = comparison_runs(mode)
     specs = all_specs if specs is None else list(specs)
     cohort = find_cohort(cohort_root)
@@ -415,38 +435,90 @@ def _save(plt, fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_per_area(path: Path, names: list[str], scores: dict, title: str) -> None:
+_SPLIT_COLOURS = {"test": "#3b75af", "transfer": "#ef8636"}
+
+
+def _plot_per_area(
+    path: Path, names: list[str], scores: dict, title: str, splits: dict[str, str]
+) -> None:
+    """F1 per area for both splits, area names on the axis. Three cases are drawn apart: a bar (the
+    area has true nodes in the split; an F1 of 0 is a sliver), an open circle at 0 (no true nodes,
+    but the run predicted the area there: F1 = 0, counted in the macro F1), a gray "x" (the area is
+    neither true nor predicted in the split: no value)."""
     test, transfer = scores["test"]["per_class"], scores["transfer"]["per_class"]
     keep = np.flatnonzero(np.isfinite(test) | np.isfinite(transfer))
-    plt, fig, ax = _figure(max(6.0, 0.18 * keep.size + 2), 3.6)
-    x = np.arange(keep.size)
-    ax.bar(x - 0.2, np.nan_to_num(test[keep]), 0.4, label="test", color="#3b75af")
-    ax.bar(x + 0.2, np.nan_to_num(transfer[keep]), 0.4, label="transfer", color="#ef8636")
-    ax.set_xticks(x, [names[i] for i in keep], rotation=90, fontsize=6)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("F1")
-    ax.set_title(f"{title}: F1 per area")
-    ax.legend(fontsize=7)
-    _save(plt, fig, path)
-
-
-def _plot_confusion(path: Path, cm: np.ndarray, title: str) -> None:
-    rows = cm.sum(1)
-    keep = np.flatnonzero((rows > 0) | (cm.sum(0) > 0))
-    sub = cm[np.ix_(keep, keep)].astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sub = np.where(sub.sum(1, keepdims=True) > 0, sub / sub.sum(1, keepdims=True), 0.0)
-    plt, fig, ax = _figure(5.0, 4.4)
+    plt, fig, ax = _figure(max(7.0, 0.2 * keep.size + 2.5), 4.2)
     if keep.size == 0:
-        ax.text(0.5, 0.5, "no test nodes", ha="center", va="center")
+        ax.text(0.5, 0.5, "no scored nodes", ha="center", va="center")
         ax.set_axis_off()
         _save(plt, fig, path)
         return
-    im = ax.imshow(sub, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xlabel("predicted area (index among present areas)")
-    ax.set_ylabel("true area")
-    ax.set_title(f"{title}: test confusion (row-normalised)")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    x = np.arange(keep.size)
+    drawn: set[str] = set()
+    for offset, role, values in ((-0.2, "test", test), (0.2, "transfer", transfer)):
+        v = values[keep]
+        n_true = scores[role]["confusion"].sum(axis=1)[keep]
+        colour = _SPLIT_COLOURS[role]
+        label = (
+            f"{role}: {splits[role]} ({scores[role]['nodes']} nodes, "
+            f"macro F1 {_fmt(scores[role]['macro_f1'])})"
+        )
+        bar = np.isfinite(v) & (n_true > 0)
+        ax.bar(x[bar] + offset, np.maximum(v[bar], 0.012), 0.4, label=label, color=colour)
+        only_predicted = np.isfinite(v) & (n_true == 0)
+        if only_predicted.any():
+            text = f"{role}: no true nodes, predicted (F1 = 0)"
+            ax.plot(x[only_predicted] + offset, np.full(only_predicted.sum(), 0.03), "o",
+                    mfc="none", mec=colour, markersize=4, label=text)  # fmt: skip
+        missing = ~np.isfinite(v)
+        if missing.any():
+            text = None if "x" in drawn else "neither true nor predicted (no value)"
+            ax.plot(x[missing] + offset, np.full(missing.sum(), 0.03), "x", color="0.55",
+                    markersize=4, label=text)  # fmt: skip
+            drawn.add("x")
+    ax.set_xticks(x, [names[i] for i in keep], rotation=90, fontsize=6)
+    ax.set_xlim(-0.7, keep.size - 0.3)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("F1 (an F1 of 0 is drawn as a sliver)", fontsize=8)
+    ax.set_title(f"run {title}: F1 per area", fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
+    _save(plt, fig, path)
+
+
+def _plot_confusion(path: Path, cm: np.ndarray, title: str, names: list[str], split: str) -> None:
+    """Row-normalised confusion matrix over the areas that occur (true or predicted), named on
+    both axes with the node count of each row; rows of areas without true nodes in gray."""
+    rows = cm.sum(1)
+    keep = np.flatnonzero((rows > 0) | (cm.sum(0) > 0))
+    side = max(4.5, 0.17 * keep.size + 2.2)
+    plt, fig, ax = _figure(side + 1.2, side)
+    if keep.size == 0:
+        ax.text(0.5, 0.5, f"no scored nodes on the {split}", ha="center", va="center")
+        ax.set_axis_off()
+        _save(plt, fig, path)
+        return
+    sub = cm[np.ix_(keep, keep)].astype(float)
+    totals = sub.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.where(totals > 0, sub / totals, np.nan)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_invalid(normalised), cmap=cmap, vmin=0, vmax=1,
+                   interpolation="nearest")  # fmt: skip
+    ticks = np.arange(keep.size)
+    fontsize = 7 if keep.size <= 30 else 5.5
+    ax.set_xticks(ticks, [names[i] for i in keep], rotation=90, fontsize=fontsize)
+    ax.set_yticks(
+        ticks,
+        [f"{names[i]} ({int(rows[i])})" if rows[i] else f"{names[i]} (none)" for i in keep],
+        fontsize=fontsize,
+    )
+    ax.set_xlabel("predicted area")
+    ax.set_ylabel("true area (nodes)")
+    n = int(cm.sum())
+    ax.set_title(f"run {title}\nconfusion on the {split} ({n} nodes), rows normalised;"
+                 "\ngray rows: no true nodes of the area", fontsize=8)  # fmt: skip
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("share of the row", fontsize=7)
     _save(plt, fig, path)
 
 

@@ -1,6 +1,6 @@
 """The ``train-gnn`` and ``predict`` stages: train a node classifier over a cohort's graphs, apply it.
 
-Method: graph-pipeline.md sections 7-9. One model is trained over the graphs of all brains except
+Method: the GNN paper (Schiffer et al., MICCAI 2021; docs/references.md). One model is trained over the graphs of all brains except
 the transfer brain (default B07, held out entirely), both hemispheres, together: an epoch is one
 pass over all labelled training nodes (``train_mask & y >= 0``) of all these graphs.
 
@@ -22,7 +22,8 @@ graph file is not touched.
 
 Presets (``preset=``): ``"seeds"`` is the method (width 512, 100 epochs, batches of 2048 output nodes,
 LARS at a constant learning rate of 0.008); ``"demo"`` is sized for the demo phantom on a 2-core CPU
-(see ``PRESETS``; docs/gnn.md gives its measured time).
+(see ``PRESETS``; docs/gnn.md gives its measured time); ``"auto"`` takes ``seeds`` on a GPU and
+``demo`` on a CPU, and the run is named by the preset it took.
 """
 
 from __future__ import annotations
@@ -70,13 +71,103 @@ RUNS_DIR = DERIVATIVES / "runs"
 MODEL_FORMAT = "cortexgraph-node-classifier"
 MODEL_VERSION = 1
 
-#: Training settings per preset. ``seeds``: graph-pipeline.md sections 8-9. ``demo``: a narrower
+#: Training settings per preset. ``seeds``: the published settings (GNN paper). ``demo``: a narrower
 #: network, fewer epochs and smaller batches (more steps per epoch) with a larger learning rate, so
 #: the demo phantom trains in about a minute on two CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "seeds": {"hidden": 512, "epochs": 100, "batch_size": 2048, "lr": 0.008},
     "demo": {"hidden": 64, "epochs": 6, "batch_size": 512, "lr": 0.3},
 }
+
+
+# -- preset by machine, and a run-time estimate ------------------------------------------------------
+#: ``--preset auto``: the method's settings on a GPU, the small ``demo`` settings on a CPU (the
+#: method's take hours per run there: ~190 CPU-s per GAT3 epoch on demo-sized graphs).
+AUTO_PRESET = {"cuda": "seeds", "cpu": "demo"}
+
+#: Training throughput on a CPU (labelled training nodes per second, one thread) at widths 64 and
+#: 512, 3 layers, measured on a 2-core x86_64 VM (benchmarks/results/gnn.md: GAT3 137 at width 512 on
+#: seeds-sized graphs, 117 on demo-sized ones; GAT3 ~2,100 at width 64; SAGE3 423, MLP3 5,179 at width
+#: 512; MLP3 ~53,000 at width 64). Used only for the estimate printed before training.
+CPU_NODES_PER_S: dict[str, dict[int, float]] = {
+    "gat": {64: 1500.0, 512: 120.0},
+    "sage": {64: 5000.0, 512: 420.0},
+    "mlp": {64: 50000.0, 512: 5000.0},
+    "linear": {64: 100000.0, 512: 100000.0},
+}
+
+
+def resolve_preset(preset: str, device_type: str) -> str:
+    """``auto`` -> :data:`AUTO_PRESET` of the device type (``cuda`` or ``cpu``); others unchanged."""
+    if preset != "auto":
+        return preset
+    return AUTO_PRESET["cuda" if device_type == "cuda" else "cpu"]
+
+
+def estimate_train_seconds(
+    model: str, layers: int, hidden: int, epochs: int, train_nodes: int, device_type: str
+) -> float | None:
+    """Rough wall time (s) of training on a CPU (:data:`CPU_NODES_PER_S`, interpolated log-log in
+    the width; GNN cost grows with the neighbourhood, about (layers / 3)^2, MLP cost with layers / 3);
+    None on a GPU (not measured yet) or without training nodes. Within a factor of ~2 on an idle
+    machine of that class; one thread."""
+    if device_type != "cpu" or train_nodes <= 0 or model not in CPU_NODES_PER_S:
+        return None
+    table = CPU_NODES_PER_S[model]
+    slope = np.log(table[512] / table[64]) / np.log(512 / 64)
+    rate = table[64] * (max(int(hidden), 1) / 64) ** slope
+    depth = max(int(layers), 1) / 3
+    rate /= depth**2 if model in ("gat", "sage") else depth
+    return float(epochs) * float(train_nodes) / rate
+
+
+def _training_nodes(store: Derivatives, brains: Sequence[str]) -> int:
+    """Labelled training nodes of these brains, from their node-labels records (0 if unknown)."""
+    total = 0
+    for brain in brains:
+        record = store.record(StageId("node-labels", brain))
+        for value in (record.measured if record else {}).values():
+            if isinstance(value, dict):
+                total += int(value.get("train_nodes", 0))
+    return total
+
+
+def _announce(preset: str, requested: str, settings: dict, model: str, layers: int,
+              train_nodes: int, device_type: str) -> None:  # fmt: skip
+    """Log the preset chosen and the estimated training time before training starts."""
+    seconds = estimate_train_seconds(
+        model, layers, settings["hidden"], settings["epochs"], train_nodes, device_type
+    )
+    why = f" (auto on {device_type})" if requested == "auto" else ""
+    estimate = (
+        f"; about {_duration(seconds)} on this CPU (rough, from measured throughput; "
+        f"{train_nodes} training nodes x {settings['epochs']} epochs)"
+        if seconds is not None
+        else ""
+    )
+    log.info(
+        "train-gnn: preset %s%s: width %d, %d epochs, batches of %d%s",
+        preset, why, settings["hidden"], settings["epochs"], settings["batch_size"], estimate,
+    )  # fmt: skip
+    if seconds is not None and seconds > 3600 and preset != "demo":
+        log.warning(
+            "train-gnn: preset %s on a CPU takes about %s: use a GPU, or --preset demo (width 64, "
+            "6 epochs) to try the pipeline",
+            preset,
+            _duration(seconds),
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 365 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    return f"{seconds / (365 * 86400):.0f} years"
 
 def run_suffix(
     preset: str = "seeds",
@@ -311,8 +402,10 @@ def train_gnn(
         Default: the preset's.
     name : str, optional
         Run name (folder ``runs/<name>``); default :func:`default_run_name`.
-    preset : {"seeds", "demo"}
+    preset : {"seeds", "demo", "auto"}
         Default width, epochs, batch size and learning rate (``PRESETS``); explicit arguments win.
+        ``auto``: ``seeds`` on a GPU, ``demo`` on a CPU (:func:`resolve_preset`). The preset and an
+        estimate of the training time are logged before training.
     hidden, batch_size, lr : optional
         Override the preset (width of every layer; output nodes per step; LARS learning rate).
     full_batch : bool
@@ -360,8 +453,12 @@ def train_gnn(
     requested_encoder = encoder
     if model not in KINDS:
         raise ParameterError(f"unknown model {model!r}", fix=f"use one of {', '.join(KINDS)}")
+    requested_preset = preset
+    preset = resolve_preset(preset, pick_device(device).type)
     if preset not in PRESETS:
-        raise ParameterError(f"unknown preset {preset!r}", fix=f"use one of {', '.join(PRESETS)}")
+        raise ParameterError(
+            f"unknown preset {preset!r}", fix=f"use one of {', '.join(PRESETS)} or auto"
+        )
     if sampler not in ("auto", "own", "pyg"):
         raise ParameterError(f"unknown sampler {sampler!r}", fix="use auto, own or pyg")
     features = parse_features(features)
@@ -451,6 +548,8 @@ def train_gnn(
         if run.reuse:
             log.info("run %s is up to date (%s)", run_name, run_dir)
             return run_dir
+        _announce(preset, requested_preset, settings, model, layers,
+                  _training_nodes(store, train_brains), device_t.type)  # fmt: skip
         items = graph_items(store, train_brains)
         dims = feature_dims(store, items[0], features, encoder)
         for item in items[1:]:

@@ -459,6 +459,7 @@ def project_graphs(
     truth_dir: Path | None = None,
     title: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    run: str | None = None,
 ) -> tuple[dict, list[Path]]:
     """Project class labels of graph nodes onto every available section of ``brain`` (no record).
 
@@ -470,6 +471,8 @@ def project_graphs(
     source : the label source's name (in the files' attributes and picture titles).
     truth_dir : full true label images to score against (or None).
     title : what the overlay pictures name as their labels (default ``source``).
+    run : the model run whose labels these are: the overlays name each section's role for it
+        (:func:`cortexgraph.render.sections.section_roles`).
 
     Returns
     -------
@@ -550,8 +553,15 @@ def project_graphs(
         write_text_atomic(out_dir / "pixel_f1.tsv", header + "\n".join(rows) + "\n")
         written.append(out_dir / "pixel_f1.tsv")
 
-    for s in _pick_overlays(sections, labelled_pixels, overlays):
-        written.append(_overlay(stack, s, out_dir, spacing_um, areas, truth_dir, title or source))
+    picks = _pick_overlays(sections, labelled_pixels, overlays)
+    if picks:
+        from cortexgraph.render.sections import section_roles
+
+        roles = section_roles(brain, stack, _run_settings(brain, run))
+    for s in picks:
+        written.append(
+            _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, title or source, roles[s])
+        )
     stack.close()
     report = {
         "source": source,
@@ -682,6 +692,7 @@ def project_brain(
             truth_dir=truth_dir,
             title=f"run {run}" if labels == "pred" else "annotated nodes",
             progress=progress,
+            run=run if labels == "pred" else None,
         )
         report["parameters"] = parameters
         measured = {k: v for k, v in report.items() if k != "sections"}
@@ -689,8 +700,20 @@ def project_brain(
     return {**report, "reused": False, "why": stage.why}
 
 
-def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, what) -> Path:
-    from cortexgraph.render.sections import section_overlay_figure
+def _run_settings(brain: Brain, run: str | None) -> dict | None:
+    """The settings of a model run (its training and transfer brains), or None."""
+    if not run:
+        return None
+    from cortexgraph.gnn.stage import resolve_run, run_config
+
+    try:
+        return run_config(resolve_run(run, brain.cohort.root))
+    except (CortexgraphError, OSError, ValueError):
+        return None
+
+
+def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, what, role) -> Path:
+    from cortexgraph.render.sections import section_context, section_overlay_figure
 
     path = out_dir / "overlays" / f"s{s:04d}.png"
     labels = Raster(out_dir / f"s{s:04d}.h5").read_level(0)
@@ -699,14 +722,15 @@ def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, what) -> Path:
     truth_path = truth_dir / f"s{s:04d}.h5" if truth_dir else None
     if truth_path is not None and truth_path.is_file():
         with Raster(truth_path) as raster:
-            panels.append(("ground truth", raster.read_at_spacing(spacing_um)))
+            panels.append(("ground truth (phantom)", raster.read_at_spacing(spacing_um)))
     return section_overlay_figure(
         path,
         image,
         panels,
         areas,
         spacing_um=spacing_um,
-        title=f"{stack.brain.id}, section {s}: {what}",
+        title=f"{stack.brain.id}, section {s}: labels projected from {what}",
+        context=section_context(stack, s, role),
     )
 
 

@@ -27,7 +27,15 @@ from cortexgraph.derivatives.inputs import brain_inputs
 from cortexgraph.derivatives.layout import maps3d_dir
 from cortexgraph.errors import CortexgraphError, ParameterError
 
-__all__ = ["MapOptions", "map3d_area", "stats_area", "stats_table"]
+__all__ = [
+    "MapOptions",
+    "map3d_area",
+    "stats_area",
+    "stats_table",
+    "demo_volumes",
+    "format_volume_table",
+    "VOLUME_COLUMNS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +223,7 @@ def stats_area(
     )
     from cortexgraph.meshes.io import read_gifti_surface
     from cortexgraph.reconstruct.volume import stack_tissue_volume
+    from cortexgraph.render.colors import area_rgb
 
     options = options or MapOptions()
     source = _source(source)
@@ -334,13 +343,36 @@ def stats_area(
             pverts,
             pfaces,
             pial,
-            color_rgb=rec.rgb,
-            title=f"{brain.id} {rec.name} (id {rec.id}), labels: {source}",
+            color_rgb=area_rgb(brain.cohort.areas)[rec.id],
+            title=f"{brain.id} {rec.name} (id {rec.id}), labels: {source}"
+            + _source_context(brain, source),
             rows=rows,
         )
         measured = {"rows": rows, "depth": depth_info, "midline_x_mm": midline}
         run.commit([report, picture], measured)
     return {**measured, "files": [report, picture], "reused": False, "why": run.why}
+
+
+def _source_context(brain: Brain, source: str) -> str:
+    """A second title line: how a model run saw the brain (``gnn-<run>`` sources), or what the
+    labels are (``truth``, ``annotation``)."""
+    if source == "truth":
+        return "\nthe phantom's true labels on every section"
+    if source == "annotation":
+        return "\nthe annotated sections only"
+    if source.startswith("gnn-"):
+        from cortexgraph.gnn.stage import resolve_run, run_config
+
+        try:
+            config = run_config(resolve_run(source[4:], brain.cohort.root))
+        except (CortexgraphError, OSError, ValueError):
+            return ""
+        if brain.id == config.get("transfer"):
+            return "\ntransfer brain of the run: never seen in training"
+        if brain.id in config.get("train_brains", ()):
+            return "\ntraining brain of the run: labels of its training sections were seen"
+        return "\nbrain not used by the run"
+    return ""
 
 
 def stats_table(brain: Brain, source: str, *, wait_s: float = 0.0) -> Path | None:
@@ -373,3 +405,158 @@ def stats_table(brain: Brain, source: str, *, wait_s: float = 0.0) -> Path | Non
         merge_reports(reports, out)
         run.commit([out], {"areas": len(reports)})
     return out
+
+
+# -- the demo's areal volumes -----------------------------------------------------------------------
+VOLUME_COLUMNS = (
+    "brain",
+    "role",
+    "area",
+    "hemisphere",
+    "volume_mm3_gnn",
+    "volume_mm3_truth_labels",
+    "volume_mm3_true",
+    "volume_gnn_vs_truth_labels_pct",
+    "pial_mm2_gnn",
+    "pial_mm2_truth_labels",
+    "pial_mm2_true",
+    "pial_gnn_vs_truth_labels_pct",
+)
+
+
+def _true_measures(brain: Brain) -> dict[tuple[str, str], dict]:
+    """The phantom's exact area measures (``ground_truth/<brain>/area_measures.tsv``), keyed by
+    (area name, hemisphere) with ``both`` summed; empty for a real cohort."""
+    from cortexgraph.data.manifest import read_tsv
+
+    path = brain.cohort.root / "ground_truth" / brain.id / "area_measures.tsv"
+    if not path.is_file():
+        return {}
+    out: dict[tuple[str, str], dict] = {}
+    for row in read_tsv(path, ("name", "hemisphere", "volume_mm3", "pial_area_mm2")):
+        values = {"volume": float(row["volume_mm3"]), "pial": float(row["pial_area_mm2"])}
+        out[(row["name"], row["hemisphere"])] = values
+        both = out.setdefault((row["name"], "both"), {"volume": 0.0, "pial": 0.0})
+        both["volume"] += values["volume"]
+        both["pial"] += values["pial"]
+    return out
+
+
+def demo_volumes(
+    cohort,
+    run_name: str,
+    areas,
+    brains=None,
+    *,
+    out: Path | None = None,
+    options: MapOptions | None = None,
+) -> tuple[Path | None, list[dict]]:
+    """Areal volumes and pial areas from a GNN run's projected labels next to those from the true
+    labels, for the demo (``cortexgraph demo``) and as a recipe for a real cohort.
+
+    For every brain and area, :func:`stats_area` runs on the label sources ``gnn-<run_name>`` (what
+    ``cortexgraph project BRAIN --run RUN`` wrote) and ``truth`` (a phantom's full true labels): each
+    builds its map first (``map3d``) and writes its own files under ``<brain>/maps3d/<source>/``,
+    with records; then :func:`stats_table` per source. The rows of both, and the phantom's exact
+    measures (``ground_truth/<brain>/area_measures.tsv``) where they exist, go into one table.
+
+    Parameters
+    ----------
+    cohort : the cohort (:class:`~cortexgraph.data.manifest.Cohort`).
+    run_name : the model run whose projected labels are measured.
+    areas : area names or ids.
+    brains : brain ids (default: the run's transfer brain, else the cohort's first brain).
+    out : the comparison table (TSV, :data:`VOLUME_COLUMNS`); None writes none.
+    options : map parameters (default :class:`MapOptions`).
+
+    Returns
+    -------
+    (``out`` or None, rows): one row per brain, area and hemisphere (``lh``, ``rh``, ``both``).
+    Volumes are as measured (no shrinkage correction), pial areas the method's (triangles of depth
+    below 0.25); ``role`` says how the run saw the brain (``transfer``: never in training).
+    """
+    from cortexgraph.data.manifest import format_tsv
+    from cortexgraph.gnn.stage import resolve_run, run_config
+    from cortexgraph.outputs import write_text_atomic
+
+    config = run_config(resolve_run(run_name, cohort.root))
+    if brains is None:
+        transfer = config.get("transfer")
+        brains = [transfer] if transfer in cohort.brain_ids else cohort.brain_ids[:1]
+    sources = {"gnn": f"gnn-{run_name}", "truth_labels": "truth"}
+    rows: list[dict] = []
+    for brain_id in brains:
+        brain = cohort.brain(brain_id)
+        role = (
+            "transfer"
+            if brain_id == config.get("transfer")
+            else "training" if brain_id in config.get("train_brains", ()) else "not used"
+        )
+        true = _true_measures(brain)
+        measured: dict[str, dict[tuple[str, str], dict]] = {}
+        for key, source in sources.items():
+            measured[key] = {}
+            for area in areas:
+                result = stats_area(brain, area, source, options)
+                for row in result["rows"]:
+                    measured[key][(row["area"], row["hemisphere"])] = row
+            stats_table(brain, source)
+        order = {"lh": 0, "rh": 1, "both": 2}
+        for area_key, hemi in sorted(measured["gnn"], key=lambda k: (str(k[0]), order[k[1]])):
+            gnn = measured["gnn"][(area_key, hemi)]
+            ref = measured["truth_labels"].get((area_key, hemi), {})
+            exact = true.get((area_key, hemi), {})
+
+            def pct(a, b):
+                return 100.0 * (a - b) / b if a is not None and b else float("nan")
+
+            rows.append(
+                {
+                    "brain": brain_id,
+                    "role": role,
+                    "area": area_key,
+                    "hemisphere": hemi,
+                    "volume_mm3_gnn": gnn.get("volume_mm3"),
+                    "volume_mm3_truth_labels": ref.get("volume_mm3"),
+                    "volume_mm3_true": exact.get("volume"),
+                    "volume_gnn_vs_truth_labels_pct": pct(
+                        gnn.get("volume_mm3"), ref.get("volume_mm3")
+                    ),
+                    "pial_mm2_gnn": gnn.get("surface_mm2"),
+                    "pial_mm2_truth_labels": ref.get("surface_mm2"),
+                    "pial_mm2_true": exact.get("pial"),
+                    "pial_gnn_vs_truth_labels_pct": pct(
+                        gnn.get("surface_mm2"), ref.get("surface_mm2")
+                    ),
+                }
+            )
+    if out is not None:
+
+        def cell(value):
+            if value is None:
+                return ""
+            return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+        write_text_atomic(
+            Path(out),
+            format_tsv(VOLUME_COLUMNS, [[cell(r[c]) for c in VOLUME_COLUMNS] for r in rows]),
+        )
+    return (Path(out) if out is not None else None), rows
+
+
+def format_volume_table(rows: list[dict]) -> str:
+    """The rows of :func:`demo_volumes` as an aligned text table (for logs and the terminal)."""
+    header = ("brain", "role", "area", "hemi", "vol GNN", "vol truth", "vol true", "diff %",
+              "pial GNN", "pial truth", "pial true", "diff %")  # fmt: skip
+    keys = ("brain", "role", "area", "hemisphere", "volume_mm3_gnn", "volume_mm3_truth_labels",
+            "volume_mm3_true", "volume_gnn_vs_truth_labels_pct", "pial_mm2_gnn",
+            "pial_mm2_truth_labels", "pial_mm2_true", "pial_gnn_vs_truth_labels_pct")  # fmt: skip
+
+    def cell(value):
+        if value is None:
+            return "-"
+        return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+    table = [header] + [tuple(cell(r[k]) for k in keys) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in table)

@@ -405,7 +405,9 @@ def area_picture(
     """Picture of an area map: the surface from three sides, pial triangles in the area's colour,
     the others grey (Lambert shading), and the report numbers. Written atomically as PNG.
 
-    Views: from the left (-x), from above (+z), from behind (-y), orthographic.
+    Views: from the left (-x; anterior to the left), from above (+z; anterior up, right to the
+    right), from behind (-y; right to the right), orthographic, each as the viewer sees it; the axes
+    are world mm (docs/conventions.md), so their ticks are the scale.
     """
     import matplotlib
 
@@ -417,9 +419,9 @@ def area_picture(
     verts = np.asarray(vertices_mm, dtype=float)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     views = (
-        ("from the left (-x)", np.array([-1.0, 0, 0]), (1, 2), (1, 1)),
-        ("from above (+z)", np.array([0, 0, 1.0]), (0, 1), (1, 1)),
-        ("from behind (-y)", np.array([0, -1.0, 0]), (0, 2), (1, 1)),
+        ("from the left (-x)", np.array([-1.0, 0, 0]), (1, 2), ("anterior <- y", "superior ^ z")),
+        ("from above (+z)", np.array([0, 0, 1.0]), (0, 1), ("x -> right", "anterior ^ y")),
+        ("from behind (-y)", np.array([0, -1.0, 0]), (0, 2), ("x -> right", "superior ^ z")),
     )
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
     base = np.array(color_rgb, dtype=np.float32) / 255.0
@@ -429,11 +431,12 @@ def area_picture(
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
         pial = np.asarray(pial_triangles, dtype=bool)
         albedo = np.where(pial[:, None], base[None, :], np.float32(0.72))
-    for ax, (name, towards_viewer, (a, b), _) in zip(axes[:3], views, strict=True):
+    for ax, (name, towards_viewer, (a, b), (xlabel, ylabel)) in zip(axes[:3], views, strict=True):
         ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
         if not len(faces):
+            ax.set_xticks([])
+            ax.set_yticks([])
             continue
         uv = verts[:, [a, b]]
         used = np.unique(faces)
@@ -445,20 +448,27 @@ def area_picture(
         colors = (albedo * shade[:, None]).astype(np.float32)
         img = _render(uv, depth, faces, colors, pixel, lo, shape)
         ax.imshow(img[::-1], extent=(lo[0], hi[0] + pixel, lo[1], hi[1] + pixel))
-        ax.set_xlabel("xyz"[a] + " mm", fontsize=8)
-        ax.set_ylabel("xyz"[b] + " mm", fontsize=8)
+        if towards_viewer[0] < 0:  # seen from the left, anterior (+y) is on the viewer's left
+            ax.invert_xaxis()
+        ax.set_xlabel(f"{xlabel} (mm)", fontsize=8)
+        ax.set_ylabel(f"{ylabel} (mm)", fontsize=8)
     text = axes[3]
     text.axis("off")
-    lines = [title, "", "hemi   volume mm3   pial mm2   (corrected: vol, area; z)"]
+    lines = [*title.split("\n"), "", "hemi   volume mm3   pial mm2   (corrected: vol, area; z)"]
+
+    def z(value) -> str:
+        return f"{value:.2f}" if np.isfinite(value) else "-"
+
     for row in rows:
         lines.append(
             f"{row['hemisphere']:<5} {row['volume_mm3']:10.1f} {row['surface_mm2']:10.1f}"
             f"   ({row['volume_corrected_mm3']:.0f}, {row['surface_corrected_mm2']:.0f};"
-            f" {row['volume_z']:.2f}, {row['surface_z']:.2f})"
+            f" {z(row['volume_z'])}, {z(row['surface_z'])})"
         )
     lines += [
         "",
         "coloured: pial triangles (depth < %.2f)" % (rows[0]["max_depth"] if rows else 0.25),
+        "z: against the reference table ('-': no reference value)",
     ]
     text.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
     fig.tight_layout()

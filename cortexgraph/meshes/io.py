@@ -1,8 +1,17 @@
 """Surface files: GIfTI (world mm, for neuroimaging tools) and PLY (for ParaView), written atomically.
 
-GIfTI surfaces hold two data arrays: ``NIFTI_INTENT_POINTSET`` (float32 (N, 3) vertices in mm, RAS,
-coordinate system NIFTI_XFORM_SCANNER_ANAT) and ``NIFTI_INTENT_TRIANGLE`` (int32 (M, 3) faces),
-optionally followed by ``NIFTI_INTENT_LABEL`` (int32 (N,) area id per vertex).
+GIfTI surfaces hold two data arrays: ``NIFTI_INTENT_POINTSET`` (float32 (N, 3) vertices in mm, RAS)
+and ``NIFTI_INTENT_TRIANGLE`` (int32 (M, 3) faces), optionally followed by ``NIFTI_INTENT_LABEL``
+(int32 (N,) area id per vertex). Standard metadata, so that Connectome Workbench, FreeSurfer
+(freeview), nilearn and other GIfTI readers place and name the surface correctly:
+
+* the vertices' coordinate system: ``DataSpace`` and ``TransformedSpace``
+  ``NIFTI_XFORM_SCANNER_ANAT`` (millimetres in the brain's own frame, docs/conventions.md; not
+  Talairach or MNI), identity ``MatrixData``;
+* ``AnatomicalStructurePrimary`` ``CortexLeft`` / ``CortexRight`` (``structure=``, in the file's and
+  the point set's metadata; :func:`hemisphere_structure` maps ``lh`` / ``rh``), with
+  ``AnatomicalStructureSecondary`` (``MidThickness`` for a midsurface) and ``GeometricType``
+  ``Anatomical`` (coordinates in mm, not inflated or spherical).
 """
 
 from __future__ import annotations
@@ -15,7 +24,34 @@ import numpy as np
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import atomic_path
 
-__all__ = ["write_gifti_surface", "read_gifti_surface", "read_gifti_vertex_labels", "write_ply"]
+__all__ = [
+    "write_gifti_surface",
+    "read_gifti_surface",
+    "read_gifti_vertex_labels",
+    "write_ply",
+    "hemisphere_structure",
+    "STRUCTURES",
+]
+
+#: GIfTI ``AnatomicalStructurePrimary`` of the hemispheres (the names Connectome Workbench uses)
+STRUCTURES = {"lh": "CortexLeft", "rh": "CortexRight"}
+#: NIFTI_XFORM_SCANNER_ANAT: millimetres in the subject's own (here: the reconstruction's) frame
+SCANNER_ANAT = 1
+
+
+def hemisphere_structure(hemi: str | None) -> str | None:
+    """``CortexLeft`` for ``lh``, ``CortexRight`` for ``rh``, None otherwise."""
+    return STRUCTURES.get(str(hemi)) if hemi else None
+
+
+def gifti_structure_meta(structure: str | None, secondary: str | None = None) -> dict[str, str]:
+    """GIfTI metadata naming the anatomical structure (empty without a structure)."""
+    meta = {}
+    if structure:
+        meta["AnatomicalStructurePrimary"] = structure
+        if secondary:
+            meta["AnatomicalStructureSecondary"] = secondary
+    return meta
 
 
 def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,20 +71,29 @@ def write_gifti_surface(
     vertices_mm: np.ndarray,
     faces: np.ndarray,
     vertex_labels: np.ndarray | None = None,
+    *,
+    structure: str | None = None,
+    secondary: str | None = None,
 ) -> Path:
-    """Write a GIfTI surface (``.surf.gii``) atomically; vertices in world mm.
+    """Write a GIfTI surface (``.surf.gii``) atomically; vertices in world mm (module docstring).
 
     ``vertex_labels`` (N,) integer area ids, if given, are stored as a third, LABEL-intent array.
+    ``structure``: ``CortexLeft`` / ``CortexRight`` (:func:`hemisphere_structure`) or None (a
+    surface of both hemispheres or of one area); ``secondary``: e.g. ``MidThickness``.
     """
     import nibabel as nib
 
     vertices, faces = _check(vertices_mm, faces)
+    meta = gifti_structure_meta(structure, secondary)
     points = nib.gifti.GiftiDataArray(
         np.asarray(vertices, dtype=np.float32),
         intent="NIFTI_INTENT_POINTSET",
         datatype="NIFTI_TYPE_FLOAT32",
+        meta={**meta, "GeometricType": "Anatomical"},
     )
-    points.coordsys = nib.gifti.GiftiCoordSystem(dataspace=3, xformspace=3)  # scanner, mm
+    points.coordsys = nib.gifti.GiftiCoordSystem(
+        dataspace=SCANNER_ANAT, xformspace=SCANNER_ANAT, xform=np.eye(4)
+    )
     triangles = nib.gifti.GiftiDataArray(
         np.asarray(faces, dtype=np.int32),
         intent="NIFTI_INTENT_TRIANGLE",
@@ -68,7 +113,7 @@ def write_gifti_surface(
                 datatype="NIFTI_TYPE_INT32",
             )
         )
-    image = nib.gifti.GiftiImage(darrays=darrays)
+    image = nib.gifti.GiftiImage(darrays=darrays, meta=nib.gifti.GiftiMetaData(meta))
     path = Path(path)
     with atomic_path(path) as tmp:
         nib.save(image, tmp)

@@ -27,7 +27,7 @@ with ``:`` -> ``-``)::
     <hemi>_<name>.func.gii     the scalar values (proba, co, pm)
     <hemi>_<name>.ply          the mesh with the picture's vertex colours
 
-The geometry of the .label.gii / .func.gii files is build-graph's ``meshes/midsurface_<hemi>.gii``.
+The geometry of the .label.gii / .func.gii files is build-graph's ``meshes/midsurface_<hemi>.surf.gii``.
 
 Pictures are rendered off screen (:mod:`cortexgraph.render.surface`: VTK through EGL/OSMesa, or the
 matplotlib fallback).
@@ -48,19 +48,22 @@ from cortexgraph.data.names import slug
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.render.colors import (
     CORRECT_RGB,
+    CORRECT_SEEN_RGB,
     UNLABELLED_RGB,
     WRONG_RGB,
+    WRONG_SEEN_RGB,
+    area_rgb,
     colour_classes,
     scalar_colours,
 )
-from cortexgraph.render.figures import ColourBar, picture_grid, trim_background
-from cortexgraph.render.surface import VIEWS, SurfaceRenderer
+from cortexgraph.render.figures import ColourBar, Panel, label_positions, picture_grid, trim_box
+from cortexgraph.render.surface import VIEWS, SurfaceRenderer, screen_directions
 
 log = logging.getLogger(__name__)
 
 HEMISPHERES = ("lh", "rh")
 
-__all__ = ["Colouring", "node_colouring", "render_brain", "parse_specs"]
+__all__ = ["Colouring", "node_colouring", "render_brain", "parse_specs", "run_role"]
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Colouring:
     scalars: np.ndarray | None = None  # (N,) or (N, C) for .func.gii
     scalar_names: list[str] | None = None
     summary: dict = field(default_factory=dict)
+    classes: np.ndarray | None = None  # class index per node: area names are written on the areas
+    split: str = ""  # which nodes the picture shows, by data split
 
 
 def parse_specs(labels: str | Sequence[str]) -> list[str]:
@@ -100,8 +105,40 @@ def _need(arrays: dict, name: str, spec: str) -> np.ndarray:
 
 
 def _area_legend(areas: AreaTable, classes: np.ndarray):
+    colours = area_rgb(areas)
     present = np.unique(classes[(classes >= 0) & (classes < len(areas))])
-    return [(areas.areas[k].name, tuple(c / 255.0 for c in areas.areas[k].rgb)) for k in present]
+    return [
+        (areas.areas[k].name, tuple(c / 255.0 for c in colours[areas.areas[k].id])) for k in present
+    ]
+
+
+#: how a model run saw a brain (``run_role``)
+ROLES = ("train", "transfer", "unused")
+
+
+def run_role(brain_id: str, run_config: dict | None) -> str | None:
+    """``train`` (the run trained on the brain's training sections; its test sections were held
+    out), ``transfer`` (the run's transfer brain: never seen in training), ``unused`` (another
+    brain), or None when the run's settings are not known."""
+    if not run_config:
+        return None
+    if brain_id in run_config.get("train_brains", ()):
+        return "train"
+    if brain_id == run_config.get("transfer"):
+        return "transfer"
+    return "unused"
+
+
+def role_text(brain_id: str, run: str | None, role: str | None) -> str:
+    """One line saying how the run saw the brain (for picture titles)."""
+    if run is None or role is None:
+        return ""
+    return {
+        "train": f"{brain_id} is a training brain of run {run}: nodes on its training sections "
+        "were seen in training, nodes on its test sections (every 5th annotated section) were not",
+        "transfer": f"{brain_id} is the transfer brain of run {run}: never seen in training",
+        "unused": f"run {run} was not trained on {brain_id}",
+    }[role]
 
 
 def node_colouring(
@@ -109,6 +146,7 @@ def node_colouring(
     arrays: dict[str, np.ndarray],
     areas: AreaTable,
     pm_names: Sequence[str] | None = None,
+    role: str | None = None,
 ) -> Colouring:
     """Vertex colours and legend for one spec (module docstring) from a graph's node arrays.
 
@@ -119,6 +157,10 @@ def node_colouring(
     arrays : node arrays by name (numpy), as in the graph file.
     areas : the cohort's area table.
     pm_names : names of the atlas maps (``atlas/pmaps.tsv``), to resolve ``pm:<name>``.
+    role : how the model run saw this brain (:func:`run_role`). For ``errors`` on a training brain
+        the nodes of training sections (``train_mask``, seen in training) are coloured and scored
+        apart from the held-out test-section nodes (keys 1 correct / 2 wrong held out, 3 / 4 the
+        same on training sections, 0 not annotated); otherwise every annotated node is held out.
     """
     kind, _, argument = spec.partition(":")
     name = spec.replace(":", "-")
@@ -126,24 +168,56 @@ def node_colouring(
         truth = _need(arrays, "y", spec).astype(np.int64)
         pred = _need(arrays, "pred", spec).astype(np.int64)
         known = (truth >= 0) & (pred >= 0)
-        keys = np.where(known, np.where(truth == pred, 1, 2), 0)
-        rgb = np.array([UNLABELLED_RGB, CORRECT_RGB, WRONG_RGB], dtype=np.uint8)[keys]
-        accuracy = float((keys == 1).sum() / known.sum()) if known.any() else float("nan")
+        right = truth == pred
+        if role == "train" and "train_mask" in arrays:
+            # nodes of training sections were seen by the model: scored and coloured apart
+            seen = known & np.asarray(arrays["train_mask"], dtype=bool)
+        else:
+            seen = np.zeros(len(truth), dtype=bool)
+        held = known & ~seen
+        keys = np.zeros(len(truth), dtype=np.int64)
+        keys[held & right], keys[held & ~right] = 1, 2
+        keys[seen & right], keys[seen & ~right] = 3, 4
+        palette = [UNLABELLED_RGB, CORRECT_RGB, WRONG_RGB, CORRECT_SEEN_RGB, WRONG_SEEN_RGB]
+        rgb = np.array(palette, dtype=np.uint8)[keys]
+
+        def share(mask):
+            return float((mask & right).sum() / mask.sum()) if mask.any() else float("nan")
+
+        held_name = {
+            "train": "test sections",
+            "transfer": "transfer brain",
+            "unused": "brain not trained on",
+        }.get(role or "", "annotated nodes")
+        accuracy = share(held)
+        title = f"errors on {held_name}: accuracy {accuracy:.3f} ({int(held.sum())} nodes)"
+        if seen.any():
+            title += f"; training sections (seen): {share(seen):.3f} ({int(seen.sum())} nodes)"
+        names = {
+            0: "not annotated",
+            1: f"correct ({held_name})",
+            2: f"wrong ({held_name})",
+            3: "correct (training sections)",
+            4: "wrong (training sections)",
+        }
+        used = [k for k in range(5) if k in (0, 1, 2) or (keys == k).any()]
         return Colouring(
             name=name,
-            title=f"errors (annotated nodes: {int(known.sum())}, accuracy {accuracy:.3f})",
+            title=title,
             rgb=rgb,
-            legend=[
-                ("correct", tuple(c / 255 for c in CORRECT_RGB)),
-                ("wrong", tuple(c / 255 for c in WRONG_RGB)),
-                ("not annotated", tuple(c / 255 for c in UNLABELLED_RGB)),
-            ],
-            legend_title="prediction",
+            legend=[(names[k], tuple(c / 255 for c in palette[k])) for k in (1, 2, 3, 4, 0)
+                    if k in used],
+            legend_title="prediction vs annotation",
             labels=keys,
-            label_table={0: ("not annotated", UNLABELLED_RGB), 1: ("correct", CORRECT_RGB)}
-            | {2: ("wrong", WRONG_RGB)},
-            summary={"nodes_compared": int(known.sum()), "accuracy": accuracy},
-        )
+            label_table={k: (names[k], palette[k]) for k in used},
+            summary={
+                "nodes_compared": int(held.sum()),
+                "accuracy": accuracy,
+                "held_out": held_name,
+                "seen_nodes": int(seen.sum()),
+                "seen_accuracy": share(seen),
+            },
+        )  # fmt: skip
     if kind == "proba":
         if not argument:
             raise CortexgraphError(
@@ -229,6 +303,10 @@ def node_colouring(
         (classes >= 0) & (classes < len(areas)), areas.ids[np.clip(classes, 0, len(areas) - 1)], 0
     )
     title = {"y": "annotation", "pred": "prediction"}.get(spec, spec)
+    if spec == "y" and "train_mask" in arrays and "test_mask" in arrays:
+        train = int((np.asarray(arrays["train_mask"], bool) & (classes >= 0)).sum())
+        test = int((np.asarray(arrays["test_mask"], bool) & (classes >= 0)).sum())
+        title += f" (nodes on annotated sections: {train} training-section, {test} test-section)"
     from cortexgraph.render.export import area_label_table
 
     return Colouring(
@@ -239,6 +317,7 @@ def node_colouring(
         labels=ids,
         label_table=area_label_table(areas),
         summary={"nodes_labelled": int((classes >= 0).sum())},
+        classes=classes,
     )
 
 
@@ -254,8 +333,45 @@ def _atlas_names(brain: Brain) -> list[str] | None:
     return [r["name"] for r in rows]
 
 
-def _pictures(renderer: SurfaceRenderer, rgb: np.ndarray, views: Sequence[str]) -> dict:
-    return {view: trim_background(renderer.render(rgb, view)) for view in views}
+def _panels(
+    renderer: SurfaceRenderer,
+    rgb: np.ndarray,
+    views: Sequence[str],
+    *,
+    classes: np.ndarray | None = None,
+    names: Sequence[str] = (),
+    title: str = "",
+) -> dict[str, Panel]:
+    """One :class:`Panel` per view: the picture cropped to the mesh, the names of the areas large
+    enough on screen (when ``classes`` is given), scale bar and orientation marker."""
+    panels = {}
+    for view in views:
+        picture = renderer.render(rgb, view)
+        box = trim_box(picture)
+        labels = []
+        if classes is not None:
+            ids = renderer.render_ids(classes, view)[box]
+            labels = [(n, r, c) for n, r, c, _ in label_positions(ids, names)]
+        panels[view] = Panel(
+            f"{title}{view}",
+            picture[box],
+            labels=labels,
+            mm_per_px=renderer.mm_per_px(view),
+            directions=screen_directions(view, renderer.hemi),
+        )
+    return panels
+
+
+def _run_config(brain: Brain, run: str | None) -> dict | None:
+    """The settings of a model run (train brains, transfer brain), or None when unknown."""
+    if not run:
+        return None
+    from cortexgraph.gnn.stage import resolve_run, run_config
+
+    try:
+        return run_config(resolve_run(run, brain.cohort.root))
+    except (CortexgraphError, OSError, ValueError):
+        return None
 
 
 RUN_SPECS = ("pred", "errors", "proba")
@@ -387,7 +503,7 @@ def _render_spec(
 ) -> tuple[list[Path], dict]:
     """Pictures and exports of one spec for every hemisphere (no record)."""
     from cortexgraph.derivatives.graphs import graph_hemispheres, load_brain_graph
-    from cortexgraph.meshes.io import write_ply
+    from cortexgraph.meshes.io import hemisphere_structure, write_ply
     from cortexgraph.render.export import (
         write_freesurfer_annot,
         write_gifti_labels,
@@ -397,6 +513,8 @@ def _render_spec(
     areas = brain.cohort.areas
     pm_names = _atlas_names(brain)
     kind = spec.partition(":")[0]
+    role = run_role(brain.id, _run_config(brain, run)) if run else None
+    context = role_text(brain.id, run, role)
     written: list[Path] = []
     summary: dict = {}
     for hemi in graph_hemispheres(store, brain.id):
@@ -410,21 +528,30 @@ def _render_spec(
             if f"x_{name}" in arrays:
                 arrays[name] = arrays.pop(f"x_{name}")
         vertices, faces = arrays["pos"].astype(np.float64), data.face.numpy().T
-        colouring = node_colouring(spec, arrays, areas, pm_names)
+        colouring = node_colouring(spec, arrays, areas, pm_names, role)
         summary[hemi] = colouring.summary
         outputs = _outputs(out_dir, hemi, colouring, exports)
         renderer = SurfaceRenderer(vertices, faces, hemi=hemi, size_px=size_px, backend=backend)
         try:
-            pictures = _pictures(renderer, colouring.rgb, views)
+            panels = _panels(
+                renderer,
+                colouring.rgb,
+                views,
+                classes=colouring.classes,
+                names=[a.name for a in areas.areas],
+            )
             what = f"{colouring.title}" + (f", run {run}" if run and kind in RUN_SPECS else "")
+            title = f"{brain.id} {hemi}: {what}"
+            if context and kind in RUN_SPECS:
+                title += "\n" + context
             picture_grid(
                 outputs[0],
-                [(view, pictures[view]) for view in views],
+                [panels[view] for view in views],
                 ncols=min(3, len(views)),
                 legend=colouring.legend,
                 legend_title=colouring.legend_title,
                 colour_bar=colouring.colour_bar,
-                title=f"{brain.id} {hemi}: {what}",
+                title=title,
             )
             if exports:
                 stem = out_dir / f"{hemi}_{colouring.name}"
@@ -433,6 +560,7 @@ def _render_spec(
                         stem.with_name(stem.name + ".label.gii"),
                         colouring.labels,
                         colouring.label_table,
+                        structure=hemisphere_structure(hemi),
                     )
                     write_freesurfer_annot(
                         stem.with_name(stem.name + ".annot"),
@@ -444,12 +572,15 @@ def _render_spec(
                         stem.with_name(stem.name + ".func.gii"),
                         colouring.scalars,
                         colouring.scalar_names,
+                        structure=hemisphere_structure(hemi),
                     )
                 write_ply(stem.with_name(stem.name + ".ply"), vertices, faces, colouring.rgb)
             written.extend(outputs)
             if compare and kind == "pred" and "y" in arrays:
                 figure = out_dir / f"{hemi}_y_vs_pred.png"
-                _comparison_figure(figure, renderer, arrays, areas, views, brain.id, hemi, run)
+                _comparison_figure(
+                    figure, renderer, arrays, areas, views, brain.id, hemi, run, context
+                )
                 written.append(figure)
         finally:
             renderer.close()
@@ -468,21 +599,31 @@ def _outputs(out_dir: Path, hemi: str, colouring: Colouring, exports: bool) -> l
     return outputs
 
 
-def _comparison_figure(path, renderer, arrays, areas, views, brain_id, hemi, run) -> Path:
-    """Annotation | prediction per view, two view pairs per row (thesis figure 7.10)."""
+def _comparison_figure(path, renderer, arrays, areas, views, brain_id, hemi, run, context) -> Path:
+    """Annotation | prediction per view, two view pairs per row (as in the GNN paper's figures),
+    area names on both."""
     truth = np.asarray(arrays["y"], dtype=np.int64)
     pred = np.asarray(arrays["pred"], dtype=np.int64)
-    truth_pictures = _pictures(renderer, colour_classes(truth, areas), views)
-    pred_pictures = _pictures(renderer, colour_classes(pred, areas), views)
+    names = [a.name for a in areas.areas]
+    truth_panels = _panels(
+        renderer, colour_classes(truth, areas), views, classes=truth, names=names,
+        title="annotation, ",
+    )  # fmt: skip
+    pred_panels = _panels(
+        renderer, colour_classes(pred, areas), views, classes=pred, names=names,
+        title="prediction, ",
+    )  # fmt: skip
     panels = []
     for view in views:
-        panels.append((f"{view}: annotation", truth_pictures[view]))
-        panels.append((f"{view}: prediction", pred_pictures[view]))
+        panels += [truth_panels[view], pred_panels[view]]
     legend = _area_legend(areas, np.concatenate([truth, pred]))
+    title = f"{brain_id} {hemi}: annotation (nodes on annotated sections) and prediction of run {run}"
+    if context:
+        title += "\n" + context
     return picture_grid(
         path,
         panels,
         ncols=4 if len(views) > 1 else 2,
         legend=legend,
-        title=f"{brain_id} {hemi}: annotation and prediction of run {run}",
+        title=title,
     )

@@ -10,11 +10,13 @@ All written atomically.
   table RGBT with T = 0, unlabelled vertices = -1 "unknown"), for ``freeview`` / ``mris_*`` tools.
 * ``.ply``: the mesh with per-vertex RGB colours (ParaView, MeshLab, Blender).
 
-The vertex order is the graph's node order, which is the order of the midsurface
-(``meshes/midsurface_<hemi>.gii``), so these files pair with that surface (``render`` also writes
-``<hemi>.surf.gii`` beside them). A GIfTI label file is the GIfTI counterpart of a FreeSurfer
-annotation; nibabel, Connectome Workbench and the GIfTI readers of FreeSurfer-oriented packages
-read it.
+The vertex order is the graph's node order, which is the order of build-graph's midsurface
+(``meshes/midsurface_<hemi>.surf.gii``), so these files pair with that surface. A GIfTI label file is the
+GIfTI counterpart of a FreeSurfer annotation; nibabel, Connectome Workbench and freeview read it.
+The GIfTI files name their hemisphere (``AnatomicalStructurePrimary`` ``CortexLeft`` /
+``CortexRight``, ``structure=``) so Workbench pairs them with the right surface; label and scalar
+files have no coordinates of their own. Label colours are the display colours of the pictures
+(:func:`cortexgraph.render.colors.display_colours`).
 """
 
 from __future__ import annotations
@@ -42,19 +44,32 @@ LabelTable = Mapping[int, tuple[str, tuple[int, int, int]]]
 
 
 def area_label_table(areas: AreaTable) -> dict[int, tuple[str, tuple[int, int, int]]]:
-    """``{area id: (name, rgb)}`` of every area, plus ``0: ("unlabelled", gray)``."""
+    """``{area id: (name, rgb)}`` of every area, plus ``0: ("unlabelled", gray)``; the colours are
+    the display colours of the pictures (:func:`cortexgraph.render.colors.display_colours`)."""
+    from cortexgraph.render.colors import area_rgb
+
+    colours = area_rgb(areas)
     table = {0: ("unlabelled", UNLABELLED_RGB)}
-    table.update({a.id: (a.name, a.rgb) for a in areas.areas})
+    table.update({a.id: (a.name, colours[a.id]) for a in areas.areas})
     return table
 
 
-def write_gifti_labels(path: str | os.PathLike, labels: np.ndarray, table: LabelTable) -> Path:
+def write_gifti_labels(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    table: LabelTable,
+    *,
+    structure: str | None = None,
+) -> Path:
     """Write a ``.label.gii``: int32 labels (N,) and the label table ``{key: (name, rgb uint8)}``.
 
     Key 0 is written fully transparent (alpha 0), every other key opaque. Labels missing from the
-    table raise DataFormatError.
+    table raise DataFormatError. ``structure``: ``CortexLeft`` / ``CortexRight`` (GIfTI
+    ``AnatomicalStructurePrimary``, so Workbench pairs the file with the right hemisphere).
     """
     import nibabel as nib
+
+    from cortexgraph.meshes.io import gifti_structure_meta
 
     labels = np.asarray(labels).reshape(-1)
     unknown = sorted(set(np.unique(labels).tolist()) - set(int(k) for k in table))
@@ -72,10 +87,16 @@ def write_gifti_labels(path: str | os.PathLike, labels: np.ndarray, table: Label
         )
         label.label = str(name)
         label_table.labels.append(label)
+    meta = gifti_structure_meta(structure)
     array = nib.gifti.GiftiDataArray(
-        labels.astype(np.int32), intent="NIFTI_INTENT_LABEL", datatype="NIFTI_TYPE_INT32"
+        labels.astype(np.int32),
+        intent="NIFTI_INTENT_LABEL",
+        datatype="NIFTI_TYPE_INT32",
+        meta={"Name": "areas"},
     )
-    image = nib.gifti.GiftiImage(darrays=[array], labeltable=label_table)
+    image = nib.gifti.GiftiImage(
+        darrays=[array], labeltable=label_table, meta=nib.gifti.GiftiMetaData(meta)
+    )
     path = Path(path)
     with atomic_path(path) as tmp:
         nib.save(image, tmp)
@@ -103,11 +124,17 @@ def read_gifti_labels(
 
 
 def write_gifti_scalars(
-    path: str | os.PathLike, values: np.ndarray, names: Sequence[str] | None = None
+    path: str | os.PathLike,
+    values: np.ndarray,
+    names: Sequence[str] | None = None,
+    *,
+    structure: str | None = None,
 ) -> Path:
     """Write a ``.func.gii``: one float32 array (N,) per column of ``values`` ((N,) or (N, C)), each
-    named by ``names`` (GIfTI meta ``Name``)."""
+    named by ``names`` (GIfTI meta ``Name``); ``structure`` as in :func:`write_gifti_labels`."""
     import nibabel as nib
+
+    from cortexgraph.meshes.io import gifti_structure_meta
 
     values = np.asarray(values, dtype=np.float32)
     columns = values.reshape(len(values), -1)
@@ -124,8 +151,11 @@ def write_gifti_scalars(
         )
         darrays.append(darray)
     path = Path(path)
+    image = nib.gifti.GiftiImage(
+        darrays=darrays, meta=nib.gifti.GiftiMetaData(gifti_structure_meta(structure))
+    )
     with atomic_path(path) as tmp:
-        nib.save(nib.gifti.GiftiImage(darrays=darrays), tmp)
+        nib.save(image, tmp)
     return path
 
 

@@ -40,6 +40,9 @@ __all__ = [
     "VIEWS",
     "BACKENDS",
     "view_camera",
+    "screen_directions",
+    "encode_ids",
+    "decode_ids",
     "offscreen_backend",
     "SurfaceRenderer",
     "render_surface",
@@ -61,6 +64,41 @@ def view_camera(view: str, hemi: str = "lh") -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
     direction, up = table[view]
     return np.array(direction), np.array(up)
+
+
+_LETTERS = {(0, 1): "R", (0, -1): "L", (1, 1): "A", (1, -1): "P", (2, 1): "S", (2, -1): "I"}
+
+
+def _letter(vector: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(vector)))
+    return _LETTERS[(axis, 1 if vector[axis] > 0 else -1)]
+
+
+def screen_directions(view: str, hemi: str = "lh") -> tuple[str, str]:
+    """Anatomical directions (R L A P S I, world RAS) of screen right and screen up in a view, e.g.
+    ``("P", "S")`` for the lateral view of a left hemisphere (anterior to the left)."""
+    direction, up = view_camera(view, hemi)
+    right, screen_up = _screen_axes(direction, up)
+    return _letter(right), _letter(screen_up)
+
+
+def encode_ids(ids: np.ndarray) -> np.ndarray:
+    """uint8 (N, 3) colours that carry integer ids 0..65534 exactly through an unshaded rendering:
+    R, G = the id + 1 in base 256, B = a check value, so pixels where the renderer blends two ids
+    (borders, where vertex colours are interpolated) decode as -1 (:func:`decode_ids`)."""
+    value = np.asarray(ids, dtype=np.int64) + 1
+    if value.size and (value.min() < 1 or value.max() > 65535):
+        raise ValueError("ids must lie in 0..65534")
+    return np.stack([value % 256, value // 256, (value * 151 + 77) % 256], axis=-1).astype(np.uint8)
+
+
+def decode_ids(picture: np.ndarray, num_ids: int) -> np.ndarray:
+    """int64 (H, W) ids of a picture of :func:`encode_ids` colours; -1 = background, blends, ids
+    outside 0..num_ids-1."""
+    rgb = np.asarray(picture, dtype=np.int64)
+    value = rgb[..., 0] + 256 * rgb[..., 1]
+    ok = (rgb[..., 2] == (value * 151 + 77) % 256) & (value >= 1) & (value <= num_ids)
+    return np.where(ok, value - 1, -1)
 
 
 def _screen_axes(direction: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -177,6 +215,23 @@ class SurfaceRenderer:
         if self.backend == "vtk":
             return self._render_vtk(rgb, direction, up, shading)
         return self._render_matplotlib(rgb, direction, up, shading)
+
+    def mm_per_px(self, view: str) -> float:
+        """Millimetres per pixel of a view (parallel projection: the same everywhere on screen)."""
+        direction, up = view_camera(view, self.hemi)
+        width, height = self.size_px
+        _, half_height = _fit(self.vertices, direction, up, width / height)
+        return 2.0 * half_height / height
+
+    def render_ids(self, ids: np.ndarray, view: str) -> np.ndarray:
+        """int64 (height, width): the id (N,) of the vertex region seen at each pixel, -1 for the
+        background, for ids < 0 and along borders between ids (:func:`encode_ids`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        top = int(ids.max(initial=-1)) + 1
+        coded = encode_ids(np.where(ids >= 0, ids, top))
+        picture = self.render(coded, view, shading=False)
+        decoded = decode_ids(picture, top + 1)
+        return np.where(decoded == top, -1, decoded)
 
     def render_views(
         self, rgb: np.ndarray, views=VIEWS, *, shading: bool = True

@@ -81,6 +81,8 @@ def write_exclusion_mask(
     with atomic_path(path) as tmp:
         image = nib.Nifti1Image(mask, affine)
         image.header.set_xyzt_units("mm")
+        image.set_qform(affine, code=1)  # NIFTI_XFORM_SCANNER_ANAT: the brain's own mm frame
+        image.set_sform(affine, code=1)
         nib.save(image, str(tmp))
     return path
 
@@ -237,7 +239,10 @@ def write_ground_truth(
         vox = np.rint((verts[used] - affine[:3, 3]) / np.diag(affine)[:3]).astype(np.int64)
         vox = np.clip(vox, 0, np.array(vertex.shape) - 1)
         labels = brain.vertex_area[np.maximum(vertex[tuple(vox.T)], 0)]
-        meshes_io.write_gifti_surface(root / f"midsurface_{hemi}.gii", world[:, :3], faces, labels)
+        meshes_io.write_gifti_surface(
+            root / f"midsurface_{hemi}.gii", world[:, :3], faces, labels,
+            structure=meshes_io.STRUCTURES[hemi], secondary="MidThickness",
+        )  # fmt: skip
         surfaces[hemi] = len(used)
 
         # pial-side surface area per area

@@ -76,7 +76,7 @@ def test_f1_equals_scikit_learn(trained):
     lines = (run / "evaluation/confusion_transfer.tsv").read_text().splitlines()
     cm = np.array([[int(v) for v in line.split("\t")[1:]] for line in lines[1:]])
     np.testing.assert_array_equal(cm, sk_confusion(yt_t, yp_t, labels=np.arange(5)))
-    for name in ("per_area_f1.png", "confusion_test.png", "metrics.json"):
+    for name in ("per_area_f1.png", "confusion_test.png", "confusion_transfer.png", "metrics.json"):
         assert (run / "evaluation" / name).is_file()
     stored = json.loads((run / "evaluation/metrics.json").read_text())
     assert stored["test_f1"] == pytest.approx(result["test_f1"])

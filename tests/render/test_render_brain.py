@@ -165,3 +165,24 @@ def test_cli_render(tmp_path):
     assert not (brain.derivatives / "render/nodes/lh_y.label.gii").exists()
     result = CliRunner().invoke(app, args[:5] + ["--views", "sideways"])
     assert result.exit_code == 2 and "sideways" in result.output
+
+
+def test_errors_of_a_training_brain_score_test_sections_apart():
+    arrays = {
+        "y": np.array([0, 1, 0, 1, -1, 2]),
+        "pred": np.array([0, 0, 0, 1, 1, 2]),
+        "train_mask": np.array([True, True, False, False, False, False]),
+        "test_mask": np.array([False, False, True, True, False, True]),
+    }
+    held_out = node_colouring("errors", arrays, AREAS, role="train")
+    # held-out test nodes: 1 correct / 2 wrong; training-section nodes: 3 correct / 4 wrong
+    np.testing.assert_array_equal(held_out.labels, [3, 4, 1, 1, 0, 1])
+    assert held_out.summary["accuracy"] == 1.0 and held_out.summary["nodes_compared"] == 3
+    assert held_out.summary["seen_accuracy"] == 0.5 and held_out.summary["seen_nodes"] == 2
+    assert "test sections: accuracy 1.000 (3 nodes)" in held_out.title
+    assert "training sections (seen): 0.500 (2 nodes)" in held_out.title
+    # on the transfer brain every annotated node is held out
+    transfer = node_colouring("errors", arrays, AREAS, role="transfer")
+    np.testing.assert_array_equal(transfer.labels, [1, 2, 1, 1, 0, 1])
+    assert transfer.summary["accuracy"] == pytest.approx(0.8)
+    assert "transfer brain" in transfer.title and "seen" not in transfer.title
