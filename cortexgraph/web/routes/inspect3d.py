@@ -128,7 +128,11 @@ def surface(
             np.tile(PLAIN_RGB, (len(vertices), 1)),
             title=f"{brain.id} {hemi} midsurface",
         )
-    arrays = {k: getattr(data, k).numpy() for k in ("y", "pred", "proba") if hasattr(data, k)}
+    arrays = {
+        k: getattr(data, k).numpy()
+        for k in ("y", "pred", "proba")
+        if getattr(data, k, None) is not None
+    }
     colouring = node_colouring(colour, arrays, state.cohort().areas)
     legend = [
         {
