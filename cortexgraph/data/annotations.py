@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from skimage import draw, measure
+from skimage import measure
 
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import write_text_atomic
@@ -121,13 +121,49 @@ def _polygons(feature: dict) -> list[list[np.ndarray]]:
     return [[np.asarray(r, dtype=np.float64) for r in poly] for poly in geometry["coordinates"]]
 
 
+def _fill_ring(inside: np.ndarray, ring: np.ndarray, scale: float, value: bool) -> None:
+    """Set ``inside[r, c] = value`` for the pixels whose centre lies inside ``ring`` (mm).
+
+    Scan-line fill: for each pixel row, the ring's edges that cross the row's centre line (half-open
+    in y, so a vertex on the line counts once) give sorted x crossings; pixel centres between
+    crossing pairs are inside (even-odd rule). O(rows x edges) with numpy, where a point-in-polygon
+    test per pixel (skimage.draw.polygon) costs O(pixels x edges): a 10 000-vertex contour on a
+    6000-row section takes seconds that way.
+    """
+    rows, cols = inside.shape
+    xy = np.asarray(ring, dtype=np.float64) * scale - 0.5  # pixel-centre coordinates
+    x0, y0 = xy[:-1, 0], xy[:-1, 1]
+    x1, y1 = xy[1:, 0], xy[1:, 1]
+    if len(xy) < 3:
+        return
+    r_lo = max(int(np.ceil(min(y0.min(), y1.min()))), 0)
+    r_hi = min(int(np.floor(max(y0.max(), y1.max()))), rows - 1)
+    if r_hi < r_lo:
+        return
+    centres = np.arange(r_lo, r_hi + 1, dtype=np.float64)[:, None]
+    crosses = ((y0 <= centres) & (centres < y1)) | ((y1 <= centres) & (centres < y0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (centres - y0) / (y1 - y0)
+    xs = np.where(crosses, x0 + t * (x1 - x0), np.inf)
+    xs.sort(axis=1)
+    counts = crosses.sum(axis=1)
+    for k, row in enumerate(range(r_lo, r_hi + 1)):
+        n = int(counts[k]) // 2 * 2
+        for a, b in xs[k, :n].reshape(-1, 2):
+            c_lo = max(int(np.ceil(a)), 0)
+            c_hi = min(int(np.ceil(b)) - 1, cols - 1)  # centres in [a, b)
+            if c_hi >= c_lo:
+                inside[row, c_lo : c_hi + 1] = value
+
+
 def rasterize_contours(
     features: list[dict], shape: tuple[int, int], spacing_um: float
 ) -> np.ndarray:
     """Label image (uint16) of the given shape at ``spacing_um`` from contour features.
 
-    A pixel takes the area id of the polygon containing its centre (holes excluded); later features
-    overwrite earlier ones where they overlap (``check`` reports overlaps).
+    A pixel takes the area id of the polygon containing its centre (holes excluded; even-odd rule
+    by scan lines, :func:`_fill_ring`); later features overwrite earlier ones where they overlap
+    (``check`` reports overlaps).
     """
     labels = np.zeros(shape, dtype=np.uint16)
     scale = 1000.0 / spacing_um
@@ -136,11 +172,7 @@ def rasterize_contours(
         for rings in _polygons(feature):
             inside = np.zeros(shape, dtype=bool)
             for k, ring in enumerate(rings):
-                rr, cc = draw.polygon(ring[:, 1] * scale - 0.5, ring[:, 0] * scale - 0.5, shape)
-                if k == 0:
-                    inside[rr, cc] = True
-                else:
-                    inside[rr, cc] = False
+                _fill_ring(inside, ring, scale, value=(k == 0))
             labels[inside] = area_id
     return labels
 

@@ -106,6 +106,7 @@ function updateExport() {
 async function loadBrain(brain, section = null) {
   S.brain = brain;
   S.index = -1;
+  updateExport();
   await refreshSections();
   const usable = S.sections.filter((r) => !r.missing && r.image);
   const wanted = section !== null ? S.sections.findIndex((r) => r.section === section) : -1;
