@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -119,8 +120,8 @@ def bench_tiles(http, server, brain: str, section: int, levels: list[int], n: in
         level = info["max_level"] - k
         if level < 0:
             continue
-        ny = -(-(-(-info["height"] // 2**k)) // 256)
-        nx = -(-(-(-info["width"] // 2**k)) // 256)
+        ny = math.ceil(math.ceil(info["height"] / 2**k) / 256)
+        nx = math.ceil(math.ceil(info["width"] / 2**k) / 256)
         count = min(n, nx * ny)
         flat = rng.choice(nx * ny, size=count, replace=False)
         tiles = [(int(i % nx), int(i // nx)) for i in flat]
