@@ -124,36 +124,43 @@ def _polygons(feature: dict) -> list[list[np.ndarray]]:
 def _fill_ring(inside: np.ndarray, ring: np.ndarray, scale: float, value: bool) -> None:
     """Set ``inside[r, c] = value`` for the pixels whose centre lies inside ``ring`` (mm).
 
-    Scan-line fill: for each pixel row, the ring's edges that cross the row's centre line (half-open
-    in y, so a vertex on the line counts once) give sorted x crossings; pixel centres between
-    crossing pairs are inside (even-odd rule). O(rows x edges) with numpy, where a point-in-polygon
-    test per pixel (skimage.draw.polygon) costs O(pixels x edges): a 10 000-vertex contour on a
-    6000-row section takes seconds that way.
+    Scan-line fill: every edge yields one x crossing per pixel-row centre line it spans (half-open
+    in y, so a vertex on a line counts once and every row has an even number of crossings); sorted
+    by row and x, consecutive crossings bound the runs of pixel centres inside (even-odd rule). The
+    work grows with the crossings (about rows x edges per row), where a point-in-polygon test per
+    pixel (skimage.draw.polygon) grows with pixels x edges: a 5000-vertex contour on a 2048-row
+    label image took 0.6 s that way. A centre exactly on an edge counts as inside on left and top
+    edges and outside on right and bottom ones (skimage counts both); contours traced from label
+    images run along pixel borders, never through centres, and rasterise back exactly.
     """
     rows, cols = inside.shape
     xy = np.asarray(ring, dtype=np.float64) * scale - 0.5  # pixel-centre coordinates
-    x0, y0 = xy[:-1, 0], xy[:-1, 1]
-    x1, y1 = xy[1:, 0], xy[1:, 1]
-    if len(xy) < 3:
+    if len(xy) < 4:
         return
-    r_lo = max(int(np.ceil(min(y0.min(), y1.min()))), 0)
-    r_hi = min(int(np.floor(max(y0.max(), y1.max()))), rows - 1)
-    if r_hi < r_lo:
+    x0, y0, x1, y1 = xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]
+    first = np.ceil(np.minimum(y0, y1)).astype(np.int64)  # rows r with min <= r < max
+    last = np.ceil(np.maximum(y0, y1)).astype(np.int64) - 1
+    counts = np.maximum(last - first + 1, 0)
+    if counts.sum() == 0:
         return
-    centres = np.arange(r_lo, r_hi + 1, dtype=np.float64)[:, None]
-    crosses = ((y0 <= centres) & (centres < y1)) | ((y1 <= centres) & (centres < y0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = (centres - y0) / (y1 - y0)
-    xs = np.where(crosses, x0 + t * (x1 - x0), np.inf)
-    xs.sort(axis=1)
-    counts = crosses.sum(axis=1)
-    for k, row in enumerate(range(r_lo, r_hi + 1)):
-        n = int(counts[k]) // 2 * 2
-        for a, b in xs[k, :n].reshape(-1, 2):
-            c_lo = max(int(np.ceil(a)), 0)
-            c_hi = min(int(np.ceil(b)) - 1, cols - 1)  # centres in [a, b)
-            if c_hi >= c_lo:
-                inside[row, c_lo : c_hi + 1] = value
+    edge = np.repeat(np.arange(len(x0)), counts)
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    row = first[edge] + (np.arange(counts.sum()) - offsets)
+    keep = (row >= 0) & (row < rows)
+    edge, row = edge[keep], row[keep]
+    if row.size == 0:
+        return
+    x = x0[edge] + (row - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+    order = np.lexsort((x, row))
+    row, x = row[order], x[order]
+    start_row, a, b = row[0::2], x[0::2], x[1::2]
+    c_lo = np.clip(np.ceil(a).astype(np.int64), 0, cols)
+    c_hi = np.clip(np.ceil(b).astype(np.int64), 0, cols)  # centres in [a, b): columns c_lo..c_hi-1
+    runs = c_hi > c_lo
+    delta = np.zeros((rows, cols + 1), np.int32)
+    np.add.at(delta, (start_row[runs], c_lo[runs]), 1)
+    np.add.at(delta, (start_row[runs], c_hi[runs]), -1)
+    inside[np.cumsum(delta, axis=1)[:, :cols] > 0] = value
 
 
 def rasterize_contours(

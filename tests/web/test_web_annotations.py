@@ -35,7 +35,7 @@ def put(client, section, body, version, headers=None):
 def test_new_annotation_is_written_registered_and_kept(client, web_cohort):
     before = client.get(URL.format(2)).json()
     assert before["version"] == "none" and before["geojson"]["features"] == []
-    response = put(client, 2, collection(square(10.0, 10.0, 10.0)), before["version"])
+    response = put(client, 2, collection(square(10.1, 10.1, 10.0)), before["version"])
     assert response.status_code == 200, response.text
     version = response.json()["version"]
     brain = find_brain("B01", web_cohort)
@@ -52,7 +52,7 @@ def test_new_annotation_is_written_registered_and_kept(client, web_cohort):
     assert labels.shape == (round(height_mm * 1000 / spacing), round(width_mm * 1000 / spacing))
     np.testing.assert_array_equal(labels, rasterize_contours(features, labels.shape, spacing))
     centres_mm = (np.arange(max(labels.shape)) + 0.5) * spacing / 1000  # pixels inside the square
-    across = int(((centres_mm >= 10.0) & (centres_mm <= 20.0)).sum())
+    across = int(((centres_mm > 10.1) & (centres_mm < 20.1)).sum())  # no centre on its edges
     assert (labels == HOC1).sum() == across**2
     assert set(np.unique(labels)) == {0, HOC1}
     after = client.get(URL.format(2))
