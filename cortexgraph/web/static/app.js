@@ -406,9 +406,7 @@ async function save() {
 }
 
 async function afterAnnotationChange() {
-  await loadAnnotation();
-  await loadOverlays();
-  await refreshSections();
+  await Promise.all([loadAnnotation(), loadOverlays(), refreshSections()]);
 }
 
 async function loadHistory() {
