@@ -1,6 +1,7 @@
 # cortexgraph: two commands from a fresh clone.
 #   make demo   set up .venv, make the demo phantom cohort, run the pipeline end to end on it
-#   make test   set up .venv, run ruff and pytest
+#   make test   set up .venv and the web app's JavaScript libraries, run ruff and pytest
+#   make web    install the web app's pinned JavaScript libraries (npm ci) into cortexgraph/web/static/vendor
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,26 +13,47 @@ DEMO_DIR ?= demo-output
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv web clean
 
 venv: $(STAMP)
+
+# The page of `cortexgraph serve` loads these files from static/vendor (never from the network):
+# npm ci installs the versions pinned in web/frontend/package-lock.json, then they are copied.
+FRONTEND := web/frontend
+VENDOR := cortexgraph/web/static/vendor
+WEB_STAMP := $(VENDOR)/.installed
+
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/openseadragon $(VENDOR)/annotorious $(VENDOR)/niivue
+	cp $(FRONTEND)/node_modules/openseadragon/build/openseadragon/openseadragon.min.js $(VENDOR)/openseadragon/
+	cp -r $(FRONTEND)/node_modules/openseadragon/build/openseadragon/images $(VENDOR)/openseadragon/
+	cp $(FRONTEND)/node_modules/@annotorious/openseadragon/dist/annotorious-openseadragon.js \
+	   $(FRONTEND)/node_modules/@annotorious/openseadragon/dist/annotorious-openseadragon.css $(VENDOR)/annotorious/
+	cp $(FRONTEND)/node_modules/@niivue/niivue/dist/niivue.umd.js $(VENDOR)/niivue/
+	cp $(FRONTEND)/node_modules/openseadragon/LICENSE.txt $(VENDOR)/openseadragon/
+	cp $(FRONTEND)/node_modules/@annotorious/openseadragon/LICENSE* $(VENDOR)/annotorious/ 2>/dev/null || true
+	cp $(FRONTEND)/node_modules/@niivue/niivue/LICENSE* $(VENDOR)/niivue/ 2>/dev/null || true
+	touch $(WEB_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch first, so no dependency pulls CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,web]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/cortexgraph demo $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cortexgraph tests benchmarks
 
-test: $(STAMP) lint
+test: $(STAMP) $(WEB_STAMP) lint
 	$(VENV)/bin/pytest -q tests
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR)
+	rm -rf $(VENV) $(DEMO_DIR) $(VENDOR) $(FRONTEND)/node_modules

@@ -17,6 +17,7 @@ from cortexgraph.cli import lsm as lsm_cmd
 from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
 from cortexgraph.cli import render as render_cmd
+from cortexgraph.cli import serve as serve_cmd
 from cortexgraph.cli import status as status_cmd
 from cortexgraph.cli import synth as synth_cmd
 
@@ -38,6 +39,7 @@ Pipeline stages, in order:
   render       surfaces coloured by area, off-screen
   lsm          local segmentation models between annotated sections
   map3d/stats  3D area maps, volumes and surface areas
+  serve        the mapping web app: annotate, train local models, accept predictions, inspect 3D
 
 Run `cortexgraph demo OUT` for the whole path on a phantom cohort. Data format: docs/data-format.md.
 """
@@ -78,6 +80,7 @@ render_cmd.register(app)
 features_cmd.register(app)
 lsm_cmd.register(app)
 maps3d_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from skimage import draw, measure
+from skimage import measure
 
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import write_text_atomic
@@ -185,13 +185,56 @@ def _polygons(feature: dict) -> list[list[np.ndarray]]:
     return [[np.asarray(r, dtype=np.float64) for r in poly] for poly in geometry["coordinates"]]
 
 
+def _fill_ring(inside: np.ndarray, ring: np.ndarray, scale: float, value: bool) -> None:
+    """Set ``inside[r, c] = value`` for the pixels whose centre lies inside ``ring`` (mm).
+
+    Scan-line fill: every edge yields one x crossing per pixel-row centre line it spans (half-open
+    in y, so a vertex on a line counts once and every row has an even number of crossings); sorted
+    by row and x, consecutive crossings bound the runs of pixel centres inside (even-odd rule). The
+    work grows with the crossings (about rows x edges per row), where a point-in-polygon test per
+    pixel (skimage.draw.polygon) grows with pixels x edges: a 5000-vertex contour on a 2048-row
+    label image took 0.6 s that way. A centre exactly on an edge counts as inside on left and top
+    edges and outside on right and bottom ones (skimage counts both); contours traced from label
+    images run along pixel borders, never through centres, and rasterise back exactly.
+    """
+    rows, cols = inside.shape
+    xy = np.asarray(ring, dtype=np.float64) * scale - 0.5  # pixel-centre coordinates
+    if len(xy) < 4:
+        return
+    x0, y0, x1, y1 = xy[:-1, 0], xy[:-1, 1], xy[1:, 0], xy[1:, 1]
+    first = np.ceil(np.minimum(y0, y1)).astype(np.int64)  # rows r with min <= r < max
+    last = np.ceil(np.maximum(y0, y1)).astype(np.int64) - 1
+    counts = np.maximum(last - first + 1, 0)
+    if counts.sum() == 0:
+        return
+    edge = np.repeat(np.arange(len(x0)), counts)
+    offsets = np.repeat(np.cumsum(counts) - counts, counts)
+    row = first[edge] + (np.arange(counts.sum()) - offsets)
+    keep = (row >= 0) & (row < rows)
+    edge, row = edge[keep], row[keep]
+    if row.size == 0:
+        return
+    x = x0[edge] + (row - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+    order = np.lexsort((x, row))
+    row, x = row[order], x[order]
+    start_row, a, b = row[0::2], x[0::2], x[1::2]
+    c_lo = np.clip(np.ceil(a).astype(np.int64), 0, cols)
+    c_hi = np.clip(np.ceil(b).astype(np.int64), 0, cols)  # centres in [a, b): columns c_lo..c_hi-1
+    runs = c_hi > c_lo
+    delta = np.zeros((rows, cols + 1), np.int32)
+    np.add.at(delta, (start_row[runs], c_lo[runs]), 1)
+    np.add.at(delta, (start_row[runs], c_hi[runs]), -1)
+    inside[np.cumsum(delta, axis=1)[:, :cols] > 0] = value
+
+
 def rasterize_contours(
     features: list[dict], shape: tuple[int, int], spacing_um: float
 ) -> np.ndarray:
     """Label image (uint16) of the given shape at ``spacing_um`` from contour features.
 
-    A pixel takes the area id of the polygon containing its centre (holes excluded); later features
-    overwrite earlier ones where they overlap (``check`` reports overlaps).
+    A pixel takes the area id of the polygon containing its centre (holes excluded; even-odd rule
+    by scan lines, :func:`_fill_ring`); later features overwrite earlier ones where they overlap
+    (``check`` reports overlaps).
     """
     labels = np.zeros(shape, dtype=np.uint16)
     scale = 1000.0 / spacing_um
@@ -200,11 +243,7 @@ def rasterize_contours(
         for rings in _polygons(feature):
             inside = np.zeros(shape, dtype=bool)
             for k, ring in enumerate(rings):
-                rr, cc = draw.polygon(ring[:, 1] * scale - 0.5, ring[:, 0] * scale - 0.5, shape)
-                if k == 0:
-                    inside[rr, cc] = True
-                else:
-                    inside[rr, cc] = False
+                _fill_ring(inside, ring, scale, value=(k == 0))
             labels[inside] = area_id
     return labels
 

@@ -172,11 +172,19 @@ class Raster:
 
     The file is opened on first access and kept open; use as a context manager or call
     :meth:`close`. ``file_obj`` may be any binary file-like object (used by tests to count reads).
+    ``chunk_cache_mb`` sets HDF5's cache of decompressed chunks (default: h5py's 1 MiB, which holds
+    no 2048 x 2048 chunk); a reader that visits neighbouring windows (the web viewer's tiles) keeps
+    the chunks under them decoded with a larger cache.
     """
 
-    def __init__(self, path: str | os.PathLike, file_obj=None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, file_obj=None, *, chunk_cache_mb: float | None = None
+    ) -> None:
         self.path = Path(path)
         self._file_obj = file_obj
+        self._cache_opts = (
+            {} if chunk_cache_mb is None else {"rdcc_nbytes": int(chunk_cache_mb * 2**20)}
+        )
         self._handle: h5py.File | None = None
         self._levels: list[RasterLevel] | None = None
 
@@ -190,9 +198,9 @@ class Raster:
                 )
             try:
                 if self._file_obj is not None:
-                    self._handle = h5py.File(self._file_obj, "r")
+                    self._handle = h5py.File(self._file_obj, "r", **self._cache_opts)
                 else:
-                    self._handle = h5py.File(self.path, "r")
+                    self._handle = h5py.File(self.path, "r", **self._cache_opts)
             except FileNotFoundError:
                 raise DataFormatError(
                     "file not found", file=self.path, fix="check the path in sections.tsv"

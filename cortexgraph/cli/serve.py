@@ -1,0 +1,86 @@
+"""``cortexgraph serve --root COHORT``: the interactive mapping web app (docs/web-app.md).
+
+A thin layer over :func:`cortexgraph.web.app.create_app` and uvicorn. Binds to 127.0.0.1 by
+default; another address needs an access token, which is made (or taken from ``--token`` /
+``$CORTEXGRAPH_TOKEN``) and printed with the address to open.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cortexgraph.cli.common import RootOption, console, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    @reports_errors
+    def serve(
+        root: Path = RootOption,
+        host: str = typer.Option("127.0.0.1", help="Address to bind (others need a token)."),
+        port: int = typer.Option(8765, help="TCP port (0: any free port)."),
+        token: str = typer.Option(
+            None,
+            envvar="CORTEXGRAPH_TOKEN",
+            help="Access token every request must carry (made for you when binding to another "
+            "address than 127.0.0.1).",
+        ),
+        lsm_arch: str = typer.Option("ms", help="Architecture of local models started in the app."),
+        lsm_iterations: int = typer.Option(
+            None, help="Training iterations of local models started in the app (preset default)."
+        ),
+        lsm_preset: str = typer.Option(
+            "auto", help="Model sizes of local models (as `lsm train`)."
+        ),
+        open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+    ) -> None:
+        """Serve the mapping web app for the cohort: browse sections, annotate, train local models,
+        accept their predictions, inspect in 3D. Stop it with Ctrl-C."""
+        from cortexgraph.data.manifest import find_cohort
+        from cortexgraph.errors import CortexgraphError
+        from cortexgraph.web.app import create_app, missing_vendor_files
+        from cortexgraph.web.security import is_loopback, new_token
+        from cortexgraph.web.state import WebSettings
+
+        try:
+            import uvicorn
+        except ImportError:
+            raise CortexgraphError(
+                "the web app needs FastAPI and uvicorn", fix="pip install 'cortexgraph[web]'"
+            ) from None
+        cohort = find_cohort(root)
+        missing = missing_vendor_files()
+        if missing:
+            raise CortexgraphError(
+                f"the page's JavaScript libraries are not installed ({', '.join(missing)})",
+                fix="run `make web` in the cortexgraph source folder (npm ci of web/frontend)",
+            )
+        if not is_loopback(host) and not token:
+            token = new_token()
+        settings = WebSettings(
+            root=cohort.root,
+            token=token,
+            job_defaults={
+                "arch": lsm_arch,
+                "preset": lsm_preset,
+                "iterations": lsm_iterations,
+                "seed": 0,
+            },
+        )
+        app = create_app(cohort.root, settings=settings)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        shown = "localhost" if is_loopback(host) else host
+        url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+        console.print(f"[bold green]cortexgraph[/] serving {cohort.root}", highlight=False)
+        console.print(f"  open {url}", highlight=False)
+        if token:
+            console.print(f"  access token: {token}", highlight=False)
+        if open_browser:
+            import threading
+            import webbrowser
+
+            threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+        server.run()

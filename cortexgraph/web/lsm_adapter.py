@@ -1,0 +1,234 @@
+"""The web app's only contact with the LSM workflow: start, list and cancel jobs; find predictions.
+
+Everything here calls the command line's own functions, so a job started from the browser is the same
+job as one started with ``cortexgraph lsm ... --background``: it runs ``cortexgraph lsm train ...``
+as a detached process through :func:`cortexgraph.lsm.jobs.start_job`, lives in the brain's jobs
+folder ``<brain>/lsm/jobs/<id>/`` and shows up in ``cortexgraph lsm jobs list``; a job started from
+the shell shows up in the browser.
+
+The functions and what they call (re-point them here when the LSM layout or the job engine changes;
+nothing else in :mod:`cortexgraph.web` knows the layout):
+
+=========================  ===========================================================================
+:func:`jobs_root`           :func:`cortexgraph.lsm.jobs.jobs_dir`
+:func:`interval_argv`       the argv of ``cortexgraph lsm train BRAIN --area ID --sections S,T
+                            --predict`` (train the local model of the interval, then predict every
+                            section strictly between S and T)
+:func:`start_interval_job`  :func:`cortexgraph.lsm.jobs.start_job`
+:func:`list_jobs`,          :func:`cortexgraph.lsm.jobs.list_jobs`, ``job_status``, ``cancel_job``
+:func:`job_status`,
+:func:`cancel_job`
+:func:`prediction_sets`     the per-area prediction folders of the brain (label source, area):
+                            ``<brain>/lsm/<area>/<source>/pred/`` with ``<source>`` = ``lsm-<arch>`` /
+                            ``gsm-<arch>`` (:mod:`cortexgraph.lsm.workflow`)
+:func:`prediction_files`    ``{section: pred/sNNNN.h5}`` of one source and area
+:func:`job_target`          the source, area and interval a job's predictions land in (from its argv)
+=========================  ===========================================================================
+
+Prediction files are label rasters of classes: 0 slide, 1 white matter, 2 other cortex, 3 the area,
+255 outside the prediction ROI (docs/lsm.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cortexgraph.data.manifest import Area, Brain
+from cortexgraph.data.names import check_name, is_inside
+from cortexgraph.lsm import jobs as lsm_jobs
+from cortexgraph.lsm import workflow
+from cortexgraph.web.security import NotFoundError
+
+__all__ = [
+    "CLASS_AREA",
+    "OUTSIDE_ROI",
+    "PredictionSet",
+    "jobs_root",
+    "interval_argv",
+    "start_interval_job",
+    "list_jobs",
+    "job_status",
+    "cancel_job",
+    "job_target",
+    "prediction_sets",
+    "prediction_files",
+    "source_of",
+]
+
+CLASS_AREA = 3
+OUTSIDE_ROI = 255
+_SECTION_FILE = re.compile(r"s(\d+)\.h5")
+
+
+@dataclass(frozen=True)
+class PredictionSet:
+    """One area's predictions of one label source (model run) on a brain."""
+
+    source: str
+    area: Area
+    folder: Path
+
+
+def jobs_root(brain: Brain) -> Path:
+    """The brain's jobs folder."""
+    return lsm_jobs.jobs_dir(brain.derivatives)
+
+
+def source_of(arch: str) -> str:
+    """The label source a local model of ``arch`` writes (``lsm-<arch>``)."""
+    return workflow.source_name("lsm", arch)
+
+
+def interval_argv(
+    brain: Brain,
+    area: Area,
+    interval: tuple[int, int],
+    *,
+    arch: str = "ms",
+    preset: str = "auto",
+    iterations: int | None = None,
+    seed: int = 0,
+) -> list[str]:
+    """The command (after ``cortexgraph``) that trains the local model of ``interval`` and predicts
+    the sections between its two ends."""
+    s, t = sorted(int(v) for v in interval)
+    argv = ["lsm", "train", str(brain.root), "--area", str(area.id), "--sections", f"{s},{t}"]
+    argv += ["--arch", arch, "--preset", preset, "--seed", str(int(seed)), "--predict"]
+    if iterations is not None:
+        argv += ["--iterations", str(int(iterations))]
+    return argv
+
+
+def start_interval_job(
+    brain: Brain,
+    area: Area,
+    interval: tuple[int, int],
+    *,
+    arch: str = "ms",
+    preset: str = "auto",
+    iterations: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> str:
+    """Start the local model of ``interval`` as a background job; returns the job id.
+
+    ``threads`` sets ``OMP_NUM_THREADS`` of the job's process.
+    """
+    s, t = sorted(int(v) for v in interval)
+    argv = interval_argv(
+        brain, area, (s, t), arch=arch, preset=preset, iterations=iterations, seed=seed
+    )
+    outputs = [
+        workflow.area_dir(brain.derivatives, area),
+        brain.derivatives / "labels" / source_of(arch),
+    ]
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+    name = f"web-{workflow.safe_name(area.name)}-{arch}-{s}-{t}"
+    return lsm_jobs.start_job(
+        jobs_root(brain), argv, name=name, outputs=outputs, cwd=brain.root, env=env
+    )
+
+
+def _job_dir(brain: Brain, job_id: str) -> Path:
+    check_name(job_id, "job id")
+    root = jobs_root(brain)
+    folder = root / job_id
+    if not (folder / "job.json").is_file() or not is_inside(folder, root):
+        raise NotFoundError(f"brain {brain.id} has no job {job_id!r}")
+    return folder
+
+
+def job_target(brain: Brain, job: dict) -> dict | None:
+    """``{"source", "area_id", "interval"}`` of a local-model job (from its argv), else None."""
+    argv = [str(a) for a in job.get("argv", [])]
+    if len(argv) < 2 or argv[0] != "lsm" or argv[1] not in ("train", "predict", "chain"):
+        return None
+
+    def option(name: str) -> str | None:
+        return argv[argv.index(name) + 1] if name in argv[:-1] else None
+
+    area_key = option("--area")
+    if area_key is None or brain.cohort is None:
+        return None
+    try:
+        area = brain.cohort.areas.resolve(area_key)
+    except Exception:  # noqa: BLE001 - a job of an area no longer in the table
+        return None
+    arch = (option("--arch") or "ms").split(",")[0]
+    sections = option("--sections")
+    interval = [int(v) for v in sections.split(",")] if sections else None
+    return {"source": source_of(arch), "area_id": area.id, "interval": interval}
+
+
+def list_jobs(brain: Brain) -> list[dict]:
+    """Every job of the brain (browser and shell), oldest first."""
+    return lsm_jobs.list_jobs(jobs_root(brain))
+
+
+def job_status(brain: Brain, job_id: str) -> dict:
+    """One job's record and state (404 for an unknown id)."""
+    _job_dir(brain, job_id)
+    return lsm_jobs.job_status(jobs_root(brain), job_id)
+
+
+def job_log_tail(brain: Brain, job_id: str, max_bytes: int = 4000) -> str:
+    """The end of a job's log."""
+    path = _job_dir(brain, job_id) / "log.txt"
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - max_bytes))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def cancel_job(brain: Brain, job_id: str, timeout_s: float = 20.0) -> dict:
+    """Stop a job cleanly (see :func:`cortexgraph.lsm.jobs.cancel_job`)."""
+    _job_dir(brain, job_id)
+    return lsm_jobs.cancel_job(jobs_root(brain), job_id, timeout_s=timeout_s)
+
+
+def prediction_sets(brain: Brain) -> list[PredictionSet]:
+    """Every (source, area) of the brain with at least one prediction file."""
+    base = brain.derivatives / "lsm"
+    if brain.cohort is None or not base.is_dir():
+        return []
+    by_folder = {workflow.safe_name(a.name): a for a in brain.cohort.areas.areas}
+    found = []
+    for area_folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        area = by_folder.get(area_folder.name)
+        if area is None:
+            continue
+        for source_folder in sorted(p for p in area_folder.iterdir() if p.is_dir()):
+            pred = source_folder / "pred"
+            if pred.is_dir() and any(pred.glob("s*.h5")):
+                found.append(PredictionSet(source_folder.name, area, pred))
+    return found
+
+
+def prediction_files(brain: Brain, source: str, area: Area) -> dict[int, Path]:
+    """``{section: file}`` of one source's predictions of one area (empty when there are none)."""
+    check_name(source, "label source")
+    folder = workflow.area_dir(brain.derivatives, area) / source / "pred"
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in folder.iterdir():
+        match = _SECTION_FILE.fullmatch(path.name)
+        if match and path.is_file():
+            out[int(match.group(1))] = path
+    return dict(sorted(out.items()))
+
+
+def chain_roles(brain: Brain, area: Area) -> dict[int, str]:
+    """``{section: "train" | "test"}`` from the area's chain plan, when ``lsm chain`` made one."""
+    path = workflow.plan_path(brain.derivatives, area)
+    if not path.is_file():
+        return {}
+    plan = workflow.read_plan(brain.derivatives, area)
+    roles = dict.fromkeys(plan.test_sections, "test")
+    roles.update(dict.fromkeys(plan.training_sections, "train"))
+    return {int(k): v for k, v in roles.items()}

@@ -1,0 +1,133 @@
+"""Local-model jobs from the browser's API: start, progress, predictions section by section, accept,
+reject, cancel; the same jobs as ``cortexgraph lsm jobs``."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cortexgraph.data.annotations import rasterize_contours, read_contours
+from cortexgraph.data.manifest import find_brain
+from cortexgraph.data.raster import Raster
+from tests.web.conftest import WRITE
+
+HOC1 = 4
+pytestmark = pytest.mark.slow
+
+
+def wait_for(client, job_id, states=("done", "failed", "cancelled"), timeout_s=240.0):
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.get(f"/api/brains/B01/jobs/{job_id}").json()
+        if job["predicted_sections"] and job["predicted_sections"] not in seen:
+            seen.append(list(job["predicted_sections"]))
+        if job["state"] in states:
+            return job, seen
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+
+
+def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
+    bad = client.post("/api/brains/B01/jobs", json={"area": HOC1, "sections": [602, 662]},
+                      headers=WRITE)  # fmt: skip
+    assert bad.status_code == 422 and "no annotation of hOc1" in bad.json()["error"]
+    assert client.post("/api/brains/B01/jobs", json={"area": HOC1, "sections": [602, 602]},
+                       headers=WRITE).status_code == 422  # fmt: skip
+    assert client.post("/api/brains/B01/jobs", json={"area": HOC1, "sections": [602, 842],
+                       "iterations": -3}, headers=WRITE).status_code == 422  # fmt: skip
+
+    started = client.post("/api/brains/B01/jobs", json={"area": HOC1, "sections": [602, 842]},
+                          headers=WRITE)  # fmt: skip
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    assert started.json()["target"] == {"source": "lsm-hr", "area_id": HOC1, "interval": [602, 842]}
+    job, seen = wait_for(client, job_id)
+    assert job["state"] == "done", job["log_tail"]
+    assert job["predicted_sections"] == [662, 722, 782]  # every section strictly between
+    assert all(a == sorted(a) for a in seen) and seen[-1] == [662, 722, 782]
+    assert job["progress"]["train"][0] == job["progress"]["train"][1] == 60
+
+    # the same job as the shell's
+    from cortexgraph.cli.main import app
+
+    listed = CliRunner().invoke(
+        app, ["lsm", "jobs", "list", "B01", "--root", str(web_cohort), "--json"]
+    )
+    assert listed.exit_code == 0 and job_id in [j["id"] for j in json.loads(listed.stdout)]
+    assert job_id in [j["id"] for j in client.get("/api/brains/B01/jobs").json()["jobs"]]
+
+    # the prediction overlay: class 3 in the area's colour
+    overlays = client.get("/api/brains/B01/sections/662/overlays").json()["overlays"]
+    pred = next(o for o in overlays if o["key"] == "pred~lsm-hr~4")
+    prediction_file = web_cohort / "derivatives/cortexgraph/B01/lsm/hOc1/lsm-hr/pred/s0662.h5"
+    with Raster(prediction_file) as raster:
+        classes, spacing = raster.read_level(0), raster.spacing_um
+    top = pred["grid"]["max_level"]
+    row, col = np.argwhere(classes == 3)[0] // 256  # a tile that shows the area
+    tile = f"/api/brains/B01/sections/662/overlays/pred~lsm-hr~4/{top}/{col}_{row}.png"
+    rgba = np.asarray(Image.open(io.BytesIO(client.get(tile).content)))
+    window = classes[row * 256 : row * 256 + rgba.shape[0], col * 256 : col * 256 + rgba.shape[1]]
+    area_colour = tuple(int(pred["legend"][0]["color"][i : i + 2], 16) for i in (1, 3, 5))
+    assert (window == 3).any()
+    assert (rgba[window == 3][:, :3] == area_colour).all()
+    assert (rgba[window == 255][:, 3] == 0).all()
+    listing = client.get("/api/brains/B01/predictions").json()["predictions"]
+    assert {"source": "lsm-hr", "area_id": HOC1} == {
+        k: listing[0][k] for k in ("source", "area_id")
+    }
+
+    # accept: the prediction becomes section 662's annotation of hOc1, other areas untouched
+    brain = find_brain("B01", web_cohort)
+    before = read_contours(brain.path(brain.section(662).contours))
+    assert not any(f["properties"]["area_id"] == HOC1 for f in before)
+    version = client.get("/api/brains/B01/sections/662/annotation").json()["version"]
+    url = "/api/brains/B01/sections/662/predictions/lsm-hr/4"
+    stale = client.post(url + "/accept", headers={"If-Match": "old", **WRITE})
+    assert stale.status_code == 409
+    accepted = client.post(url + "/accept", headers={"If-Match": version, **WRITE})
+    assert accepted.status_code == 200, accepted.text
+    after = read_contours(brain.path(find_brain("B01", web_cohort).section(662).contours))
+    assert [f for f in after if f["properties"]["area_id"] != HOC1] == [
+        f | {"properties": {"area_id": f["properties"]["area_id"], "name": f["properties"]["name"]}}
+        for f in before
+    ]
+    drawn = rasterize_contours([f for f in after if f["properties"]["area_id"] == HOC1],
+                               classes.shape, spacing) == HOC1  # fmt: skip
+    others = rasterize_contours(before, classes.shape, spacing) > 0
+    predicted = (classes == 3) & ~others
+    iou = (drawn & predicted).sum() / (drawn | predicted).sum()
+    assert iou > 0.9, iou  # simplified by half a pixel and cut at the other areas
+    assert client.post("/api/brains/B01/sections/782/predictions/lsm-hr/4/reject",
+                       headers=WRITE).status_code == 200  # fmt: skip
+    review = client.get("/api/brains/B01/predictions").json()["predictions"][0]["review"]
+    assert review == {"662": "accepted", "782": "rejected"}
+    history = client.get("/api/brains/B01/sections/662/annotation/history").json()["versions"]
+    assert history[-1]["origin"] == "accepted prediction lsm-hr"
+
+    # the next interval of the chain starts where this one ended
+    nxt = client.get("/api/brains/B01/intervals", params={"area": "hOc1", "after": 842}).json()
+    assert nxt["interval"] == [842, 962]
+
+
+def test_cancel_stops_a_training_job(client, web_cohort):
+    started = client.post("/api/brains/B01/jobs", headers=WRITE,
+                          json={"area": HOC1, "sections": [842, 962], "iterations": 100000})  # fmt: skip
+    job_id = started.json()["id"]
+    job, _ = wait_for(client, job_id, states=("running", "done", "failed"), timeout_s=120)
+    assert job["state"] == "running"
+    deadline = time.monotonic() + 60  # wait until it trains (imports take a few seconds)
+    while "train" not in client.get(f"/api/brains/B01/jobs/{job_id}").json()["progress"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    cancelled = client.post(f"/api/brains/B01/jobs/{job_id}/cancel", headers=WRITE).json()
+    assert cancelled["state"] == "cancelled"
+    model = web_cohort / "derivatives/cortexgraph/B01/lsm/hOc1/lsm-hr/s0842-s0962/model.pt"
+    assert not model.exists()
+    assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/hOc1/lsm-hr/pred/s0902.h5").exists()
