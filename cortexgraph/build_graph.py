@@ -203,24 +203,34 @@ def build_graph_outputs(brain: Brain) -> dict[str, Path]:
 def exclusion_mask_volume(
     brain: Brain, shape: tuple[int, int, int], affine: np.ndarray
 ) -> np.ndarray:
-    path = brain.path(brain.exclusion_mask)
-    try:
-        image = nib.load(str(path))
-        data = np.asarray(image.dataobj)
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise CortexgraphError(
-            f"cannot read the exclusion mask: {exc}",
-            file=path,
-            fix="give a 3D NIfTI mask in world mm (1 = non-cortical gray matter), or remove "
-            "exclusion_mask from brain.toml to use the automatic method",
-        ) from exc
-    if data.ndim != 3:
-        raise CortexgraphError(
-            f"the exclusion mask has {data.ndim} dimensions, expected 3",
-            file=path,
-            fix="save it as a 3D NIfTI volume",
-        )
-    return resample_mask_to_grid(data, image.affine, shape, affine)
+    """The brain's exclusion mask (validated, :func:`cortexgraph.data.exclusion.read_exclusion_mask`)
+    resampled onto the reconstruction's grid: bool (X, Y, Z)."""
+    from cortexgraph.data.exclusion import read_exclusion_mask
+
+    data, mask_affine = read_exclusion_mask(brain.path(brain.exclusion_mask))
+    return resample_mask_to_grid(data, mask_affine, shape, affine)
+
+
+#: Peak memory of build-graph per voxel of the (uncropped) stacked volume, measured on the demo slab
+#: at 0.3 mm (53.7 M voxels, 2.0 GB peak after cropping to the tissue; benchmarks/results/
+#: full_brain.md) and rounded up, so the estimate errs on the safe side.
+BYTES_PER_STACK_VOXEL = 40.0
+
+
+def require_build_graph_memory(brain: Brain, params: BuildGraphParameters) -> None:
+    """Refuse (ResourceError, exit 5) before allocating anything when the reconstruction of
+    ``brain`` at ``params.voxel_size_mm`` would not fit in the memory available."""
+    from cortexgraph.resources import estimate_stack_volume, require_memory
+
+    estimate = estimate_stack_volume(brain, params.voxel_size_mm)
+    shape = " x ".join(str(n) for n in estimate.shape)
+    require_memory(
+        estimate.nbytes(BYTES_PER_STACK_VOXEL),
+        f"build-graph of {brain.id}: a stacked volume of {shape} voxels of "
+        f"{estimate.voxel_size_mm:g} mm",
+        fix="reconstruct at a coarser voxel size (--voxel-mm)",
+        file=brain.manifest_path,
+    )
 
 
 def stacked_volume(
@@ -617,6 +627,7 @@ def _build(
                 fix=f"{first.fix}; run `cortexgraph check {brain.id}` for the full list",
             )
         seconds["check"] = time.perf_counter() - start
+    require_build_graph_memory(brain, params)
 
     stack = SectionStack(brain)
     start = time.perf_counter()

@@ -153,3 +153,17 @@ def test_broken_transform_chain_is_a_clear_error(tiny_cohort, tmp_path):
     with pytest.raises(CortexgraphError) as error:
         build_graph(brain)
     assert "transform" in str(error.value).lower()
+
+
+def test_refuses_before_allocating_when_memory_is_short(tiny_cohort, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cortexgraph.cli.main import app
+
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_cohort, root)
+    monkeypatch.setenv("CORTEXGRAPH_MAX_MEMORY", "1M")
+    result = CliRunner().invoke(app, ["build-graph", "B01", "--root", str(root)])
+    assert result.exit_code == 5, result.output
+    assert "build-graph of B01: a stacked volume of" in result.output and "--voxel-mm" in result.output
+    assert not (root / "derivatives/cortexgraph/B01/reconstruct").exists()

@@ -524,7 +524,7 @@ def compute_node_priors(
     values, files = brain_inputs(brain, ("coords",), transforms=False)
     atlas_files = []
     if cohort.atlas_maps:
-        atlas_files = [cohort.root / cohort.atlas_maps, cohort.root / cohort.atlas_labels]
+        atlas_files = [cohort.atlas_maps_path, cohort.atlas_labels_path]
     parameters = {
         **values,
         "canonical_box_mm": [list(cohort.canonical_box_min_mm), list(cohort.canonical_box_max_mm)],
@@ -595,7 +595,7 @@ def compute_node_labels(
         store,
         sid,
         parameters=parameters,
-        inputs=[*files, cohort.root / cohort.area_table_file],
+        inputs=[*files, cohort.area_table_path],
         upstream=[StageId("build-graph", brain.id)],
         overwrite=overwrite,
         wait_s=wait_s,

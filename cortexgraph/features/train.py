@@ -744,7 +744,7 @@ def train_encoder(
             "tsne": bool(tsne),
             "brains": brain_values,
         },
-        inputs=[*files, cohort.root / cohort.area_table_file],
+        inputs=[*files, cohort.area_table_path],
         overwrite=overwrite,
         follower=not is_main_process(),
     ) as run:

@@ -170,7 +170,7 @@ def evaluate_run(
         store,
         StageId("evaluate", None, (run_name,)),
         parameters={"run": run_name, "roles": roles},
-        inputs=[cohort.root / cohort.area_table_file],
+        inputs=[cohort.area_table_path],
         upstream=upstream,
         overwrite=overwrite,
     ) as stage:
@@ -203,7 +203,7 @@ def _evaluate(run_dir, store, cohort, roles, out_dir, device, batch_size, predic
     if [int(i) for i in areas.ids] != [int(i) for i in config["area_ids"]]:
         raise CortexgraphError(
             "the cohort's area table differs from the one the run was trained with",
-            file=cohort.root / cohort.area_table_file,
+            file=cohort.area_table_path,
             fix="evaluate with the cohort the run was trained on, or retrain the run",
         )
     collected: dict[str, tuple[list, list]] = {"test": ([], []), "transfer": ([], [])}

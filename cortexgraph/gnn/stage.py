@@ -539,7 +539,7 @@ def train_gnn(
         store,
         sid,
         parameters=settings_record,
-        inputs=[cohort.root / cohort.area_table_file],
+        inputs=[cohort.area_table_path],
         upstream=training_stages(train_brains, features, encoder, labels=True),
         overwrite=overwrite,
         wait_s=wait_s,

@@ -325,7 +325,7 @@ def _atlas_names(brain: Brain) -> list[str] | None:
     cohort = brain.cohort
     if cohort is None or not cohort.atlas_labels:
         return None
-    path = cohort.root / cohort.atlas_labels
+    path = cohort.atlas_labels_path
     if not path.is_file():
         return None
     rows = read_tsv(path, ("index", "area_id", "name"))
