@@ -582,6 +582,17 @@ def build_graph(
     ``"reused"`` (bool), ``"why"`` (why it was recomputed) and ``"key"`` (the stage key).
     """
     params = params or BuildGraphParameters()
+    if check:  # before anything is written: bad input leaves the derivatives folder untouched
+        problems = check_brain(brain)
+        if problems:
+            first = problems[0]
+            raise CortexgraphError(
+                f"brain {brain.id} fails check ({len(problems)} problem(s)); first: {first.message}",
+                file=first.file,
+                section=first.section,
+                fix=f"{first.fix}; run `cortexgraph check {brain.id}` for the full list",
+            )
+    require_build_graph_memory(brain, params)
     outputs = build_graph_outputs(brain)
     if not qc_picture:
         outputs.pop("qc_png")
@@ -599,7 +610,7 @@ def build_graph(
     ) as run:
         if run.reuse:
             return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
-        report = _build(brain, params, outputs, check=check, progress=progress)
+        report = _build(brain, params, outputs, progress=progress)
         run.commit(outputs.values(), measured=report)
     return {**report, "reused": False, "why": run.why, "key": run.key}
 
@@ -609,25 +620,11 @@ def _build(
     params: BuildGraphParameters,
     outputs: dict[str, Path],
     *,
-    check: bool,
     progress: Progress | None,
 ) -> dict:
     """The computation of :func:`build_graph` (no reuse decision, no record)."""
     seconds: dict[str, float] = {}
     report: dict = {"brain": brain.id, "parameters": asdict(params)}
-    if check:
-        start = time.perf_counter()
-        problems = check_brain(brain)
-        if problems:
-            first = problems[0]
-            raise CortexgraphError(
-                f"brain {brain.id} fails check ({len(problems)} problem(s)); first: {first.message}",
-                file=first.file,
-                section=first.section,
-                fix=f"{first.fix}; run `cortexgraph check {brain.id}` for the full list",
-            )
-        seconds["check"] = time.perf_counter() - start
-    require_build_graph_memory(brain, params)
 
     stack = SectionStack(brain)
     start = time.perf_counter()

@@ -186,6 +186,7 @@ class StageRun:
             self._decide()
         except BaseException:
             self.lock.release()
+            _remove_empty_folders(self.lock.path.parent, self.store.root.parent.parent)
             raise
         return self
 
@@ -311,10 +312,25 @@ class StageRun:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
-    def __exit__(self, *exc) -> None:
-        if not self.follower:
-            self.lock.release()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.follower:
+            return
+        self.lock.release()
+        if exc_type is None:
             self.store.cache.save()
+        else:  # folders this run created and left empty (a refused or failed first run)
+            _remove_empty_folders(self.lock.path.parent, self.store.root.parent.parent)
+
+
+def _remove_empty_folders(folder: Path, stop: Path) -> None:
+    """Remove ``folder`` and its parents while they are empty, up to (not including) ``stop``."""
+    folder, stop = Path(folder), Path(stop)
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _remove_stale_temporaries(outputs: list[Path], before_unix: float) -> None:
