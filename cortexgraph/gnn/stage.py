@@ -240,6 +240,17 @@ def resolve_run(run: str | os.PathLike, cohort_root: str | os.PathLike | None = 
     )
 
 
+def run_settings(cohort_root: str | os.PathLike, run: str | None) -> dict | None:
+    """The ``config.json`` of a model run of the cohort (its training and transfer brains...), or
+    None when there is no such run (pictures and reports then leave the run's roles out)."""
+    if not run:
+        return None
+    try:
+        return run_config(resolve_run(run, cohort_root))
+    except (CortexgraphError, OSError, ValueError):
+        return None
+
+
 def run_config(run_dir: str | os.PathLike) -> dict:
     """The ``config.json`` of a run folder."""
     import json

@@ -147,7 +147,7 @@ def map3d_area(
     ) as run:
         if run.reuse:
             files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
-            return {**run.record.measured, "files": files, "reused": True, "why": run.why}
+            return run.summary(files=files)
         workdir = out_dir / f".work-{stem}"
         amap = map_area(
             brain,
@@ -169,7 +169,7 @@ def map3d_area(
         measured = {k: v for k, v in amap.info.items() if k not in ("workdir", "mask_file")}
         remove_workdir(amap)
         run.commit(files, measured)
-    return {**measured, "files": files, "reused": False, "why": run.why}
+    return run.summary(measured, files=files)
 
 
 def _midline(store: Derivatives, brain: Brain) -> tuple[float | None, list[StageId]]:
@@ -266,7 +266,7 @@ def stats_area(
     ) as run:
         if run.reuse:
             files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
-            return {**run.record.measured, "files": files, "reused": True, "why": run.why}
+            return run.summary(files=files)
         reference_table = load_reference_table(reference)
         mask, affine = read_area_map(out_dir / f"{stem}.nii.gz")
         verts, faces = read_gifti_surface(out_dir / f"{stem}.gii")
@@ -350,7 +350,7 @@ def stats_area(
         )
         measured = {"rows": rows, "depth": depth_info, "midline_x_mm": midline}
         run.commit([report, picture], measured)
-    return {**measured, "files": [report, picture], "reused": False, "why": run.why}
+    return run.summary(measured, files=[report, picture])
 
 
 def _source_context(brain: Brain, source: str) -> str:
