@@ -348,6 +348,14 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
+def _named_encoder(store: Derivatives, brains: Sequence[str], encoder: str) -> str | None:
+    """``encoder`` when the default encoder of ``brains`` would be another (or none), else None."""
+    try:
+        return None if default_encoder(store, brains) == encoder else encoder
+    except CortexgraphError:
+        return encoder
+
+
 def _refuse_transfer_leak(store: Derivatives, encoder: str, transfer: str | None) -> None:
     """A run's transfer brain must be the brain its encoder held out: otherwise the transfer brain is
     scored with features learned from its own sections."""
@@ -510,7 +518,9 @@ def train_gnn(
         "lr": lr,
         "full_batch": full_batch or None,
         "sampler": None if sampler == "auto" else sampler,
-        "encoder": requested_encoder,
+        # an encoder named only when it is not the one the default would pick
+        "encoder": None if encoder is None or not requested_encoder
+        else _named_encoder(store, train_brains, encoder),
     }
     run_name = check_name(
         name or default_run_name(model, layers, features, preset, transfer, seed, epochs, overrides),
