@@ -46,6 +46,12 @@ def register(app: typer.Typer) -> None:
         ),
         no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
         tsne: bool = typer.Option(False, "--tsne", help="Add a t-SNE panel to embedding.png."),
+        loader_workers: int = typer.Option(
+            None,
+            "--loader-workers",
+            help="Processes that read patches while the model trains (default: 0 on 2 CPUs, "
+            "else min(4, CPUs - 2)). Any number gives the same batches.",
+        ),
         overwrite: bool = OverwriteOption,
         verbose: bool = VerboseOption,
     ) -> None:
@@ -53,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
         Writes derivatives/cortexgraph/encoders/NAME/: encoder.pt, ce.pt, metrics.json (macro F1
         on test and transfer patches), confusion.png, embedding.png, patches.tsv.  Under torchrun
-        every process takes one GPU.
+        every process takes one GPU (or one share of the CPU cores with the gloo back end).
         """
         import time
 
@@ -88,6 +94,7 @@ def register(app: typer.Typer) -> None:
                 tsne=tsne,
                 overrides={k: v for k, v in overrides.items() if v is not None},
                 progress=callback,
+                loader_workers=loader_workers,
             )
         record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))
         if record is not None and record.started_unix < started:
