@@ -623,7 +623,8 @@ def save_encoder(
         "extra": _plain(extra or {}),
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as handle:  # a file object: the archive names no file
+            torch.save(payload, handle)
     return Path(path)
 
 
