@@ -25,6 +25,7 @@ Configuration file (TOML; command-line options win over it)::
     threads_per_worker = 1
     memory_limit = "auto"              # per local worker ("auto": machine memory / workers)
     gpu_tasks = false                  # training tasks ask their worker for resources GPU=1
+                                       # (local workers then offer GPU=1 each)
     wait_s = 3600                      # a task waits this long for a stage lock held elsewhere
     retries = 0                        # reruns of a task that raised (lost workers are always rerun)
 
@@ -276,7 +277,9 @@ def open_engine(
         from distributed import LocalCluster
 
         n = options.workers or default_workers(max_parallel)
-        extra = {}
+        extra: dict[str, Any] = {}
+        if options.gpu_tasks:
+            extra["resources"] = {"GPU": 1}  # every local worker may run a training task
         if local_directory is not None:
             Path(local_directory).mkdir(parents=True, exist_ok=True)
             extra["local_directory"] = str(local_directory)

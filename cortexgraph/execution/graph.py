@@ -33,7 +33,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,9 @@ class CohortSettings:
     synth_preset : make the phantom cohort of this preset first (``cortexgraph demo``); None: the
         cohort exists.
     synth_brains : brains of the phantom (default: the preset's).
-    brains : brains to process (default: all of the cohort).
+    brains : brains whose predictions, projections, pictures and maps to make (default: all of the
+        cohort). The encoder and the GNN are trained on the cohort, so when the graph reaches them
+        every brain is checked, and gets its graph and node features.
     seed : seeds the phantom, the encoder and the GNN.
     encoder_preset, encoder_overrides : :func:`cortexgraph.features.train.train_encoder` settings.
     loader_workers : patch-reading processes of the encoder task (0: none; the engine's workers
@@ -212,12 +214,16 @@ def cohort_graph(
         return STEPS.index(step) <= last
 
     root = str(Path(cohort_root))
-    brains = _brain_ids(Path(root), settings)
+    selected = _brain_ids(Path(root), settings)
+    everyone = _brain_ids(Path(root), replace(settings, brains=None))
+    # cohort-level stages read every brain: their upstream per-brain stages run for all of them
+    brains = everyone if wanted("train-encoder") else selected
+    graph_brains = everyone if wanted("train-gnn") else selected
     phantom = settings.synth_preset is not None or (Path(root) / "synth.json").is_file()
     gpu = {"GPU": 1} if gpu_tasks else None
     tasks: list[Task] = []
 
-    synth_deps: dict[str, tuple[str, ...]] = {b: () for b in brains}
+    synth_deps: dict[str, tuple[str, ...]] = {b: () for b in everyone}
     if settings.synth_preset is not None:
         common = {
             "cohort_root": root,
@@ -226,8 +232,6 @@ def cohort_graph(
             "seed": settings.seed,
         }
         tasks.append(Task("synth", T.synth_prepare, common))
-        everyone = _brain_ids(Path(root), CohortSettings(synth_preset=settings.synth_preset,
-                                                          synth_brains=settings.synth_brains))  # fmt: skip
         for b in everyone:
             tasks.append(Task(f"synth/{b}", T.synth_brain, {**common, "brain_id": b}, ("synth",)))
             synth_deps[b] = (f"synth/{b}",)
@@ -263,7 +267,7 @@ def cohort_graph(
         )
     if not wanted("build-graph"):
         return tasks
-    for b in brains:
+    for b in graph_brains:
         tasks.append(
             Task(
                 f"build-graph/{b}",
@@ -275,7 +279,7 @@ def cohort_graph(
         )
     if not wanted("features"):
         return tasks
-    for b in brains:
+    for b in graph_brains:
         tasks.append(
             Task(
                 f"features/{b}",
@@ -299,7 +303,7 @@ def cohort_graph(
         return tasks
     gnn = dict(settings.gnn)
     if gnn.get("transfer", "auto") == "auto":
-        gnn["transfer"] = "B07" if "B07" in brains else None
+        gnn["transfer"] = "B07" if "B07" in everyone else None
     gnn.setdefault("seed", settings.seed)
     if "features" in gnn:
         gnn["features"] = list(gnn["features"])
@@ -314,7 +318,7 @@ def cohort_graph(
                 "device": settings.device,
                 "wait_s": wait_s,
             },
-            tuple(f"features/{b}" for b in brains),
+            tuple(f"features/{b}" for b in everyone),
             records=("records/train-gnn@*.json",),
             resources=gpu,
             priority=10,
@@ -332,7 +336,7 @@ def cohort_graph(
         )
     if not wanted("predict"):
         return tasks
-    for b in brains:
+    for b in selected:
         tasks.append(
             Task(
                 f"predict/{b}",
@@ -348,7 +352,7 @@ def cohort_graph(
             )  # fmt: skip
         )
     if wanted("project"):
-        for b in brains:
+        for b in selected:
             tasks.append(
                 Task(
                     f"project/{b}",
@@ -359,7 +363,7 @@ def cohort_graph(
                 )
             )
     if wanted("render") and settings.render:
-        for b in brains:
+        for b in selected:
             tasks.append(
                 Task(
                     f"render/{b}",
@@ -372,7 +376,7 @@ def cohort_graph(
     if wanted("map3d") and settings.map3d_areas:
         from cortexgraph.data.names import slug
 
-        for b in brains:
+        for b in selected:
             keys = []
             for area in settings.map3d_areas:
                 source_kwargs: dict[str, Any]

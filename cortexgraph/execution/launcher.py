@@ -16,6 +16,8 @@ Every job has a folder ``<jobs_root>/<id>/``::
     job.json     what was submitted: id, name, back end, the JobSpec, the engine's id of the job
                  (Dask key or Slurm job id), the ids it waits for, creation time
     log.txt      the command's output, attempt by attempt
+    progress.json  what the command reports of its progress ({stage: [done, total]}), if it does
+                 (:func:`cortexgraph.execution.runjob.write_progress`; ``CORTEXGRAPH_JOB_DIR``)
     result.json  the outcome, written by the job when it ends (cortexgraph.execution.runjob)
     job.sbatch   (Slurm) the batch script
 
@@ -54,7 +56,7 @@ from pathlib import Path
 
 from cortexgraph.data.names import check_name, inside, is_name
 from cortexgraph.errors import CortexgraphError, ParameterError, ResourceError
-from cortexgraph.execution.runjob import read_result, run_job
+from cortexgraph.execution.runjob import read_progress, read_result, run_job
 from cortexgraph.outputs import write_json_atomic, write_text_atomic
 
 __all__ = [
@@ -246,7 +248,13 @@ class Launcher:
         record = self.record(job_id)
         folder = self.job_dir(job_id)
         result = read_result(folder)
-        status = {**record, "state": "queued", "message": "", "where": None}
+        status = {
+            **record,
+            "state": "queued",
+            "message": "",
+            "where": None,
+            "progress": read_progress(folder),
+        }
         backend = record.get("backend", self.backend)
         if result is None and backend != self.backend:
             return self.for_backend(backend).status(job_id)

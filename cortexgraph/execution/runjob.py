@@ -34,7 +34,15 @@ from pathlib import Path
 
 from cortexgraph.outputs import write_json_atomic
 
-__all__ = ["NO_RETRY_EXIT_CODES", "run_job", "read_result", "main"]
+__all__ = [
+    "NO_RETRY_EXIT_CODES",
+    "run_job",
+    "read_result",
+    "current_job_dir",
+    "write_progress",
+    "read_progress",
+    "main",
+]
 
 #: Exit statuses a rerun cannot change (cortexgraph.errors): bad input, stale upstream.
 NO_RETRY_EXIT_CODES = (2, 4)
@@ -52,6 +60,33 @@ def read_result(job_dir: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def current_job_dir() -> Path | None:
+    """The job folder when this process runs as a launcher job (``CORTEXGRAPH_JOB_DIR``)."""
+    value = os.environ.get(JOB_DIR_ENV)
+    return Path(value) if value else None
+
+
+def write_progress(stage: str, done: int, total: int, job_dir: Path | None = None) -> None:
+    """Record a command's progress in its job folder (``progress.json``: ``{stage: [done, total]}``),
+    which :meth:`cortexgraph.execution.launcher.Launcher.status` reports. A no-op outside a job. For
+    the command-line layer (a computing module reports through its ``progress`` callback)."""
+    job_dir = job_dir or current_job_dir()
+    if job_dir is None:
+        return
+    progress = read_progress(job_dir)
+    progress[str(stage)] = [int(done), int(total)]
+    write_json_atomic(Path(job_dir) / "progress.json", progress)
+
+
+def read_progress(job_dir: str | os.PathLike) -> dict:
+    """The ``progress.json`` of a job (``{}`` when it has none)."""
+    try:
+        data = json.loads((Path(job_dir) / "progress.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _command(spec: dict) -> list[str]:

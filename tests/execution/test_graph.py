@@ -61,6 +61,12 @@ def test_until_stops_the_graph_and_unknown_brains_are_refused(tiny_cohort):
     tasks = cohort_graph(tiny_cohort, CohortSettings(until="build-graph", brains=("B03",)))
     assert [t.key for t in tasks] == ["check/B03", "build-graph/B03"]
     assert STEPS.index("build-graph") < STEPS.index("train-encoder")
+    # the GNN is trained on the cohort: every brain gets graphs and features, one gets predictions
+    keys = [
+        t.key for t in cohort_graph(tiny_cohort, CohortSettings(until="predict", brains=("B03",)))
+    ]
+    assert {f"features/{b}" for b in ("B01", "B03", "B07")} <= set(keys)
+    assert [k for k in keys if k.startswith("predict/")] == ["predict/B03"]
     with pytest.raises(ParameterError, match="B99"):
         cohort_graph(tiny_cohort, CohortSettings(brains=("B99",)))
     with pytest.raises(ParameterError, match="unknown step"):

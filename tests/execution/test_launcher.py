@@ -12,7 +12,7 @@ import pytest
 
 from cortexgraph.errors import CortexgraphError, ParameterError, ResourceError
 from cortexgraph.execution.launcher import JobSpec, Launcher, new_job_id, open_launcher
-from cortexgraph.execution.runjob import run_job
+from cortexgraph.execution.runjob import run_job, write_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,8 +44,13 @@ def test_a_failed_run_is_retried_but_bad_input_is_not(tmp_path, tiny_cohort):
     assert json.loads((bad / "result.json").read_text())["state"] == "failed"
     log = (bad / "log.txt").read_text()
     assert "attempt 1/3" in log and "cohort.toml" in log
-    done = run_job(_job(tmp_path, ["--version"]))
+    job_dir = _job(tmp_path, ["--version"])
+    done = run_job(job_dir)
     assert done["state"] == "done" and done["exit_code"] == 0
+    write_progress("models", 2, 5, job_dir=job_dir)
+    write_progress("tiles", 10, 10, job_dir=job_dir)
+    status = Launcher(tmp_path).status(job_dir.name)
+    assert status["state"] == "done" and status["progress"] == {"models": [2, 5], "tiles": [10, 10]}
 
 
 def test_a_job_past_its_time_limit_is_stopped_and_not_retried(tmp_path):
