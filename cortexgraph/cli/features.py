@@ -95,6 +95,12 @@ def register(app: typer.Typer) -> None:
             help="Brain held out entirely (default: the preset's, B07); GNN runs that use this "
             "encoder must hold out the same brain. 'none' holds out no brain.",
         ),
+        loader_workers: int = typer.Option(
+            None,
+            "--loader-workers",
+            help="Processes that read patches while the model trains (default: 0 on 2 CPUs, "
+            "else min(4, CPUs - 2)). Any number gives the same batches.",
+        ),
         overwrite: bool = OverwriteOption,
         verbose: bool = VerboseOption,
     ) -> None:
@@ -102,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
         Writes derivatives/cortexgraph/encoders/NAME/: encoder.pt, ce.pt, metrics.json (macro F1
         on test and transfer patches), confusion.png, embedding.png, patches.tsv.  Under torchrun
-        every process takes one GPU.
+        every process takes one GPU (or one share of the CPU cores with the gloo back end).
         """
         import time
 
@@ -139,6 +145,7 @@ def register(app: typer.Typer) -> None:
                 tsne=tsne,
                 overrides={k: v for k, v in overrides.items() if v is not None},
                 progress=callback,
+                loader_workers=loader_workers,
             )
         record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))
         if record is not None and record.started_unix < started:

@@ -652,7 +652,8 @@ def train_gnn(
             "key": run.key,
         }
         with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save(payload, tmp)
+            with open(tmp, "wb") as handle:  # a file object: the archive names no file
+                torch.save(payload, handle)
         _write_history(run_dir / "history.tsv", history)
         n_train = [int((item.data.train_mask & (item.data.y >= 0)).sum()) for item in items]
         measured = {
