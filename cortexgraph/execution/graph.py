@@ -521,9 +521,29 @@ def execute(task: Task, derivatives: str | os.PathLike, values: Mapping[str, Any
     }
 
 
-def _execute_on_worker(task: Task, derivatives: str, dep_keys: tuple[str, ...], *dep_results):
-    """Dask entry: the upstream futures arrive as their result records."""
+def _execute_on_worker(
+    key: str, task_pickle: bytes, derivatives: str, dep_keys: tuple[str, ...], *dep_results
+):
+    """Dask entry: the upstream futures arrive as their result records.
+
+    The task arrives pickled, and is unpickled here rather than by Dask: a task whose function the
+    worker cannot import (a worker started from another environment, a function defined in a
+    script) then fails with a message, where Dask would fail to deserialise the message on the
+    worker's connection and the run would wait forever.
+    """
+    import pickle
+
     _worker_logging()
+    try:
+        task = pickle.loads(task_pickle)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is reported the same way
+        raise TaskFailed(
+            key,
+            f"the worker cannot load the task ({type(exc).__name__}: {exc}); the workers must "
+            "run in an environment where cortexgraph and the task's function can be imported "
+            "(the same virtual environment and PYTHONPATH as this command)",
+            exit_code=2,
+        ) from None
     values = {k: r["value"] for k, r in zip(dep_keys, dep_results, strict=True)}
     return execute(task, derivatives, values)
 
@@ -650,11 +670,14 @@ def run_graph(
     token = secrets.token_hex(4)
     futures: dict[str, Any] = {}
     by_future: dict[str, str] = {}
+    import cloudpickle  # a dependency of distributed
+
     for t in tasks:
         deps = t.dependencies()
         future = client.submit(
             _execute_on_worker,
-            t,
+            t.key,
+            cloudpickle.dumps(t),
             str(derivatives),
             deps,
             *[futures[d] for d in deps],

@@ -4,9 +4,11 @@ serial run (same outputs), with a killed worker, with two runs of one stage at o
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -114,14 +116,31 @@ def test_engine_options_from_a_file(tmp_path):
     assert EngineOptions().kind == "local"
 
 
-def test_a_task_on_a_local_cluster_runs_in_a_worker_process(tmp_path):
+def test_a_task_on_a_local_cluster_runs_in_a_worker_process(tmp_path, monkeypatch):
     pytest.importorskip("distributed", reason="the [cluster] extra is not installed")
-    tasks = [Task("a", _echo, {"x": 1}), Task("b", _echo, {"x": 2, "y": Ref("a")})]
+    # a function every worker can import (the standard library) ...
+    tasks = [Task("a", dict, {"x": 1}), Task("b", dict, {"x": 2, "y": Ref("a")})]
+    # ... and one only this process can: a module imported from a file that is on no sys.path
+    # (as pytest imports this test module)
+    source = tmp_path / "only_here_0f3a.py"
+    source.write_text("def echo(x):\n    return x\n")
+    spec = importlib.util.spec_from_file_location("only_here_0f3a", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setitem(sys.modules, "only_here_0f3a", module)
+    echo = module.echo
+
+    tasks.append(Task("c", echo, {"x": 3}))
+    tasks.append(Task("d", dict, {"x": Ref("c")}))
     with open_engine(EngineOptions(workers=2)) as engine:
         assert engine.worker_count() == 2
-        report = run_graph(tasks, engine, tmp_path)
-    assert report.ok and report.value("b") == [2, [1, None]]
+        report = run_graph(tasks, engine, tmp_path / "cohort")
+    assert report.value("b") == {"x": 2, "y": {"x": 1}}
     assert all(r["pid"] != os.getpid() for r in report.results.values())
+    # the unimportable task fails with a message naming the cause (it used to hang the run)
+    message, code = report.failed["c"]
+    assert "cannot load the task" in message and "only_here_0f3a" in message and code == 2
+    assert report.skipped == {"d": "c"}
 
 
 # --------------------------------------------------------------------------------------------------
