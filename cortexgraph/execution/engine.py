@@ -36,7 +36,7 @@ Configuration file (TOML; command-line options win over it)::
     processes = 4
     walltime = "04:00:00"
     queue = "cpu"
-    job_script_prologue = ["source /shared/cortexgraph/.venv/bin/activate"]
+    job_script_prologue = ["source /gpfs/lab/cortexgraph/.venv/bin/activate"]
 
 Dask workers of a local cluster are not daemonic processes here (``distributed.worker.daemon`` is
 off while the engine runs), so a task may start processes of its own (DataLoader workers, torchrun).

@@ -15,9 +15,9 @@ Site settings come from the ``[jobs.slurm]`` table of the engine configuration f
     partition = "gpu"
     account = "lab42"
     qos = "normal"
-    setup = ["module load cuda/12.4", "source /shared/cortexgraph/.venv/bin/activate"]
+    setup = ["module load cuda/12.4", "source /gpfs/lab/cortexgraph/.venv/bin/activate"]
     directives = ["--constraint=a100"]      # more #SBATCH lines, as given
-    python = "/shared/cortexgraph/.venv/bin/python"   # default: the submitting Python
+    python = "/gpfs/lab/cortexgraph/.venv/bin/python"   # default: the submitting Python
 
 The Dask engine's Slurm workers (``[engine.slurm]``) are dask-jobqueue's business
 (:func:`cortexgraph.execution.engine.slurm_cluster_kwargs`); :func:`jobqueue_script` shows the

@@ -87,39 +87,62 @@ def test_editing_one_mask_makes_exactly_that_brains_stages_stale(cohort):
     assert {s.label: s.state for s in cohort_status(brain.cohort)["brains"]["B03"]} == before["B03"]
 
 
-def test_two_concurrent_runs_one_refuses_then_one_waits(cohort):
+#: A build-graph run that holds its lock until the file ``go`` exists (it waits in its first
+#: progress report), so the test does not depend on how fast the machine is.
+HELD_RUN = """
+import sys, time
+from pathlib import Path
+from cortexgraph.build_graph import build_graph
+from cortexgraph.data.manifest import find_brain
+go = Path(sys.argv[2])
+def progress(stage, done, total):
+    while not go.exists():
+        time.sleep(0.05)
+build_graph(find_brain("B07", sys.argv[1]), qc_picture=False, progress=progress)
+"""
+
+
+def test_two_concurrent_runs_one_refuses_then_one_waits(cohort, tmp_path):
     store = Derivatives(cohort)
     lock = StageId("build-graph", "B07").lock_path(store.root)
+    go = tmp_path / "go"
     first = subprocess.Popen(
-        _cli("build-graph", "B07", "--root", str(cohort), "--no-qc-picture"),
+        [sys.executable, "-c", HELD_RUN, str(cohort), str(go)],
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.time() + 120
-    while not lock.exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert lock.exists(), "the first run never took its lock"
-    second = subprocess.run(
-        _cli("build-graph", "B07", "--root", str(cohort)),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert second.returncode == 3, second.stderr
-    assert "running already" in second.stderr and f"pid {first.pid}" in second.stderr
-    third = subprocess.run(
-        _cli("build-graph", "B07", "--root", str(cohort), "--no-qc-picture", "--wait", "300"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert first.wait(300) == 0
-    assert third.returncode == 0, third.stderr
-    assert "up to date, reused" in third.stderr  # it waited, then found the first run's outputs
+    try:
+        deadline = time.time() + 120
+        while not lock.exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert lock.exists(), "the first run never took its lock"
+        second = subprocess.run(
+            _cli("build-graph", "B07", "--root", str(cohort)),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 3, second.stderr
+        assert "running already" in second.stderr and f"pid {first.pid}" in second.stderr
+        third = subprocess.Popen(
+            _cli("build-graph", "B07", "--root", str(cohort), "--no-qc-picture", "--wait", "300"),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # it cannot finish while the first run holds the lock (without --wait it would exit 3)
+        time.sleep(2.0)
+        assert third.poll() is None, "the waiting run ended while the lock was held"
+    finally:
+        go.touch()
+    assert first.wait(300) == 0, first.stdout.read()
+    _, third_err = third.communicate(timeout=400)
+    assert third.returncode == 0, third_err
+    assert "up to date, reused" in third_err  # it waited, then found the first run's outputs
 
 
 def test_killed_run_leaves_nothing_trusted_and_the_rerun_equals_an_uninterrupted_one(
