@@ -44,7 +44,10 @@ MinComponentOption = typer.Option(
     27.0, "--min-component-mm3", help="Remove connected components smaller than this."
 )
 InterpolationOption = typer.Option(
-    "linear", "--interpolation", help="Gap filling: linear (along y) or harmonic (3D Laplace)."
+    "laplace",
+    "--interpolation",
+    help="Gap filling: laplace (the method's Laplacian field: 3D Laplace equation over each gap) "
+    "or linear (linear blend of the signed distance along the stack).",
 )
 PreviewOption = typer.Option(
     None, "--preview-factor", help="Preview downsampling (default max(2, round(0.1 mm / voxel)))."

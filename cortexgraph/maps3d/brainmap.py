@@ -302,7 +302,7 @@ def map_area(
     exclude_sections: Iterable[int] = (),
     median_size: int | None = None,
     min_component_mm3: float = 27.0,
-    interpolation: str = "linear",
+    interpolation: str = "laplace",
     level: str = "area",
     preview_factor: int | None = None,
     memory_budget_gb: float = 4.0,
@@ -322,7 +322,7 @@ def map_area(
     exclude_sections : sections to treat as gaps (besides those flagged excluded or missing).
     median_size : median window in voxels; default :func:`~cortexgraph.maps3d.build.median_size_for_voxel`.
     min_component_mm3 : smallest kept component (27 mm^3).
-    interpolation : ``'linear'`` or ``'harmonic'`` gap filling.
+    interpolation : ``'laplace'`` (default: the 3D Laplacian field over each gap) or ``'linear'``.
     level : ``'area'`` or ``'zero'``: cut of the interpolated field on gap planes.
     preview_factor : preview block size; default :func:`~cortexgraph.maps3d.build.preview_factor_for_voxel`.
     memory_budget_gb, chunk_vox, num_workers, workdir : out-of-core control

@@ -48,7 +48,7 @@ class MapOptions:
     exclude_sections: tuple[int, ...] = ()
     median_size: int | None = None
     min_component_mm3: float = 27.0
-    interpolation: str = "linear"
+    interpolation: str = "laplace"
     preview_factor: int | None = None
     memory_budget_gb: float = 4.0
     chunk_vox: int = 128
@@ -65,10 +65,14 @@ class MapOptions:
             )
         if not self.min_component_mm3 >= 0:
             raise ParameterError("min component volume must be >= 0", fix="give a value >= 0")
-        if self.interpolation not in ("linear", "harmonic"):
+        from cortexgraph.maps3d.interpolate import interpolation_method
+
+        try:  # 'harmonic' (the former name of the Laplacian field) becomes 'laplace'
+            object.__setattr__(self, "interpolation", interpolation_method(self.interpolation))
+        except ValueError:
             raise ParameterError(
-                f"unknown interpolation {self.interpolation!r}", fix="use linear or harmonic"
-            )
+                f"unknown interpolation {self.interpolation!r}", fix="use laplace or linear"
+            ) from None
         if self.preview_factor is not None and self.preview_factor < 1:
             raise ParameterError("preview factor must be >= 1", fix="give 1 or more")
         if not self.memory_budget_gb > 0 or self.chunk_vox < 16 or self.num_workers < 1:
