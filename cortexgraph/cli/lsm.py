@@ -68,6 +68,18 @@ StepOption = typer.Option(
 ExtentOption = typer.Option(
     None, help="first,last section to predict (default: to the neighbouring annotated sections)."
 )
+MaxIntervalOption = typer.Option(
+    2.4,
+    "--max-interval-mm",
+    help="Longest interval between the two training sections of a local model (mm; the seeds' "
+    "models span about 2.4 mm). Longer intervals are refused, naming the sections to annotate "
+    "next.",
+)
+AllowLongOption = typer.Option(
+    False,
+    "--allow-long-intervals",
+    help="Plan intervals longer than --max-interval-mm anyway (with a warning).",
+)
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
 BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
 DeviceOption = typer.Option(None, help="torch device (cpu, cuda, cuda:1); default cpu.")
@@ -251,6 +263,8 @@ def _chain_or_gsm(
     overwrite,
     wait,
     verbose,
+    max_interval_mm: float = 2.4,
+    allow_long_intervals: bool = False,
 ) -> None:
     from cortexgraph.lsm.layout import run_dir
     from cortexgraph.lsm.stages import run_chain, run_gsm
@@ -283,6 +297,14 @@ def _chain_or_gsm(
                 tile_px=tile_px,
                 batch_size=batch_size,
                 no_predict=no_predict,
+                **(
+                    {
+                        "max_interval_mm": max_interval_mm,
+                        "allow_long_intervals": allow_long_intervals,
+                    }
+                    if command == "chain"
+                    else {}
+                ),
             )
             _launch(
                 out_dir, argv, f"{command}-{run_name}-{area.name}", [run_dir(out_dir, run_name)]
@@ -308,6 +330,8 @@ def _chain_or_gsm(
                 device=device,
                 overwrite=overwrite,
                 wait_s=wait,
+                max_interval_mm=max_interval_mm,
+                allow_long_intervals=allow_long_intervals,
             )
             result = (run_chain if command == "chain" else run_gsm)(run, not no_predict)
             plan = result["plan"]
@@ -336,6 +360,8 @@ def chain(
     batch_size: int = BatchOption,
     device: str = DeviceOption,
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
+    max_interval_mm: float = MaxIntervalOption,
+    allow_long_intervals: bool = AllowLongOption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
@@ -344,7 +370,8 @@ def chain(
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
     consecutive training sections, then predict every section of the extent (the ends with the
-    closest model).
+    closest model). Intervals longer than --max-interval-mm are refused (exit status 2), naming
+    the sections to annotate next.
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
     """
@@ -368,6 +395,8 @@ def chain(
         overwrite,
         wait,
         verbose,
+        max_interval_mm=max_interval_mm,
+        allow_long_intervals=allow_long_intervals,
     )
 
 
@@ -440,6 +469,8 @@ def train(
     seed: int = SeedOption,
     device: str = DeviceOption,
     predict: bool = typer.Option(False, "--predict", help="Also predict every section of [s, t]."),
+    max_interval_mm: float = MaxIntervalOption,
+    allow_long_intervals: bool = AllowLongOption,
     tile_px: int = TileOption,
     batch_size: int = BatchOption,
     background: bool = BackgroundOption,
@@ -482,6 +513,8 @@ def train(
             tile_px=tile_px,
             batch_size=batch_size,
             predict=predict,
+            max_interval_mm=max_interval_mm,
+            allow_long_intervals=allow_long_intervals,
         )
         _launch(out_dir, argv, f"train-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
         return
@@ -501,6 +534,8 @@ def train(
         device=device,
         overwrite=overwrite,
         wait_s=wait,
+        max_interval_mm=max_interval_mm,
+        allow_long_intervals=allow_long_intervals,
     )
     with progress:
         result = run_interval(run, predict)

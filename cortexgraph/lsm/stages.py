@@ -71,12 +71,14 @@ from cortexgraph.lsm.layout import (
 )
 from cortexgraph.lsm.networks import LSMConfig
 from cortexgraph.lsm.workflow import (
+    MAX_INTERVAL_MM,
     ChainPlan,
     Progress,
     config_to_dict,
     load_model,
     load_rois,
     make_config,
+    max_interval_sections,
     model_seed,
     plan_chain,
     plan_single_interval,
@@ -185,6 +187,10 @@ class LSMRun:
     seed : run seed; each model derives its own from it, the area, its sections, arch and kind.
     step, extent : chain planning (:func:`~.workflow.plan_chain`).
     interval : plan a single interval ``(s, t)`` instead of a chain.
+    max_interval_mm : longest interval between the two training sections of a local model
+        (:data:`~.workflow.MAX_INTERVAL_MM`, 2.4 mm); ``None``: no limit. Not applied to a GSM
+        run (one model on all training sections).
+    allow_long_intervals : plan longer intervals anyway (warning, listed in ``chain.json``).
     tile_px, batch_size, device : prediction tiling and torch device.
     overwrite : recompute even when the outputs are current.
     wait_s : how long to wait for a stage's lock before refusing (exit status 3).
@@ -205,6 +211,8 @@ class LSMRun:
     step: int = 2
     extent: tuple[int, int] | None = None
     interval: tuple[int, int] | None = None
+    max_interval_mm: float | None = MAX_INTERVAL_MM
+    allow_long_intervals: bool = False
     tile_px: int = 64
     batch_size: int = 8
     device: str | None = None
@@ -235,6 +243,11 @@ class LSMRun:
         self.progress = self.progress or _noop
         if self.interval is not None:
             self.interval = tuple(sorted(int(v) for v in self.interval))
+        self.max_interval = (
+            max_interval_sections(self.max_interval_mm, self.brain.thickness_um)
+            if self.kind == "lsm"
+            else None
+        )
 
     @property
     def config(self) -> LSMConfig:
@@ -381,6 +394,8 @@ def plan_stage(run: LSMRun) -> ChainPlan:
             "step": run.step,
             "extent": None if run.extent is None else list(run.extent),
             "interval": None if run.interval is None else list(run.interval),
+            "max_interval_sections": run.max_interval,
+            "allow_long_intervals": bool(run.allow_long_intervals),
             "available_sections": available,
             "annotated_sections": candidates,
         }
@@ -404,8 +419,11 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                 if np.any(stack.annotation(section) == area.id):
                     shows.append(section)
                 run.progress("plan", done, len(candidates))
+            limits = {"max_interval": run.max_interval, "allow_long": run.allow_long_intervals}
             if run.interval is not None:
-                plan = plan_single_interval(shows, available, run.interval, area_id=area.id)
+                plan = plan_single_interval(
+                    shows, available, run.interval, area_id=area.id, **limits
+                )
             else:
                 plan = plan_chain(
                     shows,
@@ -414,6 +432,7 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                     step=run.step,
                     brain_annotated=annotated,
                     extent=run.extent,
+                    **limits,
                 )
             write_json_atomic(path, plan.to_dict())
             stage.commit(
@@ -422,9 +441,19 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                     "intervals": [list(p) for p in plan.intervals],
                     "test_sections": list(plan.test_sections),
                     "sections": len(plan.sections),
+                    **{k: plan.notes[k] for k in ("long_intervals", "suggested_sections")
+                       if k in plan.notes},
                 },
-            )
-            run.emit(stage, f"{len(plan.intervals)} interval(s), {len(plan.sections)} section(s)")
+            )  # fmt: skip
+            detail = f"{len(plan.intervals)} interval(s), {len(plan.sections)} section(s)"
+            if plan.notes.get("long_intervals"):
+                detail += (
+                    f"; LONGER than {run.max_interval} sections: "
+                    + ", ".join(f"{a}-{b}" for a, b in plan.notes["long_intervals"])
+                    + "; annotate next: "
+                    + ", ".join(str(x) for x in plan.notes["suggested_sections"])
+                )
+            run.emit(stage, detail)
             return plan
 
 
