@@ -31,6 +31,9 @@ Outputs of :func:`train_encoder` in ``<cohort>/derivatives/cortexgraph/encoders/
     confusion.png       confusion matrices of SCL-linear and CE on test and transfer patches
     embedding.png       PCA (and t-SNE with ``tsne=True``) of the SCL and CE features of test patches
     patches.tsv         every patch centre with its label and split
+    clusters.tsv        Ward clusters (10) of the SCL and CE test features against the areas
+                        (:mod:`cortexgraph.features.clusters`; the encoder study of the contrastive
+                        paper); their agreement scores in metrics.json
     checkpoints/<run>/last.pt   per-run checkpoints (scl, linear, ce); resumed only by a run of the
                         same stage key (checkpoints/KEY), never an output
 
@@ -667,6 +670,21 @@ def _evaluate(
     return scores, outputs
 
 
+def _cluster_table(path: Path, cohort: Cohort, outputs: dict) -> dict:
+    """``clusters.tsv``: Ward clusters of the test features of each model against the areas
+    (:mod:`cortexgraph.features.clusters`); returns the agreement scores per model."""
+    from cortexgraph.features.clusters import write_cluster_table
+
+    ids = np.asarray(cohort.areas.ids)
+    names = {a.id: a.name for a in cohort.areas.areas}
+    sets = {
+        model: (split_outputs["test"][2], ids[split_outputs["test"][0]])
+        for model, split_outputs in outputs.items()
+        if "test" in split_outputs
+    }
+    return write_cluster_table(path, sets, names)[1]
+
+
 def train_encoder(
     cohort: Cohort | str | Path,
     preset: str | EncoderPreset = "auto",
@@ -881,6 +899,7 @@ def _train_encoder(
         splits=splits,
     )  # fmt: skip
     table.write_tsv(out / "patches.tsv")
+    cluster_summary = _cluster_table(out / "clusters.tsv", cohort, {"scl": scl_out, "ce": ce_out})
     seconds["pictures"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - start_all
     seconds["total_cpu"] = time.process_time() - start_cpu
@@ -903,6 +922,7 @@ def _train_encoder(
         },
         "scl_linear": scl_scores,
         "ce": ce_scores,
+        "clusters": cluster_summary,
         "history": {"scl": scl_history, "linear": linear_history, "ce": ce_history},
         "seconds": seconds,
         "seconds_reading_patches": reader.seconds_reading,
@@ -935,6 +955,7 @@ def _train_encoder(
         out / "confusion.png",
         out / "embedding.png",
         out / "patches.tsv",
+        out / "clusters.tsv",
     ]
     measured = {
         "scl_linear_macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()},
