@@ -80,6 +80,12 @@ AllowLongOption = typer.Option(
     "--allow-long-intervals",
     help="Plan intervals longer than --max-interval-mm anyway (with a warning).",
 )
+InitHROption = typer.Option(
+    None,
+    "--init-hr",
+    help="Start the high-resolution encoder of every model from this distance pre-training "
+    "(`cortexgraph train-encoder --method distance --branch lsm-hr --name NAME`), as in the seeds.",
+)
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
 BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
 DeviceOption = typer.Option(None, help="torch device (cpu, cuda, cuda:1); default cpu.")
@@ -265,6 +271,7 @@ def _chain_or_gsm(
     verbose,
     max_interval_mm: float = 2.4,
     allow_long_intervals: bool = False,
+    init_hr: str | None = None,
 ) -> None:
     from cortexgraph.lsm.layout import run_dir
     from cortexgraph.lsm.stages import run_chain, run_gsm
@@ -297,6 +304,7 @@ def _chain_or_gsm(
                 tile_px=tile_px,
                 batch_size=batch_size,
                 no_predict=no_predict,
+                init_hr=init_hr,
                 **(
                     {
                         "max_interval_mm": max_interval_mm,
@@ -332,6 +340,7 @@ def _chain_or_gsm(
                 wait_s=wait,
                 max_interval_mm=max_interval_mm,
                 allow_long_intervals=allow_long_intervals,
+                init_hr=init_hr,
             )
             result = (run_chain if command == "chain" else run_gsm)(run, not no_predict)
             plan = result["plan"]
@@ -362,6 +371,7 @@ def chain(
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
+    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
@@ -397,6 +407,7 @@ def chain(
         verbose,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
+        init_hr=init_hr,
     )
 
 
@@ -417,6 +428,7 @@ def gsm(
     batch_size: int = BatchOption,
     device: str = DeviceOption,
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
+    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
@@ -448,6 +460,7 @@ def gsm(
         overwrite,
         wait,
         verbose,
+        init_hr=init_hr,
     )
 
 
@@ -471,6 +484,7 @@ def train(
     predict: bool = typer.Option(False, "--predict", help="Also predict every section of [s, t]."),
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
+    init_hr: str = InitHROption,
     tile_px: int = TileOption,
     batch_size: int = BatchOption,
     background: bool = BackgroundOption,
@@ -515,6 +529,7 @@ def train(
             predict=predict,
             max_interval_mm=max_interval_mm,
             allow_long_intervals=allow_long_intervals,
+            init_hr=init_hr,
         )
         _launch(out_dir, argv, f"train-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
         return
@@ -536,6 +551,7 @@ def train(
         wait_s=wait,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
+        init_hr=init_hr,
     )
     with progress:
         result = run_interval(run, predict)

@@ -346,15 +346,22 @@ def train_scl(
     checkpoint_dir: Path | None = None,
     amp: bool = True,
     progress=None,
+    init_state: dict | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Supervised contrastive pre-training of the preset's encoder (with its projection head).
+
+    ``init_state``: encoder weights to start from (a distance pre-training,
+    :func:`cortexgraph.features.distance_stage.encoder_init_state`) instead of random ones.
 
     Returns
     -------
     (encoder, history): the trained encoder (head dropped) on ``device``, one dict per epoch.
     """
     device = torch.device(device)
-    encoder = build_preset_encoder(preset, seed).to(device)
+    encoder = build_preset_encoder(preset, seed)
+    if init_state is not None:
+        encoder.load_state_dict(init_state)
+    encoder = encoder.to(device)
     head = ProjectionHead(encoder.feature_dim, preset.projection_dim, seed=seed + 1).to(device)
     model = _distributed(nn.Sequential(encoder, head), device)
     run = _Run(
@@ -455,11 +462,16 @@ def train_ce(
     checkpoint_dir: Path | None = None,
     amp: bool = True,
     progress=None,
+    init_state: dict | None = None,
 ) -> tuple[PatchClassifier, list[dict]]:
     """The cross-entropy baseline: encoder + linear classifier trained end to end for the SCL +
-    linear epoch budget (``preset.ce_epoch_budget``)."""
+    linear epoch budget (``preset.ce_epoch_budget``); from ``init_state`` when given (the
+    contrastive paper's ``distance`` baseline starts from the distance pre-training)."""
     device = torch.device(device)
-    encoder = build_preset_encoder(preset, seed).to(device)
+    encoder = build_preset_encoder(preset, seed)
+    if init_state is not None:
+        encoder.load_state_dict(init_state)
+    encoder = encoder.to(device)
     classifier = PatchClassifier(encoder, num_classes, seed=seed + 2).to(device)
     history = _train_classifier(
         "ce",
@@ -698,6 +710,11 @@ def train_encoder(
     cache_mb: float = 1024.0,
     overrides: dict | None = None,
     progress=None,
+    method: str = "scl",
+    init: str | None = None,
+    distance: dict | None = None,
+    branch: str = "features",
+    lsm_preset: str = "auto",
 ) -> Path:
     """Train the patch encoder of a cohort (SCL + linear evaluation, and the CE baseline).
 
@@ -718,6 +735,10 @@ def train_encoder(
         ``transfer_brain``: the brain held out entirely, which must be the transfer brain of every
         GNN run that uses this encoder's features).
     progress : optional callable ``(stage, done, total)``.
+    method : ``scl`` (this module) or ``distance``: the Siamese 3D-distance pre-training
+        (:func:`cortexgraph.features.distance_stage.train_distance_encoder`, with ``distance``
+        setting overrides, ``branch`` and ``lsm_preset``; returns ``distance.pt``).
+    init : name of a distance pre-training whose weights start the SCL and CE encoders.
 
     Returns
     -------
@@ -738,10 +759,28 @@ def train_encoder(
             preset.transfer_brain,
         )
     name = check_name(name or preset.name, "encoder name")
+    if method == "distance":
+        from cortexgraph.features.distance import DistanceSettings
+        from cortexgraph.features.distance_stage import train_distance_encoder
+
+        return train_distance_encoder(
+            cohort, preset, name, settings=DistanceSettings().with_overrides(**(distance or {})),
+            branch=branch, lsm_preset=lsm_preset, seed=seed, device=device, amp=amp,
+            overwrite=overwrite, cache_mb=cache_mb, progress=progress,
+        )  # fmt: skip
+    if method != "scl":
+        raise CortexgraphError(f"unknown method {method!r}", fix="use scl or distance")
     out = encoders_folder(cohort, name)
     encoder_path = out / "encoder.pt"
     init_distributed_from_env()
     store = Derivatives.of(cohort)
+    init_state, upstream, init_parameters = None, [], None
+    if init is not None:
+        from cortexgraph.features.distance_stage import encoder_init_state
+
+        init_state, init_sid = encoder_init_state(cohort, check_name(init, "encoder name"), preset)
+        upstream = [init_sid]
+        init_parameters = {"name": init}  # its key is part of this key (upstream)
     files: list[Path] = []
     brain_values = {}
     for brain_id in cohort.brain_ids:
@@ -761,8 +800,10 @@ def train_encoder(
             "seed": int(seed),
             "tsne": bool(tsne),
             "brains": brain_values,
+            **({"init": init_parameters} if init_parameters else {}),
         },
         inputs=[*files, cohort.area_table_path],
+        upstream=upstream,
         overwrite=overwrite,
         follower=not is_main_process(),
     ) as run:
@@ -781,6 +822,7 @@ def train_encoder(
         outputs, measured = _train_encoder(
             cohort, preset, name, out, seed=seed, device=device, amp=amp, tsne=tsne,
             cache_mb=cache_mb, progress=progress, start_all=start_all, start_cpu=start_cpu,
+            init_state=init_state,
         )  # fmt: skip
         if is_main_process():
             run.commit(outputs, measured)
@@ -801,6 +843,7 @@ def _train_encoder(
     progress,
     start_all: float,
     start_cpu: float,
+    init_state: dict | None = None,
 ) -> tuple[list[Path], dict]:
     """The computation of :func:`train_encoder` (no reuse decision, no record)."""
     encoder_path = out / "encoder.pt"
@@ -843,6 +886,7 @@ def _train_encoder(
         checkpoint_dir=ckpt / "scl",
         amp=amp,
         progress=progress,
+        init_state=init_state,
     )
     seconds["scl"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -870,6 +914,7 @@ def _train_encoder(
         checkpoint_dir=ckpt / "ce",
         amp=amp,
         progress=progress,
+        init_state=init_state,
     )
     seconds["ce"] = time.perf_counter() - t0
 

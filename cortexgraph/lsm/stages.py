@@ -191,6 +191,8 @@ class LSMRun:
         (:data:`~.workflow.MAX_INTERVAL_MM`, 2.4 mm); ``None``: no limit. Not applied to a GSM
         run (one model on all training sections).
     allow_long_intervals : plan longer intervals anyway (warning, listed in ``chain.json``).
+    init_hr : name of a distance pre-training (``train-encoder --method distance``) whose branch
+        initialises the high-resolution encoder of every model (HR and MS), as in the seeds.
     tile_px, batch_size, device : prediction tiling and torch device.
     overwrite : recompute even when the outputs are current.
     wait_s : how long to wait for a stage's lock before refusing (exit status 3).
@@ -213,6 +215,7 @@ class LSMRun:
     interval: tuple[int, int] | None = None
     max_interval_mm: float | None = MAX_INTERVAL_MM
     allow_long_intervals: bool = False
+    init_hr: str | None = None
     tile_px: int = 64
     batch_size: int = 8
     device: str | None = None
@@ -505,12 +508,20 @@ def train_stage(
             "angles_rad": {str(s): orientation_angle(stack, s) for s in sections},
             "device": run.device_type,
         }
+        init_state, upstream = None, []
+        if run.init_hr is not None:
+            from cortexgraph.features.distance_stage import lsm_hr_init_state
+
+            init_state, init_sid = lsm_hr_init_state(brain.cohort, run.init_hr, config)
+            parameters["init_hr"] = run.init_hr  # its record's key is part of this key
+            upstream = [init_sid]
         inputs = [f for s in sections for f in _section_files(brain, s, annotation=True)]
         with StageRun(
             run.store,
             sid,
             parameters=parameters,
             inputs=inputs,
+            upstream=upstream,
             overwrite=run.overwrite,
             wait_s=run.wait_s,
         ) as stage:
@@ -530,8 +541,9 @@ def train_stage(
                 for s in sections
             ]
             net, history = train_model(
-                data, config, seed=seed, device=run.device, progress=run.progress
-            )
+                data, config, seed=seed, device=run.device, progress=run.progress,
+                init_hr=init_state,
+            )  # fmt: skip
             meta = {
                 "run": run.name,
                 "kind": run.kind,
@@ -540,6 +552,7 @@ def train_stage(
                 "area_id": area.id,
                 "sections": list(sections),
                 "seed": seed,
+                "init_hr": run.init_hr,
             }
             if interval is not None:
                 meta["interval"] = list(sections)

@@ -533,6 +533,7 @@ def train_model(
     seed: int = 0,
     device=None,
     progress: Progress | None = None,
+    init_hr: dict | None = None,
 ) -> tuple:
     """Train one model (LSM on two sections, GSM on more) from loaded training sections.
 
@@ -544,6 +545,9 @@ def train_model(
     seed : seeds numpy (centres, augmentation) and torch (weights).
     device : torch device (default CPU).
     progress : ``f("train", iteration, iterations)``.
+    init_hr : weights of the high-resolution encoder E_HR to start from (a Siamese distance
+        pre-training, as in the seeds: :func:`cortexgraph.features.distance_stage.
+        lsm_hr_init_state`); the rest of the network starts from random weights.
 
     Returns
     -------
@@ -564,6 +568,8 @@ def train_model(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_lsm(config)
+    if init_hr is not None:
+        net.hr_encoder.load_state_dict(init_hr)
     output_px = net.output_size(config.input_px())
     class_images = [s.classes for s in sections]
     rois = [s.roi for s in sections]
