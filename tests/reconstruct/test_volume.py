@@ -63,7 +63,7 @@ def test_fill_empty_planes_bridges_short_gaps_only():
     np.testing.assert_array_equal(filled[:, 3], volume[:, 2])
     np.testing.assert_array_equal(filled[:, 4], volume[:, 5])
     assert not filled[:, 7:11].any()
-    assert info == {"empty_planes": 6, "planes_filled": 2}
+    assert info == {"empty_planes": 6, "planes_filled": 2, "open_runs": [[7, 10]]}
 
 
 def test_crop_to_tissue_keeps_every_tissue_voxel(tiny_cohort):
