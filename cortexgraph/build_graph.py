@@ -59,6 +59,7 @@ from cortexgraph.meshes.isosurface import extract_isosurface
 from cortexgraph.meshes.laplace import solve_laplace_depth
 from cortexgraph.meshes.repair import (
     close_small_holes,
+    hemisphere_faces,
     keep_large_components,
     mesh_quality,
     poisson_reconstruct,
@@ -106,7 +107,10 @@ class BuildGraphParameters:
         component (slivers at the rim of excluded structures) become background.
     laplace_tol, laplace_max_iter : solver stop criterion (relative residual) and iteration cap.
     isosurface_method : ``flying_edges`` (VTK) or ``lewiner`` (scikit-image).
-    min_component_fraction : mesh components below this fraction of the largest (faces) are dropped.
+    min_component_fraction : mesh components below this fraction of the largest (faces) are dropped
+        (0.1: a hemisphere's cortex is one sheet; smaller pieces were remnants of non-cortical gray
+        matter on the demo phantom, 1.4 % and 7.5 % of a B05 hemisphere; lower it for a slab whose
+        cortex falls apart into pieces).
     poisson_depth : octree depth of Poisson reconstruction; ``None`` skips it.
     remesh_iterations : iterations of isotropic explicit remeshing.
     refine, max_move_mm, min_tissue_share, tissue_patch_mm : node -> section point mapping.
@@ -135,7 +139,7 @@ class BuildGraphParameters:
     laplace_tol: float = 1e-5
     laplace_max_iter: int = 200
     isosurface_method: str = "flying_edges"
-    min_component_fraction: float = 0.01
+    min_component_fraction: float = 0.1
     poisson_depth: int | None = None
     remesh_iterations: int = 10
     refine: bool = True
@@ -557,7 +561,10 @@ def midsurfaces(
     info["hemispheres_from"] = found.pop("source")
     info["fissure"] = found
     info["midline_x_mm"] = midline_x
-    centroid_x = vertices[faces].mean(axis=1)[:, 0]
+    left = hemisphere_faces(vertices, faces, midline_x)
+    info["faces_moved_across_plane"] = int(
+        (left != (vertices[faces].mean(axis=1)[:, 0] < midline_x)).sum()
+    )
     meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k, hemi in enumerate(hemispheres):
         if progress is not None:
@@ -565,7 +572,7 @@ def midsurfaces(
         if len(hemispheres) == 1:
             side = np.ones(len(faces), dtype=bool)
         else:
-            side = centroid_x < midline_x if hemi == "lh" else centroid_x >= midline_x
+            side = left if hemi == "lh" else ~left
         v, f = keep_large_components(
             vertices, faces[side], min_fraction=params.min_component_fraction
         )

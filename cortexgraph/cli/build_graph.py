@@ -63,9 +63,10 @@ def register(app: typer.Typer) -> None:
             "the nearest plane; longer ones leave the surface open (with a warning).",
         ),
         min_component_fraction: float = typer.Option(
-            0.01,
+            0.1,
             "--min-component-fraction",
-            help="Midsurface pieces below this share of the largest piece are dropped.",
+            help="Midsurface pieces below this share of the largest piece are dropped (a hemisphere's "
+            "cortex is one sheet; lower it for slabs whose cortex falls apart into pieces).",
         ),
         hemispheres: str = typer.Option(
             "auto",

@@ -15,6 +15,7 @@ from scipy.sparse.csgraph import connected_components
 from cortexgraph.errors import CortexgraphError
 
 __all__ = [
+    "hemisphere_faces",
     "mesh_quality",
     "vertex_mean_curvature",
     "spike_ratios",
@@ -104,6 +105,50 @@ def split_hemispheres(
         "left": remove_unreferenced_vertices(vertices, faces[left]),
         "right": remove_unreferenced_vertices(vertices, faces[~left]),
     }
+
+
+def hemisphere_faces(
+    vertices: np.ndarray, faces: np.ndarray, midline_x_mm: float, rounds: int = 3
+) -> np.ndarray:
+    """Faces of the left hemisphere (bool per face) when a mesh of both is split at a sagittal plane.
+
+    Each face first goes to the side of its centroid (``x < midline_x_mm``: left). A plane cannot
+    follow a tilted or curved fissure, so a strip of one hemisphere's medial wall can land on the
+    other side, where it forms a piece of its own. Then, per side, every piece (connected faces)
+    other than the side's largest that touches the other side's largest piece and not its own
+    largest moves to the other side (up to ``rounds`` times, until nothing moves).
+    """
+    v, f = _check_mesh(vertices, faces)
+    left = v[f, 0].mean(axis=1) < midline_x_mm if len(f) else np.zeros(0, dtype=bool)
+    for _ in range(rounds):
+        moved = False
+        pieces = {}
+        for side in (True, False):
+            idx = np.flatnonzero(left == side)
+            if len(idx) == 0:
+                pieces[side] = (idx, np.zeros(0, int), set())
+                continue
+            _, labels = _face_components(len(v), f[idx])
+            sizes = np.bincount(labels)
+            main = int(np.argmax(sizes))
+            pieces[side] = (idx, labels, set(np.unique(f[idx[labels == main]]).tolist()))
+        for side in (True, False):
+            idx, labels, own_main = pieces[side]
+            other_main = pieces[not side][2]
+            if len(idx) == 0 or not other_main:
+                continue
+            main = int(np.argmax(np.bincount(labels)))
+            for piece in np.unique(labels):
+                if piece == main:
+                    continue
+                members = idx[labels == piece]
+                verts = set(np.unique(f[members]).tolist())
+                if verts & other_main and not verts & own_main:
+                    left[members] = not side
+                    moved = True
+        if not moved:
+            break
+    return left
 
 
 def _meshset(vertices: np.ndarray, faces: np.ndarray):

@@ -135,3 +135,26 @@ def test_mesh_quality_counts_components_genus_boundary_curvature_and_spikes():
     smoothed, info = smooth_spikes(needle, f, 1.0)
     assert info == {"spikes_before": 1, "spikes_after": 0, "rounds": 1}
     np.testing.assert_allclose(smoothed, v)  # back into the plane; nothing else moved
+
+
+def test_hemisphere_faces_return_a_medial_strip_a_tilted_fissure_cut_off():
+    """Two sheets left and right of x = 0; the left sheet's medial edge bends over the plane into
+    x = 0.4 (a tilted fissure), where it forms a piece on the right side touching only the left
+    sheet: it goes back to the left. A plane split alone leaves it on the right."""
+    from cortexgraph.meshes.repair import hemisphere_faces
+
+    def sheet(x0, x1, nx=8, nz=10, h=0.5):
+        x, z = np.meshgrid(np.linspace(x0, x1, nx), np.arange(nz) * h, indexing="ij")
+        v = np.column_stack([x.ravel(), np.zeros(x.size), z.ravel()])
+        idx = np.arange(nx * nz).reshape(nx, nz)
+        a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+        return v, np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])])
+
+    lv, lf = sheet(-3.5, 0.4)  # its last column of faces lies right of the plane
+    rv, rf = sheet(1.0, 4.5)
+    v = np.vstack([lv, rv])
+    f = np.vstack([lf, rf + len(lv)])
+    left = hemisphere_faces(v, f, 0.0)
+    assert left[: len(lf)].all() and not left[len(lf) :].any()
+    plane = v[f, 0].mean(axis=1) < 0.0
+    assert (~plane[: len(lf)]).sum() > 0  # the plane alone cut the strip off
