@@ -1,5 +1,6 @@
 # cortexgraph: two commands from a fresh clone.
-#   make demo   set up .venv, make the demo phantom cohort, run the pipeline end to end on it
+#   make demo   set up .venv, make the demo phantom cohort, run the pipeline end to end on it (as tasks
+#               of a local Dask cluster, one worker process per core: cortexgraph.execution)
 #   make test   set up .venv and the web app's JavaScript libraries, run ruff and pytest
 #   make web    install the web app's pinned JavaScript libraries (npm ci) into cortexgraph/web/static/vendor
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
-# One thread per process: the demo runs stages in two worker processes on two cores. In `cortexgraph
+# One thread per process: the demo runs stages in one worker process per core. In `cortexgraph
 # demo` logs, an SCL epoch took 30-55 s with 2 threads while other jobs loaded the 2-core machine and
 # 0.9 s with 1 thread at lower load (loads differed, so not all of that is the thread count).
 export OMP_NUM_THREADS ?= 1
@@ -43,7 +44,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch first, so no dependency pulls CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,web]"
+	$(PY) -m pip install -q -e ".[test,web,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP) $(WEB_STAMP)

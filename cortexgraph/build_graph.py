@@ -784,10 +784,10 @@ def build_graph(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+            return run.summary()
         report = _build(brain, params, outputs, progress=progress)
         run.commit(list(outputs.values()), measured=report)
-    return {**report, "reused": False, "why": run.why, "key": run.key}
+    return run.summary(report)
 
 
 def _build(

@@ -1,21 +1,18 @@
-"""Output layer: atomic writes and provenance records.
+"""Output layer: atomic writes.
 
 Every file cortexgraph writes goes through :func:`atomic_path` (write to a temporary file in the same
 folder, then ``os.replace``), so an interrupted run never leaves a half-written file that a later stage
-would trust. Each output may carry a provenance record ``<file>.prov.json`` (command, version,
-parameters, input checksums), written by :func:`write_provenance`.
+would trust. What made an output, and whether it may be reused, is the stage contract's business
+(:mod:`cortexgraph.derivatives`: stage records with keys).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,55 +75,3 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
-
-
-def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def provenance_path(output: str | os.PathLike) -> Path:
-    """The provenance record that belongs to ``output``: ``<output>.prov.json``."""
-    output = Path(output)
-    return output.with_name(output.name + ".prov.json")
-
-
-def write_provenance(
-    output: str | os.PathLike,
-    parameters: Mapping[str, Any],
-    inputs: Sequence[str | os.PathLike] = (),
-    measured: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``<output>.prov.json``: command line, cortexgraph version, parameters, input checksums.
-
-    Inputs that are folders are listed without a checksum. ``measured`` holds what the stage measured
-    (counts, residuals, seconds).
-    """
-    from cortexgraph import __version__
-
-    checksums: dict[str, str | None] = {}
-    for item in inputs:
-        item = Path(item)
-        checksums[str(item)] = file_sha256(item) if item.is_file() else None
-    record = {
-        "output": str(Path(output).name),
-        "command": " ".join(sys.argv),
-        "cortexgraph_version": __version__,
-        "created_unix": round(time.time(), 3),
-        "parameters": dict(parameters),
-        "inputs": checksums,
-        "measured": dict(measured or {}),
-    }
-    return write_json_atomic(provenance_path(output), record)
-
-
-def should_compute(output: str | os.PathLike, overwrite: bool = False) -> bool:
-    """True when ``output`` must be (re)computed: it is missing, or ``overwrite`` was asked for.
-
-    Stages call this first, so an existing output (complete, since writes are atomic) is reused.
-    """
-    return overwrite or not Path(output).exists()

@@ -1,169 +1,151 @@
-"""The end-to-end job behind ``cortexgraph demo`` (and ``make demo``).
+"""The end-to-end job behind ``cortexgraph demo`` (and ``make demo``): the cohort graph of
+:mod:`cortexgraph.execution.graph` on a phantom, run on the execution engine.
 
-Each step calls the library function of one stage, so the demo is exactly what a user would run by
-hand, stage after stage, on their own data.
+Every task calls the library function of one stage, so the demo is exactly what a user would run by
+hand, stage after stage, on their own data, or with ``cortexgraph run-cohort`` on a cluster. By
+default the engine is a local Dask cluster with one worker process per core (at most one per brain);
+``engine=EngineOptions(scheduler=ADDRESS)`` runs the same tasks on an existing cluster and
+``EngineOptions(workers=0)`` runs them one after the other in this process.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from collections.abc import Callable
 from pathlib import Path
 
-from cortexgraph.data.check import check_brain
-from cortexgraph.data.manifest import Cohort
-from cortexgraph.errors import CortexgraphError
 from cortexgraph.outputs import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-
-def _build_graph_with_accuracy(cohort_root: Path, brain_id: str) -> dict:
-    """build-graph for one brain of a phantom cohort, then its accuracy (run in a worker process)."""
-    import torch
-
-    from cortexgraph.build_graph import build_graph
-    from cortexgraph.synth.accuracy import write_build_graph_accuracy
-
-    torch.set_num_threads(1)
-    brain = Cohort.read(cohort_root).brain(brain_id)
-    build_graph(brain, check=False)
-    return write_build_graph_accuracy(brain)
+#: The GNN of the demo: the seeds' default GAT3 on CY+PM+CO, sized for 2 CPU cores.
+DEMO_GNN = {
+    "model": "gat",
+    "layers": 3,
+    "features": ("cy", "pm", "co"),
+    "transfer": "auto",
+    "preset": "demo",
+}
 
 
-def run_demo(out: str | Path, preset: str = "demo", seed: int = 0) -> list[tuple[str, Path]]:
-    """Make a phantom cohort in ``out/cohort`` (reused if present) and run the pipeline on it.
+def run_demo(
+    out: str | Path,
+    preset: str = "demo",
+    seed: int = 0,
+    *,
+    engine=None,
+    progress: Callable | None = None,
+) -> list[tuple[str, Path]]:
+    """Make a phantom cohort in ``out/cohort`` (reused when complete) and run the pipeline on it.
+
+    Parameters
+    ----------
+    out : output folder.
+    preset : phantom preset.
+    seed : seeds the phantom and the learners.
+    engine : :class:`~cortexgraph.execution.engine.EngineOptions` (default: a local cluster).
+    progress : ``(state, record, done, total)`` per finished task (see
+        :func:`~cortexgraph.execution.graph.run_graph`).
 
     Returns
     -------
     ``[(label, path)]`` of the tables, pictures and data written, in pipeline order.
-    Also writes ``out/demo-summary.json`` (seconds per stage, check results).
+    Also writes ``out/demo-summary.json`` (seconds per step and per task, the workers and their peak
+    memory, check results, build-graph accuracy, GNN scores, projection scores).
     """
-    from cortexgraph.synth.cohort import synthesize_cohort
+    from cortexgraph.data.manifest import DERIVATIVES
+    from cortexgraph.execution.engine import EngineOptions, open_engine
+    from cortexgraph.execution.graph import CohortSettings, cohort_graph, run_graph
+    from cortexgraph.synth.cohort import cohort_brain_ids, is_complete
 
     out = Path(out)
     cohort_root = out / "cohort"
-    written: list[tuple[str, Path]] = []
-    seconds: dict[str, float] = {}
-
-    start = time.perf_counter()
-    if not (cohort_root / "cohort.toml").is_file():
-        log.info("making the %s phantom cohort in %s", preset, cohort_root)
-        synthesize_cohort(cohort_root, preset=preset, seed=seed)
-    else:
+    options = engine or EngineOptions()
+    complete = is_complete(cohort_root, preset, None, seed)
+    if complete:
         log.info("reusing the phantom cohort in %s", cohort_root)
-    seconds["synth"] = time.perf_counter() - start
-    written.append(("phantom cohort", cohort_root / "cohort.toml"))
-
-    cohort = Cohort.read(cohort_root)
-    start = time.perf_counter()
-    check_results = {}
-    for brain in cohort.brains:
-        problems = check_brain(brain)
-        check_results[brain.id] = [str(p) for p in problems]
-        if problems:
-            raise CortexgraphError(
-                f"brain {brain.id} of the phantom fails check: {problems[0]}",
-                fix="report this as a bug of the phantom generator",
-            )
-    seconds["check"] = time.perf_counter() - start
-
-    from cortexgraph.build_graph import build_graph_outputs
-
-    start = time.perf_counter()
-    accuracy = {}
-    workers = max(1, min(2, os.cpu_count() or 1, len(cohort.brains)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        jobs = {
-            b.id: pool.submit(_build_graph_with_accuracy, cohort.root, b.id) for b in cohort.brains
-        }
-        for brain in cohort.brains:
-            accuracy[brain.id] = jobs[brain.id].result()
-            log.info("build-graph %s done", brain.id)
-            written.append(
-                (f"{brain.id} build-graph QC picture", build_graph_outputs(brain)["qc_png"])
-            )
-    seconds["build-graph"] = time.perf_counter() - start
-
-    # features: encoder trained on the annotated patches, then CY/CO/PM/Y on every graph node
-    from cortexgraph.features.nodes import compute_node_features
-    from cortexgraph.features.train import train_encoder
-
-    start = time.perf_counter()
-    encoder = train_encoder(cohort, preset="auto", seed=seed)
-    written.append(("patch encoder (SCL) and its evaluation", encoder))
-    encoder_name = encoder.parent.name
-    for brain in cohort.brains:
-        compute_node_features(brain, encoder_name)
-    seconds["features"] = time.perf_counter() - start
-
-    # GNN: the seeds' default GAT3 on CY+PM+CO, transfer brain B07 held out
-    from cortexgraph.gnn.evaluate import evaluate_run
-    from cortexgraph.gnn.stage import predict_brain, train_gnn
-
-    start = time.perf_counter()
-    transfer = "B07" if any(b.id == "B07" for b in cohort.brains) else None
-    run = train_gnn(
-        cohort.root,
-        model="gat",
-        layers=3,
-        features=("cy", "pm", "co"),
-        transfer=transfer,
-        preset="demo",
+    else:
+        log.info("making the %s phantom cohort in %s", preset, cohort_root)
+    settings = CohortSettings(
+        synth_preset=None if complete else preset,
         seed=seed,
-        encoder=encoder_name,
+        encoder_preset="auto",
+        loader_workers=0,
+        gnn=dict(DEMO_GNN),
+        render=True,
+        until="render",
     )
-    run_name = Path(run).name
-    seconds["train-gnn"] = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = evaluate_run(run, cohort.root)
-    written.append(("GNN evaluation (macro F1 tables, charts)", Path(run) / "evaluation"))
-    for brain in cohort.brains:
-        predict_brain(run, brain.id, cohort.root)
-    seconds["evaluate+predict"] = time.perf_counter() - start
+    tasks = cohort_graph(cohort_root, settings, wait_s=options.wait_s, gpu_tasks=options.gpu_tasks)
+    brains = cohort_brain_ids(preset)
+    with open_engine(
+        options, max_parallel=len(brains), local_directory=cohort_root / DERIVATIVES / "engine"
+    ) as running:
+        log.info("engine: %s", running.describe())
+        report = run_graph(tasks, running, cohort_root, progress)
+    report.raise_for_failures()
+    return _summarise(out, cohort_root, preset, seed, brains, report)
 
-    # back to sections and onto surfaces
-    from cortexgraph.mapping.project import project_brain
-    from cortexgraph.render.brain import render_brain
 
-    start = time.perf_counter()
-    projection = {}
-    for brain in cohort.brains:
-        projection[brain.id] = project_brain(brain, run_name)
-    seconds["project"] = time.perf_counter() - start
-    start = time.perf_counter()
-    for brain in cohort.brains:
-        for path in render_brain(brain, "pred", run=run_name):
-            if path.suffix == ".png":
-                written.append((f"{brain.id} surface picture", path))
-    seconds["render"] = time.perf_counter() - start
+def _summarise(out: Path, cohort_root: Path, preset: str, seed: int, brains, report):
+    written: list[tuple[str, Path]] = [("phantom cohort", cohort_root / "cohort.toml")]
+    for b in brains:
+        written.append(
+            (f"{b} build-graph QC picture", Path(report.value(f"build-graph/{b}")["qc_png"]))
+        )
+    encoder = report.value("train-encoder")
+    encoder_path = cohort_root / "derivatives" / "cortexgraph" / "encoders" / encoder / "encoder.pt"
+    written.append(("patch encoder (SCL) and its evaluation", encoder_path))
+    run = report.value("train-gnn")
+    run_dir = cohort_root / "derivatives" / "cortexgraph" / "runs" / run
+    written.append(("GNN evaluation (macro F1 tables, charts)", run_dir / "evaluation"))
+    for b in brains:
+        for path in report.value(f"render/{b}"):
+            if path.endswith(".png"):
+                written.append((f"{b} surface picture", Path(path)))
 
     # areal volumes of the GNN's labels and of the true labels (docs/maps3d.md walks through it)
+    from cortexgraph.data.manifest import Cohort
     from cortexgraph.maps3d.stage import demo_volumes, format_volume_table
 
     start = time.perf_counter()
+    cohort = Cohort.read(cohort_root)
     names = [a for a in ("hOc1", "hOc2") if any(x.name == a for x in cohort.areas.areas)]
-    volumes_tsv, volumes = demo_volumes(cohort, run_name, names, out=out / "demo-volumes.tsv")
+    volumes_tsv, volumes = demo_volumes(cohort, run, names, out=out / "demo-volumes.tsv")
     log.info("areal volumes (mm^3) and pial areas (mm^2):\n%s", format_volume_table(volumes))
     written.append(("areal volumes, GNN vs true labels", volumes_tsv))
-    seconds["map3d+stats"] = time.perf_counter() - start
+    volume_seconds = time.perf_counter() - start
 
+    steps: dict[str, float] = {"map3d+stats": volume_seconds}
+    for key, record in report.results.items():
+        step = key.split("/")[0]
+        steps[step] = steps.get(step, 0.0) + record["seconds"]
     summary = out / "demo-summary.json"
     write_json_atomic(
         summary,
         {
             "preset": preset,
             "seed": seed,
-            "seconds": seconds,
-            "check": check_results,
-            "build_graph_accuracy": accuracy,
-            "gnn_scores": scores,
-            "projection": projection,
+            "engine": report.engine,
+            "seconds": {"total": report.seconds, "task_seconds_per_step": steps},
+            "tasks": {
+                k: {
+                    "seconds": r["seconds"],
+                    "cpu_seconds": r["cpu_seconds"],
+                    "reused": r["reused"],
+                    "worker": f"{r['host']}:{r['pid']}",
+                }
+                for k, r in report.results.items()
+            },
+            "workers": report.workers(),
+            "check": {b: report.value(f"check/{b}") for b in brains},
+            "build_graph_accuracy": {
+                b: report.value(f"build-graph/{b}").get("accuracy") for b in brains
+            },
+            "gnn_scores": report.value("evaluate"),
+            "projection": {b: report.value(f"project/{b}") for b in brains},
             "volumes": volumes,
         },
     )
-    written.append(("demo summary (seconds per stage)", summary))
+    written.append(("demo summary (seconds per task, workers)", summary))
     return written

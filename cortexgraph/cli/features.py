@@ -128,6 +128,12 @@ def register(app: typer.Typer) -> None:
         distance_patches: int = typer.Option(
             None, "--distance-patches", help="method distance: training patches per brain (1500)."
         ),
+        loader_workers: int = typer.Option(
+            None,
+            "--loader-workers",
+            help="Processes that read patches while the model trains (default: 0 on 2 CPUs, "
+            "else min(4, CPUs - 2)). Any number gives the same batches.",
+        ),
         overwrite: bool = OverwriteOption,
         verbose: bool = VerboseOption,
     ) -> None:
@@ -138,7 +144,7 @@ def register(app: typer.Typer) -> None:
         on test and transfer patches), confusion.png, embedding.png, patches.tsv, clusters.tsv;
         with --method distance: distance.pt, metrics.json, pairs.tsv (and for the features branch
         encoder.pt with a linear evaluation, clusters.tsv). Under torchrun every process takes one
-        GPU (SCL).
+        GPU (or one share of the CPU cores with the gloo back end).
         """
         import time
 
@@ -184,6 +190,7 @@ def register(app: typer.Typer) -> None:
                 },
                 branch=branch,
                 lsm_preset=lsm_preset,
+                loader_workers=loader_workers,
             )
         record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))
         if record is not None and record.started_unix < started:

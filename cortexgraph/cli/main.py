@@ -10,9 +10,11 @@ import typer
 from cortexgraph import __version__
 from cortexgraph.cli import build_graph as build_graph_cmd
 from cortexgraph.cli import check as check_cmd
+from cortexgraph.cli import cohort as cohort_cmd
 from cortexgraph.cli import demo as demo_cmd
 from cortexgraph.cli import features as features_cmd
 from cortexgraph.cli import gnn as gnn_cmd
+from cortexgraph.cli import jobs as jobs_cmd
 from cortexgraph.cli import lsm as lsm_cmd
 from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
@@ -40,8 +42,11 @@ Pipeline stages, in order:
   lsm          local segmentation models between annotated sections
   map3d/stats  3D area maps, volumes and surface areas
   serve        the mapping web app: annotate, train local models, accept predictions, inspect 3D
+  run-cohort   all of the above for every brain, as tasks on Dask (local, a scheduler, or Slurm)
+  jobs         training / prediction jobs on the local engine or Slurm: submit, list, follow, cancel
 
 Run `cortexgraph demo OUT` for the whole path on a phantom cohort. Data format: docs/data-format.md.
+Cohorts on clusters: docs/scaling.md.
 """
 
 app = typer.Typer(
@@ -74,6 +79,7 @@ check_cmd.register(app)
 status_cmd.register(app)
 build_graph_cmd.register(app)
 demo_cmd.register(app)
+cohort_cmd.register(app)
 gnn_cmd.register(app)
 project_cmd.register(app)
 render_cmd.register(app)
@@ -81,6 +87,7 @@ features_cmd.register(app)
 lsm_cmd.register(app)
 maps3d_cmd.register(app)
 serve_cmd.register(app)
+jobs_cmd.register(app)
 
 
 def main() -> None:

@@ -233,6 +233,13 @@ class StageRun:
         log.info("%s: computing (%s)", self.sid.label, "; ".join(reasons[:4]))
         self._started = time.time()
 
+    def summary(self, measured: Mapping[str, Any] | None = None, **extra: Any) -> dict:
+        """What a stage function returns: its measurements (the record's when reused) with
+        ``reused``, ``why`` and ``key``, and ``extra`` entries."""
+        if measured is None:
+            measured = self.record.measured if self.record is not None else {}
+        return {**measured, **extra, "reused": self.reuse, "why": self.why, "key": self.key}
+
     @property
     def why(self) -> str:
         """The reasons as one line."""

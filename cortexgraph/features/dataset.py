@@ -22,6 +22,11 @@ patch centre a small window that holds all its augmented versions (any rotation,
 translation), as long as the windows of the whole set fit in ``cache_mb``; otherwise every batch is
 read again from the files (the seeds' regime, 1 TB per epoch).  Pixels are scaled to [0, 1] by
 ``value / 255``.
+
+Reading overlaps training: :func:`iterate_batches` reads the batches of an epoch (planned in the
+training process: rows and augmentation of every batch) in ``workers`` DataLoader worker processes,
+``prefetch`` batches ahead of the model, and yields them in plan order, so the result does not
+depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ __all__ = [
     "build_patch_table",
     "PatchReader",
     "epoch_indices",
+    "BatchPlan",
+    "iterate_batches",
+    "default_loader_workers",
 ]
 
 SPLITS = ("train", "test", "transfer")
@@ -393,6 +401,12 @@ class PatchReader:
         for stack in self.stacks.values():
             stack.close()
 
+    def reopen(self) -> None:
+        """Open the image files again, in this process (a DataLoader worker forked from the
+        training process must not share HDF5 handles with it). The parent's handles are left
+        alone; cached windows and geometries stay valid."""
+        self.stacks = {b: SectionStack(self.cohort.brain(b)) for b in self.table.brains}
+
 
 _KEY_BASE = 10_000_000  # section numbers are below this
 
@@ -400,3 +414,79 @@ _KEY_BASE = 10_000_000  # section numbers are below this
 def _section_keys(table: PatchTable, indices: np.ndarray) -> np.ndarray:
     """One integer per (brain, section) pair of the rows ``indices``."""
     return table.brain[indices] * _KEY_BASE + table.section[indices]
+
+
+#: One batch of an epoch: table rows and their augmentation (None: read as they are).
+BatchPlan = list[tuple[np.ndarray, "list[AugmentationParams] | None"]]
+
+
+def default_loader_workers() -> int:
+    """DataLoader workers for patch reading when none are asked for: 0 with 2 CPUs or fewer (a
+    reader process would compete with training for the cores), else ``min(4, cpus - 2)``."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus - 2))
+
+
+class _PlannedBatches:
+    """Map-style data set over a batch plan: item ``k`` is batch ``k`` read by ``reader``."""
+
+    def __init__(self, reader: PatchReader, plan: BatchPlan) -> None:
+        self.reader = reader
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, k: int):
+        import torch
+
+        indices, params = self.plan[k]
+        return torch.from_numpy(self.reader.read(indices, params))
+
+
+def _reopen_reader(worker_id: int) -> None:
+    import torch
+
+    info = torch.utils.data.get_worker_info()
+    info.dataset.reader.reopen()
+    torch.set_num_threads(1)
+
+
+def iterate_batches(reader: PatchReader, plan: BatchPlan, workers: int = 0, prefetch: int = 2):
+    """Yield the patches of every batch of ``plan`` in order, as float32 arrays (B, px, px).
+
+    Parameters
+    ----------
+    reader : reads (and augments) the patches.
+    plan : ``[(rows, params or None), ...]``, one entry per batch.
+    workers : DataLoader worker processes that read ahead (0: read in this process, one batch at a
+        time). Workers are forked, so they share the cached windows of ``reader`` without copying
+        them, and open the image files again (:meth:`PatchReader.reopen`).
+    prefetch : batches read ahead per worker.
+
+    The arrays are the same for any number of workers (the plan fixes rows and augmentation).
+    """
+    if workers <= 0 or len(plan) <= 1:
+        for indices, params in plan:
+            yield reader.read(indices, params)
+        return
+    import multiprocessing
+
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _PlannedBatches(reader, plan),
+        batch_size=None,
+        shuffle=False,
+        num_workers=int(min(workers, len(plan))),
+        prefetch_factor=int(max(1, prefetch)),
+        worker_init_fn=_reopen_reader,
+        multiprocessing_context=multiprocessing.get_context("fork"),
+    )
+    for batch in loader:
+        yield batch.numpy()

@@ -541,7 +541,7 @@ def compute_node_priors(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+            return run.summary()
         graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
         atlas = ProbabilisticAtlas.from_cohort(cohort) if cohort.atlas_maps else None
         stack = SectionStack(brain)
@@ -563,7 +563,7 @@ def compute_node_priors(
             }
         stack.close()
         run.commit(written, measured)
-    return {**measured, "reused": False, "why": run.why, "key": run.key}
+    return run.summary(measured)
 
 
 def compute_node_labels(
@@ -601,7 +601,7 @@ def compute_node_labels(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+            return run.summary()
         graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
         measured: dict = {}
         written = []
@@ -623,7 +623,7 @@ def compute_node_labels(
             measured[hemi] = {**info, "seconds": time.perf_counter() - start}
         run.commit(written, measured)
     stack.close()
-    return {**measured, "reused": False, "why": run.why, "key": run.key}
+    return run.summary(measured)
 
 
 def encoder_upstream(cohort: Cohort, name: str) -> tuple[list[StageId], list[Path]]:
@@ -677,7 +677,7 @@ def compute_node_cy(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            return {**run.record.measured, "reused": True, "why": run.why, "key": run.key}
+            return run.summary()
         graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
         device = pick_device(device)
         classifier, preset, enc_info = load_encoder(encoder_file(cohort, name), device)
@@ -714,7 +714,7 @@ def compute_node_cy(
             measured[hemi] = {**info, "nodes": num_nodes, "seconds": time.perf_counter() - start}
         stack.close()
         run.commit(written, measured)
-    return {**measured, "reused": False, "why": run.why, "key": run.key}
+    return run.summary(measured)
 
 
 def compute_node_features(

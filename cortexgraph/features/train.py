@@ -65,7 +65,9 @@ from cortexgraph.features.dataset import (
     PatchTable,
     annotated_sections,
     build_patch_table,
+    default_loader_workers,
     epoch_indices,
+    iterate_batches,
 )
 from cortexgraph.features.encoders import (
     PatchClassifier,
@@ -81,6 +83,7 @@ from cortexgraph.training.losses import supervised_contrastive_loss
 from cortexgraph.training.metrics import macro_f1, per_class_f1
 from cortexgraph.training.runtime import (
     all_gather_with_grad,
+    all_reduce_sum,
     autocast,
     barrier,
     get_rank,
@@ -92,6 +95,7 @@ from cortexgraph.training.runtime import (
     pick_device,
     seed_everything,
 )
+from cortexgraph.training.syncbn import convert_sync_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +226,14 @@ def _fit(
     seed: int,
     loss_of_batch,
     progress=None,
+    loader_workers: int = 0,
 ) -> list[dict]:
-    """The epoch loop shared by the three runs; ``loss_of_batch(x, labels, batch)`` -> loss."""
+    """The epoch loop shared by the three runs; ``loss_of_batch(x, labels, batch)`` -> loss.
+
+    Each epoch is planned first (rows and augmentation of every global batch, drawn in this process
+    for the global batch so every process count sees the same data), then read by
+    :func:`~cortexgraph.features.dataset.iterate_batches` in ``loader_workers`` processes while the
+    model trains. The recorded loss is the mean over processes (the loss of the global batch)."""
     run.resume()
     preset = run.preset
     stream = _STREAMS[run.stage]
@@ -233,31 +243,41 @@ def _fit(
             module.train()
         indices = epoch_indices(table, preset, seed, epoch, stream)
         rng = np.random.default_rng([seed, stream, epoch, 2])
-        losses = []
-        read_seconds = 0.0
         world = get_world_size()
+        batches, plan = [], []
         for batch in _batches(indices, preset.batch_size):
             # equal shares per process (the gather of the projections needs them)
             batch = batch[: len(batch) - len(batch) % world]
-            t0 = time.perf_counter()
-            # augmentation drawn for the global batch so every process count sees the same data
             params_all = [
                 sample_augmentation_params(rng, reader.augmentation) for _ in range(len(batch))
             ]
             local = _rank_slice(np.arange(len(batch)))
-            x = reader.read(batch[local], [params_all[k] for k in local])
-            read_seconds += time.perf_counter() - t0
+            batches.append((batch, local))
+            plan.append((batch[local], [params_all[k] for k in local]))
+        losses = []
+        wait_seconds = 0.0
+        t0 = time.perf_counter()
+        for (batch, local), x in zip(
+            batches, iterate_batches(reader, plan, loader_workers), strict=True
+        ):
+            wait_seconds += time.perf_counter() - t0
             x_t = torch.from_numpy(x[:, None]).to(run.device, non_blocking=True)
             with autocast(run.device, run.amp):
                 loss = loss_of_batch(x_t, batch, local)
             run.step(loss)
             losses.append(float(loss.detach()))
+            t0 = time.perf_counter()
+        mean_loss = float(np.mean(losses)) if losses else math.nan
+        if world > 1:
+            mean_loss = (
+                float(all_reduce_sum(torch.tensor([mean_loss], dtype=torch.float64))) / world
+            )
         run.history.append(
             {
                 "epoch": epoch + 1,
-                "loss": float(np.mean(losses)) if losses else math.nan,
+                "loss": mean_loss,
                 "seconds": time.perf_counter() - start,
-                "seconds_reading": read_seconds,
+                "seconds_reading": wait_seconds,
                 "patches": int(len(indices)),
             }
         )
@@ -276,10 +296,14 @@ def _fit(
 
 
 def _distributed(module: nn.Module, device: torch.device) -> nn.Module:
-    """Synchronised batch norm and DistributedDataParallel under torchrun; unchanged otherwise."""
+    """Synchronised batch norm and DistributedDataParallel under torchrun; unchanged otherwise.
+
+    Batch norm is synchronised on every device (:mod:`cortexgraph.training.syncbn`: torch's
+    SyncBatchNorm on CUDA, a gloo-capable one on CPU), so N processes train the model one process
+    trains on the same global batch."""
     if not is_distributed():
         return module
-    module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    module = convert_sync_batchnorm(module, device)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
@@ -294,6 +318,7 @@ def recompute_batch_norm(
     seed: int = 0,
     device: torch.device | str = "cpu",
     amp: bool = True,
+    loader_workers: int = 0,
 ) -> int:
     """Recompute the batch-norm running statistics of a trained module ("precise BN").
 
@@ -323,13 +348,15 @@ def recompute_batch_norm(
     indices = epoch_indices(table, preset, seed, 0, stream)
     rng = np.random.default_rng([seed, stream, 0, 2])
     seen = 0
+    plan = []
     for batch in _batches(indices, preset.batch_size):
         params = [sample_augmentation_params(rng, reader.augmentation) for _ in range(len(batch))]
         local = _rank_slice(np.arange(len(batch)))
-        x = reader.read(batch[local], [params[k] for k in local])
+        plan.append((batch[local], [params[k] for k in local]))
+    for x in iterate_batches(reader, plan, loader_workers):
         with autocast(device, amp):
             module(torch.from_numpy(x[:, None]).to(device))
-        seen += len(local)
+        seen += len(x)
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     module.train(was_training)
@@ -347,6 +374,7 @@ def train_scl(
     amp: bool = True,
     progress=None,
     init_state: dict | None = None,
+    loader_workers: int = 0,
 ) -> tuple[nn.Module, list[dict]]:
     """Supervised contrastive pre-training of the preset's encoder (with its projection head).
 
@@ -381,9 +409,14 @@ def train_scl(
         y = labels[batch[_gather_order(np.arange(len(batch)))]].to(z.device)
         return supervised_contrastive_loss(z, y, preset.temperature)
 
-    history = _fit(run, table, reader, preset.scl_epochs, seed, loss_of_batch, progress)
+    history = _fit(
+        run, table, reader, preset.scl_epochs, seed, loss_of_batch, progress, loader_workers
+    )
     if preset.recompute_batch_norm:
-        recompute_batch_norm(encoder, table, reader, preset, seed=seed, device=device, amp=amp)
+        recompute_batch_norm(
+            encoder, table, reader, preset, seed=seed, device=device, amp=amp,
+            loader_workers=loader_workers,
+        )  # fmt: skip
     return encoder, history
 
 
@@ -401,6 +434,7 @@ def _train_classifier(
     checkpoint_dir: Path | None,
     amp: bool,
     progress,
+    loader_workers: int = 0,
 ) -> list[dict]:
     model = _distributed(classifier, device)
     trainable = classifier.head if classifier.freeze_encoder else classifier
@@ -413,7 +447,7 @@ def _train_classifier(
         logits = model(x).float()
         return F.cross_entropy(logits, labels[batch[local]].to(logits.device))
 
-    return _fit(run, table, reader, epochs, seed, loss_of_batch, progress)
+    return _fit(run, table, reader, epochs, seed, loss_of_batch, progress, loader_workers)
 
 
 def train_linear(
@@ -428,6 +462,7 @@ def train_linear(
     checkpoint_dir: Path | None = None,
     amp: bool = True,
     progress=None,
+    loader_workers: int = 0,
 ) -> tuple[PatchClassifier, list[dict]]:
     """Linear evaluation: a linear classifier on the frozen encoder's features (cross-entropy)."""
     device = torch.device(device)
@@ -447,6 +482,7 @@ def train_linear(
         checkpoint_dir=checkpoint_dir,
         amp=amp,
         progress=progress,
+        loader_workers=loader_workers,
     )
     return classifier, history
 
@@ -463,6 +499,7 @@ def train_ce(
     amp: bool = True,
     progress=None,
     init_state: dict | None = None,
+    loader_workers: int = 0,
 ) -> tuple[PatchClassifier, list[dict]]:
     """The cross-entropy baseline: encoder + linear classifier trained end to end for the SCL +
     linear epoch budget (``preset.ce_epoch_budget``); from ``init_state`` when given (the
@@ -486,11 +523,13 @@ def train_ce(
         checkpoint_dir=checkpoint_dir,
         amp=amp,
         progress=progress,
+        loader_workers=loader_workers,
     )
     if preset.recompute_batch_norm:
         recompute_batch_norm(
-            classifier.encoder, table, reader, preset, seed=seed, device=device, amp=amp
-        )
+            classifier.encoder, table, reader, preset, seed=seed, device=device, amp=amp,
+            loader_workers=loader_workers,
+        )  # fmt: skip
     return classifier, history
 
 
@@ -599,7 +638,8 @@ def save_encoder(
         "extra": _plain(extra or {}),
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as handle:  # a file object: the archive names no file
+            torch.save(payload, handle)
     return Path(path)
 
 
@@ -715,6 +755,7 @@ def train_encoder(
     distance: dict | None = None,
     branch: str = "features",
     lsm_preset: str = "auto",
+    loader_workers: int | None = None,
 ) -> Path:
     """Train the patch encoder of a cohort (SCL + linear evaluation, and the CE baseline).
 
@@ -739,6 +780,9 @@ def train_encoder(
         (:func:`cortexgraph.features.distance_stage.train_distance_encoder`, with ``distance``
         setting overrides, ``branch`` and ``lsm_preset``; returns ``distance.pt``).
     init : name of a distance pre-training whose weights start the SCL and CE encoders.
+    loader_workers : processes that read and augment patches while the model trains (None:
+        :func:`~cortexgraph.features.dataset.default_loader_workers`; 0: read in this process).
+        Not part of the stage key: any number gives the same batches.
 
     Returns
     -------
@@ -823,6 +867,7 @@ def train_encoder(
             cohort, preset, name, out, seed=seed, device=device, amp=amp, tsne=tsne,
             cache_mb=cache_mb, progress=progress, start_all=start_all, start_cpu=start_cpu,
             init_state=init_state,
+            loader_workers=default_loader_workers() if loader_workers is None else loader_workers,
         )  # fmt: skip
         if is_main_process():
             run.commit(outputs, measured)
@@ -844,6 +889,7 @@ def _train_encoder(
     start_all: float,
     start_cpu: float,
     init_state: dict | None = None,
+    loader_workers: int = 0,
 ) -> tuple[list[Path], dict]:
     """The computation of :func:`train_encoder` (no reuse decision, no record)."""
     encoder_path = out / "encoder.pt"
@@ -887,6 +933,7 @@ def _train_encoder(
         amp=amp,
         progress=progress,
         init_state=init_state,
+        loader_workers=loader_workers,
     )
     seconds["scl"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -901,6 +948,7 @@ def _train_encoder(
         checkpoint_dir=ckpt / "linear",
         amp=amp,
         progress=progress,
+        loader_workers=loader_workers,
     )
     seconds["linear"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -915,6 +963,7 @@ def _train_encoder(
         amp=amp,
         progress=progress,
         init_state=init_state,
+        loader_workers=loader_workers,
     )
     seconds["ce"] = time.perf_counter() - t0
 
@@ -970,6 +1019,7 @@ def _train_encoder(
         "clusters": cluster_summary,
         "history": {"scl": scl_history, "linear": linear_history, "ce": ce_history},
         "seconds": seconds,
+        "loader_workers": int(loader_workers),
         "seconds_reading_patches": reader.seconds_reading,
         "seconds_sampling_patches": reader.seconds_sampling,
     }

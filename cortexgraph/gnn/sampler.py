@@ -241,10 +241,16 @@ class NodeBatch:
     edge_index: torch.Tensor  # (2, E_B) local ids
     seed_positions: torch.Tensor  # (B,) local ids of the seeds
     hop_offsets: tuple[list[int], list[int]] | None = None  # see sample_subgraph
+    global_seeds: int | None = None  # output nodes of the global batch (all processes); None: B
 
     @property
     def num_seeds(self) -> int:
         return int(self.seed_nodes.numel())
+
+    @property
+    def num_global_seeds(self) -> int:
+        """Output nodes of the whole data-parallel batch (this batch's own count without DDP)."""
+        return self.num_seeds if self.global_seeds is None else int(self.global_seeds)
 
 
 class NodeBatcher:
@@ -277,8 +283,10 @@ class NodeBatcher:
     use_pyg : bool
         Use ``torch_geometric.loader.NeighborLoader`` for sampling (needs pyg-lib or torch-sparse).
     rank, world_size : int
-        Data-parallel sharding: process ``rank`` takes every ``world_size``-th batch (the batch count
-        is truncated to a multiple of ``world_size`` so all processes step equally often).
+        Data-parallel sharding: every process plans the same global batches (as one process would)
+        and process ``rank`` takes every ``world_size``-th output node of each, so all processes
+        step equally often and the global batches do not depend on the number of processes;
+        ``NodeBatch.global_seeds`` gives the size of the global batch (to weight the loss).
     mix_graphs : bool
         Sample from the disjoint union of all graphs, so one batch holds output nodes of several
         graphs (i.i.d. batches over all nodes, as training needs: batch-norm statistics of a batch
@@ -370,9 +378,16 @@ class NodeBatcher:
             plan.extend((g, chunk) for chunk in chunks)
         if self.shuffle:
             plan = [plan[i] for i in rng.permutation(len(plan))]
-        if self.world_size > 1:
-            plan = plan[: len(plan) - len(plan) % self.world_size][self.rank :: self.world_size]
         return plan
+
+    def _shards(self) -> list[tuple[int, torch.Tensor, int]]:
+        """This process's share of every global batch: ``(graph, seeds, global batch size)``."""
+        if self.world_size <= 1:
+            return [(g, seeds, int(seeds.numel())) for g, seeds in self._plan()]
+        return [
+            (g, seeds[self.rank :: self.world_size], int(seeds.numel()))
+            for g, seeds in self._plan()
+        ]
 
     def __len__(self) -> int:
         n = sum(
@@ -381,15 +396,16 @@ class NodeBatcher:
             else 0
             for ids in self.node_ids
         )
-        return n // self.world_size if self.world_size > 1 else n
+        return n
 
     def __iter__(self) -> Iterator[NodeBatch]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        for g, seeds in self._plan():
+        for g, seeds, global_seeds in self._shards():
             if self.use_pyg:
                 batch = self._pyg_batch(g, seeds)
                 if self.mix_graphs:
                     batch.graph_index = -1
+                batch.global_seeds = global_seeds
                 yield batch
                 continue
             seeds_dev = seeds.to(self.device, non_blocking=True)
@@ -402,7 +418,13 @@ class NodeBatcher:
                 return_hop_offsets=True,
             )
             yield NodeBatch(
-                -1 if self.mix_graphs else g, seeds_dev, node_ids, edge_index, seed_pos, offsets
+                -1 if self.mix_graphs else g,
+                seeds_dev,
+                node_ids,
+                edge_index,
+                seed_pos,
+                offsets,
+                global_seeds,
             )
 
     def _pyg_loader(self, g: int):

@@ -240,6 +240,17 @@ def resolve_run(run: str | os.PathLike, cohort_root: str | os.PathLike | None = 
     )
 
 
+def run_settings(cohort_root: str | os.PathLike, run: str | None) -> dict | None:
+    """The ``config.json`` of a model run of the cohort (its training and transfer brains...), or
+    None when there is no such run (pictures and reports then leave the run's roles out)."""
+    if not run:
+        return None
+    try:
+        return run_config(resolve_run(run, cohort_root))
+    except (CortexgraphError, OSError, ValueError):
+        return None
+
+
 def run_config(run_dir: str | os.PathLike) -> dict:
     """The ``config.json`` of a run folder."""
     import json
@@ -335,6 +346,14 @@ def read_history(run_dir: str | os.PathLike) -> dict[str, list[float]]:
     if not rows:
         return {"epoch": [], "loss": []}
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
+
+
+def _named_encoder(store: Derivatives, brains: Sequence[str], encoder: str) -> str | None:
+    """``encoder`` when the default encoder of ``brains`` would be another (or none), else None."""
+    try:
+        return None if default_encoder(store, brains) == encoder else encoder
+    except CortexgraphError:
+        return encoder
 
 
 def _refuse_transfer_leak(store: Derivatives, encoder: str, transfer: str | None) -> None:
@@ -499,7 +518,9 @@ def train_gnn(
         "lr": lr,
         "full_batch": full_batch or None,
         "sampler": None if sampler == "auto" else sampler,
-        "encoder": requested_encoder,
+        # an encoder named only when it is not the one the default would pick
+        "encoder": None if encoder is None or not requested_encoder
+        else _named_encoder(store, train_brains, encoder),
     }
     run_name = check_name(
         name or default_run_name(model, layers, features, preset, transfer, seed, epochs, overrides),
@@ -631,7 +652,8 @@ def train_gnn(
             "key": run.key,
         }
         with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save(payload, tmp)
+            with open(tmp, "wb") as handle:  # a file object: the archive names no file
+                torch.save(payload, handle)
         _write_history(run_dir / "history.tsv", history)
         n_train = [int((item.data.train_mask & (item.data.y >= 0)).sum()) for item in items]
         measured = {

@@ -47,6 +47,7 @@ from cortexgraph.training.runtime import (
     seed_everything,
     unwrap_model,
 )
+from cortexgraph.training.syncbn import convert_sync_batchnorm
 
 __all__ = ["train_node_classifier", "predict_proba", "FeatureStore", "train_nodes_mask"]
 
@@ -256,6 +257,8 @@ def train_node_classifier(
 
     model.to(device)
     if is_distributed() and not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        # batch norm over the global batch (every device), so N processes train as one does
+        convert_sync_batchnorm(base, device)
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -339,16 +342,25 @@ def train_node_classifier(
                 x = store.gather(g, step.node_ids)
                 edge_index, out_idx = step.edge_index, step.seed_positions
                 target = labels[g][step.seed_nodes]
-            if target.numel() < 2 and base.kind != "linear":
+            n_global = target.numel() if full_batch else step.num_global_seeds
+            if n_global < 2 and base.kind != "linear":
                 continue  # a graph with a single training node: batch norm cannot train on it
             with autocast(device, enabled=amp):
                 if full_batch:
                     logits = model(x, edge_index)[out_idx]
                 else:
                     logits = model(x, edge_index, step.hop_offsets)[out_idx]
-            loss = F.cross_entropy(logits.float(), target)
+            if full_batch or world == 1:
+                loss = F.cross_entropy(logits.float(), target)
+                objective = loss
+            else:
+                # this process's share of the global mean: DDP averages the gradients of the
+                # processes, so each contributes sum(local losses) * world / global count
+                loss_total = F.cross_entropy(logits.float(), target, reduction="sum")
+                objective = loss_total * (world / max(n_global, 1))
+                loss = loss_total.detach() / max(target.numel(), 1)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(objective).backward()
             scaler.step(optimizer)
             scaler.update()
             n = target.numel()

@@ -55,6 +55,7 @@ from scipy.spatial import cKDTree
 from cortexgraph.data.manifest import AreaTable, Brain, find_brain
 from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.errors import CortexgraphError, DataFormatError
+from cortexgraph.gnn.stage import run_settings
 from cortexgraph.outputs import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -557,7 +558,7 @@ def project_graphs(
     if picks:
         from cortexgraph.render.sections import section_roles
 
-        roles = section_roles(brain, stack, _run_settings(brain, run))
+        roles = section_roles(brain, stack, run_settings(brain.cohort.root, run))
     for s in picks:
         written.append(
             _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, title or source, roles[s])
@@ -659,7 +660,7 @@ def project_brain(
         wait_s=wait_s,
     ) as stage:
         if stage.reuse:
-            return {**stage.record.measured, "reused": True, "why": stage.why}
+            return stage.summary()
         graphs = []
         for hemi in graph_hemispheres(store, brain.id):
             data = load_brain_graph(
@@ -698,19 +699,7 @@ def project_brain(
         report["parameters"] = parameters
         measured = {k: v for k, v in report.items() if k != "sections"}
         stage.commit(written, measured)
-    return {**report, "reused": False, "why": stage.why}
-
-
-def _run_settings(brain: Brain, run: str | None) -> dict | None:
-    """The settings of a model run (its training and transfer brains), or None."""
-    if not run:
-        return None
-    from cortexgraph.gnn.stage import resolve_run, run_config
-
-    try:
-        return run_config(resolve_run(run, brain.cohort.root))
-    except (CortexgraphError, OSError, ValueError):
-        return None
+    return stage.summary(report)
 
 
 def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, what, role) -> Path:

@@ -152,7 +152,7 @@ def map3d_area(
     ) as run:
         if run.reuse:
             files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
-            return {**run.record.measured, "files": files, "reused": True, "why": run.why}
+            return run.summary(files=files)
         workdir = out_dir / f".work-{stem}"
         amap = map_area(
             brain,
@@ -174,7 +174,7 @@ def map3d_area(
         measured = {k: v for k, v in amap.info.items() if k not in ("workdir", "mask_file")}
         remove_workdir(amap)
         run.commit(files, measured)
-    return {**measured, "files": files, "reused": False, "why": run.why}
+    return run.summary(measured, files=files)
 
 
 def _midline(store: Derivatives, brain: Brain) -> tuple[float | None, list[StageId]]:
@@ -417,7 +417,7 @@ def stats_area(
     ) as run:
         if run.reuse:
             files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
-            return {**run.record.measured, "files": files, "reused": True, "why": run.why}
+            return run.summary(files=files)
         mask, affine = read_area_map(out_dir / f"{stem}.nii.gz")
         verts, faces = read_gifti_surface(out_dir / f"{stem}.gii")
         pverts, pfaces = read_gifti_surface(out_dir / f"{stem}_preview.gii")
@@ -517,7 +517,7 @@ def stats_area(
             "warnings": warnings,
         }
         run.commit([report, picture], measured)
-    return {**measured, "files": [report, picture], "reused": False, "why": run.why}
+    return run.summary(measured, files=[report, picture])
 
 
 def _source_context(brain: Brain, source: str) -> str:

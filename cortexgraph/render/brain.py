@@ -46,6 +46,7 @@ import numpy as np
 from cortexgraph.data.manifest import AreaTable, Brain, find_brain, read_tsv
 from cortexgraph.data.names import slug
 from cortexgraph.errors import CortexgraphError, DataFormatError
+from cortexgraph.gnn.stage import run_settings
 from cortexgraph.render.colors import (
     CORRECT_RGB,
     CORRECT_SEEN_RGB,
@@ -362,18 +363,6 @@ def _panels(
     return panels
 
 
-def _run_config(brain: Brain, run: str | None) -> dict | None:
-    """The settings of a model run (train brains, transfer brain), or None when unknown."""
-    if not run:
-        return None
-    from cortexgraph.gnn.stage import resolve_run, run_config
-
-    try:
-        return run_config(resolve_run(run, brain.cohort.root))
-    except (CortexgraphError, OSError, ValueError):
-        return None
-
-
 RUN_SPECS = ("pred", "errors", "proba")
 
 
@@ -513,7 +502,7 @@ def _render_spec(
     areas = brain.cohort.areas
     pm_names = _atlas_names(brain)
     kind = spec.partition(":")[0]
-    role = run_role(brain.id, _run_config(brain, run)) if run else None
+    role = run_role(brain.id, run_settings(brain.cohort.root, run)) if run else None
     context = role_text(brain.id, run, role)
     written: list[Path] = []
     summary: dict = {}

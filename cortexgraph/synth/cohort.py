@@ -19,6 +19,7 @@ gives byte-identical files.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import numpy as np
 from cortexgraph.data.annotations import label_image_to_contours, write_contours
 from cortexgraph.data.manifest import AreaTable, Brain, Cohort, SectionRecord
 from cortexgraph.data.raster import write_raster
-from cortexgraph.outputs import write_json_atomic
+from cortexgraph.outputs import _json_default, write_json_atomic
 from cortexgraph.synth import truth
 from cortexgraph.synth.areas import depth_profiles
 from cortexgraph.synth.atlas import build_atlas
@@ -71,6 +72,10 @@ def synthesize_cohort(
 ) -> Path:
     """Generate a phantom cohort in ``out_dir`` and return its path.
 
+    The same three steps as the cohort engine runs as tasks (cortexgraph.execution): the cohort-level
+    files (:func:`prepare_cohort`), each brain (:func:`synthesize_brain`, independent of the other
+    brains), then ``synth.json`` (:func:`finish_cohort`).
+
     Parameters
     ----------
     out_dir : cohort folder (created; existing files of the same names are replaced).
@@ -84,23 +89,59 @@ def synthesize_cohort(
     -------
     ``Path(out_dir)``.
     """
+    spec = (get_preset(preset) if isinstance(preset, str) else preset).with_brains(brains)
+    workers = max(1, min(workers or spec.workers, os.cpu_count() or 1))
+    brain_ids = prepare_cohort(out_dir, spec, None, seed, progress)
+    for index, brain_id in enumerate(brain_ids):
+        synthesize_brain(
+            out_dir,
+            brain_id,
+            spec,
+            seed,
+            workers=workers,
+            progress=progress,
+            index=index,
+            total=len(brain_ids),
+        )
+    return finish_cohort(out_dir, spec, None, seed)
+
+
+def cohort_brain_ids(
+    preset: str | Preset, brains: list[str] | tuple[str, ...] | None = None
+) -> list[str]:
+    """The brains :func:`synthesize_cohort` makes: the preset's (or ``brains``), plus B07."""
     spec = get_preset(preset) if isinstance(preset, str) else preset
-    spec = spec.with_brains(brains)
-    brain_ids = list(dict.fromkeys(spec.brains))
+    brain_ids = list(dict.fromkeys(spec.with_brains(brains).brains))
     if "B07" not in brain_ids:
         brain_ids.append("B07")
+    return brain_ids
+
+
+@functools.lru_cache(maxsize=2)
+def _template(template_mm: float) -> Template:
+    """The template of a resolution, built once per process (a cohort's brains share it)."""
+    return build_template(template_mm)
+
+
+def prepare_cohort(
+    out_dir: str | os.PathLike,
+    preset: str | Preset = "tiny",
+    brains: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Write the cohort-level files of a phantom: ``areas.tsv``, ``atlas/pmaps.{nii.gz,tsv}`` and
+    ``cohort.toml`` (listing every brain). Returns the brain ids (:func:`cohort_brain_ids`)."""
+    spec = get_preset(preset) if isinstance(preset, str) else preset
+    brain_ids = cohort_brain_ids(spec, brains)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = progress or (lambda stage, done, total: None)
-    workers = max(1, min(workers or spec.workers, os.cpu_count() or 1))
 
     report("template", 0, 1)
-    template = build_template(spec.template_mm)
+    template = _template(spec.template_mm)
     report("template", 1, 1)
-    layout = template.layout
-    table = AreaTable(layout.areas)
-    table.write(out / "areas.tsv")
-    luts = depth_profiles(layout.profiles, len(layout.areas))
+    AreaTable(template.layout.areas).write(out / "areas.tsv")
 
     report("atlas", 0, 1)
     build_atlas(template, spec, seed).write(
@@ -120,36 +161,91 @@ def synthesize_cohort(
         canonical_box_max_mm=BOX_MAX_MM,
     )
     cohort.write_manifest()
-    names = {a.id: a.name for a in layout.areas}
-    for index, brain_id in enumerate(brain_ids):
-        _synthesize_brain(
-            cohort,
-            template,
-            spec,
-            brain_id,
-            seed,
-            luts,
-            names,
-            workers,
-            report,
-            index,
-            len(brain_ids),
-        )
-    write_json_atomic(
-        out / "synth.json",
-        {
-            "generator": "cortexgraph.synth",
-            "generator_version": GENERATOR_VERSION,
-            "preset": spec.name,
-            "seed": int(seed),
-            "brains": brain_ids,
-            "template_space": TEMPLATE_SPACE,
-            "anatomy": "MNI152 2009a GM/WM maps (nilearn) + conte69 32k midthickness with "
-            "Schaefer-400 parcels merged to 100 areas (brainspace data files)",
-            "parameters": {k: v for k, v in vars(spec).items() if k != "extra"},
-        },
-    )
+    return brain_ids
+
+
+def finish_cohort(
+    out_dir: str | os.PathLike,
+    preset: str | Preset,
+    brains: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write ``synth.json`` (generator, preset, seed, brains, parameters), last: a cohort with it is
+    complete. ``brains`` as given to :func:`prepare_cohort`. Returns ``Path(out_dir)``."""
+    spec = (get_preset(preset) if isinstance(preset, str) else preset).with_brains(brains)
+    out = Path(out_dir)
+    write_json_atomic(out / "synth.json", synth_description(spec, cohort_brain_ids(spec), seed))
     return out
+
+
+def synth_description(spec: Preset, brain_ids: list[str], seed: int) -> dict:
+    """The content of ``synth.json`` for a preset, brains and seed."""
+    return {
+        "generator": "cortexgraph.synth",
+        "generator_version": GENERATOR_VERSION,
+        "preset": spec.name,
+        "seed": int(seed),
+        "brains": list(brain_ids),
+        "template_space": TEMPLATE_SPACE,
+        "anatomy": "MNI152 2009a GM/WM maps (nilearn) + conte69 32k midthickness with "
+        "Schaefer-400 parcels merged to 100 areas (brainspace data files)",
+        "parameters": {k: v for k, v in vars(spec).items() if k != "extra"},
+    }
+
+
+def is_complete(
+    out_dir: str | os.PathLike, preset: str | Preset, brains=None, seed: int = 0
+) -> bool:
+    """True when ``out_dir`` holds a phantom made to completion by this generator version with
+    this preset, brains and seed (its ``synth.json``, written last, says so)."""
+    import json
+
+    spec = (get_preset(preset) if isinstance(preset, str) else preset).with_brains(brains)
+    try:
+        found = json.loads((Path(out_dir) / "synth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    wanted = json.loads(
+        json.dumps(synth_description(spec, cohort_brain_ids(spec), seed), default=_json_default)
+    )
+    return found == wanted
+
+
+def synthesize_brain(
+    out_dir: str | os.PathLike,
+    brain_id: str,
+    preset: str | Preset = "tiny",
+    seed: int = 0,
+    *,
+    workers: int = 1,
+    progress: Progress | None = None,
+    index: int = 0,
+    total: int = 1,
+) -> Path:
+    """Write one brain of a phantom cohort whose cohort-level files :func:`prepare_cohort` wrote:
+    ``<brain>/`` (manifest, sections, transforms, exclusion mask, rasters, annotations) and
+    ``ground_truth/<brain>/``. Independent of the other brains (its random streams are the brain's).
+
+    Parameters
+    ----------
+    workers : processes for the sections (forked; 1 renders them in this process).
+    index, total : the brain's position, for progress messages.
+
+    Returns
+    -------
+    The brain folder.
+    """
+    spec = get_preset(preset) if isinstance(preset, str) else preset
+    cohort = Cohort.read(out_dir)
+    template = _template(spec.template_mm)
+    layout = template.layout
+    luts = depth_profiles(layout.profiles, len(layout.areas))
+    names = {a.id: a.name for a in layout.areas}
+    report = progress or (lambda stage, done, total: None)
+    _synthesize_brain(
+        cohort, template, spec, brain_id, seed, luts, names, workers, report, index, total
+    )
+    return cohort.root / brain_id
 
 
 def _synthesize_brain(

@@ -10,18 +10,19 @@ The functions and what they call (re-point them here when the LSM layout or the 
 nothing else in :mod:`cortexgraph.web` knows the layout):
 
 =========================  ===========================================================================
-:func:`jobs_root`           :func:`cortexgraph.lsm.jobs.jobs_dir`
+:func:`jobs_root`           :func:`cortexgraph.lsm.layout.jobs_dir`
 :func:`interval_argv`       the argv of ``cortexgraph lsm train BRAIN --area ID --sections S,T
                             --predict`` (train the local model of the interval, then predict every
-                            section strictly between S and T)
+                            section of [S, T]): a model run of its own, ``lsm-<arch>-sSSSS-sTTTT``
 :func:`start_interval_job`  :func:`cortexgraph.lsm.jobs.start_job`
 :func:`list_jobs`,          :func:`cortexgraph.lsm.jobs.list_jobs`, ``job_status``, ``cancel_job``
 :func:`job_status`,
 :func:`cancel_job`
-:func:`prediction_sets`     the per-area prediction folders of the brain (label source, area):
-                            ``<brain>/lsm/<area>/<source>/pred/`` with ``<source>`` = ``lsm-<arch>`` /
-                            ``gsm-<arch>`` (:mod:`cortexgraph.lsm.workflow`)
-:func:`prediction_files`    ``{section: pred/sNNNN.h5}`` of one source and area
+:func:`prediction_sets`     the per-area prediction folders of the brain (model run, area):
+                            ``<brain>/lsm/<run>/<area>/pred/`` (:mod:`cortexgraph.lsm.layout`)
+:func:`prediction_files`    ``{section: pred/sNNNN.h5}`` of one run and area; while a job predicts,
+                            the files written so far (each complete: written atomically), so the
+                            sections appear one by one before the stage's record exists
 :func:`job_target`          the source, area and interval a job's predictions land in (from its argv)
 =========================  ===========================================================================
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from cortexgraph.data.manifest import Area, Brain
 from cortexgraph.data.names import check_name, is_inside
 from cortexgraph.lsm import jobs as lsm_jobs
-from cortexgraph.lsm import workflow
+from cortexgraph.lsm import layout
 from cortexgraph.web.security import NotFoundError
 
 __all__ = [
@@ -73,12 +74,14 @@ class PredictionSet:
 
 def jobs_root(brain: Brain) -> Path:
     """The brain's jobs folder."""
-    return lsm_jobs.jobs_dir(brain.derivatives)
+    return layout.jobs_dir(brain.derivatives)
 
 
-def source_of(arch: str) -> str:
-    """The label source a local model of ``arch`` writes (``lsm-<arch>``)."""
-    return workflow.source_name("lsm", arch)
+def source_of(arch: str, interval: tuple[int, int]) -> str:
+    """The model run (label source) a local model of ``arch`` on ``interval`` writes:
+    ``lsm-<arch>-sSSSS-sTTTT``, the default run name of ``cortexgraph lsm train``."""
+    layout.default_run_name("lsm", arch)  # validates the architecture
+    return f"lsm-{arch}-{layout.interval_name(interval)}"
 
 
 def interval_argv(
@@ -120,12 +123,9 @@ def start_interval_job(
     argv = interval_argv(
         brain, area, (s, t), arch=arch, preset=preset, iterations=iterations, seed=seed
     )
-    outputs = [
-        workflow.area_dir(brain.derivatives, area),
-        brain.derivatives / "labels" / source_of(arch),
-    ]
+    outputs = [layout.area_dir(brain.derivatives, source_of(arch, (s, t)), area)]
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
-    name = f"web-{workflow.safe_name(area.name)}-{arch}-{s}-{t}"
+    name = f"web-{layout.area_slug(area)}-{arch}-{s}-{t}"
     return lsm_jobs.start_job(
         jobs_root(brain), argv, name=name, outputs=outputs, cwd=brain.root, env=env
     )
@@ -158,8 +158,13 @@ def job_target(brain: Brain, job: dict) -> dict | None:
         return None
     arch = (option("--arch") or "ms").split(",")[0]
     sections = option("--sections")
-    interval = [int(v) for v in sections.split(",")] if sections else None
-    return {"source": source_of(arch), "area_id": area.id, "interval": interval}
+    interval = sorted(int(v) for v in sections.split(",")) if sections else None
+    name = option("--name")
+    if name is None and interval is not None:
+        name = source_of(arch, tuple(interval))
+    if name is None:
+        name = layout.default_run_name("lsm", arch)
+    return {"source": name, "area_id": area.id, "interval": interval}
 
 
 def list_jobs(brain: Brain) -> list[dict]:
@@ -192,27 +197,27 @@ def cancel_job(brain: Brain, job_id: str, timeout_s: float = 20.0) -> dict:
 
 
 def prediction_sets(brain: Brain) -> list[PredictionSet]:
-    """Every (source, area) of the brain with at least one prediction file."""
+    """Every (model run, area) of the brain with at least one prediction file."""
     base = brain.derivatives / "lsm"
     if brain.cohort is None or not base.is_dir():
         return []
-    by_folder = {workflow.safe_name(a.name): a for a in brain.cohort.areas.areas}
+    by_slug = {layout.area_slug(a): a for a in brain.cohort.areas.areas}
     found = []
-    for area_folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        area = by_folder.get(area_folder.name)
-        if area is None:
+    for run_folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        if not run_folder.name.startswith(layout.KINDS):
             continue
-        for source_folder in sorted(p for p in area_folder.iterdir() if p.is_dir()):
-            pred = source_folder / "pred"
-            if pred.is_dir() and any(pred.glob("s*.h5")):
-                found.append(PredictionSet(source_folder.name, area, pred))
+        for area_folder in sorted(p for p in run_folder.iterdir() if p.is_dir()):
+            area = by_slug.get(area_folder.name)
+            pred = area_folder / "pred"
+            if area is not None and pred.is_dir() and any(pred.glob("s*.h5")):
+                found.append(PredictionSet(run_folder.name, area, pred))
     return found
 
 
 def prediction_files(brain: Brain, source: str, area: Area) -> dict[int, Path]:
-    """``{section: file}`` of one source's predictions of one area (empty when there are none)."""
-    check_name(source, "label source")
-    folder = workflow.area_dir(brain.derivatives, area) / source / "pred"
+    """``{section: file}`` of one run's predictions of one area (empty when there are none)."""
+    layout.check_run_name(source)
+    folder = layout.area_dir(brain.derivatives, source, area) / "pred"
     if not folder.is_dir():
         return {}
     out = {}
@@ -224,11 +229,23 @@ def prediction_files(brain: Brain, source: str, area: Area) -> dict[int, Path]:
 
 
 def chain_roles(brain: Brain, area: Area) -> dict[int, str]:
-    """``{section: "train" | "test"}`` from the area's chain plan, when ``lsm chain`` made one."""
-    path = workflow.plan_path(brain.derivatives, area)
-    if not path.is_file():
-        return {}
-    plan = workflow.read_plan(brain.derivatives, area)
-    roles = dict.fromkeys(plan.test_sections, "test")
-    roles.update(dict.fromkeys(plan.training_sections, "train"))
-    return {int(k): v for k, v in roles.items()}
+    """``{section: "train" | "test"}`` from the chain plans of the area's model runs (``lsm
+    chain``, ``lsm train``), when there are any; later runs' roles win."""
+    import json
+
+    from cortexgraph.lsm.workflow import ChainPlan
+
+    base = brain.derivatives / "lsm"
+    roles: dict[int, str] = {}
+    if not base.is_dir():
+        return roles
+    for run_folder in sorted(p for p in base.iterdir() if p.is_dir()):
+        if not run_folder.name.startswith(layout.KINDS):
+            continue
+        path = layout.plan_path(brain.derivatives, run_folder.name, area)
+        if not path.is_file():
+            continue
+        plan = ChainPlan.from_dict(json.loads(path.read_text()))
+        roles.update(dict.fromkeys((int(s) for s in plan.test_sections), "test"))
+        roles.update(dict.fromkeys((int(s) for s in plan.training_sections), "train"))
+    return roles

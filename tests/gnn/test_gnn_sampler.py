@@ -99,18 +99,21 @@ def test_node_batcher_covers_every_node_once_per_epoch():
     assert len(batcher) == len(order0)
 
 
-def test_node_batcher_shards_for_data_parallel():
+def test_node_batcher_shards_every_global_batch_for_data_parallel():
     graphs = [synthetic_mesh_graph(6, 8, {"cy": 4}, labelled_fraction=1.0, seed=0)]
+    single = [b.seed_nodes.tolist() for b in NodeBatcher(graphs, batch_size=7, num_hops=1, seed=2)]
     parts = [
-        [
-            b.seed_nodes.tolist()
-            for b in NodeBatcher(graphs, batch_size=7, num_hops=1, seed=2, rank=r, world_size=2)
-        ]
+        list(NodeBatcher(graphs, batch_size=7, num_hops=1, seed=2, rank=r, world_size=2))
         for r in range(2)
     ]
-    assert len(parts[0]) == len(parts[1]) == 3  # 7 batches truncated to 6, 3 per process
-    flat = [n for part in parts for batch in part for n in batch]
-    assert len(flat) == len(set(flat))
+    # every process steps once per global batch: the same batches as one process, split in two
+    assert len(parts[0]) == len(parts[1]) == len(single) == 7
+    for k, batch in enumerate(single):
+        a, b = parts[0][k], parts[1][k]
+        assert sorted(a.seed_nodes.tolist() + b.seed_nodes.tolist()) == sorted(batch)
+        assert a.num_global_seeds == b.num_global_seeds == len(batch)
+        assert not set(a.seed_nodes.tolist()) & set(b.seed_nodes.tolist())
+        assert abs(a.num_seeds - b.num_seeds) <= 1
 
 
 @pytest.mark.skipif(

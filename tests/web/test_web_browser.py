@@ -179,7 +179,7 @@ def test_map_an_area_and_accept_a_prediction(browser, live, shots):
     assert [items.nth(i).get_attribute("data-section") for i in range(3)] == ["662", "722", "782"]
     items.nth(0).locator("text=view").click()
     wait_loaded(page, 662)
-    page.wait_for_selector("#overlays .overlay[data-key='pred~lsm-hr~4']")
+    page.wait_for_selector("#overlays .overlay[data-key='pred~lsm-hr-s0602-s0842~4']")
     page.wait_for_function("window.cortexgraph.overlays.every((o) => o.item)")
     page.wait_for_timeout(500)
     shot(page, shots, "prediction")

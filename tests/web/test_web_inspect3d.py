@@ -65,7 +65,9 @@ def test_midsurface_colours_are_the_node_classes(sphere):
     assert right.any() and wrong.any()
     assert (rgba[right, :3] == CORRECT_RGB).all() and (rgba[wrong, :3] == WRONG_RGB).all()
     assert errors["summary"]["accuracy"] == pytest.approx(right.sum() / known.sum())
-    assert [e["name"] for e in errors["legend"]] == ["correct", "wrong", "not annotated"]
+    names = [e["name"] for e in errors["legend"]]  # the render module's legend, as on the pictures
+    assert names[0].startswith("correct") and names[1].startswith("wrong")
+    assert "not annotated" in names
     assert client.get("/api/brains/B01/surfaces/lh", params={"colour": "pred"}).status_code == 400
     assert client.get("/api/brains/B01/surfaces/xx").status_code == 404
 

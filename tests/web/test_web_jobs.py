@@ -47,7 +47,7 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
                           headers=WRITE)  # fmt: skip
     assert started.status_code == 202, started.text
     job_id = started.json()["id"]
-    assert started.json()["target"] == {"source": "lsm-hr", "area_id": HOC1, "interval": [602, 842]}
+    assert started.json()["target"] == {"source": "lsm-hr-s0602-s0842", "area_id": HOC1, "interval": [602, 842]}
     job, seen = wait_for(client, job_id)
     assert job["state"] == "done", job["log_tail"]
     assert job["predicted_sections"] == [662, 722, 782]  # every section strictly between
@@ -65,13 +65,13 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
 
     # the prediction overlay: class 3 in the area's colour
     overlays = client.get("/api/brains/B01/sections/662/overlays").json()["overlays"]
-    pred = next(o for o in overlays if o["key"] == "pred~lsm-hr~4")
-    prediction_file = web_cohort / "derivatives/cortexgraph/B01/lsm/hOc1/lsm-hr/pred/s0662.h5"
+    pred = next(o for o in overlays if o["key"] == "pred~lsm-hr-s0602-s0842~4")
+    prediction_file = web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0602-s0842/hOc1/pred/s0662.h5"
     with Raster(prediction_file) as raster:
         classes, spacing = raster.read_level(0), raster.spacing_um
     top = pred["grid"]["max_level"]
     row, col = np.argwhere(classes == 3)[0] // 256  # a tile that shows the area
-    tile = f"/api/brains/B01/sections/662/overlays/pred~lsm-hr~4/{top}/{col}_{row}.png"
+    tile = f"/api/brains/B01/sections/662/overlays/pred~lsm-hr-s0602-s0842~4/{top}/{col}_{row}.png"
     rgba = np.asarray(Image.open(io.BytesIO(client.get(tile).content)))
     window = classes[row * 256 : row * 256 + rgba.shape[0], col * 256 : col * 256 + rgba.shape[1]]
     area_colour = tuple(int(pred["legend"][0]["color"][i : i + 2], 16) for i in (1, 3, 5))
@@ -79,7 +79,7 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
     assert (rgba[window == 3][:, :3] == area_colour).all()
     assert (rgba[window == 255][:, 3] == 0).all()
     listing = client.get("/api/brains/B01/predictions").json()["predictions"]
-    assert {"source": "lsm-hr", "area_id": HOC1} == {
+    assert {"source": "lsm-hr-s0602-s0842", "area_id": HOC1} == {
         k: listing[0][k] for k in ("source", "area_id")
     }
 
@@ -88,7 +88,7 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
     before = read_contours(brain.path(brain.section(662).contours))
     assert not any(f["properties"]["area_id"] == HOC1 for f in before)
     version = client.get("/api/brains/B01/sections/662/annotation").json()["version"]
-    url = "/api/brains/B01/sections/662/predictions/lsm-hr/4"
+    url = "/api/brains/B01/sections/662/predictions/lsm-hr-s0602-s0842/4"
     stale = client.post(url + "/accept", headers={"If-Match": "old", **WRITE})
     assert stale.status_code == 409
     accepted = client.post(url + "/accept", headers={"If-Match": version, **WRITE})
@@ -104,12 +104,12 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
     predicted = (classes == 3) & ~others
     iou = (drawn & predicted).sum() / (drawn | predicted).sum()
     assert iou > 0.9, iou  # simplified by half a pixel and cut at the other areas
-    assert client.post("/api/brains/B01/sections/782/predictions/lsm-hr/4/reject",
+    assert client.post("/api/brains/B01/sections/782/predictions/lsm-hr-s0602-s0842/4/reject",
                        headers=WRITE).status_code == 200  # fmt: skip
     review = client.get("/api/brains/B01/predictions").json()["predictions"][0]["review"]
     assert review == {"662": "accepted", "782": "rejected"}
     history = client.get("/api/brains/B01/sections/662/annotation/history").json()["versions"]
-    assert history[-1]["origin"] == "accepted prediction lsm-hr"
+    assert history[-1]["origin"] == "accepted prediction lsm-hr-s0602-s0842"
 
     # the next interval of the chain starts where this one ended
     nxt = client.get("/api/brains/B01/intervals", params={"area": "hOc1", "after": 842}).json()
@@ -128,6 +128,6 @@ def test_cancel_stops_a_training_job(client, web_cohort):
         time.sleep(0.3)
     cancelled = client.post(f"/api/brains/B01/jobs/{job_id}/cancel", headers=WRITE).json()
     assert cancelled["state"] == "cancelled"
-    model = web_cohort / "derivatives/cortexgraph/B01/lsm/hOc1/lsm-hr/s0842-s0962/model.pt"
+    model = web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/models/s0842-s0962/model.pt"
     assert not model.exists()
-    assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/hOc1/lsm-hr/pred/s0902.h5").exists()
+    assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/pred/s0902.h5").exists()

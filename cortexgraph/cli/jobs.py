@@ -1,0 +1,279 @@
+"""``cortexgraph jobs``: training and prediction jobs on the local engine or on Slurm (submit, list,
+status, follow, cancel); ``cortexgraph engine``: the cohort's local engine service (start, status,
+stop). Thin layer over :mod:`cortexgraph.execution.launcher` and
+:mod:`cortexgraph.execution.service`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from cortexgraph.cli.cohort import EngineConfigOption
+from cortexgraph.cli.common import RootOption, VerboseOption, console, reports_errors, setup_logging
+
+jobs_app = typer.Typer(
+    name="jobs",
+    help="Training and prediction jobs (cortexgraph commands) on the local engine or on Slurm.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+engine_app = typer.Typer(
+    name="engine",
+    help="The cohort's local engine: a Dask cluster in the background that runs jobs.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+JobsDirOption = typer.Option(
+    None,
+    "--jobs-dir",
+    help="Jobs folder (default: <cohort>/derivatives/cortexgraph/jobs).",
+)
+BackendOption = typer.Option(
+    "local", "--backend", help="local (the cohort's Dask engine) or slurm (sbatch)."
+)
+SchedulerJobsOption = typer.Option(
+    None,
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Local back end: a Dask scheduler (address or file) instead of the cohort's engine.",
+)
+_STYLE = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+
+
+def _launcher(root, jobs_dir, backend, scheduler, engine_config):
+    """The launcher of the jobs folder; ``backend`` None (list, follow, ...): local when the cohort
+    or a scheduler is known, else Slurm (each job's own back end is used for its state)."""
+    from cortexgraph.data.manifest import DERIVATIVES, find_cohort
+    from cortexgraph.errors import CortexgraphError
+    from cortexgraph.execution.launcher import open_launcher
+
+    cohort_root = None
+    try:
+        cohort_root = find_cohort(root).root
+    except CortexgraphError:
+        if jobs_dir is None or backend == "local" and scheduler is None:
+            raise
+    folder = Path(jobs_dir) if jobs_dir else cohort_root / DERIVATIVES / "jobs"
+    if backend is None:
+        backend = "local" if (cohort_root is not None or scheduler) else "slurm"
+    return open_launcher(
+        folder,
+        backend=backend,
+        cohort_root=cohort_root,
+        scheduler=scheduler,
+        config=engine_config,
+    )
+
+
+def _when(unix) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) if unix else "-"
+
+
+def _print_status(status: dict) -> None:
+    state = status["state"]
+    style = _STYLE.get(state, "white")
+    spec = status.get("spec", {})
+    extra = f" {status['message']}" if status.get("message") else ""
+    where = f" on {status['where']}" if status.get("where") else ""
+    console.print(
+        f"{status['id']}  [{style}]{state}[/]{where}  {status.get('backend')}  "
+        f"cortexgraph {' '.join(spec.get('argv', []))}{extra}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(engine_app, name="engine")
+
+    @jobs_app.command(
+        "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    )
+    @reports_errors
+    def submit(
+        ctx: typer.Context,
+        name: str = typer.Option(..., "--name", help="Short name of the job (part of its id)."),
+        gpus: int = typer.Option(0, help="GPUs the job needs."),
+        cpus: int = typer.Option(1, help="CPU cores the job needs."),
+        memory: float = typer.Option(None, "--memory-gb", help="Memory the job needs (GB)."),
+        time_limit: float = typer.Option(
+            None, "--time-min", help="Wall-time limit of the job, minutes."
+        ),
+        retries: int = typer.Option(0, help="Reruns of a failed run (not for exit status 2/4)."),
+        after: list[str] = typer.Option(
+            None, "--after", metavar="JOB", help="Start after this job ended done (repeatable)."
+        ),
+        processes: int = typer.Option(
+            1, help="Processes under torchrun (data-parallel training over that many GPUs)."
+        ),
+        root: Path = RootOption,
+        jobs_dir: Path = JobsDirOption,
+        backend: str = BackendOption,
+        scheduler: str = SchedulerJobsOption,
+        engine_config: Path = EngineConfigOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Submit `cortexgraph ARGS...` (after --) as a job; print its id.
+
+        Example: cortexgraph jobs submit --name gat3 --gpus 1 --time-min 120 -- train-gnn
+        --root COHORT --model gat --layers 3
+        """
+        from cortexgraph.execution.launcher import JobSpec
+
+        setup_logging(verbose)
+        argv = list(ctx.args)
+        launcher = _launcher(root, jobs_dir, backend, scheduler, engine_config)
+        spec = JobSpec(
+            name=name,
+            argv=argv,
+            gpus=gpus,
+            cpus=cpus,
+            memory_gb=memory,
+            time_limit_min=time_limit,
+            retries=retries,
+            after=tuple(after or ()),
+            processes=processes,
+            cwd=str(Path.cwd()),
+        )
+        job_id = launcher.submit(spec)
+        typer.echo(job_id)
+        console.print(
+            f"submitted to {backend}; follow: cortexgraph jobs follow {job_id}", highlight=False
+        )
+
+    @jobs_app.command("list")
+    @reports_errors
+    def list_cmd(
+        root: Path = RootOption,
+        jobs_dir: Path = JobsDirOption,
+        scheduler: str = SchedulerJobsOption,
+        engine_config: Path = EngineConfigOption,
+        as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """List the jobs of the folder: id, state, where, command."""
+        setup_logging(verbose)
+        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
+        jobs = launcher.list()
+        if as_json:
+            typer.echo(json.dumps(jobs, indent=2))
+            return
+        if not jobs:
+            console.print("no jobs")
+        for status in jobs:
+            _print_status(status)
+
+    @jobs_app.command("status")
+    @reports_errors
+    def status_cmd(
+        job_id: str = typer.Argument(..., help="Job id (from `jobs list`)."),
+        root: Path = RootOption,
+        jobs_dir: Path = JobsDirOption,
+        scheduler: str = SchedulerJobsOption,
+        engine_config: Path = EngineConfigOption,
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Print one job's state as JSON."""
+        setup_logging(verbose)
+        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
+        typer.echo(json.dumps(launcher.status(job_id), indent=2))
+
+    @jobs_app.command("follow")
+    @reports_errors
+    def follow_cmd(
+        job_id: str = typer.Argument(..., help="Job id (from `jobs list`)."),
+        root: Path = RootOption,
+        jobs_dir: Path = JobsDirOption,
+        scheduler: str = SchedulerJobsOption,
+        engine_config: Path = EngineConfigOption,
+        timeout: float = typer.Option(None, help="Stop following after SECONDS."),
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Print the job's log as it grows until it ends. Exit status 0 when it ended done."""
+        setup_logging(verbose)
+        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
+        status = launcher.follow(job_id, timeout_s=timeout)
+        _print_status(status)
+        if status["state"] != "done":
+            raise typer.Exit(code=1)
+
+    @jobs_app.command("cancel")
+    @reports_errors
+    def cancel_cmd(
+        job_id: str = typer.Argument(..., help="Job id (from `jobs list`)."),
+        root: Path = RootOption,
+        jobs_dir: Path = JobsDirOption,
+        scheduler: str = SchedulerJobsOption,
+        engine_config: Path = EngineConfigOption,
+        timeout: float = typer.Option(60.0, help="Seconds to wait for the job to stop."),
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Cancel a job: a queued one never starts; a running one is stopped (its outputs being
+        written are discarded); jobs waiting for it fail."""
+        setup_logging(verbose)
+        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
+        _print_status(launcher.cancel(job_id, timeout_s=timeout))
+
+    @engine_app.command("start")
+    @reports_errors
+    def engine_start(
+        root: Path = RootOption,
+        gpus: int = typer.Option(None, help="GPUs for jobs (default: all torch sees)."),
+        cpus: int = typer.Option(None, help="CPU cores for jobs (default: all)."),
+        idle_timeout: float = typer.Option(
+            3600.0, help="Stop after SECONDS without work (the jobs' results stay)."
+        ),
+        verbose: bool = VerboseOption,
+    ) -> None:
+        """Start the cohort's local engine (jobs start it themselves when needed)."""
+        from cortexgraph.data.manifest import find_cohort
+        from cortexgraph.execution.service import start_service
+
+        setup_logging(verbose)
+        client = start_service(
+            find_cohort(root).root, gpus=gpus, cpus=cpus, idle_timeout_s=idle_timeout
+        )
+        console.print(f"local engine at {client.scheduler.address}", highlight=False)
+        client.close()
+
+    @engine_app.command("status")
+    @reports_errors
+    def engine_status(root: Path = RootOption, verbose: bool = VerboseOption) -> None:
+        """Show the cohort's local engine: scheduler, workers and their resources, running jobs.
+        Exit status 1 when it does not run."""
+        from cortexgraph.data.manifest import find_cohort
+        from cortexgraph.execution.service import service_client
+
+        setup_logging(verbose)
+        client = service_client(find_cohort(root).root)
+        if client is None:
+            console.print("the local engine is not running")
+            raise typer.Exit(code=1)
+        try:
+            info = client.scheduler_info(n_workers=-1)
+            console.print(f"scheduler {client.scheduler.address}", highlight=False)
+            processing = client.processing()
+            for address, worker in info.get("workers", {}).items():
+                running = [k for k in processing.get(address, ())]
+                console.print(
+                    f"  worker {worker.get('name')} {address}: resources "
+                    f"{worker.get('resources', {})}, running {running or 'nothing'}",
+                    highlight=False,
+                )
+        finally:
+            client.close()
+
+    @engine_app.command("stop")
+    @reports_errors
+    def engine_stop(root: Path = RootOption, verbose: bool = VerboseOption) -> None:
+        """Stop the cohort's local engine (running jobs are stopped with it)."""
+        from cortexgraph.data.manifest import find_cohort
+        from cortexgraph.execution.service import stop_service
+
+        setup_logging(verbose)
+        stopped = stop_service(find_cohort(root).root)
+        console.print("local engine stopped" if stopped else "the local engine was not running")
