@@ -17,7 +17,9 @@ Part 2: end to end map3d on an n^3 volume at 20 um (n = 1260: 2.0 GB of bool), t
 
 Part "phantom": the `cortexgraph stats` reports of a phantom cohort against its ground truth;
 part "levels": area-map voxels with the 'area' vs the 'zero' cut of the interpolated gap planes;
-part "walls": pial area of written maps for several depth thresholds (side-wall contribution).
+part "walls": pial area of written maps for several depth thresholds (side-wall contribution);
+part "shell": pial area of a spherical-shell sector with the equivolumetric and the Laplace depth
+against the closed forms.
 
     .venv/bin/python benchmarks/bench_maps3d.py --part phantom --root /tmp/demo --brains B01,B07
     .venv/bin/python benchmarks/bench_maps3d.py --part levels --root /work/scratch/tiny \\
@@ -291,30 +293,93 @@ def read_truth(root: Path, brain: str) -> dict[str, dict[str, float]]:
 
 
 def compare_phantom(root: Path, brains: list[str], sources: list[str]) -> None:
-    """Table of `cortexgraph stats` reports (stats_<source>.tsv) against the phantom's truth."""
+    """Tables of `cortexgraph stats` reports (maps3d/<source>/stats.tsv) against the phantom's
+    truth: volume and pial area of each area, then the volume per hemisphere."""
     import csv
 
+    reports = {}
+    for brain in brains:
+        for source in sources:
+            path = root / "derivatives/cortexgraph" / brain / "maps3d" / source / "stats.tsv"
+            if path.is_file():
+                with open(path, encoding="utf-8") as handle:
+                    reports[(brain, source)] = list(csv.DictReader(handle, delimiter="\t"))
+            else:
+                print(f"(no report: {path})")
     print("| brain | area | labels | volume mm^3 | true | diff | pial mm^2 | true | diff |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for brain in brains:
+    for (brain, source), rows in reports.items():
         truth = read_truth(root, brain)
-        for source in sources:
-            path = root / "derivatives/cortexgraph" / brain / "maps3d" / f"stats_{source}.tsv"
-            if not path.is_file():
-                print(f"| {brain} | | {source} | (no report: {path}) | | | | | |")
+        for r in rows:
+            if r["hemisphere"] != "both":
                 continue
-            with open(path, encoding="utf-8") as handle:
-                rows = [r for r in csv.DictReader(handle, delimiter="\t")]
-            for r in rows:
-                if r["hemisphere"] != "both":
-                    continue
-                t = truth[r["area"]]
-                vol, pial = float(r["volume_mm3"]), float(r["surface_mm2"])
-                print(
-                    f"| {brain} | {r['area']} | {source} | {vol:.0f} | {t['volume']:.0f} "
-                    f"| {vol / t['volume'] - 1:+.1%} | {pial:.0f} | {t['pial']:.0f} "
-                    f"| {pial / t['pial'] - 1:+.1%} |"
-                )
+            t = truth[r["area"]]
+            vol, pial = float(r["volume_mm3"]), float(r["surface_mm2"])
+            print(
+                f"| {brain} | {r['area']} | {source} | {vol:.0f} | {t['volume']:.0f} "
+                f"| {vol / t['volume'] - 1:+.1%} | {pial:.0f} | {t['pial']:.0f} "
+                f"| {pial / t['pial'] - 1:+.1%} |"
+            )
+    print()
+    print("| brain | area | labels | midline x mm | lh mm^3 | true lh | diff | rh mm^3 | true rh | diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (brain, source), rows in reports.items():
+        truth = read_truth(root, brain)
+        by_area: dict[str, dict[str, dict]] = {}
+        for r in rows:
+            by_area.setdefault(r["area"], {})[r["hemisphere"]] = r
+        for area, hemis in by_area.items():
+            t = truth[area]
+            cells = []
+            for hemi in ("lh", "rh"):
+                vol = float(hemis[hemi]["volume_mm3"])
+                true = t.get(f"volume_{hemi}", 0.0)
+                diff = f"{vol / true - 1:+.1%}" if true else "-"
+                cells.append(f"{vol:.0f} | {true:.0f} | {diff}")
+            print(
+                f"| {brain} | {area} | {source} | {float(hemis['both']['midline_x_mm']):.1f} "
+                f"| {cells[0]} | {cells[1]} |"
+            )
+
+
+def shell_sector(voxels_mm: list[float]) -> None:
+    """Pial area (depth < 0.25, max over a triangle's vertices) of a spherical-shell sector with the
+    equivolumetric and the Laplace depth, against the closed forms (tests/maps3d/test_maps3d_stats)."""
+    from cortexgraph.maps3d.morphometry import sample_at_vertices
+    from cortexgraph.maps3d.stats import hemisphere_measures
+    from cortexgraph.maps3d.surface import mask_surface
+    from cortexgraph.meshes.equivolume import equivolumetric_depth
+    from cortexgraph.meshes.laplace import solve_laplace_depth
+
+    r1, r2, theta = 12.0, 20.0, math.radians(50.0)
+    cap = 2 * math.pi * r2**2 * (1 - math.cos(theta))
+    r_cut = {
+        "equivolumetric": (r2**3 - 0.25 * (r2**3 - r1**3)) ** (1 / 3),
+        "laplace": 1 / (1 / r2 + 0.25 * (1 / r1 - 1 / r2)),
+    }
+    print(f"sector of a shell, white radius {r1:g} mm, pial {r2:g} mm, within 50 deg of z; "
+          f"outer cap {cap:.1f} mm^2")  # fmt: skip
+    print("| voxel mm | depth | closed form mm^2 | measured mm^2 | diff | pial cap + wall to r mm |")
+    print("|---|---|---|---|---|---|")
+    for h in voxels_mm:
+        n = int(math.ceil(2 * r2 / h)) + 8
+        c = (n - 1) / 2.0
+        affine = np.diag([h, h, h, 1.0])
+        affine[:3, 3] = -c * h
+        g = (np.mgrid[:n, :n, :n] - c) * h
+        r = np.sqrt((g**2).sum(0))
+        tissue = np.where(r < r1, 1, np.where(r < r2, 2, 0)).astype(np.uint8)
+        laplace, _ = solve_laplace_depth(tissue, h, tol=1e-6, max_iter=300)
+        models = {"equivolumetric": equivolumetric_depth(tissue, laplace, h)[0], "laplace": laplace}
+        sector = (tissue == 2) & (g[2] > r * math.cos(theta))
+        verts, faces = mask_surface(sector, affine)
+        for name, depth in models.items():
+            look = np.where(tissue == 1, 1.0, np.where(tissue == 2, depth, 0.0)).astype(np.float32)
+            m = hemisphere_measures(sector, affine, verts, faces, sample_at_vertices(look, affine, verts))
+            got = m["both"]["surface_mm2"]
+            exact = cap + math.pi * math.sin(theta) * (r2**2 - r_cut[name] ** 2)
+            print(f"| {h:g} | {name} | {exact:.1f} | {got:.1f} | {got / exact - 1:+.1%} "
+                  f"| {r_cut[name]:.2f} |")  # fmt: skip
 
 
 def compare_levels(root: Path, brains: list[str], areas: list[str]) -> None:
@@ -337,7 +402,9 @@ def compare_levels(root: Path, brains: list[str], areas: list[str]) -> None:
             )
 
 
-def pial_thresholds(root: Path, brain_id: str, area: str, source: str) -> None:
+def pial_thresholds(
+    root: Path, brain_id: str, area: str, source: str, depth_model: str = "equivolumetric"
+) -> None:
     """Pial area of a written map (``cortexgraph map3d``) for several depth thresholds, and the
     mesh area per depth bin: how much the area's side walls add to the method's pial area."""
     import nibabel as nib
@@ -361,12 +428,13 @@ def pial_thresholds(root: Path, brain_id: str, area: str, source: str) -> None:
         exclusion = (np.asarray(image.dataobj) > 0, image.affine)
     with SectionStack(brain) as stack:
         depth_vol, depth_aff, _ = tissue_depth_volume(
-            stack, round(float(affine[0, 0]), 6), verts.min(0), verts.max(0), exclusion=exclusion
+            stack, round(float(affine[0, 0]), 6), verts.min(0), verts.max(0), exclusion=exclusion,
+            depth_model=depth_model,
         )
     depth = sample_at_vertices(depth_vol, depth_aff, verts)[faces].max(axis=1)
     areas = triangle_areas_mm2(verts, faces)
     truth = read_truth(root, brain_id)[area]["pial"]
-    print(f"{brain_id} {area} ({source}): true pial area {truth:.0f} mm^2")
+    print(f"{brain_id} {area} ({source}, {depth_model} depth): true pial area {truth:.0f} mm^2")
     print("| triangle depth below | area mm^2 | vs true pial |")
     print("|---|---|---|")
     for t in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
@@ -379,12 +447,14 @@ def pial_thresholds(root: Path, brain_id: str, area: str, source: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parts = ["median", "e2e", "all", "phantom", "levels", "walls"]
+    parts = ["median", "e2e", "all", "phantom", "levels", "walls", "shell"]
     ap.add_argument("--part", choices=parts, default="all")
     ap.add_argument("--root", type=Path, help="phantom cohort (parts phantom, levels)")
     ap.add_argument("--brains", default="B01", help="comma-separated (parts phantom, levels)")
     ap.add_argument("--sources", default="truth,annotation", help="label sources (part phantom)")
     ap.add_argument("--areas", default="hOc1,Occ1,Occ2", help="areas (parts levels, walls)")
+    ap.add_argument("--depth-model", default="equivolumetric", help="part walls")
+    ap.add_argument("--voxels", default="1.0,0.5,0.35,0.25", help="part shell (mm)")
     ap.add_argument("--n-median", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--scipy-repeats", type=int, default=1)
@@ -401,7 +471,11 @@ def main() -> None:
     if args.part == "walls":
         for brain in args.brains.split(","):
             for area in args.areas.split(","):
-                pial_thresholds(args.root, brain, area, args.sources.split(",")[0])
+                pial_thresholds(
+                    args.root, brain, area, args.sources.split(",")[0], args.depth_model
+                )
+    if args.part == "shell":
+        shell_sector([float(v) for v in args.voxels.split(",")])
     if args.part in ("median", "all"):
         bench_median(args.n_median, args.repeats, args.scipy_repeats)
     if args.part in ("e2e", "all"):

@@ -58,10 +58,14 @@ from cortexgraph.meshes.io import STRUCTURES, write_gifti_surface, write_ply
 from cortexgraph.meshes.isosurface import extract_isosurface
 from cortexgraph.meshes.laplace import solve_laplace_depth
 from cortexgraph.meshes.repair import (
+    close_small_holes,
+    hemisphere_faces,
     keep_large_components,
+    mesh_quality,
     poisson_reconstruct,
     remesh_isotropic,
     repair_mesh,
+    smooth_spikes,
 )
 from cortexgraph.outputs import atomic_path, write_json_atomic
 from cortexgraph.reconstruct.clean import (
@@ -103,10 +107,24 @@ class BuildGraphParameters:
         component (slivers at the rim of excluded structures) become background.
     laplace_tol, laplace_max_iter : solver stop criterion (relative residual) and iteration cap.
     isosurface_method : ``flying_edges`` (VTK) or ``lewiner`` (scikit-image).
-    min_component_fraction : mesh components below this fraction of the largest (faces) are dropped.
+    min_component_fraction : mesh components below this fraction of the largest (faces) are dropped
+        (0.1: a hemisphere's cortex is one sheet; smaller pieces were remnants of non-cortical gray
+        matter on the demo phantom, 1.4 % and 7.5 % of a B05 hemisphere; lower it for a slab whose
+        cortex falls apart into pieces).
     poisson_depth : octree depth of Poisson reconstruction; ``None`` skips it.
     remesh_iterations : iterations of isotropic explicit remeshing.
     refine, max_move_mm, min_tissue_share, tissue_patch_mm : node -> section point mapping.
+    hemispheres : ``auto`` (brain.toml's ``hemispheres`` when declared, else found:
+        :func:`find_hemispheres`), ``both``, ``lh`` or ``rh`` (a brain of one hemisphere).
+    min_hemisphere_fraction, max_fissure_tissue_ratio : when found, two hemispheres need at least this
+        share of the cortex on each side of the fissure plane, and the plane (or one within two
+        voxels) may cut at most this share of the median tissue of a sagittal plane (the fissure is
+        nearly empty; a plane through one hemisphere cuts white and gray matter).
+    max_hole_edges : holes of the remeshed midsurfaces bounded by at most this many edges are
+        closed (the cut ends of a slab are longer loops); 0 keeps them.
+    max_spike_ratio : vertices sticking out of their neighbours by more than this many median edge
+        lengths are moved to their neighbours' centroid (:func:`~cortexgraph.meshes.repair.
+        smooth_spikes`); 0 keeps them.
     """
 
     voxel_size_mm: float | None = None
@@ -121,13 +139,18 @@ class BuildGraphParameters:
     laplace_tol: float = 1e-5
     laplace_max_iter: int = 200
     isosurface_method: str = "flying_edges"
-    min_component_fraction: float = 0.01
+    min_component_fraction: float = 0.1
     poisson_depth: int | None = None
     remesh_iterations: int = 10
     refine: bool = True
     max_move_mm: float = 2.0
     min_tissue_share: float = 0.5
     tissue_patch_mm: float = 4.0
+    hemispheres: str = "auto"
+    min_hemisphere_fraction: float = 0.2
+    max_fissure_tissue_ratio: float = 0.35
+    max_hole_edges: int = 30
+    max_spike_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
@@ -140,6 +163,8 @@ class BuildGraphParameters:
             raise bad("exclusion", "one of auto, mask, automatic, none")
         if self.isosurface_method not in ("flying_edges", "lewiner"):
             raise bad("isosurface_method", "flying_edges or lewiner")
+        if self.hemispheres not in ("auto", "both", "lh", "rh"):
+            raise bad("hemispheres", "one of auto, both, lh, rh")
         positive = (
             "voxel_size_mm", "target_edge_mm", "max_cortex_thickness_mm", "laplace_tol",
             "max_move_mm", "tissue_patch_mm",
@@ -150,16 +175,16 @@ class BuildGraphParameters:
                 continue
             if not _finite_number(value) or value <= 0:
                 raise bad(name, "a finite number > 0")
-        for name in ("exclusion_grow_mm", "min_defect_mm3"):
+        for name in ("exclusion_grow_mm", "min_defect_mm3", "max_spike_ratio"):
             if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
                 raise bad(name, "a finite number >= 0")
         for name in (
             "min_tissue_fraction", "min_cortex_fraction", "min_component_fraction",
-            "min_tissue_share",
+            "min_tissue_share", "min_hemisphere_fraction", "max_fissure_tissue_ratio",
         ):  # fmt: skip
             if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 raise bad(name, "a number in [0, 1)")
-        for name in ("max_gap_planes", "laplace_max_iter", "remesh_iterations"):
+        for name in ("max_gap_planes", "laplace_max_iter", "remesh_iterations", "max_hole_edges"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise bad(name, "an integer >= 0")
@@ -179,8 +204,9 @@ def _finite_number(value: object) -> bool:
     )
 
 
-def build_graph_outputs(brain: Brain) -> dict[str, Path]:
-    """Paths of every file :func:`build_graph` writes for ``brain`` (see the module docstring)."""
+def build_graph_outputs(brain: Brain, hemispheres=HEMISPHERES) -> dict[str, Path]:
+    """Paths of every file :func:`build_graph` writes for ``brain`` (see the module docstring):
+    the mesh and graph files of ``hemispheres`` only."""
     d = brain.derivatives
     out = {
         "tissue": d / "reconstruct" / "tissue.nii.gz",
@@ -189,7 +215,7 @@ def build_graph_outputs(brain: Brain) -> dict[str, Path]:
         "qc_json": d / "qc" / "build-graph.json",
         "qc_png": d / "qc" / "build-graph.png",
     }
-    for hemi in HEMISPHERES:
+    for hemi in hemispheres:
         out[f"gii_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.surf.gii"  # .surf.gii: Workbench
         out[f"ply_{hemi}"] = d / "meshes" / f"midsurface_{hemi}.ply"
         out[f"graph_{hemi}"] = d / "graph" / f"{hemi}.h5"
@@ -258,7 +284,36 @@ def stacked_volume(
         "fill_defects": info_fill,
         "detached_tissue": info_detached,
     }
+    gaps = open_gaps(stack, affine, info_gaps["open_runs"], params.max_gap_planes)
+    if gaps:
+        info["open_gaps"] = gaps
     return cleaned, affine, info
+
+
+def open_gaps(
+    stack: SectionStack, affine: np.ndarray, runs: list[list[int]], max_gap_planes: int
+) -> list[dict]:
+    """Where missing sections leave the stack open: one entry per run of empty planes longer than
+    ``max_gap_planes`` (``sections``: the sections flagged missing or excluded in it, ``y_mm``: its
+    world y range, ``planes``), each logged as a warning naming the sections and the fix."""
+    brain = stack.brain
+    unusable = sorted(r.section for r in brain.sections if r.missing or r.excluded)
+    out = []
+    for first, last in runs:
+        y0 = float(affine[1, 3] + affine[1, 1] * first)
+        y1 = float(affine[1, 3] + affine[1, 1] * last)
+        s0, s1 = (int(v) for v in stack.section_of_world_y(np.array([y0, y1])))
+        sections = [s for s in unusable if s0 - brain.digitization_step < s < s1 + brain.digitization_step]
+        out.append({"planes": [first, last], "y_mm": [y0, y1], "sections": sections})
+        log.warning(
+            "%s: no tissue over %d planes at y %.1f..%.1f mm (sections %s missing or excluded): "
+            "the midsurface is cut in two there, with open edges and errors near the gap. Fix: "
+            "supply those sections, or bridge the gap by copying the nearest planes with "
+            "--max-gap-planes %d",
+            brain.id, last - first + 1, y0, y1,
+            ", ".join(str(s) for s in sections) or "(none listed)", last - first + 1,
+        )  # fmt: skip
+    return out
 
 
 def small_gray_components(tissue: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -303,6 +358,16 @@ def reconstruct_volume(
     excluded &= cleaned == GRAY
     tissue, info_exclusion = exclude_noncortical(cleaned, excluded)
     info_exclusion["method"] = method
+    gray_before = int((cleaned == GRAY).sum())
+    share = float(excluded.sum() / gray_before) if gray_before else 0.0
+    info_exclusion["gray_share_excluded"] = share
+    if method == "automatic" and share > 0.5:
+        log.warning(
+            "%s: the automatic exclusion removed %.0f%% of the gray matter as non-cortical: the "
+            "cortex may be thicker than --max-cortex-thickness-mm %.1f. Fix: raise it, give the "
+            "brain an exclusion mask, or use --exclusion none",
+            brain.id, 100 * share, params.max_cortex_thickness_mm,
+        )  # fmt: skip
     # slivers left at the rim of excluded structures (the mask's resampling, partial volume) are
     # small isolated gray components: they would give spurious midsurface patches
     slivers = small_gray_components(tissue, params.min_cortex_fraction)
@@ -372,6 +437,45 @@ def interhemispheric_x_mm(tissue: np.ndarray, affine: np.ndarray, search_mm: flo
     return float(affine[0, 0] * x_index + affine[0, 3])
 
 
+def find_hemispheres(
+    tissue: np.ndarray,
+    affine: np.ndarray,
+    min_hemisphere_fraction: float = 0.2,
+    max_fissure_tissue_ratio: float = 0.35,
+) -> tuple[tuple[str, ...], float, dict]:
+    """Whether a reconstructed brain holds both hemispheres, and where they meet.
+
+    The candidate plane is :func:`interhemispheric_x_mm`. It is the fissure between two hemispheres
+    when (1) each side holds at least ``min_hemisphere_fraction`` of the cortex and (2) the plane
+    crosses a gap in the tissue: within two voxels of it a sagittal plane holds at most
+    ``max_fissure_tissue_ratio`` of the median tissue of the planes through the brain (the fissure
+    is nearly empty; a plane through one hemisphere cuts its white and gray matter). Otherwise the
+    brain holds one hemisphere: ``rh`` when (nearly) all its cortex lies right of the plane (the
+    search stopped at the medial face of a right hemisphere, world x being RAS), else ``lh``; the
+    tissue alone cannot always tell, so declare ``hemispheres`` in brain.toml. Measured on the tiny phantom (1.2 mm voxels): the
+    fissure planes hold 0-9 % of the median tissue, with 53-55 % of the cortex on the left; with
+    one hemisphere removed, the best plane lies outside the tissue (0 % of the cortex on one side).
+
+    Returns ``(hemispheres, plane x mm, measures)``; measures: ``cortex_left_fraction`` and
+    ``fissure_tissue_ratio``.
+    """
+    midline = interhemispheric_x_mm(tissue, affine)
+    gray_per_x = (tissue == GRAY).sum(axis=(1, 2)).astype(np.float64)
+    tissue_per_x = (tissue > 0).sum(axis=(1, 2)).astype(np.float64)
+    x_mm = affine[0, 0] * np.arange(len(gray_per_x)) + affine[0, 3]
+    total = gray_per_x.sum()
+    left = float(gray_per_x[x_mm < midline].sum() / total) if total else 0.0
+    index = int(np.argmin(np.abs(x_mm - midline)))
+    window = tissue_per_x[max(index - 2, 0) : index + 3].min()
+    median = float(np.median(tissue_per_x[tissue_per_x > 0])) if tissue_per_x.any() else 0.0
+    ratio = float(window / median) if median else 1.0
+    both = min(left, 1.0 - left) >= min_hemisphere_fraction and ratio <= max_fissure_tissue_ratio
+    measures = {"cortex_left_fraction": left, "fissure_tissue_ratio": ratio}
+    if both:
+        return ("lh", "rh"), midline, measures
+    return (("rh",) if left < min_hemisphere_fraction else ("lh",)), midline, measures
+
+
 def _edge_lengths(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     from cortexgraph.meshes.graph import edges_from_faces
 
@@ -403,12 +507,18 @@ def midsurfaces(
     params: BuildGraphParameters,
     target_edge_mm: float,
     progress: Progress | None = None,
+    declared: tuple[str, ...] | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
-    """The remeshed midsurface of each hemisphere (``{"lh": (v, f), "rh": (v, f)}``, world mm).
+    """The remeshed midsurface of each hemisphere (``{"lh": (v, f), "rh": (v, f)}``, world mm;
+    one entry for a brain of one hemisphere: ``declared`` from brain.toml, the parameter, or
+    :func:`find_hemispheres`).
 
     Voxels outside the cortex take the value of their side (white 1, elsewhere 0) so the 0.5 level
     closes against them instead of leaving holes at NaN cells; only marching-cubes cells with a cortex
-    corner take part.
+    corner take part. Each hemisphere's mesh is repaired, remeshed, cleaned (small holes closed,
+    spikes smoothed, components under ``min_component_fraction`` of the largest dropped) and
+    measured (:func:`cortexgraph.meshes.repair.mesh_quality`: components, genus, boundary edges
+    and loops, curvature, spikes; ``before_cleanup`` and ``quality`` in the report).
     """
     # open the surface at the cut ends of the stack: extend the field by a replicated plane, then keep
     # the faces between the first and the last plane (built in place in float32: no float64 or
@@ -446,14 +556,23 @@ def midsurfaces(
     vertices, faces = keep_large_components(
         vertices, faces, min_fraction=params.min_component_fraction
     )
-    midline_x = interhemispheric_x_mm(tissue, affine)
+    hemispheres, midline_x, found = _hemispheres(tissue, affine, params, declared)
+    info["hemispheres"] = list(hemispheres)
+    info["hemispheres_from"] = found.pop("source")
+    info["fissure"] = found
     info["midline_x_mm"] = midline_x
-    centroid_x = vertices[faces].mean(axis=1)[:, 0]
+    left = hemisphere_faces(vertices, faces, midline_x)
+    info["faces_moved_across_plane"] = int(
+        (left != (vertices[faces].mean(axis=1)[:, 0] < midline_x)).sum()
+    )
     meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for k, hemi in enumerate(HEMISPHERES):
+    for k, hemi in enumerate(hemispheres):
         if progress is not None:
-            progress("midsurfaces", k, len(HEMISPHERES))
-        side = centroid_x < midline_x if hemi == "lh" else centroid_x >= midline_x
+            progress("midsurfaces", k, len(hemispheres))
+        if len(hemispheres) == 1:
+            side = np.ones(len(faces), dtype=bool)
+        else:
+            side = left if hemi == "lh" else ~left
         v, f = keep_large_components(
             vertices, faces[side], min_fraction=params.min_component_fraction
         )
@@ -461,7 +580,8 @@ def midsurfaces(
         if len(f) == 0:
             raise CortexgraphError(
                 f"hemisphere {hemi} has no midsurface (no cortex on its side of x = {midline_x:.1f} mm)",
-                fix="check the tissue masks and the exclusion mask of this hemisphere",
+                fix="check the tissue masks and the exclusion mask of this hemisphere; a brain of "
+                'one hemisphere: declare hemispheres = ["lh"] or ["rh"] in brain.toml',
             )
         v, f = repair_mesh(v, f)
         if params.poisson_depth is not None:
@@ -471,12 +591,62 @@ def midsurfaces(
         v, f = remesh_isotropic(v, f, target_edge_mm, iterations=params.remesh_iterations)
         v, f = repair_mesh(v, f)
         v, f = keep_large_components(v, f, min_fraction=params.min_component_fraction)
+        hemi_info["before_cleanup"] = mesh_quality(v, f, params.max_spike_ratio or 1.0)
+        v, f = _clean_mesh(v, f, params, hemi_info)
         hemi_info.update(mesh_summary(v, f, target_edge_mm))
+        hemi_info["quality"] = mesh_quality(v, f, params.max_spike_ratio or 1.0)
         info[hemi] = hemi_info
         meshes[hemi] = (v, f)
     if progress is not None:
-        progress("midsurfaces", len(HEMISPHERES), len(HEMISPHERES))
+        progress("midsurfaces", len(hemispheres), len(hemispheres))
     return meshes, info
+
+
+def _hemispheres(
+    tissue: np.ndarray, affine: np.ndarray, params: BuildGraphParameters, declared
+) -> tuple[tuple[str, ...], float, dict]:
+    """The hemispheres to build and the plane between them: ``params.hemispheres`` unless
+    ``auto``, else brain.toml's (``declared``), else :func:`find_hemispheres`."""
+    wanted = params.hemispheres
+    if wanted == "auto" and declared is not None:
+        wanted = "both" if tuple(declared) == HEMISPHERES else declared[0]
+        source = "brain.toml"
+    else:
+        source = "parameter"
+    if wanted == "auto":
+        hemispheres, midline, measures = find_hemispheres(
+            tissue, affine, params.min_hemisphere_fraction, params.max_fissure_tissue_ratio
+        )
+        if len(hemispheres) == 1:
+            log.warning(
+                "found one hemisphere (%.0f%% of the cortex left of the best plane, which cuts "
+                "%.0f%% of a typical sagittal plane's tissue): building it as %s. Fix: "
+                'declare hemispheres = ["lh"] or ["rh"] in brain.toml (or ["lh", "rh"] if both '
+                "are there)",
+                100 * measures["cortex_left_fraction"],
+                100 * measures["fissure_tissue_ratio"],
+                hemispheres[0],
+            )
+        return hemispheres, midline, {**measures, "source": "found"}
+    midline = interhemispheric_x_mm(tissue, affine)
+    hemispheres = HEMISPHERES if wanted == "both" else (wanted,)
+    return hemispheres, midline, {"source": source}
+
+
+def _clean_mesh(
+    v: np.ndarray, f: np.ndarray, params: BuildGraphParameters, info: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Close small holes and smooth spikes of a remeshed midsurface (parameters
+    ``max_hole_edges``, ``max_spike_ratio``), then repair and drop small components again."""
+    if params.max_hole_edges >= 3:
+        before = len(f)
+        v, f = close_small_holes(v, f, params.max_hole_edges)
+        info["hole_faces_added"] = int(len(f) - before)
+    if params.max_spike_ratio > 0:
+        v, spikes = smooth_spikes(v, f, params.max_spike_ratio)
+        info["spikes"] = spikes
+    v, f = repair_mesh(v, f)
+    return keep_large_components(v, f, min_fraction=params.min_component_fraction)
 
 
 # -- 4. node <-> section points ---------------------------------------------------------------------
@@ -603,7 +773,12 @@ def build_graph(
     with StageRun(
         store,
         build_graph_stage(brain),
-        parameters={"build_graph": asdict(params), "qc_picture": qc_picture, **manifest_values},
+        parameters={
+            "build_graph": asdict(params),
+            "qc_picture": qc_picture,
+            "hemispheres_declared": None if brain.hemispheres is None else list(brain.hemispheres),
+            **manifest_values,
+        },
         inputs=input_files,
         overwrite=overwrite,
         wait_s=wait_s,
@@ -611,7 +786,7 @@ def build_graph(
         if run.reuse:
             return run.summary()
         report = _build(brain, params, outputs, progress=progress)
-        run.commit(outputs.values(), measured=report)
+        run.commit(list(outputs.values()), measured=report)
     return run.summary(report)
 
 
@@ -647,8 +822,16 @@ def _build(
 
     start = time.perf_counter()
     target_edge_mm = params.target_edge_mm or voxel_mm
-    meshes, info = midsurfaces(depth, tissue, affine, params, target_edge_mm, progress)
+    meshes, info = midsurfaces(
+        depth, tissue, affine, params, target_edge_mm, progress, declared=brain.hemispheres
+    )
     report["midsurfaces"] = info
+    for hemi in HEMISPHERES:  # files of a hemisphere the brain does not hold (any more)
+        if hemi not in meshes:
+            for key in ("gii", "ply", "graph", "nodes"):
+                stale = outputs.pop(f"{key}_{hemi}", None)
+                if stale is not None:
+                    stale.unlink(missing_ok=True)
     report["target_edge_mm"] = target_edge_mm
     seconds["midsurfaces"] = time.perf_counter() - start
 

@@ -197,7 +197,6 @@ def estimate_stack_volume(brain, voxel_size_mm: float | None = None) -> StackVol
     (y). Opens the mask headers; validates the transforms against the canvases first
     (DataFormatError for a translation far beyond the canvas), so nothing large is ever computed.
     """
-    import numpy as np
 
     from cortexgraph.data.stack import SectionStack
 
@@ -220,10 +219,12 @@ def estimate_stack_volume(brain, voxel_size_mm: float | None = None) -> StackVol
             raster = stack.raster(s, "mask")
             rows, cols = raster.shape[:2]
             largest = max(largest, rows * cols * raster.dtype.itemsize)
-    shape = tuple(int(math.floor((hi[k] - lo[k]) / voxel_size_mm)) + 1 for k in range(3))
+    from cortexgraph.reconstruct.volume import lattice_origin, lattice_shape
+
+    shape = lattice_shape(lo, hi, float(voxel_size_mm))
     return StackVolumeEstimate(
         shape=shape,  # type: ignore[arg-type]
         voxel_size_mm=float(voxel_size_mm),
-        origin_mm=tuple(float(v) for v in np.asarray(lo)),  # type: ignore[arg-type]
+        origin_mm=tuple(float(v) for v in lattice_origin(lo, float(voxel_size_mm))),  # type: ignore[arg-type]
         largest_mask_bytes=int(largest),
     )

@@ -41,6 +41,38 @@ def register(app: typer.Typer) -> None:
         no_refine: bool = typer.Option(
             False, "--no-refine", help="Do not move section points to the cortical midline."
         ),
+        max_cortex_thickness_mm: float = typer.Option(
+            5.0,
+            "--max-cortex-thickness-mm",
+            help="Automatic exclusion: gray matter farther than half of this from white matter and "
+            "background is non-cortical (raise it for thicker cortex).",
+        ),
+        exclusion_grow_mm: float = typer.Option(
+            2.0, "--exclusion-grow-mm", help="Automatic exclusion: grow the excluded core by this."
+        ),
+        min_cortex_fraction: float = typer.Option(
+            0.01,
+            "--min-cortex-fraction",
+            help="After exclusion, gray components below this share of the largest become "
+            "background.",
+        ),
+        max_gap_planes: int = typer.Option(
+            3,
+            "--max-gap-planes",
+            help="Runs of up to this many empty planes (missing sections) are bridged by copying "
+            "the nearest plane; longer ones leave the surface open (with a warning).",
+        ),
+        min_component_fraction: float = typer.Option(
+            0.1,
+            "--min-component-fraction",
+            help="Midsurface pieces below this share of the largest piece are dropped (a hemisphere's "
+            "cortex is one sheet; lower it for slabs whose cortex falls apart into pieces).",
+        ),
+        hemispheres: str = typer.Option(
+            "auto",
+            "--hemispheres",
+            help="auto (brain.toml's hemispheres, else found from the tissue), both, lh or rh.",
+        ),
         qc_picture: bool = typer.Option(True, help="Draw qc/build-graph.png."),
         overwrite: bool = OverwriteOption,
         wait: float = WaitOption,
@@ -64,6 +96,12 @@ def register(app: typer.Typer) -> None:
             exclusion=exclusion,
             poisson_depth=poisson_depth,
             refine=not no_refine,
+            max_cortex_thickness_mm=max_cortex_thickness_mm,
+            exclusion_grow_mm=exclusion_grow_mm,
+            min_cortex_fraction=min_cortex_fraction,
+            max_gap_planes=max_gap_planes,
+            min_component_fraction=min_component_fraction,
+            hemispheres=hemispheres,
         )
         for name in brains:
             brain = find_brain(name, root)
@@ -85,7 +123,13 @@ def register(app: typer.Typer) -> None:
                     f"{report['why']}):"
                 )
             lines = [head]
-            for hemi in ("lh", "rh"):
+            built = report["midsurfaces"].get("hemispheres", ["lh", "rh"])
+            if len(built) == 1:
+                lines.append(
+                    f"  one hemisphere ({report['midsurfaces'].get('hemispheres_from', '')}): "
+                    f"{built[0]}"
+                )
+            for hemi in built:
                 mesh = report["midsurfaces"][hemi]
                 mapped = report["mapping"][hemi]
                 lines.append(
@@ -94,6 +138,19 @@ def register(app: typer.Typer) -> None:
                     f"within 30% of {report['target_edge_mm']:.2f} mm), "
                     f"{mapped['nodes_valid']} nodes with a valid section point"
                 )
+                q = mesh.get("quality")
+                if q:
+                    lines.append(
+                        f"      mesh: {q['components']} component(s), genus {q['genus']}, "
+                        f"{q['boundary_edges']} boundary edges in {q['boundary_loops']} loop(s), "
+                        f"max curvature {q['max_curvature_per_mm']:.2f}/mm, {q['spikes']} spike(s)"
+                    )
+            for gap in report["reconstruct"].get("open_gaps", []):
+                lines.append(
+                    f"  [yellow]open gap[/] at y {gap['y_mm'][0]:.1f}..{gap['y_mm'][1]:.1f} mm "
+                    f"(sections {', '.join(str(s) for s in gap['sections']) or '-'}): the surface "
+                    "is cut there"
+                )
             lap = report["laplace"]
             lines.append(
                 f"  Laplace: {lap['unknowns']} cortex voxels, {lap['iterations']} iterations, "
@@ -101,7 +158,7 @@ def register(app: typer.Typer) -> None:
             )
             if truth_folder(brain) is not None:
                 accuracy = write_build_graph_accuracy(brain)
-                for hemi in ("lh", "rh"):
+                for hemi in [h for h in built if h in accuracy]:
                     acc = accuracy[hemi]
                     lines.append(
                         f"  phantom {hemi}: distance to the true midsurface "

@@ -95,6 +95,39 @@ def register(app: typer.Typer) -> None:
             help="Brain held out entirely (default: the preset's, B07); GNN runs that use this "
             "encoder must hold out the same brain. 'none' holds out no brain.",
         ),
+        method: str = typer.Option(
+            "scl",
+            "--method",
+            help="scl (supervised contrastive + linear evaluation, and the CE baseline) or "
+            "distance (self-supervised Siamese pre-training on 3D distances between patches; needs "
+            "build-graph of the brains).",
+        ),
+        init: str = typer.Option(
+            None,
+            "--init",
+            help="Start the SCL and CE encoders from a distance pre-training of this name.",
+        ),
+        distance: str = typer.Option(
+            "euclidean",
+            "--distance",
+            help="method distance: euclidean (3D, in the reconstruction) or geodesic (along the "
+            "midsurface, as the publication).",
+        ),
+        branch: str = typer.Option(
+            "features",
+            "--branch",
+            help="method distance: features (the preset's encoder; initialises SCL and CE) or "
+            "lsm-hr (the high-resolution encoder of the local models; lsm chain --init-hr).",
+        ),
+        lsm_preset: str = typer.Option(
+            "auto", "--lsm-preset", help="method distance, branch lsm-hr: the LSM model preset."
+        ),
+        distance_epochs: int = typer.Option(
+            None, "--distance-epochs", help="method distance: epochs (default 16, as published)."
+        ),
+        distance_patches: int = typer.Option(
+            None, "--distance-patches", help="method distance: training patches per brain (1500)."
+        ),
         loader_workers: int = typer.Option(
             None,
             "--loader-workers",
@@ -104,11 +137,14 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = OverwriteOption,
         verbose: bool = VerboseOption,
     ) -> None:
-        """Train the patch encoder (SCL + linear evaluation) and the CE baseline of a cohort.
+        """Train the patch encoder (SCL + linear evaluation) and the CE baseline of a cohort, or a
+        distance pre-training (--method distance).
 
         Writes derivatives/cortexgraph/encoders/NAME/: encoder.pt, ce.pt, metrics.json (macro F1
-        on test and transfer patches), confusion.png, embedding.png, patches.tsv.  Under torchrun
-        every process takes one GPU (or one share of the CPU cores with the gloo back end).
+        on test and transfer patches), confusion.png, embedding.png, patches.tsv, clusters.tsv;
+        with --method distance: distance.pt, metrics.json, pairs.tsv (and for the features branch
+        encoder.pt with a linear evaluation, clusters.tsv). Under torchrun every process takes one
+        GPU (or one share of the CPU cores with the gloo back end).
         """
         import time
 
@@ -145,6 +181,15 @@ def register(app: typer.Typer) -> None:
                 tsne=tsne,
                 overrides={k: v for k, v in overrides.items() if v is not None},
                 progress=callback,
+                method=method,
+                init=init,
+                distance={
+                    "distance": distance,
+                    "epochs": distance_epochs,
+                    "patches_per_brain": distance_patches,
+                },
+                branch=branch,
+                lsm_preset=lsm_preset,
                 loader_workers=loader_workers,
             )
         record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))
@@ -153,7 +198,14 @@ def register(app: typer.Typer) -> None:
         metrics_path = path.parent / "metrics.json"
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text())
-            for run in ("scl_linear", "ce"):
+            if "test_pairs" in metrics:
+                test = metrics["test_pairs"]
+                console.print(
+                    f"distance on {test['pairs']} test pairs: mean error {test['err_dist_mm']:.2f} "
+                    f"mm (true mean {test['true_mean_mm']:.1f} mm), r {test['pearson_r']:.3f}",
+                    highlight=False,
+                )
+            for run in ("scl_linear", "ce", "linear"):
                 scores = metrics.get(run, {})
                 text = ", ".join(
                     f"{split} {scores[split]['macro_f1']:.3f}"

@@ -68,6 +68,24 @@ StepOption = typer.Option(
 ExtentOption = typer.Option(
     None, help="first,last section to predict (default: to the neighbouring annotated sections)."
 )
+MaxIntervalOption = typer.Option(
+    2.4,
+    "--max-interval-mm",
+    help="Longest interval between the two training sections of a local model (mm; the seeds' "
+    "models span about 2.4 mm). Longer intervals are refused, naming the sections to annotate "
+    "next.",
+)
+AllowLongOption = typer.Option(
+    False,
+    "--allow-long-intervals",
+    help="Plan intervals longer than --max-interval-mm anyway (with a warning).",
+)
+InitHROption = typer.Option(
+    None,
+    "--init-hr",
+    help="Start the high-resolution encoder of every model from this distance pre-training "
+    "(`cortexgraph train-encoder --method distance --branch lsm-hr --name NAME`), as in the seeds.",
+)
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
 BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
 DeviceOption = typer.Option(None, help="torch device (cpu, cuda, cuda:1); default cpu.")
@@ -251,6 +269,9 @@ def _chain_or_gsm(
     overwrite,
     wait,
     verbose,
+    max_interval_mm: float = 2.4,
+    allow_long_intervals: bool = False,
+    init_hr: str | None = None,
 ) -> None:
     from cortexgraph.lsm.layout import run_dir
     from cortexgraph.lsm.stages import run_chain, run_gsm
@@ -283,6 +304,15 @@ def _chain_or_gsm(
                 tile_px=tile_px,
                 batch_size=batch_size,
                 no_predict=no_predict,
+                init_hr=init_hr,
+                **(
+                    {
+                        "max_interval_mm": max_interval_mm,
+                        "allow_long_intervals": allow_long_intervals,
+                    }
+                    if command == "chain"
+                    else {}
+                ),
             )
             _launch(
                 out_dir, argv, f"{command}-{run_name}-{area.name}", [run_dir(out_dir, run_name)]
@@ -308,6 +338,9 @@ def _chain_or_gsm(
                 device=device,
                 overwrite=overwrite,
                 wait_s=wait,
+                max_interval_mm=max_interval_mm,
+                allow_long_intervals=allow_long_intervals,
+                init_hr=init_hr,
             )
             result = (run_chain if command == "chain" else run_gsm)(run, not no_predict)
             plan = result["plan"]
@@ -336,6 +369,9 @@ def chain(
     batch_size: int = BatchOption,
     device: str = DeviceOption,
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
+    max_interval_mm: float = MaxIntervalOption,
+    allow_long_intervals: bool = AllowLongOption,
+    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
@@ -344,7 +380,8 @@ def chain(
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
     consecutive training sections, then predict every section of the extent (the ends with the
-    closest model).
+    closest model). Intervals longer than --max-interval-mm are refused (exit status 2), naming
+    the sections to annotate next.
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
     """
@@ -368,6 +405,9 @@ def chain(
         overwrite,
         wait,
         verbose,
+        max_interval_mm=max_interval_mm,
+        allow_long_intervals=allow_long_intervals,
+        init_hr=init_hr,
     )
 
 
@@ -388,6 +428,7 @@ def gsm(
     batch_size: int = BatchOption,
     device: str = DeviceOption,
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
+    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
@@ -419,6 +460,7 @@ def gsm(
         overwrite,
         wait,
         verbose,
+        init_hr=init_hr,
     )
 
 
@@ -440,6 +482,9 @@ def train(
     seed: int = SeedOption,
     device: str = DeviceOption,
     predict: bool = typer.Option(False, "--predict", help="Also predict every section of [s, t]."),
+    max_interval_mm: float = MaxIntervalOption,
+    allow_long_intervals: bool = AllowLongOption,
+    init_hr: str = InitHROption,
     tile_px: int = TileOption,
     batch_size: int = BatchOption,
     background: bool = BackgroundOption,
@@ -482,6 +527,9 @@ def train(
             tile_px=tile_px,
             batch_size=batch_size,
             predict=predict,
+            max_interval_mm=max_interval_mm,
+            allow_long_intervals=allow_long_intervals,
+            init_hr=init_hr,
         )
         _launch(out_dir, argv, f"train-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
         return
@@ -501,6 +549,9 @@ def train(
         device=device,
         overwrite=overwrite,
         wait_s=wait,
+        max_interval_mm=max_interval_mm,
+        allow_long_intervals=allow_long_intervals,
+        init_hr=init_hr,
     )
     with progress:
         result = run_interval(run, predict)

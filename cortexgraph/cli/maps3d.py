@@ -44,7 +44,10 @@ MinComponentOption = typer.Option(
     27.0, "--min-component-mm3", help="Remove connected components smaller than this."
 )
 InterpolationOption = typer.Option(
-    "linear", "--interpolation", help="Gap filling: linear (along y) or harmonic (3D Laplace)."
+    "laplace",
+    "--interpolation",
+    help="Gap filling: laplace (the method's Laplacian field: 3D Laplace equation over each gap) "
+    "or linear (linear blend of the signed distance along the stack).",
 )
 PreviewOption = typer.Option(
     None, "--preview-factor", help="Preview downsampling (default max(2, round(0.1 mm / voxel)))."
@@ -171,11 +174,13 @@ def register(app: typer.Typer) -> None:
         brain_name: str = typer.Argument(..., metavar="BRAIN", help="Brain id or folder."),
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
-        reference: Path = typer.Option(
-            None,
+        reference: str = typer.Option(
+            "auto",
             "--reference",
-            help="Reference TSV (area, quantity, mean, sd[, hemisphere]); default: the seeds' "
-            "hOc1/hOc2/hOc5 values.",
+            help="Population the z-scores compare with: auto (a phantom cohort: its own "
+            "population; otherwise human), human (the seeds' hOc1/hOc2/hOc5 values of 5 male "
+            "brains), phantom (the cohort's other phantom brains), none (no z-scores), or a TSV "
+            "(area, quantity, mean, sd[, hemisphere]).",
         ),
         shrinkage: float = typer.Option(
             None, "--shrinkage", help="Volume shrinkage factor (default: brain.toml's)."
@@ -193,6 +198,12 @@ def register(app: typer.Typer) -> None:
             None,
             "--depth-voxel-mm",
             help="Voxel of the tissue volume and depth field (default: the map's voxel size).",
+        ),
+        depth_model: str = typer.Option(
+            "equivolumetric",
+            "--depth-model",
+            help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
+            "(the Laplace potential).",
         ),
         voxel_mm: float = VoxelOption,
         exclude_sections: str = ExcludeOption,
@@ -252,6 +263,7 @@ def register(app: typer.Typer) -> None:
                     max_depth=max_depth,
                     midline_x_mm=midline_x_mm,
                     depth_voxel_mm=depth_voxel_mm,
+                    depth_model=depth_model,
                     overwrite=overwrite,
                     wait_s=wait,
                 )

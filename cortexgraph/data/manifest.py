@@ -539,12 +539,13 @@ class Brain:
     cohort: Cohort | None
     shrinkage_factor: float
     digitization_step: int
-    image_spacing_um: float
-    mask_spacing_um: float
-    annotation_spacing_um: float
-    coords_spacing_um: float
+    image_spacing_um: float | None
+    mask_spacing_um: float | None
+    annotation_spacing_um: float | None
+    coords_spacing_um: float | None
     base_section: int | None = None
     exclusion_mask: str = ""
+    hemispheres: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict)
     _sections: list[SectionRecord] | None = None
     _transforms: dict[tuple[int, int], np.ndarray] | None = None
@@ -641,21 +642,26 @@ class Brain:
         if "spacing_um" not in table:
             found.add(
                 "missing table [spacing_um]",
-                "add [spacing_um] with image, mask, annotation and coords (micrometres)",
+                "add [spacing_um] with the spacing of each kind of file the brain has (mask, and "
+                "image, annotation, coords where it has them; micrometres)",
             )
         else:
             spacing_table = _table(table, "spacing_um", found)
             if isinstance(table["spacing_um"], dict):
                 _unknown_keys(spacing_table, _SPACING_KEYS, found, where="spacing_um.")
                 for kind in _SPACING_KEYS:
+                    # required only for the kinds of files the brain has (checked against
+                    # sections.tsv in read_sections)
                     spacing[kind] = _number(
                         spacing_table,
                         kind,
                         found,
                         label=f"spacing_um.{kind}",
+                        required=False,
                         high=MAX_SPACING_UM,
                         unit=" um",
                     )
+        hemispheres = _hemispheres(table, found)
         base = _integer(table, "base_section", found, required=False, minimum=0)
         exclusion = _string(table, "exclusion_mask", found)
         metadata = _table(table, METADATA_KEY, found)
@@ -665,12 +671,13 @@ class Brain:
             cohort=cohort,
             shrinkage_factor=1.0 if shrinkage is None else shrinkage,
             digitization_step=step or 1,
-            image_spacing_um=spacing.get("image") or 1.0,
-            mask_spacing_um=spacing.get("mask") or 1.0,
-            annotation_spacing_um=spacing.get("annotation") or 1.0,
-            coords_spacing_um=spacing.get("coords") or 1.0,
+            image_spacing_um=spacing.get("image"),
+            mask_spacing_um=spacing.get("mask"),
+            annotation_spacing_um=spacing.get("annotation"),
+            coords_spacing_um=spacing.get("coords"),
             base_section=base,
             exclusion_mask=exclusion,
+            hemispheres=hemispheres,
             extra={METADATA_KEY: metadata} if metadata else {},
         )
         if exclusion:
@@ -688,12 +695,18 @@ class Brain:
             "shrinkage_factor": self.shrinkage_factor,
             "digitization_step": self.digitization_step,
             "spacing_um": {
-                "image": self.image_spacing_um,
-                "mask": self.mask_spacing_um,
-                "annotation": self.annotation_spacing_um,
-                "coords": self.coords_spacing_um,
+                kind: value
+                for kind, value in (
+                    ("image", self.image_spacing_um),
+                    ("mask", self.mask_spacing_um),
+                    ("annotation", self.annotation_spacing_um),
+                    ("coords", self.coords_spacing_um),
+                )
+                if value is not None
             },
         }
+        if self.hemispheres is not None:
+            table["hemispheres"] = list(self.hemispheres)
         if self.base_section is not None:
             table["base_section"] = int(self.base_section)
         if self.exclusion_mask:
@@ -779,6 +792,16 @@ class Brain:
                 seen_files[key] = (number, column)
             records.append(SectionRecord(section=number, **files, **flags))
         present = [r.section for r in records if not r.missing]
+        for kind, columns in _SPACING_OF_FILES.items():
+            listed = [r.section for r in records if any(getattr(r, c) for c in columns)]
+            if listed and getattr(self, f"{kind}_spacing_um") is None:
+                found.add(
+                    f"sections.tsv lists {'/'.join(columns)} files (first: section {listed[0]}) "
+                    f"but brain.toml has no spacing_um.{kind}",
+                    f"add '{kind} = <level-0 pixel spacing in um>' to [spacing_um] of brain.toml",
+                    section=listed[0],
+                    file=self.manifest_path,
+                )
         if not rows:
             found.add("the section table has no rows", "list the digitized sections")
         elif not present and not found:
@@ -925,6 +948,15 @@ class Brain:
 
 
 _SPACING_KEYS = ("image", "mask", "annotation", "coords")
+#: the section-table columns whose files need each spacing (contours are rasterised at the
+#: annotation spacing)
+_SPACING_OF_FILES = {
+    "image": ("image",),
+    "mask": ("mask",),
+    "annotation": ("annotation", "contours"),
+    "coords": ("coords",),
+}
+HEMISPHERE_NAMES = ("lh", "rh")
 _BRAIN_KEYS = (
     "format_version",
     "id",
@@ -933,8 +965,30 @@ _BRAIN_KEYS = (
     "spacing_um",
     "base_section",
     "exclusion_mask",
+    "hemispheres",
     METADATA_KEY,
 )
+
+
+def _hemispheres(table: dict, found: Findings) -> tuple[str, ...] | None:
+    """``hemispheres`` of brain.toml: a non-empty list of distinct ``lh`` / ``rh`` (None if absent:
+    build-graph finds them)."""
+    if "hemispheres" not in table:
+        return None
+    value = table["hemispheres"]
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(v not in HEMISPHERE_NAMES for v in value)
+        or len(set(value)) != len(value)
+    ):
+        found.add(
+            f"hemispheres = {value!r} is not a list of distinct 'lh' / 'rh'",
+            'write hemispheres = ["lh"], ["rh"] or ["lh", "rh"] (or leave it out: build-graph finds '
+            "them)",
+        )
+        return None
+    return tuple(v for v in HEMISPHERE_NAMES if v in value)
 
 
 @dataclass

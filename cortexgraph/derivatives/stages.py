@@ -52,7 +52,7 @@ STAGES: dict[str, StageSpec] = {
     for spec in (
         StageSpec(
             "build-graph",
-            3,
+            4,
             "brain",
             "cortexgraph build-graph {brain}",
             "volume, depth, midsurfaces, graphs, node <-> section points",
@@ -80,7 +80,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "train-encoder",
-            1,
+            2,
             "cohort",
             "cortexgraph train-encoder --name {scope}",
             "patch encoder (SCL) and CE baseline",
@@ -124,7 +124,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "lsm-plan",
-            1,
+            2,
             "brain",
             "cortexgraph lsm chain {brain} --name RUN --area AREA (RUN@AREA = {scope}; "
             "lsm gsm for a gsm-* run)",
@@ -132,7 +132,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "lsm-train",
-            1,
+            2,
             "brain",
             "cortexgraph lsm chain {brain} --name RUN --area AREA (RUN@AREA[@INTERVAL] = {scope}; "
             "lsm gsm for a gsm-* run, lsm train --sections for a single interval)",
@@ -154,7 +154,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "map3d",
-            2,
+            3,
             "brain",
             lambda sid: f"cortexgraph map3d {sid.brain} --labels {sid.scope[0]} --area "
             f"{sid.scope[1]}",
@@ -162,7 +162,7 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "stats",
-            2,
+            3,
             "brain",
             lambda sid: f"cortexgraph stats {sid.brain} --labels {sid.scope[0]} --area "
             f"{sid.scope[1]}",

@@ -31,6 +31,9 @@ Outputs of :func:`train_encoder` in ``<cohort>/derivatives/cortexgraph/encoders/
     confusion.png       confusion matrices of SCL-linear and CE on test and transfer patches
     embedding.png       PCA (and t-SNE with ``tsne=True``) of the SCL and CE features of test patches
     patches.tsv         every patch centre with its label and split
+    clusters.tsv        Ward clusters (10) of the SCL and CE test features against the areas
+                        (:mod:`cortexgraph.features.clusters`; the encoder study of the contrastive
+                        paper); their agreement scores in metrics.json
     checkpoints/<run>/last.pt   per-run checkpoints (scl, linear, ce); resumed only by a run of the
                         same stage key (checkpoints/KEY), never an output
 
@@ -370,16 +373,23 @@ def train_scl(
     checkpoint_dir: Path | None = None,
     amp: bool = True,
     progress=None,
+    init_state: dict | None = None,
     loader_workers: int = 0,
 ) -> tuple[nn.Module, list[dict]]:
     """Supervised contrastive pre-training of the preset's encoder (with its projection head).
+
+    ``init_state``: encoder weights to start from (a distance pre-training,
+    :func:`cortexgraph.features.distance_stage.encoder_init_state`) instead of random ones.
 
     Returns
     -------
     (encoder, history): the trained encoder (head dropped) on ``device``, one dict per epoch.
     """
     device = torch.device(device)
-    encoder = build_preset_encoder(preset, seed).to(device)
+    encoder = build_preset_encoder(preset, seed)
+    if init_state is not None:
+        encoder.load_state_dict(init_state)
+    encoder = encoder.to(device)
     head = ProjectionHead(encoder.feature_dim, preset.projection_dim, seed=seed + 1).to(device)
     model = _distributed(nn.Sequential(encoder, head), device)
     run = _Run(
@@ -488,12 +498,17 @@ def train_ce(
     checkpoint_dir: Path | None = None,
     amp: bool = True,
     progress=None,
+    init_state: dict | None = None,
     loader_workers: int = 0,
 ) -> tuple[PatchClassifier, list[dict]]:
     """The cross-entropy baseline: encoder + linear classifier trained end to end for the SCL +
-    linear epoch budget (``preset.ce_epoch_budget``)."""
+    linear epoch budget (``preset.ce_epoch_budget``); from ``init_state`` when given (the
+    contrastive paper's ``distance`` baseline starts from the distance pre-training)."""
     device = torch.device(device)
-    encoder = build_preset_encoder(preset, seed).to(device)
+    encoder = build_preset_encoder(preset, seed)
+    if init_state is not None:
+        encoder.load_state_dict(init_state)
+    encoder = encoder.to(device)
     classifier = PatchClassifier(encoder, num_classes, seed=seed + 2).to(device)
     history = _train_classifier(
         "ce",
@@ -707,6 +722,21 @@ def _evaluate(
     return scores, outputs
 
 
+def _cluster_table(path: Path, cohort: Cohort, outputs: dict) -> dict:
+    """``clusters.tsv``: Ward clusters of the test features of each model against the areas
+    (:mod:`cortexgraph.features.clusters`); returns the agreement scores per model."""
+    from cortexgraph.features.clusters import write_cluster_table
+
+    ids = np.asarray(cohort.areas.ids)
+    names = {a.id: a.name for a in cohort.areas.areas}
+    sets = {
+        model: (split_outputs["test"][2], ids[split_outputs["test"][0]])
+        for model, split_outputs in outputs.items()
+        if "test" in split_outputs
+    }
+    return write_cluster_table(path, sets, names)[1]
+
+
 def train_encoder(
     cohort: Cohort | str | Path,
     preset: str | EncoderPreset = "auto",
@@ -720,6 +750,11 @@ def train_encoder(
     cache_mb: float = 1024.0,
     overrides: dict | None = None,
     progress=None,
+    method: str = "scl",
+    init: str | None = None,
+    distance: dict | None = None,
+    branch: str = "features",
+    lsm_preset: str = "auto",
     loader_workers: int | None = None,
 ) -> Path:
     """Train the patch encoder of a cohort (SCL + linear evaluation, and the CE baseline).
@@ -741,6 +776,10 @@ def train_encoder(
         ``transfer_brain``: the brain held out entirely, which must be the transfer brain of every
         GNN run that uses this encoder's features).
     progress : optional callable ``(stage, done, total)``.
+    method : ``scl`` (this module) or ``distance``: the Siamese 3D-distance pre-training
+        (:func:`cortexgraph.features.distance_stage.train_distance_encoder`, with ``distance``
+        setting overrides, ``branch`` and ``lsm_preset``; returns ``distance.pt``).
+    init : name of a distance pre-training whose weights start the SCL and CE encoders.
     loader_workers : processes that read and augment patches while the model trains (None:
         :func:`~cortexgraph.features.dataset.default_loader_workers`; 0: read in this process).
         Not part of the stage key: any number gives the same batches.
@@ -764,10 +803,28 @@ def train_encoder(
             preset.transfer_brain,
         )
     name = check_name(name or preset.name, "encoder name")
+    if method == "distance":
+        from cortexgraph.features.distance import DistanceSettings
+        from cortexgraph.features.distance_stage import train_distance_encoder
+
+        return train_distance_encoder(
+            cohort, preset, name, settings=DistanceSettings().with_overrides(**(distance or {})),
+            branch=branch, lsm_preset=lsm_preset, seed=seed, device=device, amp=amp,
+            overwrite=overwrite, cache_mb=cache_mb, progress=progress,
+        )  # fmt: skip
+    if method != "scl":
+        raise CortexgraphError(f"unknown method {method!r}", fix="use scl or distance")
     out = encoders_folder(cohort, name)
     encoder_path = out / "encoder.pt"
     init_distributed_from_env()
     store = Derivatives.of(cohort)
+    init_state, upstream, init_parameters = None, [], None
+    if init is not None:
+        from cortexgraph.features.distance_stage import encoder_init_state
+
+        init_state, init_sid = encoder_init_state(cohort, check_name(init, "encoder name"), preset)
+        upstream = [init_sid]
+        init_parameters = {"name": init}  # its key is part of this key (upstream)
     files: list[Path] = []
     brain_values = {}
     for brain_id in cohort.brain_ids:
@@ -787,8 +844,10 @@ def train_encoder(
             "seed": int(seed),
             "tsne": bool(tsne),
             "brains": brain_values,
+            **({"init": init_parameters} if init_parameters else {}),
         },
         inputs=[*files, cohort.area_table_path],
+        upstream=upstream,
         overwrite=overwrite,
         follower=not is_main_process(),
     ) as run:
@@ -807,6 +866,7 @@ def train_encoder(
         outputs, measured = _train_encoder(
             cohort, preset, name, out, seed=seed, device=device, amp=amp, tsne=tsne,
             cache_mb=cache_mb, progress=progress, start_all=start_all, start_cpu=start_cpu,
+            init_state=init_state,
             loader_workers=default_loader_workers() if loader_workers is None else loader_workers,
         )  # fmt: skip
         if is_main_process():
@@ -828,6 +888,7 @@ def _train_encoder(
     progress,
     start_all: float,
     start_cpu: float,
+    init_state: dict | None = None,
     loader_workers: int = 0,
 ) -> tuple[list[Path], dict]:
     """The computation of :func:`train_encoder` (no reuse decision, no record)."""
@@ -871,6 +932,7 @@ def _train_encoder(
         checkpoint_dir=ckpt / "scl",
         amp=amp,
         progress=progress,
+        init_state=init_state,
         loader_workers=loader_workers,
     )
     seconds["scl"] = time.perf_counter() - t0
@@ -900,6 +962,7 @@ def _train_encoder(
         checkpoint_dir=ckpt / "ce",
         amp=amp,
         progress=progress,
+        init_state=init_state,
         loader_workers=loader_workers,
     )
     seconds["ce"] = time.perf_counter() - t0
@@ -930,6 +993,7 @@ def _train_encoder(
         splits=splits,
     )  # fmt: skip
     table.write_tsv(out / "patches.tsv")
+    cluster_summary = _cluster_table(out / "clusters.tsv", cohort, {"scl": scl_out, "ce": ce_out})
     seconds["pictures"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - start_all
     seconds["total_cpu"] = time.process_time() - start_cpu
@@ -952,6 +1016,7 @@ def _train_encoder(
         },
         "scl_linear": scl_scores,
         "ce": ce_scores,
+        "clusters": cluster_summary,
         "history": {"scl": scl_history, "linear": linear_history, "ce": ce_history},
         "seconds": seconds,
         "loader_workers": int(loader_workers),
@@ -985,6 +1050,7 @@ def _train_encoder(
         out / "confusion.png",
         out / "embedding.png",
         out / "patches.tsv",
+        out / "clusters.tsv",
     ]
     measured = {
         "scl_linear_macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()},

@@ -71,12 +71,14 @@ from cortexgraph.lsm.layout import (
 )
 from cortexgraph.lsm.networks import LSMConfig
 from cortexgraph.lsm.workflow import (
+    MAX_INTERVAL_MM,
     ChainPlan,
     Progress,
     config_to_dict,
     load_model,
     load_rois,
     make_config,
+    max_interval_sections,
     model_seed,
     plan_chain,
     plan_single_interval,
@@ -185,6 +187,12 @@ class LSMRun:
     seed : run seed; each model derives its own from it, the area, its sections, arch and kind.
     step, extent : chain planning (:func:`~.workflow.plan_chain`).
     interval : plan a single interval ``(s, t)`` instead of a chain.
+    max_interval_mm : longest interval between the two training sections of a local model
+        (:data:`~.workflow.MAX_INTERVAL_MM`, 2.4 mm); ``None``: no limit. Not applied to a GSM
+        run (one model on all training sections).
+    allow_long_intervals : plan longer intervals anyway (warning, listed in ``chain.json``).
+    init_hr : name of a distance pre-training (``train-encoder --method distance``) whose branch
+        initialises the high-resolution encoder of every model (HR and MS), as in the seeds.
     tile_px, batch_size, device : prediction tiling and torch device.
     overwrite : recompute even when the outputs are current.
     wait_s : how long to wait for a stage's lock before refusing (exit status 3).
@@ -205,6 +213,9 @@ class LSMRun:
     step: int = 2
     extent: tuple[int, int] | None = None
     interval: tuple[int, int] | None = None
+    max_interval_mm: float | None = MAX_INTERVAL_MM
+    allow_long_intervals: bool = False
+    init_hr: str | None = None
     tile_px: int = 64
     batch_size: int = 8
     device: str | None = None
@@ -235,6 +246,11 @@ class LSMRun:
         self.progress = self.progress or _noop
         if self.interval is not None:
             self.interval = tuple(sorted(int(v) for v in self.interval))
+        self.max_interval = (
+            max_interval_sections(self.max_interval_mm, self.brain.thickness_um)
+            if self.kind == "lsm"
+            else None
+        )
 
     @property
     def config(self) -> LSMConfig:
@@ -381,6 +397,8 @@ def plan_stage(run: LSMRun) -> ChainPlan:
             "step": run.step,
             "extent": None if run.extent is None else list(run.extent),
             "interval": None if run.interval is None else list(run.interval),
+            "max_interval_sections": run.max_interval,
+            "allow_long_intervals": bool(run.allow_long_intervals),
             "available_sections": available,
             "annotated_sections": candidates,
         }
@@ -404,8 +422,11 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                 if np.any(stack.annotation(section) == area.id):
                     shows.append(section)
                 run.progress("plan", done, len(candidates))
+            limits = {"max_interval": run.max_interval, "allow_long": run.allow_long_intervals}
             if run.interval is not None:
-                plan = plan_single_interval(shows, available, run.interval, area_id=area.id)
+                plan = plan_single_interval(
+                    shows, available, run.interval, area_id=area.id, **limits
+                )
             else:
                 plan = plan_chain(
                     shows,
@@ -414,6 +435,7 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                     step=run.step,
                     brain_annotated=annotated,
                     extent=run.extent,
+                    **limits,
                 )
             write_json_atomic(path, plan.to_dict())
             stage.commit(
@@ -422,9 +444,19 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                     "intervals": [list(p) for p in plan.intervals],
                     "test_sections": list(plan.test_sections),
                     "sections": len(plan.sections),
+                    **{k: plan.notes[k] for k in ("long_intervals", "suggested_sections")
+                       if k in plan.notes},
                 },
-            )
-            run.emit(stage, f"{len(plan.intervals)} interval(s), {len(plan.sections)} section(s)")
+            )  # fmt: skip
+            detail = f"{len(plan.intervals)} interval(s), {len(plan.sections)} section(s)"
+            if plan.notes.get("long_intervals"):
+                detail += (
+                    f"; LONGER than {run.max_interval} sections: "
+                    + ", ".join(f"{a}-{b}" for a, b in plan.notes["long_intervals"])
+                    + "; annotate next: "
+                    + ", ".join(str(x) for x in plan.notes["suggested_sections"])
+                )
+            run.emit(stage, detail)
             return plan
 
 
@@ -476,12 +508,20 @@ def train_stage(
             "angles_rad": {str(s): orientation_angle(stack, s) for s in sections},
             "device": run.device_type,
         }
+        init_state, upstream = None, []
+        if run.init_hr is not None:
+            from cortexgraph.features.distance_stage import lsm_hr_init_state
+
+            init_state, init_sid = lsm_hr_init_state(brain.cohort, run.init_hr, config)
+            parameters["init_hr"] = run.init_hr  # its record's key is part of this key
+            upstream = [init_sid]
         inputs = [f for s in sections for f in _section_files(brain, s, annotation=True)]
         with StageRun(
             run.store,
             sid,
             parameters=parameters,
             inputs=inputs,
+            upstream=upstream,
             overwrite=run.overwrite,
             wait_s=run.wait_s,
         ) as stage:
@@ -501,8 +541,9 @@ def train_stage(
                 for s in sections
             ]
             net, history = train_model(
-                data, config, seed=seed, device=run.device, progress=run.progress
-            )
+                data, config, seed=seed, device=run.device, progress=run.progress,
+                init_hr=init_state,
+            )  # fmt: skip
             meta = {
                 "run": run.name,
                 "kind": run.kind,
@@ -511,6 +552,7 @@ def train_stage(
                 "area_id": area.id,
                 "sections": list(sections),
                 "seed": seed,
+                "init_hr": run.init_hr,
             }
             if interval is not None:
                 meta["interval"] = list(sections)

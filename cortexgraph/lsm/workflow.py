@@ -7,7 +7,9 @@ annotated sections labels every section in between (thesis 001:5793-5874, paper 
    (the seeds train on every 120th section and test on the annotated section in the middle,
    001:6181-6189); consecutive training sections form the intervals of a chain of models that covers
    the area's extent. Sections beyond the first / last training section use the closest model
-   (000:242-244). :func:`plan_single_interval` is the chain of one given interval.
+   (000:242-244). :func:`plan_single_interval` is the chain of one given interval. An interval
+   longer than :data:`MAX_INTERVAL_MM` is refused (or, when allowed, planned with a warning), and
+   :func:`suggest_annotations` names the sections to annotate so that none is.
 2. :func:`train_model`: class-balanced patches from the training sections (read lazily from the
    section rasters), class-weighted cross-entropy, SGD with the seeds' schedule.
 3. :func:`predict_section`: tiled prediction over the prediction ROI of eq. 5.65
@@ -25,6 +27,7 @@ are reused is decided in :mod:`cortexgraph.lsm.stages` (layout: :mod:`cortexgrap
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -56,6 +59,15 @@ from cortexgraph.outputs import atomic_path
 log = logging.getLogger(__name__)
 
 PRESETS = ("auto", "full", "small", "phantom", "tiny")
+
+MAX_INTERVAL_MM = 2.4
+"""Longest interval between the two training sections of a local model (mm), the default limit of
+the chain planner. The LSM paper trains its local models on sections about 2.4 mm apart (120
+sections of 20 um in the BigBrain and B01; 48 sections of 50 um in the Allen brain, the same
+physical distance), and its annotation workflow encloses about 100 sections (2 mm) per model; halving
+the interval to 1.2 mm improved the models further. Nothing longer was evaluated: a local model is
+only as good as its two sections are similar, and with sparse annotations the planner would
+otherwise chain models over 7-11 mm (docs/lsm.md)."""
 """Model size presets of :func:`make_config`."""
 KINDS = ("lsm", "gsm")
 """Model kinds: a chain of local models, or one global model per area."""
@@ -218,6 +230,8 @@ def plan_chain(
     step: int = 2,
     brain_annotated: Sequence[int] = (),
     extent: tuple[int, int] | None = None,
+    max_interval: int | None = None,
+    allow_long: bool = False,
 ) -> ChainPlan:
     """Plan the chain of models of one area.
 
@@ -234,10 +248,16 @@ def plan_chain(
         that does *not* show the area, or to the first available section when there is none; the
         same forward. These end sections use the closest model (000:242-244).
     extent : explicit ``(first, last)`` range of sections to predict (inclusive).
+    max_interval : longest allowed interval ``t - s`` in section numbers (``None``: no limit); the
+        callers derive it from :data:`MAX_INTERVAL_MM` and the section thickness.
+    allow_long : plan longer intervals anyway, with a warning; the plan's ``notes`` list them
+        (``long_intervals``) and the sections to annotate (``suggested_sections``).
 
     Returns
     -------
-    :class:`ChainPlan`. Raises CortexgraphError when the area has fewer than two annotated sections.
+    :class:`ChainPlan`. Raises CortexgraphError when the area has fewer than two annotated sections,
+    and LongIntervalError (naming the intervals and the sections to annotate next) when an
+    interval is longer than ``max_interval`` and ``allow_long`` is False.
     """
     annotated = sorted({int(s) for s in area_annotated})
     if len(annotated) < 2:
@@ -268,7 +288,7 @@ def plan_chain(
             f"the extent {lo}..{hi} holds no available section to predict",
             fix="give an extent that overlaps the digitized sections (--extent first,last)",
         )
-    return ChainPlan(
+    plan = ChainPlan(
         area_id=int(area_id),
         annotated=tuple(annotated),
         intervals=intervals,
@@ -277,6 +297,151 @@ def plan_chain(
         extent=(lo, hi),
         step=int(step),
     )
+    return _check_intervals(plan, available, max_interval, allow_long)
+
+
+class LongIntervalError(ParameterError):
+    """A planned interval is longer than the limit (exit status 2)."""
+
+
+def long_intervals(plan: ChainPlan, max_interval: int) -> list[tuple[int, int]]:
+    """The intervals of ``plan`` longer than ``max_interval`` sections."""
+    return [(s, t) for s, t in plan.intervals if t - s > max_interval]
+
+
+def suggest_annotations(
+    annotated: Sequence[int],
+    available: Sequence[int],
+    max_interval: int,
+    *,
+    step: int = 2,
+    single: bool = False,
+) -> list[int]:
+    """Sections to annotate next so that no interval of the re-planned chain is too long.
+
+    First every gap between consecutive annotated sections inside a long interval that is wider
+    than ``max_interval / step`` gets the fewest available sections that leave no step wider than
+    that (a training interval spans ``step`` gaps); then, while the chain planned from the annotated sections plus the suggestions still has
+    a long interval (a gap without a digitized section where one was wanted), its widest gap gets
+    the available section nearest its middle. With ``single=True`` (one given interval ``[s, t]``,
+    :func:`plan_single_interval`) the interval is split into models of at most ``max_interval``.
+
+    Returns the suggested section numbers, sorted (empty when no available section can shorten the
+    long intervals: the gaps hold no digitized section).
+    """
+    have = sorted({int(a) for a in annotated})
+    free = sorted({int(a) for a in available} - set(have))
+    if not have or max_interval < 1:
+        return []
+    suggested: set[int] = set()
+
+    def nearest(lo: int, hi: int, target: float) -> int | None:
+        inside = [x for x in free if lo < x < hi and x not in suggested]
+        return min(inside, key=lambda x: (abs(x - target), x)) if inside else None
+
+    def split(lo: int, hi: int, widest: int) -> None:
+        """Sections in (lo, hi) so that no step between them is wider than ``widest``: walking
+        from ``lo``, the farthest available section within reach each time."""
+        at = lo
+        while hi - at > widest:
+            reach = [x for x in free if at < x < hi and x - at <= widest]
+            if not reach:  # no digitized section within reach: the nearest one beyond
+                beyond = [x for x in free if at < x < hi]
+                if not beyond:
+                    return
+                reach = beyond[:1]
+            at = max(reach)
+            suggested.add(at)
+
+    def long_now() -> list[tuple[int, int]]:
+        points = sorted(set(have) | suggested)
+        indices = list(range(0, len(points), step))
+        if indices[-1] != len(points) - 1:
+            indices.append(len(points) - 1)
+        training = [points[i] for i in indices]
+        pairs = zip(training[:-1], training[1:], strict=True)
+        return [(a, b) for a, b in pairs if b - a > max_interval]
+
+    if single:
+        split(have[0], have[-1], max_interval)
+        return sorted(suggested)
+    gap_limit = max(1, max_interval // max(step, 1))
+    for a, b in long_now():
+        inner = [p for p in have if a <= p <= b]
+        for lo, hi in zip(inner[:-1], inner[1:], strict=True):
+            split(lo, hi, gap_limit)
+    for _ in range(len(free) + 1):
+        long = long_now()
+        if not long:
+            break
+        added = False
+        for a, b in long:
+            inner = sorted(p for p in set(have) | suggested if a <= p <= b)
+            gaps = sorted(zip(inner[:-1], inner[1:], strict=True), key=lambda g: g[0] - g[1])
+            for lo, hi in gaps:
+                pick = nearest(lo, hi, (lo + hi) / 2)
+                if pick is not None:
+                    suggested.add(pick)
+                    added = True
+                    break
+        if not added:
+            break
+    return sorted(suggested)
+
+
+def _check_intervals(
+    plan: ChainPlan,
+    available: Sequence[int],
+    max_interval: int | None,
+    allow_long: bool,
+    single: bool = False,
+) -> ChainPlan:
+    """Refuse (or, with ``allow_long``, note and warn about) intervals longer than the limit."""
+    if max_interval is None:
+        return plan
+    long = long_intervals(plan, max_interval)
+    if not long:
+        return plan
+    suggestion = suggest_annotations(
+        plan.annotated, available, max_interval, step=plan.step, single=single
+    )
+    listed = ", ".join(f"{s}-{t} ({t - s} sections)" for s, t in long)
+    what = (
+        f"area {plan.area_id}: {len(long)} interval(s) longer than {max_interval} sections "
+        f"(the longest interval a local model is trained on, {MAX_INTERVAL_MM:g} mm by default): "
+        f"{listed}"
+    )
+    advice = (
+        f"annotate the area on section(s) {', '.join(str(x) for x in suggestion)} and plan again"
+        if suggestion
+        else "annotate the area on sections inside these intervals (no digitized section lies "
+        "inside the widest gaps)"
+    )
+    if not allow_long:
+        raise LongIntervalError(
+            what,
+            section=long[0][0],
+            fix=f"{advice}; or raise --max-interval-mm, or plan anyway with --allow-long-intervals",
+        )
+    log.warning("%s; %s", what, advice)
+    notes = dict(plan.notes)
+    notes["long_intervals"] = [list(p) for p in long]
+    notes["max_interval_sections"] = int(max_interval)
+    notes["suggested_sections"] = list(suggestion)
+    return replace(plan, notes=notes)
+
+
+def max_interval_sections(max_interval_mm: float | None, thickness_um: float) -> int | None:
+    """The interval limit in section numbers for a limit in mm (``None``: no limit)."""
+    if max_interval_mm is None:
+        return None
+    if not (isinstance(max_interval_mm, int | float) and math.isfinite(max_interval_mm)) or (
+        max_interval_mm <= 0
+    ):
+        raise ParameterError(
+            f"--max-interval-mm {max_interval_mm!r} is out of range", fix="give a length > 0 mm"
+        )
+    return max(1, int(math.floor(max_interval_mm * 1000.0 / thickness_um + 1e-6)))
 
 
 def plan_for_area(
@@ -285,6 +450,8 @@ def plan_for_area(
     *,
     step: int = 2,
     extent: tuple[int, int] | None = None,
+    max_interval_mm: float | None = MAX_INTERVAL_MM,
+    allow_long: bool = False,
 ) -> ChainPlan:
     """:func:`plan_chain` from a brain's annotations (reads every annotated section once)."""
     annotated = area_sections(stack, area_id)
@@ -295,6 +462,8 @@ def plan_for_area(
         step=step,
         brain_annotated=stack.brain.annotated_sections,
         extent=extent,
+        max_interval=max_interval_sections(max_interval_mm, stack.brain.thickness_um),
+        allow_long=allow_long,
     )
 
 
@@ -304,6 +473,8 @@ def plan_single_interval(
     interval: tuple[int, int],
     *,
     area_id: int = 0,
+    max_interval: int | None = None,
+    allow_long: bool = False,
 ) -> ChainPlan:
     """The chain of one given interval ``(s, t)`` (``cortexgraph lsm train --sections s,t``).
 
@@ -313,6 +484,7 @@ def plan_single_interval(
         ``[s, t]``).
     available : sections that can be predicted.
     interval : the two training sections; both must show the area.
+    max_interval, allow_long : the interval limit, as for :func:`plan_chain`.
 
     Returns
     -------
@@ -331,7 +503,7 @@ def plan_single_interval(
                 fix="train on sections whose annotation contains the area (`cortexgraph lsm chain` "
                 "plans them)",
             )
-    return ChainPlan(
+    plan = ChainPlan(
         area_id=int(area_id),
         annotated=tuple(annotated),
         intervals=((s, t),),
@@ -340,6 +512,7 @@ def plan_single_interval(
         extent=(s, t),
         step=len(annotated) - 1,
     )
+    return _check_intervals(plan, available, max_interval, allow_long, single=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,6 +533,7 @@ def train_model(
     seed: int = 0,
     device=None,
     progress: Progress | None = None,
+    init_hr: dict | None = None,
 ) -> tuple:
     """Train one model (LSM on two sections, GSM on more) from loaded training sections.
 
@@ -371,6 +545,9 @@ def train_model(
     seed : seeds numpy (centres, augmentation) and torch (weights).
     device : torch device (default CPU).
     progress : ``f("train", iteration, iterations)``.
+    init_hr : weights of the high-resolution encoder E_HR to start from (a Siamese distance
+        pre-training, as in the seeds: :func:`cortexgraph.features.distance_stage.
+        lsm_hr_init_state`); the rest of the network starts from random weights.
 
     Returns
     -------
@@ -391,6 +568,8 @@ def train_model(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = build_lsm(config)
+    if init_hr is not None:
+        net.hr_encoder.load_state_dict(init_hr)
     output_px = net.output_size(config.input_px())
     class_images = [s.classes for s in sections]
     rois = [s.roi for s in sections]

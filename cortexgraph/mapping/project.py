@@ -631,7 +631,8 @@ def project_brain(
     store = Derivatives.of(brain)
     out_dir = label_source_dir(store.root, brain.id, source)
     truth_dir = truth_labels_folder(brain)
-    spacing_um = float(spacing_um or brain.annotation_spacing_um)
+    # labels at the annotation spacing; a brain without annotations: at the mask spacing
+    spacing_um = float(spacing_um or brain.annotation_spacing_um or brain.mask_spacing_um)
     values, files = brain_inputs(brain, ("mask",), transforms=False)
     if truth_dir is not None:
         files += sorted(truth_dir.glob("s*.h5"))
@@ -762,7 +763,7 @@ def upper_bound(
                     graphs,
                     Path(out_dir) / brain_id / "labels" / source,
                     source=source,
-                    spacing_um=brain.annotation_spacing_um,
+                    spacing_um=brain.annotation_spacing_um or brain.mask_spacing_um,
                     max_distance_mm=distance,
                     smooth_hops=hops,
                     contours=first,

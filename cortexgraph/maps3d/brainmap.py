@@ -273,18 +273,19 @@ def section_pixel_to_world(stack: SectionStack, section: int, spacing_um: float)
     return matrix
 
 
-def lattice_origin_mm(stack: SectionStack) -> np.ndarray:
+def lattice_origin_mm(stack: SectionStack, voxel_size_mm: float) -> np.ndarray:
     """World position (mm) of voxel (0, 0, 0) of the stacked tissue volume's lattice.
 
-    The same origin as :func:`cortexgraph.reconstruct.volume.stack_tissue_volume`: the minimum x
-    and z of all available section images and the plane of the first section of the table.
+    The same origin as :func:`cortexgraph.reconstruct.volume.stack_tissue_volume`: half a voxel
+    inside the minimum x and z of all available section images (voxels tile the canvases as pixels
+    do), and the plane of the first section of the table.
     """
-    from cortexgraph.reconstruct.volume import stack_extent_mm
+    from cortexgraph.reconstruct.volume import lattice_origin, stack_extent_mm
 
     lo, _ = stack_extent_mm(stack)
     lo = np.asarray(lo, dtype=float).copy()
     lo[1] = stack.plane_y_mm(min(r.section for r in stack.brain.sections))
-    return lo
+    return lattice_origin(lo, voxel_size_mm)
 
 
 def _median_interval(sections: list[int], thickness_mm: float) -> float:
@@ -302,7 +303,7 @@ def map_area(
     exclude_sections: Iterable[int] = (),
     median_size: int | None = None,
     min_component_mm3: float = 27.0,
-    interpolation: str = "linear",
+    interpolation: str = "laplace",
     level: str = "area",
     preview_factor: int | None = None,
     memory_budget_gb: float = 4.0,
@@ -322,7 +323,7 @@ def map_area(
     exclude_sections : sections to treat as gaps (besides those flagged excluded or missing).
     median_size : median window in voxels; default :func:`~cortexgraph.maps3d.build.median_size_for_voxel`.
     min_component_mm3 : smallest kept component (27 mm^3).
-    interpolation : ``'linear'`` or ``'harmonic'`` gap filling.
+    interpolation : ``'laplace'`` (default: the 3D Laplacian field over each gap) or ``'linear'``.
     level : ``'area'`` or ``'zero'``: cut of the interpolated field on gap planes.
     preview_factor : preview block size; default :func:`~cortexgraph.maps3d.build.preview_factor_for_voxel`.
     memory_budget_gb, chunk_vox, num_workers, workdir : out-of-core control
@@ -395,7 +396,7 @@ def map_area(
 
         # crop of the tissue lattice: in-plane bounding box, and along y up to the next
         # labelled section on either side (complete sources) or half an interval
-        origin = lattice_origin_mm(stack)
+        origin = lattice_origin_mm(stack, h)
         corners = np.vstack(corners_world)
         margin = median_size // 2 + _MARGIN_VOX
         lo_x = math.floor((corners[:, 0].min() - origin[0]) / h) - margin

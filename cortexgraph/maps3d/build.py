@@ -5,8 +5,8 @@ Method note section 9.2 steps 2-7 (seed 000:447-485; 001:6639-6673), in order:
 1. :func:`~cortexgraph.maps3d.assemble.assemble_area_volume` puts every section that passed quality
    control into its plane of the reconstruction's world frame;
 2. :func:`~cortexgraph.maps3d.interpolate.interpolate_missing_sections` fills the planes between
-   sections (and the gaps of excluded or missing sections) by Laplace interpolation of the signed
-   inside/outside field; the area ends half-way between a section that shows it and one that does
+   sections (and the gaps of excluded or missing sections) by the Laplacian field of the signed
+   inside/outside field over each gap (``interpolation='linear'``: along y only); the area ends half-way between a section that shows it and one that does
    not, and the first/last labelled sections are extended by ``extend_planes`` planes;
 3. binary median filter (box-count majority, exact), ``median_size`` voxels per axis;
 4. removal of connected components smaller than ``min_component_mm3`` (27 mm^3);
@@ -116,7 +116,7 @@ def build_area_map(
     section_y_mm: Mapping[int, float] | Callable[[int], float],
     excluded: Iterable[int] = (),
     extend_planes: int = 0,
-    interpolation: str = "linear",
+    interpolation: str = "laplace",
     level: str = "area",
     median_size: int = 11,
     min_component_mm3: float = 27.0,
@@ -147,8 +147,8 @@ def build_area_map(
     extend_planes : int
         Planes the first and last known planes are copied outwards (half a section interval,
         :func:`end_extension_planes`).
-    interpolation : {'linear', 'harmonic'}
-        Gap filling along y only or 3D Laplace over the gap
+    interpolation : {'laplace', 'linear'}
+        Gap filling by the 3D Laplacian field over the gap (default) or linearly along y
         (:func:`~cortexgraph.maps3d.interpolate.interpolate_missing_sections`).
     level : {'area', 'zero'}
         Cut of the interpolated field on gap planes (see the interpolation module).

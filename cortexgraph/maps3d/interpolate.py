@@ -1,36 +1,45 @@
 """Fill gaps in a 3D area map where sections are missing or were excluded by quality control.
 
-Method note section 9.2 step 3 (seed 000:460-462; 001:6641-6647): excluded sections are replaced by
-interpolation between neighbouring sections "using Laplacian fields (Schober et al. 2016)". The
-exact parameters of that method are not given (method note section 14, item 13), so this module
-states its own:
+The LSM paper (Schiffer et al. 2021, section 2.8) replaces excluded sections "by interpolations from
+neighboring sections, using Laplacian fields", citing Schober et al. (2016) for the method, without
+its parameters. This module states its own:
 
 1. On every known plane (axis 1 = y, the section stack) the area mask becomes a signed in-plane
    distance field in mm: ``+`` inside, ``-`` outside, zero half-way between the last inside and the
    first outside voxel (``edt(mask) - edt(~mask)``, halved at the boundary pair). A plane without
    the area gets ``-L`` everywhere and a plane full of it ``+L`` (``L`` = plane diagonal in mm), so
    the area ends within the gap next to such a plane. ``field='indicator'`` uses +1 / -1 instead.
-2. In each run of unknown planes between two known planes the field solves the discrete Laplace
-   equation with Dirichlet values on the two known planes:
+2. In each run of unknown planes between two known planes the field solves the Laplace equation
+   with Dirichlet values on the two known planes:
 
-   * ``method='linear'`` (default): the Laplace equation along y only (the 1D harmonic function
-     between two Dirichlet values is linear), i.e. linear interpolation of the signed distance
-     between the two planes (shape-based interpolation). Exact for boundaries that move linearly
-     between sections, such as a cone.
-   * ``method='harmonic'``: the 3D 7-point Laplacian over the whole gap slab (anisotropic
-     spacing), zero-flux (Neumann) at the in-plane volume borders. Solved exactly: a DCT-II in
-     the plane diagonalises the Neumann Laplacian, leaving for every in-plane frequency a
-     three-term recurrence along y with closed-form solution ``sinh(mu (n - j)) / sinh(mu n)``.
-     It also smooths the field in-plane over a width ~ the gap length, which shrinks convex
-     shapes in long gaps (measured: a cone across a 19-plane gap loses ~7 voxels of radius; a
-     ball with every other plane missing is reconstructed slightly better than with
-     ``'linear'``). Use it for gaps of one or two sections only.
-3. The mask on the unknown planes is ``field > 0``. Known planes keep their input mask unchanged.
-   Unknown planes before the first or after the last known plane stay empty (no extrapolation:
-   nothing is mapped outside the range of available sections), except for ``extend_planes``
-   planes next to the first and the last known plane, which copy that plane (a section stands
-   for the slab of tissue half-way to its neighbours; the map pipeline extends the ends by half
-   the distance between digitized sections).
+   * ``method='laplace'`` (default; the method's Laplacian field): the 3D 7-point Laplacian over
+     the whole gap slab (anisotropic spacing), zero flux (Neumann) at the in-plane volume borders.
+     Solved exactly: a DCT-II in the plane diagonalises the Neumann Laplacian, leaving for every
+     in-plane frequency a three-term recurrence along y with the closed-form solution
+     ``sinh(mu (n - j)) / sinh(mu n)`` (the discrete form of the continuum solution
+     ``sinh(k (L - y)) / sinh(k L)``, ``k`` the in-plane wave number; tested against it). In-plane
+     detail of wave length ``lambda`` decays into the gap over ``~lambda / (2 pi)``, so the
+     interpolated boundary is smooth inside long gaps instead of a straight blend of the two
+     sections' outlines. The zero-flux borders would bend the level sets of areas close to them,
+     so the planes are padded (edge values) by the longest gap length before the field is solved
+     and cut back afterwards. The planes are computed one at a time from the two DCTs, so memory
+     stays at a few planes. ``'harmonic'`` is accepted as the former name of this method.
+   * ``method='linear'``: linear interpolation of the signed distance along y between the two
+     planes (shape-based interpolation; the Laplace equation along y alone, without the in-plane
+     terms). Exact for boundaries that move linearly between sections, such as a cone; faster.
+     It was the default before cortexgraph 0.1 followed the method here.
+3. The mask on the unknown planes is ``field > 0`` (``level='zero'``) or the cut of ``level='area'``
+   below. Known planes keep their input mask unchanged. Unknown planes before the first or after
+   the last known plane stay empty (no extrapolation: nothing is mapped outside the range of
+   available sections), except for ``extend_planes`` planes next to the first and the last known
+   plane, which copy that plane (a section stands for the slab of tissue half-way to its
+   neighbours; the map pipeline extends the ends by half the distance between digitized sections).
+
+Measured on shapes with a known answer (tests/maps3d/test_maps3d_interpolate.py): a ball with every
+other plane removed comes back with Dice 0.995 (Laplace) and 0.993 (linear); a cone known on three
+planes 20 apart with Dice 0.995 (Laplace) and 0.994 (linear), equivalent radius within 0.16 voxel
+on every plane. With ``level='zero'`` the Laplacian field shrinks convex shapes in long gaps (the
+cone loses up to 8 voxels of radius), which the default ``level='area'`` cut compensates.
 
 Level of the cut (``level='area'``, default)
     The zero level of a linearly interpolated signed distance shrinks a band that moves between two
@@ -48,9 +57,12 @@ Level of the cut (``level='area'``, default)
 
 Where the area ends between two known planes (present on one, absent on the other), the absent
 plane's field is by default replaced by ``-|f|`` of the present plane (``empty_planes='midway'``):
-every in-plane point of the area then crosses zero exactly half-way through the gap, so the area
-ends midway between the two sections, which is the unbiased estimate of where it ends (the true
-end is anywhere in the gap). ``empty_planes='far'`` keeps the empty plane's ``-L`` field: the area
+every in-plane point of the area then crosses zero exactly half-way through the gap (linear
+method), so the area ends midway between the two sections, which is the unbiased estimate of where
+it ends (the true end is anywhere in the gap). The Laplacian field of the same data would taper the
+area towards its end (in-plane detail decays into the gap), so with ``level='area'`` its planes keep
+the amount of the section that shows the area up to half-way, and nothing beyond; the shape is the
+field's. ``empty_planes='far'`` keeps the empty plane's ``-L`` field: the area
 then stops soon after the last section that shows it (``L`` is large), which underestimates its
 volume by up to half a section interval times its end cross-sections.
 """
@@ -63,7 +75,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import fft, ndimage
 
-__all__ = ["signed_distance_plane", "harmonic_gap_field", "interpolate_missing_sections"]
+__all__ = [
+    "METHODS",
+    "signed_distance_plane",
+    "harmonic_gap_field",
+    "interpolation_method",
+    "interpolate_missing_sections",
+]
 
 
 def _spacing3(voxel_size_mm: float | Sequence[float]) -> tuple[float, float, float]:
@@ -143,6 +161,31 @@ def _sinh_ratio(mu: np.ndarray, a: float, b: float) -> np.ndarray:
     return out
 
 
+def _laplace_gap_planes(
+    field_lo: np.ndarray,
+    field_hi: np.ndarray,
+    n_gap: int,
+    voxel_size_mm: float | Sequence[float] = 1.0,
+):
+    """Yield the discrete 3D harmonic field on the unknown planes ``1 .. n_gap``, one at a time."""
+    hx, hy, hz = _spacing3(voxel_size_mm)
+    f0 = np.asarray(field_lo, dtype=np.float64)
+    f1 = np.asarray(field_hi, dtype=np.float64)
+    nx, nz = f0.shape
+    g0 = fft.dctn(f0, type=2, norm="ortho")
+    g1 = fft.dctn(f1, type=2, norm="ortho")
+    lam = (2 - 2 * np.cos(np.pi * np.arange(nx) / nx))[:, None] / hx**2 + (
+        2 - 2 * np.cos(np.pi * np.arange(nz) / nz)
+    )[None, :] / hz**2
+    mu = np.arccosh(1.0 + 0.5 * lam * hy**2)
+    del lam
+    n = n_gap + 1
+    for j in range(1, n):
+        coeff = _sinh_ratio(mu, n - j, n) * g0
+        coeff += _sinh_ratio(mu, j, n) * g1
+        yield fft.idctn(coeff, type=2, norm="ortho").astype(np.float32)
+
+
 def harmonic_gap_field(
     field_lo: np.ndarray,
     field_hi: np.ndarray,
@@ -165,22 +208,26 @@ def harmonic_gap_field(
     ndarray of float32, shape (nx, n_gap, nz)
         Field on the unknown planes; satisfies the 7-point Laplace equation to rounding error.
     """
-    hx, hy, hz = _spacing3(voxel_size_mm)
-    f0 = np.asarray(field_lo, dtype=np.float64)
-    f1 = np.asarray(field_hi, dtype=np.float64)
-    nx, nz = f0.shape
-    g0 = fft.dctn(f0, type=2, norm="ortho")
-    g1 = fft.dctn(f1, type=2, norm="ortho")
-    lam = (2 - 2 * np.cos(np.pi * np.arange(nx) / nx))[:, None] / hx**2 + (
-        2 - 2 * np.cos(np.pi * np.arange(nz) / nz)
-    )[None, :] / hz**2
-    mu = np.arccosh(1.0 + 0.5 * lam * hy**2)
-    n = n_gap + 1
+    nx, nz = np.shape(field_lo)
     out = np.empty((nx, n_gap, nz), dtype=np.float32)
-    for j in range(1, n):
-        coeff = _sinh_ratio(mu, n - j, n) * g0 + _sinh_ratio(mu, j, n) * g1
-        out[:, j - 1, :] = fft.idctn(coeff, type=2, norm="ortho")
+    for j, plane in enumerate(_laplace_gap_planes(field_lo, field_hi, n_gap, voxel_size_mm)):
+        out[:, j, :] = plane
     return out
+
+
+METHODS = ("laplace", "linear")
+"""Gap interpolation methods (:func:`interpolate_missing_sections`); ``'laplace'`` is the default."""
+
+
+def interpolation_method(method: str) -> str:
+    """The canonical name of a gap interpolation method (``'harmonic'`` -> ``'laplace'``).
+
+    Raises ValueError naming the choices for anything else.
+    """
+    name = "laplace" if method == "harmonic" else method
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return name
 
 
 def interpolate_missing_sections(
@@ -188,14 +235,14 @@ def interpolate_missing_sections(
     known_planes: np.ndarray,
     *,
     voxel_size_mm: float | Sequence[float] = 1.0,
-    method: str = "linear",
+    method: str = "laplace",
     field: str = "signed_distance",
     level: str = "area",
     empty_planes: str = "midway",
     extend_planes: int = 0,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Fill unknown planes (axis 1) of an area mask by Laplace interpolation between known planes.
+    """Fill unknown planes (axis 1) of an area mask by interpolation between known planes.
 
     Parameters
     ----------
@@ -205,9 +252,10 @@ def interpolate_missing_sections(
     known_planes : 1D ndarray of bool, length ``volume_mask.shape[1]``
         True where the plane holds a section that passed quality control.
     voxel_size_mm : float or (x, y, z), default 1.0
-        Voxel edge lengths in mm (in-plane distances, and y spacing for ``'harmonic'``).
-    method : {'linear', 'harmonic'}
-        Laplace along y only (linear interpolation, default) or 3D Laplace over the gap slab.
+        Voxel edge lengths in mm (in-plane distances, and y spacing for ``'laplace'``).
+    method : {'laplace', 'linear'}
+        The 3D Laplacian field over the gap slab (default, the method's; ``'harmonic'`` is an
+        alias) or linear interpolation along y (see the module docstring).
     field : {'signed_distance', 'indicator'}
         Field built on the known planes (see module docstring).
     level : {'area', 'zero'}
@@ -238,8 +286,7 @@ def interpolate_missing_sections(
             f"need a 3D mask and one flag per plane along axis 1; got mask {mask.shape}, "
             f"known_planes {known.shape}"
         )
-    if method not in ("harmonic", "linear"):
-        raise ValueError(f"method must be 'harmonic' or 'linear', got {method!r}")
+    method = interpolation_method(method)
     if level not in ("area", "zero"):
         raise ValueError(f"level must be 'area' or 'zero', got {level!r}")
     if empty_planes not in ("midway", "far"):
@@ -258,6 +305,16 @@ def interpolate_missing_sections(
         elif idx.size == 0 or j < idx[0] or j > idx[-1]:
             out[:, j, :] = False
     cache: dict[int, tuple[np.ndarray, int]] = {}
+    # the Laplacian field sees the in-plane borders as zero-flux walls, which bend the level sets
+    # of areas near them; the planes are padded (edge values) by the longest gap, about the reach
+    # of that effect into the plane, and the field is cut back before thresholding
+    gaps = np.diff(idx) if idx.size > 1 else np.zeros(0, int)
+    reach_mm = float(gaps.max()) * hy if method == "laplace" and gaps.size else 0.0
+    pad = (
+        min(int(math.ceil(reach_mm / hx)), mask.shape[0]),
+        min(int(math.ceil(reach_mm / hz)), mask.shape[2]),
+    )
+    inner = (slice(pad[0], pad[0] + mask.shape[0]), slice(pad[1], pad[1] + mask.shape[2]))
 
     def plane_field(j: int) -> tuple[np.ndarray, int]:
         if j not in cache:
@@ -266,14 +323,25 @@ def interpolate_missing_sections(
             plane = np.asarray(mask[:, j, :]) != 0
             # the area of a plane for the 'area' level, without isolated label noise
             n = _area_count(plane) if level == "area" else int(plane.sum())
-            cache[j] = (signed_distance_plane(plane, (hx, hz), field), n)
+            padded = np.pad(plane, ((pad[0],) * 2, (pad[1],) * 2), mode="edge")
+            cache[j] = (signed_distance_plane(padded, (hx, hz), field), n)
         return cache[j]
 
     def threshold(values: np.ndarray, t: float, n0: int, n1: int) -> np.ndarray:
-        if level == "zero" or n0 == 0 or n1 == 0:
+        values = values[inner]
+        if level == "zero" or (n0 == 0 and n1 == 0):
             return values > 0
-        target = int(round(((1.0 - t) * math.sqrt(n0) + t * math.sqrt(n1)) ** 2))
+        if n0 == 0 or n1 == 0:
+            if empty_planes == "far":
+                return values > 0
+            # the area ends midway: its amount stays that of the section that shows it up to
+            # half-way and is nothing beyond (the amount of the 'midway' rule for either method)
+            target = n0 if t < 0.5 else 0 if n1 == 0 else (n1 if t > 0.5 else 0)
+        else:
+            target = int(round(((1.0 - t) * math.sqrt(n0) + t * math.sqrt(n1)) ** 2))
         flat = values.ravel()
+        if target <= 0:
+            return np.zeros(values.shape, dtype=bool)
         if target >= flat.size:
             return np.ones(values.shape, dtype=bool)
         cut = np.partition(flat, flat.size - target)[flat.size - target]
@@ -302,9 +370,9 @@ def interpolate_missing_sections(
                 values = np.float32(1 - t) * f0 + np.float32(t) * f1
                 out[:, j0 + k, :] = threshold(values, t, n0, n1)
         else:
-            gap = harmonic_gap_field(f0, f1, n_gap, (hx, hy, hz))
-            for k in range(1, n_gap + 1):
-                out[:, j0 + k, :] = threshold(gap[:, k - 1, :], k / (n_gap + 1), n0, n1)
+            planes = _laplace_gap_planes(f0, f1, n_gap, (hx, hy, hz))
+            for k, values in enumerate(planes, start=1):
+                out[:, j0 + k, :] = threshold(values, k / (n_gap + 1), n0, n1)
     n_ext = int(extend_planes)
     if idx.size and n_ext:
         first = np.asarray(out[:, idx[0], :])

@@ -34,6 +34,7 @@ __all__ = [
     "pial_surface_area_mm2",
     "shrinkage_correct",
     "load_reference_table",
+    "population_reference_table",
     "zscores",
     "area_report",
 ]
@@ -197,6 +198,49 @@ def load_reference_table(path: str | Path | None = None) -> dict[tuple[str, str]
         else:
             table[(row["area"], row["quantity"])] = parsed
     return table
+
+
+def population_reference_table(
+    values: Mapping[str, Mapping[tuple[str, str, str], float]],
+    *,
+    exclude: str | None = None,
+) -> dict[tuple, dict]:
+    """A reference table (as :func:`load_reference_table` returns) from a population of brains.
+
+    Parameters
+    ----------
+    values : ``{brain: {(area, quantity, hemisphere): shrinkage-corrected value}}``, quantity
+        ``volume`` (mm^3) or ``surface`` (mm^2), hemisphere ``lh``, ``rh`` or ``both``.
+    exclude : a brain left out of the population (the brain being compared with it).
+
+    Returns
+    -------
+    ``{(area, quantity): row}`` for ``both`` and ``{(area, quantity, hemisphere): row}`` for
+    ``lh`` / ``rh``; each row has ``mean``, ``sd`` (sample standard deviation, ddof 1; NaN with
+    fewer than two brains), ``n_subjects`` and ``brains`` (comma-separated ids).
+    """
+    collected: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+    for brain, table in values.items():
+        if brain == exclude:
+            continue
+        for key, value in table.items():
+            if value is not None and math.isfinite(float(value)):
+                collected.setdefault(key, []).append((brain, float(value)))
+    out: dict[tuple, dict] = {}
+    for (area, quantity, hemisphere), items in collected.items():
+        numbers = np.array([v for _, v in items])
+        row = {
+            "area": area,
+            "quantity": quantity,
+            "hemisphere": hemisphere,
+            "mean": float(numbers.mean()),
+            "sd": float(numbers.std(ddof=1)) if len(numbers) > 1 else math.nan,
+            "n_subjects": float(len(numbers)),
+            "brains": ",".join(sorted(b for b, _ in items)),
+        }
+        key = (area, quantity) if hemisphere == "both" else (area, quantity, hemisphere)
+        out[key] = row
+    return out
 
 
 def zscores(

@@ -15,6 +15,7 @@ and every picture names its source.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,7 +49,7 @@ class MapOptions:
     exclude_sections: tuple[int, ...] = ()
     median_size: int | None = None
     min_component_mm3: float = 27.0
-    interpolation: str = "linear"
+    interpolation: str = "laplace"
     preview_factor: int | None = None
     memory_budget_gb: float = 4.0
     chunk_vox: int = 128
@@ -65,10 +66,14 @@ class MapOptions:
             )
         if not self.min_component_mm3 >= 0:
             raise ParameterError("min component volume must be >= 0", fix="give a value >= 0")
-        if self.interpolation not in ("linear", "harmonic"):
+        from cortexgraph.maps3d.interpolate import interpolation_method
+
+        try:  # 'harmonic' (the former name of the Laplacian field) becomes 'laplace'
+            object.__setattr__(self, "interpolation", interpolation_method(self.interpolation))
+        except ValueError:
             raise ParameterError(
-                f"unknown interpolation {self.interpolation!r}", fix="use linear or harmonic"
-            )
+                f"unknown interpolation {self.interpolation!r}", fix="use laplace or linear"
+            ) from None
         if self.preview_factor is not None and self.preview_factor < 1:
             raise ParameterError("preview factor must be >= 1", fix="give 1 or more")
         if not self.memory_budget_gb > 0 or self.chunk_vox < 16 or self.num_workers < 1:
@@ -182,26 +187,161 @@ def _midline(store: Derivatives, brain: Brain) -> tuple[float | None, list[Stage
     return (float(midline), [sid]) if midline is not None else (None, [])
 
 
+def brain_hemispheres(store: Derivatives, brain: Brain) -> tuple[tuple[str, ...], str]:
+    """The hemispheres a brain's sections hold and where that comes from.
+
+    brain.toml's ``hemispheres`` when declared, else those of the current build-graph record
+    (build-graph detects a brain of one hemisphere), else both. Returns ``(hemispheres, source)``.
+    """
+    if brain.hemispheres is not None:
+        return tuple(brain.hemispheres), "brain.toml"
+    record = store.record(StageId("build-graph", brain.id))
+    if record is not None and not store.problems(record):
+        found = record.measured.get("midsurfaces", {}).get("hemispheres")
+        if found:
+            return tuple(found), "build-graph"
+    return ("lh", "rh"), "default"
+
+
+REFERENCES = ("auto", "human", "phantom", "none")
+"""Keywords of ``stats --reference`` (besides a TSV path)."""
+
+
+def reference_for(brain: Brain, reference: str | Path | None = None) -> tuple[dict, str, list[Path]]:
+    """The reference population that z-scores compare a brain with, and its label.
+
+    Parameters
+    ----------
+    brain : the brain measured.
+    reference : ``auto`` (None; default): the phantom's own population in a phantom cohort (made
+        by ``cortexgraph synth``: ``synth.json``), the shipped human table otherwise; ``human``:
+        the shipped table (five male human brains, Amunts et al.); ``phantom``: the cohort's
+        other phantom brains (their exact measures in ``ground_truth/<brain>/area_measures.tsv``,
+        shrinkage-corrected); ``none``: no z-scores; or the path of a user table (TSV columns
+        area, quantity, mean, sd[, hemisphere]).
+
+    Returns
+    -------
+    ``(table, label, files)``: the table for :func:`~cortexgraph.maps3d.stats.morphometry_rows`
+    (empty: no z-scores), the label written into the ``reference`` column, and the files read
+    (inputs of the stats stage).
+    """
+    from cortexgraph.maps3d.morphometry import load_reference_table, population_reference_table
+
+    phantom = brain.cohort is not None and (brain.cohort.root / "synth.json").is_file()
+    choice = "auto" if reference is None else str(reference)
+    if choice == "auto":
+        choice = "phantom" if phantom else "human"
+    if choice == "none":
+        return {}, "none (no z-scores)", []
+    if choice == "human":
+        label = "human reference: 5 male brains (Amunts et al.; LSM paper Table 2)"
+        if phantom:
+            label += "; NOT a match for this phantom cohort"
+        return load_reference_table(None), label, []
+    if choice == "phantom":
+        if not phantom:
+            raise ParameterError(
+                "--reference phantom needs a phantom cohort (made by cortexgraph synth)",
+                file=brain.cohort.root / "cohort.toml" if brain.cohort else brain.root,
+                fix="use --reference auto, human, none or a TSV of your population",
+            )
+        values, files = {}, []
+        for other in brain.cohort.brain_ids:
+            path = brain.cohort.root / "ground_truth" / other / "area_measures.tsv"
+            if not path.is_file():
+                continue
+            files.append(path)
+            values[other] = _phantom_measures(path)
+        table = population_reference_table(values, exclude=brain.id)
+        others = sorted(b for b in values if b != brain.id)
+        label = (
+            f"phantom population: {len(others)} other brains of the cohort "
+            f"({', '.join(others)}), exact measures"
+        )
+        return table, label, files
+    path = Path(reference)
+    if not path.is_file():
+        raise ParameterError(
+            f"reference {reference!r} is neither a keyword nor a file",
+            file=path,
+            fix=f"use one of {', '.join(REFERENCES)} or the path of a reference TSV",
+        )
+    return load_reference_table(path), f"user table {path.name}", [path]
+
+
+def _phantom_measures(path: Path) -> dict[tuple[str, str, str], float]:
+    """A phantom brain's exact, shrinkage-corrected (fresh) measures per area and hemisphere."""
+    from cortexgraph.data.manifest import read_tsv
+
+    out: dict[tuple[str, str, str], float] = {}
+    for row in read_tsv(path, ("name", "hemisphere", "volume_fresh_mm3", "pial_area_fresh_mm2")):
+        for quantity, column in (("volume", "volume_fresh_mm3"), ("surface", "pial_area_fresh_mm2")):
+            value = float(row[column])
+            out[(row["name"], quantity, row["hemisphere"])] = value
+            key = (row["name"], quantity, "both")
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def hemisphere_notes(
+    rows: list[dict], hemispheres: tuple[str, ...], hemispheres_from: str, midline: float,
+    midline_from: str,
+) -> tuple[dict[str, str], list[str]]:
+    """Notes per hemisphere row and warnings for the record (``stats`` docstring).
+
+    A one-hemisphere brain: the absent hemisphere's row says so. A two-hemisphere brain whose area
+    lies entirely on one side: both rows say so, and a warning names the plane and what to check.
+    """  # fmt: skip
+    notes: dict[str, str] = {}
+    warnings: list[str] = []
+    volume = {r["hemisphere"]: r["volume_mm3"] for r in rows}
+    if len(hemispheres) == 1:
+        (only,) = hemispheres
+        other = "rh" if only == "lh" else "lh"
+        notes[other] = f"the brain holds {only} only ({hemispheres_from}): not measured"
+        return notes, warnings
+    if volume.get("both", 0) > 0:
+        empty = [h for h in ("lh", "rh") if volume.get(h, 0) == 0]
+        if len(empty) == 1:
+            side = "rh" if empty[0] == "lh" else "lh"
+            text = (
+                f"the area lies entirely in {side} (split at x = {midline:.1f} mm, {midline_from}); "
+                f"{empty[0]} got no volume"
+            )
+            notes = {"lh": text, "rh": text}
+            warnings.append(
+                f"{text}: in a brain of two hemispheres check the plane (--midline-x-mm) and the "
+                "labels; a brain of one hemisphere: declare hemispheres in brain.toml"
+            )
+    return notes, warnings
+
+
 def stats_area(
     brain: Brain,
     area: str | int,
     source: str,
     options: MapOptions | None = None,
     *,
-    reference: Path | None = None,
+    reference: str | Path | None = None,
     shrinkage: float | None = None,
     max_depth: float = 0.25,
     midline_x_mm: float | None = None,
     depth_voxel_mm: float | None = None,
+    depth_model: str = "equivolumetric",
     overwrite: bool = False,
     wait_s: float = 0.0,
 ) -> dict:
     """Stage ``stats@<source>@<area>``: volume and pial-side surface area of one area map, per
-    hemisphere and together, shrinkage-corrected, with z-scores against a reference table.
+    hemisphere and together, shrinkage-corrected, with z-scores against a reference population.
 
     The map (stage ``map3d@<source>@<area>``) is built first when it is not current. The hemispheres
     are split at ``midline_x_mm``; by default at the interhemispheric plane of the brain's build-graph
-    record, else at the fissure found in the stacked tissue volume.
+    record, else at the fissure found in the stacked tissue volume; a brain of one hemisphere
+    (:func:`brain_hemispheres`) is not split. ``reference``: see :func:`reference_for` (default: the
+    population that matches the cohort). ``depth_model``: ``equivolumetric`` (the method's cortical
+    depth for the 0.25 cut) or ``laplace``. An area of a two-hemisphere brain that lands entirely
+    on one side is measured with a warning (log, ``note`` column, ``warnings`` in the record).
 
     Returns
     -------
@@ -213,7 +353,7 @@ def stats_area(
     from cortexgraph.build_graph import interhemispheric_x_mm
     from cortexgraph.data.stack import SectionStack
     from cortexgraph.maps3d.brainmap import read_area_map
-    from cortexgraph.maps3d.morphometry import load_reference_table, sample_at_vertices
+    from cortexgraph.maps3d.morphometry import sample_at_vertices
     from cortexgraph.maps3d.stats import (
         area_picture,
         hemisphere_measures,
@@ -231,6 +371,12 @@ def stats_area(
     stem = slug(rec.name)
     if not 0 < max_depth < 1:
         raise ParameterError(f"max depth {max_depth} must lie in (0, 1)", fix="e.g. 0.25")
+    from cortexgraph.meshes.equivolume import DEPTH_MODELS
+
+    if depth_model not in DEPTH_MODELS:
+        raise ParameterError(
+            f"unknown depth model {depth_model!r}", fix=f"use {' or '.join(DEPTH_MODELS)}"
+        )
     f_volume = float(shrinkage) if shrinkage is not None else float(brain.shrinkage_factor)
     if not 0 < f_volume < 100:
         raise ParameterError(f"shrinkage factor {f_volume} out of range", fix="give a value > 0")
@@ -240,8 +386,10 @@ def stats_area(
     auto_midline, midline_upstream = (None, []) if midline_x_mm is not None else _midline(
         store, brain
     )
+    hemispheres, hemispheres_from = brain_hemispheres(store, brain)
+    reference_table, reference_label, reference_files = reference_for(brain, reference)
     values, geometry_files = brain_inputs(brain, ("mask",), exclusion_mask=True)
-    inputs = [*geometry_files] + ([Path(reference)] if reference else [])
+    inputs = [*geometry_files, *reference_files]
     parameters = {
         **values,
         "area": rec.name,
@@ -253,7 +401,10 @@ def stats_area(
             "build-graph" if auto_midline is not None else "stacked tissue"
         ),
         "depth_voxel_mm": depth_voxel_mm,
-        "reference": str(reference) if reference else "shipped reference_values.tsv",
+        "depth_model": depth_model,
+        "interpolation": options.interpolation,
+        "hemispheres": list(hemispheres),
+        "reference": reference_label,
     }
     with StageRun(
         store,
@@ -267,7 +418,6 @@ def stats_area(
         if run.reuse:
             files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
             return run.summary(files=files)
-        reference_table = load_reference_table(reference)
         mask, affine = read_area_map(out_dir / f"{stem}.nii.gz")
         verts, faces = read_gifti_surface(out_dir / f"{stem}.gii")
         pverts, pfaces = read_gifti_surface(out_dir / f"{stem}_preview.gii")
@@ -281,7 +431,9 @@ def stats_area(
         with SectionStack(brain) as stack:
             if len(verts):
                 volume, volume_affine, _ = stack_tissue_volume(stack, hd)
-                if midline_x_mm is not None:
+                if len(hemispheres) == 1:  # not split: everything in the one hemisphere
+                    midline = math.inf if hemispheres == ("lh",) else -math.inf
+                elif midline_x_mm is not None:
                     midline = float(midline_x_mm)
                 elif auto_midline is not None:
                     midline = auto_midline
@@ -300,6 +452,8 @@ def stats_area(
                     verts.max(axis=0),
                     exclusion=exclusion,
                     tissue=(volume, volume_affine),
+                    depth_model=depth_model,
+                    interpolation=options.interpolation,
                 )
                 depth = sample_at_vertices(depth_vol, depth_aff, verts)
                 pdepth = sample_at_vertices(depth_vol, depth_aff, pverts)
@@ -307,11 +461,17 @@ def stats_area(
             else:
                 depth, pdepth = np.zeros(0), np.zeros(0)
                 midline = float(midline_x_mm or auto_midline or 0.0)
+                if len(hemispheres) == 1:
+                    midline = math.inf if hemispheres == ("lh",) else -math.inf
         measures = hemisphere_measures(
             mask, affine, verts, faces, depth, midline_x_mm=midline, max_depth=max_depth
         )
-        rows = morphometry_rows(
-            measures,
+        midline_from = (
+            "brain.toml hemispheres" if len(hemispheres) == 1 and hemispheres_from == "brain.toml"
+            else "build-graph found one hemisphere" if len(hemispheres) == 1
+            else parameters["midline_from"]
+        )  # fmt: skip
+        common = dict(
             brain=brain.id,
             source=source,
             area_id=rec.id,
@@ -320,18 +480,18 @@ def stats_area(
             f_volume=f_volume,
             reference_table=reference_table,
             max_depth=max_depth,
-            midline_x_mm=midline,
+            midline_x_mm=midline if math.isfinite(midline) else math.nan,
+            depth_model=depth_model,
+            reference=reference_label,
         )
-        if len(rows) > 1 and any(r.get("volume_mm3", 0) == 0 for r in rows[:-1]):
-            empty = [r["hemisphere"] for r in rows[:-1] if r.get("volume_mm3", 0) == 0]
-            log.warning(
-                "%s %s from %s: no volume in %s (split at x = %.1f mm); check the midline",
-                brain.id,
-                rec.name,
-                source,
-                ", ".join(empty),
-                midline,
-            )
+        rows = morphometry_rows(measures, **common)
+        notes, warnings = hemisphere_notes(
+            rows, hemispheres, hemispheres_from, midline, midline_from
+        )
+        if notes:
+            rows = morphometry_rows(measures, **common, notes=notes)
+        for text in warnings:
+            log.warning("%s %s from %s: %s", brain.id, rec.name, source, text)
         report = write_report(out_dir / f"{stem}_stats.tsv", rows)
         pial = (
             np.asarray(pdepth)[np.asarray(pfaces)].max(axis=1) < max_depth
@@ -348,7 +508,14 @@ def stats_area(
             + _source_context(brain, source),
             rows=rows,
         )
-        measured = {"rows": rows, "depth": depth_info, "midline_x_mm": midline}
+        measured = {
+            "rows": rows,
+            "depth": depth_info,
+            "midline_x_mm": midline if math.isfinite(midline) else None,
+            "hemispheres": list(hemispheres),
+            "reference": reference_label,
+            "warnings": warnings,
+        }
         run.commit([report, picture], measured)
     return run.summary(measured, files=[report, picture])
 

@@ -4,25 +4,36 @@ Method note section 9.2 steps 8-12 (seed 000:481-492, 000:534-544; 001:6703-6766
 
 * **Depth field** (:func:`tissue_depth_volume`): the tissue volume is stacked on the map's lattice
   (:func:`cortexgraph.reconstruct.volume.stack_tissue_volume`, same origin and voxel size), the
-  planes between sections are filled by the same Laplace interpolation as the area maps (tissue
-  and white matter separately, from the section planes only), non-cortical gray matter of the
-  brain's exclusion mask becomes background, and the project's Laplace solver
-  (:func:`cortexgraph.meshes.laplace.solve_laplace_depth`) gives the depth in the cortex, 0 pial
-  .. 1 white. As in the method the depth volume is 0 outside the brain and 1 in white matter.
-  Only a box around the maps is solved (plus ``margin_mm``; zero flux on the box faces).
+  planes between sections are filled by the same interpolation as the area maps (tissue and white
+  matter separately, from the section planes only), non-cortical gray matter of the brain's
+  exclusion mask becomes background, and the project's Laplace solver
+  (:func:`cortexgraph.meshes.laplace.solve_laplace_depth`) gives the Laplace depth in the cortex.
+  The method's cortical depth is the equivolumetric one (Bok 1929, by the procedure of Leprince et
+  al. 2015): :func:`cortexgraph.meshes.equivolume.equivolumetric_depth` turns the Laplace field
+  into the volume fraction along its field lines (default ``depth_model='equivolumetric'``;
+  ``'laplace'`` keeps the potential). Both run 0 pial .. 1 white; as in the method the depth
+  volume is 0 outside the brain and 1 in white matter. Only a box around the maps is solved (plus
+  ``margin_mm``; zero flux on the box faces).
 * **Volume** = voxel count x voxel volume; **pial surface area** = area of the map surface's
   triangles whose depth (maximum over the three vertices, trilinear look-up) is below 0.25.
 * **Hemispheres**: a voxel or triangle (centroid) belongs to ``lh`` when its world x is below
   ``midline_x_mm``, else ``rh``; ``both`` is the whole map. ``cortexgraph stats`` takes the
-  interhemispheric fissure of the stacked tissue volume
-  (:func:`cortexgraph.build_graph.interhemispheric_x_mm`, the sagittal plane near the centre that
-  cuts the least gray matter) unless ``--midline-x-mm`` is given. A plane cannot follow a tilted
-  or curved fissure, so the per-hemisphere split of medial areas is approximate; ``both`` is not
-  affected.
+  interhemispheric plane of the brain's build-graph record (the plane its midsurfaces were split
+  at) unless ``--midline-x-mm`` is given; a brain of one hemisphere (brain.toml ``hemispheres``,
+  or build-graph found one) is not split. A plane cannot follow a tilted or curved fissure, so the
+  per-hemisphere split of medial areas is approximate; ``both`` is not affected. When an area of a
+  two-hemisphere brain lands entirely on one side, ``stats`` warns and writes why into the
+  ``note`` column and the record (it does not refuse: a label source may cover one hemisphere on
+  purpose, as the one-hemisphere annotations of the Allen brain in the LSM paper).
 * **Shrinkage**: volume x f, area x f^(2/3), f = the brain's ``shrinkage_factor`` (brain.toml).
-* **z-scores** against a reference table (:func:`cortexgraph.maps3d.morphometry.load_reference_table`,
-  shipped: the seeds' hOc1/hOc2/hOc5 values). Rows without a ``hemisphere`` column are compared
-  with the ``both`` row; a user table may add ``hemisphere`` (lh, rh, both).
+* **z-scores** against a reference population that matches the cohort
+  (``cortexgraph.maps3d.stage.reference_for``): for a cohort of human brains the shipped table
+  (:func:`cortexgraph.maps3d.morphometry.load_reference_table`: the seeds' hOc1/hOc2/hOc5 values of
+  five male brains); for a phantom cohort the phantom's own population (the exact, shrinkage-
+  corrected measures of its other brains, :func:`~cortexgraph.maps3d.morphometry.
+  population_reference_table`), never the human values; or a user table, or none. The
+  ``reference`` column names it. Rows without a ``hemisphere`` column are compared with the
+  ``both`` row; a user table may add ``hemisphere`` (lh, rh, both).
 
 Outputs (:func:`write_report`, :func:`area_picture`) in ``<brain derivatives>/maps3d/``:
 ``<area>_<source>_stats.tsv`` (one row per hemisphere), ``stats_<source>.tsv`` (all areas of the
@@ -80,6 +91,9 @@ REPORT_COLUMNS = (
     "f_volume",
     "f_area",
     "max_depth",
+    "depth_model",
+    "reference",
+    "note",
 )
 
 
@@ -93,6 +107,8 @@ def tissue_depth_volume(
     exclusion: tuple[np.ndarray, np.ndarray] | None = None,
     tol: float = 1e-5,
     tissue: tuple[np.ndarray, np.ndarray] | None = None,
+    depth_model: str = "equivolumetric",
+    interpolation: str = "laplace",
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Cortical depth volume (0 outside, (0, 1) cortex, 1 white) around a world box.
 
@@ -107,22 +123,28 @@ def tissue_depth_volume(
     tol : relative residual of the Laplace solver.
     tissue : optional ``(volume, affine)`` from ``stack_tissue_volume(stack, voxel_size_mm)``,
         to reuse one stacked volume for several boxes (computed when not given).
+    depth_model : ``'equivolumetric'`` (the method's, default) or ``'laplace'``.
+    interpolation : gap filling of the tissue planes between sections (``'laplace'``, ``'linear'``;
+        :func:`cortexgraph.maps3d.interpolate.interpolate_missing_sections`).
 
     Returns
     -------
     depth : 3D ndarray of float32
-        0 background, 1 white matter, Laplace depth in the cortex; NaN on cortex voxels without a
-        pial or white neighbour anywhere in their component.
+        0 background, 1 white matter, the cortical depth in the cortex; NaN on cortex voxels
+        without a pial or white neighbour anywhere in their component.
     affine : (4, 4) ndarray
         Voxel-to-world affine of ``depth`` (on the tissue lattice).
     info : dict
         Box, tissue stacking and solver information (iterations, residual, unknowns, seconds).
     """
+    from cortexgraph.meshes.equivolume import DEPTH_MODELS, equivolumetric_depth
     from cortexgraph.meshes.laplace import solve_laplace_depth
     from cortexgraph.reconstruct.clean import exclude_noncortical, resample_mask_to_grid
     from cortexgraph.reconstruct.volume import stack_tissue_volume
 
     start = time.perf_counter()
+    if depth_model not in DEPTH_MODELS:
+        raise ValueError(f"depth_model must be one of {DEPTH_MODELS}, got {depth_model!r}")
     h = float(voxel_size_mm)
     if tissue is None:
         volume, affine, _ = stack_tissue_volume(stack, h)
@@ -154,10 +176,10 @@ def tissue_depth_volume(
             known[j] = True
     if known.any():
         tissue = interpolate_missing_sections(
-            sub > 0, known, voxel_size_mm=h, extend_planes=shape[1]
+            sub > 0, known, voxel_size_mm=h, extend_planes=shape[1], method=interpolation
         )
         white = interpolate_missing_sections(
-            sub == 1, known, voxel_size_mm=h, extend_planes=shape[1]
+            sub == 1, known, voxel_size_mm=h, extend_planes=shape[1], method=interpolation
         )
         labels = np.where(white, 1, np.where(tissue, 2, 0)).astype(np.uint8)
     else:
@@ -173,6 +195,10 @@ def tissue_depth_volume(
         labels, ex_info = exclude_noncortical(labels, excl)
         info.update(ex_info)
     depth, solve_info = solve_laplace_depth(labels, h, tol=tol)
+    info["depth_model"] = depth_model
+    if depth_model == "equivolumetric":
+        depth, eq_info = equivolumetric_depth(labels, depth, h)
+        info["equivolumetric"] = eq_info
     out = np.where(labels == 1, np.float32(1.0), np.float32(0.0))
     cortex = labels == 2
     out[cortex] = depth[cortex]
@@ -274,12 +300,16 @@ def morphometry_rows(
     reference_table: Mapping | str | Path | None = None,
     max_depth: float = 0.25,
     midline_x_mm: float = 0.0,
+    depth_model: str = "equivolumetric",
+    reference: str = "shipped reference_values.tsv",
+    notes: Mapping[str, str] | None = None,
 ) -> list[dict]:
     """Report rows (:data:`REPORT_COLUMNS`) from :func:`hemisphere_measures`.
 
     Shrinkage correction: volume x ``f_volume``, area x ``f_volume^(2/3)``; z = (corrected - mean)
     / sd from ``reference_table`` (NaN where the table has no value for the area, quantity and
-    hemisphere).
+    hemisphere; an empty mapping gives no z-scores). ``reference`` names the population in the
+    ``reference`` column, ``notes`` (per hemisphere) fill the ``note`` column.
     """
     table = (
         load_reference_table(reference_table)
@@ -320,6 +350,9 @@ def morphometry_rows(
                 "f_volume": float(f_volume),
                 "f_area": f_area,
                 "max_depth": float(max_depth),
+                "depth_model": depth_model,
+                "reference": reference,
+                "note": (notes or {}).get(hemi, ""),
             }
         )
     return rows
@@ -409,6 +442,8 @@ def area_picture(
     right), from behind (-y; right to the right), orthographic, each as the viewer sees it; the axes
     are world mm (docs/conventions.md), so their ticks are the scale.
     """
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -465,11 +500,17 @@ def area_picture(
             f"   ({row['volume_corrected_mm3']:.0f}, {row['surface_corrected_mm2']:.0f};"
             f" {z(row['volume_z'])}, {z(row['surface_z'])})"
         )
+    depth_name = rows[0].get("depth_model", "equivolumetric") if rows else "equivolumetric"
+    cut = rows[0]["max_depth"] if rows else 0.25
+    reference = rows[0].get("reference", "the reference table") if rows else "the reference table"
     lines += [
         "",
-        "coloured: pial triangles (depth < %.2f)" % (rows[0]["max_depth"] if rows else 0.25),
-        "z: against the reference table ('-': no reference value)",
+        f"coloured: pial triangles ({depth_name} depth < {cut:.2f})",
+        *textwrap.wrap(f"z: against {reference} ('-': no reference value)", 62),
     ]
+    for r in rows:
+        if r.get("note"):
+            lines += textwrap.wrap(f"{r['hemisphere']}: {r['note']}", 62, subsequent_indent="  ")
     text.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
     fig.tight_layout()
     path = Path(path)

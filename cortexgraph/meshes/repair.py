@@ -15,6 +15,12 @@ from scipy.sparse.csgraph import connected_components
 from cortexgraph.errors import CortexgraphError
 
 __all__ = [
+    "hemisphere_faces",
+    "mesh_quality",
+    "vertex_mean_curvature",
+    "spike_ratios",
+    "close_small_holes",
+    "smooth_spikes",
     "keep_large_components",
     "split_hemispheres",
     "repair_mesh",
@@ -99,6 +105,50 @@ def split_hemispheres(
         "left": remove_unreferenced_vertices(vertices, faces[left]),
         "right": remove_unreferenced_vertices(vertices, faces[~left]),
     }
+
+
+def hemisphere_faces(
+    vertices: np.ndarray, faces: np.ndarray, midline_x_mm: float, rounds: int = 3
+) -> np.ndarray:
+    """Faces of the left hemisphere (bool per face) when a mesh of both is split at a sagittal plane.
+
+    Each face first goes to the side of its centroid (``x < midline_x_mm``: left). A plane cannot
+    follow a tilted or curved fissure, so a strip of one hemisphere's medial wall can land on the
+    other side, where it forms a piece of its own. Then, per side, every piece (connected faces)
+    other than the side's largest that touches the other side's largest piece and not its own
+    largest moves to the other side (up to ``rounds`` times, until nothing moves).
+    """
+    v, f = _check_mesh(vertices, faces)
+    left = v[f, 0].mean(axis=1) < midline_x_mm if len(f) else np.zeros(0, dtype=bool)
+    for _ in range(rounds):
+        moved = False
+        pieces = {}
+        for side in (True, False):
+            idx = np.flatnonzero(left == side)
+            if len(idx) == 0:
+                pieces[side] = (idx, np.zeros(0, int), set())
+                continue
+            _, labels = _face_components(len(v), f[idx])
+            sizes = np.bincount(labels)
+            main = int(np.argmax(sizes))
+            pieces[side] = (idx, labels, set(np.unique(f[idx[labels == main]]).tolist()))
+        for side in (True, False):
+            idx, labels, own_main = pieces[side]
+            other_main = pieces[not side][2]
+            if len(idx) == 0 or not other_main:
+                continue
+            main = int(np.argmax(np.bincount(labels)))
+            for piece in np.unique(labels):
+                if piece == main:
+                    continue
+                members = idx[labels == piece]
+                verts = set(np.unique(f[members]).tolist())
+                if verts & other_main and not verts & own_main:
+                    left[members] = not side
+                    moved = True
+        if not moved:
+            break
+    return left
 
 
 def _meshset(vertices: np.ndarray, faces: np.ndarray):
@@ -225,3 +275,167 @@ def remesh_isotropic(
         reprojectflag=True,
     )
     return _current(ms)
+
+
+def _edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct undirected edges (E, 2) of a triangle mesh and the number of faces of each."""
+    pairs = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    edges, counts = np.unique(pairs, axis=0, return_counts=True)
+    return edges, counts
+
+
+def vertex_mean_curvature(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unsigned mean curvature per vertex (1/mm) from the cotangent Laplacian.
+
+    ``|H| = |sum_j (cot a_ij + cot b_ij) (x_i - x_j)| / (4 A_i)`` with ``A_i`` a third of the area
+    of the faces around vertex ``i`` (Meyer et al. 2003, barycentric areas). Boundary vertices get
+    0 (their Laplacian measures the boundary, not the bending). Vertices of no face get 0.
+    """
+    v, f = _check_mesh(vertices, faces)
+    n = len(v)
+    if len(f) == 0:
+        return np.zeros(n)
+    lap = np.zeros((n, 3))
+    area = np.zeros(n)
+    for k in range(3):
+        i, j, o = f[:, k], f[:, (k + 1) % 3], f[:, (k + 2) % 3]
+        a, b = v[i] - v[o], v[j] - v[o]  # the angle at o faces edge (i, j)
+        cross = np.linalg.norm(np.cross(a, b), axis=1)
+        cot = np.einsum("ij,ij->i", a, b) / np.maximum(cross, 1e-12)
+        diff = (v[i] - v[j]) * cot[:, None]
+        np.add.at(lap, i, diff)
+        np.add.at(lap, j, -diff)
+    face_area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+    for k in range(3):
+        np.add.at(area, f[:, k], face_area / 3.0)
+    h = np.linalg.norm(lap, axis=1) / np.maximum(4.0 * area, 1e-12)
+    edges, counts = _edges(f)
+    boundary = np.zeros(n, dtype=bool)
+    boundary[edges[counts == 1].ravel()] = True
+    h[boundary | (area == 0)] = 0.0
+    return h
+
+
+def _adjacency(n: int, faces: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Vertex adjacency (CSR, symmetric), the edges and the boundary-vertex flags of a mesh."""
+    edges, counts = _edges(faces)
+    adjacency = sp.csr_matrix(
+        (np.ones(2 * len(edges)), (edges.ravel(), edges[:, ::-1].ravel())), shape=(n, n)
+    )
+    boundary = np.zeros(n, dtype=bool)
+    boundary[edges[counts == 1].ravel()] = True
+    return adjacency, edges, boundary
+
+
+def spike_ratios(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """How far each vertex sticks out of its neighbours: the distance from the centroid of its
+    neighbours over the median edge length of the mesh (0 on a plane, about ``e / 4R`` on a sphere
+    of radius ``R`` with edges ``e``, larger than 1 for a needle; the median, not the vertex's own
+    edges, which a needle lengthens). Boundary vertices (whose neighbours lie on one side) and
+    vertices of no face get 0."""
+    v, f = _check_mesh(vertices, faces)
+    n = len(v)
+    if len(f) == 0:
+        return np.zeros(n)
+    adjacency, edges, boundary = _adjacency(n, f)
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    centroid = (adjacency @ v) / np.maximum(degree, 1)[:, None]
+    length = np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)
+    ratio = np.linalg.norm(v - centroid, axis=1) / max(float(np.median(length)), 1e-12)
+    ratio[boundary | (degree == 0)] = 0.0
+    return ratio
+
+
+def mesh_quality(
+    vertices: np.ndarray, faces: np.ndarray, max_spike_ratio: float = 1.0
+) -> dict:
+    """What build-graph reports about a mesh: components, topology, boundary, curvature, spikes.
+
+    Returns ``components`` (count), ``component_faces`` (faces of the largest five, descending),
+    ``euler`` (V - E + F over used vertices), ``boundary_edges`` (edges of one face),
+    ``boundary_loops`` (connected chains of boundary edges: holes and cut ends), ``genus``
+    (``(2 C - euler - loops) / 2``, 0 for a sheet without handles), ``nonmanifold_edges`` (edges
+    of three or more faces), ``max_curvature_per_mm`` and ``p99_curvature_per_mm`` (unsigned mean
+    curvature, :func:`vertex_mean_curvature`), ``max_spike_ratio`` (:func:`spike_ratios`) and
+    ``spikes``: vertices whose spike ratio exceeds ``max_spike_ratio``.
+    """
+    v, f = _check_mesh(vertices, faces)
+    if len(f) == 0:
+        return {"components": 0, "component_faces": [], "euler": 0, "boundary_edges": 0,
+                "boundary_loops": 0, "genus": 0, "nonmanifold_edges": 0,
+                "max_curvature_per_mm": 0.0, "p99_curvature_per_mm": 0.0,
+                "max_spike_ratio": 0.0, "spikes": 0}  # fmt: skip
+    _, labels = _face_components(len(v), f)
+    sizes = np.bincount(labels)
+    sizes = np.sort(sizes[sizes > 0])[::-1]
+    used = np.unique(f)
+    edges, counts = _edges(f)
+    boundary = edges[counts == 1]
+    loops = 0
+    if len(boundary):
+        nodes = np.unique(boundary)
+        index = np.searchsorted(nodes, boundary)
+        graph = sp.csr_matrix(
+            (np.ones(len(boundary)), (index[:, 0], index[:, 1])), shape=(len(nodes), len(nodes))
+        )
+        loops = int(connected_components(graph, directed=False)[0])
+    euler = int(len(used) - len(edges) + len(f))
+    h = vertex_mean_curvature(v, f)[used]
+    ratio = spike_ratios(v, f)[used]
+    return {
+        "components": int(len(sizes)),
+        "component_faces": [int(x) for x in sizes[:5]],
+        "euler": euler,
+        "boundary_edges": int(len(boundary)),
+        "boundary_loops": loops,
+        "genus": int(round((2 * len(sizes) - euler - loops) / 2)),
+        "nonmanifold_edges": int((counts > 2).sum()),
+        "max_curvature_per_mm": float(h.max()),
+        "p99_curvature_per_mm": float(np.percentile(h, 99)),
+        "max_spike_ratio": float(ratio.max()),
+        "spikes": int((ratio > max_spike_ratio).sum()),
+    }
+
+
+def close_small_holes(
+    vertices: np.ndarray, faces: np.ndarray, max_hole_edges: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """Close holes bounded by at most ``max_hole_edges`` edges (PyMeshLab, no self-intersecting
+    patches). Larger boundary loops, such as the cut ends of a slab, stay open."""
+    v, f = _check_mesh(vertices, faces)
+    if len(f) == 0 or max_hole_edges < 3:
+        return v, f
+    ms = _meshset(v, f)
+    ms.meshing_close_holes(
+        maxholesize=int(max_hole_edges),
+        selected=False,
+        newfaceselected=False,
+        selfintersection=True,
+        refinehole=False,
+    )
+    return _current(ms)
+
+
+def smooth_spikes(
+    vertices: np.ndarray, faces: np.ndarray, max_spike_ratio: float = 1.0, max_rounds: int = 10
+) -> tuple[np.ndarray, dict]:
+    """Move the vertices whose spike ratio (:func:`spike_ratios`) exceeds ``max_spike_ratio`` to
+    the centroid of their neighbours, round by round, until none is left or ``max_rounds`` is
+    reached; the other vertices do not move. Returns the vertices and ``{"spikes_before",
+    "spikes_after", "rounds"}``.
+    """
+    v, f = _check_mesh(vertices, faces)
+    v = v.copy()
+    if len(f) == 0 or not max_spike_ratio > 0:
+        return v, {"spikes_before": 0, "spikes_after": 0, "rounds": 0}
+    adjacency, _, _ = _adjacency(len(v), f)
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    spikes = spike_ratios(v, f) > max_spike_ratio
+    before = int(spikes.sum())
+    rounds = 0
+    while spikes.any() and rounds < max_rounds:
+        centroid = (adjacency @ v) / np.maximum(degree, 1)[:, None]
+        v[spikes] = centroid[spikes]
+        spikes = spike_ratios(v, f) > max_spike_ratio
+        rounds += 1
+    return v, {"spikes_before": before, "spikes_after": int(spikes.sum()), "rounds": rounds}

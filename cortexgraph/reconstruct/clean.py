@@ -29,22 +29,28 @@ def fill_empty_planes(volume: np.ndarray, max_gap_planes: int = 3) -> tuple[np.n
     nearer neighbour plane (ties: the posterior one). The size-3 median of :func:`fill_defects` fills
     one missing plane but not two or more consecutive ones. Longer gaps stay empty.
 
-    Returns the filled volume and ``{"empty_planes", "planes_filled"}``.
+    Returns the filled volume and ``{"empty_planes", "planes_filled", "open_runs"}``; ``open_runs``
+    lists the ``[first, last]`` planes of the runs left empty between planes with tissue (the
+    surface is cut there).
     """
     has_tissue = (volume != BACKGROUND).any(axis=(0, 2))
     out = volume.copy()
     empty = np.flatnonzero(~has_tissue)
     filled = 0
+    open_runs = []
     runs = np.split(empty, np.flatnonzero(np.diff(empty) > 1) + 1) if len(empty) else []
     for run in runs:
         lo, hi = int(run[0]) - 1, int(run[-1]) + 1
-        if lo < 0 or hi >= volume.shape[1] or len(run) > max_gap_planes:
+        if lo < 0 or hi >= volume.shape[1]:
+            continue
+        if len(run) > max_gap_planes:
+            open_runs.append([int(run[0]), int(run[-1])])
             continue
         for j in run:
             source = lo if (j - lo) <= (hi - j) else hi
             out[:, j, :] = volume[:, source, :]
             filled += 1
-    return out, {"empty_planes": int(len(empty)), "planes_filled": filled}
+    return out, {"empty_planes": int(len(empty)), "planes_filled": filled, "open_runs": open_runs}
 
 
 def fill_defects(

@@ -124,7 +124,7 @@ def build_graph_accuracy(brain: Brain, truth: Path | None = None) -> dict:
     report = json.loads(outputs["qc_json"].read_text())
     target = float(report["target_edge_mm"])
     result: dict = {"brain": brain.id, "target_edge_mm": target, "build_graph_key": record.key}
-    for hemi in HEMISPHERES:
+    for hemi in report["midsurfaces"].get("hemispheres", HEMISPHERES):
         built_v, _ = read_gifti_surface(outputs[f"gii_{hemi}"])
         true_v, true_f = read_gifti_surface(truth / f"midsurface_{hemi}.gii")
         distance = point_mesh_distance(built_v, true_v, true_f)

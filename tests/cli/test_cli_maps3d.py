@@ -57,7 +57,22 @@ def test_map3d_and_stats_match_the_phantom(tiny_cohort, tmp_path):
     )
     f = 1.933  # B01's shrinkage factor (brain.toml)
     assert float(both["volume_corrected_mm3"]) == pytest.approx(float(both["volume_mm3"]) * f, 1e-5)
-    assert math.isfinite(float(both["volume_z"]))  # hOc1 is in the shipped reference table
+    # a phantom cohort: z against the phantom's own population (its other brains), not the human
+    # reference values
+    assert both["reference"].startswith("phantom population: 2 other brains")
+    population = [
+        sum(
+            float(r["volume_fresh_mm3"])
+            for r in csv.DictReader(
+                open(tiny_cohort / f"ground_truth/{b}/area_measures.tsv"), delimiter="\t"
+            )
+            if r["name"] == "hOc1"
+        )
+        for b in ("B03", "B07")
+    ]
+    z = (float(both["volume_corrected_mm3"]) - np.mean(population)) / np.std(population, ddof=1)
+    assert float(both["volume_z"]) == pytest.approx(z, rel=1e-4)
+    assert both["depth_model"] == "equivolumetric" and both["note"] == ""
 
     truth = [
         r for r in csv.DictReader(
@@ -97,3 +112,49 @@ def test_map3d_and_stats_match_the_phantom(tiny_cohort, tmp_path):
         app, ["map3d", "B01", "--area", "hOc1", "--root", str(root), "--labels", "gnn-none"]
     )
     assert bad.exit_code == 4 and "cortexgraph project B01 --run none" in bad.output
+
+
+@pytest.mark.slow
+def test_stats_reference_and_hemisphere_notes(tiny_cohort, tmp_path):
+    """z-scores only against a matching population (or none, labelled); an area that lands
+    entirely on one side of a two-hemisphere brain is measured with a warning in the table and the
+    record; a brain declared to hold one hemisphere is not split."""
+    import json
+
+    from cortexgraph.data.manifest import Cohort
+    from cortexgraph.maps3d.stage import stats_area
+
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("B03", "B07"))
+    brain = Cohort.read(root).brain("B01")
+    result = stats_area(brain, "hOc1", "truth", reference="none", midline_x_mm=-500.0)
+    both = result["rows"][-1]
+    assert both["reference"] == "none (no z-scores)" and math.isnan(both["volume_z"])
+    lh, rh = result["rows"][0], result["rows"][1]
+    assert lh["volume_mm3"] == 0 and rh["volume_mm3"] == both["volume_mm3"] > 0
+    assert "lies entirely in rh" in rh["note"] and "x = -500.0 mm, option" in rh["note"]
+    record = json.loads(
+        (root / "derivatives/cortexgraph/B01/records/stats@truth@hOc1.json").read_text()
+    )
+    assert any("lies entirely in rh" in w for w in record["measured"]["warnings"])
+    out = root / "derivatives/cortexgraph/B01/maps3d/truth/hOc1_stats.tsv"
+    assert "lies entirely in rh" in out.read_text()
+
+    human = stats_area(brain, "hOc1", "truth", reference="human")["rows"][-1]
+    assert "NOT a match for this phantom cohort" in human["reference"]
+    assert math.isfinite(human["volume_z"])  # hOc1 is in the shipped table; labelled a mismatch
+
+    import tomllib
+
+    import tomli_w
+
+    manifest = root / "B01/brain.toml"
+    table = tomllib.loads(manifest.read_text())
+    table["hemispheres"] = ["lh"]
+    manifest.write_text(tomli_w.dumps(table))
+    brain = Cohort.read(root).brain("B01")
+    one = stats_area(brain, "hOc1", "truth", reference="none")
+    lh, rh, both = one["rows"]
+    assert lh["volume_mm3"] == both["volume_mm3"] and rh["volume_mm3"] == 0
+    assert "holds lh only (brain.toml)" in rh["note"] and one["warnings"] == []
+    assert math.isnan(both["midline_x_mm"])

@@ -360,7 +360,10 @@ CASES = [
     Case("spacing-string", toml(BRAIN_TOML, spacing_um__image="160"), BRAIN_TOML,
          "spacing_um.image must be a number"),
     Case("spacing-missing", toml(BRAIN_TOML, spacing_um__coords=c.DELETE), BRAIN_TOML,
-         "missing key 'spacing_um.coords'"),
+         "sections.tsv lists coords files (first: section 2) but brain.toml has no "
+         "spacing_um.coords", 2),
+    Case("hemispheres-bad", toml(BRAIN_TOML, hemispheres=["left"]), BRAIN_TOML,
+         "hemispheres = ['left'] is not a list of distinct 'lh' / 'rh'"),
     Case("spacing-not-table", toml(BRAIN_TOML, spacing_um=160.0), BRAIN_TOML,
          "'spacing_um' must be a table"),
     Case("base-unlisted", toml(BRAIN_TOML, base_section=603), BRAIN_TOML,

@@ -108,3 +108,35 @@ def test_read_tsv_strips_and_skips_blank_lines(tmp_path):
     path.write_text("a\ta\n1\t2\n")
     with pytest.raises(DataFormatError, match="appear more than once"):
         read_tsv(path, ("a",))
+
+
+def test_spacings_are_required_only_for_the_kinds_of_files_a_brain_has(valid_cohort):
+    """A brain with masks and images only (no annotations, contours or coordinate maps) needs no
+    annotation or coords spacing; once sections.tsv lists such files, the missing spacing is named."""
+    brain = Brain.read(valid_cohort / "B01", cohort=Cohort.read(valid_cohort))
+    records = [
+        type(r)(**{**r.__dict__, "annotation": "", "contours": "", "coords": ""})
+        for r in brain.sections
+    ]
+    brain.write_sections(records)
+    c.edit_toml(
+        valid_cohort / "B01/brain.toml",
+        spacing_um__annotation=c.DELETE,
+        spacing_um__coords=c.DELETE,
+        hemispheres=["rh"],
+    )
+    brain = Brain.read(valid_cohort / "B01", cohort=Cohort.read(valid_cohort))
+    assert brain.annotation_spacing_um is None and brain.coords_spacing_um is None
+    assert brain.hemispheres == ("rh",)
+    assert len(brain.sections) == 6
+    assert check_brain(brain) == []
+    brain.write_manifest()  # round trip without the absent spacings
+    again = Brain.read(valid_cohort / "B01", cohort=Cohort.read(valid_cohort))
+    assert again.annotation_spacing_um is None and again.hemispheres == ("rh",)
+    # a contour file again: the annotation spacing is needed to rasterise it
+    records[1] = type(records[1])(**{**records[1].__dict__, "contours": "annotations/s0115.geojson"})
+    again.write_sections(records)
+    fresh = Brain.read(valid_cohort / "B01", cohort=Cohort.read(valid_cohort))
+    with pytest.raises(DataFormatError, match="no spacing_um.annotation") as error:
+        fresh.sections  # noqa: B018
+    assert error.value.section == 115

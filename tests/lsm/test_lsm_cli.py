@@ -24,8 +24,15 @@ def test_chain_gsm_and_evaluate(cohort):
     # step 7: one model on the first and last annotated sections of hOc1 (422, 1142), six test
     # sections between; only 722..842 are predicted (--extent) to keep the test short
     fast = ["--arch", "hr", "--iterations", "6", "--step", "7", "--extent", "722,842"]
+    # 422..1142 is 14.4 mm, six times the seeds' interval: refused, naming what to annotate
     result = runner.invoke(app, ["lsm", "chain", *common, *fast])
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert "422-1142 (720 sections)" in text and "annotate the area on section(s) 482, 662" in text
+    assert not (cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr/hOc1/chain.json").exists()
+    result = runner.invoke(app, ["lsm", "chain", *common, *fast, "--allow-long-intervals"])
     assert result.exit_code == 0, result.output
+    assert "LONGER than 120 sections: 422-1142; annotate next: 482, 662" in flat(result.output)
     for stage in ("lsm-plan@lsm-hr@hOc1", "lsm-train@lsm-hr@hOc1@s0422-s1142"):
         assert f"B01/{stage}: recomputed (no record yet" in flat(result.output)
     result = runner.invoke(app, ["lsm", "gsm", *common, *fast])
@@ -45,7 +52,7 @@ def test_chain_gsm_and_evaluate(cohort):
                 assert raster.kind == "labels" and raster.spacing_um == 320.0
             assert classes.dtype == np.uint8 and set(np.unique(classes)) <= {0, 1, 2, 3, 255}
     # a second chain reuses every stage and says so
-    result = runner.invoke(app, ["lsm", "chain", *common, *fast])
+    result = runner.invoke(app, ["lsm", "chain", *common, *fast, "--allow-long-intervals"])
     assert result.exit_code == 0, result.output
     assert flat(result.output).count("reused (up to date)") == 3
     result = runner.invoke(app, ["lsm", "runs", "B01", "--root", str(cohort)])

@@ -97,6 +97,53 @@ def test_plan_of_a_single_interval():
         plan_single_interval([100, 160], available, (100, 100))
 
 
+def test_long_intervals_are_refused_with_the_sections_to_annotate_next():
+    """The seeds train a local model on two sections about 2.4 mm (120 sections) apart; sparse
+    annotations (every 180 sections here, step 2: 360-section intervals) are refused by default,
+    naming the sections that would bring every interval under the limit."""
+    from cortexgraph.lsm.workflow import (
+        LongIntervalError,
+        max_interval_sections,
+        suggest_annotations,
+    )
+
+    limit = max_interval_sections(2.4, 20.0)
+    assert limit == 120
+    available = list(range(0, 1201, 15))
+    annotated = [105, 285, 465, 645]
+    with pytest.raises(LongIntervalError) as error:
+        plan_chain(annotated, available, max_interval=limit)
+    message = str(error.value)
+    assert "105-465 (360 sections)" in message and "--allow-long-intervals" in message
+    suggested = suggest_annotations(annotated, available, limit, step=2)
+    assert suggested == [165, 225, 345, 405, 525, 585]  # each 180-section gap split in three
+    assert "annotate the area on section(s) 165, 225, 345, 405, 525, 585" in message
+    # with the suggested sections annotated, the chain plans without a long interval
+    fixed = plan_chain(sorted(annotated + suggested), available, max_interval=limit)
+    assert max(t - s for s, t in fixed.intervals) <= limit
+    # allowed: planned, with a warning and the suggestion in the plan's notes
+    plan = plan_chain(annotated, available, max_interval=limit, allow_long=True)
+    assert plan.intervals == ((105, 465), (465, 645))
+    assert plan.notes["long_intervals"] == [[105, 465], [465, 645]]
+    assert plan.notes["suggested_sections"] == suggested
+    # the gaps follow the step: with step 1 the intervals are the 180-section gaps
+    assert suggest_annotations(annotated, available, limit, step=1) == [225, 405, 585]
+    # sections off the digitized grid, or missing: the fewest available sections that do it
+    off_grid = suggest_annotations([100, 280], available, limit, step=1)
+    assert off_grid == [210] and all(s in available for s in off_grid)
+    # a single interval is split into models of at most the limit
+    with pytest.raises(LongIntervalError, match="annotate the area on section"):
+        plan_single_interval(annotated, available, (105, 465), max_interval=limit)
+    assert suggest_annotations([105, 465], available, limit, single=True) == [225, 345]
+    # no digitized section inside the gap: nothing to suggest, the error says so
+    with pytest.raises(LongIntervalError, match="no digitized section"):
+        plan_chain([100, 300], [100, 300], max_interval=limit, step=1)
+    # no limit (None) keeps the old behaviour
+    assert plan_chain(annotated, available).intervals == plan.intervals
+    with pytest.raises(CortexgraphError, match="max-interval-mm"):
+        max_interval_sections(-1.0, 20.0)
+
+
 def test_rois_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     rois = {422: rng.random((7, 9)) > 0.5, 1142: rng.random((5, 4)) > 0.3}

@@ -32,7 +32,7 @@ def test_section_matrix_matches_the_stack(brain):
             got = np.column_stack([pix, np.ones(20)]) @ m.T
             want = stack.section_to_world(s, (pix + 0.5) * 0.32)
             np.testing.assert_allclose(got[:, :2], want[:, [0, 2]], atol=1e-9)
-        origin = lattice_origin_mm(stack)
+        origin = lattice_origin_mm(stack, 1.2)
         from cortexgraph.reconstruct.volume import stack_tissue_volume
 
         _, affine, _ = stack_tissue_volume(stack, 1.2)

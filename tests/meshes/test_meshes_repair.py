@@ -92,3 +92,69 @@ def test_poisson_reconstruct_sphere():
     radius = np.linalg.norm(v, axis=1)
     assert len(f) > 100
     assert abs(radius.mean() - 10.0) < 0.3
+
+
+def _grid_sheet(n=21, h=0.5):
+    x, z = np.meshgrid(np.arange(n) * h, np.arange(n) * h, indexing="ij")
+    v = np.column_stack([x.ravel(), np.zeros(x.size), z.ravel()])
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+    return v, np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])]), idx
+
+
+def test_mesh_quality_counts_components_genus_boundary_curvature_and_spikes():
+    from cortexgraph.meshes.repair import (
+        close_small_holes,
+        mesh_quality,
+        smooth_spikes,
+        vertex_mean_curvature,
+    )
+
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=5.0)
+    q = mesh_quality(sphere.vertices, sphere.faces)
+    assert (q["components"], q["genus"], q["boundary_edges"], q["spikes"]) == (1, 0, 0, 0)
+    h = vertex_mean_curvature(sphere.vertices, sphere.faces)
+    assert np.abs(h - 0.2).max() < 0.03  # 1 / radius
+    torus = trimesh.creation.torus(major_radius=5, minor_radius=1.5)
+    assert mesh_quality(torus.vertices, torus.faces)["genus"] == 1
+    # a sheet with a one-vertex hole, a far-away stray triangle and a needle
+    v, f, idx = _grid_sheet()
+    holed = f[~np.isin(f, [idx[10, 10]]).any(axis=1)]
+    stray_v = np.vstack([v, [[50, 0, 50], [51, 0, 50], [50, 0, 51]]])
+    stray_f = np.vstack([holed, [[len(v), len(v) + 1, len(v) + 2]]])
+    q = mesh_quality(stray_v, stray_f)
+    assert q["components"] == 2 and q["component_faces"] == [len(holed), 1]
+    assert q["boundary_loops"] == 3  # the sheet's rim, the hole, the stray triangle
+    closed_v, closed_f = close_small_holes(v, holed, 30)
+    q = mesh_quality(closed_v, closed_f)
+    assert q["boundary_loops"] == 1 and q["boundary_edges"] == 80  # the rim (80 edges) stays open
+    needle = v.copy()
+    needle[idx[5, 5], 1] = 2.0
+    q = mesh_quality(needle, f)
+    assert q["spikes"] == 1 and q["max_spike_ratio"] == 4.0 and q["max_curvature_per_mm"] > 1.0
+    smoothed, info = smooth_spikes(needle, f, 1.0)
+    assert info == {"spikes_before": 1, "spikes_after": 0, "rounds": 1}
+    np.testing.assert_allclose(smoothed, v)  # back into the plane; nothing else moved
+
+
+def test_hemisphere_faces_return_a_medial_strip_a_tilted_fissure_cut_off():
+    """Two sheets left and right of x = 0; the left sheet's medial edge bends over the plane into
+    x = 0.4 (a tilted fissure), where it forms a piece on the right side touching only the left
+    sheet: it goes back to the left. A plane split alone leaves it on the right."""
+    from cortexgraph.meshes.repair import hemisphere_faces
+
+    def sheet(x0, x1, nx=8, nz=10, h=0.5):
+        x, z = np.meshgrid(np.linspace(x0, x1, nx), np.arange(nz) * h, indexing="ij")
+        v = np.column_stack([x.ravel(), np.zeros(x.size), z.ravel()])
+        idx = np.arange(nx * nz).reshape(nx, nz)
+        a, b, c, d = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel()
+        return v, np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])])
+
+    lv, lf = sheet(-3.5, 0.4)  # its last column of faces lies right of the plane
+    rv, rf = sheet(1.0, 4.5)
+    v = np.vstack([lv, rv])
+    f = np.vstack([lf, rf + len(lv)])
+    left = hemisphere_faces(v, f, 0.0)
+    assert left[: len(lf)].all() and not left[len(lf) :].any()
+    plane = v[f, 0].mean(axis=1) < 0.0
+    assert (~plane[: len(lf)]).sum() > 0  # the plane alone cut the strip off

@@ -63,7 +63,7 @@ def test_fill_empty_planes_bridges_short_gaps_only():
     np.testing.assert_array_equal(filled[:, 3], volume[:, 2])
     np.testing.assert_array_equal(filled[:, 4], volume[:, 5])
     assert not filled[:, 7:11].any()
-    assert info == {"empty_planes": 6, "planes_filled": 2}
+    assert info == {"empty_planes": 6, "planes_filled": 2, "open_runs": [[7, 10]]}
 
 
 def test_crop_to_tissue_keeps_every_tissue_voxel(tiny_cohort):
@@ -90,3 +90,40 @@ def test_crop_to_tissue_keeps_every_tissue_voxel(tiny_cohort):
         assert occupied[0] == 2 and occupied[-1] == cropped.shape[axis] - 3
     # the same world position for the same voxel
     np.testing.assert_allclose(cropped_affine[:3, 3], affine[:3, 3] + 0.6 * np.array([i0, 0, k0]))
+
+
+def test_voxels_are_centred_on_the_pixels_they_hold(tmp_path):
+    """With identity transforms and voxels of whole mask pixels, each voxel holds the pixels it
+    covers and sits where they are: a mask with a single tissue pixel block gives a voxel block
+    whose world centre is the block's centre (before: shifted by half a pixel in x and z)."""
+    from cortexgraph.data.manifest import Brain, Cohort
+    from cortexgraph.data.raster import write_raster
+    from cortexgraph.data.transforms import rigid_matrix
+
+    root = tmp_path
+    make_brain(root)
+    brain = Cohort.read(root).brain("B01")
+    rows, cols = 100, 120  # the factory's 10 x 12 mm canvas at 100 um
+    mask = np.zeros((rows, cols), np.uint8)
+    mask[40:50, 30:36] = 2  # 1.0 x 0.6 mm of gray matter
+    mask[44:46, 32:34] = 1
+    for record in brain.sections:
+        if not record.missing:
+            write_raster(brain.path(record.mask), mask[:, ::-1] if record.mirrored else mask, 100.0,
+                         kind="labels")  # fmt: skip
+    brain.write_transforms(
+        {key: rigid_matrix(0.0, 0.0, 0.0) for key in brain.transforms}
+    )  # identity: every section lands on the base section's frame
+    brain = Brain.read(brain.root, cohort=Cohort.read(root))
+    with SectionStack(brain) as stack:
+        for voxel_mm, n_x, n_z in ((0.1, 6, 10), (0.2, 3, 5)):
+            volume, affine, _ = stack_tissue_volume(stack, voxel_size_mm=voxel_mm)
+            plane = volume[:, 0, :]
+            i, k = np.nonzero(plane > 0)
+            assert (np.ptp(i) + 1, np.ptp(k) + 1) == (n_x, n_z)
+            # world centre of the tissue voxels = world centre of the tissue pixels
+            centre_vox = np.array([i.mean(), 0.0, k.mean()])
+            world = affine[:3, :3] @ centre_vox + affine[:3, 3]
+            pixel_centre = stack.section_to_world(stack.sections[0], np.array([[3.3, 4.5]]))[0]
+            np.testing.assert_allclose(world[[0, 2]], pixel_centre[[0, 2]], atol=1e-9)
+            assert (plane == 1).sum() == (4 if voxel_mm == 0.1 else 1)
