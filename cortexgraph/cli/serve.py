@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
         lsm_preset: str = typer.Option(
             "auto", help="Model sizes of local models (as `lsm train`)."
         ),
+        max_interval_mm: float = typer.Option(
+            2.4,
+            "--max-interval-mm",
+            help="Longest interval between the two annotated sections of a local model started "
+            "in the app (the published protocol: 2.4 mm).",
+        ),
         open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser."),
     ) -> None:
         """Serve the mapping web app for the cohort: browse sections, annotate, train local models,
@@ -67,6 +73,7 @@ def register(app: typer.Typer) -> None:
                 "preset": lsm_preset,
                 "iterations": lsm_iterations,
                 "seed": 0,
+                "max_interval_mm": max_interval_mm,
             },
         )
         app = create_app(cohort.root, settings=settings)

@@ -16,6 +16,15 @@ SEED_BASE_LR = 0.04
 SEED_BATCH_SIZE = 64
 SEED_LR_FACTOR = 0.5
 
+MAX_INTERVAL_MM = 2.4
+"""Longest interval between the two training sections of a local model (mm), the default limit of
+the chain planner. The LSM paper trains its local models on sections about 2.4 mm apart (120
+sections of 20 um in the BigBrain and B01; 48 sections of 50 um in the Allen brain, the same
+physical distance), and its annotation workflow encloses about 100 sections (2 mm) per model; halving
+the interval to 1.2 mm improved the models further. Nothing longer was evaluated: a local model is
+only as good as its two sections are similar, and with sparse annotations the planner would
+otherwise chain models over 7-11 mm (docs/lsm.md)."""
+
 
 def scaled_milestones(
     iterations: int,

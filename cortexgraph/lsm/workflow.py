@@ -53,21 +53,13 @@ from cortexgraph.lsm.networks import (
     with_output_tile,
 )
 from cortexgraph.lsm.roi import prediction_roi
-from cortexgraph.lsm.schedule import scaled_milestones
+from cortexgraph.lsm.schedule import MAX_INTERVAL_MM, scaled_milestones
 from cortexgraph.outputs import atomic_path
 
 log = logging.getLogger(__name__)
 
 PRESETS = ("auto", "full", "small", "phantom", "tiny")
 
-MAX_INTERVAL_MM = 2.4
-"""Longest interval between the two training sections of a local model (mm), the default limit of
-the chain planner. The LSM paper trains its local models on sections about 2.4 mm apart (120
-sections of 20 um in the BigBrain and B01; 48 sections of 50 um in the Allen brain, the same
-physical distance), and its annotation workflow encloses about 100 sections (2 mm) per model; halving
-the interval to 1.2 mm improved the models further. Nothing longer was evaluated: a local model is
-only as good as its two sections are similar, and with sparse annotations the planner would
-otherwise chain models over 7-11 mm (docs/lsm.md)."""
 """Model size presets of :func:`make_config`."""
 KINDS = ("lsm", "gsm")
 """Model kinds: a chain of local models, or one global model per area."""

@@ -93,14 +93,18 @@ def interval_argv(
     preset: str = "auto",
     iterations: int | None = None,
     seed: int = 0,
+    max_interval_mm: float | None = None,
 ) -> list[str]:
     """The command (after ``cortexgraph``) that trains the local model of ``interval`` and predicts
-    the sections between its two ends."""
+    the sections between its two ends (``max_interval_mm``: the ``--max-interval-mm`` of the
+    command; None: its default)."""
     s, t = sorted(int(v) for v in interval)
     argv = ["lsm", "train", str(brain.root), "--area", str(area.id), "--sections", f"{s},{t}"]
     argv += ["--arch", arch, "--preset", preset, "--seed", str(int(seed)), "--predict"]
     if iterations is not None:
         argv += ["--iterations", str(int(iterations))]
+    if max_interval_mm is not None:
+        argv += ["--max-interval-mm", f"{float(max_interval_mm):g}"]
     return argv
 
 
@@ -114,6 +118,7 @@ def start_interval_job(
     iterations: int | None = None,
     seed: int = 0,
     threads: int | None = None,
+    max_interval_mm: float | None = None,
 ) -> str:
     """Start the local model of ``interval`` as a background job; returns the job id.
 
@@ -121,7 +126,14 @@ def start_interval_job(
     """
     s, t = sorted(int(v) for v in interval)
     argv = interval_argv(
-        brain, area, (s, t), arch=arch, preset=preset, iterations=iterations, seed=seed
+        brain,
+        area,
+        (s, t),
+        arch=arch,
+        preset=preset,
+        iterations=iterations,
+        seed=seed,
+        max_interval_mm=max_interval_mm,
     )
     outputs = [layout.area_dir(brain.derivatives, source_of(arch, (s, t)), area)]
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None

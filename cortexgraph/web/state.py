@@ -31,7 +31,8 @@ class WebSettings:
     max_body_bytes : largest request body (annotation payloads are the largest: polygons).
     tile_cache_mb : memory for encoded tiles; chunk_cache_mb : per open raster, decoded HDF5 chunks.
     job_defaults : defaults of local-model jobs started from the browser (``arch``, ``preset``,
-        ``iterations``, ``seed``): the CLI's defaults unless the server was started with others.
+        ``iterations``, ``seed``, ``max_interval_mm``): the CLI's defaults unless the server was
+        started with others.
     job_threads : threads of a job's process (``OMP_NUM_THREADS``); default: all cores but one, so
         the app stays responsive while a job trains.
     """

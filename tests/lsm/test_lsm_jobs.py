@@ -49,7 +49,7 @@ def test_start_list_and_cancel_a_training_job(cohort):
     run_out = brain_out / "lsm" / "lsm-hr-s0722-s0842"
     root = jobs_dir(brain_out)
     argv = ["lsm", "train", str(cohort / "B01"), "--area", "hOc1", "--sections", "722,842"]
-    argv += ["--arch", "hr", "--iterations", "100000"]
+    argv += ["--arch", "hr", "--iterations", "100000", "--allow-long-intervals"]
     job_id = start_job(
         root, argv, name="train-hOc1", outputs=[run_out], env={"OMP_NUM_THREADS": "1"}
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
+from cortexgraph.lsm.schedule import MAX_INTERVAL_MM
 from cortexgraph.web import lsm_adapter
 from cortexgraph.web.routes import state_of
 from cortexgraph.web.security import InvalidError
@@ -94,6 +95,16 @@ async def start(request: Request, brain_id: str) -> dict:
     ):
         raise InvalidError(f"iterations must be an integer in 1..{MAX_ITERATIONS}")
     s, t = sorted(sections)
+    max_interval_mm = float(defaults.get("max_interval_mm") or MAX_INTERVAL_MM)
+    interval_mm = (t - s) * brain.thickness_um / 1000.0
+    if interval_mm > max_interval_mm + 1e-9:
+        raise InvalidError(
+            f"sections {s} and {t} are {interval_mm:.2f} mm apart: local models are trained on "
+            f"intervals of at most {max_interval_mm:g} mm (the published protocol); annotate "
+            f"{area.name} on a section in between (about {(s + t) // 2}) and train on the shorter "
+            "intervals, or start the app with `cortexgraph serve --max-interval-mm` larger",
+            section=s,
+        )
     for section in (s, t):
         state.section(brain, section)
         if not await run_in_threadpool(_annotated_with, brain, area, section):
@@ -111,6 +122,7 @@ async def start(request: Request, brain_id: str) -> dict:
         iterations=iterations,
         seed=int(defaults.get("seed", 0)),
         threads=state.settings.job_threads,
+        max_interval_mm=max_interval_mm,
     )
     return _summary(brain, lsm_adapter.job_status(brain, job_id))
 
