@@ -131,3 +131,23 @@ def test_cancel_stops_a_training_job(client, web_cohort):
     model = web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/models/s0842-s0962/model.pt"
     assert not model.exists()
     assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/pred/s0902.h5").exists()
+
+
+def test_an_interval_longer_than_the_protocol_is_refused_with_the_section_to_annotate(web_cohort):
+    """The tiny phantom's B01 annotations of hOc1 at sections 602 and 842 lie 4.8 mm apart (20 um
+    sections); at the published limit of 2.4 mm the job is refused before anything starts, and the
+    message names both sections, the midway section to annotate and the server option."""
+    from tests.web.conftest import make_client
+
+    with make_client(web_cohort, job_defaults={"max_interval_mm": 2.4}) as strict:
+        refused = strict.post("/api/brains/B01/jobs", json={"area": HOC1, "sections": [602, 842]},
+                              headers=WRITE)  # fmt: skip
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert "602" in error and "842" in error and "4.80 mm" in error and "2.4 mm" in error
+        assert "about 722" in error and "--max-interval-mm" in error
+        before = {job["id"] for job in strict.get("/api/brains/B01/jobs").json()["jobs"]}
+        strict.post("/api/brains/B01/jobs", json={"area": HOC1, "sections": [602, 842]},
+                    headers=WRITE)  # fmt: skip
+        after = {job["id"] for job in strict.get("/api/brains/B01/jobs").json()["jobs"]}
+        assert after == before  # nothing was started
