@@ -89,8 +89,8 @@ def main() -> None:
             f"{mapped['nodes_valid']} valid mapped nodes"
         )
     from cortexgraph.build_graph import BuildGraphParameters
+    from cortexgraph.build_graph.accuracy import build_graph_accuracy, truth_folder
     from cortexgraph.data.manifest import find_brain
-    from cortexgraph.synth.accuracy import build_graph_accuracy, truth_folder
 
     brain = find_brain(args.brain, args.cohort)
     if truth_folder(brain) is not None:

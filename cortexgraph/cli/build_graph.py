@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
         against the ground truth (qc/build-graph-accuracy.json).
         """
         from cortexgraph.build_graph import BuildGraphParameters, build_graph
+        from cortexgraph.build_graph.accuracy import truth_folder, write_build_graph_accuracy
         from cortexgraph.data.manifest import find_brain
-        from cortexgraph.synth.accuracy import truth_folder, write_build_graph_accuracy
 
         setup_logging(verbose)
         params = BuildGraphParameters(

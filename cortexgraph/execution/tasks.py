@@ -80,7 +80,7 @@ def build_graph(cohort_root: str, brain_id: str, phantom: bool, wait_s: float) -
         "why": report.get("why"),
     }
     if phantom:
-        from cortexgraph.synth.accuracy import write_build_graph_accuracy
+        from cortexgraph.build_graph.accuracy import write_build_graph_accuracy
 
         result["accuracy"] = write_build_graph_accuracy(brain)
     return result

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cortexgraph.data.manifest import Cohort
+from cortexgraph.data.roles import annotated_sections, split_sections
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.features.augment import (
@@ -55,7 +56,7 @@ from cortexgraph.features.patches import (
     window_px_for,
 )
 from cortexgraph.features.presets import EncoderPreset
-from cortexgraph.features.sampling import balanced_resample, centres_from_annotation, split_sections
+from cortexgraph.features.sampling import balanced_resample, centres_from_annotation
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +126,6 @@ class PatchTable:
         )
         columns = ("brain", "section", "x_mm", "y_mm", "area_id", "label", "split")
         write_text_atomic(path, format_tsv(columns, rows))
-
-
-def annotated_sections(brain, stack: SectionStack) -> list[int]:
-    """Annotated sections of a brain that are available (not missing, not excluded) and have an
-    image, sorted by number: the sections the patch split and the node labels use."""
-    available = set(stack.sections)
-    return sorted(s for s in brain.annotated_sections if s in available and brain.section(s).image)
 
 
 def section_split(

@@ -5,7 +5,7 @@ columns: predicted area) of the SCL linear evaluation and of the CE baseline on 
 patches, with their macro F1; rows of areas without patches in a split are gray (no value), not 0.
 ``embedding.png``: the features ``h`` of the test patches projected by PCA (and t-SNE if asked),
 SCL next to CE, each point coloured by its area's display colour
-(:func:`cortexgraph.render.colors.display_colours`), the area names written at the median of their
+(:func:`cortexgraph.data.colors.display_colours`), the area names written at the median of their
 points, and a legend of the areas beside. Both name the encoder and the data split in their titles.
 """
 
@@ -46,7 +46,7 @@ def pca_2d(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _colours(areas: AreaTable, labels: np.ndarray) -> np.ndarray:
-    from cortexgraph.render.colors import display_colours
+    from cortexgraph.data.colors import display_colours
 
     rgb = display_colours(areas).astype(np.float64) / 255.0
     return rgb[np.clip(labels, 0, len(rgb) - 1)]

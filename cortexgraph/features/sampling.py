@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from cortexgraph.data.roles import split_sections
 from cortexgraph.errors import CortexgraphError
 
 __all__ = [
@@ -453,33 +454,6 @@ def centres_from_annotation(
 # ----------------------------------------------------------------------------------------------
 # split and class balancing
 # ----------------------------------------------------------------------------------------------
-def split_sections(
-    section_numbers, every: int = 5, offset: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic train/test split of annotated sections (001:L7291-7303).
-
-    Parameters
-    ----------
-    section_numbers : annotated section numbers of one brain (duplicates are merged).
-    every : every ``every``-th section in increasing order is a test section (5: an 80/20 split).
-    offset : position of the test section inside each run of ``every`` (0-based); default
-        ``every - 1``, i.e. the 5th, 10th, 15th, ... section.  The seed does not say [UNCLEAR].
-
-    Returns
-    -------
-    (train_sections, test_sections), both sorted int64 arrays.  With ``n`` sections there are
-    ``floor((n - offset - 1) / every) + 1`` test sections (``n // every`` for the default offset).
-    """
-    if every < 2:
-        raise ValueError(f"every must be >= 2, got {every}")
-    offset = every - 1 if offset is None else int(offset)
-    if not 0 <= offset < every:
-        raise ValueError(f"offset must lie in [0, {every}), got {offset}")
-    numbers = np.unique(np.asarray(section_numbers, dtype=np.int64).ravel())
-    is_test = (np.arange(numbers.size) % every) == offset
-    return numbers[~is_test], numbers[is_test]
-
-
 def balanced_resample(
     labels,
     per_class: int,

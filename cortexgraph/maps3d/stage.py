@@ -350,7 +350,7 @@ def stats_area(
     """
     import nibabel as nib
 
-    from cortexgraph.build_graph import interhemispheric_x_mm
+    from cortexgraph.data.colors import area_rgb
     from cortexgraph.data.stack import SectionStack
     from cortexgraph.maps3d.brainmap import read_area_map
     from cortexgraph.maps3d.morphometry import sample_at_vertices
@@ -362,8 +362,8 @@ def stats_area(
         write_report,
     )
     from cortexgraph.meshes.io import read_gifti_surface
+    from cortexgraph.reconstruct.hemispheres import interhemispheric_x_mm
     from cortexgraph.reconstruct.volume import stack_tissue_volume
-    from cortexgraph.render.colors import area_rgb
 
     options = options or MapOptions()
     source = _source(source)

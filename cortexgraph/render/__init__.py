@@ -6,6 +6,6 @@
   pictures, GIfTI / FreeSurfer / PLY exports);
 * :mod:`cortexgraph.render.sections`: section images with area labels painted over them (used by
   ``cortexgraph project``);
-* :mod:`cortexgraph.render.figures`, :mod:`cortexgraph.render.colors`,
-  :mod:`cortexgraph.render.export`: figure layout, colour tables, file writers.
+* :mod:`cortexgraph.render.figures`, :mod:`cortexgraph.render.export`: figure layout, file writers
+  (the colour table of the areas is :mod:`cortexgraph.data.colors`).
 """

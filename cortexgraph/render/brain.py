@@ -43,11 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortexgraph.data.manifest import AreaTable, Brain, find_brain, read_tsv
-from cortexgraph.data.names import slug
-from cortexgraph.errors import CortexgraphError, DataFormatError
-from cortexgraph.gnn.stage import run_settings
-from cortexgraph.render.colors import (
+from cortexgraph.data.colors import (
     CORRECT_RGB,
     CORRECT_SEEN_RGB,
     UNLABELLED_RGB,
@@ -57,6 +53,10 @@ from cortexgraph.render.colors import (
     colour_classes,
     scalar_colours,
 )
+from cortexgraph.data.manifest import AreaTable, Brain, find_brain, read_tsv
+from cortexgraph.data.names import slug
+from cortexgraph.errors import CortexgraphError, DataFormatError
+from cortexgraph.gnn.stage import run_settings
 from cortexgraph.render.figures import ColourBar, Panel, label_positions, picture_grid, trim_box
 from cortexgraph.render.surface import VIEWS, SurfaceRenderer, screen_directions
 

@@ -16,7 +16,7 @@ GIfTI counterpart of a FreeSurfer annotation; nibabel, Connectome Workbench and 
 The GIfTI files name their hemisphere (``AnatomicalStructurePrimary`` ``CortexLeft`` /
 ``CortexRight``, ``structure=``) so Workbench pairs them with the right surface; label and scalar
 files have no coordinates of their own. Label colours are the display colours of the pictures
-(:func:`cortexgraph.render.colors.display_colours`).
+(:func:`cortexgraph.data.colors.display_colours`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cortexgraph.data.colors import UNLABELLED_RGB
 from cortexgraph.data.manifest import AreaTable
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import atomic_path
-from cortexgraph.render.colors import UNLABELLED_RGB
 
 __all__ = [
     "area_label_table",
@@ -45,8 +45,8 @@ LabelTable = Mapping[int, tuple[str, tuple[int, int, int]]]
 
 def area_label_table(areas: AreaTable) -> dict[int, tuple[str, tuple[int, int, int]]]:
     """``{area id: (name, rgb)}`` of every area, plus ``0: ("unlabelled", gray)``; the colours are
-    the display colours of the pictures (:func:`cortexgraph.render.colors.display_colours`)."""
-    from cortexgraph.render.colors import area_rgb
+    the display colours of the pictures (:func:`cortexgraph.data.colors.display_colours`)."""
+    from cortexgraph.data.colors import area_rgb
 
     colours = area_rgb(areas)
     table = {0: ("unlabelled", UNLABELLED_RGB)}

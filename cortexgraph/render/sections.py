@@ -3,7 +3,7 @@
 :func:`overlay_labels` blends label colours into a gray section image (an array in, an RGB array
 out); :func:`section_overlay_figure` writes a PNG with one panel per label image (e.g. projected
 labels and ground truth) over the same section, the area names written on the areas, and a legend
-of the areas present, coloured from the display table (:mod:`cortexgraph.render.colors`). Used by
+of the areas present, coloured from the display table (:mod:`cortexgraph.data.colors`). Used by
 ``cortexgraph project`` (``labels/<source>/overlays/sNNNN.png``).
 
 What a reader needs to read a section on its own (:func:`section_context`): its **role** for the
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cortexgraph.data.colors import area_id_colours
 from cortexgraph.data.manifest import AreaTable
 from cortexgraph.outputs import atomic_path
-from cortexgraph.render.colors import area_id_colours
 
 __all__ = [
     "overlay_labels",
@@ -65,7 +65,7 @@ def overlay_labels(
     image : (rows, cols) gray image (uint8 0..255, or float in the same range).
     labels : (rows, cols) area ids, 0 = unlabelled (left as the plain image).
     colours : uint8 (max_id + 1, 3) colour table indexed by area id
-        (:func:`cortexgraph.render.colors.area_id_colours`).
+        (:func:`cortexgraph.data.colors.area_id_colours`).
     alpha : opacity of the label colours.
     borders : darken the pixels on borders between labels (areas and unlabelled).
 
@@ -92,7 +92,7 @@ def overlay_labels(
 
 def legend_entries(areas: AreaTable, ids: Sequence[int]) -> list[tuple[str, tuple[float, ...]]]:
     """(name, rgb in [0, 1]) of the given area ids that are in the table, sorted by id."""
-    from cortexgraph.render.colors import area_rgb
+    from cortexgraph.data.colors import area_rgb
 
     colours = area_rgb(areas)
     entries = []
@@ -130,8 +130,8 @@ def section_roles(brain, stack, run_config: dict | None = None) -> dict[int, str
     ``transfer brain, unannotated section``; on a brain the run did not use ``not used by the run,
     ...``; on a training brain as without a run.
     """
+    from cortexgraph.data.roles import annotated_sections, split_sections
     from cortexgraph.derivatives import Derivatives, StageId
-    from cortexgraph.features.dataset import annotated_sections, section_split
 
     annotated: list[int] | None = None
     tests: set[int] = set()
@@ -143,7 +143,7 @@ def section_roles(brain, stack, run_config: dict | None = None) -> dict[int, str
                 tests.update(int(s) for s in value.get("test_sections", []))
     if annotated is None:
         annotated = annotated_sections(brain, stack)
-        tests = {int(s) for s in section_split(annotated)[1]}
+        tests = {int(s) for s in split_sections(annotated)[1]}
     annotated_set = set(annotated)
     roles = {}
     for s in stack.sections:

@@ -18,7 +18,6 @@ from cortexgraph.features.sampling import (
     prune_skeleton,
     sampling_ratios,
     skeleton_centres,
-    split_sections,
 )
 
 SPACING_UM = 20.0  # 50 px per mm
@@ -129,22 +128,6 @@ def test_centres_from_annotation_labels_and_offsets():
         assert np.all(labels[px[:, 1], px[:, 0]] == area)
     with pytest.raises(CortexgraphError):
         centres_from_annotation(labels.astype(np.float32), SPACING_UM)
-
-
-def test_split_every_fifth_section():
-    rng = np.random.default_rng(0)
-    sections = rng.permutation(np.arange(1, 2001, 15))[:100]
-    train, test = split_sections(np.concatenate([sections, sections[:7]]), every=5)
-    ordered = np.sort(sections)
-    assert len(test) == 20 and len(train) == 80  # exact 80/20 for 100 sections
-    np.testing.assert_array_equal(test, ordered[4::5])  # the 5th, 10th, ... section
-    assert set(train) | set(test) == set(sections) and not set(train) & set(test)
-    _, first = split_sections(sections, every=5, offset=0)
-    np.testing.assert_array_equal(first, ordered[0::5])
-    _, few = split_sections([3, 1, 2, 4], every=5)
-    assert few.size == 0  # fewer than five sections: no test section with the default offset
-    with pytest.raises(ValueError):
-        split_sections(sections, every=5, offset=5)
 
 
 def test_balanced_resample_exact_counts():

@@ -7,9 +7,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from cortexgraph.data.colors import UNLABELLED_RGB
 from cortexgraph.data.manifest import Area, AreaTable
 from cortexgraph.errors import DataFormatError
-from cortexgraph.render.colors import UNLABELLED_RGB
 from cortexgraph.render.export import (
     area_label_table,
     read_gifti_labels,

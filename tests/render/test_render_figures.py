@@ -1,5 +1,5 @@
 """What makes a picture readable on its own: distinguishable area colours, area names placed inside
-the areas, orientation markers and scale bars (cortexgraph.render.colors / figures / surface)."""
+the areas, orientation markers and scale bars (cortexgraph.data.colors / figures / surface)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import trimesh
 from matplotlib.image import imread
 from skimage.color import deltaE_ciede2000, rgb2lab
 
+from cortexgraph.data.colors import MIN_DELTA_E, area_id_colours, display_colours
 from cortexgraph.data.manifest import Area, AreaTable, Cohort
-from cortexgraph.render.colors import MIN_DELTA_E, area_id_colours, display_colours
 from cortexgraph.render.figures import Panel, _scale_bar_mm, label_positions, picture_grid
 from cortexgraph.render.surface import (
     SurfaceRenderer,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from cortexgraph.data.colors import area_id_colours
 from cortexgraph.data.manifest import Area, AreaTable
-from cortexgraph.render.colors import area_id_colours
 from cortexgraph.render.sections import label_borders, overlay_labels, section_overlay_figure
 
 AREAS = AreaTable([Area(1, "hOc1", "#ff0000"), Area(3, "hOc2", "#0000ff")])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cortexgraph.data.colors import colour_classes
 from cortexgraph.data.manifest import Area, AreaTable
-from cortexgraph.render.colors import colour_classes
 from cortexgraph.render.surface import (
     BACKGROUND_RGB,
     SurfaceRenderer,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import trimesh
 
+from cortexgraph.data.colors import CORRECT_RGB, WRONG_RGB, colour_classes
 from cortexgraph.data.manifest import AreaTable
 from cortexgraph.derivatives import Derivatives, StageId
 from cortexgraph.derivatives.external import record_external
 from cortexgraph.meshes.io import write_gifti_surface
-from cortexgraph.render.colors import CORRECT_RGB, WRONG_RGB, colour_classes
 from tests.web.conftest import WRITE, copy_cohort, make_client, sphere_graph
 
 

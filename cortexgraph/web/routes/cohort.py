@@ -38,8 +38,8 @@ def cohort_info(request: Request) -> dict:
 
 def _gnn_roles(brain) -> dict[int, str]:
     """train / test of the annotated sections under the GNN's split (every fifth annotated section
-    is a test section; :func:`cortexgraph.features.dataset.section_split`)."""
-    from cortexgraph.features.dataset import section_split
+    is a test section; :func:`cortexgraph.data.roles.split_sections`)."""
+    from cortexgraph.data.roles import split_sections
 
     usable = [
         r.section
@@ -48,7 +48,7 @@ def _gnn_roles(brain) -> dict[int, str]:
     ]
     if not usable:
         return {}
-    train, test = section_split(sorted(usable))
+    train, test = split_sections(sorted(usable))
     roles = dict.fromkeys((int(s) for s in train), "train")
     roles.update(dict.fromkeys((int(s) for s in test), "test"))
     return roles

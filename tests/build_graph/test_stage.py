@@ -12,18 +12,14 @@ import h5py
 import numpy as np
 import pytest
 
-from cortexgraph.build_graph import (
-    BuildGraphParameters,
-    build_graph,
-    build_graph_outputs,
-    interhemispheric_x_mm,
-    small_gray_components,
-)
+from cortexgraph.build_graph import BuildGraphParameters, build_graph, build_graph_outputs
+from cortexgraph.build_graph.accuracy import build_graph_accuracy
+from cortexgraph.build_graph.volume import small_gray_components
 from cortexgraph.data.manifest import find_brain, format_tsv, read_tsv
 from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.meshes.graph import load_graph
-from cortexgraph.synth.accuracy import build_graph_accuracy
+from cortexgraph.reconstruct.hemispheres import interhemispheric_x_mm
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,134 @@
+"""Parameters of build-graph: one frozen dataclass, validated on creation, recorded in the stage record."""
+
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cortexgraph.errors import ParameterError
+
+log = logging.getLogger(__name__)
+
+
+HEMISPHERES = ("lh", "rh")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildGraphParameters:
+    """Every parameter of build-graph (recorded in the provenance of each output).
+
+    voxel_size_mm : isotropic voxel size of the reconstruction; ``None`` = the distance between digitized
+        sections (300 µm for sections digitized like the seeds': 20 µm x every 15th).
+    target_edge_mm : remeshing edge length; ``None`` = the voxel size (the seeds: 300 µm).
+    exclusion : ``auto`` (the brain's exclusion mask if it has one, else automatic), ``mask``
+        (require the mask), ``automatic`` (ignore any mask), ``none``.
+    max_cortex_thickness_mm, exclusion_grow_mm : the automatic criterion
+        (:func:`cortexgraph.reconstruct.clean.automatic_noncortical_mask`).
+    max_gap_planes : runs of up to this many empty planes (missing sections) are filled from the
+        nearest plane with tissue.
+    min_defect_mm3 : smallest defect (connected difference to the y-median) that is filled.
+    min_tissue_fraction : tissue components below this fraction of the largest are dropped.
+    min_cortex_fraction : after exclusion, gray components below this fraction of the largest gray
+        component (slivers at the rim of excluded structures) become background.
+    laplace_tol, laplace_max_iter : solver stop criterion (relative residual) and iteration cap.
+    isosurface_method : ``flying_edges`` (VTK) or ``lewiner`` (scikit-image).
+    min_component_fraction : mesh components below this fraction of the largest (faces) are dropped
+        (0.1: a hemisphere's cortex is one sheet; smaller pieces were remnants of non-cortical gray
+        matter on the demo phantom, 1.4 % and 7.5 % of a B05 hemisphere; lower it for a slab whose
+        cortex falls apart into pieces).
+    poisson_depth : octree depth of Poisson reconstruction; ``None`` skips it.
+    remesh_iterations : iterations of isotropic explicit remeshing.
+    refine, max_move_mm, min_tissue_share, tissue_patch_mm : node -> section point mapping.
+    hemispheres : ``auto`` (brain.toml's ``hemispheres`` when declared, else found:
+        :func:`~cortexgraph.reconstruct.hemispheres.find_hemispheres`), ``both``, ``lh`` or ``rh`` (a brain of one hemisphere).
+    min_hemisphere_fraction, max_fissure_tissue_ratio : when found, two hemispheres need at least this
+        share of the cortex on each side of the fissure plane, and the plane (or one within two
+        voxels) may cut at most this share of the median tissue of a sagittal plane (the fissure is
+        nearly empty; a plane through one hemisphere cuts white and gray matter).
+    max_hole_edges : holes of the remeshed midsurfaces bounded by at most this many edges are
+        closed (the cut ends of a slab are longer loops); 0 keeps them.
+    max_spike_ratio : vertices sticking out of their neighbours by more than this many median edge
+        lengths are moved to their neighbours' centroid (:func:`~cortexgraph.meshes.repair.
+        smooth_spikes`); 0 keeps them.
+    """
+
+    voxel_size_mm: float | None = None
+    target_edge_mm: float | None = None
+    exclusion: str = "auto"
+    max_cortex_thickness_mm: float = 5.0
+    exclusion_grow_mm: float = 2.0
+    max_gap_planes: int = 3
+    min_defect_mm3: float = 1.0
+    min_tissue_fraction: float = 0.01
+    min_cortex_fraction: float = 0.01
+    laplace_tol: float = 1e-5
+    laplace_max_iter: int = 200
+    isosurface_method: str = "flying_edges"
+    min_component_fraction: float = 0.1
+    poisson_depth: int | None = None
+    remesh_iterations: int = 10
+    refine: bool = True
+    max_move_mm: float = 2.0
+    min_tissue_share: float = 0.5
+    tissue_patch_mm: float = 4.0
+    hemispheres: str = "auto"
+    min_hemisphere_fraction: float = 0.2
+    max_fissure_tissue_ratio: float = 0.35
+    max_hole_edges: int = 30
+    max_spike_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ParameterError:
+            return ParameterError(
+                f"build-graph parameter {name} = {getattr(self, name)!r}: must be {rule}",
+                fix=f"give {name} {rule}",
+            )
+
+        if self.exclusion not in ("auto", "mask", "automatic", "none"):
+            raise bad("exclusion", "one of auto, mask, automatic, none")
+        if self.isosurface_method not in ("flying_edges", "lewiner"):
+            raise bad("isosurface_method", "flying_edges or lewiner")
+        if self.hemispheres not in ("auto", "both", "lh", "rh"):
+            raise bad("hemispheres", "one of auto, both, lh, rh")
+        positive = (
+            "voxel_size_mm", "target_edge_mm", "max_cortex_thickness_mm", "laplace_tol",
+            "max_move_mm", "tissue_patch_mm",
+        )  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if value is None and name in ("voxel_size_mm", "target_edge_mm"):
+                continue
+            if not _finite_number(value) or value <= 0:
+                raise bad(name, "a finite number > 0")
+        for name in ("exclusion_grow_mm", "min_defect_mm3", "max_spike_ratio"):
+            if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
+                raise bad(name, "a finite number >= 0")
+        for name in (
+            "min_tissue_fraction", "min_cortex_fraction", "min_component_fraction",
+            "min_tissue_share", "min_hemisphere_fraction", "max_fissure_tissue_ratio",
+        ):  # fmt: skip
+            if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
+                raise bad(name, "a number in [0, 1)")
+        for name in ("max_gap_planes", "laplace_max_iter", "remesh_iterations", "max_hole_edges"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise bad(name, "an integer >= 0")
+        if self.laplace_max_iter < 1:
+            raise bad("laplace_max_iter", "an integer >= 1")
+        if self.poisson_depth is not None and (
+            isinstance(self.poisson_depth, bool)
+            or not isinstance(self.poisson_depth, int)
+            or not 4 <= self.poisson_depth <= 14
+        ):
+            raise bad("poisson_depth", "an integer in 4..14, or none")
+
+
+def _finite_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
+    )
