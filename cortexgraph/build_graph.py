@@ -1,6 +1,7 @@
 """``cortexgraph build-graph <brain>``: sections -> volume -> depth -> midsurfaces -> graphs -> node points.
 
-The stages of graph-pipeline.md sections 1-5 (thesis ch. 7), each a call into its own package:
+The stages of the graph method of Schiffer et al. 2021, MICCAI (Schiffer 2023, PhD thesis, Sect. 7.1.1,
+Figs. 7.1-7.4), each a call into its own package:
 
 1. :func:`reconstruct_volume` (reconstruct/): stack the tissue masks with the rigid transforms composed to
    the central base section, fill defects (median along y), drop detached tissue, remove non-cortical gray
@@ -93,8 +94,8 @@ class BuildGraphParameters:
     """Every parameter of build-graph (recorded in the provenance of each output).
 
     voxel_size_mm : isotropic voxel size of the reconstruction; ``None`` = the distance between digitized
-        sections (300 µm for sections digitized like the seeds': 20 µm x every 15th).
-    target_edge_mm : remeshing edge length; ``None`` = the voxel size (the seeds: 300 µm).
+        sections (300 µm for sections digitized like the published data sets: 20 µm x every 15th).
+    target_edge_mm : remeshing edge length; ``None`` = the voxel size (published: 300 µm, thesis Sect. 7.1.1).
     exclusion : ``auto`` (the brain's exclusion mask if it has one, else automatic), ``mask``
         (require the mask), ``automatic`` (ignore any mask), ``none``.
     max_cortex_thickness_mm, exclusion_grow_mm : the automatic criterion
