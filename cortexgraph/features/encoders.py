@@ -2,8 +2,7 @@
 
 Everything here follows the contrastive-learning chapter of Schiffer 2023 (PhD thesis, Univ.
 Düsseldorf; cited as "thesis", chapter 6, network architectures in Sect. 6.1.5) and the matching paper
-Schiffer et al. 2021, ISBI ("Contrastive representation learning for whole brain cytoarchitectonic
-mapping", Sect. 2); full references in docs/references.md.
+Schiffer et al. 2021, ISBI (Sect. 2, "Model architecture"); full references in docs/references.md.
 
 Conventions
 -----------
