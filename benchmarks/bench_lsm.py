@@ -16,9 +16,9 @@ For each architecture, in a fresh subprocess per run (so ``ru_maxrss`` is that r
   first ``--sections`` sections of the area's chain within their prediction ROIs (eq. 5.65), 64 px
   output tiles, writing the label images to a temporary folder; reported: sections/min, mean ROI
   size, peak RSS.
-* ``--full-iterations N`` adds the seeds' full configuration for ``--full-archs`` (2025 px at 2 um,
-  LR 628 / 756 px at 16 um, batch 64 in the seeds) on random input at batch 2: seconds per
-  iteration, to project the seeds' 3000 iterations on this machine.
+* ``--full-iterations N`` adds the published full configuration for ``--full-archs`` (2025 px at 2 um,
+  LR 628 / 756 px at 16 um, batch 64 in the publications) on random input at batch 2: seconds per
+  iteration, to project the published 3000 iterations on this machine.
 
 The median over ``--repeats`` runs is printed as a Markdown table.
 """

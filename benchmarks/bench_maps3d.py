@@ -22,7 +22,7 @@ part "shell": pial area of a spherical-shell sector with the equivolumetric and 
 against the closed forms.
 
     .venv/bin/python benchmarks/bench_maps3d.py --part phantom --root /tmp/demo --brains B01,B07
-    .venv/bin/python benchmarks/bench_maps3d.py --part levels --root /work/scratch/tiny \\
+    .venv/bin/python benchmarks/bench_maps3d.py --part levels --root scratch/tiny \\
         --brains B01,B03,B07 --areas hOc1,Occ1,Occ2
 """
 

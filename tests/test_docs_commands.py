@@ -9,6 +9,11 @@
 * No page cites material the project does not ship (method notes, line numbers of documents that are
   not in the repository) or paths of one machine, and no page refers to files the stages no longer
   write (``.prov.json``).
+* Nothing the project ships -- the package's code and data files, docs/, benchmarks/, the tests,
+  README.md, Makefile, pyproject.toml -- refers to the local development notes instead of the
+  publications (docs/references.md): no document ids with line numbers (``000:263``, ``L7361``),
+  no "seed"/"seeds" as the name of the publications, no method notes or design notes, no paths of
+  the notes or of one machine. A failure names file:line and the kind of reference.
 """
 
 from __future__ import annotations
@@ -138,14 +143,59 @@ def test_command_line_parses(command):
     assert result.exit_code == 0, f"`cortexgraph {command}`:\n{result.output}"
 
 
-UNSHIPPED = [
-    (r"shared/|method/|\bseeds?/", "a path of the method notes"),
-    (r"graph-pipeline\.md|spec\.md|prior-art\.md", "a method note"),
-    (r"\b00[0-4]:L?\d|\bL\d{4}\b|seed 00\d", "a line number of an unshipped document"),
-    (r"/work/|/home/|/tmp/", "a path of one machine"),
+#: References to the local development notes (documents the project does not ship), with what they
+#: are. Cite the publication instead: "Schiffer et al. 2021, NeuroImage, Sect. 2.5", "Schiffer 2023,
+#: PhD thesis, Sect. 5.1.4" (docs/references.md).
+LOCAL_REFERENCES = [
+    (r"\b00[0-4]:L?\d|\bL\d{4}\b", "a line number of an unshipped document"),
+    (r"(?i)\b(?:seeds?|thesis|paper)\s+00[0-4]\b", "the local id of a publication"),
+    (r"(?i)\bthesis lines?\b|\blines? ~?\d{3,}", "a line number of an unshipped document"),
+    (
+        r"(?i)\bthe seeds?\b(?! (?:nodes?|voxels?)\b)|\(seeds: (?!list|tuple|int)|\bseeds?'"
+        r"|\bseed brains?\b|\bthesis seed\b",
+        "'seed(s)' as the name of the publications",
+    ),
+    (
+        r"(?i)\bmethod (?:spec|notes?)\b|\bspec (?:section|§|item|\d)|\bin the spec\b|\bUNCLEAR\b",
+        "a method note",
+    ),
+    (r"graph-pipeline\.md|-spec\.md|prior-art\.md|\bspec\.md", "a method note"),
+    (r"\bDESIGN\b", "a local design note"),
+    (r"\.\./shared|(?<![\w/])shared/|\bmethod/|\bseeds?/", "a path of the method notes"),
+    (r"/work/|/home/", "a path of one machine"),
+]
+
+UNSHIPPED = LOCAL_REFERENCES + [
+    (r"/tmp/", "a path of one machine"),
     (r"\.prov\.json", "a file the stages no longer write"),
     (r"TODO", "an unfinished note"),
 ]
+
+#: text files the project ships, scanned for LOCAL_REFERENCES
+TEXT_SUFFIXES = set(".py .md .tsv .csv .json .toml .yaml .yml .txt .js .html .css".split())
+
+
+def _shipped_text_files() -> list[Path]:
+    files = [ROOT / name for name in ("README.md", "Makefile", "pyproject.toml")]
+    for top in ("cortexgraph", "docs", "benchmarks", "tests"):
+        files += sorted(
+            p
+            for p in (ROOT / top).rglob("*")
+            if p.is_file() and p.suffix in TEXT_SUFFIXES and "__pycache__" not in p.parts
+        )
+    this = Path(__file__).resolve()
+    return [p for p in files if p.exists() and p.resolve() != this]
+
+
+def local_references(text: str, name: str) -> list[str]:
+    """``name:line: what: text`` for every line of ``text`` that refers to the local notes."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for pattern, what in LOCAL_REFERENCES:
+            if re.search(pattern, line):
+                problems.append(f"{name}:{number}: {what}: {line.strip()[:160]}")
+                break
+    return problems
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -177,3 +227,64 @@ def test_links_and_pictures_exist(page):
 def test_a_stale_command_line_is_caught(command):
     with pytest.raises((AssertionError, pytest.fail.Exception)):
         test_command_line_parses(command)
+
+
+def test_shipped_files_cite_publications_not_local_notes():
+    files = _shipped_text_files()
+    names = {p.relative_to(ROOT).as_posix() for p in files}
+    assert "cortexgraph/maps3d/reference_values.tsv" in names and "docs/references.md" in names
+    assert len([n for n in names if n.startswith("cortexgraph/") and n.endswith(".py")]) > 100
+    problems = []
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        problems += local_references(text, path.relative_to(ROOT).as_posix())
+    assert not problems, (
+        "cite the publication (docs/references.md), not the local notes:\n" + "\n".join(problems)
+    )
+
+
+#: lines as they stood before the references were rewritten: each must be caught
+OLD_LINES = [
+    '"""Learning-rate schedule of LSM training (method spec 6.2; 000:263-264, 001:6064-6066).',
+    "Architecture (method spec section 5; seeds 000:292-328, 001:6094-6159):",
+    "    max_translation_um : largest centre translation, µm (200, 001:L7379).",
+    "Method (graph-pipeline.md sections 6-7; thesis seed L8912-9141).  Every node",
+    "hOc1\tvolume\tmm3\t18042.20\t2464.39\t5\t9019.30\t17416.27\t-0.25\t001:6688",
+    "      y, DESIGN.md); the in-plane 2x2 part may rotate, scale or flip x and z.",
+    "MeshLab versions; see ``method/prior-art.md``).",
+    "    iterations : number of SGD steps (3000 in the seeds).",
+    "#: preview voxel size of the seeds, mm",
+    'PhD thesis (chapter 5), called "the seeds" below: a neuroanatomist annotates an area',
+    "        output label map (seeds: 2, 16, 16 um).",
+    "#: volume shrinkage factor of BigBrain (B20), Amunts et al. 2005 (seed 000:540-544)",
+    "Choices where the seed is silent or ambiguous [UNCLEAR in the spec]:",
+    '"""Volume shrinkage factors of the seed brains (fresh / processed volume, thesis Table 3.1)."""',
+    "see the notes in ../shared/method/ (thesis lines ~4570)",
+    "    .venv/bin/python benchmarks/bench_maps3d.py --part levels --root /work/scratch/tiny",
+]
+
+#: lines that use "seed" for random seeds, seed nodes and seed voxels, or the preset named seeds
+ALLOWED_LINES = [
+    "    seed : seed of the weight initialisation (``None``: the global torch RNG).",
+    "def encoders(root: Path, seeds: list[int], preset: str, distance: dict) -> dict:",
+    '        print(f"seed {seed}: distance pre-training {t1 - t0:.0f} s")',
+    "Three runs (seeds 0, 1, 2), load average 3-4 from other jobs during the runs.",
+    "        Number of hops (= message-passing layers). 0 gives the seed nodes alone.",
+    "voxels where this sum exceeds 5 mm are seed voxels (far inside deep nuclei);",
+    "| setting | `--preset seeds` (the published settings) | `--preset demo` |",
+    "Same inputs + same seed = same outputs; the same seed gives byte-identical files.",
+    "(Schiffer et al. 2021, NeuroImage, Sect. 2.5; Schiffer 2023, PhD thesis, Sect. 5.1.4, Table 5.1)",
+    "| gyrified sphere 256^3 | flying_edges | 0.120 | 232268 | 102 |",
+    "about 450 000 nodes per hemisphere after remeshing to 300 µm edges",
+]
+
+
+@pytest.mark.parametrize("line", OLD_LINES)
+def test_a_local_reference_is_caught(line):
+    problems = local_references(f"first line\n{line}\n", "some/file.py")
+    assert len(problems) == 1 and problems[0].startswith("some/file.py:2: "), problems
+
+
+@pytest.mark.parametrize("line", ALLOWED_LINES)
+def test_seeds_and_citations_of_publications_pass(line):
+    assert local_references(line, "some/file.py") == []

@@ -23,8 +23,8 @@ class BuildGraphParameters:
     """Every parameter of build-graph (recorded in the provenance of each output).
 
     voxel_size_mm : isotropic voxel size of the reconstruction; ``None`` = the distance between digitized
-        sections (300 µm for sections digitized like the seeds': 20 µm x every 15th).
-    target_edge_mm : remeshing edge length; ``None`` = the voxel size (the seeds: 300 µm).
+        sections (300 µm for sections digitized like the published data sets: 20 µm x every 15th).
+    target_edge_mm : remeshing edge length; ``None`` = the voxel size (published: 300 µm, thesis Sect. 7.1.1).
     exclusion : ``auto`` (the brain's exclusion mask if it has one, else automatic), ``mask``
         (require the mask), ``automatic`` (ignore any mask), ``none``.
     max_cortex_thickness_mm, exclusion_grow_mm : the automatic criterion

@@ -1,7 +1,7 @@
 """``cortexgraph build-graph <brain>``: sections -> volume -> depth -> midsurfaces -> graphs -> node points.
 
-The steps of the graph pipeline (Schiffer 2023, PhD thesis, Heinrich Heine University Düsseldorf,
-ch. 7), each in a module of its own:
+The steps of the graph method of Schiffer et al. 2021, MICCAI (Schiffer 2023, PhD thesis, Sect. 7.1.1,
+Figs. 7.1-7.4), each in a module of its own:
 
 1. :func:`~.volume.reconstruct_volume`: stack the tissue masks with the rigid transforms composed to
    the central base section, fill defects (median along y), drop detached tissue, remove non-cortical

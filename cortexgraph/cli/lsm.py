@@ -59,11 +59,11 @@ PresetOption = typer.Option(
     "auto", help="Model sizes: auto (from the image spacing), full, small, phantom, tiny."
 )
 IterationsOption = typer.Option(
-    None, help="Training iterations (preset default; the seeds: 3000). Milestones scale with it."
+    None, help="Training iterations (preset default; published: 3000). Milestones scale with it."
 )
 SeedOption = typer.Option(0, help="Random seed (each model derives its own from it).")
 StepOption = typer.Option(
-    2, help="Every STEP-th annotated section of the area is a training section (2 = the seeds')."
+    2, help="Every STEP-th annotated section of the area is a training section (2 = the published protocol)."
 )
 ExtentOption = typer.Option(
     None, help="first,last section to predict (default: to the neighbouring annotated sections)."
@@ -71,8 +71,8 @@ ExtentOption = typer.Option(
 MaxIntervalOption = typer.Option(
     2.4,
     "--max-interval-mm",
-    help="Longest interval between the two training sections of a local model (mm; the seeds' "
-    "models span about 2.4 mm). Longer intervals are refused, naming the sections to annotate "
+    help="Longest interval between the two training sections of a local model (mm; the published "
+    "models span about 2.4 mm, Schiffer et al. 2021, NeuroImage, Sect. 2.3). Longer intervals are refused, naming the sections to annotate "
     "next.",
 )
 AllowLongOption = typer.Option(
@@ -84,7 +84,7 @@ InitHROption = typer.Option(
     None,
     "--init-hr",
     help="Start the high-resolution encoder of every model from this distance pre-training "
-    "(`cortexgraph train-encoder --method distance --branch lsm-hr --name NAME`), as in the seeds.",
+    "(`cortexgraph train-encoder --method distance --branch lsm-hr --name NAME`), as in Schiffer et al. 2021, NeuroImage.",
 )
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
 BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
@@ -436,7 +436,7 @@ def gsm(
     verbose: bool = VerboseOption,
 ) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
-    the chain's sections within the same ROIs (the baseline of the seeds' Table 5.1).
+    the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer 2023, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
@@ -656,7 +656,7 @@ def evaluate(
     wait: float = WaitOption,
     verbose: bool = VerboseOption,
 ) -> None:
-    """F1 of each area of each run on its left-out annotated sections (the seeds' protocol) and, for
+    """F1 of each area of each run on its left-out annotated sections (the published protocol) and, for
     a phantom, against the full ground truth; prints the HR/LR/MS x LSM/GSM table (Table 5.1).
 
     Writes <brain>/lsm/<run>/evaluation/{metrics.tsv, summary.json, table.tsv, table.md} per run.

@@ -178,8 +178,8 @@ def register(app: typer.Typer) -> None:
             "auto",
             "--reference",
             help="Population the z-scores compare with: auto (a phantom cohort: its own "
-            "population; otherwise human), human (the seeds' hOc1/hOc2/hOc5 values of 5 male "
-            "brains), phantom (the cohort's other phantom brains), none (no z-scores), or a TSV "
+            "population; otherwise human), human (the published hOc1/hOc2/hOc5 values of 5 male "
+            "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other phantom brains), none (no z-scores), or a TSV "
             "(area, quantity, mean, sd[, hemisphere]).",
         ),
         shrinkage: float = typer.Option(

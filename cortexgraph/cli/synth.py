@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
     def synth(
         out: Path = typer.Argument(..., help="Folder of the new cohort."),
         preset: str = typer.Option(
-            "demo", help="tiny (seconds), demo (minutes), full (seeds' scale)."
+            "demo", help="tiny (seconds), demo (minutes), full (the publications' scale)."
         ),
         brains: str = typer.Option(None, help="Comma-separated brain ids (default: the preset's)."),
         seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),

@@ -1,6 +1,6 @@
 """The identity of a file: what a stage record remembers of each input and output.
 
-The rule (cheap at the seeds' sizes, where one brain holds terabytes of section images):
+The rule (cheap at the sizes of the published data sets, where one brain holds terabytes of section images):
 
 * **Files up to** :data:`SMALL_FILE_BYTES` **(64 MiB)**: ``sha256:<hex>``, the SHA-256 of the content.
   Manifests, tables, tissue masks, annotations, transforms, meshes, graphs and models are in this class,

@@ -1,25 +1,25 @@
 """Data augmentation of cortex patches for contrastive pre-training and linear evaluation.
 
-The pipeline of the thesis seed (``seeds/001_0824b8208a27758a.txt``, cited ``001:Lnnnn``;
-``method/data-contrastive-gnn-spec.md`` section 12.3), applied per patch in the order of the text:
+The pipeline of Schiffer 2023 (PhD thesis, Univ. Düsseldorf; "the thesis"), Sect. 6.1.3 "Data
+augmentation" and Fig. 6.2, applied per patch in the order of the text:
 
 1. translation of the patch centre before reading: random direction, distance
-   ``d ~ U[0, 200 µm]`` (001:L7367-7379);
-2. rotation ``theta ~ U[-pi, +pi]`` (001:L7381);
-3. mirroring with probability 50% (001:L7381-7383);
+   ``d ~ U[0, 200 µm]`` (thesis Sect. 6.1.3);
+2. rotation ``theta ~ U[-pi, +pi]`` (thesis Sect. 6.1.3);
+3. mirroring with probability 50% (thesis Sect. 6.1.3);
 4. intensity ``x' = alpha * x**gamma + beta`` with ``alpha ~ U[0.9, 1.1]``, ``beta ~ U[-0.1, 0.1]``
    and the "unbiased" gamma ``gamma = log(0.5 + Z/sqrt 2) / log(0.5 - Z/sqrt 2)``,
-   ``Z ~ U[-0.05, 0.05]`` (001:L7395-7447, after Pohlen et al. 2017);
+   ``Z ~ U[-0.05, 0.05]`` (thesis Sect. 6.1.3, after Pohlen et al. 2017);
 5. Gaussian blur (``sigma ~ U[0.125, 1.0]`` px) with probability 25%, or sharpening
-   (``sigma ~ U[0.125, 2.0]`` px, ``delta ~ U[0.5, 1.5]``) with probability 25% (001:L7449-7459).
+   (``sigma ~ U[0.125, 2.0]`` px, ``delta ~ U[0.5, 1.5]``) with probability 25% (thesis Sect. 6.1.3).
 
-Choices where the seed is silent or ambiguous [UNCLEAR in the spec]:
+Choices where the thesis is silent or ambiguous (ours):
 
 * the translation direction is uniform in ``[-pi, pi)``; the distance (not the area) is uniform;
 * blur and sharpen are mutually exclusive (one draw: 25% blur, 25% sharpen, 50% neither);
 * sigma is in pixels of the patch grid;
-* sharpening is unsharp masking ``x + delta * (x - G_sigma(x))``.  The seed prints
-  ``x + delta * (G_sigma(x) - x)`` (001:L7453), which for ``delta`` in [0.5, 1.5] *blurs* (and
+* sharpening is unsharp masking ``x + delta * (x - G_sigma(x))``.  The thesis prints
+  ``x + delta * (G_sigma(x) - x)`` (Sect. 6.1.3), which for ``delta`` in [0.5, 1.5] *blurs* (and
   over-blurs); we take the word "sharpened" over the printed sign;
 * the output is clipped to [0, 1] (``clip=True``);
 * geometry acts on the read window (centre, angle, mirror) so that a patch is read once from
@@ -59,20 +59,20 @@ FILTERS = ("none", "blur", "sharpen")
 
 @dataclass(frozen=True)
 class AugmentationConfig:
-    """Ranges of the augmentation parameters; the defaults are the seed's (001:L7361-7476).
+    """Ranges of the augmentation parameters; the defaults are the thesis's (Sect. 6.1.3).
 
     Attributes
     ----------
-    max_translation_um : largest centre translation, µm (200, 001:L7379).
-    rotation_range_rad : rotation interval (``[-pi, pi]``, 001:L7381).
-    p_mirror : probability of mirroring (0.5, 001:L7383).
-    alpha_range : contrast factor interval ([0.9, 1.1], 001:L7403).
-    beta_range : brightness offset interval ([-0.1, 0.1], 001:L7403).
-    z_range : interval of Z in the unbiased gamma formula ([-0.05, 0.05], 001:L7413).
-    p_blur, p_sharpen : probabilities of Gaussian blur and of sharpening (0.25 each, 001:L7455).
-    blur_sigma_px : blur sigma interval in px ([0.125, 1.0], 001:L7451).
-    sharpen_sigma_px : sharpen sigma interval in px ([0.125, 2.0], 001:L7453).
-    sharpen_delta : sharpen strength interval ([0.5, 1.5], 001:L7453).
+    max_translation_um : largest centre translation, µm (200).
+    rotation_range_rad : rotation interval (``[-pi, pi]``).
+    p_mirror : probability of mirroring (0.5).
+    alpha_range : contrast factor interval ([0.9, 1.1]).
+    beta_range : brightness offset interval ([-0.1, 0.1]).
+    z_range : interval of Z in the unbiased gamma formula ([-0.05, 0.05]).
+    p_blur, p_sharpen : probabilities of Gaussian blur and of sharpening (0.25 each).
+    blur_sigma_px : blur sigma interval in px ([0.125, 1.0]).
+    sharpen_sigma_px : sharpen sigma interval in px ([0.125, 2.0]).
+    sharpen_delta : sharpen strength interval ([0.5, 1.5]).
     """
 
     max_translation_um: float = 200.0
@@ -102,7 +102,7 @@ class AugmentationConfig:
 
 
 def gamma_from_z(z: float | np.ndarray) -> float | np.ndarray:
-    """The unbiased gamma ``log(0.5 + 2**-0.5 z) / log(0.5 - 2**-0.5 z)`` (001:L7403-7413).
+    """The unbiased gamma ``log(0.5 + 2**-0.5 z) / log(0.5 - 2**-0.5 z)`` (thesis Sect. 6.1.3).
 
     ``gamma(-z) = 1 / gamma(z)``, so ``log gamma`` is odd in ``z`` and ``E[log gamma] = 0`` for a
     symmetric ``Z``; ``z = +-0.05`` gives ``gamma`` = 0.815 / 1.227.
@@ -179,7 +179,7 @@ def sample_augmentation_params(
     Parameters
     ----------
     rng : numpy random generator (the only source of randomness; same seed -> same draws).
-    config : parameter ranges; default :class:`AugmentationConfig` (the seed's values).
+    config : parameter ranges; default :class:`AugmentationConfig` (the thesis's values).
 
     Returns
     -------
@@ -429,7 +429,7 @@ def apply_augmentation(
     fill: float = 0.0,
     clip: bool = True,
 ) -> np.ndarray:
-    """The whole augmentation of one patch, in the seed's order.
+    """The whole augmentation of one patch, in the thesis's order.
 
     Parameters
     ----------

@@ -1,6 +1,7 @@
 """The patch data set of the encoder: centres, labels and splits of a cohort, read lazily.
 
-Method (data-contrastive-gnn-spec.md section 12.2-12.3; thesis seed 001:L7247-7476):
+Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, Sects. 6.1.2 "Dataset preparation" and 6.1.3
+"Data augmentation"):
 
 * patch centres lie every ``step_mm`` (1 mm) along the morphological skeleton of each annotated
   region (:func:`cortexgraph.features.sampling.centres_from_annotation`, on the label image at its
@@ -10,7 +11,7 @@ Method (data-contrastive-gnn-spec.md section 12.2-12.3; thesis seed 001:L7247-74
   (the 5th, 10th, ...) a *test* section and the rest *train* sections
   (:func:`~cortexgraph.features.sampling.split_sections`, per brain);
 * training patches are resampled with replacement to ``samples_per_area`` per area, redrawn every
-  epoch from that epoch's seed (the seed does not say whether the draw is fixed [UNCLEAR]); test and
+  epoch from that epoch's seed (the thesis does not say whether the draw is fixed; our choice); test and
   transfer patches are not resampled;
 * a training patch is augmented when it is read (:mod:`cortexgraph.features.augment`: translation,
   rotation, mirroring by the read window; intensity and blur / sharpen on the pixels), evaluation
@@ -20,7 +21,7 @@ Reading is lazy: :class:`PatchReader` reads, per section, one block of the image
 patch spacing needs (only the HDF5 chunks under the section's patch centres) and keeps for every
 patch centre a small window that holds all its augmented versions (any rotation, the largest
 translation), as long as the windows of the whole set fit in ``cache_mb``; otherwise every batch is
-read again from the files (the seeds' regime, 1 TB per epoch).  Pixels are scaled to [0, 1] by
+read again from the files (the thesis's regime, about 1 TB per epoch, thesis Table 6.1).  Pixels are scaled to [0, 1] by
 ``value / 255``.
 
 Reading overlaps training: :func:`iterate_batches` reads the batches of an epoch (planned in the
@@ -232,7 +233,7 @@ class PatchReader:
     table : the patch table.
     preset : patch size and spacing, largest translation.
     cache_mb : keep per-centre windows in memory when all of them fit in this budget.
-    augmentation : augmentation ranges (default: the seeds').
+    augmentation : augmentation ranges (default: the thesis's, Sect. 6.1.3).
     """
 
     def __init__(

@@ -1,26 +1,26 @@
 """Patch encoders for the CY node features: the base (modified U-Net encoder) and ResNets.
 
-Everything here follows the contrastive-learning chapter of the thesis seed
-(``seeds/001_0824b8208a27758a.txt``, cited as ``001:Lnnnn``) and the matching paper
-(``seeds/003_2ef1f59a4343c743.txt``, ``003:Lnnnn``); the method summary is
-``method/data-contrastive-gnn-spec.md`` section 12.5.
+Everything here follows the contrastive-learning chapter of Schiffer 2023 (PhD thesis, Univ.
+Düsseldorf; cited as "thesis", chapter 6, network architectures in Sect. 6.1.5) and the matching paper
+Schiffer et al. 2021, ISBI (Sect. 2, "Model architecture"); full references in docs/references.md.
 
 Conventions
 -----------
 * Input: float tensors ``(batch, in_channels, rows, cols)``, intensities in [0, 1], grayscale
-  (``in_channels=1``) at the patch spacing (2 µm/px in the seeds, coarser in small presets).
+  (``in_channels=1``) at the patch spacing (2 µm/px in the publications, coarser in small presets).
 * Output of an encoder: ``h`` of shape ``(batch, feature_dim)`` after global average pooling (GAP,
-  001:L2720-2736).  ``feature_dim`` is 128 (base), 512 (ResNet18/34), 2048 (ResNet50/101)
-  (Table 6.2, 001:L7663-7676).
-* Every convolution is followed by batch normalisation and ReLU (base, 003:L85-96), or preceded by
-  them (pre-activation ResNets, 001:L3513-3519).  Convolutions followed by batch norm have no bias.
-* "No padding" (001:L6099-6100) makes the base encoder need large patches: its minimum input is
-  1129 px (this is also the small-patch size of the base baseline, 001:L7737-7745).  Small presets
-  can use ``padding="same"`` (minimum 125 px) -- a documented deviation, not the seeds' network.
+  thesis Sect. 2.2.2).  ``feature_dim`` is 128 (base), 512 (ResNet18/34), 2048 (ResNet50/101)
+  (thesis Table 6.2).
+* Every convolution is followed by batch normalisation and ReLU (base; Schiffer et al. 2021, ISBI,
+  Sect. 2, "Model architecture"), or preceded by them (pre-activation ResNets, thesis Sect. 2.2.3).
+  Convolutions followed by batch norm have no bias.
+* "No padding" (thesis Sect. 5.1.5) makes the base encoder need large patches: its minimum input is
+  1129 px (this is also the small-patch size of the base baseline, thesis Sect. 6.2.1).  Small presets
+  can use ``padding="same"`` (minimum 125 px) -- a documented deviation, not the published network.
   The ResNets pad their 3x3 convolutions as in He et al. and only the stem is unpadded, so they
   accept patches from 9 px up.  Each encoder exposes ``min_input_px`` and ``output_size(n)``.
 
-Nominal parameter counts (Table 6.2, 001:L7663-7676) and what these modules give for one input
+Nominal parameter counts (thesis Table 6.2) and what these modules give for one input
 channel (``count_parameters``): base 0.66M -> 663,376; ResNet18 11.16M -> 11,167,040;
 ResNet50 23.50M -> 23,492,672; ResNet101 42.49M -> 42,484,800 (all within 0.1%).
 """
@@ -49,11 +49,12 @@ __all__ = [
     "ENCODER_NAMES",
 ]
 
-#: Filters of the six blocks of the base encoder (003:L85-88; 000:L295-296).
+#: Filters of the six blocks of the base encoder (Schiffer et al. 2021, ISBI, Sect. 2; Schiffer et
+#: al. 2021, NeuroImage, Sect. 2.4).
 BASE_WIDTHS: tuple[int, ...] = (16, 32, 64, 64, 128, 128)
 
-#: Residual blocks per stage and block type for each ResNet depth (He et al. 2016a; Fig. 2.13,
-#: 001:L3455-3465): basic two-conv blocks for 18/34, three-conv bottleneck blocks for 50/101.
+#: Residual blocks per stage and block type for each ResNet depth (He et al. 2016a; thesis
+#: Fig. 2.13, Sect. 2.2.3): basic two-conv blocks for 18/34, three-conv bottleneck blocks for 50/101.
 RESNET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
@@ -64,7 +65,7 @@ RESNET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
 ENCODER_NAMES: tuple[str, ...] = ("base", "resnet18", "resnet34", "resnet50", "resnet101")
 
 # Stem shared by the base encoder and the ResNets: 5x5 convolution, stride 4, no padding
-# (001:L6096-6100, replacing the ResNet stem per 001:L7616-7626).
+# (thesis Sect. 5.1.5, replacing the ResNet stem per thesis Sect. 6.1.5).
 STEM_KERNEL = 5
 STEM_STRIDE = 4
 
@@ -168,14 +169,14 @@ class BaseEncoder(_Encoder):
 
     Six blocks of two convolutions each, filters 16-32-64-64-128-128, every convolution followed by
     batch norm and ReLU, 2x2 max pooling (stride 2) after all but the last block; the first
-    convolution is 5x5 with stride 4, all others 3x3 with stride 1 (003:L83-96, 000:L295-299);
-    no padding (001:L6099-6100); GAP of the last block gives ``h`` with 128 values (Table 6.2).
+    convolution is 5x5 with stride 4, all others 3x3 with stride 1 (Schiffer et al. 2021, ISBI,
+    Sect. 2; Schiffer et al. 2021, NeuroImage, Sect. 2.4); no padding (thesis Sect. 5.1.5); GAP of the last block gives ``h`` with 128 values (Table 6.2).
 
     Parameters
     ----------
     in_channels : image channels (1 for the grayscale cell-body stain).
-    widths : filters per block; the default is the seeds' network.
-    padding : ``"valid"`` (the seeds: no padding, minimum input 1129 px) or ``"same"``
+    widths : filters per block; the default is the published network.
+    padding : ``"valid"`` (as published: no padding, minimum input 1129 px) or ``"same"``
         (zero-padding, minimum input 125 px; a deviation for small presets).
     seed : seed of the weight initialisation (``None``: the global torch RNG).
 
@@ -293,9 +294,9 @@ class _PreActBasic(nn.Module):
 class _PreActBottleneck(nn.Module):
     """Pre-activation bottleneck: 1x1 (reduce) - 3x3 - 1x1 (expand x4), each after BN-ReLU.
 
-    The stride of a downsampling block sits on its *first* convolution, as the seed describes
-    ("the first convolutional layer of the second block uses a stride of two", 001:L3458-3461,
-    L3505-3509), i.e. the original ResNet-v1 placement.
+    The stride of a downsampling block sits on its *first* convolution, as the thesis describes
+    ("the first convolutional layer of the second block uses a stride of two", thesis Sect. 2.2.3,
+    Fig. 2.13), i.e. the original ResNet-v1 placement.
     """
 
     expansion = 4
@@ -326,16 +327,16 @@ class ResNetEncoder(_Encoder):
 
     Stem: 5x5 convolution with stride 4 and no padding to 64 filters, BN, ReLU, 2x2 max pooling --
     the base's downsampling replaces the ResNet stem "because the patches are large"
-    (001:L7616-7626).  Then four stages of residual blocks with 64, 128, 256, 512 planes
+    (thesis Sect. 6.1.5).  Then four stages of residual blocks with 64, 128, 256, 512 planes
     (x4 for bottlenecks); the first block of stages 2-4 halves the resolution; the blocks are
-    pre-activated (001:L3513-3519), so a final BN-ReLU precedes GAP (001:L3505-3511).
+    pre-activated (thesis Sect. 2.2.3), so a final BN-ReLU precedes GAP (thesis Sect. 2.2.3).
 
     The stem width 64 reproduces Table 6.2 (11.16M / 23.50M parameters; an extra 3x3 stem
     convolution would add 37k and miss it).  The stem's max pooling is our reading of "the
     downsampling block of the base architecture" (a 5x5/4 convolution and a pooling layer,
-    001:L6094-6097, L7616-7626): stem stride 8, final stride 64 (2048 px -> a 32 x 32 map).  It
-    also fits the memory the seed reports, 2560 GB of GPU memory for batches of 2048 patches of
-    2048 px, about 1.25 GB per patch (001:L10061-10062): the tensors ResNet50 saves for backward
+    thesis Sects. 5.1.5 and 6.1.5): stem stride 8, final stride 64 (2048 px -> a 32 x 32 map).  It
+    also fits the memory the thesis reports, 2560 GB of GPU memory for batches of 2048 patches of
+    2048 px, about 1.25 GB per patch (thesis, discussion, Sect. 8.4): the tensors ResNet50 saves for backward
     total 2.9 GiB fp32 (~1.4 GiB fp16) per 2048 px patch with the pooling and 6.7 GiB fp32
     without it (measured at 512 px and scaled by 16).
 
@@ -344,7 +345,7 @@ class ResNetEncoder(_Encoder):
     depth : 18, 34, 50 or 101.
     in_channels : image channels.
     checkpoint_stages : recompute each stage in the backward pass (gradient checkpointing, used for
-        ResNet101 in the seed, 001:L7646-7650); saves memory, costs one extra forward.
+        ResNet101 in the thesis, Sect. 6.1.5); saves memory, costs one extra forward.
     seed : seed of the weight initialisation.
 
     Attributes
@@ -422,9 +423,9 @@ class ProjectionHead(nn.Module):
     """Projection head f_P: FC - BN - ReLU - FC, output ``out_dim`` (d_z = 256).
 
     "an MLP with two fully-connected layers and output dimensionality d_z = 256. The first
-    fully-connected layer uses ReLU activation and batch normalization" (001:L7630-7644).  The
-    hidden width is not given in the thesis [UNCLEAR]; the default is ``in_dim`` (the paper used a
-    hidden layer of 128 for the 128-d base encoder, 003:L94-96).  The output is *not*
+    fully-connected layer uses ReLU activation and batch normalization" (thesis Sect. 6.1.5).  The
+    hidden width is not given in the thesis (our choice); the default is ``in_dim`` (the paper used a
+    hidden layer of 128 for the 128-d base encoder, Schiffer et al. 2021, ISBI, Sect. 2).  The output is *not*
     L2-normalised: the loss uses cosine similarity.  The head is discarded after pre-training.
     """
 
@@ -453,10 +454,10 @@ class ProjectionHead(nn.Module):
 
 
 class PatchClassifier(nn.Module):
-    """Encoder plus a linear classifier f_C on ``h`` (001:L7213-7217).
+    """Encoder plus a linear classifier f_C on ``h`` (thesis Sect. 6.1.1).
 
     Used two ways: the cross-entropy baseline trains everything (``freeze_encoder=False``,
-    001:L7718-7724); linear evaluation after contrastive pre-training freezes the encoder
+    thesis Sect. 6.2.1); linear evaluation after contrastive pre-training freezes the encoder
     (``freeze_encoder=True``, implied by "linear evaluation protocol"): its parameters get
     ``requires_grad=False`` and it stays in eval mode (running BN statistics) even when the
     classifier is put in training mode.
@@ -512,7 +513,7 @@ def build_encoder(
     ``"resnet101"``.
 
     Extra keyword arguments go to the class (``padding`` for base, ``checkpoint_stages`` for the
-    ResNets).  The thesis default for the CY features is ``"resnet50"`` (R50-SCL, 001:L7862-7866).
+    ResNets).  The thesis default for the CY features is ``"resnet50"`` (R50-SCL, thesis Sect. 6.2.2).
     """
     key = str(name).lower().replace("-", "").replace("_", "")
     if key == "base":

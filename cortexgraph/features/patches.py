@@ -20,7 +20,7 @@ give the same pixels as ``read_patch`` (identical sampling rule) for a whole bat
 
 Reading: the centres of a section are grouped into blocks of ``block_px`` level pixels and each block's
 bounding box (plus the margin a patch needs) is read once with ``Raster.read_window``, which touches
-only the chunks under it.  On the phantom a section is one block; at the seeds' scale (2 µm/px,
+only the chunks under it.  On the phantom a section is one block; at the publications' scale (2 µm/px,
 sections of ~10^10 pixels) a block is a few chunks.
 """
 

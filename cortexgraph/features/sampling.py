@@ -1,16 +1,16 @@
 """Where patches come from: centres along annotation midlines, the section split, class balancing.
 
-Method (thesis seed ``seeds/001_0824b8208a27758a.txt``, cited ``001:Lnnnn``;
-``method/data-contrastive-gnn-spec.md`` section 12.2):
+Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, Sect. 6.1.2 "Dataset preparation"; cited as
+"the thesis"):
 
 * "The midline of an annotation is computed from its morphological skeleton. We uniformly sample
-  points with a distance of 1 mm along the midline of each annotation" (001:L7315-7319);
+  points with a distance of 1 mm along the midline of each annotation" (thesis Sect. 6.1.2, Fig. 6.1);
 * annotated sections are sorted by number and "every fifth section" is a test section, an 80/20
-  split (001:L7291-7303);
+  split (thesis Sect. 6.1.2);
 * the training set is resampled with replacement to a constant number of patches per area, chosen
-  so that the median sampling ratio ``r_A = n_s / n_A`` is about one (001:L7325-7359).
+  so that the median sampling ratio ``r_A = n_s / n_A`` is about one (thesis Sect. 6.1.2).
 
-Choices where the seed is silent [UNCLEAR in the spec, section 16 item 8]:
+Choices where the thesis is silent (ours):
 
 * each 8-connected region is skeletonised on its own (``skimage.morphology.skeletonize``) at the
   resolution of the label image given;
@@ -362,7 +362,7 @@ def skeleton_centres(
     ----------
     region_mask : (H, W) bool mask of one area's annotation in one section.
     spacing_um : pixel spacing of the mask, µm.
-    step_mm : distance between consecutive centres along the midline, mm (1 mm, 001:L7317-7319).
+    step_mm : distance between consecutive centres along the midline, mm (1 mm, thesis Sect. 6.1.2).
     spur_factor : skeleton spur pruning threshold (see :func:`prune_skeleton`); 0 disables it.
     smooth_px : Gaussian sigma (px) of the chain smoothing used to measure arc length.
     min_region_px : regions (8-connected) with fewer pixels are ignored.
@@ -467,7 +467,7 @@ def balanced_resample(
     Parameters
     ----------
     labels : (N,) class label of each available patch.
-    per_class : patches drawn per class (n_s; 1200 in the seed, 001:L7353).
+    per_class : patches drawn per class (n_s; 1200 in the thesis, Sect. 6.1.2).
     rng : numpy random generator.
     classes : classes to draw (default: every label present); a class without patches is an error.
     shuffle : shuffle the result (otherwise grouped by class in increasing order).
@@ -499,7 +499,7 @@ def balanced_resample(
 
 
 def sampling_ratios(labels, per_class: int) -> dict[int, float]:
-    """Sampling ratio ``r_A = n_s / n_A`` of every class (001:L7339-7347)."""
+    """Sampling ratio ``r_A = n_s / n_A`` of every class (thesis Sect. 6.1.2)."""
     values, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
     return {v: per_class / float(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True)}
 
@@ -507,7 +507,7 @@ def sampling_ratios(labels, per_class: int) -> dict[int, float]:
 def median_class_count(labels) -> int:
     """The ``n_s`` that makes the median sampling ratio one: the median patches per class.
 
-    The seed picks n_s "such that the median sampling ratio ... is close to one" (001:L7347-7353).
+    The thesis picks n_s "such that the median sampling ratio ... is close to one" (Sect. 6.1.2).
     """
     _, counts = np.unique(np.asarray(labels).ravel(), return_counts=True)
     if counts.size == 0:

@@ -1,17 +1,18 @@
 """Training the patch encoder: supervised contrastive pre-training, linear evaluation, CE baseline.
 
-Method (data-contrastive-gnn-spec.md section 12; thesis seed 001:L7121-7724):
+Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, chapter 6, Sects. 6.1.1-6.1.5 and 6.2.1; Schiffer
+et al. 2021, ISBI):
 
 1. **SCL pre-training**: encoder ``f_E`` plus projection head ``f_P`` (FC-BN-ReLU-FC, 256 outputs) on
    batches of class-balanced, augmented training patches; loss
    :func:`cortexgraph.training.losses.supervised_contrastive_loss` on the projections (cosine
    similarity, temperature 0.07, normalised by the number of positives ``n_c - 1``; an anchor without
    positive in the batch is left out, so the loss is never NaN); under torchrun the projections of all
-   processes are gathered before the loss (001:L7542-7592) and batch norm is synchronised.
+   processes are gathered before the loss (thesis Sect. 6.1.4) and batch norm is synchronised.
 2. **Linear evaluation**: ``f_P`` is dropped, ``f_E`` is frozen (parameters and batch-norm statistics),
    a linear classifier on ``h`` is trained with cross-entropy on the same augmented batches.
 3. **CE baseline**: the same encoder architecture from scratch plus a linear classifier, trained end to
-   end with cross-entropy for the SCL + linear epoch budget (001:L7718-7724).
+   end with cross-entropy for the SCL + linear epoch budget (thesis Sect. 6.2.1).
 
 All three use LARS (:class:`cortexgraph.training.lars.LARS`: Nesterov momentum 0.9, weight decay 1e-4 on
 non-bias, non-norm parameters, trust coefficient 0.02) at a constant learning rate (no schedule, no
@@ -326,8 +327,8 @@ def recompute_batch_norm(
     last ten batches) taken while the weights move; in the short, large-step runs of the small
     presets they describe earlier weights, and evaluation-mode features suffer.  So after training
     the statistics are reset and recomputed as plain averages over one epoch of augmented,
-    class-balanced training batches (forward passes only, weights unchanged).  Not in the seeds
-    (which do not describe it).  On the demo phantom it raised the CE test macro F1 from 0.315 to
+    class-balanced training batches (forward passes only, weights unchanged).  Not in the
+    publications (which do not describe it).  On the demo phantom it raised the CE test macro F1 from 0.315 to
     0.346 (12 + 4 epochs) and from 0.474 to 0.490 (the demo preset; docs/features.md).
 
     Returns

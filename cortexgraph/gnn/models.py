@@ -1,6 +1,7 @@
 """Node classifiers on the midsurface graph: GAT (GATv2), SAGE, MLP and a linear baseline.
 
-Method: graph-pipeline.md section 9 and data-contrastive-gnn-spec.md section 11.5.
+Method: Schiffer 2023, PhD thesis, Sect. 7.1.4 (architectures) and Sect. 2.2.2 (graph layers);
+Schiffer et al. 2021, MICCAI.
 
 Architecture (``kind`` in {"gat", "sage", "mlp"})::
 
@@ -196,15 +197,15 @@ class NodeClassifier(nn.Module):
             unless ``x`` is a ``Data``.
         hop_offsets : (list of int, list of int), optional
             From :func:`cortexgraph.gnn.sampler.sample_subgraph` (``return_hop_offsets=True``):
-            nodes ordered by hop from the seeds, edges sorted by target. Layer ``l`` of ``L`` then
+            nodes ordered by hop from the seed nodes, edges sorted by target. Layer ``l`` of ``L`` then
             computes only the nodes within ``L - 1 - l`` hops (its targets) from those within
-            ``L - l`` hops (its sources). The seeds' logits are unchanged in evaluation mode;
+            ``L - l`` hops (its sources). The seed nodes' logits are unchanged in evaluation mode;
             in training, batch-norm statistics are taken over the nodes each layer computes.
 
         Returns
         -------
         Tensor (N, num_classes)
-            With ``hop_offsets``, only the first ``hop_offsets[0][0]`` rows (the seeds) for gat/sage.
+            With ``hop_offsets``, only the first ``hop_offsets[0][0]`` rows (the seed nodes) for gat/sage.
         """
         if edge_index is None and not isinstance(x, Mapping):
             edge_index = getattr(x, "edge_index", None)

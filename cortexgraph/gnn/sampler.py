@@ -1,14 +1,14 @@
 """k-hop neighbour sampling on a CSR adjacency, vectorised in torch (runs on CPU or GPU).
 
-Method: data-contrastive-gnn-spec.md section 11.5 (mini-batch subgraph, eq. 2.44; k-hop neighbourhood,
-eq. 2.39) and graph-pipeline.md sections 8-9 (batches of 2048 output nodes; SAGE samples 3 neighbours).
+Method: Schiffer 2023, PhD thesis, Sect. 2.2.2 (mini-batch subgraph, eq. 2.44; k-hop neighbourhood,
+eq. 2.39) and Sects. 7.1.3-7.1.4 (batches of 2048 output nodes; SAGE samples 3 neighbours).
 
 Conventions: ``edge_index[0]`` is the source ``j``, ``edge_index[1]`` the target ``i``; messages flow
 ``j -> i`` (PyG's ``source_to_target``), so the neighbours of ``i`` are the sources of its incoming
 edges. Every hop is a handful of tensor operations over the whole frontier; there is no Python loop
 over nodes.
 
-* ``fanout=None`` (full mode): the exact k-hop neighbourhood ``V_B`` of the seeds and all edges of
+* ``fanout=None`` (full mode): the exact k-hop neighbourhood ``V_B`` of the seed nodes and all edges of
   the graph between nodes of ``V_B`` (the induced subgraph, as ``torch_geometric.utils.k_hop_subgraph``).
 * ``fanout=k``: at each hop, each frontier node keeps at most ``k`` of its incoming edges, drawn
   uniformly without replacement; the subgraph holds exactly the sampled edges (as PyG's
@@ -134,7 +134,7 @@ def sample_subgraph(
     seed_nodes : LongTensor (B,)
         Output nodes (duplicates are merged).
     num_hops : int
-        Number of hops (= message-passing layers). 0 gives the seeds alone.
+        Number of hops (= message-passing layers). 0 gives the seed nodes alone.
     fanout : None, int or sequence of int
         None: exact k-hop neighbourhood with its induced edges. int ``k``: at most ``k`` sampled
         neighbours per node and hop (a sequence gives one value per hop; -1 = all).
@@ -239,7 +239,7 @@ class NodeBatch:
     seed_nodes: torch.Tensor  # (B,) global ids of the output nodes
     node_ids: torch.Tensor  # (M,) global ids of all subgraph nodes (seeds first)
     edge_index: torch.Tensor  # (2, E_B) local ids
-    seed_positions: torch.Tensor  # (B,) local ids of the seeds
+    seed_positions: torch.Tensor  # (B,) local ids of the seed nodes
     hop_offsets: tuple[list[int], list[int]] | None = None  # see sample_subgraph
     global_seeds: int | None = None  # output nodes of the global batch (all processes); None: B
 

@@ -3,15 +3,16 @@
 This is the layer between the brain's files (:class:`~cortexgraph.data.stack.SectionStack`) and the
 array-level core (:mod:`~cortexgraph.lsm.sampling`, :mod:`~cortexgraph.lsm.train`):
 
-* :func:`area_class_image`: the four LSM classes of a section for one area (method spec 4.2): 0 slide
+* :func:`area_class_image`: the four LSM classes of a section for one area (Schiffer et al. 2021,
+  NeuroImage, Sect. 2.5, "Background class labels"): 0 slide
   background, 1 white matter, 2 gray matter that is not the area, 3 the area (annotation pixels on
   tissue).
 * :class:`RasterImageSource`: patches of a section image at any spacing and rotation, read from the
   pyramid level closest below the requested spacing. Only the chunks under a patch are read; levels
   that fit into ``cache_mb`` are kept in memory after their first use (a 100 um phantom section is
-  2 MB, a 2 um scan of the seeds several GB: those stay on disk).
-* :func:`orientation_angle`: the orientation normalisation of a section (method spec 6.1): the patch
-  rotation, a multiple of 90 degrees, that puts the superior direction at the top of the patch.
+  2 MB, a 2 um scan as in the publications several GB: those stay on disk).
+* :func:`orientation_angle`: the orientation normalisation of a section (Schiffer et al. 2021,
+  NeuroImage, Sect. 2.5, "Data augmentation"): the patch rotation, a multiple of 90 degrees, that puts the superior direction at the top of the patch.
   "Superior" is up in the base section's frame (the world's z axis is ``v0 - v``, docs/conventions.md),
   so a section's superior direction is the base frame's up vector mapped back through its transform.
 * :func:`load_section_data`: class image, training ROI (pixels within 5 mm of the area), orientation

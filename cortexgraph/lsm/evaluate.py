@@ -1,4 +1,5 @@
-"""Evaluation of LSM predictions (method spec 8; 000:498-507, 001:6198-6213).
+"""Evaluation of LSM predictions (Schiffer et al. 2021, NeuroImage, Sect. 2.7; Schiffer 2023, PhD thesis,
+Sect. 5.2).
 
 F1 (= Dice) of the target area only; the auxiliary classes (background, white matter, other cortex)
 are not scored. Scoring is restricted to the region around the area (the prediction ROI) when one is
@@ -96,7 +97,7 @@ def evaluate_prediction(
 
     Returns
     -------
-    dict with ``f1_annotation`` (the seeds' protocol: F1 of the area against the annotation, inside
+    dict with ``f1_annotation`` (the published protocol: F1 of the area against the annotation, inside
     the ROI), ``f1_truth_roi`` (against the full truth inside the ROI), ``f1_truth_section`` (whole
     section; pixels outside the ROI count as predicted "not the area"), ``roi_px``, ``pred_area_px``,
     ``truth_area_px`` (truth inside the ROI; NaN without truth). Missing inputs give NaN.

@@ -1,5 +1,6 @@
-"""Background jobs of the LSM workflow: start, list, status, follow and cancel (the seeds' web front end
-runs training and prediction as cluster jobs, 000:430-439; here they are detached local processes).
+"""Background jobs of the LSM workflow: start, list, status, follow and cancel (the published web
+front end runs training and prediction as cluster jobs, Schiffer et al. 2021, NeuroImage, Sect. 2.6;
+here they are detached local processes).
 
 A job runs one ``cortexgraph lsm ...`` command in a detached subprocess (its own session, so it
 survives the shell that started it). Everything about it lives in ``<brain out>/lsm/jobs/<id>/``::

@@ -1,18 +1,19 @@
 """U-Net variants of the local segmentation models (LSM): HR, LR and MS.
 
-Architecture (method spec section 5; seeds 000:292-328, 001:6094-6159):
+Architecture (Schiffer et al. 2021, NeuroImage, Sect. 2.4 and Fig. 5; Schiffer 2023, PhD thesis, Univ.
+Düsseldorf, Sect. 5.1.5 and Fig. 5.5, cited as "the thesis"):
 
 * ``E_HR`` (high resolution encoder): 6 blocks with {16, 32, 64, 64, 128, 128} filters, two
-  convolutions per block (003:83-85 describes the identical encoder), max-pooling 2/2 after every block
+  convolutions per block (Schiffer et al. 2021, ISBI, Sect. 2 describes the identical encoder), max-pooling 2/2 after every block
   but the last. The first convolution has kernel 5 and stride 4, all others kernel 3 and stride 1.
 * ``E_LR`` (low resolution encoder): same blocks and filters, all kernels 3 / stride 1; the two layers
-  of block 1 have dilation 1, all later layers dilation 2 (000:320-324, 001:6133-6135).
+  of block 1 have dilation 1, all later layers dilation 2 (NeuroImage paper Sect. 2.4, thesis Sect. 5.1.5).
 * Decoder: 4 blocks with {128, 64, 64, 32} filters, each preceded by an upsampling block (nearest
-  neighbour x2, then a zero-padded 2x2 convolution; 000:303-307) and followed by concatenation with the
+  neighbour x2, then a zero-padded 2x2 convolution; NeuroImage paper Sect. 2.4) and followed by concatenation with the
   skip connections of the same spatial resolution (from both encoders in MS).
 * Every convolution is followed by BatchNorm and ReLU; a final 1x1 convolution gives the class logits
-  (the classifier layer is not stated in the seeds: our choice).
-* No padding (001:6099-6100) except in the 2x2 up-convolutions, which the seeds call zero-padded: we pad
+  (the classifier layer is not stated in the publications: our choice).
+* No padding (thesis Sect. 5.1.5) except in the 2x2 up-convolutions, which the papers call zero-padded: we pad
   one pixel at the bottom/right ("same" padding of an even kernel; ``upconv_padding="same"``, default).
   That padding makes the last rows/columns of a tile depend on it; ``upconv_padding="valid"`` drops it
   (and one more row/column to stay centred), which makes the network exactly translation-equivariant
@@ -20,8 +21,8 @@ Architecture (method spec section 5; seeds 000:292-328, 001:6094-6159):
 
 Size arithmetic (our derivation, documented in :class:`LSMConfig`): with unpadded convolutions the HR
 encoder maps exactly 2025 px to an 8 px bottleneck (2025 = 4 * 505 + 5 ...), which the decoder turns into
-a 68 px valid output; the seeds' 64 px output is its centre crop. E_LR reaches the bottleneck
-spacing (256 um) with 4 poolings, i.e. no pooling after block 5 (the seeds leave E_LR pooling open). The
+a 68 px valid output; the published 64 px output is its centre crop. E_LR reaches the bottleneck
+spacing (256 um) with 4 poolings, i.e. no pooling after block 5 (the publications leave E_LR pooling open). The
 thesis' LR sizes 628 px (MS) and 756 px (LR U-Net) are valid inputs of this encoder; the paper's 682 px is
 not (678 px before the first pooling is fine, 339 px before the second is odd), which supports 628 as the
 correct number. Encoder outputs larger than needed (LR branch) are centre-cropped; skip connections are
@@ -59,22 +60,22 @@ class LSMConfig:
     ----------
     arch : ``"hr"``, ``"lr"`` or ``"ms"``.
     hr_spacing_um, lr_spacing_um, output_spacing_um : pixel spacings of the HR input, LR input and the
-        output label map (seeds: 2, 16, 16 um).
-    hr_patch_um, lr_patch_um, output_patch_um : patch edges (seeds: 4050 um = 2025 px at 2 um; LR
-        10048 um = 628 px at 16 um for MS (001:6155) and 12096 um = 756 px for the LR U-Net (001:6127);
+        output label map (published: 2, 16, 16 um).
+    hr_patch_um, lr_patch_um, output_patch_um : patch edges (published: 4050 um = 2025 px at 2 um; LR
+        10048 um = 628 px at 16 um for MS and 12096 um = 756 px for the LR U-Net, thesis Sect. 5.1.5;
         output 1024 um = 64 px at 16 um). ``output_patch_um=None`` keeps the full valid output.
     encoder_filters, decoder_filters : filters per block ({16,32,64,64,128,128}, {128,64,64,32}).
     hr_first_kernel, hr_first_stride : first HR convolution (5, 4).
     lr_dilation : dilation of E_LR layers after block 1 (2).
     convs_per_block : convolutions per encoder/decoder block (2).
-    upconv_padding : ``"same"`` (seeds: zero-padded 2x2 up-convolution; 2025 px -> 68 px valid
+    upconv_padding : ``"same"`` (published: zero-padded 2x2 up-convolution; 2025 px -> 68 px valid
         -> 64 px) or ``"valid"`` (no padding anywhere: exactly translation-equivariant, seam-free tiling,
         but 2 px smaller per decoder level, so a 64 px output needs a 2281 px HR patch).
     n_classes, in_channels : 4 LSM classes (0 bg, 1 wm, 2 other cortex, 3 area); grey-level input.
     batch_size, iterations, base_lr, lr_milestones, lr_factor, momentum, weight_decay : training
-        (64, 3000, 0.04 = 0.01 x 4 GPUs, halved at 1000..2600, Nesterov 0.9, 1e-4; 001:6052-6066).
+        (64, 3000, 0.04 = 0.01 x 4 GPUs, halved at 1000..2600, Nesterov 0.9, 1e-4; thesis Sect. 5.1.4).
     rotation_deg, alpha_range, beta_range, gamma_range : augmentation (+-45 deg; alpha x^gamma + beta
-        with U[0.9,1.1], U[-0.2,0.2], U[0.8,1.214]; 000:344-349).
+        with U[0.9,1.1], U[-0.2,0.2], U[0.8,1.214]; NeuroImage paper Sect. 2.5, "Data augmentation").
     roi_radius_mm, roi_enlarge : training ROI radius (5 mm) and prediction enlargement e_r (1.05).
     """
 
@@ -187,7 +188,7 @@ class LSMConfig:
 def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig:
     """Named configurations.
 
-    ``full``: the seeds' numbers (2025 px at 2 um, LR 628 px (MS) / 756 px (LR) at 16 um, output 64 px
+    ``full``: the published numbers (2025 px at 2 um, LR 628 px (MS) / 756 px (LR) at 16 um, output 64 px
     at 16 um, 3000 iterations, batch 64).
 
     ``small``: the same physical patch sizes (4.05 mm HR, 10.048 / 12.096 mm LR, 1.024 mm output) at
@@ -203,11 +204,11 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
 
     ``phantom``: for coarse images (the phantom cohorts: 100 um demo, 160 um tiny), everything scaled
     by the image spacing ``s`` (keyword ``spacing_um``, default 100): HR at ``s``, output at ``2 s``,
-    LR at ``4 s`` (the seeds: 2 / 16 / 16 um); 3 encoder blocks {16, 32, 64} (first convolution k5 /
+    LR at ``4 s`` (published: 2 / 16 / 16 um); 3 encoder blocks {16, 32, 64} (first convolution k5 /
     stride 2) and 2 decoder blocks {32, 16}; a 16 px training output (``output_px``) with the smallest
     patches that give it (at ``s`` = 100 um: HR 111 px = 11.1 mm, MS LR 50 px = 20 mm; the LR U-Net
     reads a patch 1.2x larger, 60 px = 24 mm, as 756 / 628 px in the thesis); batch 16, 300 iterations with the
-    seeds' milestones scaled, base lr 0.02 (2x the linear scaling rule, for short runs).
+    published milestones scaled, base lr 0.02 (2x the linear scaling rule, for short runs).
 
     Any field can be overridden by keyword.
     """
@@ -271,7 +272,7 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
             lr_milestones=scaled_milestones(iterations),
         )
         base = with_output_tile(base, output_px)
-        if arch == "lr":  # the LR U-Net reads a larger patch than the LR branch of MS (001:6127)
+        if arch == "lr":  # the LR U-Net reads a larger patch than the LR branch of MS (thesis Sect. 5.1.5)
             base = replace(base, lr_patch_um=base.lr_patch_um * LR_UNET_PATCH_FACTOR)
     else:
         raise ValueError(f"unknown preset {preset!r}; use 'full', 'small', 'phantom' or 'tiny'")
@@ -282,7 +283,7 @@ PHANTOM_OUTPUT_PX = 16
 """Training output tile of the ``phantom`` preset (px at twice the image spacing)."""
 
 LR_UNET_PATCH_FACTOR = 12096.0 / 10048.0
-"""LR U-Net patch / MS LR patch in the thesis (756 px vs 628 px at 16 um, 001:6127, 001:6155)."""
+"""LR U-Net patch / MS LR patch in the thesis (756 px vs 628 px at 16 um, Sect. 5.1.5)."""
 
 PRESETS = ("full", "small", "phantom", "tiny")
 
@@ -290,7 +291,7 @@ PRESETS = ("full", "small", "phantom", "tiny")
 def preset_for_spacing(image_spacing_um: float) -> tuple[str, dict]:
     """The preset that fits section images of ``image_spacing_um`` (level 0), with its arguments.
 
-    * <= 2 um: ``full`` (the seeds' 2 um HR patches can be read);
+    * <= 2 um: ``full`` (the published 2 um HR patches can be read);
     * <= 8 um: ``small`` (8 um HR patches);
     * coarser: ``phantom`` at the image spacing (HR = image spacing, output = 2x, LR = 4x).
 
@@ -540,7 +541,7 @@ class UpBlock(nn.Module):
     """Nearest-neighbour x2 upsampling, 2x2 convolution, concatenation of centre-cropped skips, then
     ``convs`` unpadded 3x3 convolutions.
 
-    ``padding="same"`` (the seeds' "zero-padded" up-convolution): one zero row/column is padded at the
+    ``padding="same"`` (the papers' "zero-padded" up-convolution): one zero row/column is padded at the
     bottom/right, so the size is kept but the last row/column of every level sees the padding (the
     network is then not exactly translation-equivariant near a tile's bottom/right border).
     ``padding="valid"``: no padding; the first row/column is dropped as well, so the map is the

@@ -1,9 +1,10 @@
 """Regions of interest (ROI) of a local segmentation model.
 
-Training ROI (method spec 4.3; 000:334-338, 001:5931-5940): ``R_s(A; r)`` = all pixels of section ``s``
+Training ROI (Schiffer et al. 2021, NeuroImage, Sect. 2.5, "Patchwise training"; Schiffer 2023, PhD
+thesis, Sect. 5.1.2 and Fig. 5.2): ``R_s(A; r)`` = all pixels of section ``s``
 whose centre lies within ``r`` (5 mm) of a pixel centre annotated as area ``A``.
 
-Prediction ROI (method spec 4.4, thesis eq. 5.65, 001:5951-5985), for ``s < u < t``::
+Prediction ROI (thesis Sect. 5.1.2, eq. 5.65), for ``s < u < t``::
 
     R~_u(A; r, s, t) = Phi_{s->u}(R_s(A; e_r r))  U  Phi_{t->u}(R_t(A; e_r r)),   e_r = 1.05
 
@@ -62,7 +63,7 @@ def training_roi(area_mask: np.ndarray, spacing_um: float, radius_mm: float = 5.
     ----------
     area_mask : (rows, cols) bool, the annotation of area A on the section.
     spacing_um : pixel spacing of the mask.
-    radius_mm : ROI radius r (5 mm in the seeds).
+    radius_mm : ROI radius r (5 mm in the publications).
 
     Returns
     -------

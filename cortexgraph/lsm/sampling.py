@@ -1,16 +1,16 @@
 """Patch centres, orientation normalisation, patch extraction and augmentation for LSM training.
 
-* Class-balanced sampling (method spec 4.5; 001:5989-6019): a pixel of the training ROIs is drawn as a
+* Class-balanced sampling (Schiffer 2023, PhD thesis, Sect. 5.1.2 and Fig. 5.3): a pixel of the training ROIs is drawn as a
   patch centre with probability inversely proportional to the frequency of its class in the ROIs, so
   each class present is drawn equally often (25 % each with 4 classes). We draw *exactly* ``n // K``
   centres per present class (the remainder goes to randomly chosen classes), uniformly within the
   class, pooled over the training sections.
-* Orientation normalisation (method spec 6.1; 000:341-343, 001:6023-6027): patches are rotated so that
+* Orientation normalisation (Schiffer et al. 2021, NeuroImage, Sect. 2.5; thesis Sect. 5.1.3): patches are rotated so that
   their upper border points to the superior part of the brain, at training and prediction time. This
   is a property of the section (where "superior" lies in the image), not of the local cortex; we follow
   the paper and snap the rotation to a multiple of 90 degrees (so prediction can rotate whole sections
   exactly, :func:`superior_rot90`); the remaining deviation is covered by the random rotation.
-* Augmentation (000:344-349, 001:6029-6048): rotation theta ~ U[-45, 45] degrees (the thesis prints
+* Augmentation (NeuroImage paper Sect. 2.5, "Data augmentation"; thesis Sect. 5.1.3): rotation theta ~ U[-45, 45] degrees (the thesis prints
   U[-pi/4, -pi/4], a typo); intensities x in [0, 1] -> alpha x^gamma + beta with alpha ~ U[0.9, 1.1],
   beta ~ U[-0.2, 0.2], gamma ~ U[0.8, 1.214], one draw per patch. Clipping is not stated: we clip the
   result to [0, 1].

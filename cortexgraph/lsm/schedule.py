@@ -1,4 +1,5 @@
-"""Learning-rate schedule of LSM training (method spec 6.2; 000:263-264, 001:6064-6066).
+"""Learning-rate schedule of LSM training (Schiffer et al. 2021, NeuroImage, Sect. 2.5;
+Schiffer 2023, PhD thesis, Sect. 5.1.4).
 
 SGD with Nesterov momentum 0.9 for 3000 iterations; the learning rate starts at 0.04 (0.01 per GPU x 4
 GPUs with 16 patches each, linear scaling rule, no warm-up) and is halved after 1000, 1400, 1800, 2200
@@ -31,7 +32,7 @@ def scaled_milestones(
     reference_iterations: int = SEED_ITERATIONS,
     reference: Sequence[int] = SEED_MILESTONES,
 ) -> tuple[int, ...]:
-    """The seeds' milestones scaled to a run of ``iterations`` (``round(m * iterations / 3000)``)."""
+    """The published milestones scaled to a run of ``iterations`` (``round(m * iterations / 3000)``)."""
     return tuple(max(1, round(m * iterations / reference_iterations)) for m in reference)
 
 
@@ -50,7 +51,7 @@ def step_lr(
 ) -> float:
     """Learning rate at (0-based) ``iteration``: ``base_lr * factor ** #{m <= iteration}``.
 
-    With the seeds' values: 0.04 for iterations 0-999, 0.02 from 1000, ..., 0.00125 from 2600.
+    With the published values: 0.04 for iterations 0-999, 0.02 from 1000, ..., 0.00125 from 2600.
     """
     passed = sum(1 for m in milestones if iteration >= m)
     return base_lr * factor**passed

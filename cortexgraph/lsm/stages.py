@@ -192,7 +192,7 @@ class LSMRun:
         run (one model on all training sections).
     allow_long_intervals : plan longer intervals anyway (warning, listed in ``chain.json``).
     init_hr : name of a distance pre-training (``train-encoder --method distance``) whose branch
-        initialises the high-resolution encoder of every model (HR and MS), as in the seeds.
+        initialises the high-resolution encoder of every model (HR and MS), as in Schiffer et al. 2021, NeuroImage, Sect. 2.4.
     tile_px, batch_size, device : prediction tiling and torch device.
     overwrite : recompute even when the outputs are current.
     wait_s : how long to wait for a stage's lock before refusing (exit status 3).
@@ -824,7 +824,7 @@ def evaluate_stage(
     wait_s: float = 0.0,
     on_stage: Callable[[StageEvent], None] | None = None,
 ) -> dict:
-    """Score a run's predictions: the seeds' protocol and, for a phantom, the full ground truth.
+    """Score a run's predictions: the published protocol and, for a phantom, the full ground truth.
 
     For every area of the run (default: all with predictions, :func:`cortexgraph.lsm.labels.lsm_runs`)
     and every predicted section: F1 of the area against the annotation inside the ROI (annotated

@@ -12,7 +12,7 @@ valid (``upconv_padding="valid"``) and the output tile is a multiple of its tota
 
 Multi-resolution models (HR / MS read 2 um patches for a 16 um output) use :func:`predict_tiled_at`,
 which hands the output-tile origins to a callable; :func:`tile_centre_mm` gives the patch centre that
-goes with an origin (the seeds do not describe their tiling: spec section 7, UNCLEAR item 7).
+goes with an origin (the publications do not describe their tiling: our choice).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Training loop of a local segmentation model (method spec 6.2; 001:6052-6066, 000:257-266).
+"""Training loop of a local segmentation model (Schiffer 2023, PhD thesis,
+Sect. 5.1.4; Schiffer et al. 2021, NeuroImage, Sect. 2.5).
 
 * SGD with Nesterov momentum 0.9; weight decay 1e-4 on all non-bias parameters (biases excluded).
 * Categorical cross-entropy averaged over pixels, each class weighted inversely proportionally to its
@@ -105,8 +106,8 @@ def train_lsm(
         or, for MS, a tuple ``(x_hr, x_lr)``; ``targets`` (B, m, m) int labels matching the network
         output (``IGNORE_LABEL`` = ignored).
     net : the model (left in train mode, on ``device``).
-    iterations : number of SGD steps (3000 in the seeds).
-    base_lr, milestones, lr_factor : step schedule; ``milestones=None`` scales the seeds' milestones
+    iterations : number of SGD steps (3000 in the publications).
+    base_lr, milestones, lr_factor : step schedule; ``milestones=None`` scales the published milestones
         to ``iterations``.
     momentum, weight_decay : SGD parameters (0.9 Nesterov, 1e-4 on non-bias parameters).
     class_weights : per-class loss weights (e.g. :func:`class_weights_from_counts`); None = unweighted.

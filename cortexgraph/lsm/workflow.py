@@ -1,21 +1,22 @@
-"""The computing core of the LSM workflow (method spec sections 4-8): plans, training, prediction.
+"""The computing core of the LSM workflow (Schiffer et al. 2021, NeuroImage, Sects. 2.3-2.7;
+Schiffer 2023, PhD thesis, chapter 5): plans, training, prediction.
 
 A neuroanatomist annotates an area on a few sections; one model per interval ``[s, t]`` between two
-annotated sections labels every section in between (thesis 001:5793-5874, paper 000:210-244):
+annotated sections labels every section in between (thesis Sect. 5.1.1 and Fig. 5.1, NeuroImage paper Sect. 2.3):
 
 1. :func:`plan_chain`: the area's annotated sections alternate between training and test sections
-   (the seeds train on every 120th section and test on the annotated section in the middle,
-   001:6181-6189); consecutive training sections form the intervals of a chain of models that covers
+   (the publications train on every 120th section and test on the annotated section in the middle,
+   thesis Sect. 5.2 and Fig. 5.6); consecutive training sections form the intervals of a chain of models that covers
    the area's extent. Sections beyond the first / last training section use the closest model
-   (000:242-244). :func:`plan_single_interval` is the chain of one given interval. An interval
+   (NeuroImage paper Sect. 2.3). :func:`plan_single_interval` is the chain of one given interval. An interval
    longer than :data:`MAX_INTERVAL_MM` is refused (or, when allowed, planned with a warning), and
    :func:`suggest_annotations` names the sections to annotate so that none is.
 2. :func:`train_model`: class-balanced patches from the training sections (read lazily from the
-   section rasters), class-weighted cross-entropy, SGD with the seeds' schedule.
+   section rasters), class-weighted cross-entropy, SGD with the published schedule.
 3. :func:`predict_section`: tiled prediction over the prediction ROI of eq. 5.65
    (:func:`section_roi`: the two training ROIs enlarged by 1.05 and transformed onto the section),
    with orientation normalisation.
-4. The global model (GSM, 000:509-517) of an area is trained on all training sections of its chain and
+4. The global model (GSM, NeuroImage paper Sect. 2.7) of an area is trained on all training sections of its chain and
    predicts the same sections within the same ROIs, so the two are scored on identical pixels.
 
 This module takes arrays, plans and loaded section data and returns arrays, plans and models; the
@@ -233,12 +234,12 @@ def plan_chain(
     available : sections that can be predicted (present, not excluded).
     area_id : the area (stored in the plan).
     step : every ``step``-th annotated section of the area is a training section (first and last
-        always); the ones in between are test sections. ``step=2`` is the seeds' protocol (train on
-        every 120th section, test on the annotated 60th between, 001:6181-6189).
+        always); the ones in between are test sections. ``step=2`` is the published protocol (train on
+        every 120th section, test on the annotated 60th between, thesis Sect. 5.2, Fig. 5.6).
     brain_annotated : all annotated sections of the brain. By default the extent reaches from the
         area's first annotated section back to (excluding) the brain's previous annotated section
         that does *not* show the area, or to the first available section when there is none; the
-        same forward. These end sections use the closest model (000:242-244).
+        same forward. These end sections use the closest model (NeuroImage paper Sect. 2.3).
     extent : explicit ``(first, last)`` range of sections to predict (inclusive).
     max_interval : longest allowed interval ``t - s`` in section numbers (``None``: no limit); the
         callers derive it from :data:`MAX_INTERVAL_MM` and the section thickness.
@@ -538,7 +539,7 @@ def train_model(
     device : torch device (default CPU).
     progress : ``f("train", iteration, iterations)``.
     init_hr : weights of the high-resolution encoder E_HR to start from (a Siamese distance
-        pre-training, as in the seeds: :func:`cortexgraph.features.distance_stage.
+        pre-training, as in the NeuroImage paper, Sect. 2.4: :func:`cortexgraph.features.distance_stage.
         lsm_hr_init_state`); the rest of the network starts from random weights.
 
     Returns

@@ -1,4 +1,5 @@
-"""Graph nodes <-> points in the 2D sections (thesis ch. 7, L8790-8910; graph-pipeline.md section 5).
+"""Graph nodes <-> points in the 2D sections (Schiffer 2023, PhD thesis, Sect. 7.1.1 and
+Fig. 7.4; Schiffer et al. 2021, MICCAI).
 
 For every available section, the section's plane (``y = (s - s_base) * thickness_mm`` in world mm) cuts the
 midsurface mesh ("virtual cutting"); each intersection point belongs to the nearer vertex of the cut

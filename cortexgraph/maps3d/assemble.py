@@ -1,14 +1,14 @@
 """Place per-section area masks into the planes of a 3D volume (nearest neighbour).
 
-Method note section 9.2 step 2 (seed 000:447-460; 001:6639-6651): segmentations that passed quality
-control are transformed into the reconstructed 3D space; excluded sections stay as gaps that
+Schiffer et al. 2021, NeuroImage, Sect. 2.8 (Schiffer 2023, PhD thesis, Sect. 5.2.6): segmentations that
+passed quality control are transformed into the reconstructed 3D space; excluded sections stay as gaps that
 :func:`cortexgraph.maps3d.interpolate.interpolate_missing_sections` fills.
 
 Conventions
     * Volume axes (x, y, z) in RAS mm through a 4x4 voxel-to-world ``affine``. Voxel axis 1 must map
       to world y only and world y must depend on voxel axis 1 only (sections are planes of constant
-      y, DESIGN.md); the in-plane 2x2 part may rotate, scale or flip x and z.
-    * A section ``s`` lies in the world plane ``y = section_y_mm[s]`` (DESIGN.md:
+      y, docs/conventions.md); the in-plane 2x2 part may rotate, scale or flip x and z.
+    * A section ``s`` lies in the world plane ``y = section_y_mm[s]`` (docs/conventions.md:
       ``(s - s_base) * thickness_mm``); it goes to the volume plane nearest to that y.
     * ``section_to_world[s]`` is either a 3x3 homogeneous matrix that maps a section pixel index
       ``(column, row, 1)`` to in-plane world coordinates ``(x_mm, z_mm, 1)`` (the linear part of a

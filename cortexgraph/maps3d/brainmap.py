@@ -73,7 +73,7 @@ __all__ = [
 
 SOURCE_TRUTH = "truth"
 SOURCE_ANNOTATION = "annotation"
-#: smallest default voxel: the seeds' 20 um
+#: smallest default voxel: the published 20 um (Schiffer et al. 2021, NeuroImage, Sect. 2.8)
 MIN_DEFAULT_VOXEL_MM = 0.02
 #: margin (voxels) around the area's bounding box beyond the median half-width: Gaussian halo of
 #: the surface smoothing (4 sigma) and the zero padding of marching cubes

@@ -1,6 +1,7 @@
 """The 3D map of one area from its section masks: assemble, fill gaps, filter, clean, mesh.
 
-Method note section 9.2 steps 2-7 (seed 000:447-485; 001:6639-6673), in order:
+Schiffer et al. 2021, NeuroImage, Sect. 2.8 and Fig. 7 (Schiffer 2023, PhD thesis, Sect. 5.2.6 and
+Fig. 5.13), in order:
 
 1. :func:`~cortexgraph.maps3d.assemble.assemble_area_volume` puts every section that passed quality
    control into its plane of the reconstruction's world frame;
@@ -13,7 +14,7 @@ Method note section 9.2 steps 2-7 (seed 000:447-485; 001:6639-6673), in order:
 5. marching-cubes surfaces at full and at preview resolution (:func:`area_surfaces`).
 
 Median window and preview for other voxel sizes
-    The seeds use 11^3 voxels at 20 um because the expected boundary precision is 100 um = 5
+    The NeuroImage paper (Sect. 2.8) uses 11^3 voxels at 20 um because the expected boundary precision is 100 um = 5
     voxels (11 = 2 x 5 + 1), and previews at 100 um. :func:`median_size_for_voxel` keeps that
     physical meaning for any voxel size: ``2 round(0.1 mm / voxel) + 1`` (11 at 20 um, 5 at 50 um,
     1 = no filtering at 200 um and coarser, where a 100 um precision is below the voxel size);
@@ -64,16 +65,16 @@ __all__ = [
 #: two uint16 running-sum arrays of the median, then int32 labels of the component analysis
 WORK_BYTES_PER_VOXEL = 8
 
-#: boundary precision the seeds' 11^3 median encodes (5 voxels of 20 um), mm
+#: boundary precision the published 11^3 median encodes (5 voxels of 20 um), mm
 MEDIAN_PRECISION_MM = 0.1
-#: preview voxel size of the seeds, mm
+#: preview voxel size of the publications, mm
 PREVIEW_VOXEL_MM = 0.1
 
 
 def median_size_for_voxel(voxel_size_mm: float, precision_mm: float = MEDIAN_PRECISION_MM) -> int:
     """Odd median window (voxels) for a boundary precision: ``2 round(precision / voxel) + 1``.
 
-    Half-width rounded half down: 11 at 20 um voxels (the seeds), 5 at 50 um, 3 at 100 um,
+    Half-width rounded half down: 11 at 20 um voxels (as published), 5 at 50 um, 3 at 100 um,
     1 (no filtering) at 200 um and coarser.
     """
     if voxel_size_mm <= 0:

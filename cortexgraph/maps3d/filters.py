@@ -1,8 +1,8 @@
 """Binary median filter and small-component removal for 3D area maps, in memory and chunked.
 
 The 3D map of an area is smoothed with an 11 x 11 x 11 median filter, then connected components
-smaller than 27 mm^3 are removed (method note section 9.2 steps 4-5; seed 000:463-471,
-001:6653-6665).
+smaller than 27 mm^3 are removed (Schiffer et al. 2021, NeuroImage, Sect. 2.8 and
+Fig. 7; Schiffer 2023, PhD thesis, Sect. 5.2.6).
 
 Median of a binary window
     For a binary volume the median of an odd-sized window of ``n`` voxels is 1 exactly when at least
@@ -19,7 +19,7 @@ Borders
     ``scipy.ndimage.median_filter(mask, size=size)`` voxel for voxel (tested).
 
 Connectivity
-    The seeds do not state the connectivity of the component analysis. We default to
+    The publications do not state the connectivity of the component analysis. We default to
     26-connectivity (faces, edges and corners; ``scipy.ndimage.generate_binary_structure(3, 3)``),
     which merges diagonally touching pieces of a thin folded cortex band into one component;
     ``connectivity=6`` (faces only) is available.
@@ -323,7 +323,7 @@ def remove_small_components(
     voxel_size_mm : float or sequence of 3 floats, default 0.02
         Voxel edge length(s) in mm (20 um in BigBrain).
     connectivity : {26, 18, 6}
-        Voxel neighbourhood (26 by default; the seeds do not specify it).
+        Voxel neighbourhood (26 by default; the publications do not specify it).
 
     Returns
     -------

@@ -1,16 +1,16 @@
 """Volume and pial surface area of a 3D area map, shrinkage correction and z-scores.
 
-Method note section 9.2 steps 8-12 (seed 000:481-492, 000:534-544, 000:685-690;
-001:6684-6685, 001:6703-6766):
+Schiffer et al. 2021, NeuroImage, Sect. 2.8 and Table 2; Schiffer 2023, PhD thesis, Sect. 5.2.6 and
+Tables 5.2/5.3:
 
 * volume = number of labelled voxels x voxel volume (|det| of the affine's linear part);
 * pial surface area = summed area of the mesh triangles whose cortical depth is < 0.25, the depth
-  of a triangle being the maximum of its vertices' depths (thesis 001:6729-6737); depth 0 = pial,
+  of a triangle being the maximum of its vertices' depths (thesis Sect. 5.2.6); depth 0 = pial,
   1 = white matter (outside the brain the depth volume is 0, so triangles there count as pial);
 * shrinkage correction: volume x f_V, area x f_V^(2/3) (B20: f_V = 1.931, f_A = 1.551;
   Amunts et al. 2005);
 * z = (corrected - mean) / sd against the male reference values shipped in
-  ``reference_values.tsv`` (thesis Tables 5.2/5.3, 001:6688-6691 and 001:6757-6760).
+  ``reference_values.tsv`` (thesis Tables 5.2/5.3; the same values as Table 2 of the NeuroImage paper).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ __all__ = [
     "area_report",
 ]
 
-#: volume shrinkage factor of BigBrain (B20), Amunts et al. 2005 (seed 000:540-544)
+#: volume shrinkage factor of BigBrain (B20), Amunts et al. 2005 (as cited by Schiffer et al. 2021,
+#: NeuroImage, Sect. 2.8)
 F_VOLUME_B20 = 1.931
 
 

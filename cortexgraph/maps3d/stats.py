@@ -1,6 +1,6 @@
 """Morphometry of area maps: cortical depth of the brain, per-hemisphere volume and pial area, report.
 
-Method note section 9.2 steps 8-12 (seed 000:481-492, 000:534-544; 001:6703-6766):
+Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer 2023, PhD thesis, Sect. 5.2.6:
 
 * **Depth field** (:func:`tissue_depth_volume`): the tissue volume is stacked on the map's lattice
   (:func:`cortexgraph.reconstruct.volume.stack_tissue_volume`, same origin and voxel size), the
@@ -28,8 +28,8 @@ Method note section 9.2 steps 8-12 (seed 000:481-492, 000:534-544; 001:6703-6766
 * **Shrinkage**: volume x f, area x f^(2/3), f = the brain's ``shrinkage_factor`` (brain.toml).
 * **z-scores** against a reference population that matches the cohort
   (``cortexgraph.maps3d.stage.reference_for``): for a cohort of human brains the shipped table
-  (:func:`cortexgraph.maps3d.morphometry.load_reference_table`: the seeds' hOc1/hOc2/hOc5 values of
-  five male brains); for a phantom cohort the phantom's own population (the exact, shrinkage-
+  (:func:`cortexgraph.maps3d.morphometry.load_reference_table`: the published hOc1/hOc2/hOc5 values of
+  five male brains, thesis Tables 5.2/5.3); for a phantom cohort the phantom's own population (the exact, shrinkage-
   corrected measures of its other brains, :func:`~cortexgraph.maps3d.morphometry.
   population_reference_table`), never the human values; or a user table, or none. The
   ``reference`` column names it. Rows without a ``hemisphere`` column are compared with the

@@ -1,6 +1,6 @@
 """Marching-cubes surface of a 3D area mask, at full and at preview resolution, in mm.
 
-Method note section 9.2 steps 6-7 (seed 000:484-485; 001:6665-6673): meshes by marching cubes
+Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer 2023, PhD thesis, Sect. 5.2.6: meshes by marching cubes
 (Lewiner et al. 2003) at full resolution and on previews downscaled to 100 um voxels.
 
 Why the mask is smoothed before marching cubes
@@ -11,7 +11,7 @@ Why the mask is smoothed before marching cubes
     The default is therefore marching cubes at level 0.5 of the mask (or of the partial-volume
     fraction for previews) smoothed with a Gaussian of ``smooth_sigma_vox = 1.0`` voxel, which
     approximates the partial-volume field of the underlying continuous boundary.
-    ``smooth_sigma_vox = 0`` reproduces plain marching cubes on the binary mask (the seeds' setup).
+    ``smooth_sigma_vox = 0`` reproduces plain marching cubes on the binary mask (the published setup).
     Previews are not smoothed by default: the block-mean fraction already is a partial-volume
     field (measured on balls of r = 6 and 10 mm from 0.25 mm voxels, factors 2-5: area within
     -1.8 % to +1.0 % unsmoothed; an extra sigma of 1 preview voxel would shrink it by 2-11 %).

@@ -3,7 +3,7 @@
 Meshes are ``(vertices, faces)`` pairs: float64 (N, 3) positions in world mm and int64 (M, 3)
 triangles. PyMeshLab filters are called with *every* parameter pinned, lengths as absolute mm via
 ``pymeshlab.PureValue`` (their defaults are percentages of the bounding box and changed between
-MeshLab versions; see ``method/prior-art.md``).
+MeshLab versions).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cleaning of the stacked tissue volume (graph-pipeline.md section 2).
+"""Cleaning of the stacked tissue volume (Schiffer 2023, PhD thesis, Sect. 7.1.1).
 
 * :func:`fill_defects` — median of size 3 along the posterior-anterior axis (y, axis 1); the voxels where
   it differs from the input mark defects; connected components of that difference larger than
@@ -115,8 +115,8 @@ def automatic_noncortical_mask(
     Cortex is a sheet at most ~4.5 mm thick in a fresh brain (less after histological shrinkage) between
     the pial surface (background) and the white matter, so for a cortical voxel ``d_background +
     d_white`` (Euclidean distances in mm) is at most about its thickness.
-    Gray voxels where this sum exceeds ``max_cortex_thickness_mm`` are seeds (deep nuclei far from the
-    surface, cerebellar gray matter far from white matter); the seeds are grown by at most ``grow_mm`` (whole voxels) inside the
+    Gray voxels where this sum exceeds ``max_cortex_thickness_mm`` are seed voxels (deep nuclei far from the
+    surface, cerebellar gray matter far from white matter); the seed voxels are grown by at most ``grow_mm`` (whole voxels) inside the
     gray matter (geodesic dilation) to take the rims of those structures. The defaults (5 mm, 2 mm) were
     chosen on the demo phantom (docs/build-graph.md: >= 95% of the non-cortical gray matter removed,
     about 1% of the cortex beyond one mask voxel of the true border).

@@ -1,4 +1,5 @@
-"""Stack tissue masks into an approximate 3D volume (thesis ch. 7, graph-pipeline.md section 1).
+"""Stack tissue masks into an approximate 3D volume (Schiffer 2023, PhD thesis,
+Sect. 7.1.1 and Fig. 7.1).
 
 Every available section is placed in the plane ``y = (s - s_base) * thickness_mm`` of the world frame
 (docs/conventions.md), aligned to the central base section by the composed rigid transforms. Planes
@@ -97,7 +98,7 @@ def stack_tissue_volume(
     ----------
     stack : the brain's sections.
     voxel_size_mm : isotropic voxel size; default the distance between digitized sections
-        (``digitization_step x thickness``; 0.3 mm in the seeds).
+        (``digitization_step x thickness``; 0.3 mm in the published data sets).
     progress : optional callable ``(done, total)``.
     crop_to_tissue : cut x and z down to the tissue's bounding box plus ``margin_voxels`` of
         background (y keeps one plane per section position). The section canvases hold glass and

@@ -5,7 +5,7 @@ the 200 left-hemisphere parcels of the Schaefer-400 parcellation on conte69: nei
 merged at random, a parcel being picked with probability proportional to its current size, until
 :data:`NUM_AREAS` remain, which makes area sizes very different (from one parcel to a dozen). Both
 hemispheres use the same vertex -> area assignment (fs_LR vertex correspondence), so every area exists in
-both hemispheres, as in the seeds.
+both hemispheres, as in the published data sets.
 
 Each area gets a six-layer laminar profile: relative layer thickness, cell density (0..~1.5) and cell
 size (µm) per layer, and a cortical thickness in template mm. Profiles vary smoothly with the position of

@@ -2,8 +2,8 @@
 
 Every helper degrades to a no-op where its capability is missing: AMP on CPU, DDP without
 ``torchrun`` (no ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``).
-Method: graph-pipeline.md section 8 (automatic mixed precision, data parallel over GPUs) and
-data-contrastive-gnn-spec.md section 12.4 (features gathered across GPUs before the contrastive loss).
+Method: Schiffer 2023, PhD thesis, Sect. 7.1.3 (automatic mixed precision, data parallel over GPUs) and
+Sect. 6.1.4 (features gathered across GPUs before the contrastive loss).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from cortexgraph.features.encoders import (
 
 torch.set_num_threads(1)
 
-# Table 6.2 of the thesis (001:L7663-7676): parameters in millions and d_h.
+# Table 6.2 of the thesis (Schiffer 2023, PhD thesis): parameters in millions and d_h.
 NOMINAL = {"base": (0.66, 128), "resnet18": (11.16, 512), "resnet50": (23.50, 2048)}
 
 
@@ -48,8 +48,8 @@ def test_resnet_output_shapes_small_patches():
 
 def test_base_minimum_input_is_1129_px_and_shapes():
     encoder = BaseEncoder(seed=0).eval()
-    # 5x5/4 conv, five 2x2 pools and eleven unpadded 3x3 convs need 1129 px (the seed's small
-    # base patch size, 001:L7737-7745); 2025 px gives an 8 x 8 map.
+    # 5x5/4 conv, five 2x2 pools and eleven unpadded 3x3 convs need 1129 px (the thesis's small
+    # base patch size, Sect. 6.2.1); 2025 px gives an 8 x 8 map.
     assert encoder.min_input_px == 1129
     assert encoder.output_size(1129) == 1
     assert encoder.output_size(1128) == 0
@@ -107,7 +107,7 @@ def test_projection_head():
     assert z.shape == (4, 256)
     assert head.hidden_dim == 512
     assert isinstance(head.net[1], torch.nn.BatchNorm1d)
-    # two fully connected layers (001:L7630-7644)
+    # two fully connected layers (thesis Sect. 6.1.5)
     assert sum(isinstance(m, torch.nn.Linear) for m in head.modules()) == 2
 
 

@@ -152,7 +152,7 @@ def test_mixed_batches_cover_the_union_and_stay_inside_each_graph():
         graph_of = torch.searchsorted(off, b.node_ids, right=True) - 1
         mixed += int(torch.unique(graph_of[b.seed_positions]).numel() > 1)
         seen.extend(b.seed_nodes.tolist())
-        # the subgraph is the exact 2-hop neighbourhood of the seeds, graph by graph
+        # the subgraph is the exact 2-hop neighbourhood of the seed nodes, graph by graph
         for g in range(3):
             local = b.seed_nodes[(b.seed_nodes >= off[g]) & (b.seed_nodes < off[g + 1])] - off[g]
             in_g = b.node_ids[graph_of == g] - off[g]

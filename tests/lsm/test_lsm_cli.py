@@ -24,7 +24,7 @@ def test_chain_gsm_and_evaluate(cohort):
     # step 7: one model on the first and last annotated sections of hOc1 (422, 1142), six test
     # sections between; only 722..842 are predicted (--extent) to keep the test short
     fast = ["--arch", "hr", "--iterations", "6", "--step", "7", "--extent", "722,842"]
-    # 422..1142 is 14.4 mm, six times the seeds' interval: refused, naming what to annotate
+    # 422..1142 is 14.4 mm, six times the published 2.4 mm interval: refused, naming what to annotate
     result = runner.invoke(app, ["lsm", "chain", *common, *fast])
     assert result.exit_code == 2, result.output
     text = flat(result.output)

@@ -49,7 +49,7 @@ def test_encoder_size_arithmetic():
     hr_blocks = hr_encoder_ops(cfg)
     assert encoder_input_size(hr_blocks, 9) - encoder_input_size(hr_blocks, 8) == 128
     assert nearest_valid_input(hr_blocks, 2030) == 2025
-    assert decoder_output_size(8, 4) == 68  # valid decoder output; the seeds' 64 px is its centre
+    assert decoder_output_size(8, 4) == 68  # valid decoder output; the published 64 px is its centre
 
 
 def test_output_size_without_crop_is_the_full_valid_output():

@@ -98,9 +98,9 @@ def test_plan_of_a_single_interval():
 
 
 def test_long_intervals_are_refused_with_the_sections_to_annotate_next():
-    """The seeds train a local model on two sections about 2.4 mm (120 sections) apart; sparse
-    annotations (every 180 sections here, step 2: 360-section intervals) are refused by default,
-    naming the sections that would bring every interval under the limit."""
+    """Schiffer et al. 2021 (NeuroImage, Sect. 2.3) train a local model on two sections about 2.4 mm
+    (120 sections) apart; sparse annotations (every 180 sections here, step 2: 360-section
+    intervals) are refused by default, naming the sections that would bring every interval under the limit."""
     from cortexgraph.lsm.workflow import (
         LongIntervalError,
         max_interval_sections,
@@ -277,7 +277,7 @@ def test_tiny_lsm_beats_chance_on_the_phantom(cohort):
 
 
 def test_make_config_scales_with_the_images():
-    assert make_config("ms", 2.0).hr_spacing_um == 2.0  # the seeds' full configuration
+    assert make_config("ms", 2.0).hr_spacing_um == 2.0  # the published full configuration
     assert make_config("ms", 2.0).input_px() == (2025, 628)
     cfg = make_config("ms", 100.0, iterations=150)
     assert (cfg.hr_spacing_um, cfg.output_spacing_um, cfg.lr_spacing_um) == (100.0, 200.0, 400.0)

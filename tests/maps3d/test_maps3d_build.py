@@ -21,7 +21,7 @@ R_OUT, R_IN, CAP_DEG = 6.0, 4.5, 70.0  # mm: a cap of a spherical shell, like a 
 
 
 def test_window_sizes_follow_the_seeds_at_20um():
-    assert median_size_for_voxel(0.02) == 11  # the seeds' 11^3 at 20 um (100 um precision)
+    assert median_size_for_voxel(0.02) == 11  # the published 11^3 at 20 um (100 um precision)
     assert median_size_for_voxel(0.05) == 5
     assert median_size_for_voxel(0.1) == 3
     assert median_size_for_voxel(0.2) == 1
