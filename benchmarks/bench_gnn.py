@@ -1,8 +1,8 @@
 """Benchmark GNN training throughput on a synthetic mesh graph of realistic size.
 
 Graph: a triangulated torus grid (every vertex has degree 6), by default 872 x 872 = 760,384 nodes and
-4,562,304 directed edges, like one hemisphere midsurface graph of the method (Schiffer 2023,
-PhD thesis, Sect. 7.1.2: on average 760 000 nodes, 4.5 million edges, node degree 6). Node features CY 2048 + PM 152 + CO 3, stored as float16 (760k x 2203 x 2 B = 3.35 GB;
+4,562,304 directed edges, like one hemisphere midsurface graph of the method (Schiffer, PhD thesis,
+Sect. 7.1.2: on average 760 000 nodes, 4.5 million edges, node degree 6). Node features CY 2048 + PM 152 + CO 3, stored as float16 (760k x 2203 x 2 B = 3.35 GB;
 float32 would need 6.7 GB). 113 classes. A random ``--labelled-fraction`` of the nodes is labelled,
 80 % of those are training nodes (random nodes are the worst case for neighbourhood overlap; real
 labels lie along annotated sections, whose neighbourhoods overlap more).

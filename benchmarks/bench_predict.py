@@ -1,7 +1,7 @@
 """Benchmark: whole-graph GNN prediction with bounded memory (layer-wise inference).
 
 Graph: a triangulated torus grid (degree 6), by default 872 x 872 = 760,384 nodes (one hemisphere of
-the published brains, Schiffer 2023, PhD thesis, Sect. 7.1.2), node features CY 2048 + PM 152 + CO 3 (standard normal noise) written as float16 to an
+the published brains, Schiffer, PhD thesis, Sect. 7.1.2), node features CY 2048 + PM 152 + CO 3 (standard normal noise) written as float16 to an
 HDF5 graph-like file in row blocks (3.35 GB on disk), 113 classes, GAT3 at width 512 (random weights:
 the cost does not depend on them). Every measurement runs in a fresh subprocess, so its peak RSS
 (``VmHWM``) is that method's alone:

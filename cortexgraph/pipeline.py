@@ -19,7 +19,7 @@ from cortexgraph.outputs import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-#: The GNN of the demo: the thesis's best GAT3 on CY+PM+CO (GAT3-CY/PM/CO, Schiffer 2023, PhD thesis,
+#: The GNN of the demo: the thesis's best GAT3 on CY+PM+CO (GAT3-CY/PM/CO, Schiffer, PhD thesis,
 #: Sect. 7.2.2), sized for 2 CPU cores.
 DEMO_GNN = {
     "model": "gat",

@@ -144,7 +144,7 @@ def test_command_line_parses(command):
 
 
 #: References to the local development notes (documents the project does not ship), with what they
-#: are. Cite the publication instead: "Schiffer et al. 2021, NeuroImage, Sect. 2.5", "Schiffer 2023,
+#: are. Cite the publication instead: "Schiffer et al. 2021, NeuroImage, Sect. 2.5", "Schiffer, PhD thesis,
 #: PhD thesis, Sect. 5.1.4" (docs/references.md).
 LOCAL_REFERENCES = [
     (r"\b00[0-4]:L?\d|\bL\d{4}\b", "a line number of an unshipped document"),
@@ -181,7 +181,10 @@ def _shipped_text_files() -> list[Path]:
         files += sorted(
             p
             for p in (ROOT / top).rglob("*")
-            if p.is_file() and p.suffix in TEXT_SUFFIXES and "__pycache__" not in p.parts
+            if p.is_file()
+            and p.suffix in TEXT_SUFFIXES
+            # third-party files (`make web` copies the page's JavaScript libraries to vendor/)
+            and not {"__pycache__", "vendor", "node_modules"} & set(p.parts)
         )
     this = Path(__file__).resolve()
     return [p for p in files if p.exists() and p.resolve() != this]
@@ -273,7 +276,7 @@ ALLOWED_LINES = [
     "voxels where this sum exceeds 5 mm are seed voxels (far inside deep nuclei);",
     "| setting | `--preset seeds` (the published settings) | `--preset demo` |",
     "Same inputs + same seed = same outputs; the same seed gives byte-identical files.",
-    "(Schiffer et al. 2021, NeuroImage, Sect. 2.5; Schiffer 2023, PhD thesis, Sect. 5.1.4, Table 5.1)",
+    "(Schiffer et al. 2021, NeuroImage, Sect. 2.5; Schiffer, PhD thesis, Sect. 5.1.4, Table 5.1)",
     "| gyrified sphere 256^3 | flying_edges | 0.120 | 232268 | 102 |",
     "about 450 000 nodes per hemisphere after remeshing to 300 µm edges",
 ]

@@ -1,6 +1,6 @@
 """``cortexgraph build-graph <brain>``: sections -> volume -> depth -> midsurfaces -> graphs -> node points.
 
-The steps of the graph method of Schiffer et al. 2021, MICCAI (Schiffer 2023, PhD thesis, Sect. 7.1.1,
+The steps of the graph method of Schiffer et al. 2021, MICCAI (Schiffer, PhD thesis, Sect. 7.1.1,
 Figs. 7.1-7.4), each in a module of its own:
 
 1. :func:`~.volume.reconstruct_volume`: stack the tissue masks with the rigid transforms composed to

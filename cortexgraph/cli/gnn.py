@@ -33,7 +33,7 @@ def _cohort_root(root: Path | None) -> Path:
 
 def _transfer_brain(cohort_root: Path, transfer: str | None) -> str | None:
     """The transfer brain given, ``none`` -> None; without one, B07 in a phantom cohort (the thesis's
-    choice, Schiffer 2023, Sect. 6.1.4, made by ``cortexgraph synth``), else an error: a lab's cohort has no default."""
+    choice, Schiffer, PhD thesis, Sect. 6.1.4, made by ``cortexgraph synth``), else an error: a lab's cohort has no default."""
     from cortexgraph.errors import ParameterError
 
     if transfer is not None:

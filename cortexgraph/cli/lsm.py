@@ -436,7 +436,7 @@ def gsm(
     verbose: bool = VerboseOption,
 ) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
-    the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer 2023, PhD thesis).
+    the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """

@@ -1,6 +1,6 @@
 """Roles of annotated sections: which ones exist for training, and which are held out for testing.
 
-The split is deterministic and spread over the stack (Schiffer 2023, PhD thesis, Sect. 6.1.2): the
+The split is deterministic and spread over the stack (Schiffer, PhD thesis, Sect. 6.1.2): the
 annotated sections of a brain are sorted by number and every fifth one is a test section, so test
 sections cover each brain about uniformly instead of clustering where a random draw puts them. The
 patch encoder, the node labels of the GNN and the pictures that mark section roles all use it.

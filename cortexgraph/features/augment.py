@@ -1,6 +1,6 @@
 """Data augmentation of cortex patches for contrastive pre-training and linear evaluation.
 
-The pipeline of Schiffer 2023 (PhD thesis, Univ. Düsseldorf; "the thesis"), Sect. 6.1.3 "Data
+The pipeline of Schiffer (PhD thesis, Univ. Düsseldorf; "the thesis"), Sect. 6.1.3 "Data
 augmentation" and Fig. 6.2, applied per patch in the order of the text:
 
 1. translation of the patch centre before reading: random direction, distance

@@ -1,6 +1,6 @@
 """The patch data set of the encoder: centres, labels and splits of a cohort, read lazily.
 
-Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, Sects. 6.1.2 "Dataset preparation" and 6.1.3
+Method (Schiffer, PhD thesis, Univ. Düsseldorf, Sects. 6.1.2 "Dataset preparation" and 6.1.3
 "Data augmentation"):
 
 * patch centres lie every ``step_mm`` (1 mm) along the morphological skeleton of each annotated

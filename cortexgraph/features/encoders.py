@@ -1,6 +1,6 @@
 """Patch encoders for the CY node features: the base (modified U-Net encoder) and ResNets.
 
-Everything here follows the contrastive-learning chapter of Schiffer 2023 (PhD thesis, Univ.
+Everything here follows the contrastive-learning chapter of Schiffer (PhD thesis, Univ.
 Düsseldorf; cited as "thesis", chapter 6, network architectures in Sect. 6.1.5) and the matching paper
 Schiffer et al. 2021, ISBI (Sect. 2, "Model architecture"); full references in docs/references.md.
 

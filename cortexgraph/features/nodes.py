@@ -1,6 +1,6 @@
 """Node features of a brain's graphs: CY (encoder), CO (canonical coordinates), PM (atlas), Y (labels).
 
-Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, Sects. 7.1.1-7.1.2 and Fig. 7.5; Schiffer et
+Method (Schiffer, PhD thesis, Univ. Düsseldorf, Sects. 7.1.1-7.1.2 and Fig. 7.5; Schiffer et
 al. 2021, MICCAI).  Every node of a hemisphere's graph
 that ``build-graph`` mapped to a point of a section (node arrays ``section``, ``point_mm``, ``valid``;
 docs/derivatives.md) gets:

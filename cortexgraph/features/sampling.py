@@ -1,6 +1,6 @@
 """Where patches come from: centres along annotation midlines, the section split, class balancing.
 
-Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, Sect. 6.1.2 "Dataset preparation"; cited as
+Method (Schiffer, PhD thesis, Univ. Düsseldorf, Sect. 6.1.2 "Dataset preparation"; cited as
 "the thesis"):
 
 * "The midline of an annotation is computed from its morphological skeleton. We uniformly sample

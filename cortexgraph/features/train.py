@@ -1,6 +1,6 @@
 """Training the patch encoder: supervised contrastive pre-training, linear evaluation, CE baseline.
 
-Method (Schiffer 2023, PhD thesis, Univ. Düsseldorf, chapter 6, Sects. 6.1.1-6.1.5 and 6.2.1; Schiffer
+Method (Schiffer, PhD thesis, Univ. Düsseldorf, chapter 6, Sects. 6.1.1-6.1.5 and 6.2.1; Schiffer
 et al. 2021, ISBI):
 
 1. **SCL pre-training**: encoder ``f_E`` plus projection head ``f_P`` (FC-BN-ReLU-FC, 256 outputs) on

@@ -1,6 +1,6 @@
 """Graphs of a cohort as training data: which exist, load them with a feature selection.
 
-Method: Schiffer 2023, PhD thesis, Sects. 7.1.1-7.1.2 (Schiffer et al. 2021, MICCAI). Every brain has one graph per hemisphere (``build-graph``);
+Method: Schiffer, PhD thesis, Sects. 7.1.1-7.1.2 (Schiffer et al. 2021, MICCAI). Every brain has one graph per hemisphere (``build-graph``);
 its node features come from the stages ``features@<encoder>`` (CY), ``node-priors`` (PM, CO) and
 ``node-labels`` (Y, train/test masks), each in files of its own and assembled by
 :func:`cortexgraph.derivatives.graphs.load_brain_graph`. The transfer brain is held out entirely:

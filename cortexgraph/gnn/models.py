@@ -1,6 +1,6 @@
 """Node classifiers on the midsurface graph: GAT (GATv2), SAGE, MLP and a linear baseline.
 
-Method: Schiffer 2023, PhD thesis, Sect. 7.1.4 (architectures) and Sect. 2.2.2 (graph layers);
+Method: Schiffer, PhD thesis, Sect. 7.1.4 (architectures) and Sect. 2.2.2 (graph layers);
 Schiffer et al. 2021, MICCAI.
 
 Architecture (``kind`` in {"gat", "sage", "mlp"})::

@@ -1,6 +1,6 @@
 """k-hop neighbour sampling on a CSR adjacency, vectorised in torch (runs on CPU or GPU).
 
-Method: Schiffer 2023, PhD thesis, Sect. 2.2.2 (mini-batch subgraph, eq. 2.44; k-hop neighbourhood,
+Method: Schiffer, PhD thesis, Sect. 2.2.2 (mini-batch subgraph, eq. 2.44; k-hop neighbourhood,
 eq. 2.39) and Sects. 7.1.3-7.1.4 (batches of 2048 output nodes; SAGE samples 3 neighbours).
 
 Conventions: ``edge_index[0]`` is the source ``j``, ``edge_index[1]`` the target ``i``; messages flow

@@ -1,7 +1,7 @@
 """Synthetic mesh-like graphs for tests and benchmarks: a triangulated grid on a torus or a plane.
 
 Every interior vertex of the triangulated grid has degree 6, like the vertices of the isotropically
-remeshed midsurfaces (Schiffer 2023, PhD thesis, Sect. 7.1.2: mean degree 6, ~760k nodes and ~4.5M directed
+remeshed midsurfaces (Schiffer, PhD thesis, Sect. 7.1.2: mean degree 6, ~760k nodes and ~4.5M directed
 edges per hemisphere).
 """
 

@@ -1,6 +1,6 @@
 """Train node classifiers on many graphs with LARS and cross-entropy; predict class probabilities.
 
-Method: Schiffer 2023, PhD thesis, Sect. 7.1.3 (Schiffer et al. 2021, MICCAI): 100 epochs (one epoch = one pass over all labelled training
+Method: Schiffer, PhD thesis, Sect. 7.1.3 (Schiffer et al. 2021, MICCAI): 100 epochs (one epoch = one pass over all labelled training
 nodes of all graphs), categorical cross-entropy, LARS with Nesterov momentum 0.9, weight decay 1e-4 on
 non-bias parameters, trust coefficient 0.02, batches of 2048 output nodes, constant learning rate
 0.001 * 2048 / 256 = 0.008, mixed precision, data parallel. Batches are random subsets of the

@@ -1,4 +1,4 @@
-"""Evaluation of LSM predictions (Schiffer et al. 2021, NeuroImage, Sect. 2.7; Schiffer 2023, PhD thesis,
+"""Evaluation of LSM predictions (Schiffer et al. 2021, NeuroImage, Sect. 2.7; Schiffer, PhD thesis,
 Sect. 5.2).
 
 F1 (= Dice) of the target area only; the auxiliary classes (background, white matter, other cortex)

@@ -1,6 +1,6 @@
 """U-Net variants of the local segmentation models (LSM): HR, LR and MS.
 
-Architecture (Schiffer et al. 2021, NeuroImage, Sect. 2.4 and Fig. 5; Schiffer 2023, PhD thesis, Univ.
+Architecture (Schiffer et al. 2021, NeuroImage, Sect. 2.4 and Fig. 5; Schiffer, PhD thesis, Univ.
 Düsseldorf, Sect. 5.1.5 and Fig. 5.5, cited as "the thesis"):
 
 * ``E_HR`` (high resolution encoder): 6 blocks with {16, 32, 64, 64, 128, 128} filters, two

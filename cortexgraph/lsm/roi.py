@@ -1,7 +1,7 @@
 """Regions of interest (ROI) of a local segmentation model.
 
-Training ROI (Schiffer et al. 2021, NeuroImage, Sect. 2.5, "Patchwise training"; Schiffer 2023, PhD
-thesis, Sect. 5.1.2 and Fig. 5.2): ``R_s(A; r)`` = all pixels of section ``s``
+Training ROI (Schiffer et al. 2021, NeuroImage, Sect. 2.5, "Patchwise training"; Schiffer, PhD thesis,
+Sect. 5.1.2 and Fig. 5.2): ``R_s(A; r)`` = all pixels of section ``s``
 whose centre lies within ``r`` (5 mm) of a pixel centre annotated as area ``A``.
 
 Prediction ROI (thesis Sect. 5.1.2, eq. 5.65), for ``s < u < t``::

@@ -1,6 +1,6 @@
 """Patch centres, orientation normalisation, patch extraction and augmentation for LSM training.
 
-* Class-balanced sampling (Schiffer 2023, PhD thesis, Sect. 5.1.2 and Fig. 5.3): a pixel of the training ROIs is drawn as a
+* Class-balanced sampling (Schiffer, PhD thesis, Sect. 5.1.2 and Fig. 5.3): a pixel of the training ROIs is drawn as a
   patch centre with probability inversely proportional to the frequency of its class in the ROIs, so
   each class present is drawn equally often (25 % each with 4 classes). We draw *exactly* ``n // K``
   centres per present class (the remainder goes to randomly chosen classes), uniformly within the

@@ -1,5 +1,5 @@
 """Learning-rate schedule of LSM training (Schiffer et al. 2021, NeuroImage, Sect. 2.5;
-Schiffer 2023, PhD thesis, Sect. 5.1.4).
+Schiffer, PhD thesis, Sect. 5.1.4).
 
 SGD with Nesterov momentum 0.9 for 3000 iterations; the learning rate starts at 0.04 (0.01 per GPU x 4
 GPUs with 16 patches each, linear scaling rule, no warm-up) and is halved after 1000, 1400, 1800, 2200

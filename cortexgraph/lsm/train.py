@@ -1,4 +1,4 @@
-"""Training loop of a local segmentation model (Schiffer 2023, PhD thesis,
+"""Training loop of a local segmentation model (Schiffer, PhD thesis,
 Sect. 5.1.4; Schiffer et al. 2021, NeuroImage, Sect. 2.5).
 
 * SGD with Nesterov momentum 0.9; weight decay 1e-4 on all non-bias parameters (biases excluded).

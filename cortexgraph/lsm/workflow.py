@@ -1,5 +1,5 @@
 """The computing core of the LSM workflow (Schiffer et al. 2021, NeuroImage, Sects. 2.3-2.7;
-Schiffer 2023, PhD thesis, chapter 5): plans, training, prediction.
+Schiffer, PhD thesis, chapter 5): plans, training, prediction.
 
 A neuroanatomist annotates an area on a few sections; one model per interval ``[s, t]`` between two
 annotated sections labels every section in between (thesis Sect. 5.1.1 and Fig. 5.1, NeuroImage paper Sect. 2.3):

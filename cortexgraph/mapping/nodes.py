@@ -1,4 +1,4 @@
-"""Graph nodes <-> points in the 2D sections (Schiffer 2023, PhD thesis, Sect. 7.1.1 and
+"""Graph nodes <-> points in the 2D sections (Schiffer, PhD thesis, Sect. 7.1.1 and
 Fig. 7.4; Schiffer et al. 2021, MICCAI).
 
 For every available section, the section's plane (``y = (s - s_base) * thickness_mm`` in world mm) cuts the

@@ -6,7 +6,7 @@ features). For every available section, each **gray-matter pixel** (tissue mask 
 label of the **nearest valid mapped point of the same section** if that point lies within
 ``max_distance_mm`` (Euclidean, in the section plane; pixel centres as in docs/conventions.md),
 otherwise it stays 0 (unlabelled). This is the "colour each cortex pixel by its closest predicted
-point" of the source (Schiffer 2023, PhD thesis, Sect. 6.1.1). Points whose label is unknown (-1) take part in the
+point" of the source (Schiffer, PhD thesis, Sect. 6.1.1). Points whose label is unknown (-1) take part in the
 nearest-point search: pixels closest to them stay unlabelled. Both hemispheres' graphs are searched
 together. The search uses one KD-tree per section (``scipy.spatial.cKDTree``).
 

@@ -1,6 +1,6 @@
 """3D area maps: assemble sections, fill gaps, filter, mesh, and measure volume and surface.
 
-Pipeline (Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer 2023, PhD thesis, Sect. 5.2.6): :func:`assemble_area_volume` ->
+Pipeline (Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer, PhD thesis, Sect. 5.2.6): :func:`assemble_area_volume` ->
 :func:`interpolate_missing_sections` -> :func:`binary_median_filter` (11^3 at 20 um) ->
 :func:`remove_small_components` (27 mm^3) -> :func:`mask_surface`, chained by
 :func:`build_area_map` / :func:`area_surfaces` (in memory or out of core, same result) and, for a

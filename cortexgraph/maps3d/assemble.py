@@ -1,6 +1,6 @@
 """Place per-section area masks into the planes of a 3D volume (nearest neighbour).
 
-Schiffer et al. 2021, NeuroImage, Sect. 2.8 (Schiffer 2023, PhD thesis, Sect. 5.2.6): segmentations that
+Schiffer et al. 2021, NeuroImage, Sect. 2.8 (Schiffer, PhD thesis, Sect. 5.2.6): segmentations that
 passed quality control are transformed into the reconstructed 3D space; excluded sections stay as gaps that
 :func:`cortexgraph.maps3d.interpolate.interpolate_missing_sections` fills.
 

@@ -1,6 +1,6 @@
 """The 3D map of one area from its section masks: assemble, fill gaps, filter, clean, mesh.
 
-Schiffer et al. 2021, NeuroImage, Sect. 2.8 and Fig. 7 (Schiffer 2023, PhD thesis, Sect. 5.2.6 and
+Schiffer et al. 2021, NeuroImage, Sect. 2.8 and Fig. 7 (Schiffer, PhD thesis, Sect. 5.2.6 and
 Fig. 5.13), in order:
 
 1. :func:`~cortexgraph.maps3d.assemble.assemble_area_volume` puts every section that passed quality

@@ -2,7 +2,7 @@
 
 The 3D map of an area is smoothed with an 11 x 11 x 11 median filter, then connected components
 smaller than 27 mm^3 are removed (Schiffer et al. 2021, NeuroImage, Sect. 2.8 and
-Fig. 7; Schiffer 2023, PhD thesis, Sect. 5.2.6).
+Fig. 7; Schiffer, PhD thesis, Sect. 5.2.6).
 
 Median of a binary window
     For a binary volume the median of an odd-sized window of ``n`` voxels is 1 exactly when at least

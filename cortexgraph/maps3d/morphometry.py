@@ -1,6 +1,6 @@
 """Volume and pial surface area of a 3D area map, shrinkage correction and z-scores.
 
-Schiffer et al. 2021, NeuroImage, Sect. 2.8 and Table 2; Schiffer 2023, PhD thesis, Sect. 5.2.6 and
+Schiffer et al. 2021, NeuroImage, Sect. 2.8 and Table 2; Schiffer, PhD thesis, Sect. 5.2.6 and
 Tables 5.2/5.3:
 
 * volume = number of labelled voxels x voxel volume (|det| of the affine's linear part);

@@ -1,6 +1,6 @@
 """Morphometry of area maps: cortical depth of the brain, per-hemisphere volume and pial area, report.
 
-Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer 2023, PhD thesis, Sect. 5.2.6:
+Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer, PhD thesis, Sect. 5.2.6:
 
 * **Depth field** (:func:`tissue_depth_volume`): the tissue volume is stacked on the map's lattice
   (:func:`cortexgraph.reconstruct.volume.stack_tissue_volume`, same origin and voxel size), the

@@ -1,6 +1,6 @@
 """Marching-cubes surface of a 3D area mask, at full and at preview resolution, in mm.
 
-Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer 2023, PhD thesis, Sect. 5.2.6: meshes by marching cubes
+Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer, PhD thesis, Sect. 5.2.6: meshes by marching cubes
 (Lewiner et al. 2003) at full resolution and on previews downscaled to 100 um voxels.
 
 Why the mask is smoothed before marching cubes

@@ -2,7 +2,7 @@
 
 Each mesh edge that crosses the plane ``coordinate[axis] == offset_mm`` gives one intersection point
 (linear interpolation along the edge), identified with the nearer endpoint of its edge, i.e. the
-graph node it belongs to (Schiffer 2023, PhD thesis, Sect. 7.1.1 and Fig. 7.4). Vertices lying exactly on the plane give
+graph node it belongs to (Schiffer, PhD thesis, Sect. 7.1.1 and Fig. 7.4). Vertices lying exactly on the plane give
 one point each (their own position and index), and their edges give none, so nothing is duplicated.
 """
 

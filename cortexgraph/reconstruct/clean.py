@@ -1,4 +1,4 @@
-"""Cleaning of the stacked tissue volume (Schiffer 2023, PhD thesis, Sect. 7.1.1).
+"""Cleaning of the stacked tissue volume (Schiffer, PhD thesis, Sect. 7.1.1).
 
 * :func:`fill_defects` — median of size 3 along the posterior-anterior axis (y, axis 1); the voxels where
   it differs from the input mark defects; connected components of that difference larger than

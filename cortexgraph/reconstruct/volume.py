@@ -1,4 +1,4 @@
-"""Stack tissue masks into an approximate 3D volume (Schiffer 2023, PhD thesis,
+"""Stack tissue masks into an approximate 3D volume (Schiffer, PhD thesis,
 Sect. 7.1.1 and Fig. 7.1).
 
 Every available section is placed in the plane ``y = (s - s_base) * thickness_mm`` of the world frame

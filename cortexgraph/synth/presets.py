@@ -30,8 +30,8 @@ SEED_SHRINKAGE = {
     "B10": 1.671,
     "B12": 2.062,
 }
-"""Volume shrinkage factors of the brains of the publications (fresh / processed volume, Schiffer 2023,
-PhD thesis, Table 3.1)."""
+"""Volume shrinkage factors of the brains of the publications (fresh / processed volume, Schiffer, PhD thesis,
+Table 3.1)."""
 
 SEED_FRESH_WEIGHT_G = {
     "B01": 1350,

@@ -1,6 +1,6 @@
 """LARS: layer-wise adaptive rate scaling with Nesterov momentum (You et al. 2017).
 
-Method: Schiffer 2023, PhD thesis, Sects. 2.2.1 (eq. 2.11), 6.1.4 and 7.1.3 (LARS,
+Method: Schiffer, PhD thesis, Sects. 2.2.1 (eq. 2.11), 6.1.4 and 7.1.3 (LARS,
 Nesterov momentum 0.9, weight decay 1e-4 on non-bias parameters, trust coefficient 0.02).
 
 Update rule for one parameter tensor ``p`` with gradient ``g`` in a group with ``lars=True``::

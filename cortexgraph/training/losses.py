@@ -1,6 +1,6 @@
 """Supervised contrastive loss (Khosla et al. 2020, "L_out"; thesis eqs. 6.66-6.67).
 
-Method: Schiffer 2023, PhD thesis, Sect. 6.1.1; Schiffer et al. 2021, ISBI, Sect. 2. Two samples are positives iff they share a class
+Method: Schiffer, PhD thesis, Sect. 6.1.1; Schiffer et al. 2021, ISBI, Sect. 2. Two samples are positives iff they share a class
 label; there are no augmented views. The thesis prints the per-anchor normaliser as ``1/n_ci`` (which
 counts the anchor itself); this implementation uses Khosla et al.'s normaliser, the number of
 positives ``n_ci - 1`` (decision recorded in the docstring below).

@@ -1,6 +1,6 @@
 """Classification metrics in numpy: confusion matrix, per-class F1 and macro F1.
 
-Method: Schiffer 2023, PhD thesis, Sect. 2.2.1 (eqs. 2.15-2.20). ``CM[i, j]`` counts samples of
+Method: Schiffer, PhD thesis, Sect. 2.2.1 (eqs. 2.15-2.20). ``CM[i, j]`` counts samples of
 true class ``labels[i]`` predicted as ``labels[j]``; ``F1_k = 2 P_k R_k / (P_k + R_k)``, taken as 0
 when ``P_k + R_k = 0``; macro F1 is the mean of ``F1_k`` over the classes that occur in ``y_true`` or
 ``y_pred``. Classes listed in ``labels`` but absent from both arrays (e.g. an area missing in the

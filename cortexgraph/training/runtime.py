@@ -2,7 +2,7 @@
 
 Every helper degrades to a no-op where its capability is missing: AMP on CPU, DDP without
 ``torchrun`` (no ``WORLD_SIZE`` in the environment, or ``WORLD_SIZE=1``).
-Method: Schiffer 2023, PhD thesis, Sect. 7.1.3 (automatic mixed precision, data parallel over GPUs) and
+Method: Schiffer, PhD thesis, Sect. 7.1.3 (automatic mixed precision, data parallel over GPUs) and
 Sect. 6.1.4 (features gathered across GPUs before the contrastive loss).
 """
 

@@ -17,7 +17,7 @@ from cortexgraph.features.encoders import (
 
 torch.set_num_threads(1)
 
-# Table 6.2 of the thesis (Schiffer 2023, PhD thesis): parameters in millions and d_h.
+# Table 6.2 of the thesis (Schiffer, PhD thesis): parameters in millions and d_h.
 NOMINAL = {"base": (0.66, 128), "resnet18": (11.16, 512), "resnet50": (23.50, 2048)}
 
 
