@@ -25,16 +25,58 @@ def register(app: typer.Typer) -> None:
         ),
         brains: str = typer.Option(None, help="Comma-separated brain ids (default: the preset's)."),
         seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
+        area_seed: int = typer.Option(
+            None,
+            "--area-seed",
+            help="Seed of the area layout and laminar profiles (default 20211): another value "
+            "gives held-out cytoarchitecture.",
+        ),
+        profile_variability: float = typer.Option(
+            None,
+            "--profile-variability",
+            help="Log-normal s.d. of each brain's laminar profiles around its areas' (default 0: "
+            "identical in every brain; 0.1: a 10%% spread).",
+        ),
+        transition_mm: float = typer.Option(
+            None,
+            "--transition-mm",
+            help="Mean width (mm, 10-90%%) of the transition zones of the laminar pattern at "
+            "area borders (default 0: abrupt borders).",
+        ),
+        transform_noise_deg: float = typer.Option(
+            None,
+            "--transform-noise-deg",
+            help="S.d. of the rotation error of the supplied section transforms (default 0.05).",
+        ),
+        transform_noise_um: float = typer.Option(
+            None,
+            "--transform-noise-um",
+            help="S.d. of the translation error of the supplied transforms (default 20 um).",
+        ),
         verbose: bool = VerboseOption,
     ) -> None:
-        """Make a phantom cohort from real anatomy, with ground truth for every stage."""
+        """Make a phantom cohort from real anatomy, with ground truth for every stage.
+
+        The options after --seed make it harder than the preset: new cytoarchitecture, brains
+        that differ in their laminar profiles, gradual area borders, less exact transforms. Their
+        values are recorded in synth.json; the exact values per brain are in ground_truth/.
+        """
         from cortexgraph.synth.cohort import synthesize_cohort
+        from cortexgraph.synth.presets import harder_preset
 
         setup_logging(verbose)
         brain_ids = [b.strip() for b in brains.split(",")] if brains else None
+        spec = harder_preset(
+            preset,
+            area_seed=area_seed,
+            profile_variability=profile_variability,
+            transition_mm=transition_mm,
+            transform_noise_deg=transform_noise_deg,
+            transform_noise_um=transform_noise_um,
+        )
         progress, callback = stage_progress()
         with progress:
             root = synthesize_cohort(
-                out, preset=preset, brains=brain_ids, seed=seed, progress=callback
+                out, preset=spec, brains=brain_ids, seed=seed, progress=callback
             )
         console.print(f"[bold green]phantom cohort written to {root}[/]")

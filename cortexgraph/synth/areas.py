@@ -22,12 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cortexgraph.data.manifest import Area
+from cortexgraph.synth.presets import AREA_LAYOUT_SEED
 from cortexgraph.synth.resources import Surface
 
 NUM_AREAS = 100
-AREA_LAYOUT_SEED = 20211
-"""Fixed seed of the parcel merging and of the laminar profiles (not the cohort seed)."""
-
 LAYERS = ("I", "II", "III", "IV", "V", "VI")
 BASE_FRACTION = np.array([0.10, 0.08, 0.30, 0.10, 0.20, 0.22])
 BASE_DENSITY = np.array([0.12, 0.95, 0.55, 0.90, 0.50, 0.65])
@@ -144,19 +142,23 @@ def _colour(k: int, total: int, rng) -> str:
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
-def build_area_layout(surface: Surface, num_areas: int = NUM_AREAS) -> AreaLayout:
+def build_area_layout(
+    surface: Surface, num_areas: int = NUM_AREAS, area_seed: int = AREA_LAYOUT_SEED
+) -> AreaLayout:
     """Areas, names, colours and laminar profiles from the left hemisphere's Schaefer parcels.
 
     Parameters
     ----------
     surface : the left-hemisphere :class:`~cortexgraph.synth.resources.Surface`.
     num_areas : number of areas after merging.
+    area_seed : seed of the merging, the colours and the profiles (the four landmark areas keep
+        their names and profiles under every seed; their extent changes with the merging).
 
     Returns
     -------
     :class:`AreaLayout` with area ids 1..num_areas ordered posterior -> anterior by centroid.
     """
-    rng = np.random.default_rng(AREA_LAYOUT_SEED)
+    rng = np.random.default_rng(int(area_seed))
     parcels = np.where(surface.cortex, surface.parcels, 0)
     # medial-mask vertices the parcellation left empty take their nearest parcel's label
     if np.any(surface.cortex & (surface.parcels == 0)):
@@ -246,6 +248,48 @@ def build_area_layout(surface: Surface, num_areas: int = NUM_AREAS) -> AreaLayou
     return AreaLayout(
         areas=areas, vertex_area=vertex_area, profiles=profiles, centroids_mm=centroid_by_id
     )
+
+
+def brain_profiles(
+    profiles: dict[int, LaminarProfile], rng: np.random.Generator, variability: float
+) -> dict[int, LaminarProfile]:
+    """One brain's laminar profiles: inter-individual variation around the area's profile.
+
+    Every layer's thickness fraction, cell density and cell size is multiplied by
+    ``exp(variability * z)`` with an independent standard normal ``z`` per brain, area, layer and
+    quantity (fractions renormalised to sum 1); cortical thickness is left alone (it shapes the
+    brain's geometry, which :mod:`cortexgraph.synth.deform` varies). ``variability`` 0 returns the
+    profiles unchanged; 0.1 is a 10 % log-normal spread, about what two brains differ by in one
+    area's laminar densities.
+    """
+    if variability <= 0:
+        return dict(profiles)
+    out = {}
+    for area_id in sorted(profiles):
+        profile = profiles[area_id]
+        fraction = profile.fraction * np.exp(variability * rng.normal(size=6))
+        out[area_id] = LaminarProfile(
+            fraction=fraction / fraction.sum(),
+            density=profile.density * np.exp(variability * rng.normal(size=6)),
+            size_um=profile.size_um * np.exp(variability * rng.normal(size=6)),
+            thickness_mm=profile.thickness_mm,
+            blur=profile.blur,
+        )
+    return out
+
+
+def transition_widths_mm(
+    num_areas: int, transition_mm: float, area_seed: int = AREA_LAYOUT_SEED
+) -> np.ndarray:
+    """Width (mm, 10 %-90 % of the change of the laminar pattern) of the transition zone at the
+    borders of each area: ``transition_mm`` times a factor drawn uniformly in [0.5, 1.5] per area
+    from the area seed. Index 0 (no area) is 0. A border between areas ``a`` and ``b`` changes over
+    about the mean of their two widths."""
+    widths = np.zeros(num_areas + 1)
+    if transition_mm > 0:
+        rng = np.random.default_rng([int(area_seed), 17])
+        widths[1:] = transition_mm * rng.uniform(0.5, 1.5, size=num_areas)
+    return widths
 
 
 def depth_profiles(profiles: dict[int, LaminarProfile], num_ids: int, bins: int = 64) -> dict:

@@ -11,8 +11,10 @@ Layout written under ``out_dir``::
     ground_truth/B01/brain.json          block->world 4x4, block->template linear part, shrinkage ...
     ground_truth/B01/midsurface_{lh,rh}.gii        true midsurface (world mm) with area ids per vertex
     ground_truth/B01/area_measures.tsv   per area and hemisphere: volume, pial-side surface area
+    ground_truth/B01/laminar_profiles.tsv  the brain's own laminar profiles (--profile-variability > 0)
+    ground_truth/transition_widths.tsv   width of each area's border zones (--transition-mm > 0)
 
-Everything is a function of (preset, brains, seed): all random streams come from
+Everything is a function of (preset, brains, seed; the preset includes the area seed): all random streams come from
 ``SeedSequence([seed, crc32(brain), stream, section])`` and no file stores a time, so the same call
 gives byte-identical files.
 """
@@ -29,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from cortexgraph.data.annotations import label_image_to_contours, write_contours
-from cortexgraph.data.manifest import AreaTable, Brain, Cohort, SectionRecord
+from cortexgraph.data.manifest import AreaTable, Brain, Cohort, SectionRecord, format_tsv
 from cortexgraph.data.raster import write_raster
-from cortexgraph.outputs import _json_default, write_json_atomic
+from cortexgraph.outputs import _json_default, write_json_atomic, write_text_atomic
 from cortexgraph.synth import truth
-from cortexgraph.synth.areas import depth_profiles
+from cortexgraph.synth.areas import brain_profiles, depth_profiles, transition_widths_mm
 from cortexgraph.synth.atlas import build_atlas
 from cortexgraph.synth.deform import BrainModel, brain_rng, make_brain
 from cortexgraph.synth.presets import Preset, get_preset
@@ -118,9 +120,10 @@ def cohort_brain_ids(
 
 
 @functools.lru_cache(maxsize=2)
-def _template(template_mm: float) -> Template:
-    """The template of a resolution, built once per process (a cohort's brains share it)."""
-    return build_template(template_mm)
+def _template(template_mm: float, area_seed: int) -> Template:
+    """The template of a resolution and area seed, built once per process (a cohort's brains share
+    it)."""
+    return build_template(template_mm, area_seed)
 
 
 def prepare_cohort(
@@ -139,9 +142,20 @@ def prepare_cohort(
     report = progress or (lambda stage, done, total: None)
 
     report("template", 0, 1)
-    template = _template(spec.template_mm)
+    template = _template(spec.template_mm, spec.area_seed)
     report("template", 1, 1)
     AreaTable(template.layout.areas).write(out / "areas.tsv")
+    if spec.transition_mm > 0:
+        widths = transition_widths_mm(
+            len(template.layout.areas), spec.transition_mm, spec.area_seed
+        )
+        write_text_atomic(
+            out / "ground_truth" / "transition_widths.tsv",
+            format_tsv(
+                ("area_id", "area", "transition_mm"),
+                [(a.id, a.name, f"{widths[a.id]:.4f}") for a in template.layout.areas],
+            ),
+        )
 
     report("atlas", 0, 1)
     build_atlas(template, spec, seed).write(
@@ -237,15 +251,42 @@ def synthesize_brain(
     """
     spec = get_preset(preset) if isinstance(preset, str) else preset
     cohort = Cohort.read(out_dir)
-    template = _template(spec.template_mm)
+    template = _template(spec.template_mm, spec.area_seed)
     layout = template.layout
-    luts = depth_profiles(layout.profiles, len(layout.areas))
+    # this brain's laminar profiles: the areas' own, varied per brain (inter-individual variability)
+    profiles = brain_profiles(
+        layout.profiles, brain_rng(seed, brain_id, 8), spec.profile_variability
+    )
+    luts = depth_profiles(profiles, len(layout.areas))
+    luts["transition_mm"] = transition_widths_mm(
+        len(layout.areas), spec.transition_mm, spec.area_seed
+    )
     names = {a.id: a.name for a in layout.areas}
     report = progress or (lambda stage, done, total: None)
     _synthesize_brain(
         cohort, template, spec, brain_id, seed, luts, names, workers, report, index, total
     )
+    if spec.profile_variability > 0:
+        write_profiles(
+            cohort.root / "ground_truth" / brain_id / "laminar_profiles.tsv", profiles, names
+        )
     return cohort.root / brain_id
+
+
+def write_profiles(path: Path, profiles: dict, names: dict[int, str]) -> Path:
+    """The laminar profiles a brain was drawn with, one row per area and layer: ``area_id``,
+    ``area``, ``layer`` (I..VI), ``fraction`` (of the cortical depth), ``density`` (relative cell
+    density), ``size_um`` (mean cell-body diameter)."""
+    from cortexgraph.synth.areas import LAYERS
+
+    rows = [
+        (area_id, names[area_id], layer, f"{p.fraction[k]:.6f}", f"{p.density[k]:.6f}",
+         f"{p.size_um[k]:.4f}")
+        for area_id, p in sorted(profiles.items())
+        for k, layer in enumerate(LAYERS)
+    ]  # fmt: skip
+    columns = ("area_id", "area", "layer", "fraction", "density", "size_um")
+    return write_text_atomic(path, format_tsv(columns, rows))
 
 
 def _synthesize_brain(

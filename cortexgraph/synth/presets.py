@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+AREA_LAYOUT_SEED = 20211
+"""Default seed of the parcel merging and of the laminar profiles (``--area-seed``; not the cohort
+seed): cohorts of one area seed share their cytoarchitecture, another area seed gives new areas and
+new profiles (held-out cytoarchitecture)."""
+
 SEED_BRAINS = ("B01", "B03", "B04", "B05", "B06", "B07", "B10", "B12")
 """The eight brains of the source study (thesis Table 3.1); B07 is the transfer brain."""
 
@@ -82,6 +87,13 @@ class Preset:
     midsurface_voxel_mm : grid spacing (brain mm) of the marching-cubes ground-truth midsurface.
     exclusion_voxel_mm : voxel size of the exclusion mask of non-cortical gray matter (world mm).
     artefacts_per_section : mean number of tears / missing pieces / folds per section.
+    area_seed : seed of the area layout and laminar profiles (``--area-seed``); another value gives
+        held-out cytoarchitecture.
+    profile_variability : log-normal s.d. of each brain's laminar profile parameters around its
+        area's (inter-individual variability; 0: every brain has identical profiles).
+    transition_mm : mean width of the transition zones of the laminar pattern at area borders
+        (0: abrupt borders); the width of each area's borders is in
+        ``ground_truth/transition_widths.tsv``.
     workers : default number of processes (sections are generated in parallel).
     """
 
@@ -117,6 +129,9 @@ class Preset:
     border_shift_mm: float = 3.0
     size_sd: float = 0.03
     artefacts_per_section: float = 1.5
+    area_seed: int = AREA_LAYOUT_SEED
+    profile_variability: float = 0.0
+    transition_mm: float = 0.0
     workers: int = 2
     extra: dict = field(default_factory=dict)
 
@@ -187,3 +202,37 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def harder_preset(preset: str | Preset, **overrides: float | int | None) -> Preset:
+    """``preset`` with the options of ``cortexgraph synth`` that make a phantom harder replaced:
+    ``area_seed``, ``profile_variability``, ``transition_mm``, ``transform_noise_deg``,
+    ``transform_noise_um`` (None keeps the preset's value). Raises ParameterError for a negative
+    or non-finite amount."""
+    import math
+
+    from cortexgraph.errors import ParameterError
+
+    spec = get_preset(preset) if isinstance(preset, str) else preset
+    allowed = {
+        "area_seed", "profile_variability", "transition_mm", "transform_noise_deg",
+        "transform_noise_um",
+    }  # fmt: skip
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - allowed
+    if unknown:
+        raise ParameterError(f"not a phantom option: {', '.join(sorted(unknown))}")
+    for key, value in given.items():
+        if key == "area_seed":
+            if not 0 <= int(value) < 2**32:
+                raise ParameterError(f"--area-seed {value}: must lie in 0..2^32-1")
+            given[key] = int(value)
+        elif not (math.isfinite(value) and value >= 0):
+            raise ParameterError(f"--{key.replace('_', '-')} {value}: must be a finite number >= 0")
+        elif key == "profile_variability" and value > 1.0:
+            raise ParameterError(
+                f"--profile-variability {value}: a log-normal s.d. above 1 makes profiles of "
+                "one area differ by factors over e between brains",
+                fix="use a value in 0..1 (0.1 is a 10% spread)",
+            )
+    return replace(spec, **given)

@@ -32,7 +32,7 @@ def brainspace_data_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CortexgraphError(
             "the phantom generator needs the data files of the 'brainspace' package",
-            fix="pip install brainspace==0.3.0 (it pins vtk<9.7)",
+            fix="pip install 'cortexgraph[phantom]' (brainspace==0.3.0, which pins vtk<9.7)",
         )
     return Path(list(spec.submodule_search_locations)[0]) / "datasets"
 
@@ -104,7 +104,7 @@ def load_tissue_maps() -> TissueMaps:
     if spec is None or not spec.submodule_search_locations:
         raise CortexgraphError(
             "the phantom generator needs the MNI152 maps shipped by nilearn",
-            fix="pip install nilearn",
+            fix="pip install 'cortexgraph[phantom]' (nilearn)",
         )
     folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
     gm_img = nib.load(str(folder / GM_FILE))

@@ -26,6 +26,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cortexgraph.synth.areas import AreaLayout, build_area_layout, vertex_neighbours
+from cortexgraph.synth.presets import AREA_LAYOUT_SEED
 from cortexgraph.synth.resources import HEMISPHERES, Surface, load_surfaces, load_tissue_maps
 
 NEAR_MARGIN_MM = 2.5
@@ -122,15 +123,16 @@ def smooth_on_mesh(values: np.ndarray, neighbours: list[np.ndarray], iterations:
 
 
 @lru_cache(maxsize=2)
-def build_template(template_mm: float) -> Template:
-    """Tabulate the template fields on a grid of spacing ``template_mm`` (cached per spacing).
+def build_template(template_mm: float, area_seed: int = AREA_LAYOUT_SEED) -> Template:
+    """Tabulate the template fields on a grid of spacing ``template_mm`` (cached per spacing and
+    area seed; the area seed picks the area layout and profiles, :func:`build_area_layout`).
 
     The grid covers the bounding box of the MNI152 brain with a margin. Only points within
     ``max(T)/2 + NEAR_MARGIN_MM + 1`` mm of a surface vertex are queried in the k-d tree.
     """
     surfaces = load_surfaces()
     maps = load_tissue_maps()
-    layout = build_area_layout(surfaces["lh"])
+    layout = build_area_layout(surfaces["lh"], area_seed=area_seed)
     n = len(surfaces["lh"].vertices_mm)
     normals = {h: outward_normals(surfaces[h]) for h in HEMISPHERES}
     neighbours = vertex_neighbours(surfaces["lh"].faces, n)
