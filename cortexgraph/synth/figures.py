@@ -6,6 +6,10 @@
   and the full ground-truth labels;
 * ``phantom_areas.png``: the phantom's areas on the template's left midthickness surface (lateral and
   medial views) and on the brain's true midsurface.
+
+``python -m cortexgraph.synth.figures --harder OUT_DIR`` writes ``phantom_harder.png``: one window of
+a section across the hOc1/hOc2 border rendered with the default phantom and with the options that
+make it harder (:func:`harder_figure`).
 """
 
 from __future__ import annotations
@@ -121,8 +125,106 @@ def areas_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
     return out
 
 
+def harder_figure(
+    out: Path,
+    preset: str = "tiny",
+    seed: int = 0,
+    brain_id: str = "B01",
+    spacing_um: float = 20.0,
+    window_mm: float = 12.0,
+    variability: float = 0.15,
+    transition_mm: float = 2.0,
+) -> Path:
+    """The same tissue rendered three ways, side by side: the default phantom (abrupt border, the
+    areas' own profiles), a brain with its own profiles (``variability``), and that brain with
+    transition zones of ``transition_mm``; then where the transition zones changed the image, and
+    the true labels. The window (``window_mm`` square, ``spacing_um`` pixels, no artefacts) is
+    centred on the longest hOc1/hOc2 border of the brain's sections."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cortexgraph.data.manifest import AreaTable
+    from cortexgraph.synth.areas import brain_profiles, depth_profiles
+    from cortexgraph.synth.deform import brain_rng, make_brain
+    from cortexgraph.synth.presets import get_preset
+    from cortexgraph.synth.render import render_image, sample_section
+    from cortexgraph.synth.sectioning import plan_sections
+    from cortexgraph.synth.template import build_template
+
+    spec = get_preset(preset)
+    template = build_template(spec.template_mm, spec.area_seed)
+    layout = template.layout
+    ids = {a.name: a.id for a in layout.areas}
+    brain = make_brain(template, spec, brain_id, seed)
+    geometry = plan_sections(template, brain, spec, seed)
+    best = (-1, None, None)
+    for n in geometry.available:
+        labels = sample_section(template, brain, geometry, n, spec.mask_spacing_um).area
+        border = (labels[:, :-1] == ids["hOc1"]) & (labels[:, 1:] == ids["hOc2"])
+        border |= (labels[:, :-1] == ids["hOc2"]) & (labels[:, 1:] == ids["hOc1"])
+        if border.sum() > best[0]:
+            rows, cols = np.nonzero(border)
+            centre_px = (np.median(rows) + 0.5, np.median(cols) + 1.0)
+            best = (int(border.sum()), n, np.array(centre_px) * spec.mask_spacing_um / 1000)
+    _, n, centre_mm = best
+    half = int(window_mm * 500 / spacing_um)
+    shape = geometry.raster_shape(spacing_um)
+    r0, c0 = (int(v) for v in np.clip(centre_mm * 1000 / spacing_um - half, 0, None))
+    rows, cols = slice(r0, min(r0 + 2 * half, shape[0])), slice(c0, min(c0 + 2 * half, shape[1]))
+    sample = sample_section(template, brain, geometry, n, spacing_um, rows, cols)
+    none = np.zeros(sample.tissue.shape, dtype=bool)
+    own = brain_profiles(layout.profiles, brain_rng(seed, brain_id, 8), variability)
+    widths = np.full(len(layout.areas) + 1, transition_mm)
+    widths[0] = 0.0
+    panels = []
+    for profiles, transition in ((layout.profiles, None), (own, None), (own, widths)):
+        luts = depth_profiles(profiles, len(layout.areas))
+        luts["transition_mm"] = transition
+        rng = np.random.default_rng(seed)  # one noise field for all panels: only tissue differs
+        panels.append(render_image(sample, luts, spacing_um, rng, 1.0, 1.0, none, none))
+    area_colours = _colour_table(_AreasOnly(AreaTable(layout.areas)))
+    titles = (
+        "default: abrupt border,\nevery brain the same profiles",
+        f"this brain's own profiles\n(--profile-variability {variability:g})",
+        f"+ transition zones\n(--transition-mm {transition_mm:g})",
+    )
+    fig, axes = plt.subplots(1, 5, figsize=(20, 4.6))
+    width_mm = (cols.stop - cols.start) * spacing_um / 1000
+    height_mm = (rows.stop - rows.start) * spacing_um / 1000
+    extent = (0, width_mm, height_mm, 0)
+    for ax, image, title in zip(axes[:3], panels, titles, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
+        ax.set_title(title, fontsize=10)
+    change = np.abs(panels[2].astype(np.float32) - panels[1].astype(np.float32))
+    shown = axes[3].imshow(change, cmap="magma", vmin=0, vmax=40, extent=extent)
+    axes[3].set_title("what the transition zones changed\n(grey levels)", fontsize=10)
+    fig.colorbar(shown, ax=axes[3], fraction=0.046)
+    axes[4].imshow(area_colours[sample.area], extent=extent, interpolation="nearest")
+    axes[4].set_title("true labels (hOc1, hOc2, ...)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("mm")
+    fig.suptitle(f"phantom {preset} seed {seed}, {brain_id} section {n}, {spacing_um:g} um pixels")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
+class _AreasOnly:
+    """An area table in the shape :func:`_colour_table` reads (``cohort.areas``)."""
+
+    def __init__(self, areas) -> None:
+        self.areas = areas
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--harder":
+        harder_figure(Path(args[1]) / "phantom_harder.png")
+        return
     cohort, out_dir = Path(args[0]), Path(args[1])
     brain_id = args[2] if len(args) > 2 else "B07"
     section_figure(cohort, out_dir / "phantom_section.png", brain_id)
