@@ -53,12 +53,24 @@ def register(app: typer.Typer) -> None:
             "--transform-noise-um",
             help="S.d. of the translation error of the supplied transforms (default 20 um).",
         ),
+        distortion_scale_sd: float = typer.Option(
+            None,
+            "--distortion-scale-sd",
+            help="Log-normal s.d. of each section's shrinkage or stretch on the slide (default 0).",
+        ),
+        distortion_warp_mm: float = typer.Option(
+            None,
+            "--distortion-warp-mm",
+            help="S.d. of the amplitude (mm) of a smooth 30 mm wave of each mounted section "
+            "(default 0).",
+        ),
         verbose: bool = VerboseOption,
     ) -> None:
         """Make a phantom cohort from real anatomy, with ground truth for every stage.
 
         The options after --seed make it harder than the preset: new cytoarchitecture, brains
-        that differ in their laminar profiles, gradual area borders, less exact transforms. Their
+        that differ in their laminar profiles, gradual area borders, less exact transforms,
+        sections distorted by mounting. Their
         values are recorded in synth.json; the exact values per brain are in ground_truth/.
         """
         from cortexgraph.synth.cohort import synthesize_cohort
@@ -73,6 +85,8 @@ def register(app: typer.Typer) -> None:
             transition_mm=transition_mm,
             transform_noise_deg=transform_noise_deg,
             transform_noise_um=transform_noise_um,
+            distortion_scale_sd=distortion_scale_sd,
+            distortion_warp_mm=distortion_warp_mm,
         )
         progress, callback = stage_progress()
         with progress:

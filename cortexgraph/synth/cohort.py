@@ -13,6 +13,7 @@ Layout written under ``out_dir``::
     ground_truth/B01/area_measures.tsv   per area and hemisphere: volume, pial-side surface area
     ground_truth/B01/laminar_profiles.tsv  the brain's own laminar profiles (--profile-variability > 0)
     ground_truth/transition_widths.tsv   width of each area's border zones (--transition-mm > 0)
+    ground_truth/B01/distortion.tsv      per section: shrinkage and wave of the mounted section
 
 Everything is a function of (preset, brains, seed; the preset includes the area seed): all random streams come from
 ``SeedSequence([seed, crc32(brain), stream, section])`` and no file stores a time, so the same call
@@ -47,7 +48,13 @@ from cortexgraph.synth.render import (
     section_stain,
 )
 from cortexgraph.synth.resources import TEMPLATE_SPACE
-from cortexgraph.synth.sectioning import SectionGeometry, noisy_transforms, plan_sections
+from cortexgraph.synth.sectioning import (
+    DISTORTION_COLUMNS,
+    SectionGeometry,
+    distortion_rows,
+    noisy_transforms,
+    plan_sections,
+)
 from cortexgraph.synth.template import Template, build_template
 
 Progress = Callable[[str, int, int], None]
@@ -354,6 +361,10 @@ def _synthesize_brain(
             rows.append(records[n])
     brain.write_sections(rows)
     brain.write_transforms(noisy_transforms(geometry, spec, seed, brain_id))
+    if geometry.distortion:
+        write_text_atomic(
+            truth_root / "distortion.tsv", format_tsv(DISTORTION_COLUMNS, distortion_rows(geometry))
+        )
     report(f"{brain_id} ground truth", 0, 1)
     truth.write_exclusion_mask(root / "exclusion.nii.gz", template, brain_model, geometry, spec)
     truth.write_ground_truth(truth_root, template, brain_model, geometry, spec, names)

@@ -91,6 +91,11 @@ class Preset:
         held-out cytoarchitecture.
     profile_variability : log-normal s.d. of each brain's laminar profile parameters around its
         area's (inter-individual variability; 0: every brain has identical profiles).
+    distortion_scale_sd : log-normal s.d. of each section's shrinkage or stretch along the two axes
+        of the slide (mounting; 0: none).
+    distortion_warp_mm : s.d. of the amplitude of a smooth wave (wavelength 30 mm) of each mounted
+        section along each axis (0: none); the parameters per section are in
+        ``ground_truth/<brain>/distortion.tsv``.
     transition_mm : mean width of the transition zones of the laminar pattern at area borders
         (0: abrupt borders); the width of each area's borders is in
         ``ground_truth/transition_widths.tsv``.
@@ -132,6 +137,8 @@ class Preset:
     area_seed: int = AREA_LAYOUT_SEED
     profile_variability: float = 0.0
     transition_mm: float = 0.0
+    distortion_scale_sd: float = 0.0
+    distortion_warp_mm: float = 0.0
     workers: int = 2
     extra: dict = field(default_factory=dict)
 
@@ -207,7 +214,8 @@ def get_preset(name: str) -> Preset:
 def harder_preset(preset: str | Preset, **overrides: float | int | None) -> Preset:
     """``preset`` with the options of ``cortexgraph synth`` that make a phantom harder replaced:
     ``area_seed``, ``profile_variability``, ``transition_mm``, ``transform_noise_deg``,
-    ``transform_noise_um`` (None keeps the preset's value). Raises ParameterError for a negative
+    ``transform_noise_um``, ``distortion_scale_sd``, ``distortion_warp_mm`` (None keeps the
+    preset's value). Raises ParameterError for a negative
     or non-finite amount."""
     import math
 
@@ -216,7 +224,7 @@ def harder_preset(preset: str | Preset, **overrides: float | int | None) -> Pres
     spec = get_preset(preset) if isinstance(preset, str) else preset
     allowed = {
         "area_seed", "profile_variability", "transition_mm", "transform_noise_deg",
-        "transform_noise_um",
+        "transform_noise_um", "distortion_scale_sd", "distortion_warp_mm",
     }  # fmt: skip
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(given) - allowed

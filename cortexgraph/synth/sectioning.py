@@ -43,6 +43,10 @@ class SectionGeometry:
     centre_xz_mm: tuple[float, float]
     misalignment: dict[int, np.ndarray] = field(default_factory=dict)  # n -> D_n (3x3)
     base_section: int = 0
+    #: n -> (scale_x, scale_y, warp_x_mm, angle_x_rad, phase_x, warp_y_mm, angle_y_rad, phase_y):
+    #: the non-rigid distortion of the mounted section (:meth:`undistort`); none when absent
+    distortion: dict[int, np.ndarray] = field(default_factory=dict)
+    warp_wavelength_mm: float = 30.0
 
     @property
     def available(self) -> list[int]:
@@ -58,6 +62,8 @@ class SectionGeometry:
         inverse = invert_rigid(self.misalignment[n])
         u = inverse[0, 0] * x_mm + inverse[0, 1] * y_mm + inverse[0, 2]
         v = inverse[1, 0] * x_mm + inverse[1, 1] * y_mm + inverse[1, 2]
+        if n in self.distortion:
+            u, v = self.undistort(n, u, v)
         xc, zc = self.centre_xz_mm
         return np.stack(
             [
@@ -67,6 +73,23 @@ class SectionGeometry:
             ],
             axis=-1,
         )
+
+    def undistort(self, n: int, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where a point of the mounted, distorted section ``n`` lies in the undistorted section
+        (aligned coordinates, mm): with ``q = p - c`` about the canvas centre ``c``,
+
+        ``u = c_x + q_x / scale_x + warp_x sin(2 pi (cos a_x q_x + sin a_x q_y) / L + phase_x)``,
+
+        and the same for ``v`` with ``scale_y``, ``warp_y``, ``a_y``, ``phase_y`` (``L`` =
+        :attr:`warp_wavelength_mm`): an anisotropic shrinkage or stretch of the section and a smooth
+        wave of it, as mounting on the slide does."""
+        sx, sy, ax, tx, px, ay, ty, py = (float(t) for t in self.distortion[n])
+        cx, cy = self.width_mm / 2, self.height_mm / 2
+        qx, qy = u - cx, v - cy
+        k = 2 * np.pi / self.warp_wavelength_mm
+        u_out = cx + qx / sx + ax * np.sin(k * (np.cos(tx) * qx + np.sin(tx) * qy) + px)
+        v_out = cy + qy / sy + ay * np.sin(k * (np.cos(ty) * qx + np.sin(ty) * qy) + py)
+        return u_out, v_out
 
     def pixel_grid(
         self, n: int, spacing_um: float, rows: slice | None = None, cols: slice | None = None
@@ -195,7 +218,40 @@ def plan_sections(
     )
     candidates = [n for n in geometry.available if n not in mirrored]
     geometry.base_section = int(candidates[(len(candidates) - 1) // 2])
+    if preset.distortion_scale_sd > 0 or preset.distortion_warp_mm > 0:
+        # a stream of its own: the geometry above is the same with and without distortion
+        warp_rng = brain_rng(seed, brain.brain_id, 9)
+        for n in digitized:
+            scale = np.exp(warp_rng.normal(0, preset.distortion_scale_sd, size=2))
+            amplitude = np.abs(warp_rng.normal(0, preset.distortion_warp_mm, size=2))
+            angle = warp_rng.uniform(0, 2 * np.pi, size=2)
+            phase = warp_rng.uniform(0, 2 * np.pi, size=2)
+            geometry.distortion[n] = np.array([
+                scale[0], scale[1], amplitude[0], angle[0], phase[0], amplitude[1], angle[1],
+                phase[1],
+            ])  # fmt: skip
     return geometry
+
+
+def distortion_rows(geometry: SectionGeometry) -> list[tuple]:
+    """Rows of ``ground_truth/<brain>/distortion.tsv``: the parameters of
+    :meth:`SectionGeometry.undistort` per digitized section (angles in degrees)."""
+    rows = []
+    for n in geometry.digitized:
+        if n not in geometry.distortion:
+            continue
+        sx, sy, ax, tx, px, ay, ty, py = geometry.distortion[n]
+        rows.append((
+            n, f"{sx:.6f}", f"{sy:.6f}", f"{ax:.5f}", f"{np.rad2deg(tx):.3f}", f"{px:.5f}",
+            f"{ay:.5f}", f"{np.rad2deg(ty):.3f}", f"{py:.5f}", f"{geometry.warp_wavelength_mm:g}",
+        ))  # fmt: skip
+    return rows
+
+
+DISTORTION_COLUMNS = (
+    "section", "scale_x", "scale_y", "warp_x_mm", "angle_x_deg", "phase_x", "warp_y_mm",
+    "angle_y_deg", "phase_y", "wavelength_mm",
+)  # fmt: skip
 
 
 def noisy_transforms(
