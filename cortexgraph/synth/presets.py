@@ -204,11 +204,15 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name`` (tiny, demo, full); ValueError naming the choices otherwise."""
+    """The preset called ``name`` (tiny, demo, full); ParameterError naming the choices otherwise."""
+    from cortexgraph.errors import ParameterError
+
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ParameterError(
+            f"unknown phantom preset {name!r}", fix=f"choose one of {', '.join(PRESETS)}"
+        ) from None
 
 
 def harder_preset(preset: str | Preset, **overrides: float | int | None) -> Preset:
