@@ -13,6 +13,7 @@ from cortexgraph.data.atlas import ProbabilisticAtlas
 from cortexgraph.data.check import check_brain
 from cortexgraph.data.manifest import Cohort
 from cortexgraph.data.raster import Raster
+from cortexgraph.errors import ParameterError
 from cortexgraph.synth.cohort import synthesize_cohort
 from cortexgraph.synth.presets import PRESETS
 
@@ -102,5 +103,6 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 
 def test_unknown_preset_is_rejected(tmp_path):
-    with pytest.raises(ValueError, match="tiny"):
+    with pytest.raises(ParameterError, match="tiny, demo, full"):
         synthesize_cohort(tmp_path, preset="huge")
+    assert not any(tmp_path.iterdir())  # nothing written
