@@ -25,6 +25,15 @@ def register(app: typer.Typer) -> None:
         ),
         brains: str = typer.Option(None, help="Comma-separated brain ids (default: the preset's)."),
         seed: int = typer.Option(0, help="Random seed; the same seed gives byte-identical files."),
+        scans_only: bool = typer.Option(
+            False,
+            "--scans-only",
+            help="Keep only scans + section lists (scans/<brain>/); the brain folders move to "
+            "ground_truth/<brain>/inputs/ (docs/scans-in.md).",
+        ),
+        scan_format: str = typer.Option(
+            "ome-tiff", "--scan-format", help="Scans of --scans-only: ome-tiff, ome-zarr or png."
+        ),
         verbose: bool = VerboseOption,
     ) -> None:
         """Make a phantom cohort from real anatomy, with ground truth for every stage."""
@@ -37,4 +46,13 @@ def register(app: typer.Typer) -> None:
             root = synthesize_cohort(
                 out, preset=preset, brains=brain_ids, seed=seed, progress=callback
             )
+            if scans_only:
+                from cortexgraph.scans.strip import strip_to_scans
+
+                strip_to_scans(root, scan_format, progress=callback)
         console.print(f"[bold green]phantom cohort written to {root}[/]")
+        if scans_only:
+            console.print(
+                f"scans and section lists in {root / 'scans'}; make each brain with "
+                f"`cortexgraph ingest {root} <brain> --scans {root / 'scans'}/<brain>`"
+            )

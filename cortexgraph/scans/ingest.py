@@ -714,6 +714,7 @@ def ingest_brain(
     spacing_um: float | None = None,
     downscale: int = 1,
     digitization_step: int = 1,
+    shrinkage_factor: float | None = None,
     section_thickness_um: float = 20.0,
     chunk_px: int = DEFAULT_CHUNK_PX,
     min_level_px: int = 256,
@@ -731,6 +732,7 @@ def ingest_brain(
     downscale : integer factor; level 0 of the images is the mean of ``downscale x downscale`` scan
         pixels (spacing ``spacing_um * downscale``).
     digitization_step, section_thickness_um : written to a new brain.toml / cohort.toml.
+    shrinkage_factor : written to brain.toml (default: kept, 1 for a new brain).
     chunk_px : HDF5 chunk (and tile) edge of the images.
     overwrite : write every section again, even those done before.
     progress : ``callable(stage, done, total)``; tiles of the brain.
@@ -786,7 +788,9 @@ def ingest_brain(
     report.missing = [r.section for r in rows if r.missing]
 
     _prepare_cohort(cohort_root, brain_id, section_thickness_um)
-    brain = _prepare_brain(cohort_root, brain_root, brain_id, spacing_out, digitization_step)
+    brain = _prepare_brain(
+        cohort_root, brain_root, brain_id, spacing_out, digitization_step, shrinkage_factor
+    )
 
     todo = []
     for row, fmt, _, out_shape, spacing in plans:
@@ -849,20 +853,30 @@ def _prepare_cohort(root: Path, brain_id: str, thickness_um: float) -> Cohort:
 
 
 def _prepare_brain(
-    cohort_root: Path, root: Path, brain_id: str, spacing_um: float, step: int
+    cohort_root: Path,
+    root: Path,
+    brain_id: str,
+    spacing_um: float,
+    step: int,
+    shrinkage: float | None,
 ) -> Brain:
     cohort = Cohort.read(cohort_root)
     if (root / "brain.toml").exists():
         brain = Brain.read(root, cohort=cohort)
-        if brain.image_spacing_um != spacing_um:
-            brain.image_spacing_um = spacing_um
+        changed = brain.image_spacing_um != spacing_um or (
+            shrinkage is not None and brain.shrinkage_factor != shrinkage
+        )
+        brain.image_spacing_um = spacing_um
+        if shrinkage is not None:
+            brain.shrinkage_factor = float(shrinkage)
+        if changed:
             brain.write_manifest()
         return brain
     brain = Brain(
         id=brain_id,
         root=root,
         cohort=cohort,
-        shrinkage_factor=1.0,
+        shrinkage_factor=1.0 if shrinkage is None else float(shrinkage),
         digitization_step=int(step),
         image_spacing_um=float(spacing_um),
         mask_spacing_um=None,

@@ -35,7 +35,7 @@ Outputs
     fractions, overrides used.
 ``derivatives/cortexgraph/<brain>/segment/qc/sNNNN.png``  QC picture per section.
 ``derivatives/cortexgraph/<brain>/segment/dice.tsv``  phantom cohorts with true masks under
-    ``ground_truth/<brain>/masks/`` only: Dice per class and section (worst first).
+    ``ground_truth/<brain>/inputs/masks/`` (``cortexgraph synth --scans-only``) only: Dice per class and section (worst first).
 ``derivatives/cortexgraph/<brain>/records/segment.json``  the stage record (docs/derivatives.md).
 """
 
@@ -493,7 +493,7 @@ def segment_brain(
     if overrides:
         files = [*files, Path(overrides)]
     truth_root = (brain.cohort.root if brain.cohort else brain.root.parent) / "ground_truth"
-    truth_root = truth_root / brain.id / "masks"
+    truth_root = truth_root / brain.id / "inputs" / "masks"
     store = Derivatives.of(brain)
     out_root = brain.derivatives / "segment"
     report = progress or (lambda stage, done, total: None)
