@@ -343,7 +343,9 @@ class TiffSource(_ArraySource):
         try:
             import tifffile
         except ImportError:  # pragma: no cover - tifffile comes with scikit-image
-            raise ParameterError("tifffile is not installed", file=path, fix=_install_fix()) from None
+            raise ParameterError(
+                "tifffile is not installed", file=path, fix=_install_fix()
+            ) from None
         try:
             import zarr
         except ImportError:
@@ -474,8 +476,10 @@ class ZarrSource(_ArraySource):
         axes = "".join(n[0].upper() for n in names)
         self._setup(array, axes)
         factors = np.ones(len(names))
-        for transforms in (dataset.get("coordinateTransformations", []),
-                           scale.get("coordinateTransformations", [])):
+        for transforms in (
+            dataset.get("coordinateTransformations", []),
+            scale.get("coordinateTransformations", []),
+        ):
             for transform in transforms:
                 if transform.get("type") == "scale":
                     factors = factors * np.asarray(transform["scale"], dtype=float)
@@ -744,11 +748,15 @@ def ingest_brain(
     """
     check_name(brain_id, "brain id")
     if not (isinstance(downscale, int) and downscale >= 1):
-        raise ParameterError(f"downscale must be an integer >= 1, got {downscale!r}",
-                             fix="pass --downscale 1, 2, 4 ...")
+        raise ParameterError(
+            f"downscale must be an integer >= 1, got {downscale!r}",
+            fix="pass --downscale 1, 2, 4 ...",
+        )
     if spacing_um is not None and not (math.isfinite(spacing_um) and spacing_um > 0):
-        raise ParameterError(f"spacing_um must be > 0, got {spacing_um!r}",
-                             fix="give the scans' pixel spacing in micrometres")
+        raise ParameterError(
+            f"spacing_um must be > 0, got {spacing_um!r}",
+            fix="give the scans' pixel spacing in micrometres",
+        )
     rows = read_scan_list(section_list)
     cohort_root = Path(os.path.abspath(cohort_dir))
     brain_root = cohort_root / brain_id

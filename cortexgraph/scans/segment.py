@@ -59,8 +59,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 BACKGROUND, WHITE, GRAY = 0, 1, 2
 SOURCE = "cortexgraph segment"
-OVERRIDE_COLUMNS = ("section", "tissue_threshold", "chan_vese_iterations", "chan_vese_smoothing",
-                    "skip")
+OVERRIDE_COLUMNS = (
+    "section",
+    "tissue_threshold",
+    "chan_vese_iterations",
+    "chan_vese_smoothing",
+    "skip",
+)
 
 
 @dataclass(frozen=True)
@@ -319,7 +324,9 @@ def read_overrides(path: str | Path) -> dict[int, dict]:
             ) from None
         if section in out:
             raise DataFormatError(
-                f"line {number}: section {section} is listed twice", file=path, section=section,
+                f"line {number}: section {section} is listed twice",
+                file=path,
+                section=section,
                 fix="one row per section",
             )
         out[section] = values
@@ -460,22 +467,12 @@ def segment_brain(
         chosen = [r for r in chosen if r.section in set(sections)]
     if not chosen:
         raise DataFormatError(
-            "no present section has an image", file=brain.section_table_path,
+            "no present section has an image",
+            file=brain.section_table_path,
             fix="ingest the scans first: cortexgraph ingest",
         )
     table = read_overrides(overrides) if overrides else {}
     spacing = max(float(params.spacing_um), float(brain.image_spacing_um))
-    if brain.mask_spacing_um is not None and any(r.mask for r in records):
-        others = [r for r in records if r.mask and r not in chosen]
-        if others and abs(brain.mask_spacing_um - spacing) > 1e-6 * spacing:
-            raise DataFormatError(
-                f"sections keep masks at {brain.mask_spacing_um:g} um but segment would write "
-                f"{spacing:g} um (one spacing per brain)",
-                file=brain.manifest_path,
-                section=others[0].section,
-                fix="segment every section, or pass --spacing-um "
-                f"{brain.mask_spacing_um:g}",
-            )
     mask_root = brain.root / "masks"
     for record in chosen:
         if record.mask and not replace_masks and not table.get(record.section, {}).get("skip"):
@@ -487,6 +484,16 @@ def segment_brain(
                     section=record.section,
                     fix="pass --replace-masks to replace the brain's masks with segment's",
                 )
+    if brain.mask_spacing_um is not None and any(r.mask for r in records):
+        others = [r for r in records if r.mask and r not in chosen]
+        if others and abs(brain.mask_spacing_um - spacing) > 1e-6 * spacing:
+            raise DataFormatError(
+                f"sections keep masks at {brain.mask_spacing_um:g} um but segment would write "
+                f"{spacing:g} um (one spacing per brain)",
+                file=brain.manifest_path,
+                section=others[0].section,
+                fix=f"segment every section, or pass --spacing-um {brain.mask_spacing_um:g}",
+            )
     manifest_values, files = brain_inputs(
         brain, ("image",), sections=[r.section for r in chosen], transforms=False
     )
@@ -537,8 +544,11 @@ def segment_brain(
                 )
             local = replace(
                 params,
-                **{k: v for k, v in extra.items() if k in ("chan_vese_iterations",
-                                                            "chan_vese_smoothing")},
+                **{
+                    k: v
+                    for k, v in extra.items()
+                    if k in ("chan_vese_iterations", "chan_vese_smoothing")
+                },
             )
             with Raster(brain.path(record.image, section=n)) as raster:
                 image = raster.read_at_spacing(spacing)
@@ -551,7 +561,9 @@ def segment_brain(
                 image, spacing, local, threshold=extra.get("tissue_threshold"), section=n
             )
             if not (result.mask > 0).any():
-                log.warning("section %d: no tissue found (threshold %.1f)", n, result.tissue_threshold)
+                log.warning(
+                    "section %d: no tissue found (threshold %.1f)", n, result.tissue_threshold
+                )
             write_raster(
                 mask_path,
                 result.mask,
@@ -561,11 +573,17 @@ def segment_brain(
             )
             outputs.append(mask_path)
             new_masks[n] = f"masks/{_name(n)}.h5"
-            rows.append([
-                n, "segmented", result.tissue_threshold, result.otsu_threshold,
-                result.tissue_fraction, result.gray_fraction,
-                ",".join(sorted(extra)) or "",
-            ])
+            rows.append(
+                [
+                    n,
+                    "segmented",
+                    result.tissue_threshold,
+                    result.otsu_threshold,
+                    result.tissue_fraction,
+                    result.gray_fraction,
+                    ",".join(sorted(extra)) or "",
+                ]
+            )
             dice = None
             truth_path = truth_root / f"{_name(n)}.h5"
             if truth_path.is_file():
@@ -583,10 +601,19 @@ def segment_brain(
                     qc_picture(out_root / "qc" / f"{_name(n)}.png", image, result, title)
                 )
             report(stage, done, len(chosen))
-        header = ["section", "status", "tissue_threshold", "otsu_threshold", "tissue_fraction",
-                  "gray_fraction_of_tissue", "overrides"]
-        text = "\t".join(header) + "\n" + "".join(
-            "\t".join(_format(v) for v in row) + "\n" for row in rows
+        header = [
+            "section",
+            "status",
+            "tissue_threshold",
+            "otsu_threshold",
+            "tissue_fraction",
+            "gray_fraction_of_tissue",
+            "overrides",
+        ]
+        text = (
+            "\t".join(header)
+            + "\n"
+            + "".join("\t".join(_format(v) for v in row) + "\n" for row in rows)
         )
         outputs.append(write_text_atomic(out_root / "segment.tsv", text))
         measured: dict = {

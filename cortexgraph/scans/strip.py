@@ -37,8 +37,9 @@ TRUTH_INPUTS = "inputs"
 Progress = Callable[[str, int, int], None]
 
 
-def write_ome_tiff(path: str | os.PathLike, image: np.ndarray, spacing_um: float,
-                   tile_px: int = 256) -> Path:
+def write_ome_tiff(
+    path: str | os.PathLike, image: np.ndarray, spacing_um: float, tile_px: int = 256
+) -> Path:
     """Write a 2D grey image as a tiled, zlib-compressed OME-TIFF (BigTIFF) with its pixel spacing
     (``PhysicalSizeX/Y`` in µm), atomically."""
     import tifffile
@@ -61,8 +62,9 @@ def write_ome_tiff(path: str | os.PathLike, image: np.ndarray, spacing_um: float
     return Path(path)
 
 
-def write_ome_zarr(path: str | os.PathLike, image: np.ndarray, spacing_um: float,
-                   chunk_px: int = 256) -> Path:
+def write_ome_zarr(
+    path: str | os.PathLike, image: np.ndarray, spacing_um: float, chunk_px: int = 256
+) -> Path:
     """Write a 2D grey image as an OME-Zarr (NGFF 0.4, one resolution, axes y x in micrometer).
     The folder is written beside its final name and renamed when complete."""
     import zarr
@@ -71,8 +73,9 @@ def write_ome_zarr(path: str | os.PathLike, image: np.ndarray, spacing_um: float
     tmp = path.with_name(f".{path.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-    array = group.create_array("0", shape=image.shape, chunks=(chunk_px, chunk_px),
-                               dtype=image.dtype)
+    array = group.create_array(
+        "0", shape=image.shape, chunks=(chunk_px, chunk_px), dtype=image.dtype
+    )
     array[:] = image
     group.attrs["multiscales"] = [
         {
