@@ -17,9 +17,8 @@ each section image at a working spacing (64 µm/px in the thesis):
    darker one inside the tissue is gray matter (cell bodies stain dark), the rest of the tissue white
    matter.
 3. **Cleaning** by areas only (no closing, so tight sulci stay open): tissue pieces below
-   ``min_tissue_mm2`` are removed, background holes below ``max_hole_mm2`` inside the tissue filled;
-   gray islands below ``min_island_mm2`` inside white matter become white matter and white islands of
-   that size inside gray matter become gray matter.
+   ``min_tissue_mm2`` are removed, background holes below ``max_hole_mm2`` filled; gray-matter pieces
+   below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter.
 
 Per-section overrides (``--overrides FILE``, tab-separated, header ``section`` and any of
 ``tissue_threshold`` (grey value on the 8-bit scale), ``chan_vese_iterations``,
