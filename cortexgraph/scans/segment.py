@@ -362,8 +362,9 @@ def dice_per_class(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]
 
 
 def qc_picture(path: Path, image: np.ndarray, result: SectionResult, title: str) -> Path:
-    """A PNG with the image, the mask over it (gray matter red, white matter blue) and the smoothed
-    histogram with the threshold used (red) and Otsu's (dashed)."""
+    """A PNG with the image, the mask over it (gray matter red, white matter blue), both cropped to
+    the tissue and a margin, and the smoothed histogram of the whole image with the threshold used
+    (red) and Otsu's reference (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -372,10 +373,19 @@ def qc_picture(path: Path, image: np.ndarray, result: SectionResult, title: str)
     from cortexgraph.outputs import atomic_path
 
     grey = to_8bit(image) / 255.0
+    found = np.argwhere(result.mask > 0)
+    if len(found):  # the tissue and a margin of a tenth of its extent
+        margin = max(8, int(0.1 * (found.max(0) - found.min(0)).max()))
+        lo = np.maximum(found.min(0) - margin, 0)
+        hi = np.minimum(found.max(0) + margin + 1, grey.shape)
+        box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+        grey, labels = grey[box], result.mask[box]
+    else:
+        labels = result.mask
     overlay = np.stack([grey] * 3, axis=-1)
     colours = {GRAY: (0.85, 0.2, 0.2), WHITE: (0.2, 0.4, 0.9)}
     for value, colour in colours.items():
-        on = result.mask == value
+        on = labels == value
         overlay[on] = 0.5 * overlay[on] + 0.5 * np.asarray(colour)
     figure = Figure(figsize=(11, 3.6), dpi=90)
     axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.9]})
@@ -389,6 +399,7 @@ def qc_picture(path: Path, image: np.ndarray, result: SectionResult, title: str)
     axes[2].axvline(result.tissue_threshold, color="r", lw=1.5, label="threshold")
     axes[2].axvline(result.otsu_threshold, color="0.5", ls="--", lw=1, label="Otsu")
     axes[2].set_yscale("symlog")
+    axes[2].set_ylim(bottom=0)
     axes[2].set_xlabel("grey value (8 bit)")
     axes[2].legend(fontsize=8)
     axes[2].set_title("smoothed histogram")
