@@ -19,6 +19,7 @@ from cortexgraph.cli import lsm as lsm_cmd
 from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
 from cortexgraph.cli import render as render_cmd
+from cortexgraph.cli import scans as scans_cmd
 from cortexgraph.cli import serve as serve_cmd
 from cortexgraph.cli import status as status_cmd
 from cortexgraph.cli import synth as synth_cmd
@@ -88,6 +89,7 @@ lsm_cmd.register(app)
 maps3d_cmd.register(app)
 serve_cmd.register(app)
 jobs_cmd.register(app)
+scans_cmd.register(app)
 
 
 def main() -> None:

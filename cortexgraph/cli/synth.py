@@ -35,12 +35,12 @@ def register(app: typer.Typer) -> None:
             None,
             "--profile-variability",
             help="Log-normal s.d. of each brain's laminar profiles around its areas' (default 0: "
-            "identical in every brain; 0.1: a 10%% spread).",
+            "identical in every brain; 0.1: a 10% spread).",
         ),
         transition_mm: float = typer.Option(
             None,
             "--transition-mm",
-            help="Mean width (mm, 10-90%%) of the transition zones of the laminar pattern at "
+            help="Mean width (mm, 10-90%) of the transition zones of the laminar pattern at "
             "area borders (default 0: abrupt borders).",
         ),
         transform_noise_deg: float = typer.Option(
@@ -63,6 +63,15 @@ def register(app: typer.Typer) -> None:
             "--distortion-warp-mm",
             help="S.d. of the amplitude (mm) of a smooth 30 mm wave of each mounted section "
             "(default 0).",
+        ),
+        scans_only: bool = typer.Option(
+            False,
+            "--scans-only",
+            help="Keep only scans + section lists (scans/<brain>/); the brain folders move to "
+            "ground_truth/<brain>/inputs/ (docs/scans-in.md).",
+        ),
+        scan_format: str = typer.Option(
+            "ome-tiff", "--scan-format", help="Scans of --scans-only: ome-tiff, ome-zarr or png."
         ),
         verbose: bool = VerboseOption,
     ) -> None:
@@ -93,4 +102,13 @@ def register(app: typer.Typer) -> None:
             root = synthesize_cohort(
                 out, preset=spec, brains=brain_ids, seed=seed, progress=callback
             )
+            if scans_only:
+                from cortexgraph.scans.strip import strip_to_scans
+
+                strip_to_scans(root, scan_format, progress=callback)
         console.print(f"[bold green]phantom cohort written to {root}[/]")
+        if scans_only:
+            console.print(
+                f"scans and section lists in {root / 'scans'}; make each brain with "
+                f"`cortexgraph ingest {root} <brain> --scans {root / 'scans'}/<brain>`"
+            )

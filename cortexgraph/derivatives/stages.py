@@ -175,6 +175,13 @@ STAGES: dict[str, StageSpec] = {
             "cortexgraph stats {brain} --labels {scope}",
             "the measured areas of one label source in one table",
         ),
+        StageSpec(
+            "segment",
+            1,
+            "brain",
+            "cortexgraph segment {brain}",
+            "tissue masks (background / white / gray) from the section images",
+        ),
     )
 }
 

@@ -1,0 +1,677 @@
+"""``cortexgraph segment BRAIN``: tissue masks (background / white matter / gray matter) from the images.
+
+The method of Schiffer 2023 (PhD thesis, Univ. Düsseldorf, chapter 3, "Tissue segmentation"), run on
+each section image at a working spacing (64 µm/px in the thesis):
+
+1. **Tissue vs background.** The image is smoothed (Gaussian, ``tissue_sigma_um``) and its
+   256-bin grey-value histogram is smoothed by a median filter (size 3) and a mean filter (size 5).
+   The threshold is a local minimum of that histogram; when there are several, the one closest to
+   Otsu's threshold (Otsu 1979); when there is none, Otsu's threshold. Pixels darker than it are
+   tissue (the stain is dark on bright glass).
+2. **Gray vs white matter.** Contrast enhancement: minimum, maximum and mean filters (each
+   ``filter_um``, 5 px at 64 µm), contrast-limited adaptive histogram equalisation (CLAHE, Pizer et
+   al. 1987; kernel ``clahe_kernel_um``, 250 px at 64 µm), Gaussian blur (``blur_um``, σ = 1 px at
+   64 µm), and the minimum, maximum and mean filters again. Then morphological Chan-Vese
+   (Márquez-Neila et al. 2014, a variant of Chan & Vese 1999; ``chan_vese_iterations``,
+   ``chan_vese_smoothing``), started from Otsu's split of the enhanced tissue; of its two regions the
+   darker one inside the tissue is gray matter (cell bodies stain dark), the rest of the tissue white
+   matter.
+3. **Cleaning** by areas only (no closing, so tight sulci stay open): tissue pieces below
+   ``min_tissue_mm2`` are removed, background holes below ``max_hole_mm2`` filled; gray-matter pieces
+   below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter.
+
+Per-section overrides (``--overrides FILE``, tab-separated, header ``section`` and any of
+``tissue_threshold`` (grey value on the 8-bit scale), ``chan_vese_iterations``,
+``chan_vese_smoothing``, ``skip`` (1: leave the section's mask as it is)) fix sections where the
+automatic choice fails; the QC picture shows the histogram, the threshold used and the mask.
+
+Outputs
+-------
+``<brain>/masks/sNNNN.h5``  label rasters (0 background, 1 white, 2 gray; ``kind="labels"``) at the
+    working spacing, with file attributes ``section`` and ``source = "cortexgraph segment"``;
+    ``sections.tsv`` names them and ``brain.toml`` gets ``spacing_um.mask``.
+``derivatives/cortexgraph/<brain>/segment/segment.tsv``  per section: thresholds, tissue and gray
+    fractions, overrides used.
+``derivatives/cortexgraph/<brain>/segment/qc/sNNNN.png``  QC picture per section.
+``derivatives/cortexgraph/<brain>/segment/dice.tsv``  phantom cohorts with true masks under
+    ``ground_truth/<brain>/inputs/masks/`` (``cortexgraph synth --scans-only``) only: Dice per class and section (worst first).
+``derivatives/cortexgraph/<brain>/records/segment.json``  the stage record (docs/derivatives.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from cortexgraph.data.manifest import Brain, SectionRecord
+from cortexgraph.data.raster import Raster, resample_grid, write_raster
+from cortexgraph.errors import DataFormatError, ParameterError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+BACKGROUND, WHITE, GRAY = 0, 1, 2
+SOURCE = "cortexgraph segment"
+OVERRIDE_COLUMNS = (
+    "section",
+    "tissue_threshold",
+    "chan_vese_iterations",
+    "chan_vese_smoothing",
+    "skip",
+)
+
+
+@dataclass(frozen=True)
+class SegmentParameters:
+    """Parameters of the tissue segmentation (module docstring); lengths in µm, areas in mm².
+
+    The thesis gives filter sizes in pixels at 64 µm/px; here they are lengths, so that a brain
+    segmented at another spacing uses the same physical sizes.
+    """
+
+    spacing_um: float = 64.0
+    """Working (and mask) spacing; images coarser than it are segmented at their own spacing."""
+    tissue_sigma_um: float = 64.0
+    otsu_classes: int = 3
+    """Classes of Otsu's reference threshold: 2 is the thesis' two-class Otsu; 3 (default) takes the
+    brightest of the three-class thresholds, which separates glass from tissue also where white
+    matter is nearly as bright as the glass (the two-class threshold then falls between gray and
+    white matter)."""
+    histogram_median: int = 3
+    histogram_mean: int = 5
+    filter_um: float = 320.0
+    clahe_kernel_um: float = 16000.0
+    clahe_clip: float = 0.01
+    blur_um: float = 64.0
+    chan_vese_iterations: int = 40
+    chan_vese_smoothing: int = 1
+    min_tissue_mm2: float = 2.0
+    max_hole_mm2: float = 0.5
+    min_island_mm2: float = 0.3
+
+
+@dataclass(frozen=True)
+class SectionResult:
+    """Segmentation of one section: the mask and what was measured on the way."""
+
+    section: int
+    mask: np.ndarray
+    spacing_um: float
+    tissue_threshold: float
+    otsu_threshold: float
+    minima: tuple[int, ...]
+    histogram: np.ndarray
+    overridden: tuple[str, ...] = ()
+
+    @property
+    def tissue_fraction(self) -> float:
+        return float((self.mask > 0).mean())
+
+    @property
+    def gray_fraction(self) -> float:
+        tissue = (self.mask > 0).sum()
+        return float((self.mask == GRAY).sum() / tissue) if tissue else 0.0
+
+
+def _px(length_um: float, spacing_um: float) -> float:
+    return length_um / spacing_um
+
+
+def _size(length_um: float, spacing_um: float) -> int:
+    """A filter size in pixels, odd (an even-sized filter shifts the image by half a pixel, and
+    three of them in a row shift the gray/white border by a pixel or more)."""
+    size = max(1, int(round(length_um / spacing_um)))
+    return size if size % 2 else size + 1
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """Grey values on the 8-bit scale as float32 (uint16 images divided by 257)."""
+    image = np.asarray(image)
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 257.0
+    return image.astype(np.float32)
+
+
+def tissue_threshold(
+    smoothed: np.ndarray, params: SegmentParameters
+) -> tuple[float, float, tuple[int, ...], np.ndarray]:
+    """The background/tissue threshold of a smoothed 8-bit image (step 1 of the module docstring).
+
+    Returns (threshold, Otsu threshold, the local minima of the smoothed histogram (bin indices),
+    the smoothed histogram (256 values)).
+    """
+    from skimage.filters import threshold_otsu
+
+    values = smoothed.ravel()
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.int64), minlength=256)[:256].astype(float)
+    hist = ndimage.median_filter(hist, size=params.histogram_median, mode="nearest")
+    hist = ndimage.uniform_filter1d(hist, size=params.histogram_mean, mode="nearest")
+    if params.otsu_classes == 2:
+        otsu = float(threshold_otsu(values))
+    else:
+        from skimage.filters import threshold_multiotsu
+
+        otsu = float(threshold_multiotsu(values, classes=params.otsu_classes)[-1])
+    minima = []
+    for i in range(1, 255):
+        if hist[i] < hist[i - 1]:
+            j = i
+            while j < 255 and hist[j + 1] == hist[i]:
+                j += 1
+            if j < 255 and hist[j + 1] > hist[i]:
+                minima.append((i + j) // 2)
+    if not minima:
+        return otsu, otsu, (), hist
+    best = min(minima, key=lambda m: abs(m - otsu))
+    return float(best) + 0.5, otsu, tuple(minima), hist
+
+
+def enhance_contrast(image: np.ndarray, spacing_um: float, params: SegmentParameters) -> np.ndarray:
+    """Step 2's contrast enhancement of an 8-bit image; returns float values in [0, 1]."""
+    from skimage.exposure import equalize_adapthist
+
+    size = _size(params.filter_um, spacing_um)
+
+    def min_max_mean(a: np.ndarray) -> np.ndarray:
+        a = ndimage.minimum_filter(a, size=size)
+        a = ndimage.maximum_filter(a, size=size)
+        return ndimage.uniform_filter(a, size=size)
+
+    work = min_max_mean(np.clip(image, 0, 255) / 255.0)
+    kernel = max(3, int(round(_px(params.clahe_kernel_um, spacing_um))))
+    kernel = min(kernel, max(3, max(work.shape)))
+    work = equalize_adapthist(np.clip(work, 0, 1), kernel_size=kernel, clip_limit=params.clahe_clip)
+    work = ndimage.gaussian_filter(work, _px(params.blur_um, spacing_um))
+    return min_max_mean(work).astype(np.float32)
+
+
+def _remove_small(region: np.ndarray, min_px: float) -> np.ndarray:
+    """``region`` without its 8-connected pieces smaller than ``min_px`` pixels."""
+    labels, count = ndimage.label(region, structure=np.ones((3, 3)))
+    if count == 0:
+        return region
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[labels]
+
+
+def segment_image(
+    image: np.ndarray,
+    spacing_um: float,
+    params: SegmentParameters = SegmentParameters(),
+    *,
+    threshold: float | None = None,
+    section: int = -1,
+) -> SectionResult:
+    """Segment one image (2D, uint8 or uint16, dark tissue on bright glass) at ``spacing_um``.
+
+    ``threshold`` (8-bit grey value) replaces the automatic tissue threshold. Returns a
+    :class:`SectionResult` whose mask is uint8 0/1/2 on the image's grid.
+    """
+    from skimage.filters import threshold_otsu
+    from skimage.segmentation import morphological_chan_vese
+
+    grey = to_8bit(image)
+    smoothed = ndimage.gaussian_filter(grey, _px(params.tissue_sigma_um, spacing_um))
+    auto, otsu, minima, hist = tissue_threshold(smoothed, params)
+    used = auto if threshold is None else float(threshold)
+    pixel_mm2 = (spacing_um / 1000.0) ** 2
+
+    tissue = smoothed < used
+    tissue = _remove_small(tissue, params.min_tissue_mm2 / pixel_mm2)
+    holes = _remove_small(~tissue, params.max_hole_mm2 / pixel_mm2)
+    # holes touching the border are background whatever their size
+    tissue = ~holes
+    mask = np.zeros(grey.shape, np.uint8)
+    if tissue.sum() < 16:
+        return SectionResult(section, mask, spacing_um, used, otsu, minima, hist)
+
+    # the gray/white split runs on the tissue's bounding box (with a margin wider than the filters)
+    margin = 4 * _size(params.filter_um, spacing_um) + 4
+    found = np.argwhere(tissue)
+    lo = np.maximum(found.min(0) - margin, 0)
+    hi = np.minimum(found.max(0) + margin + 1, tissue.shape)
+    box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+    full_tissue = tissue
+    tissue = tissue[box]
+    enhanced = enhance_contrast(grey[box], spacing_um, params)
+    inside = enhanced[tissue]
+    start = tissue & (enhanced < threshold_otsu(inside)) if np.ptp(inside) > 0 else tissue
+    level = morphological_chan_vese(
+        enhanced,
+        num_iter=params.chan_vese_iterations,
+        init_level_set=start.astype(np.int8),
+        smoothing=params.chan_vese_smoothing,
+    ).astype(bool)
+    one, zero = enhanced[level & tissue], enhanced[~level & tissue]
+    if len(one) and (not len(zero) or one.mean() <= zero.mean()):
+        gray = level & tissue
+    else:
+        gray = ~level & tissue
+    white = tissue & ~gray
+    min_island = params.min_island_mm2 / pixel_mm2
+    gray_kept = _remove_small(gray, min_island)
+    white = white | (gray & ~gray_kept)
+    gray = gray_kept
+    white_kept = _remove_small(white, min_island)
+    gray = gray | (white & ~white_kept)
+    white = white_kept
+    mask[box][white] = WHITE
+    mask[box][gray] = GRAY
+    assert not (mask.astype(bool) & ~full_tissue).any()
+    return SectionResult(section, mask, spacing_um, used, otsu, minima, hist)
+
+
+# --------------------------------------------------------------------------------------------------
+# overrides, Dice, QC picture
+# --------------------------------------------------------------------------------------------------
+def read_overrides(path: str | Path) -> dict[int, dict]:
+    """Per-section overrides (module docstring): ``{section: {column: value}}``; empty cells are
+    not overrides. Raises DataFormatError naming the file, line and fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("overrides file not found", file=path, fix="check --overrides")
+    lines = [x for x in path.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
+    header = [h.strip() for h in lines[0].split("\t")] if lines else []
+    if "section" not in header or any(h not in OVERRIDE_COLUMNS for h in header):
+        raise DataFormatError(
+            f"overrides header {header} is not a subset of {list(OVERRIDE_COLUMNS)} with 'section'",
+            file=path,
+            fix=f"use the columns {', '.join(OVERRIDE_COLUMNS)} (tab-separated)",
+        )
+    out: dict[int, dict] = {}
+    for number, line in enumerate(lines[1:], 2):
+        cells = [c.strip() for c in line.split("\t")]
+        if len(cells) != len(header):
+            raise DataFormatError(
+                f"line {number} has {len(cells)} fields, the header {len(header)}",
+                file=path,
+                fix="one tab-separated field per column (empty for none)",
+            )
+        row = dict(zip(header, cells, strict=True))
+        try:
+            section = int(row.pop("section"))
+            values: dict = {}
+            for key, text in row.items():
+                if not text:
+                    continue
+                if key == "tissue_threshold":
+                    values[key] = float(text)
+                    if not 0 <= values[key] <= 256:
+                        raise ValueError
+                elif key == "skip":
+                    if text.lower() not in ("0", "1", "true", "false"):
+                        raise ValueError
+                    values[key] = text.lower() in ("1", "true")
+                else:
+                    values[key] = int(text)
+                    if values[key] < 0:
+                        raise ValueError
+        except ValueError:
+            raise DataFormatError(
+                f"line {number}: a value is not valid ({line!r})",
+                file=path,
+                fix="tissue_threshold 0..256, chan_vese_iterations and chan_vese_smoothing "
+                "integers >= 0, skip 0 or 1",
+            ) from None
+        if section in out:
+            raise DataFormatError(
+                f"line {number}: section {section} is listed twice",
+                file=path,
+                section=section,
+                fix="one row per section",
+            )
+        out[section] = values
+    return out
+
+
+def to_grid(mask: np.ndarray, spacing_um: float, target_spacing_um: float, shape) -> np.ndarray:
+    """A label image on a coarser grid of the same frame: the most frequent label of each block when
+    the spacings differ by an integer factor (the coarse pixel centre lies between fine pixels), else
+    the label under the coarse pixel centre."""
+    ratio = target_spacing_um / spacing_um
+    factor = int(round(ratio))
+    if factor >= 2 and abs(ratio - factor) < 1e-6:
+        rows, cols = shape
+        padded = np.zeros((rows * factor, cols * factor), mask.dtype)
+        r, c = min(mask.shape[0], rows * factor), min(mask.shape[1], cols * factor)
+        padded[:r, :c] = mask[:r, :c]
+        blocks = padded.reshape(rows, factor, cols, factor)
+        order = (GRAY, WHITE, BACKGROUND)  # ties go to the thinner class
+        counts = np.stack([(blocks == v).sum(axis=(1, 3)) for v in order])
+        return np.asarray(order, np.uint8)[counts.argmax(0)]
+    return resample_grid(mask, spacing_um, target_spacing_um, shape, "labels")
+
+
+def dice_per_class(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Dice of background, white and gray matter between two label images of one grid (NaN where
+    both are empty)."""
+    out = {}
+    for name, value in (("background", BACKGROUND), ("white", WHITE), ("gray", GRAY)):
+        a, b = predicted == value, truth == value
+        total = a.sum() + b.sum()
+        out[name] = float(2.0 * (a & b).sum() / total) if total else math.nan
+    return out
+
+
+def qc_picture(path: Path, image: np.ndarray, result: SectionResult, title: str) -> Path:
+    """A PNG with the image, the mask over it (gray matter red, white matter blue), both cropped to
+    the tissue and a margin, and the smoothed histogram of the whole image with the threshold used
+    (red) and Otsu's reference (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from cortexgraph.outputs import atomic_path
+
+    grey = to_8bit(image) / 255.0
+    found = np.argwhere(result.mask > 0)
+    if len(found):  # the tissue and a margin of a tenth of its extent
+        margin = max(8, int(0.1 * (found.max(0) - found.min(0)).max()))
+        lo = np.maximum(found.min(0) - margin, 0)
+        hi = np.minimum(found.max(0) + margin + 1, grey.shape)
+        box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+        grey, labels = grey[box], result.mask[box]
+    else:
+        labels = result.mask
+    overlay = np.stack([grey] * 3, axis=-1)
+    colours = {GRAY: (0.85, 0.2, 0.2), WHITE: (0.2, 0.4, 0.9)}
+    for value, colour in colours.items():
+        on = labels == value
+        overlay[on] = 0.5 * overlay[on] + 0.5 * np.asarray(colour)
+    figure = Figure(figsize=(11, 3.6), dpi=90)
+    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 0.9]})
+    axes[0].imshow(grey, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title("image")
+    axes[1].imshow(overlay)
+    axes[1].set_title("mask: gray matter red, white matter blue")
+    for ax in axes[:2]:
+        ax.set_axis_off()
+    axes[2].plot(np.arange(256), result.histogram, color="k", lw=1)
+    axes[2].axvline(result.tissue_threshold, color="r", lw=1.5, label="threshold")
+    axes[2].axvline(result.otsu_threshold, color="0.5", ls="--", lw=1, label="Otsu")
+    axes[2].set_yscale("symlog")
+    axes[2].set_ylim(bottom=0)
+    axes[2].set_xlabel("grey value (8 bit)")
+    axes[2].legend(fontsize=8)
+    axes[2].set_title("smoothed histogram")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage
+# --------------------------------------------------------------------------------------------------
+def _name(section: int) -> str:
+    return f"s{section:04d}"
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def segment_brain(
+    brain: Brain,
+    params: SegmentParameters = SegmentParameters(),
+    *,
+    overrides: str | Path | None = None,
+    sections: list[int] | None = None,
+    qc: bool = True,
+    replace_masks: bool = False,
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+    progress: Progress | None = None,
+) -> dict:
+    """Segment every present section of ``brain`` that has an image (or ``sections``).
+
+    Parameters
+    ----------
+    params : :class:`SegmentParameters`.
+    overrides : per-section overrides TSV (module docstring).
+    sections : restrict to these section numbers (the others keep their masks).
+    qc : write a QC picture per section.
+    replace_masks : allow replacing mask files that ``segment`` did not write (a brain's own masks
+        are refused otherwise).
+    overwrite : recompute even when the stage record is current.
+
+    Returns
+    -------
+    The stage summary: per-section thresholds and fractions, and on phantom cohorts the Dice per
+    class (``dice``: mean per class; ``worst``: the five sections of lowest gray-matter Dice).
+    Files: module docstring.
+    """
+    from cortexgraph.derivatives.inputs import brain_inputs
+    from cortexgraph.derivatives.stage import Derivatives, StageRun
+    from cortexgraph.derivatives.stages import StageId
+    from cortexgraph.outputs import write_text_atomic
+
+    if brain.image_spacing_um is None:
+        raise DataFormatError(
+            "the brain has no images (no spacing_um.image in brain.toml)",
+            file=brain.manifest_path,
+            fix="ingest the scans first: cortexgraph ingest",
+        )
+    records = brain.sections
+    chosen = [r for r in records if not r.missing and r.image]
+    if sections is not None:
+        unknown = sorted(set(sections) - {r.section for r in chosen})
+        if unknown:
+            raise ParameterError(
+                f"sections {unknown} are not present sections with an image",
+                file=brain.section_table_path,
+                fix="pick sections listed in sections.tsv",
+            )
+        chosen = [r for r in chosen if r.section in set(sections)]
+    if not chosen:
+        raise DataFormatError(
+            "no present section has an image",
+            file=brain.section_table_path,
+            fix="ingest the scans first: cortexgraph ingest",
+        )
+    table = read_overrides(overrides) if overrides else {}
+    spacing = max(float(params.spacing_um), float(brain.image_spacing_um))
+    mask_root = brain.root / "masks"
+    for record in chosen:
+        if record.mask and not replace_masks and not table.get(record.section, {}).get("skip"):
+            path = brain.path(record.mask, section=record.section)
+            if path.exists() and not _written_by_segment(path):
+                raise DataFormatError(
+                    "the section has a mask that segment did not write",
+                    file=path,
+                    section=record.section,
+                    fix="pass --replace-masks to replace the brain's masks with segment's",
+                )
+    if brain.mask_spacing_um is not None and any(r.mask for r in records):
+        others = [r for r in records if r.mask and r not in chosen]
+        if others and abs(brain.mask_spacing_um - spacing) > 1e-6 * spacing:
+            raise DataFormatError(
+                f"sections keep masks at {brain.mask_spacing_um:g} um but segment would write "
+                f"{spacing:g} um (one spacing per brain)",
+                file=brain.manifest_path,
+                section=others[0].section,
+                fix=f"segment every section, or pass --spacing-um {brain.mask_spacing_um:g}",
+            )
+    manifest_values, files = brain_inputs(
+        brain, ("image",), sections=[r.section for r in chosen], transforms=False
+    )
+    if overrides:
+        files = [*files, Path(overrides)]
+    truth_root = (brain.cohort.root if brain.cohort else brain.root.parent) / "ground_truth"
+    truth_root = truth_root / brain.id / "inputs" / "masks"
+    store = Derivatives.of(brain)
+    out_root = brain.derivatives / "segment"
+    report = progress or (lambda stage, done, total: None)
+    with StageRun(
+        store,
+        StageId("segment", brain.id),
+        parameters={
+            "segment": asdict(params),
+            "working_spacing_um": spacing,
+            "overrides": {str(k): v for k, v in sorted(table.items())},
+            "qc_picture": qc,
+            **manifest_values,
+        },
+        inputs=files,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return run.summary()
+        outputs: list[Path] = []
+        rows = []
+        dice_rows = []
+        new_masks: dict[int, str] = {}
+        stage = f"segment {brain.id}"
+        report(stage, 0, len(chosen))
+        for done, record in enumerate(chosen, 1):
+            n = record.section
+            extra = table.get(n, {})
+            mask_path = mask_root / f"{_name(n)}.h5"
+            if extra.get("skip"):
+                if record.mask:
+                    outputs.append(brain.path(record.mask, section=n))
+                    rows.append([n, "skipped", "", "", "", "", "skip"])
+                    report(stage, done, len(chosen))
+                    continue
+                raise DataFormatError(
+                    "the overrides skip a section that has no mask",
+                    file=overrides,
+                    section=n,
+                    fix="remove skip for this section (a present section needs a mask)",
+                )
+            local = replace(
+                params,
+                **{
+                    k: v
+                    for k, v in extra.items()
+                    if k in ("chan_vese_iterations", "chan_vese_smoothing")
+                },
+            )
+            with Raster(brain.path(record.image, section=n)) as raster:
+                image = raster.read_at_spacing(spacing)
+            image = np.asarray(image)
+            if image.dtype.kind == "f":
+                image = np.clip(np.rint(image), 0, 65535).astype(
+                    np.uint16 if image.max() > 255 else np.uint8
+                )
+            result = segment_image(
+                image, spacing, local, threshold=extra.get("tissue_threshold"), section=n
+            )
+            if not (result.mask > 0).any():
+                log.warning(
+                    "section %d: no tissue found (threshold %.1f)", n, result.tissue_threshold
+                )
+            write_raster(
+                mask_path,
+                result.mask,
+                spacing,
+                kind="labels",
+                attrs={"section": n, "source": SOURCE},
+            )
+            outputs.append(mask_path)
+            new_masks[n] = f"masks/{_name(n)}.h5"
+            rows.append(
+                [
+                    n,
+                    "segmented",
+                    result.tissue_threshold,
+                    result.otsu_threshold,
+                    result.tissue_fraction,
+                    result.gray_fraction,
+                    ",".join(sorted(extra)) or "",
+                ]
+            )
+            dice = None
+            truth_path = truth_root / f"{_name(n)}.h5"
+            if truth_path.is_file():
+                with Raster(truth_path) as truth_raster:
+                    truth = truth_raster.read_level(0)
+                    truth_spacing = truth_raster.spacing_um
+                ours = to_grid(result.mask, spacing, truth_spacing, truth.shape)
+                dice = dice_per_class(ours, truth)
+                dice_rows.append((n, dice))
+            if qc:
+                title = f"{brain.id} section {n}: threshold {result.tissue_threshold:.1f}" + (
+                    f", gray Dice {dice['gray']:.3f}" if dice else ""
+                )
+                outputs.append(
+                    qc_picture(out_root / "qc" / f"{_name(n)}.png", image, result, title)
+                )
+            report(stage, done, len(chosen))
+        header = [
+            "section",
+            "status",
+            "tissue_threshold",
+            "otsu_threshold",
+            "tissue_fraction",
+            "gray_fraction_of_tissue",
+            "overrides",
+        ]
+        text = (
+            "\t".join(header)
+            + "\n"
+            + "".join("\t".join(_format(v) for v in row) + "\n" for row in rows)
+        )
+        outputs.append(write_text_atomic(out_root / "segment.tsv", text))
+        measured: dict = {
+            "sections": len(chosen),
+            "segmented": len(new_masks),
+            "spacing_um": spacing,
+        }
+        if dice_rows:
+            dice_rows.sort(key=lambda item: (item[1]["gray"], item[0]))
+            text = "section\tdice_background\tdice_white\tdice_gray\n" + "".join(
+                f"{n}\t{_format(d['background'])}\t{_format(d['white'])}\t{_format(d['gray'])}\n"
+                for n, d in dice_rows
+            )
+            outputs.append(write_text_atomic(out_root / "dice.tsv", text))
+            for cls in ("background", "white", "gray"):
+                values = [d[cls] for _, d in dice_rows if not math.isnan(d[cls])]
+                measured[f"dice_{cls}_mean"] = float(np.mean(values)) if values else math.nan
+                measured[f"dice_{cls}_min"] = float(np.min(values)) if values else math.nan
+            measured["worst_gray"] = [[n, round(d["gray"], 4)] for n, d in dice_rows[:5]]
+        if new_masks:
+            updated = [
+                SectionRecord(
+                    section=r.section,
+                    image=r.image,
+                    mask=new_masks.get(r.section, r.mask),
+                    annotation=r.annotation,
+                    contours=r.contours,
+                    coords=r.coords,
+                    missing=r.missing,
+                    mirrored=r.mirrored,
+                    excluded=r.excluded,
+                )
+                for r in records
+            ]
+            if brain.mask_spacing_um != spacing:
+                brain.mask_spacing_um = spacing
+                brain.write_manifest()
+            brain.write_sections(updated)
+        run.commit(outputs, measured)
+        return run.summary(measured)
+
+
+def _written_by_segment(path: Path) -> bool:
+    try:
+        with Raster(path) as raster:
+            value = raster.attribute("source")
+    except (DataFormatError, OSError):
+        return False
+    if isinstance(value, bytes):
+        value = value.decode()
+    return value == SOURCE

@@ -1,0 +1,193 @@
+"""Tissue segmentation: Dice against known masks (a drawn section and the tiny phantom), overrides,
+QC pictures, the stage record, and the brain's own masks protected."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cortexgraph.cli.main import app
+from cortexgraph.data.manifest import Cohort
+from cortexgraph.data.raster import Raster
+from cortexgraph.errors import DataFormatError
+from cortexgraph.scans.segment import (
+    GRAY,
+    WHITE,
+    SegmentParameters,
+    dice_per_class,
+    read_overrides,
+    segment_brain,
+    segment_image,
+    tissue_threshold,
+)
+
+
+def _drawn_section(spacing_um: float = 64.0, seed: int = 0):
+    """Glass (250), an oval hemisphere with a 2.5 mm cortical ribbon (dark) around white matter
+    (light) and one deep, 0.4 mm wide sulcus; returns (image uint8, true mask)."""
+    rng = np.random.default_rng(seed)
+    size = int(60_000 / spacing_um)
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * spacing_um / 1000.0  # mm
+    r = np.hypot((xx - 30) / 22, (yy - 30) / 16)
+    tissue = r < 1
+    sulcus = (np.abs(xx - 30) < 0.2) & (yy < 22)
+    tissue &= ~sulcus
+    # cortex: within 2.5 mm of the outline or of the sulcus
+    from scipy import ndimage
+
+    outside = ~tissue
+    depth_mm = ndimage.distance_transform_edt(~outside) * spacing_um / 1000.0
+    truth = np.zeros((size, size), np.uint8)
+    truth[tissue] = WHITE
+    truth[tissue & (depth_mm < 2.5)] = GRAY
+    level = np.where(truth == GRAY, 140.0, np.where(truth == WHITE, 212.0, 250.0))
+    noise = ndimage.gaussian_filter(rng.normal(0, 12, level.shape), 0.7)
+    image = np.clip(np.rint(level + noise * (truth > 0) + rng.normal(0, 1.5, level.shape)), 0, 255)
+    return image.astype(np.uint8), truth
+
+
+def test_drawn_section_dice_and_open_sulcus():
+    image, truth = _drawn_section()
+    result = segment_image(image, 64.0)
+    dice = dice_per_class(result.mask, truth)
+    assert dice["background"] > 0.99
+    assert dice["gray"] > 0.95, dice
+    assert dice["white"] > 0.95, dice
+    # the threshold lies between white matter (212) and glass (250), at a histogram minimum
+    assert 215 < result.tissue_threshold < 248
+    assert int(result.tissue_threshold) in result.minima
+    # the sulcus (0.4 mm, about 6 px) stays open: its glass is background at mid depth
+    size = image.shape[0]
+    column = int(30 / 0.064)
+    row = int(18 / 0.064)
+    assert result.mask[row, column - 1 : column + 2].max() == 0
+    assert size == truth.shape[0]
+
+
+def test_threshold_uses_the_minimum_closest_to_otsu():
+    rng = np.random.default_rng(1)
+    values = np.concatenate(
+        [rng.normal(140, 8, 20000), rng.normal(205, 5, 8000), rng.normal(250, 1.5, 60000)]
+    )
+    image = np.clip(values, 0, 255).reshape(-1, 88)
+    two = tissue_threshold(image, SegmentParameters(otsu_classes=2))
+    three = tissue_threshold(image, SegmentParameters(otsu_classes=3))
+    # the two-class Otsu threshold falls between the tissue classes ... (thesis method)
+    assert 160 < two[0] < 200
+    # ... the three-class reference separates all tissue from the glass
+    assert 212 < three[0] < 245
+    assert int(three[0]) in three[2]
+
+
+def test_overrides_file_is_validated(tmp_path):
+    path = tmp_path / "overrides.tsv"
+    path.write_text("section\ttissue_threshold\tskip\n12\t180\t\n24\t\t1\n")
+    assert read_overrides(path) == {12: {"tissue_threshold": 180.0}, 24: {"skip": True}}
+    path.write_text("section\tthreshold\n12\t180\n")
+    with pytest.raises(DataFormatError, match="header"):
+        read_overrides(path)
+    path.write_text("section\ttissue_threshold\n12\t999\n")
+    with pytest.raises(DataFormatError, match="line 2"):
+        read_overrides(path)
+
+
+@pytest.fixture()
+def scans_brain(tiny_cohort, tmp_path):
+    """B01 of the tiny phantom as a scans-only cohort, ingested (images only)."""
+    pytest.importorskip("zarr", reason="the [scans] extra (zarr) is not installed")
+    from cortexgraph.scans.strip import strip_to_scans
+
+    root = tmp_path / "cohort"
+    root.mkdir()
+    for name in ("cohort.toml", "areas.tsv"):
+        shutil.copy(tiny_cohort / name, root / name)
+    shutil.copytree(tiny_cohort / "B01", root / "B01")
+    shutil.copytree(tiny_cohort / "ground_truth" / "B01", root / "ground_truth" / "B01")
+    strip_to_scans(root, brains=["B01"])
+    assert not (root / "B01").exists()
+    assert (root / "ground_truth" / "B01" / "inputs" / "masks").is_dir()
+    result = CliRunner().invoke(
+        app,
+        [
+            "ingest",
+            str(root),
+            "B01",
+            "--scans",
+            str(root / "scans" / "B01"),
+            "--digitization-step",
+            "60",
+            "--chunk-px",
+            "256",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return root
+
+
+SECTIONS = "962,1022,1082"
+
+
+def test_scans_only_phantom_segmented_with_gray_dice_above_095(scans_brain):
+    root = scans_brain
+    result = CliRunner().invoke(app, ["segment", str(root / "B01"), "--sections", SECTIONS])
+    assert result.exit_code == 0, result.output
+    assert "Dice vs truth" in result.output
+    out = root / "derivatives" / "cortexgraph" / "B01" / "segment"
+    rows = [line.split("\t") for line in (out / "dice.tsv").read_text().splitlines()[1:]]
+    gray = np.array([float(r[3]) for r in rows])
+    white = np.array([float(r[2]) for r in rows])
+    background = np.array([float(r[1]) for r in rows])
+    assert len(rows) == 3
+    assert gray.mean() > 0.95 and gray.min() > 0.93, gray
+    assert white.mean() > 0.85, white
+    assert background.min() > 0.99
+    assert gray[0] == gray.min()  # worst first
+    for n in SECTIONS.split(","):
+        assert (out / "qc" / f"s{int(n):04d}.png").stat().st_size > 10_000
+    brain = Cohort.read(root).brain("B01")
+    assert brain.mask_spacing_um == 160.0
+    with Raster(brain.path(brain.section(1022).mask)) as mask:
+        assert mask.kind == "labels" and mask.dtype == np.uint8 and mask.spacing_um == 160.0
+        assert set(np.unique(mask.read_level(0))) == {0, 1, 2}
+    assert not brain.section(2).mask  # not asked for
+    again = CliRunner().invoke(app, ["segment", str(root / "B01"), "--sections", SECTIONS])
+    assert again.exit_code == 0 and "up to date" in again.output
+
+    # a per-section override: the threshold used is the one given, the stage recomputes
+    overrides = root / "overrides.tsv"
+    overrides.write_text("section\ttissue_threshold\n962\t120\n")
+    summary = segment_brain(
+        Cohort.read(root).brain("B01"),
+        SegmentParameters(),
+        overrides=overrides,
+        sections=[962, 1022, 1082],
+        qc=False,
+    )
+    assert not summary["reused"]
+    table = (out / "segment.tsv").read_text().splitlines()
+    row = next(line.split("\t") for line in table if line.startswith("962\t"))
+    assert float(row[2]) == 120.0 and row[-1] == "tissue_threshold"
+    assert not (out / "qc" / "s0962.png").exists()  # outputs of the previous run removed
+    dice_962 = next(
+        float(line.split("\t")[3])
+        for line in (out / "dice.tsv").read_text().splitlines()
+        if line.startswith("962\t")
+    )
+    assert dice_962 < gray.min()  # a too dark threshold loses the light cortex
+
+
+def test_the_brains_own_masks_are_not_replaced_silently(tiny_cohort, tmp_path):
+    root = tmp_path / "cohort"
+    root.mkdir()
+    for name in ("cohort.toml", "areas.tsv"):
+        shutil.copy(tiny_cohort / name, root / name)
+    shutil.copytree(tiny_cohort / "B01", root / "B01")
+    brain = Cohort.read(root).brain("B01")
+    with pytest.raises(DataFormatError) as caught:
+        segment_brain(brain, sections=[902], qc=False)
+    assert "--replace-masks" in caught.value.fix and caught.value.section == 902
+    result = CliRunner().invoke(app, ["segment", str(root / "B01"), "--sections", "902"])
+    assert result.exit_code == 2 and "--replace-masks" in result.output
