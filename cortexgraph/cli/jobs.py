@@ -47,9 +47,9 @@ _STYLE = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "c
 def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     """The launcher of the jobs folder; ``backend`` None (list, follow, ...): local when the cohort
     or a scheduler is known, else Slurm (each job's own back end is used for its state)."""
-    from cortexgraph.data.manifest import DERIVATIVES, find_cohort
+    from cortexgraph.data.manifest import find_cohort
     from cortexgraph.errors import CortexgraphError
-    from cortexgraph.execution.launcher import open_launcher
+    from cortexgraph.execution.launcher import jobs_folder, open_launcher
 
     cohort_root = None
     try:
@@ -57,7 +57,7 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     except CortexgraphError:
         if jobs_dir is None or backend == "local" and scheduler is None:
             raise
-    folder = Path(jobs_dir) if jobs_dir else cohort_root / DERIVATIVES / "jobs"
+    folder = Path(jobs_dir) if jobs_dir else jobs_folder(cohort_root)
     if backend is None:
         backend = "local" if (cohort_root is not None or scheduler) else "slurm"
     return open_launcher(
@@ -270,7 +270,8 @@ def register(app: typer.Typer) -> None:
     @engine_app.command("stop")
     @reports_errors
     def engine_stop(root: Path = RootOption, verbose: bool = VerboseOption) -> None:
-        """Stop the cohort's local engine (running jobs are stopped with it)."""
+        """Stop the cohort's local engine with SIGTERM: it cancels its jobs (running commands stop
+        without half-written outputs, queued ones are recorded cancelled), then ends."""
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.execution.service import stop_service
 
