@@ -69,6 +69,14 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     )
 
 
+def _close(launcher) -> None:
+    """Close the launchers' engine clients (the engine and its jobs keep running)."""
+    for peer in launcher.peers.values():
+        close = getattr(peer, "close", None)
+        if close is not None:
+            close()
+
+
 def _when(unix) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) if unix else "-"
 
@@ -139,7 +147,10 @@ def register(app: typer.Typer) -> None:
             processes=processes,
             cwd=str(Path.cwd()),
         )
-        job_id = launcher.submit(spec)
+        try:
+            job_id = launcher.submit(spec)
+        finally:
+            _close(launcher)
         typer.echo(job_id)
         console.print(
             f"submitted to {backend}; follow: cortexgraph jobs follow {job_id}", highlight=False
@@ -158,7 +169,10 @@ def register(app: typer.Typer) -> None:
         """List the jobs of the folder: id, state, where, command."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        jobs = launcher.list()
+        try:
+            jobs = launcher.list()
+        finally:
+            _close(launcher)
         if as_json:
             typer.echo(json.dumps(jobs, indent=2))
             return
@@ -180,7 +194,10 @@ def register(app: typer.Typer) -> None:
         """Print one job's state as JSON."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        typer.echo(json.dumps(launcher.status(job_id), indent=2))
+        try:
+            typer.echo(json.dumps(launcher.status(job_id), indent=2))
+        finally:
+            _close(launcher)
 
     @jobs_app.command("follow")
     @reports_errors
@@ -196,7 +213,10 @@ def register(app: typer.Typer) -> None:
         """Print the job's log as it grows until it ends. Exit status 0 when it ended done."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        status = launcher.follow(job_id, timeout_s=timeout)
+        try:
+            status = launcher.follow(job_id, timeout_s=timeout)
+        finally:
+            _close(launcher)
         _print_status(status)
         if status["state"] != "done":
             raise typer.Exit(code=1)
@@ -216,7 +236,10 @@ def register(app: typer.Typer) -> None:
         written are discarded); jobs waiting for it fail."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        _print_status(launcher.cancel(job_id, timeout_s=timeout))
+        try:
+            _print_status(launcher.cancel(job_id, timeout_s=timeout))
+        finally:
+            _close(launcher)
 
     @engine_app.command("start")
     @reports_errors
