@@ -1,5 +1,6 @@
 """Local-model jobs from the browser's API: start, progress, predictions section by section, accept,
-reject, cancel; the same jobs as ``cortexgraph lsm jobs``."""
+reject, cancel; the same jobs as ``cortexgraph jobs`` and ``cortexgraph lsm jobs`` (jobs of the
+cohort's local engine, which the app starts and stops with it)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
         app, ["lsm", "jobs", "list", "B01", "--root", str(web_cohort), "--json"]
     )
     assert listed.exit_code == 0 and job_id in [j["id"] for j in json.loads(listed.stdout)]
+    everything = CliRunner().invoke(app, ["jobs", "list", "--root", str(web_cohort), "--json"])
+    assert everything.exit_code == 0, everything.output
+    assert job_id in [j["id"] for j in json.loads(everything.stdout)]
+    assert (web_cohort / "derivatives/cortexgraph/jobs" / job_id / "result.json").is_file()
     assert job_id in [j["id"] for j in client.get("/api/brains/B01/jobs").json()["jobs"]]
 
     # the prediction overlay: class 3 in the area's colour
@@ -127,7 +132,9 @@ def test_cancel_stops_a_training_job(client, web_cohort):
         assert time.monotonic() < deadline
         time.sleep(0.3)
     cancelled = client.post(f"/api/brains/B01/jobs/{job_id}/cancel", headers=WRITE).json()
-    assert cancelled["state"] == "cancelled"
+    assert cancelled["state"] == "cancelled" and cancelled["finished_unix"]
+    assert client.get(f"/api/brains/B01/jobs/{job_id}").json()["state"] == "cancelled"
+    assert client.get("/api/brains/B01/jobs/nope").status_code == 404
     model = web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/models/s0842-s0962/model.pt"
     assert not model.exists()
     assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/pred/s0902.h5").exists()
