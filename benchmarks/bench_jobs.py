@@ -92,37 +92,48 @@ def ms(values) -> str:
     return f"{1000 * statistics.median(values):8.0f}"
 
 
+def launcher_rows(work: Path, repeats: int) -> None:
+    """The detached process against the launcher (cold and warm engine); prints a table."""
+    from cortexgraph.execution.launcher import cohort_launcher
+    from cortexgraph.execution.service import stop_service
+
+    rows = []
+    runs = [detached(work / f"d{i}") for i in range(repeats)]
+    rows.append(("detached process", "-", ms([r[0] for r in runs]), ms([r[1] for r in runs])))
+    cohort = work / "cohort"
+    cohort.mkdir()
+    launcher = cohort_launcher(cohort, gpus=0, cpus=1, idle_timeout_s=600)
+    cold = launched(launcher)
+    rows.append(("launcher, engine cold", *(ms([v]) for v in cold)))
+    warm = [launched(launcher) for _ in range(repeats)]
+    rows.append(("launcher, engine warm", *(ms([r[i] for r in warm]) for i in range(3))))
+    launcher.close()
+    t = time.perf_counter()
+    stop_service(cohort)
+    stop_s = time.perf_counter() - t
+    print(f"\n`cortexgraph --version` as a job, median of {repeats} (cold: once), ms")
+    print(f"{'':24} {'submit':>8} {'running':>8} {'done':>8}")
+    for row in rows:
+        print(f"{row[0]:24} {row[1]:>8} {row[2]:>8} {row[3]:>8}")
+    print(f"engine stop (SIGTERM, no jobs): {1000 * stop_s:.0f} ms")
+
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cohort", type=Path, default=None, help="a tiny phantom cohort")
+    parser.add_argument(
+        "--web-only",
+        action="store_true",
+        help="only the web POST (runs on an older cortexgraph too, for comparison)",
+    )
     args = parser.parse_args()
-    from cortexgraph.execution.launcher import cohort_launcher
-    from cortexgraph.execution.service import stop_service
-
     work = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
     print(f"cores {os.cpu_count()}, load average at start {os.getloadavg()}")
     try:
-        rows = []
-        runs = [detached(work / f"d{i}") for i in range(args.repeats)]
-        rows.append(("detached process", "-", ms([r[0] for r in runs]), ms([r[1] for r in runs])))
-        cohort = work / "cohort"
-        cohort.mkdir()
-        launcher = cohort_launcher(cohort, gpus=0, cpus=1, idle_timeout_s=600)
-        cold = launched(launcher)
-        rows.append(("launcher, engine cold", *(ms([v]) for v in cold)))
-        warm = [launched(launcher) for _ in range(args.repeats)]
-        rows.append(("launcher, engine warm", *(ms([r[i] for r in warm]) for i in range(3))))
-        launcher.close()
-        t = time.perf_counter()
-        stop_service(cohort)
-        stop_s = time.perf_counter() - t
-        print(f"\n`cortexgraph --version` as a job, median of {args.repeats} (cold: once), ms")
-        print(f"{'':24} {'submit':>8} {'running':>8} {'done':>8}")
-        for row in rows:
-            print(f"{row[0]:24} {row[1]:>8} {row[2]:>8} {row[3]:>8}")
-        print(f"engine stop (SIGTERM, no jobs): {1000 * stop_s:.0f} ms")
-
+        if not args.web_only:
+            launcher_rows(work, args.repeats)
         if args.cohort is not None:
             from fastapi.testclient import TestClient
 
