@@ -254,7 +254,8 @@ def run_job(
                         _stop(process, grace_s)
                         outcome = "timeout"
                         break
-                    time.sleep(poll_s)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=poll_s)  # returns as soon as the command ends
                 code = process.returncode
                 if outcome is None and code != 0:
                     # Slurm's scancel signals every process of the job: the command may end
