@@ -188,8 +188,9 @@ def run_job(
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
     env[JOB_DIR_ENV] = str(job_dir.resolve())
     threads = max(1, int(spec.get("cpus", 1)) // max(1, int(spec.get("processes", 1))))
-    if "OMP_NUM_THREADS" not in (spec.get("env") or {}):
-        env["OMP_NUM_THREADS"] = str(threads)  # the CPUs asked for, shared by the processes
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if name not in (spec.get("env") or {}):
+            env[name] = str(threads)  # the CPUs asked for, shared by the processes
     limit_s = (
         float(spec["time_limit_min"]) * 60.0
         if enforce_time_limit and spec.get("time_limit_min")

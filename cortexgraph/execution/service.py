@@ -371,7 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     record_path = args.folder / SERVICE_FILE
     from cortexgraph.outputs import write_json_atomic
 
-    with dask.config.set({"distributed.worker.daemon": False}):
+    # the workers only launch job commands: they keep this process's environment (not Dask's
+    # pre-spawn settings: one BLAS thread, aggressive malloc trimming), each command gets its own
+    # thread counts from its job (cortexgraph.execution.runjob)
+    settings = {"distributed.worker.daemon": False, "distributed.nanny.pre-spawn-environ": {}}
+    with dask.config.set(settings):
         cluster = SpecCluster(
             scheduler={
                 "cls": Scheduler,
