@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -138,3 +139,27 @@ def test_cancel_stops_a_training_job(client, web_cohort):
     model = web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/models/s0842-s0962/model.pt"
     assert not model.exists()
     assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/pred/s0902.h5").exists()
+
+
+def test_the_engine_the_app_started_stops_with_it(tiny_cohort, tmp_path):
+    """No job outlives the server it was started from: leaving the app (its shutdown) stops the
+    engine it started, which cancels the running job cleanly."""
+    from cortexgraph.execution.guard import pid_alive
+    from cortexgraph.execution.service import service_record
+    from tests.web.conftest import copy_cohort, make_client
+
+    root = copy_cohort(tiny_cohort, tmp_path / "tiny")
+    with make_client(root) as app_client:
+        started = app_client.post("/api/brains/B01/jobs", headers=WRITE,
+                                  json={"area": HOC1, "sections": [842, 962], "iterations": 100000})  # fmt: skip
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        job, _ = wait_for(app_client, job_id, states=("running", "done", "failed"), timeout_s=120)
+        assert job["state"] == "running"
+        engine = service_record(root)
+        assert engine["owner"]["pid"] == os.getpid()  # owned by the server's process
+    assert not pid_alive(engine["pid"]) and not service_record(root)
+    result = json.loads((root / "derivatives/cortexgraph/jobs" / job_id / "result.json").read_text())
+    assert result["state"] == "cancelled"
+    brain_out = root / "derivatives/cortexgraph/B01"
+    assert [p for p in brain_out.rglob(".*") if p.is_file()] == []  # nothing half-written
