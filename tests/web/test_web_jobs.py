@@ -21,6 +21,7 @@ from tests.web.conftest import WRITE
 
 HOC1 = 4
 pytestmark = pytest.mark.slow
+pytest.importorskip("distributed", reason="jobs run on the local engine: the [web] extra's Dask")
 
 
 def wait_for(client, job_id, states=("done", "failed", "cancelled"), timeout_s=240.0):
