@@ -1,9 +1,9 @@
 """``cortexgraph lsm ...``: local segmentation models between annotated sections.
 
 A thin layer over :mod:`cortexgraph.lsm.stages` (plan, train, predict, evaluate under the stage
-contract), :mod:`cortexgraph.lsm.labels` (runs and their labels); background jobs are jobs of the cohort's
-local engine (:func:`cortexgraph.execution.launcher.cohort_launcher`). Layout and rules:
-docs/lsm.md.
+contract) and :mod:`cortexgraph.lsm.labels` (runs and their labels); background jobs are jobs of
+the cohort's local engine (:func:`cortexgraph.execution.launcher.cohort_launcher`). Layout and
+rules: docs/lsm.md.
 """
 
 from __future__ import annotations
@@ -188,13 +188,26 @@ def _common_argv(brain, area, overwrite, verbose, wait, device, **options) -> li
 
 
 def _launch(brain, argv: list[str], name: str) -> None:
-    """Submit ``cortexgraph ARGV`` as a job of the cohort's local engine (started when none runs)."""
+    """Submit ``cortexgraph ARGV`` as a job of the cohort's local engine (started when none runs).
+
+    The job asks for one GPU when ``--device`` is a CUDA device (the engine picks the GPU: the
+    command runs with ``--device cuda`` on it) and for every core of the largest worker that
+    offers it.
+    """
     from cortexgraph.derivatives import Derivatives
     from cortexgraph.execution.launcher import JobSpec, cohort_launcher
 
+    argv = list(argv)
+    gpus = 0
+    if "--device" in argv[:-1]:
+        at = argv.index("--device") + 1
+        if argv[at].startswith("cuda"):
+            gpus, argv[at] = 1, "cuda"
     launcher = cohort_launcher(Derivatives.of(brain).cohort_root)
     try:
-        job_id = launcher.submit(JobSpec(name=name, argv=argv, cwd=str(Path.cwd())))
+        cpus = max(1, launcher.largest_cpus(gpus))
+        spec = JobSpec(name=name, argv=argv, gpus=gpus, cpus=cpus, cwd=str(Path.cwd()))
+        job_id = launcher.submit(spec)
     finally:
         launcher.close()
     console.print(f"[bold green]submitted job[/] {job_id}", highlight=False)

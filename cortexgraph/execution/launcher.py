@@ -492,6 +492,17 @@ class DaskJobs(Launcher):
                     self._client.close()
                 self._client = None
 
+    def largest_cpus(self, gpus: int = 0) -> int:
+        """The most CPU cores one worker of the engine offers together with ``gpus`` GPUs (the
+        engine is started when none runs); 0 when no worker has that many GPUs."""
+        workers = self.client(start=True).scheduler_info(n_workers=-1).get("workers", {})
+        offers = [
+            int(w.get("resources", {}).get("CPU", 0))
+            for w in workers.values()
+            if w.get("resources", {}).get("GPU", 0) >= gpus
+        ]
+        return max(offers, default=0)
+
     def _resources(self, spec: dict) -> dict:
         resources = {"CPU": int(spec["cpus"])}
         if int(spec["gpus"]) > 0:
