@@ -44,7 +44,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU build of torch first, so no dependency pulls CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,web,cluster,phantom]"
+	$(PY) -m pip install -q -e ".[test,web,cluster,phantom,scans]"
 	touch $(STAMP)
 
 demo: $(STAMP) $(WEB_STAMP)

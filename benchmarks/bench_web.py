@@ -207,26 +207,29 @@ def main() -> None:
                     f"median {med:.1f} ms, p95 {p95:.1f} ms"
                 )
         if args.during_job:
-            from cortexgraph.lsm.jobs import cancel_job, job_status, jobs_dir
+            from cortexgraph.data.manifest import find_brain
+            from cortexgraph.execution.service import stop_service
+            from cortexgraph.web.lsm_adapter import job_status, launcher_of
 
             job_root = args.during_job
+            brain = find_brain("B01", job_root)
             with Server(root) as big, Server(job_root, job_defaults={"arch": "hr", "preset": "auto",
                         "iterations": args.job_iterations, "seed": 0}) as phantom, \
                     httpx.Client(base_url=f"http://127.0.0.1:{big.port}") as http, \
                     httpx.Client(base_url=f"http://127.0.0.1:{phantom.port}") as jobs:  # fmt: skip
                 started = jobs.post("/api/brains/B01/jobs", json={"area": "hOc1", "sections": [602, 842]},
                                     headers={"X-Requested-With": "cortexgraph"}).json()  # fmt: skip
-                out = job_root / "derivatives/cortexgraph/B01"
                 deadline = time.monotonic() + 120
-                while "train" not in job_status(jobs_dir(out), started["id"]).get("progress", {}):
-                    assert time.monotonic() < deadline, job_status(jobs_dir(out), started["id"])
+                while "train" not in job_status(brain, started["id"]).get("progress", {}):
+                    assert time.monotonic() < deadline, job_status(brain, started["id"])
                     time.sleep(0.5)
                 print(f"\njob {started['id']} training (load average {os.getloadavg()})")
                 rows = bench_tiles(http, big, "B01", 1, levels, args.tiles, 1)
-                progress = job_status(jobs_dir(out), started["id"]).get("progress")
+                progress = job_status(brain, started["id"]).get("progress")
                 print(table(rows, f"tiles while the job trains (job progress after: {progress})"))
-                print(f"job still running: {job_status(jobs_dir(out), started['id'])['state']}")
-                cancel_job(jobs_dir(out), started["id"])
+                print(f"job still running: {job_status(brain, started['id'])['state']}")
+                launcher_of(brain).cancel(started["id"])
+            stop_service(job_root)  # the cohort's engine (the server in this process started it)
         print(f"\npeak RSS of the benchmark process (server + client): {peak_rss_mb():.0f} MB")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

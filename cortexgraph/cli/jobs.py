@@ -47,9 +47,9 @@ _STYLE = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "c
 def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     """The launcher of the jobs folder; ``backend`` None (list, follow, ...): local when the cohort
     or a scheduler is known, else Slurm (each job's own back end is used for its state)."""
-    from cortexgraph.data.manifest import DERIVATIVES, find_cohort
+    from cortexgraph.data.manifest import find_cohort
     from cortexgraph.errors import CortexgraphError
-    from cortexgraph.execution.launcher import open_launcher
+    from cortexgraph.execution.launcher import jobs_folder, open_launcher
 
     cohort_root = None
     try:
@@ -57,7 +57,7 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     except CortexgraphError:
         if jobs_dir is None or backend == "local" and scheduler is None:
             raise
-    folder = Path(jobs_dir) if jobs_dir else cohort_root / DERIVATIVES / "jobs"
+    folder = Path(jobs_dir) if jobs_dir else jobs_folder(cohort_root)
     if backend is None:
         backend = "local" if (cohort_root is not None or scheduler) else "slurm"
     return open_launcher(
@@ -67,6 +67,14 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
         scheduler=scheduler,
         config=engine_config,
     )
+
+
+def _close(launcher) -> None:
+    """Close the launchers' engine clients (the engine and its jobs keep running)."""
+    for peer in launcher.peers.values():
+        close = getattr(peer, "close", None)
+        if close is not None:
+            close()
 
 
 def _when(unix) -> str:
@@ -139,7 +147,10 @@ def register(app: typer.Typer) -> None:
             processes=processes,
             cwd=str(Path.cwd()),
         )
-        job_id = launcher.submit(spec)
+        try:
+            job_id = launcher.submit(spec)
+        finally:
+            _close(launcher)
         typer.echo(job_id)
         console.print(
             f"submitted to {backend}; follow: cortexgraph jobs follow {job_id}", highlight=False
@@ -158,7 +169,10 @@ def register(app: typer.Typer) -> None:
         """List the jobs of the folder: id, state, where, command."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        jobs = launcher.list()
+        try:
+            jobs = launcher.list()
+        finally:
+            _close(launcher)
         if as_json:
             typer.echo(json.dumps(jobs, indent=2))
             return
@@ -180,7 +194,10 @@ def register(app: typer.Typer) -> None:
         """Print one job's state as JSON."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        typer.echo(json.dumps(launcher.status(job_id), indent=2))
+        try:
+            typer.echo(json.dumps(launcher.status(job_id), indent=2))
+        finally:
+            _close(launcher)
 
     @jobs_app.command("follow")
     @reports_errors
@@ -196,7 +213,10 @@ def register(app: typer.Typer) -> None:
         """Print the job's log as it grows until it ends. Exit status 0 when it ended done."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        status = launcher.follow(job_id, timeout_s=timeout)
+        try:
+            status = launcher.follow(job_id, timeout_s=timeout)
+        finally:
+            _close(launcher)
         _print_status(status)
         if status["state"] != "done":
             raise typer.Exit(code=1)
@@ -216,7 +236,10 @@ def register(app: typer.Typer) -> None:
         written are discarded); jobs waiting for it fail."""
         setup_logging(verbose)
         launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        _print_status(launcher.cancel(job_id, timeout_s=timeout))
+        try:
+            _print_status(launcher.cancel(job_id, timeout_s=timeout))
+        finally:
+            _close(launcher)
 
     @engine_app.command("start")
     @reports_errors
@@ -270,7 +293,8 @@ def register(app: typer.Typer) -> None:
     @engine_app.command("stop")
     @reports_errors
     def engine_stop(root: Path = RootOption, verbose: bool = VerboseOption) -> None:
-        """Stop the cohort's local engine (running jobs are stopped with it)."""
+        """Stop the cohort's local engine with SIGTERM: it cancels its jobs (running commands stop
+        without half-written outputs, queued ones are recorded cancelled), then ends."""
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.execution.service import stop_service
 

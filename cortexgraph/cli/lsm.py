@@ -1,14 +1,13 @@
 """``cortexgraph lsm ...``: local segmentation models between annotated sections.
 
 A thin layer over :mod:`cortexgraph.lsm.stages` (plan, train, predict, evaluate under the stage
-contract), :mod:`cortexgraph.lsm.labels` (runs and their labels) and :mod:`cortexgraph.lsm.jobs`
-(background jobs). Layout and rules: docs/lsm.md.
+contract) and :mod:`cortexgraph.lsm.labels` (runs and their labels); background jobs are jobs of
+the cohort's local engine (:func:`cortexgraph.execution.launcher.cohort_launcher`). Layout and
+rules: docs/lsm.md.
 """
 
 from __future__ import annotations
 
-import functools
-from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -32,7 +31,8 @@ HELP = """Local segmentation models (LSM): one U-Net per interval between two an
   predict   predict an area with a run's trained models
   evaluate  F1 on left-out annotated sections (and the phantom's truth); the HR/LR/MS x LSM/GSM table
   runs      the model runs of a brain and their areas
-  jobs      list / status / follow / cancel background jobs (--background on chain, gsm, train, predict)
+  jobs      list / status / follow / cancel a brain's background jobs (--background on chain, gsm,
+            train, predict: jobs of the cohort's local engine, also in `cortexgraph jobs list`)
 
 Every command works on a named model run (--name; default lsm-<arch> / gsm-<arch>), prints for each
 stage whether it was reused or recomputed and why, and waits up to --wait seconds for a stage that
@@ -187,52 +187,45 @@ def _common_argv(brain, area, overwrite, verbose, wait, device, **options) -> li
     return argv
 
 
-def _launch(out_dir: Path, argv: list[str], name: str, outputs: list[Path]) -> None:
-    from cortexgraph.lsm.jobs import jobs_dir, start_job
+def _launch(brain, argv: list[str], name: str) -> None:
+    """Submit ``cortexgraph ARGV`` as a job of the cohort's local engine (started when none runs).
 
-    job_id = start_job(jobs_dir(out_dir), argv, name=name, outputs=outputs)
-    console.print(f"[bold green]started job[/] {job_id}", highlight=False)
+    The job asks for one GPU when ``--device`` is a CUDA device (the engine picks the GPU: the
+    command runs with ``--device cuda`` on it) and for every core of the largest worker that
+    offers it.
+    """
+    from cortexgraph.derivatives import Derivatives
+    from cortexgraph.execution.launcher import JobSpec, cohort_launcher
+
+    argv = list(argv)
+    gpus = 0
+    if "--device" in argv[:-1]:
+        at = argv.index("--device") + 1
+        if argv[at].startswith("cuda"):
+            gpus, argv[at] = 1, "cuda"
+    launcher = cohort_launcher(Derivatives.of(brain).cohort_root)
+    try:
+        cpus = max(1, launcher.largest_cpus(gpus))
+        spec = JobSpec(name=name, argv=argv, gpus=gpus, cpus=cpus, cwd=str(Path.cwd()))
+        job_id = launcher.submit(spec)
+    finally:
+        launcher.close()
+    console.print(f"[bold green]submitted job[/] {job_id}", highlight=False)
     console.print(f"  follow: cortexgraph lsm jobs follow {argv[2]} {job_id}", highlight=False)
     typer.echo(job_id)
 
 
-def _job_context():
-    """The job's context when running as a background job, else a no-op context."""
-    from cortexgraph.lsm.jobs import JobContext, current_job_dir
+def _progress():
+    """A progress callback: rich bars in a terminal, and the job's ``progress.json`` when this
+    process runs as a job (:class:`cortexgraph.execution.runjob.ProgressWriter`)."""
+    from cortexgraph.execution.runjob import ProgressWriter
 
-    job_dir = current_job_dir()
-    return JobContext(job_dir) if job_dir is not None else nullcontext(None)
-
-
-_JOB = None
-"""The running job's :class:`~cortexgraph.lsm.jobs.JobContext` (None outside a job)."""
-
-
-def runs_as_job(func):
-    """Run the whole command inside the job's context when this process is a background job, so
-    that its state records success, failure (any error, including bad arguments) or cancellation."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        global _JOB
-        with _job_context() as job:
-            _JOB = job
-            try:
-                return func(*args, **kwargs)
-            finally:
-                _JOB = None
-
-    return wrapper
-
-
-def _progress(job):
-    """A progress callback: rich bars in a terminal, the job's state file in a job."""
     progress, callback = stage_progress()
+    job = ProgressWriter()
 
     def both(stage: str, done: int, total: int) -> None:
         callback(stage, done, total)
-        if job is not None:
-            job.progress(stage, done, total)
+        job(stage, done, total)
 
     return progress, both
 
@@ -273,7 +266,6 @@ def _chain_or_gsm(
     allow_long_intervals: bool = False,
     init_hr: str | None = None,
 ) -> None:
-    from cortexgraph.lsm.layout import run_dir
     from cortexgraph.lsm.stages import run_chain, run_gsm
     from cortexgraph.lsm.workflow import resolve_area
 
@@ -283,7 +275,6 @@ def _chain_or_gsm(
     area = resolve_area(brain, area_key)
     kind = "lsm" if command == "chain" else "gsm"
     runs = _names(name, kind, _archs(arch))
-    out_dir = _out_dir(brain)
     parsed_extent = _extent(extent)
     if background:
         for a, run_name in runs:
@@ -314,11 +305,9 @@ def _chain_or_gsm(
                     else {}
                 ),
             )
-            _launch(
-                out_dir, argv, f"{command}-{run_name}-{area.name}", [run_dir(out_dir, run_name)]
-            )
+            _launch(brain, argv, f"{command}-{run_name}-{area.name}")
         return
-    progress, callback = _progress(_JOB)
+    progress, callback = _progress()
     with progress:
         for a, run_name in runs:
             run = _settings(
@@ -354,7 +343,6 @@ def _chain_or_gsm(
 
 @lsm_app.command("chain")
 @reports_errors
-@runs_as_job
 def chain(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -413,7 +401,6 @@ def chain(
 
 @lsm_app.command("gsm")
 @reports_errors
-@runs_as_job
 def gsm(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -466,7 +453,6 @@ def gsm(
 
 @lsm_app.command("train")
 @reports_errors
-@runs_as_job
 def train(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -498,7 +484,7 @@ def train(
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ (model.pt, history.json,
     rois.npz) and, with --predict, pred/sNNNN.h5.
     """
-    from cortexgraph.lsm.layout import check_run_name, interval_name, run_dir
+    from cortexgraph.lsm.layout import check_run_name, interval_name
     from cortexgraph.lsm.stages import run_interval
     from cortexgraph.lsm.workflow import parse_sections, resolve_area
 
@@ -509,7 +495,6 @@ def train(
     (arch,) = _archs(arch)
     interval = tuple(sorted(parse_sections(sections)))
     run_name = check_run_name(name or f"lsm-{arch}-{interval_name(interval)}", "lsm")
-    out_dir = _out_dir(brain)
     if background:
         argv = ["lsm", "train"] + _common_argv(
             brain,
@@ -531,9 +516,9 @@ def train(
             allow_long_intervals=allow_long_intervals,
             init_hr=init_hr,
         )
-        _launch(out_dir, argv, f"train-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
+        _launch(brain, argv, f"train-{run_name}-{area.name}")
         return
-    progress, callback = _progress(_JOB)
+    progress, callback = _progress()
     run = _settings(
         brain,
         area,
@@ -564,7 +549,6 @@ def train(
 
 @lsm_app.command("predict")
 @reports_errors
-@runs_as_job
 def predict(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -592,7 +576,7 @@ def predict(
     3 the area, 255 outside the ROI).
     """
     from cortexgraph.errors import CortexgraphError
-    from cortexgraph.lsm.layout import run_dir, run_kind
+    from cortexgraph.lsm.layout import run_kind
     from cortexgraph.lsm.stages import predict_stage
     from cortexgraph.lsm.workflow import resolve_area
 
@@ -605,7 +589,6 @@ def predict(
     if name is not None:
         kind = run_kind(name)
     runs = _names(name, kind, _archs(arch) if name is None else ["ms"])
-    out_dir = _out_dir(brain)
     if background:
         for _, run_name in runs:
             argv = ["lsm", "predict"] + _common_argv(
@@ -619,9 +602,9 @@ def predict(
                 tile_px=tile_px,
                 batch_size=batch_size,
             )
-            _launch(out_dir, argv, f"predict-{run_name}-{area.name}", [run_dir(out_dir, run_name)])
+            _launch(brain, argv, f"predict-{run_name}-{area.name}")
         return
-    progress, callback = _progress(_JOB)
+    progress, callback = _progress()
     total = 0
     with progress:
         for a, run_name in runs:
@@ -687,10 +670,9 @@ def evaluate(
                 highlight=False,
             )
     typer.echo(format_table(rows), nl=False)
-    out_dir = _out_dir(brain)
     for summary in summaries:
         console.print(
-            f"tables: {evaluation_dir(out_dir, summary['run']) / 'table.md'}", highlight=False
+            f"tables: {evaluation_dir(_out_dir(brain), summary['run']) / 'table.md'}", highlight=False
         )
 
 
@@ -717,6 +699,14 @@ def runs(
 # jobs
 
 
+def _brain_launcher(brain):
+    """The cohort's launcher (its jobs folder on its local engine)."""
+    from cortexgraph.derivatives import Derivatives
+    from cortexgraph.execution.launcher import cohort_launcher
+
+    return cohort_launcher(Derivatives.of(brain).cohort_root)
+
+
 @jobs_app.command("list")
 @reports_errors
 def jobs_list(
@@ -727,10 +717,15 @@ def jobs_list(
     """List the brain's jobs: id, state, progress."""
     import json
 
-    from cortexgraph.lsm.jobs import jobs_dir, list_jobs, progress_text
+    from cortexgraph.execution.runjob import progress_text
+    from cortexgraph.lsm.layout import brain_jobs
 
     brain = _brain(brain_name, root)
-    jobs = list_jobs(jobs_dir(_out_dir(brain)))
+    launcher = _brain_launcher(brain)
+    try:
+        jobs = brain_jobs(launcher, brain)
+    finally:
+        launcher.close()
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
         return
@@ -757,10 +752,14 @@ def jobs_status(
     """Print one job's record and state as JSON."""
     import json
 
-    from cortexgraph.lsm.jobs import job_status, jobs_dir
+    from cortexgraph.lsm.layout import brain_job
 
     brain = _brain(brain_name, root)
-    typer.echo(json.dumps(job_status(jobs_dir(_out_dir(brain)), job_id), indent=2))
+    launcher = _brain_launcher(brain)
+    try:
+        typer.echo(json.dumps(brain_job(launcher, brain, job_id), indent=2))
+    finally:
+        launcher.close()
 
 
 @jobs_app.command("follow")
@@ -772,10 +771,15 @@ def jobs_follow(
     root: Path = RootOption,
 ) -> None:
     """Print a job's log as it grows until the job ends; exit 1 unless it ended ``done``."""
-    from cortexgraph.lsm.jobs import follow_job, jobs_dir
+    from cortexgraph.lsm.layout import brain_job
 
     brain = _brain(brain_name, root)
-    status = follow_job(jobs_dir(_out_dir(brain)), job_id, timeout_s=timeout)
+    launcher = _brain_launcher(brain)
+    try:
+        brain_job(launcher, brain, job_id)
+        status = launcher.follow(job_id, timeout_s=timeout)
+    finally:
+        launcher.close()
     console.print(f"job {job_id}: {status.get('state')}", highlight=False)
     if status.get("state") not in ("done", "running", "queued"):
         raise typer.Exit(code=1)
@@ -786,13 +790,18 @@ def jobs_follow(
 def jobs_cancel(
     brain_name: str = BrainArgument,
     job_id: str = JobArgument,
-    timeout: float = typer.Option(30.0, help="Seconds to wait before killing the job."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for the job to stop."),
     root: Path = RootOption,
 ) -> None:
-    """Stop a job cleanly (no half-written outputs remain; finished stages are kept). Only a process
-    that is still the job's is signalled (docs/lsm.md, "Jobs")."""
-    from cortexgraph.lsm.jobs import cancel_job, jobs_dir
+    """Stop a job cleanly: its command gets SIGTERM and unwinds (no half-written outputs remain;
+    finished stages are kept); a queued job never starts (docs/lsm.md, "Jobs")."""
+    from cortexgraph.lsm.layout import brain_job
 
     brain = _brain(brain_name, root)
-    status = cancel_job(jobs_dir(_out_dir(brain)), job_id, timeout_s=timeout)
+    launcher = _brain_launcher(brain)
+    try:
+        brain_job(launcher, brain, job_id)
+        status = launcher.cancel(job_id, timeout_s=timeout)
+    finally:
+        launcher.close()
     typer.echo(f"{job_id}\t{status.get('state')}")

@@ -85,9 +85,36 @@ def register(app: typer.Typer) -> None:
         console.print(f"  open {url}", highlight=False)
         if token:
             console.print(f"  access token: {token}", highlight=False)
+        _warm_engine(cohort.root)
         if open_browser:
             import threading
             import webbrowser
 
             threading.Timer(1.0, webbrowser.open, args=(url,)).start()
         server.run()
+
+
+def _warm_engine(cohort_root) -> None:
+    """Attach to the cohort's local engine, or start it (owned by this server: it stops with it),
+    in a background thread, so that the first job started in the page does not wait for it."""
+    import threading
+
+    from cortexgraph.execution.service import service_record
+
+    def warm() -> None:
+        from cortexgraph.errors import CortexgraphError
+        from cortexgraph.web.lsm_adapter import launcher_for
+
+        try:
+            launcher = launcher_for(cohort_root)
+            launcher.client(start=True)
+            record = service_record(cohort_root)
+            how = "started" if launcher.started_engine else "attached to"
+            console.print(
+                f"  {how} the cohort's local engine (pid {record.get('pid', '?')}) for jobs",
+                highlight=False,
+            )
+        except CortexgraphError as exc:
+            console.print(f"[yellow]jobs unavailable:[/] {exc}", highlight=False)
+
+    threading.Thread(target=warm, name="cortexgraph-engine", daemon=True).start()

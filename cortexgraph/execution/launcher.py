@@ -11,11 +11,15 @@ methods are what ``cortexgraph jobs`` (and ``cortexgraph lsm jobs``, and the web
     predict = launcher.submit(JobSpec("predict-hOc1", ["lsm", "predict", ...], after=(train,)))
     launcher.list(); launcher.status(predict); launcher.follow(predict); launcher.cancel(train)
 
-Every job has a folder ``<jobs_root>/<id>/``::
+A cohort's jobs folder is ``<cohort>/derivatives/cortexgraph/jobs`` (:func:`jobs_folder`;
+:func:`cohort_launcher` opens it on the cohort's local engine): every job of the cohort lives there,
+whether it was submitted with ``cortexgraph jobs submit``, ``cortexgraph lsm ... --background`` or
+from the web app. Every job has a folder ``<jobs_root>/<id>/``::
 
     job.json     what was submitted: id, name, back end, the JobSpec, the engine's id of the job
                  (Dask key or Slurm job id), the ids it waits for, creation time
     log.txt      the command's output, attempt by attempt
+    started.json the current attempt: number, host, pid, start time
     progress.json  what the command reports of its progress ({stage: [done, total]}), if it does
                  (:func:`cortexgraph.execution.runjob.write_progress`; ``CORTEXGRAPH_JOB_DIR``)
     result.json  the outcome, written by the job when it ends (cortexgraph.execution.runjob)
@@ -49,6 +53,7 @@ import os
 import re
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,7 +61,13 @@ from pathlib import Path
 
 from cortexgraph.data.names import check_name, inside, is_name
 from cortexgraph.errors import CortexgraphError, ParameterError, ResourceError
-from cortexgraph.execution.runjob import read_progress, read_result, run_job
+from cortexgraph.execution.runjob import (
+    read_progress,
+    read_result,
+    read_started,
+    run_job,
+    write_cancelled,
+)
 from cortexgraph.outputs import write_json_atomic, write_text_atomic
 
 __all__ = [
@@ -67,6 +78,8 @@ __all__ = [
     "DaskJobs",
     "SlurmJobs",
     "open_launcher",
+    "cohort_launcher",
+    "jobs_folder",
     "new_job_id",
 ]
 
@@ -254,6 +267,7 @@ class Launcher:
             "message": "",
             "where": None,
             "progress": read_progress(folder),
+            "started_unix": read_started(folder).get("started_unix"),
         }
         backend = record.get("backend", self.backend)
         if result is None and backend != self.backend:
@@ -321,13 +335,7 @@ class Launcher:
 
     def _write_cancelled(self, folder: Path, message: str) -> None:
         """``result.json`` of a job stopped before it started (nothing else will write it)."""
-        if read_result(folder) is None:
-            now = round(time.time(), 3)
-            write_json_atomic(
-                folder / "result.json",
-                {"id": folder.name, "state": "cancelled", "exit_code": None, "message": message,
-                 "attempts": [], "host": None, "started_unix": None, "finished_unix": now},
-            )  # fmt: skip
+        write_cancelled(folder, message)
 
     # -- back end ------------------------------------------------------------------------------
     def _submit(self, folder: Path, job: dict, upstream: list[dict]) -> str:
@@ -413,6 +421,9 @@ class DaskJobs(Launcher):
     jobs_root : the jobs folder.
     cohort_root : the cohort whose local engine service runs the jobs (started on first use).
     scheduler : a scheduler address or scheduler file instead of the service.
+    service_options : options of the service when this launcher starts it
+        (:func:`cortexgraph.execution.service.ensure_service`: ``gpus``, ``cpus``,
+        ``idle_timeout_s``, ``owner_pid``). ``started_engine`` tells whether it did.
     """
 
     backend = "local"
@@ -422,22 +433,34 @@ class DaskJobs(Launcher):
         jobs_root: str | os.PathLike,
         cohort_root: str | os.PathLike | None = None,
         scheduler: str | None = None,
+        service_options: Mapping | None = None,
     ) -> None:
         super().__init__(jobs_root)
         if cohort_root is None and scheduler is None:
             raise ParameterError("the local back end needs the cohort folder or a scheduler")
         self.cohort_root = None if cohort_root is None else Path(cohort_root)
         self.scheduler = scheduler
+        self.service_options = dict(service_options or {})
+        self.started_engine = False
         self._client = None
+        self._client_lock = threading.RLock()
 
     def client(self, start: bool = True):
         """The Dask client (the service is started when ``start`` and none runs); None when the
-        engine cannot be reached and ``start`` is False."""
-        if self._client is not None:
-            return self._client
-        from distributed import Client
+        engine cannot be reached and ``start`` is False. A client whose engine has gone (idle
+        timeout, ``engine stop``) is replaced. Thread-safe (the web app calls it from several)."""
+        with self._client_lock:
+            return self._connect(start)
 
+    def _connect(self, start: bool):
         from cortexgraph.execution import service
+
+        if self._client is not None:
+            if self._client.status == "running":
+                return self._client
+            self.close()
+        service._require_distributed()
+        from distributed import Client
 
         if self.scheduler is not None:
             try:
@@ -453,16 +476,32 @@ class DaskJobs(Launcher):
                     ) from None
                 return None
         elif start:
-            self._client = service.start_service(self.cohort_root)
+            self._client, started = service.ensure_service(
+                self.cohort_root, **self.service_options
+            )
+            self.started_engine = self.started_engine or started
         else:
             self._client = service.service_client(self.cohort_root)
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-            self._client = None
+        """Close the client (the engine and its jobs keep running)."""
+        with self._client_lock:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+                self._client = None
+
+    def largest_cpus(self, gpus: int = 0) -> int:
+        """The most CPU cores one worker of the engine offers together with ``gpus`` GPUs (the
+        engine is started when none runs); 0 when no worker has that many GPUs."""
+        workers = self.client(start=True).scheduler_info(n_workers=-1).get("workers", {})
+        offers = [
+            int(w.get("resources", {}).get("CPU", 0))
+            for w in workers.values()
+            if w.get("resources", {}).get("GPU", 0) >= gpus
+        ]
+        return max(offers, default=0)
 
     def _resources(self, spec: dict) -> dict:
         resources = {"CPU": int(spec["cpus"])}
@@ -508,6 +547,7 @@ class DaskJobs(Launcher):
             _dask_job, str(folder), *futures, key=key, pure=False, resources=needed
         )
         client.publish_dataset(future, name=job["id"])
+        client.publish_dataset(str(folder), name=f"cortexgraph-folder-{job['id']}")
         return key
 
     def _live_state(self, folder: Path, record: dict) -> tuple[str, str, str | None]:
@@ -618,6 +658,22 @@ class SlurmJobs(Launcher):
         scancel(status["engine_id"])
         if status["state"] == "queued":
             self._write_cancelled(folder, "cancelled before it started")
+
+
+def jobs_folder(cohort_root: str | os.PathLike) -> Path:
+    """``<cohort>/derivatives/cortexgraph/jobs``: the jobs of a cohort."""
+    from cortexgraph.data.manifest import DERIVATIVES
+
+    return Path(cohort_root) / DERIVATIVES / "jobs"
+
+
+def cohort_launcher(cohort_root: str | os.PathLike, **service_options) -> DaskJobs:
+    """The launcher of the cohort's jobs folder on the cohort's local engine (the ``local`` back
+    end; the engine is started on first submit with ``service_options``, see :class:`DaskJobs`).
+    What ``cortexgraph lsm ... --background`` and the web app use."""
+    launcher = open_launcher(jobs_folder(cohort_root), backend="local", cohort_root=cohort_root)
+    launcher.service_options = dict(service_options)
+    return launcher
 
 
 def open_launcher(

@@ -5,7 +5,9 @@ engine, and as ``python -m cortexgraph.execution.runjob JOB_FOLDER`` in a Slurm 
 
 An attempt runs ``python -m cortexgraph.cli.main ARGV...`` (or, with ``processes > 1``, under
 ``torch.distributed.run --standalone --nproc-per-node P``) in its own process group, with its output
-appended to ``log.txt`` and ``CORTEXGRAPH_JOB_DIR`` naming the job folder. A failed attempt is
+appended to ``log.txt`` and ``CORTEXGRAPH_JOB_DIR`` naming the job folder; ``started.json`` records
+the attempt (number, host, pid, start time). On Linux the command gets SIGTERM when the process that
+runs it dies (:mod:`cortexgraph.execution.guard`), so a job never outlives its engine worker. A failed attempt is
 retried up to ``retries`` times, except for failures a rerun cannot fix: exit status 2 (bad input or
 parameters) and 4 (an upstream stage is missing or stale), and a time limit. The stages resume
 (checkpoints, reused records), so a retry continues where the attempt stopped.
@@ -32,15 +34,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cortexgraph.execution.guard import parent_death_preexec
 from cortexgraph.outputs import write_json_atomic
 
 __all__ = [
     "NO_RETRY_EXIT_CODES",
     "run_job",
     "read_result",
+    "write_cancelled",
     "current_job_dir",
     "write_progress",
     "read_progress",
+    "read_started",
+    "progress_text",
+    "ProgressWriter",
     "main",
 ]
 
@@ -60,6 +67,18 @@ def read_result(job_dir: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def write_cancelled(job_dir: str | os.PathLike, message: str) -> None:
+    """``result.json`` of a job stopped before it started (nothing else will write it); kept when
+    the job has a result already."""
+    if read_result(job_dir) is None:
+        write_json_atomic(
+            Path(job_dir) / "result.json",
+            {"id": Path(job_dir).name, "state": "cancelled", "exit_code": None,
+             "message": message, "attempts": [], "host": None, "started_unix": None,
+             "finished_unix": round(time.time(), 3)},
+        )  # fmt: skip
 
 
 def current_job_dir() -> Path | None:
@@ -87,6 +106,40 @@ def read_progress(job_dir: str | os.PathLike) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read_started(job_dir: str | os.PathLike) -> dict:
+    """The ``started.json`` of a job: its current attempt (``{}`` before the first one)."""
+    try:
+        data = json.loads((Path(job_dir) / "started.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def progress_text(progress: dict) -> str:
+    """``train 120/300, models 2/5``."""
+    return ", ".join(f"{stage} {done}/{total}" for stage, (done, total) in progress.items())
+
+
+class ProgressWriter:
+    """A progress callback ``(stage, done, total)`` for a command running as a job: it writes
+    ``progress.json`` (:func:`write_progress`) at most every ``min_interval_s`` and whenever a stage
+    completes, and prints a line to the job's log. A no-op outside a job."""
+
+    def __init__(self, job_dir: Path | None = None, min_interval_s: float = 1.0) -> None:
+        self.job_dir = job_dir or current_job_dir()
+        self.min_interval_s = float(min_interval_s)
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.job_dir is None:
+            return
+        now = time.monotonic()
+        if done >= total or now - self._last >= self.min_interval_s:
+            self._last = now
+            write_progress(stage, done, total, job_dir=self.job_dir)
+            print(f"[{time.strftime('%H:%M:%S')}] {stage} {done}/{total}", flush=True)
 
 
 def _command(spec: dict) -> list[str]:
@@ -135,8 +188,9 @@ def run_job(
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
     env[JOB_DIR_ENV] = str(job_dir.resolve())
     threads = max(1, int(spec.get("cpus", 1)) // max(1, int(spec.get("processes", 1))))
-    if "OMP_NUM_THREADS" not in (spec.get("env") or {}):
-        env["OMP_NUM_THREADS"] = str(threads)  # the CPUs asked for, shared by the processes
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if name not in (spec.get("env") or {}):
+            env[name] = str(threads)  # the CPUs asked for, shared by the processes
     limit_s = (
         float(spec["time_limit_min"]) * 60.0
         if enforce_time_limit and spec.get("time_limit_min")
@@ -184,7 +238,13 @@ def run_job(
                     cwd=spec.get("cwd") or None,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=parent_death_preexec(signal.SIGTERM),
                 )
+                write_json_atomic(
+                    job_dir / "started.json",
+                    {"attempt": attempt, "host": socket.gethostname(), "pid": process.pid,
+                     "started_unix": round(start, 3)},
+                )  # fmt: skip
                 outcome = None
                 while process.poll() is None:
                     if stop_requested():
@@ -195,7 +255,8 @@ def run_job(
                         _stop(process, grace_s)
                         outcome = "timeout"
                         break
-                    time.sleep(poll_s)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=poll_s)  # returns as soon as the command ends
                 code = process.returncode
                 if outcome is None and code != 0:
                     # Slurm's scancel signals every process of the job: the command may end
@@ -213,6 +274,8 @@ def run_job(
             result["exit_code"] = code
             if outcome == "cancelled":
                 result.update(state="cancelled", message="cancelled")
+                with open(job_dir / "log.txt", "ab") as log:
+                    log.write(f"=== job cancelled (exit status {code}) ===\n".encode())
                 break
             if outcome == "timeout":
                 result.update(

@@ -10,12 +10,14 @@ Modules (array-level core; the data layer supplies images, class masks and trans
 * :mod:`~cortexgraph.lsm.evaluate` area F1, per-section scores, the HR/LR/MS x LSM/GSM table
 * :mod:`~cortexgraph.lsm.data` class images, lazily read raster patches, orientation (brain files)
 * :mod:`~cortexgraph.lsm.workflow` chain plans, training, section prediction, model files (compute)
-* :mod:`~cortexgraph.lsm.layout` model run names, file layout, stage ids
+* :mod:`~cortexgraph.lsm.layout` model run names, file layout, stage ids, a brain's background jobs
 * :mod:`~cortexgraph.lsm.stages` the stages lsm-plan, lsm-train, lsm-predict, lsm-evaluate under the
   stage contract (:mod:`cortexgraph.derivatives`)
 * :mod:`~cortexgraph.lsm.labels` the reading side for consumers: runs, per-area predictions, the
   per-section combination of a run's areas
-* :mod:`~cortexgraph.lsm.jobs` background jobs (start, list, status, follow, cancel)
+
+Background jobs (``--background``, the web app) are jobs of the cohort's local engine
+(:mod:`cortexgraph.execution.launcher`).
 
 Submodules are imported explicitly (``from cortexgraph.lsm.roi import training_roi``) so that the
 numpy-only parts do not import torch.

@@ -13,7 +13,6 @@ Files, under the brain's derivatives folder ``OUT`` = ``<cohort>/derivatives/cor
     OUT/lsm/<run>/<area>/models/global/model.pt          the area's GSM (a gsm-* run), same companions
     OUT/lsm/<run>/<area>/pred/sNNNN.h5                   the area's class prediction on section NNNN
     OUT/lsm/<run>/evaluation/metrics.tsv, summary.json, table.tsv, table.md   (lsm evaluate)
-    OUT/lsm/jobs/<job id>/                               background jobs (cortexgraph.lsm.jobs)
     OUT/records/lsm-plan@<run>@<area>.json               stage records (cortexgraph.derivatives)
     OUT/records/lsm-train@<run>@<area>@sSSSS-sTTTT.json
     OUT/records/lsm-train@<run>@<area>.json              (the GSM of a gsm-* run)
@@ -49,7 +48,10 @@ __all__ = [
     "model_dir",
     "prediction_path",
     "evaluation_dir",
-    "jobs_dir",
+    "LSM_JOB_COMMANDS",
+    "is_brain_job",
+    "brain_jobs",
+    "brain_job",
     "plan_id",
     "train_id",
     "predict_id",
@@ -147,9 +149,55 @@ def evaluation_dir(out_dir: Path, run: str) -> Path:
     return run_dir(out_dir, run) / "evaluation"
 
 
-def jobs_dir(out_dir: Path) -> Path:
-    """``OUT/lsm/jobs``: the background jobs of one brain."""
-    return Path(out_dir) / "lsm" / "jobs"
+#: ``cortexgraph lsm`` commands that run as background jobs (``--background``, the web app).
+LSM_JOB_COMMANDS = ("chain", "gsm", "train", "predict")
+
+
+def is_brain_job(argv, brain) -> bool:
+    """True when a job's command (``argv`` after ``cortexgraph``) is an LSM command on ``brain``:
+    ``lsm <command> BRAIN ...`` with BRAIN the brain's folder or id. Background jobs live in the
+    cohort's jobs folder (:func:`cortexgraph.execution.launcher.jobs_folder`); this picks a brain's."""
+    argv = [str(a) for a in argv or ()]
+    if len(argv) < 3 or argv[0] != "lsm" or argv[1] not in LSM_JOB_COMMANDS:
+        return False
+    if argv[2] == brain.id:
+        return True
+    try:
+        return Path(argv[2]).resolve() == Path(brain.root).resolve()
+    except OSError:
+        return False
+
+
+def _job_argv(launcher, job_id: str) -> list:
+    try:
+        return launcher.record(job_id).get("spec", {}).get("argv", [])
+    except Exception:  # noqa: BLE001 - an unreadable job.json is nobody's job
+        return []
+
+
+def brain_jobs(launcher, brain) -> list[dict]:
+    """The brain's LSM jobs of a jobs folder (:func:`is_brain_job`), oldest first, as
+    :meth:`cortexgraph.execution.launcher.Launcher.status`."""
+    return [
+        launcher.status(job_id)
+        for job_id in launcher.ids()
+        if is_brain_job(_job_argv(launcher, job_id), brain)
+    ]
+
+
+def brain_job(launcher, brain, job_id: str) -> dict:
+    """One of the brain's jobs (CortexgraphError, exit status 2, for an unknown or unsafe id or a
+    job of another brain or command)."""
+    from cortexgraph.errors import CortexgraphError
+
+    launcher.job_dir(job_id)  # checks the id
+    if not is_brain_job(_job_argv(launcher, job_id), brain):
+        raise CortexgraphError(
+            f"job {job_id} is not an LSM job of brain {brain.id}",
+            file=str(launcher.jobs_root / job_id),
+            fix=f"list the brain's jobs with `cortexgraph lsm jobs list {brain.id}`",
+        )
+    return launcher.status(job_id)
 
 
 def plan_id(brain_id: str, run: str, area: Area) -> StageId:

@@ -96,6 +96,9 @@ def create_app(
     async def lifespan(app):
         yield
         state.close()
+        from cortexgraph.web.lsm_adapter import close_engines
+
+        close_engines()  # the engine this server started, and its jobs, end with it
 
     app = FastAPI(
         lifespan=lifespan,

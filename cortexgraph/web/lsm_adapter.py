@@ -2,20 +2,26 @@
 
 Everything here calls the command line's own functions, so a job started from the browser is the same
 job as one started with ``cortexgraph lsm ... --background``: it runs ``cortexgraph lsm train ...``
-as a detached process through :func:`cortexgraph.lsm.jobs.start_job`, lives in the brain's jobs
-folder ``<brain>/lsm/jobs/<id>/`` and shows up in ``cortexgraph lsm jobs list``; a job started from
-the shell shows up in the browser.
+as a job of the cohort's local engine (:func:`cortexgraph.execution.launcher.cohort_launcher`), lives
+in the cohort's jobs folder ``derivatives/cortexgraph/jobs/<id>/`` and shows up in ``cortexgraph jobs
+list`` and ``cortexgraph lsm jobs list BRAIN``; a job started from the shell shows up in the browser.
+
+The engine: the app attaches to the cohort's running engine, or starts one on the first job, owned by
+the server process (``owner_pid``): when the server ends (cleanly, :func:`close_engines`, or not),
+the engine cancels its jobs and stops, so no job outlives the server it was started from
+(:mod:`cortexgraph.execution.service`).
 
 The functions and what they call (re-point them here when the LSM layout or the job engine changes;
 nothing else in :mod:`cortexgraph.web` knows the layout):
 
 =========================  ===========================================================================
-:func:`jobs_root`           :func:`cortexgraph.lsm.layout.jobs_dir`
+:func:`jobs_root`           :func:`cortexgraph.execution.launcher.jobs_folder` of the brain's cohort
 :func:`interval_argv`       the argv of ``cortexgraph lsm train BRAIN --area ID --sections S,T
                             --predict`` (train the local model of the interval, then predict every
                             section of [S, T]): a model run of its own, ``lsm-<arch>-sSSSS-sTTTT``
-:func:`start_interval_job`  :func:`cortexgraph.lsm.jobs.start_job`
-:func:`list_jobs`,          :func:`cortexgraph.lsm.jobs.list_jobs`, ``job_status``, ``cancel_job``
+:func:`start_interval_job`  ``Launcher.submit`` (:mod:`cortexgraph.execution.launcher`)
+:func:`list_jobs`,          :func:`cortexgraph.lsm.layout.brain_jobs`, ``brain_job``,
+                            ``Launcher.cancel``
 :func:`job_status`,
 :func:`cancel_job`
 :func:`prediction_sets`     the per-area prediction folders of the brain (model run, area):
@@ -32,13 +38,17 @@ Prediction files are label rasters of classes: 0 slide, 1 white matter, 2 other 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from cortexgraph.data.manifest import Area, Brain
 from cortexgraph.data.names import check_name, is_inside
-from cortexgraph.lsm import jobs as lsm_jobs
+from cortexgraph.errors import CortexgraphError
 from cortexgraph.lsm import layout
 from cortexgraph.web.security import NotFoundError
 
@@ -47,6 +57,9 @@ __all__ = [
     "OUTSIDE_ROI",
     "PredictionSet",
     "jobs_root",
+    "launcher_of",
+    "launcher_for",
+    "close_engines",
     "interval_argv",
     "start_interval_job",
     "list_jobs",
@@ -72,9 +85,64 @@ class PredictionSet:
     folder: Path
 
 
+_LAUNCHERS: dict = {}
+_LOCK = threading.Lock()
+
+
+def _cohort_root(brain: Brain) -> Path:
+    from cortexgraph.derivatives import Derivatives
+
+    return Derivatives.of(brain).cohort_root
+
+
 def jobs_root(brain: Brain) -> Path:
-    """The brain's jobs folder."""
-    return layout.jobs_dir(brain.derivatives)
+    """The jobs folder of the brain's cohort (every job of the cohort; a brain's are those whose
+    command is an LSM command on it)."""
+    from cortexgraph.execution.launcher import jobs_folder
+
+    return jobs_folder(_cohort_root(brain))
+
+
+def launcher_of(brain: Brain):
+    """The launcher of the brain's cohort, one per cohort and server process; the engine it starts
+    is owned by this process (module docstring)."""
+    return launcher_for(_cohort_root(brain))
+
+
+def launcher_for(cohort_root: Path):
+    """The launcher of a cohort (:func:`launcher_of`)."""
+    from cortexgraph.execution.launcher import cohort_launcher
+
+    root = Path(cohort_root).resolve()
+    with _LOCK:
+        launcher = _LAUNCHERS.get(root)
+        if launcher is None:
+            launcher = _LAUNCHERS[root] = cohort_launcher(root, owner_pid=os.getpid())
+        return launcher
+
+
+def close_engines() -> list[Path]:
+    """Stop the engines this process started (their jobs are cancelled cleanly) and close the
+    clients of the others; returns the cohorts whose engine was stopped. Called when the app shuts
+    down."""
+    from cortexgraph.execution.service import stop_service
+
+    stopped = []
+    with _LOCK:
+        launchers = dict(_LAUNCHERS)
+        _LAUNCHERS.clear()
+    for root, launcher in launchers.items():
+        launcher.close()
+        if launcher.started_engine:
+            with contextlib.suppress(CortexgraphError, OSError):
+                if stop_service(root):
+                    stopped.append(root)
+    return stopped
+
+
+def _flat(status: dict) -> dict:
+    """A launcher status with the command (``argv``) at the top, as the routes show it."""
+    return {**status, "argv": list(status.get("spec", {}).get("argv", []))}
 
 
 def source_of(arch: str, interval: tuple[int, int]) -> str:
@@ -120,10 +188,12 @@ def start_interval_job(
     threads: int | None = None,
     max_interval_mm: float | None = None,
 ) -> str:
-    """Start the local model of ``interval`` as a background job; returns the job id.
+    """Submit the local model of ``interval`` as a job of the cohort's engine; returns the job id.
 
-    ``threads`` sets ``OMP_NUM_THREADS`` of the job's process.
+    ``threads``: the CPU cores the job asks the engine for, and ``OMP_NUM_THREADS`` of its process.
     """
+    from cortexgraph.execution.launcher import JobSpec
+
     s, t = sorted(int(v) for v in interval)
     argv = interval_argv(
         brain,
@@ -135,12 +205,10 @@ def start_interval_job(
         seed=seed,
         max_interval_mm=max_interval_mm,
     )
-    outputs = [layout.area_dir(brain.derivatives, source_of(arch, (s, t)), area)]
-    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
     name = f"web-{layout.area_slug(area)}-{arch}-{s}-{t}"
-    return lsm_jobs.start_job(
-        jobs_root(brain), argv, name=name, outputs=outputs, cwd=brain.root, env=env
-    )
+    spec = JobSpec(name=name, argv=argv, cpus=int(threads or 1), env=env, cwd=str(brain.root))
+    return launcher_of(brain).submit(spec)
 
 
 def _job_dir(brain: Brain, job_id: str) -> Path:
@@ -148,6 +216,12 @@ def _job_dir(brain: Brain, job_id: str) -> Path:
     root = jobs_root(brain)
     folder = root / job_id
     if not (folder / "job.json").is_file() or not is_inside(folder, root):
+        raise NotFoundError(f"brain {brain.id} has no job {job_id!r}")
+    try:
+        argv = json.loads((folder / "job.json").read_text(encoding="utf-8"))["spec"]["argv"]
+    except (OSError, ValueError, KeyError, TypeError):
+        argv = []
+    if not layout.is_brain_job(argv, brain):
         raise NotFoundError(f"brain {brain.id} has no job {job_id!r}")
     return folder
 
@@ -180,14 +254,14 @@ def job_target(brain: Brain, job: dict) -> dict | None:
 
 
 def list_jobs(brain: Brain) -> list[dict]:
-    """Every job of the brain (browser and shell), oldest first."""
-    return lsm_jobs.list_jobs(jobs_root(brain))
+    """Every LSM job of the brain (browser and shell), oldest first."""
+    return [_flat(j) for j in layout.brain_jobs(launcher_of(brain), brain)]
 
 
 def job_status(brain: Brain, job_id: str) -> dict:
     """One job's record and state (404 for an unknown id)."""
     _job_dir(brain, job_id)
-    return lsm_jobs.job_status(jobs_root(brain), job_id)
+    return _flat(launcher_of(brain).status(job_id))
 
 
 def job_log_tail(brain: Brain, job_id: str, max_bytes: int = 4000) -> str:
@@ -203,9 +277,10 @@ def job_log_tail(brain: Brain, job_id: str, max_bytes: int = 4000) -> str:
 
 
 def cancel_job(brain: Brain, job_id: str, timeout_s: float = 20.0) -> dict:
-    """Stop a job cleanly (see :func:`cortexgraph.lsm.jobs.cancel_job`)."""
+    """Stop a job cleanly (``Launcher.cancel``: SIGTERM to its command, which unwinds without
+    half-written outputs; a queued job never starts); its status after at most ``timeout_s``."""
     _job_dir(brain, job_id)
-    return lsm_jobs.cancel_job(jobs_root(brain), job_id, timeout_s=timeout_s)
+    return _flat(launcher_of(brain).cancel(job_id, timeout_s=timeout_s))
 
 
 def prediction_sets(brain: Brain) -> list[PredictionSet]:

@@ -12,7 +12,7 @@ import pytest
 
 from cortexgraph.errors import CortexgraphError, ParameterError, ResourceError
 from cortexgraph.execution.launcher import JobSpec, Launcher, new_job_id, open_launcher
-from cortexgraph.execution.runjob import run_job, write_progress
+from cortexgraph.execution.runjob import ProgressWriter, progress_text, run_job, write_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +51,21 @@ def test_a_failed_run_is_retried_but_bad_input_is_not(tmp_path, tiny_cohort):
     write_progress("tiles", 10, 10, job_dir=job_dir)
     status = Launcher(tmp_path).status(job_dir.name)
     assert status["state"] == "done" and status["progress"] == {"models": [2, 5], "tiles": [10, 10]}
+
+
+def test_progress_writer_records_progress_in_the_job_folder_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CORTEXGRAPH_JOB_DIR", raising=False)
+    ProgressWriter()("train", 1, 10)  # outside a job: nothing written, nothing printed
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("CORTEXGRAPH_JOB_DIR", str(tmp_path))
+    writer = ProgressWriter(min_interval_s=3600)
+    writer("plan", 3, 3)
+    writer("train", 1, 10)  # within the interval: skipped
+    writer("train", 10, 10)  # a stage that completes is always written
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress == {"plan": [3, 3], "train": [10, 10]}
+    assert progress_text(progress) == "plan 3/3, train 10/10"
+    assert capsys.readouterr().out.count("\n") == 2
 
 
 def test_a_job_past_its_time_limit_is_stopped_and_not_retried(tmp_path):

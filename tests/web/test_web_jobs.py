@@ -1,10 +1,12 @@
 """Local-model jobs from the browser's API: start, progress, predictions section by section, accept,
-reject, cancel; the same jobs as ``cortexgraph lsm jobs``."""
+reject, cancel; the same jobs as ``cortexgraph jobs`` and ``cortexgraph lsm jobs`` (jobs of the
+cohort's local engine, which the app starts and stops with it)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -19,6 +21,7 @@ from tests.web.conftest import WRITE
 
 HOC1 = 4
 pytestmark = pytest.mark.slow
+pytest.importorskip("distributed", reason="jobs run on the local engine: the [web] extra's Dask")
 
 
 def wait_for(client, job_id, states=("done", "failed", "cancelled"), timeout_s=240.0):
@@ -61,6 +64,10 @@ def test_interval_job_predicts_and_predictions_are_reviewed(client, web_cohort):
         app, ["lsm", "jobs", "list", "B01", "--root", str(web_cohort), "--json"]
     )
     assert listed.exit_code == 0 and job_id in [j["id"] for j in json.loads(listed.stdout)]
+    everything = CliRunner().invoke(app, ["jobs", "list", "--root", str(web_cohort), "--json"])
+    assert everything.exit_code == 0, everything.output
+    assert job_id in [j["id"] for j in json.loads(everything.stdout)]
+    assert (web_cohort / "derivatives/cortexgraph/jobs" / job_id / "result.json").is_file()
     assert job_id in [j["id"] for j in client.get("/api/brains/B01/jobs").json()["jobs"]]
 
     # the prediction overlay: class 3 in the area's colour
@@ -127,7 +134,9 @@ def test_cancel_stops_a_training_job(client, web_cohort):
         assert time.monotonic() < deadline
         time.sleep(0.3)
     cancelled = client.post(f"/api/brains/B01/jobs/{job_id}/cancel", headers=WRITE).json()
-    assert cancelled["state"] == "cancelled"
+    assert cancelled["state"] == "cancelled" and cancelled["finished_unix"]
+    assert client.get(f"/api/brains/B01/jobs/{job_id}").json()["state"] == "cancelled"
+    assert client.get("/api/brains/B01/jobs/nope").status_code == 404
     model = web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/models/s0842-s0962/model.pt"
     assert not model.exists()
     assert not (web_cohort / "derivatives/cortexgraph/B01/lsm/lsm-hr-s0842-s0962/hOc1/pred/s0902.h5").exists()
@@ -151,3 +160,27 @@ def test_an_interval_longer_than_the_protocol_is_refused_with_the_section_to_ann
                     headers=WRITE)  # fmt: skip
         after = {job["id"] for job in strict.get("/api/brains/B01/jobs").json()["jobs"]}
         assert after == before  # nothing was started
+
+
+def test_the_engine_the_app_started_stops_with_it(tiny_cohort, tmp_path):
+    """No job outlives the server it was started from: leaving the app (its shutdown) stops the
+    engine it started, which cancels the running job cleanly."""
+    from cortexgraph.execution.guard import pid_alive
+    from cortexgraph.execution.service import service_record
+    from tests.web.conftest import copy_cohort, make_client
+
+    root = copy_cohort(tiny_cohort, tmp_path / "tiny")
+    with make_client(root) as app_client:
+        started = app_client.post("/api/brains/B01/jobs", headers=WRITE,
+                                  json={"area": HOC1, "sections": [842, 962], "iterations": 100000})  # fmt: skip
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        job, _ = wait_for(app_client, job_id, states=("running", "done", "failed"), timeout_s=120)
+        assert job["state"] == "running"
+        engine = service_record(root)
+        assert engine["owner"]["pid"] == os.getpid()  # owned by the server's process
+    assert not pid_alive(engine["pid"]) and not service_record(root)
+    result = json.loads((root / "derivatives/cortexgraph/jobs" / job_id / "result.json").read_text())
+    assert result["state"] == "cancelled"
+    brain_out = root / "derivatives/cortexgraph/B01"
+    assert [p for p in brain_out.rglob(".*") if p.is_file()] == []  # nothing half-written
