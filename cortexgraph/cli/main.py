@@ -19,6 +19,7 @@ from cortexgraph.cli import lsm as lsm_cmd
 from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
 from cortexgraph.cli import render as render_cmd
+from cortexgraph.cli import scans_align as scans_align_cmd
 from cortexgraph.cli import serve as serve_cmd
 from cortexgraph.cli import status as status_cmd
 from cortexgraph.cli import synth as synth_cmd
@@ -78,6 +79,7 @@ synth_cmd.register(app)
 check_cmd.register(app)
 status_cmd.register(app)
 build_graph_cmd.register(app)
+scans_align_cmd.register(app)
 demo_cmd.register(app)
 cohort_cmd.register(app)
 gnn_cmd.register(app)

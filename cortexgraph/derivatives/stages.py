@@ -58,6 +58,20 @@ STAGES: dict[str, StageSpec] = {
             "volume, depth, midsurfaces, graphs, node <-> section points",
         ),
         StageSpec(
+            "align",
+            1,
+            "brain",
+            "cortexgraph align {brain}",
+            "rigid transforms between consecutive sections from the images, mirrored scans",
+        ),
+        StageSpec(
+            "register",
+            1,
+            "brain",
+            "cortexgraph register {brain}",
+            "canonical coordinate maps by registration of the stacked tissue to MNI152",
+        ),
+        StageSpec(
             "node-priors",
             1,
             "brain",

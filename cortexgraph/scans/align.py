@@ -914,3 +914,203 @@ def alignment_accuracy(
             }
         )
     return AlignmentAccuracy(pair_rows, drift_rows, base_section, pixel_um)
+
+
+# -- the stage ----------------------------------------------------------------------------------------
+def read_transform_table(path) -> dict[tuple[int, int], np.ndarray]:
+    """A transforms.tsv (docs/data-format.md) as ``{(moving, fixed): 3x3}``, without the brain's
+    checks (used for a phantom's ground truth)."""
+    from cortexgraph.data.manifest import TRANSFORM_COLUMNS, read_tsv
+
+    out = {}
+    for row in read_tsv(path, TRANSFORM_COLUMNS):
+        matrix = np.array([float(row[c]) for c in TRANSFORM_COLUMNS[2:]]).reshape(3, 3)
+        out[(int(row["moving"]), int(row["fixed"]))] = matrix
+    return out
+
+
+def format_transform_table(transforms: Mapping[tuple[int, int], np.ndarray]) -> str:
+    """The text of a transforms.tsv in the brain's format (the same writer as ``Brain``)."""
+    from cortexgraph.data.manifest import TRANSFORM_COLUMNS, format_tsv
+
+    rows = [
+        (m, f, *[repr(float(v)) for v in np.asarray(t).ravel()])
+        for (m, f), t in sorted(transforms.items())
+    ]
+    return format_tsv(TRANSFORM_COLUMNS, rows)
+
+
+def align_outputs(brain) -> dict[str, object]:
+    """Files of the align stage under ``<derivatives>/<brain>/align/``."""
+    folder = brain.derivatives / "align"
+    return {
+        "transforms": folder / "transforms.tsv",
+        "pairs": folder / "pairs.tsv",
+        "mirrored": folder / "mirrored.tsv",
+        "report": folder / "align.json",
+    }
+
+
+def truth_transforms_path(brain):
+    """``<cohort>/ground_truth/<brain>/transforms.tsv`` when the brain is a phantom's, else None."""
+    if brain.cohort is None:
+        return None
+    path = brain.cohort.root / "ground_truth" / brain.id / "transforms.tsv"
+    return path if path.is_file() else None
+
+
+def run_align(
+    brain,
+    params: AlignParameters | None = None,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    wait_s: float = 0.0,
+) -> dict:
+    """``cortexgraph align``: align a brain under the stage contract (docs/derivatives.md).
+
+    Inputs: the section images (and a phantom's ground-truth transforms, when present, for the
+    accuracy). Outputs under ``<cohort>/derivatives/cortexgraph/<brain>/align/``:
+
+    * ``transforms.tsv``: the estimated table in the format of the brain's transforms.tsv, for the
+      orientations of ``mirrored.tsv`` (the brain's own table is not touched; :func:`install_alignment`
+      copies it there when asked);
+    * ``pairs.tsv``: one row per pair (:data:`PAIR_COLUMNS`): status ``ok``/``flagged``, reasons,
+      angle, translation, overlap correlation and residual, inliers, agreement between methods;
+    * ``mirrored.tsv``: ``section declared detected score_gain`` per available section;
+    * ``align.json``: parameters, counts, flagged pairs, mirror changes, seconds, and on a phantom the
+      accuracy (:class:`AlignmentAccuracy` summary with per-pair errors and drift).
+
+    Returns the report with ``reused``, ``why`` and ``key``.
+    """
+    from cortexgraph.data.manifest import format_tsv
+    from cortexgraph.derivatives.inputs import brain_inputs
+    from cortexgraph.derivatives.stage import Derivatives, StageRun
+    from cortexgraph.derivatives.stages import StageId
+    from cortexgraph.outputs import write_json_atomic, write_text_atomic
+
+    params = params or AlignParameters()
+    manifest_values, files = brain_inputs(brain, ("image",), transforms=False)
+    truth_path = truth_transforms_path(brain)
+    if truth_path is not None:
+        files.append(truth_path)
+    outputs = align_outputs(brain)
+    with StageRun(
+        Derivatives.of(brain),
+        StageId("align", brain.id),
+        parameters={"align": params.as_dict(), **manifest_values},
+        inputs=files,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return run.summary()
+        start = time.perf_counter()
+        result = align_brain(brain, params, progress)
+        write_text_atomic(outputs["transforms"], format_transform_table(result.transforms))
+        write_text_atomic(outputs["pairs"], format_tsv(PAIR_COLUMNS, map(pair_row, result.pairs)))
+        mirror_rows = [
+            (s, int(result.declared[s]), int(result.detected[s]), f"{result.mirror_gain[s]:.4f}")
+            for s in result.sections
+        ]
+        write_text_atomic(
+            outputs["mirrored"],
+            format_tsv(("section", "declared", "detected", "score_gain"), mirror_rows),
+        )
+        report = {
+            "brain": brain.id,
+            "parameters": params.as_dict(),
+            "pairs": len(result.pairs),
+            "pairs_flagged": len(result.flagged),
+            "flagged": [
+                {"moving": p.moving, "fixed": p.fixed, "reasons": p.reasons} for p in result.flagged
+            ],
+            "mirror_changes": result.mirror_changes,
+            "ncc_median": float(np.median([p.ncc for p in result.pairs])),
+            "seconds": time.perf_counter() - start,
+        }
+        if truth_path is not None:
+            truth = read_transform_table(truth_path)
+            base = brain.base_section
+            if base is None or base not in result.sections:
+                from cortexgraph.data.transforms import central_section
+
+                base = central_section(result.sections)
+            accuracy = alignment_accuracy(
+                result.transforms, truth, result.sections, result.centroid_mm, base
+            )
+            report["accuracy"] = accuracy.summary()
+            flagged = {(p.moving, p.fixed) for p in result.flagged}
+            report["accuracy"]["unflagged_failures"] = [
+                f"{r['moving']}-{r['fixed']}"
+                for r in accuracy.pairs
+                if (r["moving"], r["fixed"]) not in flagged
+                and (r["rotation_error_deg"] > 1.0 or r["translation_error_px"] > 8.0)
+            ]
+            report["accuracy"]["per_pair"] = accuracy.pairs
+            report["accuracy"]["drift"] = accuracy.drift
+        write_json_atomic(outputs["report"], report)
+        run.commit(list(outputs.values()), measured=report)
+    return run.summary(report)
+
+
+def install_alignment(brain, *, accept_flagged: bool = False) -> list:
+    """Copy the align stage's transforms (and detected mirror flags) into the brain's own files.
+
+    The brain's transforms.tsv (and sections.tsv when a mirror flag changes) are first copied to
+    ``transforms.before-align.tsv`` / ``sections.before-align.tsv`` beside them (when no such copy
+    exists), then replaced atomically. Refuses (ParameterError) while flagged pairs remain, unless
+    ``accept_flagged``. Returns the paths written.
+    """
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from cortexgraph.errors import ParameterError
+
+    outputs = align_outputs(brain)
+    if not outputs["report"].is_file():
+        raise ParameterError(
+            "no alignment to install",
+            file=str(outputs["report"]),
+            fix=f"run `cortexgraph align {brain.id}` first",
+        )
+    report = json.loads(outputs["report"].read_text(encoding="utf-8"))
+    if report["pairs_flagged"] and not accept_flagged:
+        first = report["flagged"][0]
+        raise ParameterError(
+            f"{report['pairs_flagged']} flagged pair(s), first {first['moving']} -> "
+            f"{first['fixed']} ({', '.join(first['reasons'])})",
+            file=str(outputs["pairs"]),
+            section=first["moving"],
+            fix="inspect pairs.tsv; fix or exclude those sections, or install anyway with "
+            "--accept-flagged",
+        )
+    written = []
+    mirrored = {}
+    from cortexgraph.data.manifest import read_tsv
+
+    for row in read_tsv(outputs["mirrored"], ("section", "declared", "detected")):
+        mirrored[int(row["section"])] = row["detected"] == "1"
+    table = brain.transform_table_path
+    if table.is_file():
+        backup = table.with_name("transforms.before-align.tsv")
+        if not backup.exists():
+            shutil.copy2(table, backup)
+            written.append(backup)
+    records = brain.sections
+    if any(bool(r.mirrored) != mirrored.get(r.section, bool(r.mirrored)) for r in records if not r.missing):
+        backup = brain.section_table_path.with_name("sections.before-align.tsv")
+        if not backup.exists():
+            shutil.copy2(brain.section_table_path, backup)
+            written.append(backup)
+        brain.write_sections(
+            [
+                replace(r, mirrored=mirrored.get(r.section, r.mirrored)) if not r.missing else r
+                for r in records
+            ]
+        )
+        written.append(brain.section_table_path)
+    brain.write_transforms(read_transform_table(outputs["transforms"]))
+    written.append(table)
+    return written
