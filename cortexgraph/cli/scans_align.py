@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         root: Path = RootOption,
         spacing_um: float = typer.Option(64.0, help="Working pixel spacing (the thesis: 64 µm)."),
         features: str = typer.Option("sift", help="Feature detector: sift, orb or none."),
-        min_inliers: int = typer.Option(8, help="Fewer RANSAC inliers: the feature estimate failed."),
+        min_inliers: int = typer.Option(
+            8, help="Fewer RANSAC inliers: the feature estimate failed."
+        ),
         min_ncc: float = typer.Option(
             0.6, help="Flag pairs whose refined overlap correlation is lower (large residual)."
         ),
@@ -141,7 +143,7 @@ def register(app: typer.Typer) -> None:
         affine, then B-spline) and push the mapping back to every section's pixels.
 
         Needs SimpleITK (pip install 'cortexgraph[scans]'). Writes
-        <cohort>/derivatives/cortexgraph/<brain>/register/: coords/sNNNN.h5, world_to_template.tfm,
+        <cohort>/derivatives/cortexgraph/<brain>/register/: coords/sNNNN.h5, world_to_template.h5,
         register.json (with the error in mm against the brain's coordinate maps when it has them,
         e.g. on a phantom).
         """

@@ -171,8 +171,12 @@ def read_at_spacing(raster: Raster, spacing_um: float) -> tuple[np.ndarray, floa
 
 
 def prepare_image(
-    raw: np.ndarray, spacing_um: float, extent_mm: tuple[float, float], params: AlignParameters,
-    *, flipped: bool = False,
+    raw: np.ndarray,
+    spacing_um: float,
+    extent_mm: tuple[float, float],
+    params: AlignParameters,
+    *,
+    flipped: bool = False,
 ) -> PreparedImage:
     """Invert, threshold, normalise and smooth a section image (module docstring)."""
     from skimage.filters import threshold_otsu
@@ -194,7 +198,9 @@ def prepare_image(
     if params.smooth_px > 0:
         prepared = ndimage.gaussian_filter(prepared, params.smooth_px)
         prepared[prepared < 1e-3] = 0.0
-    return PreparedImage(np.ascontiguousarray(prepared, dtype=np.float32), spacing_um, extent_mm, flipped)
+    return PreparedImage(
+        np.ascontiguousarray(prepared, dtype=np.float32), spacing_um, extent_mm, flipped
+    )
 
 
 def detect_features(prepared: PreparedImage, params: AlignParameters) -> None:
@@ -327,7 +333,9 @@ class Estimate:
     iterations: int = 0
 
 
-def feature_estimate(moving: PreparedImage, fixed: PreparedImage, params: AlignParameters) -> Estimate:
+def feature_estimate(
+    moving: PreparedImage, fixed: PreparedImage, params: AlignParameters
+) -> Estimate:
     """Thesis method: k-NN matching with a ratio test, RANSAC, least-squares rigid fit of the inliers."""
     from skimage.feature import match_descriptors
     from skimage.measure import ransac
@@ -374,7 +382,9 @@ def feature_estimate(moving: PreparedImage, fixed: PreparedImage, params: AlignP
     return Estimate(np.asarray(fit.params), float(count), len(matches), count, rms)
 
 
-def search_estimate(moving: PreparedImage, fixed: PreparedImage, params: AlignParameters) -> Estimate:
+def search_estimate(
+    moving: PreparedImage, fixed: PreparedImage, params: AlignParameters
+) -> Estimate:
     """Exhaustive rotation search with FFT cross-correlation for the translation (coarse scale)."""
     a, b = _common_shape(moving.image, fixed.image)
     factor = 1
@@ -633,7 +643,11 @@ def align_pair(
         reasons.append("methods_disagree")
     if not feature_ok and params.features != "none":
         # too few RANSAC inliers: accepted only when the search agrees with the refinement
-        if not (np.isfinite(search_deg) and search_deg <= params.agree_deg and search_px <= params.agree_px):
+        if not (
+            np.isfinite(search_deg)
+            and search_deg <= params.agree_deg
+            and search_px <= params.agree_px
+        ):
             reasons.append("few_inliers")
     if feature_ok and not (feat_deg <= params.agree_deg and feat_px <= params.agree_px):
         reasons.append("features_disagree")
@@ -753,7 +767,9 @@ def _prepare(brain, section: int, params: AlignParameters, flipped: bool) -> Pre
 Progress = Callable[[str, int, int], None]
 
 
-def align_brain(brain, params: AlignParameters | None = None, progress: Progress | None = None) -> BrainAlignment:
+def align_brain(
+    brain, params: AlignParameters | None = None, progress: Progress | None = None
+) -> BrainAlignment:
     """Align every pair of consecutive available sections of ``brain`` from their images.
 
     Two passes over the stack, holding two sections at a time: (1) every pair as declared, with the
@@ -860,7 +876,11 @@ class AlignmentAccuracy:
                 return float("nan"), float("nan")
             return float(np.median(values)), float(values.max())
 
-        out = {"base_section": self.base_section, "pixel_um": self.pixel_um, "pairs": len(self.pairs)}
+        out = {
+            "base_section": self.base_section,
+            "pixel_um": self.pixel_um,
+            "pairs": len(self.pairs),
+        }
         for name, rows in (("pair", self.pairs), ("drift", self.drift)):
             for key in ("rotation_error_deg", "translation_error_um", "translation_error_px"):
                 median, worst = stats(rows, key)
@@ -1099,7 +1119,11 @@ def install_alignment(brain, *, accept_flagged: bool = False) -> list:
             shutil.copy2(table, backup)
             written.append(backup)
     records = brain.sections
-    if any(bool(r.mirrored) != mirrored.get(r.section, bool(r.mirrored)) for r in records if not r.missing):
+    if any(
+        bool(r.mirrored) != mirrored.get(r.section, bool(r.mirrored))
+        for r in records
+        if not r.missing
+    ):
         backup = brain.section_table_path.with_name("sections.before-align.tsv")
         if not backup.exists():
             shutil.copy2(brain.section_table_path, backup)

@@ -109,13 +109,17 @@ def _to_sitk(sitk, array_xyz: np.ndarray, affine: np.ndarray):
             "registration needs volumes with axis-aligned, positive voxel axes",
             fix="resample the volume to RAS orientation",
         )
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array_xyz.transpose(2, 1, 0), dtype=np.float32))
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(array_xyz.transpose(2, 1, 0), dtype=np.float32)
+    )
     image.SetSpacing([float(v) for v in diag])
     image.SetOrigin([float(v) for v in affine[:3, 3]])
     return image
 
 
-def _resample_to(array: np.ndarray, affine: np.ndarray, spacing_mm: float, lo_mm, shape) -> np.ndarray:
+def _resample_to(
+    array: np.ndarray, affine: np.ndarray, spacing_mm: float, lo_mm, shape
+) -> np.ndarray:
     """Trilinear resampling of an (x, y, z) volume onto an axis-aligned grid."""
     inverse = np.linalg.inv(affine)
     axes = [lo_mm[k] + spacing_mm * np.arange(shape[k]) for k in range(3)]
@@ -141,7 +145,9 @@ def initial_similarity(
     t_lo = template_affine[:3, 3]
     t_hi = t_lo + np.array(template.shape) * np.diag(template_affine)[:3]
     t_shape = tuple(int(np.ceil((t_hi[k] - t_lo[k]) / h)) for k in range(3))
-    small_t = _resample_to(ndimage.gaussian_filter(template, h / 2), template_affine, h, t_lo, t_shape)
+    small_t = _resample_to(
+        ndimage.gaussian_filter(template, h / 2), template_affine, h, t_lo, t_shape
+    )
     lo = affine[:3, 3]
     hi = lo + np.array(volume.shape) * np.diag(affine)[:3]
     best = (-np.inf, 1.0, np.zeros(3))
@@ -150,18 +156,28 @@ def initial_similarity(
         step = h / scale
         shape = tuple(max(1, int(np.ceil((hi[k] - lo[k]) / step))) for k in range(3))
         small_v = _resample_to(
-            ndimage.gaussian_filter(volume, max(0.5, step / (2 * affine[0, 0]))), affine, step, lo, shape
+            ndimage.gaussian_filter(volume, max(0.5, step / (2 * affine[0, 0]))),
+            affine,
+            step,
+            lo,
+            shape,
         )
         pad = tuple(t_shape[k] + shape[k] for k in range(3))
         v0 = small_v - small_v.mean() * (small_v > 0)
         corr = np.fft.irfftn(
-            np.fft.rfftn(small_t, s=pad) * np.conj(np.fft.rfftn(v0, s=pad)), s=pad
+            np.fft.rfftn(small_t, s=pad, axes=(0, 1, 2))
+            * np.conj(np.fft.rfftn(v0, s=pad, axes=(0, 1, 2))),
+            s=pad,
+            axes=(0, 1, 2),
         )
         k = int(np.argmax(corr))
         # local normalisation by the template energy under the volume's footprint
         footprint = (small_v > 0).astype(np.float32)
         energy = np.fft.irfftn(
-            np.fft.rfftn(small_t**2, s=pad) * np.conj(np.fft.rfftn(footprint, s=pad)), s=pad
+            np.fft.rfftn(small_t**2, s=pad, axes=(0, 1, 2))
+            * np.conj(np.fft.rfftn(footprint, s=pad, axes=(0, 1, 2))),
+            s=pad,
+            axes=(0, 1, 2),
         )
         score_map = corr / np.sqrt(np.maximum(energy, 1e-6) * float((v0**2).sum()))
         score_map[energy < 1e-3 * energy.max()] = -np.inf
@@ -198,7 +214,10 @@ class Registration:
         points = np.asarray(points_mm, dtype=np.float64)
         vox = ((points - self.grid_lo_mm) / self.grid_spacing_mm).T
         disp = np.stack(
-            [ndimage.map_coordinates(self.field[..., k], vox, order=1, mode="nearest") for k in range(3)],
+            [
+                ndimage.map_coordinates(self.field[..., k], vox, order=1, mode="nearest")
+                for k in range(3)
+            ],
             axis=1,
         )
         return points + disp
@@ -232,9 +251,7 @@ def register_volume(
     centred = sitk.AffineTransform(3)
     centred.SetCenter([float(v) for v in centre])
     centred.SetMatrix(initial.GetMatrix())
-    centred.SetTranslation(
-        [float(v) for v in (scale * centre + translation - centre)]
-    )
+    centred.SetTranslation([float(v) for v in (scale * centre + translation - centre)])
 
     def method(iterations: int, shrink: Sequence[int], smooth: Sequence[float]):
         reg = sitk.ImageRegistrationMethod()
@@ -261,8 +278,8 @@ def register_volume(
     affine_metric = reg.GetMetricValue()
     affine_iterations = reg.GetOptimizerIteration()
     report("register: affine", 1, 1)
-    composite = sitk.CompositeTransform(3)
-    composite.AddTransform(affine_tx)
+    composite = sitk.CompositeTransform(affine_tx)
+    composite.FlattenTransform()
     bspline_metric = float("nan")
     if params.bspline_mm > 0:
         report("register: b-spline", 0, 1)
@@ -282,14 +299,23 @@ def register_volume(
         reg.Execute(fixed, moving)
         bspline_metric = reg.GetMetricValue()
         composite = sitk.CompositeTransform([affine_tx, bspline])
+        composite.FlattenTransform()
         report("register: b-spline", 1, 1)
     # displacement field on the volume grid (with a margin) for fast point mapping
     h = float(params.voxel_mm)
     margin = 10.0
     lo = affine[:3, 3] - margin
-    size = [int(np.ceil((np.array(volume.shape)[k] * affine[k, k] + 2 * margin) / h)) + 1 for k in range(3)]
+    size = [
+        int(np.ceil((np.array(volume.shape)[k] * affine[k, k] + 2 * margin) / h)) + 1
+        for k in range(3)
+    ]
     field_image = sitk.TransformToDisplacementField(
-        composite, sitk.sitkVectorFloat64, size, [float(v) for v in lo], [h, h, h], [1, 0, 0, 0, 1, 0, 0, 0, 1]
+        composite,
+        sitk.sitkVectorFloat64,
+        size,
+        [float(v) for v in lo],
+        [h, h, h],
+        [1, 0, 0, 0, 1, 0, 0, 0, 1],
     )
     field = sitk.GetArrayFromImage(field_image).transpose(2, 1, 0, 3)
     info = {
@@ -355,7 +381,7 @@ def register_outputs(brain, sections: Sequence[int]) -> dict[str, object]:
     """Files of the register stage under ``<derivatives>/<brain>/register/``."""
     folder = brain.derivatives / "register"
     out = {f"coords:{s}": folder / "coords" / f"s{s:04d}.h5" for s in sections}
-    out["transform"] = folder / "world_to_template.tfm"
+    out["transform"] = folder / "world_to_template.h5"
     out["report"] = folder / "register.json"
     return out
 
@@ -373,7 +399,7 @@ def run_register(
     Reads the tissue masks and transforms.tsv (the volume), writes under
     ``<cohort>/derivatives/cortexgraph/<brain>/register/``: ``coords/sNNNN.h5`` (one coordinate map
     per available section, the raster format of docs/data-format.md, NaN outside tissue),
-    ``world_to_template.tfm`` (the ITK transform, world mm -> template mm) and ``register.json``
+    ``world_to_template.h5`` (the ITK transform, world mm -> template mm) and ``register.json``
     (parameters, registration scores, seconds; on a phantom, or any brain whose sections.tsv lists
     coordinate maps, the error in mm against those maps per section and overall). The brain's own
     coordinate maps are not touched.
@@ -417,7 +443,7 @@ def run_register(
             stack, params.voxel_mm, crop_to_tissue=True, margin_voxels=4
         )
         registration = register_volume(volume, affine, params, report_progress)
-        with atomic_path(outputs["transform"], suffix=".tfm") as tmp:
+        with atomic_path(outputs["transform"], suffix=".h5") as tmp:
             sitk.WriteTransform(registration.transform, str(tmp))
         per_section = {}
         errors = []
