@@ -48,6 +48,8 @@ GRAY_VALUE, WHITE_VALUE = 1.0, 2.0
 class RegisterParameters:
     """Every number that changes the registration.
 
+    template : ``"ribbon"`` (MNI152 with a folded cortical ribbon) or ``"maps"`` (MNI152 probability
+        maps), :func:`template_intensity`.
     voxel_mm : voxel of the stacked volume and of the registration grid.
     search_mm : voxel of the initial translation search.
     scales : template mm per world mm tried by the search (processed tissue is shrunken).
@@ -59,6 +61,7 @@ class RegisterParameters:
     seed : random sampling of the metric.
     """
 
+    template: str = "ribbon"
     voxel_mm: float = 1.2
     search_mm: float = 3.0
     scales: tuple[float, ...] = (1.0, 1.1, 1.2, 1.3, 1.4)
@@ -87,12 +90,36 @@ def require_simpleitk():
     return sitk
 
 
-def template_intensity() -> tuple[np.ndarray, np.ndarray]:
-    """MNI152 2009 ``p_gray + 2 p_white`` (float32, x y z) and its voxel -> mm affine."""
-    from cortexgraph.synth.resources import load_tissue_maps
+TEMPLATES = ("ribbon", "maps")
 
-    maps = load_tissue_maps()
-    return (GRAY_VALUE * maps.gm + WHITE_VALUE * maps.wm).astype(np.float32), maps.affine
+
+def template_intensity(kind: str = "ribbon") -> tuple[np.ndarray, np.ndarray]:
+    """The template as an intensity volume (float32, x y z) and its voxel -> mm affine (MNI mm).
+
+    ``"maps"``: ``p_gray + 2 p_white`` of the MNI152 2009 probability maps (nilearn). Their gray
+    matter is an average: sulci are filled, the hull is smooth and larger than a folded cortex.
+    ``"ribbon"``: MNI152 tissue classes with the folded cortex of the conte69 midthickness surface
+    (the cortical ribbon of local thickness around it; MNI152 maps elsewhere), the anatomy
+    :mod:`cortexgraph.synth.template` builds on a 1 mm grid, mapped through
+    :func:`class_intensity`.
+    """
+    if kind == "maps":
+        from cortexgraph.synth.resources import load_tissue_maps
+
+        maps = load_tissue_maps()
+        return (GRAY_VALUE * maps.gm + WHITE_VALUE * maps.wm).astype(np.float32), maps.affine
+    if kind != "ribbon":
+        from cortexgraph.errors import ParameterError
+
+        raise ParameterError(f"unknown template {kind!r}", fix=f"use one of {', '.join(TEMPLATES)}")
+    from cortexgraph.synth.template import build_template, sample_template
+
+    template = build_template(1.0)
+    shape = template.shape
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    points = grid.reshape(-1, 3) @ template.affine[:3, :3].T + template.affine[:3, 3]
+    classes = sample_template(template, points).tissue.reshape(shape)
+    return class_intensity(classes), np.asarray(template.affine, dtype=np.float64)
 
 
 def class_intensity(volume: np.ndarray) -> np.ndarray:
@@ -233,7 +260,7 @@ def register_volume(
     sitk = require_simpleitk()
     report = progress or (lambda stage, done, total: None)
     start = time.perf_counter()
-    template, template_affine = template_intensity()
+    template, template_affine = template_intensity(params.template)
     moving_np = ndimage.gaussian_filter(template, params.smooth_mm / template_affine[0, 0])
     fixed_np = ndimage.gaussian_filter(class_intensity(volume), params.smooth_mm / affine[0, 0])
     report("register: search", 0, 1)

@@ -52,9 +52,11 @@ def test_run_register_writes_coordinate_maps_and_measures(tiny_cohort, tmp_path)
     params = RegisterParameters(voxel_mm=2.4, bspline_mm=0.0, affine_iterations=40)
     report = run_register(brain, params)
     error = report["error_against_coords"]
-    # affine only on a 24 mm occipital slab: measured median 6.6 mm at 1.2 mm voxels; the best
-    # affine map fitted to the true coordinates leaves 1.2 mm (the phantom's non-linear part)
-    assert error["median_mm"] < 10.0
+    # affine only, 2.4 mm voxels, on the 24 mm occipital slab: measured median 1.63 mm, 95th
+    # percentile 3.27 mm; the best affine map fitted to the true coordinates leaves a median of
+    # 1.21 mm (the phantom's non-linear deformation), which the B-spline step removes (0.68 mm)
+    assert error["median_mm"] < 2.2
+    assert error["p95_mm"] < 4.5
     assert error["pixels"] > 50000
     out = brain.derivatives / "register"
     with Raster(out / "coords" / "s0842.h5") as raster:
