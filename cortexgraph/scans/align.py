@@ -76,6 +76,8 @@ class AlignParameters:
     coarse_px : longer side of the images of the rotation search.
     angle_step_deg, max_angle_deg : rotation search grid.
     max_iterations : Gauss-Newton iterations per pyramid level.
+    robust_k : Huber threshold of the refinement in robust standard deviations of the residual
+        (0 = least squares).
     min_ncc : a refined pair whose tissue overlap correlates less is flagged (large residual).
     agree_deg, agree_px : how far the refinement may move from a global estimate and still agree.
     detect_mirrored : try every section flipped.
@@ -96,6 +98,7 @@ class AlignParameters:
     angle_step_deg: float = 2.0
     max_angle_deg: float = 180.0
     max_iterations: int = 40
+    robust_k: float = 0.0
     min_ncc: float = 0.6
     agree_deg: float = 3.0
     agree_px: float = 12.0
@@ -467,9 +470,19 @@ def refine(
                 [gain * d_theta, gain * d_tx, gain * d_ty, warped, np.ones_like(warped)], axis=-1
             ).reshape(-1, 5)
             residual = (fix_w - (gain * warped + offset)).ravel()
-            hessian = jac.T @ jac
+            if params.robust_k > 0:
+                # Huber weights (iteratively reweighted): tissue that one section shows and the
+                # other does not pulls less
+                active = np.abs(residual) > 1e-6
+                sigma = 1.4826 * float(np.median(np.abs(residual[active]))) if active.any() else 0
+                cut = params.robust_k * max(sigma, 1e-6)
+                weights = np.minimum(1.0, cut / np.maximum(np.abs(residual), 1e-12))
+            else:
+                weights = np.ones_like(residual)
+            weighted = jac * weights[:, None]
+            hessian = weighted.T @ jac
             hessian += 1e-6 * np.diag(np.diag(hessian)) + 1e-9 * np.eye(5)
-            step = np.linalg.solve(hessian, jac.T @ residual)
+            step = np.linalg.solve(hessian, weighted.T @ residual)
             # keep steps small: the linearisation holds for a pixel or a degree
             limit = max(1.0, float(np.hypot(step[1], step[2])))
             step[1:3] /= limit
