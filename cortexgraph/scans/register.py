@@ -427,11 +427,12 @@ def run_register(
     ``<cohort>/derivatives/cortexgraph/<brain>/register/``: ``coords/sNNNN.h5`` (one coordinate map
     per available section, the raster format of docs/data-format.md, NaN outside tissue),
     ``world_to_template.h5`` (the ITK transform, world mm -> template mm) and ``register.json``
-    (parameters, registration scores, seconds; on a phantom, or any brain whose sections.tsv lists
-    coordinate maps, the error in mm against those maps per section and overall). The brain's own
-    coordinate maps are not touched.
+    (parameters, registration scores, seconds; on a brain whose sections.tsv lists coordinate maps,
+    e.g. a phantom, or whose phantom keeps them in ``ground_truth/<brain>/coords/sNNNN.h5``, the
+    error in mm against those maps per section and overall). The brain's own coordinate maps are not
+    touched.
     """
-    from cortexgraph.data.raster import write_raster
+    from cortexgraph.data.raster import Raster, write_raster
     from cortexgraph.data.stack import SectionStack
     from cortexgraph.derivatives.inputs import brain_inputs
     from cortexgraph.derivatives.stage import Derivatives, StageRun
@@ -444,9 +445,19 @@ def run_register(
     report_progress = progress or (lambda stage, done, total: None)
     stack = SectionStack(brain)
     sections = list(stack.sections)
-    has_truth = all(brain.section(s).coords for s in sections)
-    kinds = ("mask", "coords") if has_truth else ("mask",)
+    own_coords = all(brain.section(s).coords for s in sections)
+    kinds = ("mask", "coords") if own_coords else ("mask",)
     manifest_values, files = brain_inputs(brain, kinds)
+    # a phantom made without coordinate maps in the brain keeps them with its ground truth
+    truth_files = {}
+    if not own_coords and brain.cohort is not None:
+        folder = brain.cohort.root / "ground_truth" / brain.id / "coords"
+        truth_files = {s: folder / f"s{s:04d}.h5" for s in sections}
+        if all(p.is_file() for p in truth_files.values()):
+            files.extend(truth_files.values())
+        else:
+            truth_files = {}
+    has_truth = own_coords or bool(truth_files)
     spacing_um = params.spacing_um or brain.coords_spacing_um or 640.0
     outputs = register_outputs(brain, sections)
     cohort = brain.cohort
@@ -481,7 +492,11 @@ def run_register(
                 outputs[f"coords:{s}"], coords, spacing_um, kind="intensity", attrs={"section": s}
             )
             if has_truth:
-                truth = stack.coords(s, spacing_um)
+                if own_coords:
+                    truth = stack.coords(s, spacing_um)
+                else:
+                    with Raster(truth_files[s]) as raster:
+                        truth = raster.read_at_spacing(spacing_um)
                 rows = min(truth.shape[0], coords.shape[0])
                 cols = min(truth.shape[1], coords.shape[1])
                 err = coordinate_errors_mm(coords[:rows, :cols], truth[:rows, :cols], cohort)
