@@ -51,13 +51,6 @@ STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
         StageSpec(
-            "build-graph",
-            4,
-            "brain",
-            "cortexgraph build-graph {brain}",
-            "volume, depth, midsurfaces, graphs, node <-> section points",
-        ),
-        StageSpec(
             "align",
             1,
             "brain",
@@ -70,6 +63,13 @@ STAGES: dict[str, StageSpec] = {
             "brain",
             "cortexgraph register {brain}",
             "canonical coordinate maps by registration of the stacked tissue to MNI152",
+        ),
+        StageSpec(
+            "build-graph",
+            4,
+            "brain",
+            "cortexgraph build-graph {brain}",
+            "volume, depth, midsurfaces, graphs, node <-> section points",
         ),
         StageSpec(
             "node-priors",
