@@ -20,6 +20,7 @@ from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
 from cortexgraph.cli import render as render_cmd
 from cortexgraph.cli import scans as scans_cmd
+from cortexgraph.cli import scans_align as scans_align_cmd
 from cortexgraph.cli import serve as serve_cmd
 from cortexgraph.cli import status as status_cmd
 from cortexgraph.cli import synth as synth_cmd
@@ -30,6 +31,10 @@ Pipeline stages, in order:
 
 \b
   synth        make a phantom cohort from real anatomy (MNI152 + Schaefer areas), with ground truth
+  ingest       whole-slide scans (OME-TIFF, OME-Zarr, TIFF, PNG) + a section list -> a brain
+  segment      tissue masks (background / white / gray) from the section images
+  align        rigid transforms between consecutive sections from the images, mirrored scans found
+  register     canonical coordinates: the stacked sections registered to MNI152
   check        is a brain's data complete and consistent? (files, spacings, transforms, annotations)
   status       every stage of every brain: done, stale (and why), missing, running
   build-graph  sections -> 3D volume -> Laplace depth -> midsurface -> graph -> node <-> section points
@@ -46,8 +51,8 @@ Pipeline stages, in order:
   run-cohort   all of the above for every brain, as tasks on Dask (local, a scheduler, or Slurm)
   jobs         training / prediction jobs on the local engine or Slurm: submit, list, follow, cancel
 
-Run `cortexgraph demo OUT` for the whole path on a phantom cohort. Data format: docs/data-format.md.
-Cohorts on clusters: docs/scaling.md.
+Run `cortexgraph demo OUT` for the whole path on a phantom cohort. Data format: docs/data-format.md;
+from scans: docs/scans-in.md. Cohorts on clusters: docs/scaling.md.
 """
 
 app = typer.Typer(
@@ -79,6 +84,8 @@ synth_cmd.register(app)
 check_cmd.register(app)
 status_cmd.register(app)
 build_graph_cmd.register(app)
+scans_cmd.register(app)
+scans_align_cmd.register(app)
 demo_cmd.register(app)
 cohort_cmd.register(app)
 gnn_cmd.register(app)
@@ -89,7 +96,6 @@ lsm_cmd.register(app)
 maps3d_cmd.register(app)
 serve_cmd.register(app)
 jobs_cmd.register(app)
-scans_cmd.register(app)
 
 
 def main() -> None:

@@ -51,6 +51,20 @@ STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
         StageSpec(
+            "align",
+            1,
+            "brain",
+            "cortexgraph align {brain}",
+            "rigid transforms between consecutive sections from the images, mirrored scans",
+        ),
+        StageSpec(
+            "register",
+            1,
+            "brain",
+            "cortexgraph register {brain}",
+            "canonical coordinate maps by registration of the stacked tissue to MNI152",
+        ),
+        StageSpec(
             "build-graph",
             4,
             "brain",

@@ -8,8 +8,12 @@ ingest : a folder of scans (OME-TIFF / BigTIFF, OME-Zarr, plain TIFF / PNG) and 
 segment : tissue masks (background / white matter / gray matter) from the section images, following
     Schiffer 2023 (PhD thesis, Univ. Düsseldorf, chapter 3) (``cortexgraph segment``).
 strip : a phantom cohort reduced to its scans and section lists (``cortexgraph synth --scans-only``).
-align, register : rigid transforms between consecutive sections and canonical coordinate maps.
+align : rigid transforms between consecutive sections from the images, mirrored scans found, every
+    pair's residual reported and doubtful pairs flagged (``cortexgraph align``).
+register : canonical coordinate maps, by registering the stacked tissue to MNI152 with SimpleITK
+    (``cortexgraph register``).
 
-The readers of tifffile and zarr are optional (``pip install 'cortexgraph[scans]'``); plain TIFF and
-PNG files are read with tifffile / imageio, which scikit-image brings.
+The readers of tifffile and zarr and SimpleITK are optional (``pip install 'cortexgraph[scans]'``);
+plain TIFF and PNG files are read with tifffile / imageio, which scikit-image brings. See
+docs/scans-in.md.
 """
