@@ -478,6 +478,14 @@ def _lsm(r: dict, source: str, stat: str) -> float:
     return _float(r["lsm"][source][stat])
 
 
+def _spreads(r: dict, sources: Sequence[str], min_sections: int = 3):
+    """The s.d. of the test-section F1 of each source; None (untestable) where a source was
+    scored on fewer than ``min_sections`` left-out sections (one section has no spread)."""
+    if any(_lsm(r, s, "n") < min_sections for s in sources):
+        return None
+    return tuple(_lsm(r, s, "std") for s in sources)
+
+
 def _volume_error_pct(r: dict, brain: str, source: str) -> float:
     measured = r["volumes"][brain][source]
     exact = r["volumes"][brain]["exact"]
@@ -700,7 +708,7 @@ def _lsm_claims() -> list[Claim]:
             "docs/lsm.md",
             "GSM-MS s.d.",
             "LSM-MS s.d.",
-            lambda r: (_lsm(r, "gsm-ms", "std"), _lsm(r, "lsm-ms", "std")),
+            lambda r: _spreads(r, ("gsm-ms", "lsm-ms")),
         ),
     ]
 
@@ -1095,16 +1103,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             report(f"[{name}] FAILED: {exc}")
         loads.append(os.getloadavg()[0])
 
+    run_record = out / "run.json"
+    if not args.aggregate_only:
+        _write_json(run_record, {"command": command, "started_unix": started})
+    elif run_record.is_file():  # the page names the command that ran the cohorts
+        command = json.loads(run_record.read_text())["command"]
     if not args.aggregate_only:
         report(
             f"{len(pairs)} cohort(s), scale {args.scale}, {args.jobs} at a time; log {out / 'reproduce.log'}"
         )
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             list(pool.map(one, pairs))
+        _write_json(
+            run_record, {"command": command, "started_unix": started, "finished_unix": time.time()}
+        )
+    wall = float("nan")
+    if run_record.is_file():
+        record = json.loads(run_record.read_text())
+        wall = record.get("finished_unix", float("nan")) - record["started_unix"]
 
     results = load_results(out, names)
     complete = [r for r in results if r.get("complete") and r.get("settings_key") == settings.key()]
-    partial = [r for r in results if r not in complete]
+    # an unfinished cohort of the same settings adds the claims its finished steps can test
+    partial = [r for r in results if r not in complete and r.get("settings_key") == settings.key()]
     claim_list = claims(args.area)
     aggregates = aggregate(complete + partial, claim_list)
     _write_json(out / "summary.json", {"settings": settings.__dict__, "claims": aggregates})
@@ -1153,7 +1174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "n/a"
         ),
         "time": f"{total / 60:.1f} min of command wall time over {len(results)} cohort(s) "
-        f"(this invocation: {(time.time() - started) / 60:.1f} min)",
+        f"(wall time of the invocation that ran them: {wall / 60:.1f} min)",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "notes": args.note,
     }

@@ -139,3 +139,29 @@ def test_comparison_table_and_page(rp, tmp_path):
     assert "0.400 ± 0.141" in page  # SCL test: mean 0.4, s.d. 0.1414
     assert "**Missing from this run**: s3-a1 did not finish." in page
     assert "| encoder-scl-beats-ce-test | no (-0.100) | yes (+0.100) |" in page
+
+
+def _lsm_result(name: str, n: int) -> dict:
+    """Local models: LSM = GSM + 0.1 for every architecture, MS best, LR above HR."""
+    lsm = {}
+    for k, arch in enumerate(("hr", "lr", "ms")):
+        for kind, bonus, sd in (("lsm", 0.1, 0.05), ("gsm", 0.0, 0.15)):
+            value = 0.6 + 0.05 * k + bonus
+            lsm[f"{kind}-{arch}"] = {
+                "n": n, "median": value, "mean": value, "std": sd,
+                "truth_n": 10, "truth_median": value, "truth_mean": value,
+            }  # fmt: skip
+    return {"cohort": name, "lsm": lsm}
+
+
+def test_local_model_claims(rp):
+    by_key = {a["key"]: a for a in rp.aggregate([_lsm_result("a", 5), _lsm_result("b", 1)])}
+    assert by_key["lsm-beats-gsm-test"]["verdict"] == "holds"
+    assert by_key["lsm-beats-gsm-test"]["margin_mean"] == pytest.approx(0.1, abs=1e-9)
+    # best other model: LSM-LR (0.75) above GSM-MS (0.70); LSM-MS 0.80
+    assert by_key["lsm-ms-best"]["right_mean"] == pytest.approx(0.75, abs=1e-9)
+    assert by_key["lsm-worst-beats-best-gsm"]["margin_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert by_key["lsm-worst-beats-best-gsm"]["verdict"] == "does not hold"  # a tie is no win
+    # a spread needs at least 3 left-out sections: the cohort with one is not counted
+    spread = by_key["lsm-less-spread"]
+    assert spread["n"] == 1 and spread["margin_mean"] == pytest.approx(0.1, abs=1e-9)
