@@ -956,13 +956,27 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+READING_START, READING_END = "<!-- reading -->", "<!-- /reading -->"
+
+
+def kept_reading(page: str) -> str:
+    """The hand-written reading of the numbers in an existing page (between READING_START and
+    READING_END, markers included), kept when the page is rewritten; "" when there is none."""
+    start, end = page.find(READING_START), page.find(READING_END)
+    if start < 0 or end < start:
+        return ""
+    return page[start : end + len(READING_END)]
+
+
 def render_page(
     aggregates: Sequence[dict],
     results: Sequence[dict],
     run_info: dict,
     missing: Sequence[str] = (),
+    reading: str = "",
 ) -> str:
-    """docs/reproduction.md from the aggregates, the raw results and the run's description."""
+    """docs/reproduction.md from the aggregates, the raw results and the run's description;
+    ``reading`` (:func:`kept_reading`) goes after the orderings."""
     lines = ["# Reproduction over phantom cohorts", ""]
     lines += [
         "Every ordering the publications report, and that this project's pages check on one demo",
@@ -1005,6 +1019,8 @@ def render_page(
             f"{_pm(a['left_mean'], a['left_sd'])} | {_pm(a['right_mean'], a['right_sd'])} | "
             f"{_pm(a['margin_mean'], a['margin_sd'])} | {a['held']}/{a['n']} | **{a['verdict']}** |"
         )
+    if reading:
+        lines += ["", reading]
     lines += ["", "## Per cohort", ""]
     names = [r["cohort"] for r in results]
     lines += ["| ordering | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -1200,7 +1216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "notes": [SCALE_NOTES[args.scale], *args.note],
     }
-    page = render_page(aggregates, complete + partial, run_info, missing)
+    previous = args.doc.read_text(encoding="utf-8") if args.doc.is_file() else ""
+    page = render_page(aggregates, complete + partial, run_info, missing, kept_reading(previous))
     _write_text(args.doc, page)
     report(f"wrote {args.doc}, {out / 'claims.tsv'}, {out / 'summary.json'}")
     for a in aggregates:

@@ -165,3 +165,16 @@ def test_local_model_claims(rp):
     # a spread needs at least 3 left-out sections: the cohort with one is not counted
     spread = by_key["lsm-less-spread"]
     assert spread["n"] == 1 and spread["margin_mean"] == pytest.approx(0.1, abs=1e-9)
+
+
+def test_the_reading_is_kept(rp):
+    page = "# x\n\n<!-- reading -->\n## Reading\n\nSCL < CE.\n<!-- /reading -->\n\n## Per cohort\n"
+    reading = rp.kept_reading(page)
+    assert reading.startswith("<!-- reading -->") and reading.endswith("<!-- /reading -->")
+    assert "SCL < CE." in reading
+    assert rp.kept_reading("# no reading\n") == ""
+    results = [_result("s1-a1", 0.3, 0.4)]
+    info = dict.fromkeys(("command", "scale", "cohorts", "phantom", "experiments", "machine"), "x")
+    info.update(load="x", time="x", date="x")
+    new = rp.render_page(rp.aggregate(results), results, info, reading=reading)
+    assert new.index("SCL < CE.") < new.index("## Per cohort")
