@@ -1212,7 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "n/a"
         ),
         "time": f"{total / 60:.1f} min of command wall time over {len(results)} cohort(s) "
-        f"(wall time of the invocation that ran them: {wall / 60:.1f} min)",
+        f"(wall time of the last invocation that ran cohorts: {wall / 60:.1f} min)",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "notes": [SCALE_NOTES[args.scale], *args.note],
     }
