@@ -223,7 +223,6 @@ def cohort_graph(
     gpu = {"GPU": 1} if gpu_tasks else None
     tasks: list[Task] = []
 
-    synth_deps: dict[str, tuple[str, ...]] = {b: () for b in everyone}
     if settings.synth_preset is not None:
         common = {
             "cohort_root": root,
@@ -234,16 +233,18 @@ def cohort_graph(
         tasks.append(Task("synth", T.synth_prepare, common))
         for b in everyone:
             tasks.append(Task(f"synth/{b}", T.synth_brain, {**common, "brain_id": b}, ("synth",)))
-            synth_deps[b] = (f"synth/{b}",)
         tasks.append(
             Task("synth-done", T.synth_finish, common, tuple(f"synth/{b}" for b in everyone))
         )
     if not wanted("check"):
         return tasks
 
+    # a brain's check reads the whole cohort (cohort.toml lists every brain, and a listed brain
+    # without its folder is an error), so on a phantom being made it waits for every brain
+    check_deps = ("synth-done",) if settings.synth_preset is not None else ()
     for b in brains:
         tasks.append(
-            Task(f"check/{b}", T.check, {"cohort_root": root, "brain_id": b}, synth_deps[b])
+            Task(f"check/{b}", T.check, {"cohort_root": root, "brain_id": b}, check_deps)
         )
     if wanted("train-encoder"):
         tasks.append(

@@ -47,6 +47,10 @@ def test_graph_of_a_phantom_demo_orders_every_dependency(tmp_path):
     for t in tasks:
         for d in t.dependencies():
             assert position[d] < position[t.key]
+    # a check reads the whole cohort (cohort.toml lists every brain): on a phantom being made it
+    # waits for every brain; the demo failed when B01's check ran while B05 was being written
+    for b in brains:
+        assert by_key[f"check/{b}"].dependencies() == ("synth-done",)
     # the encoder reads every brain's images: it waits for every check, not for any graph
     assert set(by_key["train-encoder"].dependencies()) == {f"check/{b}" for b in brains}
     assert set(by_key["features/B03"].dependencies()) == {"build-graph/B03", "train-encoder"}
