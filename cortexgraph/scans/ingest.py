@@ -56,7 +56,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cortexgraph.data.manifest import Brain, Cohort, SectionRecord
+from cortexgraph.data.manifest import Brain, Cohort, SectionRecord, read_tsv_lines
 from cortexgraph.data.names import check_name
 from cortexgraph.data.raster import (
     DEFAULT_CHUNK_PX,
@@ -125,30 +125,19 @@ def read_scan_list(path: str | os.PathLike) -> list[ScanRow]:
             file=path,
             fix="write a TSV with columns section, scan (see docs/scans-in.md) or pass --sections",
         )
-    text = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
+    numbered = read_tsv_lines(path, ("section", "scan"))
+    if not numbered:
         raise DataFormatError("the section list is empty", file=path, fix="list the sections")
-    header = [h.strip() for h in lines[0].split("\t")]
-    unknown = [h for h in header if h not in SCAN_LIST_COLUMNS]
-    if "section" not in header or "scan" not in header or unknown:
+    unknown = sorted(set(numbered[0][1]) - set(SCAN_LIST_COLUMNS))
+    if unknown:
         raise DataFormatError(
-            f"section list header {header} needs 'section' and 'scan'"
-            + (f"; unknown columns {unknown}" if unknown else ""),
+            f"unknown columns {unknown} in the section list",
             file=path,
             fix=f"use the columns {', '.join(SCAN_LIST_COLUMNS)} (tab-separated)",
         )
     folder = path.parent.resolve()
     rows: list[ScanRow] = []
-    for number, line in enumerate(lines[1:], 2):
-        cells = [c.strip() for c in line.split("\t")]
-        if len(cells) != len(header):
-            raise DataFormatError(
-                f"line {number} has {len(cells)} fields, the header {len(header)}",
-                file=path,
-                fix="one tab-separated field per column (empty for none)",
-            )
-        row = dict(zip(header, cells, strict=True))
+    for number, row in numbered:
         try:
             section = int(row["section"])
             if section < 0:

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cortexgraph.data.manifest import Brain, SectionRecord
+from cortexgraph.data.manifest import Brain, SectionRecord, read_tsv_lines
 from cortexgraph.data.raster import Raster, resample_grid, write_raster
 from cortexgraph.errors import DataFormatError, ParameterError
 
@@ -278,24 +278,17 @@ def read_overrides(path: str | Path) -> dict[int, dict]:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("overrides file not found", file=path, fix="check --overrides")
-    lines = [x for x in path.read_text(encoding="utf-8-sig").splitlines() if x.strip()]
-    header = [h.strip() for h in lines[0].split("\t")] if lines else []
-    if "section" not in header or any(h not in OVERRIDE_COLUMNS for h in header):
+    numbered = read_tsv_lines(path, ("section",))
+    header = list(numbered[0][1]) if numbered else ["section"]
+    if any(h not in OVERRIDE_COLUMNS for h in header):
         raise DataFormatError(
             f"overrides header {header} is not a subset of {list(OVERRIDE_COLUMNS)} with 'section'",
             file=path,
             fix=f"use the columns {', '.join(OVERRIDE_COLUMNS)} (tab-separated)",
         )
     out: dict[int, dict] = {}
-    for number, line in enumerate(lines[1:], 2):
-        cells = [c.strip() for c in line.split("\t")]
-        if len(cells) != len(header):
-            raise DataFormatError(
-                f"line {number} has {len(cells)} fields, the header {len(header)}",
-                file=path,
-                fix="one tab-separated field per column (empty for none)",
-            )
-        row = dict(zip(header, cells, strict=True))
+    for number, row in numbered:
+        line = "\t".join(row.values())
         try:
             section = int(row.pop("section"))
             values: dict = {}
