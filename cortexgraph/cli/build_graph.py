@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainsArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
     @app.command("build-graph")
     @reports_errors
     def build_graph_command(
-        brains: list[str] = typer.Argument(..., help="Brain ids (e.g. B03) or brain folders."),
+        brains: list[str] = BrainsArgument,
         root: Path = RootOption,
         voxel_mm: float = typer.Option(
             None, help="Voxel size of the reconstruction [default: distance between sections]."

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from cortexgraph.cli.common import RootOption, VerboseOption, console, reports_errors, setup_logging
+from cortexgraph.cli.common import (
+    BrainArgument,
+    RootOption,
+    VerboseOption,
+    console,
+    reports_errors,
+    setup_logging,
+)
 
 EXIT_PROBLEMS = 2
 """Exit status when check finds problems: the status of every data error (cortexgraph.errors)."""
@@ -17,7 +24,7 @@ def register(app: typer.Typer) -> None:
     @app.command("check")
     @reports_errors
     def check(
-        brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
+        brain: str = BrainArgument,
         root: Path = RootOption,
         as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
         deep: bool = typer.Option(

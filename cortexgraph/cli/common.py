@@ -39,6 +39,15 @@ RootOption = typer.Option(
     help="Cohort folder (default: $CORTEXGRAPH_ROOT); brains are looked up inside it.",
 )
 VerboseOption = typer.Option(False, "--verbose", "-v", help="Log details (debug level).")
+#: the brain argument of every per-brain command (shown as BRAIN; several: BRAINS): an id (with
+#: --root / $CORTEXGRAPH_ROOT) or a folder
+BrainArgument = typer.Argument(
+    ..., metavar="BRAIN", help="Brain id (e.g. B03, with --root) or brain folder."
+)
+#: the same for commands that take several brains
+BrainsArgument = typer.Argument(
+    ..., metavar="BRAINS", help="Brain ids (e.g. B03, with --root) or brain folders."
+)
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Recompute even when the outputs are up to date."
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -164,7 +165,9 @@ def register(app: typer.Typer) -> None:
             "linear_lr": linear_lr,
             "ce_lr": ce_lr,
             "recompute_batch_norm": False if keep_running_bn else None,
-            "transfer_brain": None if transfer is None else ("" if transfer == "none" else transfer),
+            "transfer_brain": None
+            if transfer is None
+            else ("" if transfer == "none" else transfer),
         }
         from cortexgraph.derivatives import Derivatives, StageId
 
@@ -218,7 +221,7 @@ def register(app: typer.Typer) -> None:
     @app.command("features")
     @reports_errors
     def features_cmd(
-        brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
+        brain: str = BrainArgument,
         root: Path = RootOption,
         encoder: str = typer.Option(
             None,

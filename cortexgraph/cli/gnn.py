@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainsArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -152,7 +153,9 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @reports_errors
     def evaluate_cmd(
-        runs: list[str] = typer.Argument(None, help="Run names or folders to score."),
+        runs: list[str] = typer.Argument(
+            None, metavar="RUNS", help="Run names or folders to score."
+        ),
         compare: str = typer.Option(
             None,
             "--compare",
@@ -216,8 +219,8 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     @reports_errors
     def predict_cmd(
-        run: str = typer.Argument(..., help="Run name or folder."),
-        brains: list[str] = typer.Argument(..., help="Brains whose graphs get predictions."),
+        run: str = typer.Argument(..., metavar="RUN", help="Run name or folder."),
+        brains: list[str] = BrainsArgument,
         device: str = DeviceOption,
         root: Path = RootOption,
         overwrite: bool = OverwriteOption,

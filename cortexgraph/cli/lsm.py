@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -45,7 +46,6 @@ jobs_app = typer.Typer(
 )
 lsm_app.add_typer(jobs_app, name="jobs")
 
-BrainArgument = typer.Argument(..., help="Brain id (e.g. B01, with --root) or brain folder.")
 AreaOption = typer.Option(..., "--area", help="Area name or id from areas.tsv.")
 ArchOption = typer.Option("ms", "--arch", help="hr, lr or ms.")
 ArchListOption = typer.Option("ms", "--arch", help="hr, lr, ms, or a comma-separated list.")
@@ -63,7 +63,8 @@ IterationsOption = typer.Option(
 )
 SeedOption = typer.Option(0, help="Random seed (each model derives its own from it).")
 StepOption = typer.Option(
-    2, help="Every STEP-th annotated section of the area is a training section (2 = the published protocol)."
+    2,
+    help="Every STEP-th annotated section of the area is a training section (2 = the published protocol).",
 )
 ExtentOption = typer.Option(
     None, help="first,last section to predict (default: to the neighbouring annotated sections)."
@@ -672,7 +673,8 @@ def evaluate(
     typer.echo(format_table(rows), nl=False)
     for summary in summaries:
         console.print(
-            f"tables: {evaluation_dir(_out_dir(brain), summary['run']) / 'table.md'}", highlight=False
+            f"tables: {evaluation_dir(_out_dir(brain), summary['run']) / 'table.md'}",
+            highlight=False,
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
     @app.command("map3d")
     @reports_errors
     def map3d(
-        brain_name: str = typer.Argument(..., metavar="BRAIN", help="Brain id or folder."),
+        brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
         voxel_mm: float = VoxelOption,
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
     @app.command("stats")
     @reports_errors
     def stats(
-        brain_name: str = typer.Argument(..., metavar="BRAIN", help="Brain id or folder."),
+        brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
         reference: str = typer.Option(

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
     @app.command("project")
     @reports_errors
     def project(
-        brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
+        brain: str = BrainArgument,
         run: str = typer.Option(None, "--run", help="Model run whose predictions to project."),
         labels: str = typer.Option(
             "pred", help="pred (the run's predictions, needs --run) or y (the annotated nodes)."

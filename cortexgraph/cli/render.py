@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
     @app.command("render")
     @reports_errors
     def render(
-        brain: str = typer.Argument(..., help="Brain id (e.g. B03) or brain folder."),
+        brain: str = BrainArgument,
         labels: str = typer.Option(
             "pred",
             help="Comma-separated: y, pred, errors, proba:<area>, co, pm:<index or name>.",

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -23,7 +24,9 @@ def register(app: typer.Typer) -> None:
     @reports_errors
     def ingest(
         cohort: Path = typer.Argument(..., help="Cohort folder (created when it does not exist)."),
-        brain: str = typer.Argument(..., help="Id (and folder name) of the brain to make."),
+        brain: str = typer.Argument(
+            ..., metavar="BRAIN", help="Id (and folder name) of the brain to make."
+        ),
         scans: Path = typer.Option(
             ..., "--scans", help="Folder of the scans; its sections.tsv is the section list."
         ),
@@ -80,7 +83,7 @@ def register(app: typer.Typer) -> None:
     @app.command("segment")
     @reports_errors
     def segment(
-        brain: str = typer.Argument(..., help="Brain id (e.g. B01) or brain folder."),
+        brain: str = BrainArgument,
         root: Path = RootOption,
         spacing_um: float = typer.Option(
             64.0, "--spacing-um", help="Working and mask spacing in µm (at least the image's)."

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    BrainsArgument,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
     @app.command("align")
     @reports_errors
     def align_command(
-        brains: list[str] = typer.Argument(..., help="Brain ids (e.g. B03) or brain folders."),
+        brains: list[str] = BrainsArgument,
         root: Path = RootOption,
         spacing_um: float = typer.Option(64.0, help="Working pixel spacing (the thesis: 64 µm)."),
         features: str = typer.Option("sift", help="Feature detector: sift, orb or none."),
@@ -126,7 +127,7 @@ def register(app: typer.Typer) -> None:
     @app.command("register")
     @reports_errors
     def register_command(
-        brains: list[str] = typer.Argument(..., help="Brain ids (e.g. B03) or brain folders."),
+        brains: list[str] = BrainsArgument,
         root: Path = RootOption,
         voxel_mm: float = typer.Option(1.2, help="Voxel of the stacked volume and registration."),
         bspline_mm: float = typer.Option(

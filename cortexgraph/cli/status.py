@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     @reports_errors
     def status(
-        brains: list[str] = typer.Argument(None, help="Brains to show (default: all)."),
+        brains: list[str] = typer.Argument(
+            None, metavar="BRAINS", help="Brains to show (default: all)."
+        ),
         root: Path = RootOption,
         as_json: bool = typer.Option(False, "--json", help="Print the states as JSON."),
         verbose: bool = VerboseOption,
