@@ -39,8 +39,10 @@ HEARTBEAT_S = 30.0
 STALE_AFTER_S = 1800.0
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
+def pid_alive(pid: int | None) -> bool:
+    """True when process ``pid`` exists on this host and is not a zombie (a finished child not yet
+    reaped, which this reaps)."""
+    if not pid or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
@@ -48,6 +50,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            return False
+    except (OSError, IndexError):
+        pass
     return True
 
 
@@ -75,7 +85,7 @@ def _stale_reason(path: Path, holder: dict) -> str | None:
     if not holder:  # being written right now, or garbage left by a crash mid-write
         return "unreadable lock file" if age_s > 60 else None
     if holder.get("host") == socket.gethostname():
-        if not _pid_alive(int(holder.get("pid", 0))):
+        if not pid_alive(int(holder.get("pid", 0))):
             return f"process {holder.get('pid')} on this host has ended"
         return None
     if age_s > STALE_AFTER_S:

@@ -19,7 +19,6 @@ process it replaced (the engine's ``cortexgraph engine stop`` signals only its o
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -28,6 +27,8 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from cortexgraph.derivatives.lock import pid_alive
 
 __all__ = [
     "PR_SET_PDEATHSIG",
@@ -111,27 +112,6 @@ def start_ticks(pid: int) -> int | None:
         return int(text.rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when the process exists and is not a zombie (a finished child not yet reaped)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            return False
-    except (OSError, IndexError):
-        pass
-    return True
 
 
 def process_identity(pid: int | None = None) -> dict:
