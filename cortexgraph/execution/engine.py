@@ -59,6 +59,13 @@ __all__ = ["EngineOptions", "Engine", "open_engine", "default_workers", "slurm_c
 
 log = logging.getLogger(__name__)
 
+#: Environment of the local cluster's worker processes: one BLAS / OpenMP thread per worker (Dask's
+#: default), without Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``: with it glibc returns freed
+#: memory to the system at once, and every large allocation faults its pages in again. Measured on the
+#: demo phantom (`cortexgraph train-encoder`, one process, 2-core machine): 128 s with it, 77 s
+#: without (system time 59 s vs 13 s); build-graph of one brain 25.4 s vs 24.1 s.
+WORKER_ENVIRON = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -236,7 +243,11 @@ def open_engine(
             "the Dask distributed engine is not installed",
             fix="pip install 'cortexgraph[cluster]', or run serially with --workers 0",
         ) from None
-    with dask.config.set({"distributed.worker.daemon": False}):
+    settings = {
+        "distributed.worker.daemon": False,
+        "distributed.nanny.pre-spawn-environ": dict(WORKER_ENVIRON),
+    }
+    with dask.config.set(settings):
         if options.kind == "scheduler":
             address = str(options.scheduler)
             try:
