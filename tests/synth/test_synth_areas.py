@@ -42,8 +42,7 @@ def test_another_area_seed_gives_other_areas_and_profiles(layouts):
     default, _, other = layouts
     cortex = default.vertex_area > 0
     assert len(other.areas) == len(default.areas) == 100
-    # the partition of the cortex changes (ARI 1 = same areas): 0.19 for area seed 2027 (0.15-0.21
-    # for seeds 1, 7, 99, 2027)
+    # the partition of the cortex changes (ARI 1 = same areas)
     assert _adjusted_rand(default.vertex_area[cortex], other.vertex_area[cortex]) < 0.4
     # the landmark areas keep their names (and their hand-set profiles) under every seed
     names = {a.name for a in other.areas}
