@@ -61,6 +61,19 @@ SECTION_RASTER_RULES = {
 """The rules of docs/data-format.md for the raster columns of sections.tsv."""
 
 
+def block_mean(array: np.ndarray, factor: int) -> np.ndarray:
+    """float32 mean of a 2D array over blocks of ``factor`` x ``factor`` pixels: ``ceil(rows /
+    factor) x ceil(cols / factor)`` blocks, the last partial ones completed by edge replication."""
+    if factor == 1:
+        return array.astype(np.float32)
+    rows, cols = array.shape
+    out_r, out_c = -(-rows // factor), -(-cols // factor)
+    padded = np.pad(
+        array.astype(np.float32), ((0, out_r * factor - rows), (0, out_c * factor - cols)), "edge"
+    )
+    return padded.reshape(out_r, factor, out_c, factor).mean(axis=(1, 3))
+
+
 def downsample_level(array: np.ndarray, kind: str) -> np.ndarray:
     """One pyramid step: 2x2 mean pooling (intensity) or every second pixel (labels).
 

@@ -63,6 +63,7 @@ from cortexgraph.data.raster import (
     RASTER_FORMAT,
     RASTER_VERSION,
     Raster,
+    block_mean,
     downsample_level,
 )
 from cortexgraph.errors import DataFormatError, ParameterError
@@ -577,15 +578,11 @@ def tile_count(shape: tuple[int, int], chunk_px: int, min_level_px: int = 256) -
 
 
 def _block_mean(block: np.ndarray, factor: int, dtype: np.dtype) -> np.ndarray:
-    """Mean of ``factor x factor`` blocks; the last partial blocks by edge replication."""
+    """Mean of ``factor x factor`` blocks (:func:`~cortexgraph.data.raster.block_mean`), rounded
+    to ``dtype``."""
     if factor == 1:
         return block.astype(dtype, copy=False)
-    rows, cols = block.shape
-    out_r, out_c = -(-rows // factor), -(-cols // factor)
-    padded = np.pad(
-        block.astype(np.float32), ((0, out_r * factor - rows), (0, out_c * factor - cols)), "edge"
-    )
-    pooled = padded.reshape(out_r, factor, out_c, factor).mean(axis=(1, 3))
+    pooled = block_mean(block, factor)
     info = np.iinfo(dtype)
     return np.clip(np.rint(pooled), info.min, info.max).astype(dtype)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cortexgraph.data.raster import block_mean
 from cortexgraph.synth.deform import BrainModel, brain_rng
 from cortexgraph.synth.sectioning import SectionGeometry
 from cortexgraph.synth.template import GRAY, WHITE, Template, sample_template
@@ -202,7 +203,7 @@ def laminar_fields(
     for a in ids:
         # the share of area a in each factor x factor block (exact at the border, no shift)
         weight = ndimage.gaussian_filter(
-            _block_mean(area == a, factor), sigma_px[a] / factor, mode="nearest"
+            block_mean(area == a, factor), sigma_px[a] / factor, mode="nearest"
         )
         if factor > 1:
             weight = _upsample(weight, factor, area.shape)
@@ -216,19 +217,9 @@ def laminar_fields(
     return density.astype(np.float32), size.astype(np.float32)
 
 
-def _block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
-    """float32 mean of ``mask`` over blocks of ``factor`` x ``factor`` pixels (edge-padded)."""
-    if factor == 1:
-        return mask.astype(np.float32)
-    rows = -(-mask.shape[0] // factor) * factor
-    cols = -(-mask.shape[1] // factor) * factor
-    padded = np.pad(mask, ((0, rows - mask.shape[0]), (0, cols - mask.shape[1])), mode="edge")
-    blocks = padded.reshape(rows // factor, factor, cols // factor, factor)
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
-
-
 def _upsample(values: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    """Linear interpolation of block means (:func:`_block_mean`) back to pixels: block ``j`` is
+    """Linear interpolation of block means (:func:`~cortexgraph.data.raster.block_mean`) back to
+    pixels: block ``j`` is
     centred on pixel ``j * factor + (factor - 1) / 2``."""
     offset = (factor - 1) / 2.0
     rows = np.clip((np.arange(shape[0]) - offset) / factor, 0, values.shape[0] - 1)
