@@ -65,6 +65,21 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
 
 
+def write_h5_dataset(group: Any, name: str, **create: Any) -> Any:
+    """Create an HDF5 dataset in ``group`` (an open h5py File or Group) and flush the file.
+
+    ``create`` is passed to ``h5py.Group.create_dataset``. Without the flush, HDF5 allocates a
+    chunked dataset's chunks in the file when the dataset is closed, which is when Python lets go of
+    it: normally at once, later when something holds a reference (Dask's worker profiler holds
+    frames). The file's bytes then depend on timing. Flushing after each dataset places the chunks in
+    the order the datasets are written, so the same arrays always give the same bytes.
+    Returns the dataset (to set its attributes or write it tile by tile; call ``flush`` again after).
+    """
+    dataset = group.create_dataset(name, **create)
+    group.file.flush()
+    return dataset
+
+
 def _json_default(obj: Any) -> Any:
     import numpy as np
 

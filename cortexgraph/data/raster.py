@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from cortexgraph.errors import DataFormatError, ParameterError
-from cortexgraph.outputs import atomic_path
+from cortexgraph.outputs import atomic_path, write_h5_dataset
 
 RASTER_FORMAT = "cortexgraph-raster"
 RASTER_VERSION = 1
@@ -162,8 +162,8 @@ def write_raster(
                 opts = {"compression": compression}
                 if compression == "gzip":
                     opts["compression_opts"] = 1
-                dataset = handle.create_dataset(
-                    f"levels/{level}", data=level_array, chunks=chunks, **opts
+                dataset = write_h5_dataset(
+                    handle, f"levels/{level}", data=level_array, chunks=chunks, **opts
                 )
                 dataset.attrs["spacing_um"] = float(spacing_um) * 2**level
                 if level + 1 < num_levels:

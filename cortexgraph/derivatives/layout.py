@@ -28,7 +28,7 @@ import numpy as np
 
 from cortexgraph.data.names import check_name
 from cortexgraph.errors import UpstreamError
-from cortexgraph.outputs import atomic_path
+from cortexgraph.outputs import atomic_path, write_h5_dataset
 
 __all__ = [
     "HEMISPHERES",
@@ -121,7 +121,7 @@ def write_node_arrays(
                     raise ValueError(
                         f"node array {name!r} has shape {value.shape}, expected first dim {num_nodes}"
                     )
-                h5.create_dataset(name, data=value, chunks=True if value.size > 1 else None)
+                write_h5_dataset(h5, name, data=value, chunks=True if value.size > 1 else None)
     return path
 
 

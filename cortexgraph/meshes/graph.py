@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from cortexgraph.errors import DataFormatError
-from cortexgraph.outputs import atomic_path
+from cortexgraph.outputs import atomic_path, write_h5_dataset
 
 __all__ = ["edges_from_faces", "save_graph_h5", "load_graph"]
 
@@ -57,7 +57,7 @@ def _write_node_arrays(group: h5py.Group, n_nodes: int, arrays: dict) -> None:
             )
         if name in group:
             del group[name]
-        group.create_dataset(name, data=value, chunks=True if value.size > 1 else None)
+        write_h5_dataset(group, name, data=value, chunks=True if value.size > 1 else None)
 
 
 def save_graph_h5(
@@ -76,9 +76,9 @@ def save_graph_h5(
         with h5py.File(tmp, "w") as h5:
             h5.attrs["format"] = _FORMAT
             h5.attrs["version"] = _VERSION
-            h5.create_dataset("pos", data=pos)
-            h5.create_dataset("face", data=faces.reshape(-1, 3))
-            h5.create_dataset("edge_index", data=edge_index)
+            write_h5_dataset(h5, "pos", data=pos)
+            write_h5_dataset(h5, "face", data=faces.reshape(-1, 3))
+            write_h5_dataset(h5, "edge_index", data=edge_index)
             _write_node_arrays(h5.create_group("nodes"), len(pos), node_arrays)
     return path
 

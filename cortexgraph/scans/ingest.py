@@ -67,7 +67,7 @@ from cortexgraph.data.raster import (
     downsample_level,
 )
 from cortexgraph.errors import DataFormatError, ParameterError
-from cortexgraph.outputs import atomic_path
+from cortexgraph.outputs import atomic_path, write_h5_dataset
 
 log = logging.getLogger(__name__)
 
@@ -626,7 +626,8 @@ def write_raster_streaming(
             previous = None
             for level in range(num_levels):
                 chunks = (min(chunk_px, shape[0]), min(chunk_px, shape[1]))
-                dataset = handle.create_dataset(
+                dataset = write_h5_dataset(
+                    handle,
                     f"levels/{level}",
                     shape=shape,
                     dtype=dtype,
@@ -652,6 +653,7 @@ def write_raster_streaming(
                     dataset[r0:r1, c0:c1] = tile
                     if tick is not None:
                         tick()
+                handle.flush()  # this level's chunks placed before the next level's
                 previous = dataset
                 shape = ((shape[0] + 1) // 2, (shape[1] + 1) // 2)
     return Path(path)

@@ -8,6 +8,7 @@ Sect. 6.1.4 (features gathered across GPUs before the contrastive loss).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
@@ -25,6 +26,7 @@ __all__ = [
     "make_grad_scaler",
     "is_distributed",
     "init_distributed_from_env",
+    "shutdown_distributed",
     "get_rank",
     "get_world_size",
     "is_main_process",
@@ -136,7 +138,17 @@ def init_distributed_from_env(backend: str | None = None) -> tuple[int, int, int
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        # Gloo's worker threads must be stopped while the interpreter is still alive: a process
+        # that exits with the group still up can abort in finalization ("terminate called
+        # without an active exception", SIGABRT), which torchrun reports as a failed rank.
+        atexit.register(shutdown_distributed)
     return rank, world_size, local_rank
+
+
+def shutdown_distributed() -> None:
+    """Destroy the default process group if one is up (idempotent; registered at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def get_rank() -> int:
