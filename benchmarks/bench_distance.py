@@ -137,8 +137,8 @@ def lsm(root: Path, brain_id: str, areas: list[str], seeds: list[int], iteration
         distance: dict) -> dict:  # fmt: skip
     from cortexgraph.data.manifest import Cohort
     from cortexgraph.features.train import train_encoder
+    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.stages import LSMRun, evaluate_runs, run_chain
-    from cortexgraph.lsm.workflow import resolve_area
 
     cohort = Cohort.read(root)
     brain = cohort.brain(brain_id)

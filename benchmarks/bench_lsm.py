@@ -40,8 +40,10 @@ import numpy as np, torch
 torch.set_num_threads(max(1, args["threads"]))
 from cortexgraph.data.manifest import find_brain
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.lsm.workflow import (make_config, plan_for_area, resolve_area, load_section_data,
-    interval_roi, predict_section)
+from cortexgraph.lsm.config import make_config
+from cortexgraph.lsm.plan import plan_for_area
+from cortexgraph.lsm.data import resolve_area, load_section_data
+from cortexgraph.lsm.predict import interval_roi, predict_section
 from cortexgraph.lsm.networks import build_lsm, lsm_config
 from cortexgraph.lsm.train import patch_batch_sampler, train_lsm, class_weights_from_counts, roi_class_counts
 

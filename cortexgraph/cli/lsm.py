@@ -148,7 +148,7 @@ def _names(name: str | None, kind: str, archs: list[str]) -> list[tuple[str, str
 
 
 def _extent(text: str | None):
-    from cortexgraph.lsm.workflow import parse_sections
+    from cortexgraph.lsm.plan import parse_sections
 
     return None if not text else tuple(sorted(parse_sections(text, "--extent")))
 
@@ -267,8 +267,8 @@ def _chain_or_gsm(
     allow_long_intervals: bool = False,
     init_hr: str | None = None,
 ) -> None:
+    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.stages import run_chain, run_gsm
-    from cortexgraph.lsm.workflow import resolve_area
 
     setup_logging(verbose)
     _check_options(tile_px, batch_size, wait, iterations, seed, step)
@@ -485,9 +485,10 @@ def train(
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ (model.pt, history.json,
     rois.npz) and, with --predict, pred/sNNNN.h5.
     """
+    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.layout import check_run_name, interval_name
+    from cortexgraph.lsm.plan import parse_sections
     from cortexgraph.lsm.stages import run_interval
-    from cortexgraph.lsm.workflow import parse_sections, resolve_area
 
     setup_logging(verbose)
     _check_options(tile_px, batch_size, wait, iterations, seed)
@@ -577,9 +578,9 @@ def predict(
     3 the area, 255 outside the ROI).
     """
     from cortexgraph.errors import CortexgraphError
+    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.layout import run_kind
     from cortexgraph.lsm.stages import predict_stage
-    from cortexgraph.lsm.workflow import resolve_area
 
     setup_logging(verbose)
     _check_options(tile_px, batch_size, wait)
@@ -645,10 +646,10 @@ def evaluate(
 
     Writes <brain>/lsm/<run>/evaluation/{metrics.tsv, summary.json, table.tsv, table.md} per run.
     """
+    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.evaluate import format_table
     from cortexgraph.lsm.layout import check_run_name, evaluation_dir
     from cortexgraph.lsm.stages import evaluate_runs
-    from cortexgraph.lsm.workflow import resolve_area
 
     setup_logging(verbose)
     _check_options(64, 8, wait)

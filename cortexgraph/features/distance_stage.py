@@ -258,7 +258,7 @@ def _pairs_and_distances(
 def lsm_branch_config(cohort: Cohort, preset: str = "auto"):
     """The LSM configuration whose E_HR a ``lsm-hr`` branch is (HR architecture, the LSM preset
     for the image spacing of the cohort's first brain, as ``lsm chain`` would choose it)."""
-    from cortexgraph.lsm.workflow import make_config
+    from cortexgraph.lsm.config import make_config
 
     return make_config("hr", cohort.brain(cohort.brain_ids[0]).image_spacing_um, preset=preset)
 
@@ -330,7 +330,7 @@ def train_distance_encoder(
         save_encoder,
         train_linear,
     )
-    from cortexgraph.lsm.workflow import config_to_dict
+    from cortexgraph.lsm.config import config_to_dict
     from cortexgraph.outputs import write_json_atomic
     from cortexgraph.training.runtime import pick_device, seed_everything
 

@@ -6,10 +6,15 @@ Modules (array-level core; the data layer supplies images, class masks and trans
 * :mod:`~cortexgraph.lsm.roi` training ROI (5 mm around the area) and prediction ROI (eq. 5.65)
 * :mod:`~cortexgraph.lsm.sampling` class-balanced centres, orientation, patches, augmentation
 * :mod:`~cortexgraph.lsm.tiling` tiled, seam-free prediction over an ROI
-* :mod:`~cortexgraph.lsm.schedule` / :mod:`~cortexgraph.lsm.train` SGD schedule and training loop
+* :mod:`~cortexgraph.lsm.schedule` / :mod:`~cortexgraph.lsm.train` SGD schedule, training loop and
+  the training of one model from loaded sections
 * :mod:`~cortexgraph.lsm.evaluate` area F1, per-section scores, the HR/LR/MS x LSM/GSM table
-* :mod:`~cortexgraph.lsm.data` class images, lazily read raster patches, orientation (brain files)
-* :mod:`~cortexgraph.lsm.workflow` chain plans, training, section prediction, model files (compute)
+* :mod:`~cortexgraph.lsm.data` class images, lazily read raster patches, orientation, areas (brain
+  files)
+* :mod:`~cortexgraph.lsm.config` the model configuration for a brain's images (presets, schedule)
+* :mod:`~cortexgraph.lsm.plan` chain plans: intervals, test sections, the interval limit
+* :mod:`~cortexgraph.lsm.predict` prediction of one section over its prediction ROI
+* :mod:`~cortexgraph.lsm.model_files` model and training-ROI files
 * :mod:`~cortexgraph.lsm.layout` model run names, file layout, stage ids, a brain's background jobs
 * :mod:`~cortexgraph.lsm.stages` the stages lsm-plan, lsm-train, lsm-predict, lsm-evaluate under the
   stage contract (:mod:`cortexgraph.derivatives`)

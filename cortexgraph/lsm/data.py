@@ -18,6 +18,8 @@ array-level core (:mod:`~cortexgraph.lsm.sampling`, :mod:`~cortexgraph.lsm.train
 * :func:`load_section_data`: class image, training ROI (pixels within 5 mm of the area), orientation
   and image source of one annotated section, at the model's output spacing.
 * :func:`section_transform`: ``Phi_{s->u}`` from the brain's transforms (via the base section).
+* :func:`area_sections` / :func:`resolve_area`: the annotated sections that show an area, and an
+  area of the cohort's table by name or id.
 
 Coordinates: section mm ``(x, y)``, x along columns, y down the rows, origin at the image's top-left
 corner; pixel (i, j) of a grid with spacing ``s`` um has its centre at ``((j + .5) s, (i + .5) s)/1000``.
@@ -30,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cortexgraph.data.manifest import Area, Brain
 from cortexgraph.data.raster import Raster
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.errors import DataFormatError
+from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.lsm.roi import training_roi
 from cortexgraph.lsm.sampling import read_window, sample_patch, superior_angle
 
@@ -282,3 +285,14 @@ def area_sections(stack: SectionStack, area_id: int, spacing_um: float | None = 
         if np.any(stack.annotation(section, spacing_um) == area_id):
             out.append(int(section))
     return out
+
+
+def resolve_area(brain: Brain, key: str | int) -> Area:
+    """An area of the brain's cohort by name or id."""
+    if brain.cohort is None:
+        raise CortexgraphError(
+            "the brain is not inside a cohort folder, so there is no area table",
+            file=brain.root,
+            fix="keep brains inside a cohort (docs/data-format.md)",
+        )
+    return brain.cohort.areas.resolve(key)

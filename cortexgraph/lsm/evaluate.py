@@ -8,6 +8,8 @@ given.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -50,7 +52,8 @@ def area_f1(
 SOURCE_ORDER = ("gsm-hr", "gsm-lr", "gsm-ms", "lsm-hr", "lsm-lr", "lsm-ms")
 """Row order of the comparison table (thesis Table 5.1: GSM (HR, LR, MS), then LSM)."""
 
-METRIC_COLUMNS = (
+METRICS_COLUMNS = (
+    "area",
     "section",
     "role",
     "interval",
@@ -61,6 +64,30 @@ METRIC_COLUMNS = (
     "pred_area_px",
     "truth_area_px",
 )
+"""Columns of ``metrics.tsv``: one row per area and predicted section (:func:`evaluate_prediction`
+scores with the section's role in the chain plan and its interval ``s-t``)."""
+
+TABLE_COLUMNS = (
+    "model",
+    "source",
+    "areas",
+    "n",
+    "median",
+    "mean",
+    "std",
+    "truth_n",
+    "truth_median",
+    "truth_mean",
+)
+"""Columns of ``table.tsv``: the rows of :func:`comparison_table`."""
+
+
+def truth_labels_dir(brain) -> Path | None:
+    """The phantom's full ground truth ``<cohort>/ground_truth/<brain>/labels`` (None if absent)."""
+    if brain.cohort is None:
+        return None
+    folder = brain.cohort.root / "ground_truth" / brain.id / "labels"
+    return folder if folder.is_dir() else None
 
 
 def summarize(values) -> dict:
@@ -121,6 +148,34 @@ def evaluate_prediction(
         out["f1_truth_section"] = area_f1(found, truth_area, True)
         out["truth_area_px"] = int((truth_area & roi).sum())
     return out
+
+
+def area_summary(rows: list[dict]) -> dict:
+    """The scores of one area of a run from its :func:`evaluate_prediction` rows (each with
+    ``section`` and ``role``, :data:`METRICS_COLUMNS`).
+
+    Returns ``sections`` (how many), ``test_sections``, the F1 lists ``test_f1`` (against the
+    annotation on the left-out test sections, the published protocol), ``truth_f1`` (against the
+    full truth inside the ROI) and ``truth_section_f1`` (whole section) on every section that was not
+    trained on, and their statistics (:func:`summarize`) ``test``, ``truth_roi``, ``truth_section``,
+    ``train_f1_annotation`` (training sections, a check of the fit).
+    """
+    test = [r["f1_annotation"] for r in rows if r["role"] == "test"]
+    truth_f1 = [r["f1_truth_roi"] for r in rows if r["role"] != "train"]
+    truth_section = [r["f1_truth_section"] for r in rows if r["role"] != "train"]
+    return {
+        "sections": len(rows),
+        "test_sections": [r["section"] for r in rows if r["role"] == "test"],
+        "test_f1": test,
+        "truth_f1": truth_f1,
+        "truth_section_f1": truth_section,
+        "test": summarize(test),
+        "truth_roi": summarize(truth_f1),
+        "truth_section": summarize(truth_section),
+        "train_f1_annotation": summarize(
+            [r["f1_annotation"] for r in rows if r["role"] == "train"]
+        ),
+    }
 
 
 def comparison_table(summaries: list[dict]) -> list[dict]:
@@ -186,4 +241,18 @@ def format_table(rows: list[dict]) -> str:
             f"{row['std']:.3f} | {row['truth_n']} | {row['truth_median']:.3f} | "
             f"{row['truth_mean']:.3f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def format_value(value) -> str:
+    """A table cell: floats with four decimals (``nan`` when not finite), anything else as text."""
+    if isinstance(value, float):
+        return "nan" if not np.isfinite(value) else f"{value:.4f}"
+    return str(value)
+
+
+def format_tsv(columns: tuple[str, ...], rows: list[dict]) -> str:
+    """Tab-separated text: a header line of ``columns``, then one line per row
+    (:func:`format_value`)."""
+    lines = ["\t".join(columns)] + ["\t".join(format_value(r[c]) for c in columns) for r in rows]
     return "\n".join(lines) + "\n"

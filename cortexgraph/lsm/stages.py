@@ -54,7 +54,18 @@ from cortexgraph.derivatives import Derivatives, StageRecord, StageRun
 from cortexgraph.derivatives.identity import file_identity
 from cortexgraph.derivatives.stages import STAGES, StageId
 from cortexgraph.errors import CortexgraphError, ParameterError, UpstreamError
+from cortexgraph.lsm.config import config_to_dict, make_config
 from cortexgraph.lsm.data import CLASS_AREA, load_section_data, orientation_angle, section_transform
+from cortexgraph.lsm.evaluate import (
+    METRICS_COLUMNS,
+    TABLE_COLUMNS,
+    area_summary,
+    comparison_table,
+    evaluate_prediction,
+    format_table,
+    format_tsv,
+    truth_labels_dir,
+)
 from cortexgraph.lsm.layout import (
     area_slug,
     check_run_name,
@@ -69,27 +80,17 @@ from cortexgraph.lsm.layout import (
     run_kind,
     train_id,
 )
+from cortexgraph.lsm.model_files import load_model, load_rois, save_model, save_rois
 from cortexgraph.lsm.networks import LSMConfig
-from cortexgraph.lsm.workflow import (
-    MAX_INTERVAL_MM,
+from cortexgraph.lsm.plan import (
     ChainPlan,
-    Progress,
-    config_to_dict,
-    load_model,
-    load_rois,
-    make_config,
     max_interval_sections,
-    model_seed,
     plan_chain,
     plan_single_interval,
-    predict_section,
-    save_model,
-    save_rois,
-    section_roi,
-    tile_network,
-    train_model,
-    truth_labels_dir,
 )
+from cortexgraph.lsm.predict import predict_section, section_roi, tile_network
+from cortexgraph.lsm.schedule import MAX_INTERVAL_MM
+from cortexgraph.lsm.train import Progress, model_seed, train_model
 from cortexgraph.outputs import write_json_atomic, write_text_atomic
 
 __all__ = [
@@ -183,12 +184,12 @@ class LSMRun:
     kind : ``lsm`` (a chain of local models) or ``gsm`` (one global model).
     name : the run name (:func:`~cortexgraph.lsm.layout.check_run_name`); default ``<kind>-<arch>``.
         When given, the kind is the name's.
-    preset, iterations, config_overrides : model configuration (:func:`~.workflow.make_config`).
+    preset, iterations, config_overrides : model configuration (:func:`~.config.make_config`).
     seed : run seed; each model derives its own from it, the area, its sections, arch and kind.
-    step, extent : chain planning (:func:`~.workflow.plan_chain`).
+    step, extent : chain planning (:func:`~.plan.plan_chain`).
     interval : plan a single interval ``(s, t)`` instead of a chain.
     max_interval_mm : longest interval between the two training sections of a local model
-        (:data:`~.workflow.MAX_INTERVAL_MM`, 2.4 mm); ``None``: no limit. Not applied to a GSM
+        (:data:`~.schedule.MAX_INTERVAL_MM`, 2.4 mm); ``None``: no limit. Not applied to a GSM
         run (one model on all training sections).
     allow_long_intervals : plan longer intervals anyway (warning, listed in ``chain.json``).
     init_hr : name of a distance pre-training (``train-encoder --method distance``) whose branch
@@ -791,27 +792,7 @@ def run_interval(run: LSMRun, predict: bool = False) -> dict:
 # --------------------------------------------------------------------------------------------------
 # lsm-evaluate
 
-METRICS_COLUMNS = (
-    "area",
-    "section",
-    "role",
-    "interval",
-    "f1_annotation",
-    "f1_truth_roi",
-    "f1_truth_section",
-    "roi_px",
-    "pred_area_px",
-    "truth_area_px",
-)
-
-
 EVALUATION_FILES = ("metrics.tsv", "summary.json", "table.tsv", "table.md")
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "nan" if not np.isfinite(value) else f"{value:.4f}"
-    return str(value)
 
 
 def evaluate_stage(
@@ -832,17 +813,11 @@ def evaluate_stage(
     (:func:`~cortexgraph.lsm.evaluate.evaluate_prediction`).
 
     Writes, under ``<brain>/lsm/<run>/evaluation/``: ``metrics.tsv`` (one row per area and section,
-    columns :data:`METRICS_COLUMNS`), ``summary.json`` (per area: F1 lists and their statistics; the
+    columns :data:`~cortexgraph.lsm.evaluate.METRICS_COLUMNS`), ``summary.json`` (per area: F1 lists and their statistics; the
     run's row of the comparison table), ``table.tsv`` and ``table.md`` (that row).
 
     Returns the summary: ``{"run", "kind", "arch", "areas": [per-area summaries], "table": [row]}``.
     """
-    from cortexgraph.lsm.evaluate import (
-        comparison_table,
-        evaluate_prediction,
-        format_table,
-        summarize,
-    )
     from cortexgraph.lsm.labels import lsm_area_sections, lsm_runs
 
     store = Derivatives.of(brain)
@@ -908,7 +883,7 @@ def evaluate_stage(
         if stage.reuse:
             return json.loads(_output(store, stage.record, "summary.json").read_text())
         kind, arch = run_kind(run_name), ""
-        summaries, lines = [], ["\t".join(METRICS_COLUMNS)]
+        summaries, metrics = [], []
         with SectionStack(brain) as stack:
             for area in chosen:
                 plan = plans[area.id]
@@ -939,9 +914,6 @@ def evaluate_stage(
                         | scores
                     )
                 arch = arch or _run_arch(store, brain.id, run_name, area, plan)
-                test = [r["f1_annotation"] for r in rows if r["role"] == "test"]
-                truth_f1 = [r["f1_truth_roi"] for r in rows if r["role"] != "train"]
-                truth_section = [r["f1_truth_section"] for r in rows if r["role"] != "train"]
                 summaries.append(
                     {
                         "brain": brain.id,
@@ -951,55 +923,22 @@ def evaluate_stage(
                         "arch": arch,
                         "area": area.name,
                         "area_id": area.id,
-                        "sections": len(rows),
-                        "test_sections": [r["section"] for r in rows if r["role"] == "test"],
-                        "test_f1": test,
-                        "truth_f1": truth_f1,
-                        "truth_section_f1": truth_section,
-                        "test": summarize(test),
-                        "truth_roi": summarize(truth_f1),
-                        "truth_section": summarize(truth_section),
-                        "train_f1_annotation": summarize(
-                            [r["f1_annotation"] for r in rows if r["role"] == "train"]
-                        ),
+                        **area_summary(rows),
                     }
                 )
-                lines += ["\t".join(_fmt(r[c]) for c in METRICS_COLUMNS) for r in rows]
+                metrics += rows
         table = comparison_table(summaries)
         summary = {"run": run_name, "kind": kind, "arch": arch, "areas": summaries, "table": table}
         outputs = [
-            write_text_atomic(folder / "metrics.tsv", "\n".join(lines) + "\n"),
+            write_text_atomic(folder / "metrics.tsv", format_tsv(METRICS_COLUMNS, metrics)),
             write_json_atomic(folder / "summary.json", summary),
-            write_text_atomic(folder / "table.tsv", _table_tsv(table)),
+            write_text_atomic(folder / "table.tsv", format_tsv(TABLE_COLUMNS, table)),
             write_text_atomic(folder / "table.md", format_table(table)),
         ]
-        stage.commit(outputs, measured={"rows": len(lines) - 1, "table": table})
+        stage.commit(outputs, measured={"rows": len(metrics), "table": table})
         if on_stage is not None:
-            on_stage(
-                StageEvent(stage.sid.label, False, stage.why, True, f"{len(lines) - 1} row(s)")
-            )
+            on_stage(StageEvent(stage.sid.label, False, stage.why, True, f"{len(metrics)} row(s)"))
         return summary
-
-
-TABLE_COLUMNS = (
-    "model",
-    "source",
-    "areas",
-    "n",
-    "median",
-    "mean",
-    "std",
-    "truth_n",
-    "truth_median",
-    "truth_mean",
-)
-
-
-def _table_tsv(rows: list[dict]) -> str:
-    lines = ["\t".join(TABLE_COLUMNS)] + [
-        "\t".join(_fmt(r[c]) for c in TABLE_COLUMNS) for r in rows
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def _run_arch(store: Derivatives, brain_id: str, run_name: str, area: Area, plan: ChainPlan) -> str:
@@ -1020,7 +959,6 @@ def evaluate_runs(
 
     Returns ``(per-run summaries, table rows)``.
     """
-    from cortexgraph.lsm.evaluate import comparison_table
     from cortexgraph.lsm.labels import lsm_runs
 
     store = Derivatives.of(brain)

@@ -11,6 +11,10 @@ Sect. 5.1.4; Schiffer et al. 2021, NeuroImage, Sect. 2.5).
 :func:`patch_batch_sampler` builds one from image sources (class-balanced centres, orientation
 normalisation, rotation and intensity augmentation): :class:`~cortexgraph.lsm.data.RasterImageSource`
 reads patches lazily from the section rasters, :func:`array_batch_sampler` wraps in-memory arrays.
+
+:func:`train_model` trains one model (an LSM on two sections, a GSM on more) from loaded training
+sections: class-balanced patches, class-weighted cross-entropy, SGD with the published schedule;
+:func:`model_seed` gives each model of a run its own reproducible seed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cortexgraph.lsm.networks import LSMConfig
+from cortexgraph.lsm.data import SectionData
+from cortexgraph.lsm.layout import KINDS
+from cortexgraph.lsm.networks import ARCHITECTURES, LSMConfig, build_lsm
 from cortexgraph.lsm.sampling import (
     IGNORE_LABEL,
     class_pools,
@@ -33,6 +39,13 @@ from cortexgraph.lsm.sampling import (
     intensity_transform,
 )
 from cortexgraph.lsm.schedule import SEED_BASE_LR, SEED_LR_FACTOR, scaled_milestones, step_lr
+
+Progress = Callable[[str, int, int], None]
+"""``f(stage, done, total)``: progress of a long computation."""
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
 
 
 def roi_class_counts(
@@ -308,3 +321,89 @@ def patch_batch_sampler(
         return (x if len(x) > 1 else x[0]), torch.from_numpy(targets)
 
     return sample
+
+
+# --------------------------------------------------------------------------------------------------
+# one model from loaded sections
+
+
+def model_seed(seed: int, area_id: int, sections: Sequence[int], arch: str, kind: str) -> int:
+    """A reproducible per-model seed from the run seed and what the model is."""
+    entropy = [int(seed), int(area_id), ARCHITECTURES.index(arch), KINDS.index(kind)]
+    entropy += [int(s) for s in sections]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def train_model(
+    sections: Sequence[SectionData],
+    config: LSMConfig,
+    *,
+    seed: int = 0,
+    device=None,
+    progress: Progress | None = None,
+    init_hr: dict | None = None,
+) -> tuple:
+    """Train one model (LSM on two sections, GSM on more) from loaded training sections.
+
+    Parameters
+    ----------
+    sections : training sections with class images and ROIs (:func:`~cortexgraph.lsm.data.load_section_data` with the
+        area), at ``config.output_spacing_um``.
+    config : architecture, patch sizes and schedule.
+    seed : seeds numpy (centres, augmentation) and torch (weights).
+    device : torch device (default CPU).
+    progress : ``f("train", iteration, iterations)``.
+    init_hr : weights of the high-resolution encoder E_HR to start from (a Siamese distance
+        pre-training, as in the NeuroImage paper, Sect. 2.4: :func:`cortexgraph.features.distance_stage.
+        lsm_hr_init_state`); the rest of the network starts from random weights.
+
+    Returns
+    -------
+    ``(net, history)``: the trained :class:`~cortexgraph.lsm.networks.LSMUNet` (eval mode) and the
+    training history (losses, learning rates, seconds, class weights, ROI class counts).
+    """
+    progress = progress or _noop
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = build_lsm(config)
+    if init_hr is not None:
+        net.hr_encoder.load_state_dict(init_hr)
+    output_px = net.output_size(config.input_px())
+    class_images = [s.classes for s in sections]
+    rois = [s.roi for s in sections]
+    sampler = patch_batch_sampler(
+        [s.image for s in sections],
+        class_images,
+        rois,
+        [s.angle_rad for s in sections],
+        config,
+        output_px,
+        rng,
+        label_spacing_um=config.output_spacing_um,
+    )
+    counts = roi_class_counts(class_images, rois, config.n_classes)
+    weights = class_weights_from_counts(counts)
+    every = max(1, min(10, config.iterations // 100))
+
+    def callback(iteration: int, loss: float, lr: float) -> None:
+        if (iteration + 1) % every == 0 or iteration + 1 == config.iterations:
+            progress("train", iteration + 1, config.iterations)
+
+    history = train_lsm(
+        sampler,
+        net,
+        config.iterations,
+        base_lr=config.base_lr,
+        milestones=config.lr_milestones,
+        lr_factor=config.lr_factor,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        class_weights=weights,
+        device=device,
+        callback=callback,
+    )
+    history["class_weights"] = weights.tolist()
+    history["roi_class_counts"] = counts.tolist()
+    history["sections"] = [s.section for s in sections]
+    net.eval()
+    return net, history

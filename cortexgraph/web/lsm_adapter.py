@@ -320,7 +320,7 @@ def chain_roles(brain: Brain, area: Area) -> dict[int, str]:
     chain``, ``lsm train``), when there are any; later runs' roles win."""
     import json
 
-    from cortexgraph.lsm.workflow import ChainPlan
+    from cortexgraph.lsm.plan import ChainPlan
 
     base = brain.derivatives / "lsm"
     roles: dict[int, str] = {}

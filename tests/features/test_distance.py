@@ -157,8 +157,8 @@ def test_distance_pretraining_initialises_scl_ce_and_the_lsm_hr_branch(distance_
     from cortexgraph.features.distance import load_distance
     from cortexgraph.features.distance_stage import encoder_init_state, lsm_hr_init_state
     from cortexgraph.features.train import build_preset_encoder, load_encoder, train_encoder
+    from cortexgraph.lsm.config import make_config
     from cortexgraph.lsm.networks import build_lsm
-    from cortexgraph.lsm.workflow import make_config
 
     root = distance_cohort
     cohort = Cohort.read(root)
@@ -226,8 +226,9 @@ def test_distance_pretraining_initialises_scl_ce_and_the_lsm_hr_branch(distance_
     with pytest.raises(CortexgraphError, match="not the same architecture"):
         lsm_hr_init_state(cohort, "dist", config)  # the tiny encoder preset is not an E_HR
     # ...and a local model starts from it: the record names the pre-training, which is upstream
+    from cortexgraph.lsm.data import resolve_area
+    from cortexgraph.lsm.model_files import load_model
     from cortexgraph.lsm.stages import LSMRun, run_interval
-    from cortexgraph.lsm.workflow import load_model, resolve_area
 
     brain = cohort.brain("B01")
     run = LSMRun(

@@ -4,7 +4,8 @@ recomputation, runs that never share a file, stale upstream refused, locks, and 
 The chain used throughout: hOc1 of B01 is annotated on 422, 602, 722, 782, 842, 962, 1022, 1142;
 ``step=4`` makes two models, on (422, 842) and (842, 1142); ``extent=(722, 962)`` predicts 722, 782,
 842 (first model) and 902, 962 (second model). Six training iterations: the tests check files,
-records and keys, not accuracy (test_lsm_workflow.py checks that).
+records and keys, not accuracy (:func:`test_tiny_lsm_beats_chance_on_the_phantom` at the end
+checks that).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from typer.testing import CliRunner
 from cortexgraph.cli.main import app
 from cortexgraph.data.manifest import find_brain
 from cortexgraph.data.raster import Raster, write_raster
+from cortexgraph.data.stack import SectionStack
 from cortexgraph.derivatives import Derivatives
 from cortexgraph.derivatives.lock import StageLock
 from cortexgraph.errors import StageBusyError, UpstreamError
+from cortexgraph.lsm.data import resolve_area
+from cortexgraph.lsm.evaluate import area_f1
 from cortexgraph.lsm.labels import RunLabels, lsm_area_sections, lsm_runs
 from cortexgraph.lsm.layout import predict_id, prediction_path
-from cortexgraph.lsm.stages import LSMRun, predict_stage, run_chain, run_gsm
-from cortexgraph.lsm.workflow import resolve_area
+from cortexgraph.lsm.model_files import load_model
+from cortexgraph.lsm.stages import LSMRun, predict_stage, run_chain, run_gsm, run_interval
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +44,8 @@ FIRST, SECOND = (722, 782, 842), (902, 962)
 def settings(cohort, events=None, **kw) -> LSMRun:
     brain = find_brain("B01", cohort)
     # step 4 on the tiny phantom gives 4.8 mm intervals: longer than the planner's limit, which
-    # these tests of the stage contract do not exercise (tests/lsm/test_lsm_workflow.py does)
-    options = dict(
-        arch="hr", iterations=6, step=4, extent=(722, 962), seed=0, max_interval_mm=None
-    )
+    # these tests of the stage contract do not exercise (tests/lsm/test_lsm_plan.py does)
+    options = dict(arch="hr", iterations=6, step=4, extent=(722, 962), seed=0, max_interval_mm=None)
     options.update(kw)
     return LSMRun(
         brain=brain,
@@ -282,3 +284,45 @@ def test_locked_predict_refuses_or_waits_and_a_killed_prediction_reruns_cleanly(
     assert not lock_path.exists()
     record = json.loads(run.store.record_path(predict_id("B01", "lsm-hr", run.area)).read_text())
     assert record["measured"]["predicted"] == len(FIRST)
+
+
+# --------------------------------------------------------------------------------------------------
+# a tiny training run on the phantom
+
+
+def test_tiny_lsm_beats_chance_on_the_phantom(cohort):
+    """An HR model trained for 60 iterations on two annotated sections 2.4 mm apart segments the
+    annotated section between them (never seen) far better than chance."""
+    brain = find_brain("B01", cohort)
+    area = resolve_area(brain, "hOc1")
+    run = LSMRun(brain=brain, area=area, arch="hr", interval=(722, 842), iterations=60, seed=0)
+    assert run.name == "lsm-hr"
+    config = run.config
+    assert config.hr_spacing_um == 160.0 and config.output_spacing_um == 320.0
+    result = run_interval(run, predict=True)
+    (path,) = result["models"]
+    assert path == run.out_dir / "lsm" / "lsm-hr" / "hOc1" / "models" / "s0722-s0842" / "model.pt"
+    net, loaded, meta = load_model(path)
+    assert loaded == config and meta["interval"] == [722, 842] and meta["run"] == "lsm-hr"
+    history = json.loads(path.with_name("history.json").read_text())
+    assert history["final_loss"] < 0.8 * np.mean(history["loss"][:5])
+    # the plan of a single interval predicts s, the sections between and t
+    assert result["predictions"] == [
+        prediction_path(run.out_dir, "lsm-hr", area, s) for s in (722, 782, 842)
+    ]
+    with Raster(result["predictions"][1]) as raster:
+        pred = raster.read_level(0)
+        assert raster.kind == "labels" and raster.spacing_um == 320.0
+    with SectionStack(brain) as stack:
+        truth = stack.annotation(782, 320.0) == area.id
+    roi = pred != 255
+    f1 = area_f1(pred == 3, truth, True, roi)
+    share = truth[roi].mean()  # chance: label a random share p of the ROI, F1 = p;
+    all_area = 2 * share / (1 + share)  # or label all of it
+    assert 0.02 < share < 0.5
+    # measured: F1 0.737, share 0.146 (all-area F1 0.254)
+    assert f1 > all_area + 0.2 and f1 > 0.5, f"F1 {f1:.3f}, all-area baseline {all_area:.3f}"
+    # a second run reuses everything: the model file is not rewritten
+    mtime = path.stat().st_mtime_ns
+    assert run_interval(run, predict=True)["models"] == [path]
+    assert path.stat().st_mtime_ns == mtime
