@@ -68,3 +68,36 @@ def test_comparison_table_pools_areas_in_the_seeds_order():
     assert ms["areas"] == "a,b"
     text = format_table(rows)
     assert text.splitlines()[2].startswith("| GSM (HR) | 1 | 0.300 | 0.300 | 0.000 | 0 | nan")
+
+
+def test_area_summary_and_tsv():
+    from cortexgraph.lsm.evaluate import METRICS_COLUMNS, area_summary, format_tsv
+
+    def row(section, role, f1_annotation, f1_truth_roi):
+        return {
+            "area": "hOc1",
+            "section": section,
+            "role": role,
+            "interval": "422-842",
+            "f1_annotation": f1_annotation,
+            "f1_truth_roi": f1_truth_roi,
+            "f1_truth_section": f1_truth_roi / 2,
+            "roi_px": 10,
+            "pred_area_px": 4,
+            "truth_area_px": float("nan"),
+        }
+
+    rows = [row(422, "train", 0.9, 0.95), row(602, "test", 0.6, 0.7), row(722, "test", 0.8, 0.9)]
+    rows.append(row(700, "between", float("nan"), 0.5))
+    summary = area_summary(rows)
+    assert summary["sections"] == 4 and summary["test_sections"] == [602, 722]
+    assert summary["test"]["n"] == 2 and summary["test"]["mean"] == pytest.approx(0.7)
+    assert summary["test"]["std"] == pytest.approx(np.sqrt(0.02))  # sample std of 0.6, 0.8
+    assert summary["truth_f1"] == [0.7, 0.9, 0.5]
+    assert summary["truth_roi"]["median"] == pytest.approx(0.7)
+    assert summary["train_f1_annotation"]["mean"] == pytest.approx(0.9)
+    text = format_tsv(METRICS_COLUMNS, rows[:1] + rows[3:])
+    lines = text.splitlines()
+    assert lines[0].split("\t") == list(METRICS_COLUMNS)
+    assert lines[1].split("\t")[4:7] == ["0.9000", "0.9500", "0.4750"]
+    assert lines[2].split("\t")[4] == "nan" and lines[2].split("\t")[-1] == "nan"
