@@ -9,18 +9,26 @@ reconstruction (``SectionStack.world_to_section``), refined towards the cortical
 less than 50% tissue. A node cut by several sections keeps the point of the section plane closest to it.
 
 Output table (TSV, one row per mapped node): ``node section x_mm y_mm valid moved_mm``.
+
+:func:`ground_truth_graphs` maps a phantom's **true** midsurfaces the same way and writes them as
+graph files with the true class of every vertex as ``y`` (projecting those labels measures the
+projection step alone, ``benchmarks/bench_project_upper_bound.py``); :func:`graph_file_arrays`
+reads such a file back as the node arrays :func:`cortexgraph.mapping.project.project_graphs` takes.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from cortexgraph.data.manifest import format_tsv
+from cortexgraph.data.manifest import Brain, format_tsv
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.errors import DataFormatError
+from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.mapping.midline import midline_field, refine_points, tissue_share
 from cortexgraph.meshes.cut import cut_mesh_with_plane
 from cortexgraph.outputs import write_text_atomic
@@ -190,3 +198,63 @@ def map_nodes_to_sections(
         "seconds": time.perf_counter() - start,
     }
     return table, info
+
+
+# -- the phantom's true midsurfaces as graphs -------------------------------------------------------
+def graph_file_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The node arrays :func:`cortexgraph.mapping.project.project_graphs` takes, from a graph file
+    with labels ``y`` (as :func:`ground_truth_graphs` writes): ``section``, ``point_mm``, ``valid``,
+    ``labels`` (``y``, int64 class indices) and ``edge_index``."""
+    from cortexgraph.meshes.graph import load_graph
+
+    data = load_graph(path)
+    return {
+        "section": data["section"].numpy(),
+        "point_mm": data["point_mm"].numpy(),
+        "valid": data["valid"].numpy(),
+        "labels": data["y"].numpy().astype(np.int64),
+        "edge_index": data.edge_index.numpy(),
+    }
+
+
+def ground_truth_graphs(
+    brain: Brain,
+    out_dir: str | os.PathLike,
+    *,
+    hemis: Sequence[str] = ("lh", "rh"),
+    refine: bool = True,
+) -> list[Path]:
+    """Graph files of a phantom brain's **true** midsurfaces, with the true class of every vertex as
+    ``y``.
+
+    The true midsurface (``ground_truth/<brain>/midsurface_<hemi>.gii``, world mm, with an area id
+    per vertex) is mapped to the brain's sections exactly as build-graph maps its own midsurface
+    (:func:`cortexgraph.mapping.nodes.map_nodes_to_sections`); node arrays ``section``,
+    ``point_mm``, ``valid`` and ``y`` (class index) are written to ``out_dir/<hemi>.h5``. Projecting
+    ``y`` of these graphs measures the projection step alone (its upper bound on the phantom).
+    """
+    from cortexgraph.meshes.graph import save_graph_h5
+    from cortexgraph.meshes.io import read_gifti_surface, read_gifti_vertex_labels
+
+    if brain.cohort is None:
+        raise CortexgraphError("the brain is not inside a cohort", file=brain.root)
+    truth = brain.cohort.root / "ground_truth" / brain.id
+    written = []
+    stack = SectionStack(brain)
+    for hemi in hemis:
+        surface = truth / f"midsurface_{hemi}.gii"
+        if not surface.is_file():
+            continue
+        vertices, faces = read_gifti_surface(surface)
+        area_ids = read_gifti_vertex_labels(surface)
+        table, _ = map_nodes_to_sections(vertices, faces, stack, refine=refine)
+        arrays = node_arrays_from_table(table, len(vertices))
+        arrays["y"] = brain.cohort.areas.class_index(area_ids)
+        written.append(save_graph_h5(Path(out_dir) / f"{hemi}.h5", vertices, faces, **arrays))
+    if not written:
+        raise CortexgraphError(
+            "no true midsurface found",
+            file=truth,
+            fix="ground truth exists only for phantom cohorts (cortexgraph synth)",
+        )
+    return written
