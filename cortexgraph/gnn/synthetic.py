@@ -346,35 +346,3 @@ def write_synthetic_cohort(
                 )
             record_external(store, sid, files, source, upstream=[graph])
     return root
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cortexgraph.gnn.synthetic OUT``: write a synthetic graph cohort (see
-    :func:`write_synthetic_cohort`), e.g. to try ``train-gnn`` / ``evaluate`` before ``features``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
-    parser.add_argument("out", help="cohort folder to write")
-    parser.add_argument("--brains", default="B01,B03,B05,B07")
-    parser.add_argument("--rows", type=int, default=170)
-    parser.add_argument("--cols", type=int, default=176)
-    parser.add_argument("--areas", type=int, default=60)
-    parser.add_argument("--cy", type=int, default=256, help="CY width")
-    parser.add_argument("--pm", type=int, default=100, help="PM width (>= --areas)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    root = write_synthetic_cohort(
-        args.out,
-        tuple(b.strip() for b in args.brains.split(",") if b.strip()),
-        rows=args.rows,
-        cols=args.cols,
-        num_areas=args.areas,
-        cy_dim=args.cy,
-        pm_dim=args.pm,
-        seed=args.seed,
-    )
-    print(f"synthetic graph cohort written to {root}")
-
-
-if __name__ == "__main__":
-    main()

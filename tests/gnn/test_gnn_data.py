@@ -157,15 +157,3 @@ def test_missing_graphs_and_arrays_are_named(cohort, tmp_path):
     )  # fmt: skip
     with pytest.raises(UpstreamError, match="features@nan is stale"):
         load_brain_graph(store, "B07", "lh", ("cy",), encoder="nan")
-
-
-def test_synthetic_cohort_command_line(tmp_path, capsys):
-    from cortexgraph.gnn.synthetic import main
-
-    main([str(tmp_path / "c"), "--brains", "B01,B07", "--rows", "6", "--cols", "5", "--areas", "3"])
-    assert "written" in capsys.readouterr().out
-    store = Derivatives(tmp_path / "c")
-    items = graph_items(store, ["B01", "B07"])
-    assert [i.key for i in items] == ["B01/lh", "B01/rh", "B07/lh", "B07/rh"]
-    dims = feature_dims(store, items[0], ("cy", "pm", "co"), "synthetic")
-    assert dims == {"cy": 256, "pm": 100, "co": 3}
