@@ -76,7 +76,7 @@ from cortexgraph.features.dataset import annotated_sections, section_split
 from cortexgraph.features.patches import IMAGE_FILL, read_patches
 from cortexgraph.features.presets import EncoderPreset, preset_for_spacing
 from cortexgraph.features.train import encode_patches, encoders_folder, load_encoder
-from cortexgraph.mapping.nodes import node_arrays_from_table
+from cortexgraph.mapping.nodes import mapped_mask, node_arrays_from_table, nodes_by_section
 from cortexgraph.training.runtime import pick_device
 
 log = logging.getLogger(__name__)
@@ -252,24 +252,9 @@ def sample_labels_nearest(
 # --------------------------------------------------------------------------------------------------
 # the three kinds of features
 # --------------------------------------------------------------------------------------------------
-def _groups(section: np.ndarray, mask: np.ndarray) -> dict[int, np.ndarray]:
-    idx = np.flatnonzero(mask)
-    out: dict[int, np.ndarray] = {}
-    if idx.size == 0:
-        return out
-    order = idx[np.argsort(section[idx], kind="stable")]
-    uniq, starts = np.unique(section[order], return_index=True)
-    ends = list(starts[1:]) + [len(order)]
-    for s, a, e in zip(uniq.tolist(), starts.tolist(), ends, strict=True):
-        out[int(s)] = order[a:e]
-    return out
-
-
 def node_cy(
     stack: SectionStack,
-    section: np.ndarray,
-    point_mm: np.ndarray,
-    valid: np.ndarray,
+    nodes: dict[str, np.ndarray],
     encoder: torch.nn.Module,
     preset: EncoderPreset,
     *,
@@ -279,6 +264,8 @@ def node_cy(
     prefetch: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Encoder features of the valid nodes' patches, section by section (one read per section).
+
+    ``nodes``: node arrays ``section``, ``point_mm``, ``valid`` (:func:`read_graph_nodes`).
 
     With ``prefetch`` the next section's patches are read in a second thread while the current
     ones are encoded (reading is file I/O, HDF5 decompression and patch sampling; encoding is
@@ -291,13 +278,14 @@ def node_cy(
     count and the wall-clock and CPU seconds spent reading patches (in the reading thread) and
     encoding them).
     """
+    section, point_mm = nodes["section"], nodes["point_mm"]
     n = len(section)
     dim = int(encoder.feature_dim)
     cy = np.zeros((n, dim), dtype=np.float32)
     measured = np.zeros(n, dtype=bool)
-    use = valid & (section >= 0) & np.all(np.isfinite(point_mm), axis=1)
+    use = mapped_mask(section, point_mm, nodes["valid"])
     available = set(stack.sections)
-    groups = {s: idx for s, idx in _groups(section, use).items() if s in available}
+    groups = {s: idx for s, idx in nodes_by_section(section, use).items() if s in available}
     skipped = int(use.sum() - sum(len(v) for v in groups.values()))
     read_s = encode_s = read_cpu = encode_cpu = waited_s = 0.0
     done = 0
@@ -357,16 +345,13 @@ def node_cy(
     return cy, measured, info
 
 
-def node_co(
-    stack: SectionStack, section: np.ndarray, point_mm: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical coordinates at the nodes' points: (co float64 (N, 3) with NaN where unknown,
-    sampled bool (N,))."""
-    n = len(section)
-    co = np.full((n, 3), np.nan)
-    has = (section >= 0) & np.all(np.isfinite(point_mm), axis=1)
+def node_co(stack: SectionStack, nodes: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical coordinates at the nodes' points (node arrays ``section``, ``point_mm``; valid or
+    not): (co float64 (N, 3) with NaN where unknown, sampled bool (N,))."""
+    section, point_mm = nodes["section"], nodes["point_mm"]
+    co = np.full((len(section), 3), np.nan)
     available = set(stack.sections)
-    for s, idx in _groups(section, has).items():
+    for s, idx in nodes_by_section(section, mapped_mask(section, point_mm)).items():
         if s not in available or not stack.brain.section(s).coords:
             continue
         raster = stack.raster(s, "coords")
@@ -378,23 +363,21 @@ def node_co(
 
 def node_labels(
     stack: SectionStack,
-    section: np.ndarray,
-    point_mm: np.ndarray,
-    valid: np.ndarray,
+    nodes: dict[str, np.ndarray],
     cohort: Cohort,
     *,
     every: int = 5,
     offset: int = 4,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(y int64 (N,), train_mask, test_mask, info) from the annotation label images and the split."""
-    n = len(section)
-    y = np.full(n, -1, dtype=np.int64)
+    """(y int64 (N,), train_mask, test_mask, info) from the annotation label images and the split,
+    for the valid nodes of the node arrays ``section``, ``point_mm``, ``valid``."""
+    section, point_mm = nodes["section"], nodes["point_mm"]
+    y = np.full(len(section), -1, dtype=np.int64)
     brain = stack.brain
     annotated = annotated_sections(brain, stack)
     train_sections, test_sections = section_split(annotated, every, offset)
-    use = valid & (section >= 0) & np.all(np.isfinite(point_mm), axis=1)
     annotated_set = set(annotated)
-    for s, idx in _groups(section, use).items():
+    for s, idx in nodes_by_section(section, mapped_mask(section, point_mm, nodes["valid"])).items():
         if s not in annotated_set:
             continue
         labels = stack.annotation(s)
@@ -419,27 +402,20 @@ def node_cy_filled(
     edge_index: np.ndarray,
     encoder: torch.nn.Module,
     preset: EncoderPreset,
-    *,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-    progress=None,
+    **options,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """CY of every node: measured on the valid nodes' patches (:func:`node_cy`), the others filled
-    from their graph neighbours (:func:`fill_from_neighbours`).
+    """CY of every node: measured on the valid nodes' patches (:func:`node_cy`, ``options`` are its
+    keyword arguments), the others filled from their graph neighbours
+    (:func:`fill_from_neighbours`).
 
     Returns
     -------
     (cy float32 (N, D), measured bool (N,), info: counts and seconds).
     """
-    section = np.asarray(nodes["section"], dtype=np.int64)
-    point = np.asarray(nodes["point_mm"], dtype=np.float64)
-    valid = np.asarray(nodes["valid"], dtype=bool)
     t0 = time.perf_counter()
-    cy, measured, cy_info = node_cy(
-        stack, section, point, valid, encoder, preset, device=device, amp=amp, progress=progress
-    )
+    cy, measured, cy_info = node_cy(stack, nodes, encoder, preset, **options)
     cy_filled, fill_info = fill_from_neighbours(cy, measured, edge_index)
-    info = {**cy_info, **fill_info, "valid_nodes": int(valid.sum())}
+    info = {**cy_info, **fill_info, "valid_nodes": int(np.count_nonzero(nodes["valid"]))}
     info["seconds_total"] = time.perf_counter() - t0
     return cy_filled.astype(np.float32), measured, info
 
@@ -449,9 +425,7 @@ def node_co_filled(
 ) -> tuple[np.ndarray, dict]:
     """CO of every node: sampled at the node's point (:func:`node_co`), unknown ones filled from
     their graph neighbours. Returns (co float32 (N, 3), info)."""
-    section = np.asarray(nodes["section"], dtype=np.int64)
-    point = np.asarray(nodes["point_mm"], dtype=np.float64)
-    co, sampled = node_co(stack, section, point)
+    co, sampled = node_co(stack, nodes)
     if not sampled.any():
         log.warning("no node has canonical coordinates (no coordinate maps?): CO is 0 everywhere")
     co_filled, co_fill = fill_from_neighbours(np.nan_to_num(co), sampled, edge_index)
@@ -610,13 +584,7 @@ def compute_node_labels(
             start = time.perf_counter()
             num_nodes, _, nodes = read_graph_nodes(path)
             y, train, test, info = node_labels(
-                stack,
-                nodes["section"],
-                nodes["point_mm"],
-                nodes["valid"],
-                cohort,
-                every=test_every,
-                offset=test_offset,
+                stack, nodes, cohort, every=test_every, offset=test_offset
             )
             out = node_labels_path(store.root, brain.id, hemi)
             write_node_arrays(out, graph_rec.key, num_nodes, y=y, train_mask=train, test_mask=test)

@@ -77,6 +77,29 @@ class NodeSectionTable:
         )
 
 
+def mapped_mask(
+    section: np.ndarray, point_mm: np.ndarray, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """bool (N,): nodes mapped to a section (``section >= 0``) at a finite point, and ``valid``
+    when given (node arrays as in the graph file)."""
+    section = np.asarray(section).reshape(-1)
+    point_mm = np.asarray(point_mm, dtype=np.float64).reshape(len(section), -1)
+    mask = (section >= 0) & np.isfinite(point_mm).all(axis=1)
+    return mask if valid is None else mask & np.asarray(valid, dtype=bool)
+
+
+def nodes_by_section(section: np.ndarray, mask: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """Node indices grouped by section: ``{section: indices}`` (each ascending), over the nodes
+    where ``mask`` is True (default: every node with ``section >= 0``); sections ascending."""
+    section = np.asarray(section, dtype=np.int64).reshape(-1)
+    mask = section >= 0 if mask is None else np.asarray(mask, dtype=bool)
+    idx = np.flatnonzero(mask)
+    order = idx[np.argsort(section[idx], kind="stable")]
+    numbers, starts = np.unique(section[order], return_index=True)
+    ends = np.append(starts[1:], len(order)).astype(np.int64)
+    return {int(s): order[a:e] for s, a, e in zip(numbers, starts, ends, strict=True)}
+
+
 def node_arrays_from_table(table, num_nodes: int) -> dict[str, np.ndarray]:
     """``section``, ``point_mm``, ``valid`` node arrays from a node -> section point table.
 

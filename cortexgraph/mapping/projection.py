@@ -34,6 +34,7 @@ from scipy.spatial import cKDTree
 
 from cortexgraph.data.manifest import AreaTable
 from cortexgraph.errors import DataFormatError
+from cortexgraph.mapping.nodes import mapped_mask, nodes_by_section
 
 GRAY = 2
 DEFAULT_MAX_DISTANCE_MM = 3.0
@@ -202,15 +203,11 @@ def section_points(
     """
     section = np.asarray(section, dtype=np.int64)
     point_mm = np.asarray(point_mm, dtype=np.float64).reshape(-1, 2)
-    keep = (section >= 0) & np.asarray(valid, dtype=bool) & np.isfinite(point_mm).all(axis=1)
-    section, points, ids = section[keep], point_mm[keep], np.asarray(area_ids)[keep]
-    order = np.argsort(section, kind="stable")
-    section, points, ids = section[order], points[order], ids[order]
-    numbers, starts = np.unique(section, return_index=True)
-    ends = np.append(starts[1:], len(section))
+    keep = mapped_mask(section, point_mm, valid)
+    ids = np.asarray(area_ids)
     return {
-        int(s): SectionPoints(points[a:b], ids[a:b])
-        for s, a, b in zip(numbers, starts, ends, strict=True)
+        s: SectionPoints(point_mm[idx], ids[idx])
+        for s, idx in nodes_by_section(section, keep).items()
     }
 
 

@@ -285,10 +285,10 @@ def test_cy_with_prefetch_equals_sequential_reading(computed):
     stack = SectionStack(Cohort.read(root).brain("B01"))
     runs = {}
     for prefetch in (True, False):
+        nodes = {"section": a["section"], "point_mm": a["point_mm"], "valid": a["valid"].astype(bool)}
         runs[prefetch] = node_cy(
-            stack, a["section"], a["point_mm"], a["valid"].astype(bool), classifier.encoder,
-            preset, amp=False, prefetch=prefetch,
-        )  # fmt: skip
+            stack, nodes, classifier.encoder, preset, amp=False, prefetch=prefetch
+        )
     stack.close()
     (cy_p, measured_p, info_p), (cy_s, measured_s, info_s) = runs[True], runs[False]
     assert info_p["sections"] > 1 and info_p["prefetch"] and not info_s["prefetch"]
