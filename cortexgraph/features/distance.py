@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from cortexgraph.errors import CortexgraphError, ParameterError
+from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
 
 log = logging.getLogger(__name__)
 
@@ -497,47 +498,29 @@ def save_distance(
 ) -> Path:
     """Write ``distance.pt``: the branch's weights (``branch``: its kind, ``spec``: the encoder
     preset or LSM configuration that builds it), the two dense layers, the settings."""
-    from cortexgraph.features.train import _plain
-    from cortexgraph.outputs import atomic_path
-
     payload = {
         "format": DISTANCE_FORMAT,
         "version": 1,
         "branch": branch,
-        "spec": _plain(spec),
+        "spec": plain(spec),
         "settings": settings.as_dict(),
-        "state": {k: v.detach().cpu() for k, v in net.branch.state_dict().items()},
-        "embed": {k: v.detach().cpu() for k, v in net.embed.state_dict().items()},
-        "coords": {k: v.detach().cpu() for k, v in net.coords.state_dict().items()},
-        "extra": _plain(extra or {}),
+        "state": cpu_state(net.branch),
+        "embed": cpu_state(net.embed),
+        "coords": cpu_state(net.coords),
+        "extra": plain(extra or {}),
     }
-    with atomic_path(Path(path)) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_payload(path, payload)
 
 
 def load_distance(path: str | Path) -> dict:
     """Read a ``distance.pt`` (:func:`save_distance`); CortexgraphError naming the file otherwise."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "distance.pt"
-    if not path.is_file():
-        raise CortexgraphError(
-            "no distance pre-training here (distance.pt not found)",
-            file=str(path),
-            fix="run `cortexgraph train-encoder --method distance --name NAME` first",
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CortexgraphError(f"cannot read {path.name} ({exc})", file=str(path)) from None
-    if not isinstance(payload, dict) or payload.get("format") != DISTANCE_FORMAT:
-        raise CortexgraphError(
-            "not a cortexgraph distance pre-training file",
-            file=str(path),
-            fix="train it with `cortexgraph train-encoder --method distance`",
-        )
-    return payload
+    return read_payload(
+        path,
+        DISTANCE_FORMAT,
+        default_name="distance.pt",
+        what="distance pre-training file (distance.pt)",
+        fix="run `cortexgraph train-encoder --method distance --name NAME` first",
+    )
 
 
 def matching_state(

@@ -321,10 +321,10 @@ def train_distance_encoder(
     Path of ``distance.pt``.
     """
     from cortexgraph.features.dataset import PatchReader, PatchTable, build_patch_table
+    from cortexgraph.features.payload import plain
     from cortexgraph.features.train import (
         _cluster_table,
         _evaluate,
-        _plain,
         build_preset_encoder,
         encoders_folder,
         save_encoder,
@@ -349,7 +349,7 @@ def train_distance_encoder(
     upstream = [StageId("build-graph", b) for b in brains]
     patches, graphs = cortex_patches(cohort, brains, settings, seed=seed)
     config = lsm_branch_config(cohort, lsm_preset) if branch == "lsm-hr" else None
-    spec = {"preset": _plain(preset.as_dict())} if config is None else config_to_dict(config)
+    spec = {"preset": plain(preset.as_dict())} if config is None else config_to_dict(config)
     brain_values, files = {}, []
     for b, brain_id in enumerate(brains):
         used = sorted({int(s) for s in patches.section[patches.brain == b]})
@@ -361,7 +361,7 @@ def train_distance_encoder(
         "method": "distance",
         "branch": branch,
         "spec": spec,
-        "preset": _plain(preset.as_dict()),
+        "preset": plain(preset.as_dict()),
         "distance": settings.as_dict(),
         "seed": int(seed),
         "brains": brain_values,

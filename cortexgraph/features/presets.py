@@ -143,82 +143,68 @@ class EncoderPreset:
 
 _BASE4 = {"widths": (16, 32, 64, 64), "padding": "same"}
 
+#: the published full-resolution setting of both encoders (table above): 2 µm/px, 1200 patches per
+#: area, batches of 2048, 150 SCL + 30 linear epochs, CE at 0.16
+_FULL = dict(
+    spacing_um=2.0,
+    image_spacing_um=2.0,
+    samples_per_area=1200,
+    batch_size=2048,
+    scl_epochs=150,
+    linear_epochs=30,
+    ce_lr=0.16,
+    eval_batch_size=64,
+)
+#: the four-block base encoder and the learning rates chosen on the demo phantom (above)
+_SMALL = dict(encoder="base", encoder_kwargs=_BASE4, scl_lr=0.1, linear_lr=0.3, ce_lr=0.1)
+
 PRESETS: dict[str, EncoderPreset] = {
-    "full": EncoderPreset(
-        name="full",
-        encoder="resnet50",
-        patch_px=2048,
-        spacing_um=2.0,
-        image_spacing_um=2.0,
-        samples_per_area=1200,
-        batch_size=2048,
-        scl_epochs=150,
-        linear_epochs=30,
-        scl_lr=0.08,
-        linear_lr=0.08,
-        ce_lr=0.16,
-        eval_batch_size=64,
-    ),
-    "full-base": EncoderPreset(
-        name="full-base",
-        encoder="base",
-        patch_px=2025,
-        spacing_um=2.0,
-        image_spacing_um=2.0,
-        samples_per_area=1200,
-        batch_size=2048,
-        scl_epochs=150,
-        linear_epochs=30,
-        scl_lr=0.16,
-        linear_lr=0.16,
-        ce_lr=0.16,
-        eval_batch_size=64,
-    ),
-    "phantom-full": EncoderPreset(
-        name="phantom-full",
-        encoder="resnet18",
-        patch_px=100,
-        spacing_um=40.0,
-        image_spacing_um=40.0,
-        samples_per_area=600,
-        batch_size=512,
-        scl_epochs=60,
-        linear_epochs=10,
-        scl_lr=0.1,
-        linear_lr=0.3,
-        ce_lr=0.1,
-        eval_batch_size=256,
-    ),
-    "demo": EncoderPreset(
-        name="demo",
-        encoder="base",
-        encoder_kwargs=_BASE4,
-        patch_px=40,
-        spacing_um=100.0,
-        image_spacing_um=100.0,
-        samples_per_area=96,
-        batch_size=128,
-        scl_epochs=30,
-        linear_epochs=6,
-        scl_lr=0.1,
-        linear_lr=0.3,
-        ce_lr=0.1,
-    ),
-    "tiny": EncoderPreset(
-        name="tiny",
-        encoder="base",
-        encoder_kwargs=_BASE4,
-        patch_px=30,
-        spacing_um=160.0,
-        image_spacing_um=160.0,
-        samples_per_area=48,
-        batch_size=64,
-        scl_epochs=12,
-        linear_epochs=4,
-        scl_lr=0.1,
-        linear_lr=0.3,
-        ce_lr=0.1,
-    ),
+    preset.name: preset
+    for preset in (
+        EncoderPreset(
+            name="full", encoder="resnet50", patch_px=2048, scl_lr=0.08, linear_lr=0.08, **_FULL
+        ),
+        EncoderPreset(
+            name="full-base", encoder="base", patch_px=2025, scl_lr=0.16, linear_lr=0.16, **_FULL
+        ),
+        EncoderPreset(
+            name="phantom-full",
+            encoder="resnet18",
+            patch_px=100,
+            spacing_um=40.0,
+            image_spacing_um=40.0,
+            samples_per_area=600,
+            batch_size=512,
+            scl_epochs=60,
+            linear_epochs=10,
+            scl_lr=0.1,
+            linear_lr=0.3,
+            ce_lr=0.1,
+            eval_batch_size=256,
+        ),
+        EncoderPreset(
+            name="demo",
+            patch_px=40,
+            spacing_um=100.0,
+            image_spacing_um=100.0,
+            samples_per_area=96,
+            batch_size=128,
+            scl_epochs=30,
+            linear_epochs=6,
+            **_SMALL,
+        ),
+        EncoderPreset(
+            name="tiny",
+            patch_px=30,
+            spacing_um=160.0,
+            image_spacing_um=160.0,
+            samples_per_area=48,
+            batch_size=64,
+            scl_epochs=12,
+            linear_epochs=4,
+            **_SMALL,
+        ),
+    )
 }
 
 

@@ -76,6 +76,7 @@ from cortexgraph.features.encoders import (
     build_encoder,
     count_parameters,
 )
+from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
 from cortexgraph.features.presets import EncoderPreset, get_preset, preset_for_spacing
 from cortexgraph.outputs import write_json_atomic
 from cortexgraph.training.checkpoint import load_checkpoint, save_checkpoint
@@ -601,15 +602,6 @@ def chance_macro_f1(y_true: np.ndarray, num_guess_classes: int) -> float:
     return float(f1.sum() / max(k, len(counts)))
 
 
-def _plain(value):
-    """Nested values for torch.save(weights_only): tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def save_encoder(
     path: Path,
     classifier: PatchClassifier,
@@ -621,7 +613,6 @@ def save_encoder(
     extra: dict | None = None,
 ) -> Path:
     """Write an encoder file: encoder and classifier weights, preset, class -> area id table."""
-    from cortexgraph.outputs import atomic_path
     from cortexgraph.training.runtime import unwrap_model
 
     classifier = unwrap_model(classifier)
@@ -629,19 +620,16 @@ def save_encoder(
         "format": ENCODER_FORMAT,
         "version": 1,
         "kind": kind,
-        "preset": _plain(preset.as_dict()),
+        "preset": plain(preset.as_dict()),
         "feature_dim": int(classifier.encoder.feature_dim),
         "num_classes": int(classifier.num_classes),
         "area_ids": [int(a) for a in np.asarray(area_ids).tolist()],
         "seed": int(seed),
-        "encoder": {k: v.detach().cpu() for k, v in classifier.encoder.state_dict().items()},
-        "head": {k: v.detach().cpu() for k, v in classifier.head.state_dict().items()},
-        "extra": _plain(extra or {}),
+        "encoder": cpu_state(classifier.encoder),
+        "head": cpu_state(classifier.head),
+        "extra": plain(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:  # a file object: the archive names no file
-            torch.save(payload, handle)
-    return Path(path)
+    return write_payload(path, payload)
 
 
 def load_encoder(
@@ -653,25 +641,13 @@ def load_encoder(
     -------
     (classifier in eval mode with ``.encoder`` and ``.head``, preset, payload without weights).
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "encoder.pt"
-    if not path.is_file():
-        raise CortexgraphError(
-            "encoder file not found",
-            file=str(path),
-            fix="run `cortexgraph train-encoder` first (or pass --encoder NAME of a trained one)",
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CortexgraphError(
-            f"cannot read encoder ({exc})", file=str(path), fix="retrain it"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != ENCODER_FORMAT:
-        raise CortexgraphError(
-            "not a cortexgraph encoder file", file=str(path), fix="retrain it with train-encoder"
-        )
+    payload = read_payload(
+        path,
+        ENCODER_FORMAT,
+        default_name="encoder.pt",
+        what="encoder file",
+        fix="run `cortexgraph train-encoder` (again), or pass --encoder NAME of a trained one",
+    )
     fields = dict(payload["preset"])
     fields["encoder_kwargs"] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in fields["encoder_kwargs"].items()
@@ -841,7 +817,7 @@ def train_encoder(
         store,
         StageId("train-encoder", None, (name,)),
         parameters={
-            "preset": _plain(preset.as_dict()),
+            "preset": plain(preset.as_dict()),
             "seed": int(seed),
             "tsne": bool(tsne),
             "brains": brain_values,
@@ -923,50 +899,31 @@ def _train_encoder(
     area_ids = cohort.areas.ids
     ckpt = out / "checkpoints"
 
-    t0 = time.perf_counter()
-    encoder, scl_history = train_scl(
-        table,
-        reader,
-        preset,
-        seed=seed,
-        device=device,
-        checkpoint_dir=ckpt / "scl",
-        amp=amp,
-        progress=progress,
-        init_state=init_state,
-        loader_workers=loader_workers,
-    )
-    seconds["scl"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scl_classifier, linear_history = train_linear(
-        encoder,
-        table,
-        reader,
-        preset,
-        num_classes,
-        seed=seed,
-        device=device,
-        checkpoint_dir=ckpt / "linear",
-        amp=amp,
-        progress=progress,
-        loader_workers=loader_workers,
-    )
-    seconds["linear"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ce_classifier, ce_history = train_ce(
-        table,
-        reader,
-        preset,
-        num_classes,
-        seed=seed,
-        device=device,
-        checkpoint_dir=ckpt / "ce",
-        amp=amp,
-        progress=progress,
-        init_state=init_state,
-        loader_workers=loader_workers,
-    )
-    seconds["ce"] = time.perf_counter() - t0
+    def timed(key: str, step, *args, **kwargs):
+        t0 = time.perf_counter()
+        result = step(*args, **kwargs)
+        seconds[key] = time.perf_counter() - t0
+        return result
+
+    common = {
+        "seed": seed,
+        "device": device,
+        "amp": amp,
+        "progress": progress,
+        "loader_workers": loader_workers,
+    }
+    encoder, scl_history = timed(
+        "scl", train_scl, table, reader, preset, checkpoint_dir=ckpt / "scl",
+        init_state=init_state, **common,
+    )  # fmt: skip
+    scl_classifier, linear_history = timed(
+        "linear", train_linear, encoder, table, reader, preset, num_classes,
+        checkpoint_dir=ckpt / "linear", **common,
+    )  # fmt: skip
+    ce_classifier, ce_history = timed(
+        "ce", train_ce, table, reader, preset, num_classes, checkpoint_dir=ckpt / "ce",
+        init_state=init_state, **common,
+    )  # fmt: skip
 
     t0 = time.perf_counter()
     scl_scores, scl_out = _evaluate(
@@ -1002,7 +959,7 @@ def _train_encoder(
     train_classes = np.unique(table.label[table.indices("train")])
     metrics = {
         "name": name,
-        "preset": _plain(preset.as_dict()),
+        "preset": plain(preset.as_dict()),
         "seed": seed,
         "device": str(device),
         "processes": get_world_size(),
@@ -1024,24 +981,16 @@ def _train_encoder(
         "seconds_reading_patches": reader.seconds_reading,
         "seconds_sampling_patches": reader.seconds_sampling,
     }
-    save_encoder(
-        out / "ce.pt",
-        ce_classifier,
-        preset,
-        area_ids,
-        kind="ce",
-        seed=seed,
-        extra={"macro_f1": {s: v["macro_f1"] for s, v in ce_scores.items()}},
-    )
-    save_encoder(
-        encoder_path,
-        scl_classifier,
-        preset,
-        area_ids,
-        kind="scl",
-        seed=seed,
-        extra={"macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()}},
-    )
+    macro_f1 = {
+        "scl": {split: v["macro_f1"] for split, v in scl_scores.items()},
+        "ce": {split: v["macro_f1"] for split, v in ce_scores.items()},
+    }
+    for path, classifier, kind in (
+        (out / "ce.pt", ce_classifier, "ce"),
+        (encoder_path, scl_classifier, "scl"),
+    ):
+        extra = {"macro_f1": macro_f1[kind]}
+        save_encoder(path, classifier, preset, area_ids, kind=kind, seed=seed, extra=extra)
     write_json_atomic(out / "metrics.json", metrics)
     reader.close()
     outputs = [
@@ -1054,8 +1003,8 @@ def _train_encoder(
         out / "clusters.tsv",
     ]
     measured = {
-        "scl_linear_macro_f1": {s: v["macro_f1"] for s, v in scl_scores.items()},
-        "ce_macro_f1": {s: v["macro_f1"] for s, v in ce_scores.items()},
+        "scl_linear_macro_f1": macro_f1["scl"],
+        "ce_macro_f1": macro_f1["ce"],
         "seconds": seconds,
     }
     return outputs, measured
