@@ -482,6 +482,57 @@ def _graphs_of(store: Derivatives, brain: Brain, record) -> dict[str, Path]:
     return graphs
 
 
+def _node_array_stage(
+    brain: Brain,
+    sid: StageId,
+    parameters: dict,
+    inputs: list[Path],
+    prepare,
+    *,
+    upstream: list[StageId] = (),
+    overwrite: bool = False,
+    wait_s: float = 0.0,
+) -> dict:
+    """One node-array stage of a brain: node arrays per hemisphere graph, under the stage contract.
+
+    Runs stage ``sid`` with the brain's ``build-graph`` (and ``upstream``) as upstream; when it
+    computes, ``prepare(stack, measured)`` (the brain's open :class:`SectionStack`, the stage's
+    measured dict to add to) returns ``hemisphere(hemi, nodes, edge_index) -> (path, arrays, info)``,
+    which is called for every graph of the build-graph record; ``arrays`` are written to ``path``
+    for that graph's key (:func:`~cortexgraph.derivatives.layout.write_node_arrays`), ``info`` goes
+    into ``measured[hemi]`` with the node count and seconds.
+
+    Returns the stage summary (``reused``, ``why``, ``key`` and, when computed, ``measured``).
+    """
+    store = Derivatives.of(brain)
+    with StageRun(
+        store,
+        sid,
+        parameters=parameters,
+        inputs=inputs,
+        upstream=[StageId("build-graph", brain.id), *upstream],
+        overwrite=overwrite,
+        wait_s=wait_s,
+    ) as run:
+        if run.reuse:
+            return run.summary()
+        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
+        measured: dict = {}
+        written = []
+        with SectionStack(brain) as stack:
+            hemisphere = prepare(stack, measured)
+            for hemi, path in _graphs_of(store, brain, graph_rec).items():
+                start = time.perf_counter()
+                num_nodes, edge_index, nodes = read_graph_nodes(path)
+                out, arrays, info = hemisphere(hemi, nodes, edge_index)
+                write_node_arrays(out, graph_rec.key, num_nodes, **arrays)
+                written.append(out)
+                seconds = time.perf_counter() - start
+                measured[hemi] = {**info, "nodes": num_nodes, "seconds": seconds}
+        run.commit(written, measured)
+    return run.summary(measured)
+
+
 def compute_node_priors(
     brain: Brain, *, overwrite: bool = False, wait_s: float = 0.0
 ) -> dict:
@@ -505,40 +556,27 @@ def compute_node_priors(
         "canonical_box_mm": [list(cohort.canonical_box_min_mm), list(cohort.canonical_box_max_mm)],
         "atlas": [cohort.atlas_maps, cohort.atlas_labels],
     }
-    sid = StageId("node-priors", brain.id)
-    with StageRun(
-        store,
-        sid,
-        parameters=parameters,
-        inputs=[*files, *atlas_files],
-        upstream=[StageId("build-graph", brain.id)],
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
-        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
+
+    def prepare(stack: SectionStack, measured: dict):
         atlas = ProbabilisticAtlas.from_cohort(cohort) if cohort.atlas_maps else None
-        stack = SectionStack(brain)
-        measured: dict = {}
-        written = []
-        for hemi, path in _graphs_of(store, brain, graph_rec).items():
-            start = time.perf_counter()
-            num_nodes, edge_index, nodes = read_graph_nodes(path)
+
+        def hemisphere(hemi: str, nodes: dict, edge_index: np.ndarray):
             co, co_info = node_co_filled(stack, nodes, edge_index)
             pm = node_pm(co, cohort, atlas)
-            out = priors_path(store.root, brain.id, hemi)
-            write_node_arrays(out, graph_rec.key, num_nodes, co=co, pm=pm)
-            written.append(out)
-            measured[hemi] = {
-                "nodes": num_nodes,
-                "co": co_info,
-                "pm_maps": int(pm.shape[1]),
-                "seconds": time.perf_counter() - start,
-            }
-        stack.close()
-        run.commit(written, measured)
-    return run.summary(measured)
+            info = {"co": co_info, "pm_maps": int(pm.shape[1])}
+            return priors_path(store.root, brain.id, hemi), {"co": co, "pm": pm}, info
+
+        return hemisphere
+
+    return _node_array_stage(
+        brain,
+        StageId("node-priors", brain.id),
+        parameters,
+        [*files, *atlas_files],
+        prepare,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )
 
 
 def compute_node_labels(
@@ -558,41 +596,34 @@ def compute_node_labels(
     cohort = _cohort_of(brain)
     store = Derivatives.of(brain)
     values, files = brain_inputs(brain, ("annotation",), transforms=False)
-    stack = SectionStack(brain)
+    with SectionStack(brain) as stack:
+        annotated = annotated_sections(brain, stack)
     parameters = {
         **values,
-        "annotated_sections": annotated_sections(brain, stack),
+        "annotated_sections": annotated,
         "test_every": int(test_every),
         "test_offset": int(test_offset),
     }
-    sid = StageId("node-labels", brain.id)
-    with StageRun(
-        store,
-        sid,
-        parameters=parameters,
-        inputs=[*files, cohort.area_table_path],
-        upstream=[StageId("build-graph", brain.id)],
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
-        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
-        measured: dict = {}
-        written = []
-        for hemi, path in _graphs_of(store, brain, graph_rec).items():
-            start = time.perf_counter()
-            num_nodes, _, nodes = read_graph_nodes(path)
+
+    def prepare(stack: SectionStack, measured: dict):
+        def hemisphere(hemi: str, nodes: dict, edge_index: np.ndarray):
             y, train, test, info = node_labels(
                 stack, nodes, cohort, every=test_every, offset=test_offset
             )
-            out = node_labels_path(store.root, brain.id, hemi)
-            write_node_arrays(out, graph_rec.key, num_nodes, y=y, train_mask=train, test_mask=test)
-            written.append(out)
-            measured[hemi] = {**info, "seconds": time.perf_counter() - start}
-        run.commit(written, measured)
-    stack.close()
-    return run.summary(measured)
+            arrays = {"y": y, "train_mask": train, "test_mask": test}
+            return node_labels_path(store.root, brain.id, hemi), arrays, info
+
+        return hemisphere
+
+    return _node_array_stage(
+        brain,
+        StageId("node-labels", brain.id),
+        parameters,
+        [*files, cohort.area_table_path],
+        prepare,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )
 
 
 def encoder_upstream(cohort: Cohort, name: str) -> tuple[list[StageId], list[Path]]:
@@ -635,22 +666,10 @@ def compute_node_cy(
     store = Derivatives.of(brain)
     encoder_ids, encoder_files = encoder_upstream(cohort, name)
     values, files = brain_inputs(brain, ("image",), transforms=False)
-    sid = StageId("features", brain.id, (name,))
-    with StageRun(
-        store,
-        sid,
-        parameters={**values, "encoder": name},
-        inputs=[*files, *encoder_files],
-        upstream=[StageId("build-graph", brain.id), *encoder_ids],
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
-        graph_rec = run.upstream_records[f"{brain.id}/build-graph"]
-        device = pick_device(device)
-        classifier, preset, enc_info = load_encoder(encoder_file(cohort, name), device)
-        net = classifier.encoder
+
+    def prepare(stack: SectionStack, measured: dict):
+        device_t = pick_device(device)
+        classifier, preset, enc_info = load_encoder(encoder_file(cohort, name), device_t)
         if brain.image_spacing_um > preset.spacing_um * 1.01:
             log.warning(
                 "encoder %s reads %.1f µm patches; %s has %.1f µm images (upsampled)",
@@ -659,31 +678,34 @@ def compute_node_cy(
                 brain.id,
                 brain.image_spacing_um,
             )
-        stack = SectionStack(brain)
-        measured: dict = {"encoder_kind": enc_info.get("kind"), "preset": enc_info.get("preset")}
-        written = []
-        for hemi, path in _graphs_of(store, brain, graph_rec).items():
-            start = time.perf_counter()
-            num_nodes, edge_index, nodes = read_graph_nodes(path)
-            cy, measured_mask, info = node_cy_filled(
-                stack,
-                nodes,
-                edge_index,
-                net,
-                preset,
-                device=device,
-                amp=amp,
-                progress=None
-                if progress is None
-                else (lambda stage, d, t, h=hemi: progress(f"{stage} {h}", d, t)),
-            )
-            out = cy_path(store.root, brain.id, name, hemi)
-            write_node_arrays(out, graph_rec.key, num_nodes, cy=cy, cy_measured=measured_mask)
-            written.append(out)
-            measured[hemi] = {**info, "nodes": num_nodes, "seconds": time.perf_counter() - start}
-        stack.close()
-        run.commit(written, measured)
-    return run.summary(measured)
+        measured.update(encoder_kind=enc_info.get("kind"), preset=enc_info.get("preset"))
+
+        def hemisphere(hemi: str, nodes: dict, edge_index: np.ndarray):
+            report = None
+            if progress is not None:
+
+                def report(stage, done, total):
+                    progress(f"{stage} {hemi}", done, total)
+
+            cy, cy_measured, info = node_cy_filled(
+                stack, nodes, edge_index, classifier.encoder, preset, device=device_t, amp=amp,
+                progress=report,
+            )  # fmt: skip
+            arrays = {"cy": cy, "cy_measured": cy_measured}
+            return cy_path(store.root, brain.id, name, hemi), arrays, info
+
+        return hemisphere
+
+    return _node_array_stage(
+        brain,
+        StageId("features", brain.id, (name,)),
+        {**values, "encoder": name},
+        [*files, *encoder_files],
+        prepare,
+        upstream=encoder_ids,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )
 
 
 def compute_node_features(

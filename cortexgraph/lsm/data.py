@@ -37,7 +37,7 @@ from cortexgraph.data.raster import Raster
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.lsm.roi import training_roi
-from cortexgraph.lsm.sampling import read_window, sample_patch, superior_angle
+from cortexgraph.lsm.sampling import array_window, sample_patch, superior_angle
 
 CLASS_BACKGROUND, CLASS_WHITE, CLASS_CORTEX, CLASS_AREA = 0, 1, 2, 3
 CLASS_NAMES = ("background", "white matter", "other cortex", "area")
@@ -90,13 +90,12 @@ def grid_shape(extent_mm: tuple[float, float], spacing_um: float) -> tuple[int, 
 # image sources
 
 
-class ArrayImageSource:
-    """Patches of an in-memory image with pixel spacing ``spacing_um`` (same interface as
-    :class:`RasterImageSource`)."""
+class _ImageSource:
+    """A section image that hands out patches in section mm: subclasses give the window reader and
+    pixel spacing of the image that serves a requested spacing (:meth:`_source`)."""
 
-    def __init__(self, image: np.ndarray, spacing_um: float) -> None:
-        self.image = np.asarray(image)
-        self.spacing_um = float(spacing_um)
+    def _source(self, spacing_um: float):
+        raise NotImplementedError
 
     def patch(
         self,
@@ -109,16 +108,31 @@ class ArrayImageSource:
         """(size_px, size_px) float32 patch centred at ``centre_mm`` = (x_mm, y_mm), resampled to
         ``spacing_um`` and rotated by ``angle_rad`` (bilinear; Gaussian pre-filter when
         downsampling)."""
-        image = self.image
+        window, source_spacing_um = self._source(spacing_um)
+        centre_rc = (
+            float(centre_mm[1]) * 1000.0 / source_spacing_um - 0.5,
+            float(centre_mm[0]) * 1000.0 / source_spacing_um - 0.5,
+        )
+        scale = spacing_um / source_spacing_um
+        patch = sample_patch(window, centre_rc, size_px, scale, angle_rad, order=1, fill=fill)
+        return patch.astype(np.float32, copy=False)
 
-        def window(row0, col0, rows, cols, fill_value):
-            return read_window(image, row0, col0, rows, cols, fill_value)
 
-        return _patch(window, self.spacing_um, centre_mm, size_px, spacing_um, angle_rad, fill)
+class ArrayImageSource(_ImageSource):
+    """Patches of an in-memory image with pixel spacing ``spacing_um`` (same interface as
+    :class:`RasterImageSource`)."""
+
+    def __init__(self, image: np.ndarray, spacing_um: float) -> None:
+        self.image = np.asarray(image)
+        self.spacing_um = float(spacing_um)
+
+    def _source(self, spacing_um: float):
+        return array_window(self.image), self.spacing_um
 
 
-class RasterImageSource:
-    """Patches of a section raster, read lazily from its pyramid.
+class RasterImageSource(_ImageSource):
+    """Patches of a section raster, read lazily from its pyramid: :meth:`patch` reads from the
+    pyramid level closest below the requested spacing.
 
     Parameters
     ----------
@@ -146,40 +160,17 @@ class RasterImageSource:
         self._levels[index] = self.raster.read_level(index)
         return self._levels[index]
 
-    def patch(
-        self,
-        centre_mm: Sequence[float],
-        size_px: int,
-        spacing_um: float,
-        angle_rad: float = 0.0,
-        fill: float = IMAGE_PAD,
-    ) -> np.ndarray:
-        """(size_px, size_px) float32 patch centred at ``centre_mm`` = (x_mm, y_mm), at ``spacing_um``
-        (from the pyramid level closest below), rotated by ``angle_rad``."""
+    def _source(self, spacing_um: float):
         level = self.raster.level_for_spacing(spacing_um)
         cached = self._level_array(level.index)
         if cached is not None:
+            return array_window(cached), level.spacing_um
 
-            def window(row0, col0, rows, cols, fill_value):
-                return read_window(cached, row0, col0, rows, cols, fill_value)
+        def window(row0, col0, rows, cols, fill_value):
+            self.windows_read += 1
+            return self.raster.read_window(level.index, row0, col0, rows, cols, fill_value)
 
-        else:
-
-            def window(row0, col0, rows, cols, fill_value):
-                self.windows_read += 1
-                return self.raster.read_window(level.index, row0, col0, rows, cols, fill_value)
-
-        return _patch(window, level.spacing_um, centre_mm, size_px, spacing_um, angle_rad, fill)
-
-
-def _patch(window, source_spacing_um, centre_mm, size_px, spacing_um, angle_rad, fill):
-    centre_rc = (
-        float(centre_mm[1]) * 1000.0 / source_spacing_um - 0.5,
-        float(centre_mm[0]) * 1000.0 / source_spacing_um - 0.5,
-    )
-    scale = spacing_um / source_spacing_um
-    patch = sample_patch(window, centre_rc, size_px, scale, angle_rad, order=1, fill=fill)
-    return patch.astype(np.float32, copy=False)
+        return window, level.spacing_um
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,8 +278,11 @@ def area_sections(stack: SectionStack, area_id: int, spacing_um: float | None = 
     return out
 
 
-def resolve_area(brain: Brain, key: str | int) -> Area:
-    """An area of the brain's cohort by name or id."""
+def resolve_area(brain: Brain, key: Area | str | int) -> Area:
+    """An area of the brain's cohort by name or id (an :class:`~cortexgraph.data.manifest.Area`
+    passes through)."""
+    if isinstance(key, Area):
+        return key
     if brain.cohort is None:
         raise CortexgraphError(
             "the brain is not inside a cohort folder, so there is no area table",

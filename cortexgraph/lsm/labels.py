@@ -43,7 +43,7 @@ from cortexgraph.derivatives import Derivatives
 from cortexgraph.derivatives.record import read_record
 from cortexgraph.derivatives.stages import StageId
 from cortexgraph.errors import CortexgraphError, DataFormatError
-from cortexgraph.lsm.data import CLASS_AREA, OUTSIDE_ROI
+from cortexgraph.lsm.data import CLASS_AREA, OUTSIDE_ROI, resolve_area
 from cortexgraph.lsm.layout import KINDS, check_run_name, predict_id, section_of_prediction
 
 __all__ = [
@@ -67,18 +67,6 @@ def _area(brain: Brain, area_id: int, name: str) -> Area:
     if brain.cohort is not None and area_id in brain.cohort.areas:
         return brain.cohort.areas.by_id[area_id]
     return Area(id=int(area_id), name=str(name), color="#808080")
-
-
-def _resolve(brain: Brain, area: Area | str | int) -> Area:
-    if isinstance(area, Area):
-        return area
-    if brain.cohort is None:
-        raise CortexgraphError(
-            "the brain is not inside a cohort folder, so there is no area table",
-            file=brain.root,
-            fix="keep brains inside a cohort (docs/data-format.md)",
-        )
-    return brain.cohort.areas.resolve(area)
 
 
 def lsm_runs(store: Derivatives, brain: Brain) -> dict[str, list[Area]]:
@@ -116,7 +104,7 @@ def lsm_area_sections(
     docstring), after checking that the lsm-predict record is current (else UpstreamError naming
     the command that brings it up to date). ``memo`` shares the currency checks between calls."""
     check_run_name(run)
-    area = _resolve(brain, area)
+    area = resolve_area(brain, area)
     record = store.require(predict_id(brain.id, run, area), memo)
     files = {}
     for name in record.outputs:
@@ -163,7 +151,7 @@ class RunLabels:
                 )
         else:
             chosen = sorted(
-                {_resolve(brain, a).id: _resolve(brain, a) for a in areas}.values(),
+                {resolve_area(brain, a).id: resolve_area(brain, a) for a in areas}.values(),
                 key=lambda a: a.id,
             )
         self.areas: list[Area] = list(chosen)

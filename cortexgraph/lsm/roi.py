@@ -198,6 +198,5 @@ def prediction_roi_from_areas(
     """Eq. 5.65 evaluated from the annotations: ``Phi_su(R_s(A; e_r r)) U Phi_tu(R_t(A; e_r r))``."""
     roi_s = training_roi(area_s, spacing_um, scale * radius_mm)
     roi_t = training_roi(area_t, spacing_um, scale * radius_mm)
-    return warp_mask(roi_s, T_s_to_u, spacing_um, shape_u) | warp_mask(
-        roi_t, T_t_to_u, spacing_um, shape_u
-    )
+    # already at radius e_r r: no further enlargement (a dilation by 0 mm keeps the mask)
+    return prediction_roi(roi_s, roi_t, T_s_to_u, T_t_to_u, spacing_um, shape_u, scale=1.0)

@@ -213,12 +213,18 @@ def extract_patch(
     (size_px, size_px) array (float32 for order 1, the image dtype for order 0). Output pixel (r, c) is
     sampled at offset ``((r - (n-1)/2), (c - (n-1)/2)) * scale`` from the centre, rotated by the angle.
     """
-    image = np.asarray(image)
+    window = array_window(np.asarray(image))
+    return sample_patch(window, centre_rc, size_px, scale, angle_rad, order=order, fill=fill)
+
+
+def array_window(image: np.ndarray):
+    """``f(row0, col0, rows, cols, fill) -> window`` of an in-memory image (:func:`read_window`), the
+    window reader :func:`sample_patch` takes."""
 
     def window(row0: int, col0: int, rows: int, cols: int, fill_value) -> np.ndarray:
         return read_window(image, row0, col0, rows, cols, fill_value)
 
-    return sample_patch(window, centre_rc, size_px, scale, angle_rad, order=order, fill=fill)
+    return window
 
 
 def sample_patch(

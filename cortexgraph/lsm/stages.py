@@ -40,7 +40,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,6 +277,23 @@ class LSMRun:
                 f"unknown torch device {self.device!r} ({exc})", fix="use cpu, cuda or cuda:N"
             ) from None
 
+    @contextmanager
+    def stage(self, sid: StageId, parameters: dict, inputs, upstream=()) -> Iterator[StageRun]:
+        """The :class:`~cortexgraph.derivatives.StageRun` of one of this run's stages (its store,
+        ``overwrite`` and ``wait_s``), entered; its decision is reported (:meth:`emit`) before the
+        caller reuses or computes."""
+        with StageRun(
+            self.store,
+            sid,
+            parameters=parameters,
+            inputs=inputs,
+            upstream=list(upstream),
+            overwrite=self.overwrite,
+            wait_s=self.wait_s,
+        ) as stage:
+            self.emit(stage)
+            yield stage
+
     def emit(self, run: StageRun, detail: str | None = None) -> None:
         """Report a stage's decision (``detail`` None) or its end (``detail`` given)."""
         if self.on_stage is not None:
@@ -406,15 +424,7 @@ def plan_stage(run: LSMRun) -> ChainPlan:
         if _uses_contours(brain, candidates):
             parameters["annotation_spacing_um"] = brain.annotation_spacing_um
         inputs = [annotation_file(brain, s) for s in candidates]
-        with StageRun(
-            run.store,
-            sid,
-            parameters=parameters,
-            inputs=inputs,
-            overwrite=run.overwrite,
-            wait_s=run.wait_s,
-        ) as stage:
-            run.emit(stage)
+        with run.stage(sid, parameters, inputs) as stage:
             if stage.reuse:
                 return read_plan(run.store, stage.record)
             remove_stale_temporaries(path.parent, ["chain.json"])
@@ -517,16 +527,7 @@ def train_stage(
             parameters["init_hr"] = run.init_hr  # its record's key is part of this key
             upstream = [init_sid]
         inputs = [f for s in sections for f in _section_files(brain, s, annotation=True)]
-        with StageRun(
-            run.store,
-            sid,
-            parameters=parameters,
-            inputs=inputs,
-            upstream=upstream,
-            overwrite=run.overwrite,
-            wait_s=run.wait_s,
-        ) as stage:
-            run.emit(stage)
+        with run.stage(sid, parameters, inputs, upstream) as stage:
             if stage.reuse:
                 return stage.record
             remove_stale_temporaries(folder, MODEL_FILES)
@@ -632,16 +633,8 @@ def predict_stage(run: LSMRun) -> list[Path]:
             "sections": geometry,
         }
         image_files = {u: _section_files(brain, u, annotation=False) for u in plan.sections}
-        with StageRun(
-            store,
-            sid,
-            parameters=parameters,
-            inputs=[f for files in image_files.values() for f in files],
-            upstream=[pid, *set(model_ids.values())],
-            overwrite=run.overwrite,
-            wait_s=run.wait_s,
-        ) as stage:
-            run.emit(stage)
+        inputs = [f for files in image_files.values() for f in files]
+        with run.stage(sid, parameters, inputs, [pid, *set(model_ids.values())]) as stage:
             if stage.reuse:
                 return [store.namer.path(n) for n in sorted(stage.record.outputs)]
             if stage.upstream_records[pid.label].key != plan_record.key:
