@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from cortexgraph.data.raster import Raster
+from cortexgraph.lsm.sampling import read_window
 
 __all__ = [
     "PatchGeometry",
@@ -310,7 +311,7 @@ def read_patches(
         r1 = int(math.ceil(c_row[idx].max() + half)) + 1
         c1 = int(math.ceil(c_col[idx].max() + half)) + 1
         if level_array is not None:
-            block = _window_of(level_array, r0, c0, r1 - r0, c1 - c0, fill)
+            block = read_window(level_array, r0, c0, r1 - r0, c1 - c0, fill)
         else:
             block = raster.read_window(geometry.level, r0, c0, r1 - r0, c1 - c0, fill=fill)
         if geometry.smooth:
@@ -326,17 +327,6 @@ def read_patches(
             mirrored=None if flips is None else flips[idx],
             fill=fill,
         )
-    return out
-
-
-def _window_of(array: np.ndarray, row0: int, col0: int, rows: int, cols: int, fill) -> np.ndarray:
-    """``Raster.read_window`` on an in-memory level."""
-    height, width = array.shape[:2]
-    out = np.full((rows, cols) + array.shape[2:], fill, dtype=array.dtype)
-    r_lo, r_hi = max(row0, 0), min(row0 + rows, height)
-    c_lo, c_hi = max(col0, 0), min(col0 + cols, width)
-    if r_lo < r_hi and c_lo < c_hi:
-        out[r_lo - row0 : r_hi - row0, c_lo - col0 : c_hi - col0] = array[r_lo:r_hi, c_lo:c_hi]
     return out
 
 

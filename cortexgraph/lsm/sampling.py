@@ -141,18 +141,6 @@ def sample_balanced_centres(
     return sample_balanced_centres_sections([class_image], [roi], n, rng, n_classes)[:, 1:]
 
 
-def centres_to_mm(centres_rc: np.ndarray, spacing_um: float) -> np.ndarray:
-    """Pixel indices (row, col) -> pixel-centre coordinates (x_mm, y_mm)."""
-    centres_rc = np.asarray(centres_rc, dtype=np.float64)
-    return np.stack(
-        [
-            (centres_rc[:, 1] + 0.5) * spacing_um / 1000.0,
-            (centres_rc[:, 0] + 0.5) * spacing_um / 1000.0,
-        ],
-        axis=1,
-    )
-
-
 # --------------------------------------------------------------------------------------------------
 # orientation
 

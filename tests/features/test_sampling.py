@@ -106,6 +106,8 @@ def test_pixel_convention_and_tiny_regions():
     centres = skeleton_centres(mask, 10.0)
     np.testing.assert_allclose(centres, [[3.5 * 0.01, 2.5 * 0.01]])
     np.testing.assert_allclose(pixels_to_mm(np.array([[2.0, 3.0]]), 10.0), centres)
+    mm = pixels_to_mm(np.array([[0, 0], [2, 5]]), 16.0)  # pixel centres, x along the columns
+    np.testing.assert_allclose(mm, [[0.008, 0.008], [0.088, 0.040]])
     blob = np.zeros((30, 30), dtype=bool)
     blob[10:16, 10:16] = True
     assert len(skeleton_centres(blob, 10.0)) == 1  # shorter than a step: one centre

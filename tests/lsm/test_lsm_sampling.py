@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cortexgraph.lsm.sampling import (
-    centres_to_mm,
     class_balanced_probabilities,
     draw_augmentation,
     extract_patch,
@@ -78,11 +77,6 @@ def test_balanced_probabilities():
     for k in range(4):
         assert prob[classes == k].sum() == pytest.approx(0.25)
     assert prob[classes == 3].max() > prob[classes == 0].max()
-
-
-def test_centres_to_mm():
-    mm = centres_to_mm(np.array([[0, 0], [2, 5]]), 16.0)
-    np.testing.assert_allclose(mm, [[0.008, 0.008], [0.088, 0.040]])
 
 
 def test_orientation_normalisation():
