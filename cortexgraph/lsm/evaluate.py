@@ -4,6 +4,11 @@ Sect. 5.2).
 F1 (= Dice) of the target area only; the auxiliary classes (background, white matter, other cortex)
 are not scored. Scoring is restricted to the region around the area (the prediction ROI) when one is
 given.
+
+:func:`evaluate_prediction` scores one predicted section, :func:`area_summary` pools an area's
+sections, :func:`comparison_table` pools runs into the HR/LR/MS x LSM/GSM table (thesis Table 5.1);
+:func:`format_tsv` / :func:`format_table` write them (``metrics.tsv``, ``table.tsv``, ``table.md`` of
+the ``lsm-evaluate`` stage, :func:`cortexgraph.lsm.stages.evaluate_stage`).
 """
 
 from __future__ import annotations
