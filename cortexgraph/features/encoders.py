@@ -268,7 +268,25 @@ def _projection_shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module | No
     return None
 
 
-class _PreActBasic(nn.Module):
+class _PreActBlock(nn.Module):
+    """A pre-activation residual block (He 2016b): ``conv1`` reads the BN-ReLU of the input, every
+    later convolution the BN-ReLU of the previous one (:meth:`later`); the shortcut (identity, or a
+    projection of the pre-activated input when the shape changes) is added at the end."""
+
+    def later(self) -> list[tuple[nn.Module, nn.Module]]:
+        """``(batch norm, convolution)`` pairs after ``conv1``, in order."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.relu(self.bn1(x))
+        identity = x if self.shortcut is None else self.shortcut(pre)
+        out = self.conv1(pre)
+        for bn, conv in self.later():
+            out = conv(self.relu(bn(out)))
+        return out + identity
+
+
+class _PreActBasic(_PreActBlock):
     """Pre-activation basic block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut (He 2016b)."""
 
     expansion = 1
@@ -283,15 +301,11 @@ class _PreActBasic(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.shortcut = _projection_shortcut(in_ch, out_ch, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.relu(self.bn1(x))
-        identity = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+    def later(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.bn2, self.conv2)]
 
 
-class _PreActBottleneck(nn.Module):
+class _PreActBottleneck(_PreActBlock):
     """Pre-activation bottleneck: 1x1 (reduce) - 3x3 - 1x1 (expand x4), each after BN-ReLU.
 
     The stride of a downsampling block sits on its *first* convolution, as the thesis describes
@@ -313,13 +327,8 @@ class _PreActBottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.shortcut = _projection_shortcut(in_ch, out_ch, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.relu(self.bn1(x))
-        identity = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
-        out = self.conv3(self.relu(self.bn3(out)))
-        return out + identity
+    def later(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.bn2, self.conv2), (self.bn3, self.conv3)]
 
 
 class ResNetEncoder(_Encoder):
