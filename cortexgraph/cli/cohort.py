@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    DeviceOption,
     RootOption,
     VerboseOption,
     console,
@@ -142,7 +143,7 @@ def register(app: typer.Typer) -> None:
         ),
         no_render: bool = typer.Option(False, "--no-render", help="No surface pictures."),
         seed: int = typer.Option(0, help="Seed of the learners."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda (the learners)."),
+        device: str = DeviceOption,
         scheduler: str = SchedulerOption,
         workers: int = WorkersOption,
         engine_config: Path = EngineConfigOption,

@@ -9,9 +9,11 @@ import os
 import sys
 import threading
 import time
+import typing
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 import typer
@@ -51,6 +53,21 @@ BrainsArgument = typer.Argument(
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Recompute even when the outputs are up to date."
 )
+#: the torch device of every command that trains or predicts (resolve with :func:`resolve_device`
+#: where the library wants a concrete device)
+DeviceOption = typer.Option(
+    "auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N (torch device)."
+)
+
+
+def resolve_device(device: str | None) -> str | None:
+    """``--device``: ``auto`` (or None) -> ``cuda`` when torch sees a GPU, else ``cpu``; any other
+    value unchanged."""
+    if device not in (None, "auto"):
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -446,6 +463,63 @@ def stage_progress():
         progress.update(tasks[stage], completed=done, total=total)
 
     return progress, callback
+
+
+# -- shared option groups ------------------------------------------------------------------------------
+#: the options that close a command's list in --help (an option group goes before them)
+_TRAILING = frozenset({"root", "overwrite", "wait", "verbose", "background"})
+
+
+def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], Callable]:
+    """Options declared once and shared by several commands (typer has no option groups).
+
+    ``build``'s parameters are typer options (``name: type = typer.Option(...)``); the decorated
+    command gets them on its command line after its own parameters (before ``--root``,
+    ``--overwrite``, ``--wait``, ``--verbose`` where it has them), and receives
+    ``build(**their values)`` as the keyword argument ``into`` instead. Stack several groups; put
+    :func:`reports_errors` above them::
+
+        @app.command("map3d")
+        @reports_errors
+        @option_group(map_options, "options")
+        def map3d(brain_name: str = BrainArgument, *, options: MapOptions) -> None: ...
+    """
+    hints = typing.get_type_hints(build)
+    group = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(build).parameters.values()
+    ]
+    names = [p.name for p in group]
+
+    def decorate(func: Callable) -> Callable:
+        signature = inspect.signature(func)
+        own = [p for p in signature.parameters.values() if p.name != into]
+        clash = set(names) & {p.name for p in own}
+        if clash:
+            raise TypeError(f"{func.__name__}: options {sorted(clash)} declared twice")
+        func_hints = typing.get_type_hints(func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names if name in kwargs}
+            kwargs[into] = build(**values)
+            return func(*args, **kwargs)
+
+        parameters = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=func_hints.get(p.name, p.annotation))
+            for p in own
+        ]
+        at = next((i for i, p in enumerate(parameters) if p.name in _TRAILING), len(parameters))
+        wrapper.__signature__ = signature.replace(
+            parameters=parameters[:at] + group + parameters[at:]
+        )
+        wrapper.__annotations__ = {
+            **{k: v for k, v in func_hints.items() if k != into},
+            **{p.name: p.annotation for p in group},
+        }
+        return wrapper
+
+    return decorate
 
 
 def resolve_path(path: Path | str) -> Path:

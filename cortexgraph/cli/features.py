@@ -9,6 +9,7 @@ import typer
 
 from cortexgraph.cli.common import (
     BrainArgument,
+    DeviceOption,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
         ),
         name: str = typer.Option(None, help="Encoder name (output folder; default: the preset)."),
         seed: int = typer.Option(0, help="Seed of weights, resampling and augmentation."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        device: str = DeviceOption,
         epochs: int = typer.Option(None, help="Override the preset's SCL epochs."),
         linear_epochs: int = typer.Option(None, help="Override the linear-evaluation epochs."),
         samples_per_area: int = typer.Option(None, help="Override patches per area and epoch."),
@@ -229,7 +230,7 @@ def register(app: typer.Typer) -> None:
             help="Encoder name under derivatives/cortexgraph/encoders/ (default: the preset for "
             "the brain's image spacing).",
         ),
-        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        device: str = DeviceOption,
         no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
         overwrite: bool = OverwriteOption,
         wait: float = WaitOption,

@@ -11,6 +11,7 @@ import typer
 
 from cortexgraph.cli.common import (
     BrainsArgument,
+    DeviceOption,
     OverwriteOption,
     RootOption,
     VerboseOption,
@@ -22,8 +23,6 @@ from cortexgraph.cli.common import (
     setup_logging,
 )
 from cortexgraph.errors import CortexgraphError
-
-DeviceOption = typer.Option("auto", "--device", help="cpu, cuda or auto (CUDA when available).")
 
 
 def _cohort_root(root: Path | None) -> Path:

@@ -8,17 +8,22 @@ rules: docs/lsm.md.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
 
 from cortexgraph.cli.common import (
     BrainArgument,
+    DeviceOption,
     OverwriteOption,
     RootOption,
     VerboseOption,
+    WaitOption,
     console,
+    option_group,
     reports_errors,
+    resolve_device,
     setup_logging,
     stage_progress,
 )
@@ -89,12 +94,6 @@ InitHROption = typer.Option(
 )
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
 BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
-DeviceOption = typer.Option(None, help="torch device (cpu, cuda, cuda:1); default cpu.")
-WaitOption = typer.Option(
-    0.0,
-    "--wait",
-    help="Seconds to wait for a stage another process is running (then exit status 3).",
-)
 BackgroundOption = typer.Option(
     False, "--background", help="Run as a background job (see `cortexgraph lsm jobs`)."
 )
@@ -174,8 +173,7 @@ def _print_event(event) -> None:
 
 def _common_argv(brain, area, overwrite, verbose, wait, device, **options) -> list[str]:
     argv = [str(brain.root), "--area", str(area.id), "--wait", str(wait)]
-    if device:
-        argv += ["--device", device]
+    argv += ["--device", resolve_device(device)]
     for key, value in options.items():
         if value is None or value is False:
             continue
@@ -234,6 +232,8 @@ def _progress():
 def _settings(brain, area, arch, name, callback, **kw):
     from cortexgraph.lsm.stages import LSMRun
 
+    if "device" in kw:
+        kw["device"] = resolve_device(kw["device"])
     return LSMRun(
         brain=brain, area=area, arch=arch, name=name, progress=callback, on_stage=_print_event, **kw
     )
@@ -243,33 +243,46 @@ def _settings(brain, area, arch, name, callback, **kw):
 # commands
 
 
+def _model_options(
+    arch: str = ArchListOption,
+    name: str = NameOption,
+    iterations: int = IterationsOption,
+    preset: str = PresetOption,
+    seed: int = SeedOption,
+    step: int = StepOption,
+    extent: str = ExtentOption,
+    tile_px: int = TileOption,
+    batch_size: int = BatchOption,
+    device: str = DeviceOption,
+    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
+    init_hr: str = InitHROption,
+) -> dict:
+    """The options ``lsm chain`` and ``lsm gsm`` share (:func:`cortexgraph.cli.common.option_group`),
+    as a dict by parameter name."""
+    return dict(locals())
+
+
+_MODEL_KEYS = tuple(inspect.signature(_model_options).parameters)
+
+
 def _chain_or_gsm(
     command: str,
-    brain_name,
-    area_key,
-    arch,
-    name,
-    iterations,
-    preset,
-    seed,
-    step,
-    extent,
-    tile_px,
-    batch_size,
-    device,
-    no_predict,
-    background,
-    root,
-    overwrite,
-    wait,
-    verbose,
+    brain_name: str,
+    area_key: str,
+    model: dict,
+    background: bool,
+    root: Path | None,
+    overwrite: bool,
+    wait: float,
+    verbose: bool,
     max_interval_mm: float = 2.4,
     allow_long_intervals: bool = False,
-    init_hr: str | None = None,
 ) -> None:
     from cortexgraph.lsm.stages import run_chain, run_gsm
     from cortexgraph.lsm.workflow import resolve_area
 
+    arch, name, iterations, preset, seed, step, extent, tile_px, batch_size, device, no_predict, \
+        init_hr = (model[k] for k in _MODEL_KEYS)  # fmt: skip
     setup_logging(verbose)
     _check_options(tile_px, batch_size, wait, iterations, seed, step)
     brain = _brain(brain_name, root)
@@ -344,28 +357,19 @@ def _chain_or_gsm(
 
 @lsm_app.command("chain")
 @reports_errors
+@option_group(_model_options, "model")
 def chain(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
-    arch: str = ArchListOption,
-    name: str = NameOption,
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    step: int = StepOption,
-    extent: str = ExtentOption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
-    device: str = DeviceOption,
-    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
-    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
     wait: float = WaitOption,
     verbose: bool = VerboseOption,
+    *,
+    model: dict,
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
     consecutive training sections, then predict every section of the extent (the ends with the
@@ -375,81 +379,31 @@ def chain(
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
     """
     _chain_or_gsm(
-        "chain",
-        brain_name,
-        area_key,
-        arch,
-        name,
-        iterations,
-        preset,
-        seed,
-        step,
-        extent,
-        tile_px,
-        batch_size,
-        device,
-        no_predict,
-        background,
-        root,
-        overwrite,
-        wait,
-        verbose,
-        max_interval_mm=max_interval_mm,
-        allow_long_intervals=allow_long_intervals,
-        init_hr=init_hr,
-    )
+        "chain", brain_name, area_key, model, background, root, overwrite, wait, verbose,
+        max_interval_mm=max_interval_mm, allow_long_intervals=allow_long_intervals,
+    )  # fmt: skip
 
 
 @lsm_app.command("gsm")
 @reports_errors
+@option_group(_model_options, "model")
 def gsm(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
-    arch: str = ArchListOption,
-    name: str = NameOption,
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    step: int = StepOption,
-    extent: str = ExtentOption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
-    device: str = DeviceOption,
-    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
-    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
     root: Path = RootOption,
     overwrite: bool = OverwriteOption,
     wait: float = WaitOption,
     verbose: bool = VerboseOption,
+    *,
+    model: dict,
 ) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
-    _chain_or_gsm(
-        "gsm",
-        brain_name,
-        area_key,
-        arch,
-        name,
-        iterations,
-        preset,
-        seed,
-        step,
-        extent,
-        tile_px,
-        batch_size,
-        device,
-        no_predict,
-        background,
-        root,
-        overwrite,
-        wait,
-        verbose,
-        init_hr=init_hr,
-    )
+    _chain_or_gsm("gsm", brain_name, area_key, model, background, root, overwrite, wait, verbose)
 
 
 @lsm_app.command("train")

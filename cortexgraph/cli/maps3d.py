@@ -1,6 +1,7 @@
 """``cortexgraph map3d <brain>`` and ``cortexgraph stats <brain>``: 3D area maps and morphometry.
 
-A thin layer over :mod:`cortexgraph.maps3d.stage`.
+A thin layer over :mod:`cortexgraph.maps3d.stage` (map3d) and
+:mod:`cortexgraph.maps3d.stats_stage` (stats).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from cortexgraph.cli.common import (
     VerboseOption,
     WaitOption,
     console,
+    option_group,
     reports_errors,
     setup_logging,
 )
@@ -92,8 +94,19 @@ def _brain(name: str, root: Path | None):
     return brain
 
 
-def _options(voxel_mm, exclude_sections, median_size, min_component_mm3, interpolation,
-             preview_factor, memory_gb, chunk_vox, workers):  # fmt: skip
+def map_options(
+    voxel_mm: float = VoxelOption,
+    exclude_sections: str = ExcludeOption,
+    median_size: int = MedianOption,
+    min_component_mm3: float = MinComponentOption,
+    interpolation: str = InterpolationOption,
+    preview_factor: int = PreviewOption,
+    memory_gb: float = MemoryOption,
+    chunk_vox: int = ChunkOption,
+    workers: int = WorkersOption,
+):
+    """The map options of ``map3d`` and ``stats`` (:func:`cortexgraph.cli.common.option_group`)
+    -> :class:`cortexgraph.maps3d.stage.MapOptions`."""
     from cortexgraph.maps3d.stage import MapOptions
 
     return MapOptions(
@@ -109,26 +122,31 @@ def _options(voxel_mm, exclude_sections, median_size, min_component_mm3, interpo
     )
 
 
+def _skipped(exc) -> None:
+    console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+
+
+def _exit_if_missing(missing: list[str], labels: str) -> None:
+    """Exit status 1 naming the areas the source labels on no section (the others were done)."""
+    if missing:
+        console.print(f"[bold yellow]not labelled by {labels}: {', '.join(missing)}[/]")
+        raise typer.Exit(code=1)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("map3d")
     @reports_errors
+    @option_group(map_options, "options")
     def map3d(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
-        voxel_mm: float = VoxelOption,
-        exclude_sections: str = ExcludeOption,
-        median_size: int = MedianOption,
-        min_component_mm3: float = MinComponentOption,
-        interpolation: str = InterpolationOption,
-        preview_factor: int = PreviewOption,
-        memory_gb: float = MemoryOption,
-        chunk_vox: int = ChunkOption,
-        workers: int = WorkersOption,
         root: Path = RootOption,
         overwrite: bool = OverwriteOption,
         wait: float = WaitOption,
         verbose: bool = VerboseOption,
+        *,
+        options,
     ) -> None:
         """3D map of areas from the per-section labels of one source: assemble in the
         reconstruction's world frame, fill gaps, median filter, remove components < 27 mm^3,
@@ -145,15 +163,13 @@ def register(app: typer.Typer) -> None:
         if not area:
             raise ParameterError("no area given", fix="add --area <name or id>")
         brain = _brain(brain_name, root)
-        options = _options(voxel_mm, exclude_sections, median_size, min_component_mm3,
-                           interpolation, preview_factor, memory_gb, chunk_vox, workers)  # fmt: skip
         missing = []
         for key in area:
             rec = brain.cohort.areas.resolve(key)
             try:
                 info = map3d_area(brain, rec.id, labels, options, overwrite=overwrite, wait_s=wait)
             except AreaNotLabelledError as exc:
-                console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+                _skipped(exc)
                 missing.append(rec.name)
                 continue
             volume = info["voxels"]["final"] * info["voxel_size_mm"] ** 3
@@ -165,12 +181,11 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
-        if missing:
-            console.print(f"[bold yellow]not labelled by {labels}: {', '.join(missing)}[/]")
-            raise typer.Exit(code=1)
+        _exit_if_missing(missing, labels)
 
     @app.command("stats")
     @reports_errors
+    @option_group(map_options, "options")
     def stats(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
@@ -180,8 +195,8 @@ def register(app: typer.Typer) -> None:
             "--reference",
             help="Population the z-scores compare with: auto (a phantom cohort: its own "
             "population; otherwise human), human (the published hOc1/hOc2/hOc5 values of 5 male "
-            "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other phantom brains), none (no z-scores), or a TSV "
-            "(area, quantity, mean, sd[, hemisphere]).",
+            "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other "
+            "phantom brains), none (no z-scores), or a TSV (area, quantity, mean, sd[, hemisphere]).",
         ),
         shrinkage: float = typer.Option(
             None, "--shrinkage", help="Volume shrinkage factor (default: brain.toml's)."
@@ -206,19 +221,12 @@ def register(app: typer.Typer) -> None:
             help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
             "(the Laplace potential).",
         ),
-        voxel_mm: float = VoxelOption,
-        exclude_sections: str = ExcludeOption,
-        median_size: int = MedianOption,
-        min_component_mm3: float = MinComponentOption,
-        interpolation: str = InterpolationOption,
-        preview_factor: int = PreviewOption,
-        memory_gb: float = MemoryOption,
-        chunk_vox: int = ChunkOption,
-        workers: int = WorkersOption,
         root: Path = RootOption,
         overwrite: bool = OverwriteOption,
         wait: float = WaitOption,
         verbose: bool = VerboseOption,
+        *,
+        options,
     ) -> None:
         """Volume and pial surface area of area maps (built first where missing), shrinkage-
         corrected, with z-scores against a reference table.
@@ -227,61 +235,37 @@ def register(app: typer.Typer) -> None:
         the source measured so far). Exit status 1 when the source labels some of the areas on
         no section (the others are measured), 2 on errors.
         """
-        from cortexgraph.data.names import slug
-        from cortexgraph.maps3d.brainmap import AreaNotLabelledError
-        from cortexgraph.maps3d.stage import stats_area, stats_table
+        from cortexgraph.maps3d.stats_stage import stats_brain
 
         setup_logging(verbose)
-        brain = _brain(brain_name, root)
-        table = brain.cohort.areas
-        if area:
-            records = [table.resolve(a) for a in area]
-        else:
-            from cortexgraph.derivatives import Derivatives
-            from cortexgraph.derivatives.layout import maps3d_dir
 
-            folder = maps3d_dir(Derivatives.of(brain).root, brain.id, labels)
-            records = [a for a in table.areas if (folder / f"{slug(a.name)}.nii.gz").exists()]
-            if not records:
-                raise ParameterError(
-                    f"no area maps of source {labels!r}",
-                    file=folder,
-                    fix=f"run `cortexgraph map3d {brain.id} --area ... --labels {labels}` or "
-                    "give --area",
-                )
-        options = _options(voxel_mm, exclude_sections, median_size, min_component_mm3,
-                           interpolation, preview_factor, memory_gb, chunk_vox, workers)  # fmt: skip
-        missing = []
-        for rec in records:
-            try:
-                result = stats_area(
-                    brain,
-                    rec.id,
-                    labels,
-                    options,
-                    reference=reference,
-                    shrinkage=shrinkage,
-                    max_depth=max_depth,
-                    midline_x_mm=midline_x_mm,
-                    depth_voxel_mm=depth_voxel_mm,
-                    depth_model=depth_model,
-                    overwrite=overwrite,
-                    wait_s=wait,
-                )
-            except AreaNotLabelledError as exc:
-                console.print(f"[yellow]skipped[/] {exc}", highlight=False)
-                missing.append(rec.name)
-                continue
-            both = result["rows"][-1]
+        def show(entry: dict) -> None:
+            if "skipped" in entry:
+                _skipped(entry["skipped"])
+                return
+            both = entry["rows"][-1]
             console.print(
-                f"[bold]{rec.name}[/] ({labels}): volume {both['volume_mm3']:.1f} mm^3 "
+                f"[bold]{entry['area']}[/] ({labels}): volume {both['volume_mm3']:.1f} mm^3 "
                 f"(corrected {both['volume_corrected_mm3']:.1f}), pial surface "
                 f"{both['surface_mm2']:.1f} mm^2 (corrected {both['surface_corrected_mm2']:.1f})",
                 highlight=False,
             )
-        merged = stats_table(brain, labels, wait_s=wait)
-        if merged is not None:
-            console.print(f"[bold green]report: {merged}[/]", highlight=False, soft_wrap=True)
-        if missing:
-            console.print(f"[bold yellow]not labelled by {labels}: {', '.join(missing)}[/]")
-            raise typer.Exit(code=1)
+
+        result = stats_brain(
+            _brain(brain_name, root),
+            labels,
+            area,
+            options,
+            reference=reference,
+            shrinkage=shrinkage,
+            max_depth=max_depth,
+            midline_x_mm=midline_x_mm,
+            depth_voxel_mm=depth_voxel_mm,
+            depth_model=depth_model,
+            overwrite=overwrite,
+            wait_s=wait,
+            on_area=show,
+        )
+        if result["table"] is not None:
+            console.print(f"[bold green]report: {result['table']}[/]", highlight=False, soft_wrap=True)
+        _exit_if_missing(result["missing"], labels)
