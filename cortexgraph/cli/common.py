@@ -9,9 +9,9 @@ import os
 import sys
 import threading
 import time
-import typing
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -466,6 +466,22 @@ def stage_progress():
 
 
 # -- shared option groups ------------------------------------------------------------------------------
+def _type_hints(func: Callable, skip: str) -> dict:
+    """``typing.get_type_hints`` of ``func`` without parameter ``skip``; a name that does not
+    resolve stays a string (the value of another option group, whose type a command may import
+    only for type checkers: commands import their library lazily)."""
+    namespace = getattr(inspect.unwrap(func), "__globals__", {})
+    hints = {}
+    for name, value in getattr(func, "__annotations__", {}).items():
+        if name == skip:
+            continue
+        try:  # a string annotation (from __future__ import annotations), evaluated as typing does
+            hints[name] = eval(value, namespace) if isinstance(value, str) else value  # noqa: S307
+        except NameError:  # the parameter of another group, or a type checkers' import
+            hints[name] = value
+    return hints
+
+
 #: the options that close a command's list in --help (an option group goes before them)
 _TRAILING = frozenset({"root", "overwrite", "wait", "verbose", "background"})
 
@@ -484,7 +500,7 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
         @option_group(map_options, "options")
         def map3d(brain_name: str = BrainArgument, *, options: MapOptions) -> None: ...
     """
-    hints = typing.get_type_hints(build)
+    hints = _type_hints(build, skip="return")
     group = [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
         for p in inspect.signature(build).parameters.values()
@@ -497,7 +513,7 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
         clash = set(names) & {p.name for p in own}
         if clash:
             raise TypeError(f"{func.__name__}: options {sorted(clash)} declared twice")
-        func_hints = typing.get_type_hints(func)
+        func_hints = _type_hints(func, skip=into)
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -520,6 +536,55 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
         return wrapper
 
     return decorate
+
+
+@dataclass(frozen=True)
+class StageFlags:
+    """The options every stage command ends with (:func:`stage_flags`)."""
+
+    root: Path | None  #: --root / $CORTEXGRAPH_ROOT: the cohort brains are looked up in
+    overwrite: bool  #: --overwrite: recompute even when up to date
+    wait_s: float  #: --wait: seconds to wait for another process running the same stage
+    verbose: bool  #: --verbose: debug logging
+
+
+def stage_flags(
+    root: Path = RootOption,
+    overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
+    verbose: bool = VerboseOption,
+) -> StageFlags:
+    """``--root``, ``--overwrite``, ``--wait``, ``--verbose`` as :class:`StageFlags`; sets up
+    logging (:func:`setup_logging`) on the way."""
+    setup_logging(verbose)
+    return StageFlags(root=root, overwrite=overwrite, wait_s=wait, verbose=verbose)
+
+
+#: decorator of a stage command: it ends with the options of :func:`stage_flags` and receives them
+#: as the keyword argument ``flags`` (:class:`StageFlags`), logging set up
+stage_command = option_group(stage_flags, "flags")
+
+
+def with_progress(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``stage(*args, progress=callback, **kwargs)`` under :func:`stage_progress` (rich bars on a
+    terminal, plain progress lines otherwise); returns what the stage returns."""
+    progress, callback = stage_progress()
+    with progress:
+        return stage(*args, progress=callback, **kwargs)
+
+
+def each_brain(names: list[str], root: Path | None):
+    """The brains of a command's BRAINS argument, looked up one at a time (an unknown one fails
+    when the loop reaches it, after the ones before it ran)."""
+    from cortexgraph.data.manifest import find_brain
+
+    for name in names:
+        yield find_brain(name, root)
+
+
+def reuse_state(report: dict) -> str:
+    """``up to date, reused`` or ``computed (<why>)``: a stage's report in words."""
+    return "up to date, reused" if report["reused"] else f"computed ({report['why']})"
 
 
 def resolve_path(path: Path | str) -> Path:

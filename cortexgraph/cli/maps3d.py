@@ -7,21 +7,23 @@ A thin layer over :mod:`cortexgraph.maps3d.stage` (map3d) and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cortexgraph.cli.common import (
     BrainArgument,
-    OverwriteOption,
-    RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
     console,
     option_group,
     reports_errors,
-    setup_logging,
+    reuse_state,
+    stage_command,
 )
 from cortexgraph.errors import CortexgraphError, ParameterError
+
+if TYPE_CHECKING:
+    from cortexgraph.maps3d.stage import MapOptions
 
 LabelsOption = typer.Option(
     ...,
@@ -104,7 +106,7 @@ def map_options(
     memory_gb: float = MemoryOption,
     chunk_vox: int = ChunkOption,
     workers: int = WorkersOption,
-):
+) -> MapOptions:
     """The map options of ``map3d`` and ``stats`` (:func:`cortexgraph.cli.common.option_group`)
     -> :class:`cortexgraph.maps3d.stage.MapOptions`."""
     from cortexgraph.maps3d.stage import MapOptions
@@ -137,16 +139,14 @@ def register(app: typer.Typer) -> None:
     @app.command("map3d")
     @reports_errors
     @option_group(map_options, "options")
+    @stage_command
     def map3d(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
         *,
-        options,
+        options: MapOptions,
+        flags: StageFlags,
     ) -> None:
         """3D map of areas from the per-section labels of one source: assemble in the
         reconstruction's world frame, fill gaps, median filter, remove components < 27 mm^3,
@@ -159,21 +159,22 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.maps3d.brainmap import AreaNotLabelledError
         from cortexgraph.maps3d.stage import map3d_area
 
-        setup_logging(verbose)
         if not area:
             raise ParameterError("no area given", fix="add --area <name or id>")
-        brain = _brain(brain_name, root)
+        brain = _brain(brain_name, flags.root)
         missing = []
         for key in area:
             rec = brain.cohort.areas.resolve(key)
             try:
-                info = map3d_area(brain, rec.id, labels, options, overwrite=overwrite, wait_s=wait)
+                info = map3d_area(
+                    brain, rec.id, labels, options, overwrite=flags.overwrite, wait_s=flags.wait_s
+                )
             except AreaNotLabelledError as exc:
                 _skipped(exc)
                 missing.append(rec.name)
                 continue
             volume = info["voxels"]["final"] * info["voxel_size_mm"] ** 3
-            state = "up to date, reused" if info["reused"] else f"computed ({info['why']})"
+            state = reuse_state(info)
             console.print(
                 f"[bold green]{rec.name}[/] from {labels}: {state}: {volume:.1f} mm^3, "
                 f"{info['sections_showing_area']} sections show it, "
@@ -186,6 +187,7 @@ def register(app: typer.Typer) -> None:
     @app.command("stats")
     @reports_errors
     @option_group(map_options, "options")
+    @stage_command
     def stats(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
@@ -221,12 +223,9 @@ def register(app: typer.Typer) -> None:
             help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
             "(the Laplace potential).",
         ),
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
         *,
-        options,
+        options: MapOptions,
+        flags: StageFlags,
     ) -> None:
         """Volume and pial surface area of area maps (built first where missing), shrinkage-
         corrected, with z-scores against a reference table.
@@ -237,7 +236,6 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.maps3d.stats_stage import stats_brain
 
-        setup_logging(verbose)
 
         def show(entry: dict) -> None:
             if "skipped" in entry:
@@ -252,7 +250,7 @@ def register(app: typer.Typer) -> None:
             )
 
         result = stats_brain(
-            _brain(brain_name, root),
+            _brain(brain_name, flags.root),
             labels,
             area,
             options,
@@ -262,8 +260,8 @@ def register(app: typer.Typer) -> None:
             midline_x_mm=midline_x_mm,
             depth_voxel_mm=depth_voxel_mm,
             depth_model=depth_model,
-            overwrite=overwrite,
-            wait_s=wait,
+            overwrite=flags.overwrite,
+            wait_s=flags.wait_s,
             on_area=show,
         )
         if result["table"] is not None:
