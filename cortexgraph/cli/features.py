@@ -12,13 +12,15 @@ from cortexgraph.cli.common import (
     DeviceOption,
     OverwriteOption,
     RootOption,
+    StageFlags,
     VerboseOption,
-    WaitOption,
     console,
     log,
     reports_errors,
     setup_logging,
+    stage_command,
     stage_progress,
+    with_progress,
 )
 
 
@@ -221,9 +223,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("features")
     @reports_errors
+    @stage_command
     def features_cmd(
         brain: str = BrainArgument,
-        root: Path = RootOption,
         encoder: str = typer.Option(
             None,
             "--encoder",
@@ -232,9 +234,8 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = DeviceOption,
         no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Node features of a brain's graphs: CO and PM (node-priors), Y and the train/test split
         (node-labels), CY of one encoder (features@ENCODER).
@@ -245,19 +246,16 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.data.manifest import find_brain
         from cortexgraph.features.nodes import compute_node_features
 
-        setup_logging(verbose)
-        brain_obj = find_brain(brain, root)
-        progress, callback = stage_progress()
-        with progress:
-            results = compute_node_features(
-                brain_obj,
-                encoder,
-                device=device,
-                amp=not no_amp,
-                overwrite=overwrite,
-                wait_s=wait,
-                progress=callback,
-            )
+        brain_obj = find_brain(brain, flags.root)
+        results = with_progress(
+            compute_node_features,
+            brain_obj,
+            encoder,
+            device=device,
+            amp=not no_amp,
+            overwrite=flags.overwrite,
+            wait_s=flags.wait_s,
+        )
         for stage, info in results.items():
             if info["reused"]:
                 console.print(f"{stage}: up to date, reused", highlight=False)

@@ -14,13 +14,14 @@ from cortexgraph.cli.common import (
     DeviceOption,
     OverwriteOption,
     RootOption,
+    StageFlags,
     VerboseOption,
-    WaitOption,
     console,
     log,
     progress_bar,
     reports_errors,
     setup_logging,
+    stage_command,
 )
 from cortexgraph.errors import CortexgraphError
 
@@ -57,6 +58,7 @@ def _fmt(value) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("train-gnn")
     @reports_errors
+    @stage_command
     def train_gnn_cmd(
         model: str = typer.Option("gat", "--model", help="gat, sage, mlp or linear."),
         layers: int = typer.Option(3, "--layers", help="GNN/FC layers (3, 5, 7 in the method)."),
@@ -95,10 +97,8 @@ def register(app: typer.Typer) -> None:
             "training brain).",
         ),
         device: str = DeviceOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Train a node classifier over all brains but the transfer brain.
 
@@ -108,8 +108,7 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.gnn.stage import PRESETS, resolve_preset, train_gnn
         from cortexgraph.training.runtime import pick_device
 
-        setup_logging(verbose)
-        cohort_root = _cohort_root(root)
+        cohort_root = _cohort_root(flags.root)
         transfer = _transfer_brain(cohort_root, transfer)
         chosen = resolve_preset(preset, pick_device(device).type)
         total = epochs or PRESETS.get(chosen, {}).get("epochs")
@@ -143,8 +142,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 device=device,
                 encoder=encoder,
-                overwrite=overwrite,
-                wait_s=wait,
+                overwrite=flags.overwrite,
+                wait_s=flags.wait_s,
                 progress=on_epoch,
             )
         console.print(f"[bold green]run written to {run_dir}[/]")
@@ -217,14 +216,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     @reports_errors
+    @stage_command
     def predict_cmd(
         run: str = typer.Argument(..., metavar="RUN", help="Run name or folder."),
         brains: list[str] = BrainsArgument,
         device: str = DeviceOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Per-node class probabilities (proba) and labels (pred) of one model run.
 
@@ -233,11 +231,11 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.gnn.stage import predict_brain
 
-        setup_logging(verbose)
         with progress_bar("predict", total=len(brains)) as advance:
             for brain in brains:
                 for path in predict_brain(
-                    run, brain, root, device=device, overwrite=overwrite, wait_s=wait
-                ):
+                    run, brain, flags.root, device=device, overwrite=flags.overwrite,
+                    wait_s=flags.wait_s,
+                ):  # fmt: skip
                     console.print(f"proba, pred of {run}: {path}", highlight=False, soft_wrap=True)
                 advance(1)
