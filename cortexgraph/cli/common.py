@@ -525,7 +525,9 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=func_hints.get(p.name, p.annotation))
             for p in own
         ]
-        at = next((i for i, p in enumerate(parameters) if p.name in _TRAILING), len(parameters))
+        at = len(parameters)
+        if not set(names) <= _TRAILING:  # the closing options themselves go last
+            at = next((i for i, p in enumerate(parameters) if p.name in _TRAILING), at)
         wrapper.__signature__ = signature.replace(
             parameters=parameters[:at] + group + parameters[at:]
         )

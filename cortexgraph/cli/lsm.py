@@ -16,15 +16,13 @@ import typer
 from cortexgraph.cli.common import (
     BrainArgument,
     DeviceOption,
-    OverwriteOption,
     RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
     console,
     option_group,
     reports_errors,
     resolve_device,
-    setup_logging,
+    stage_command,
     stage_progress,
 )
 
@@ -171,17 +169,17 @@ def _print_event(event) -> None:
         typer.echo(event.line())
 
 
-def _common_argv(brain, area, overwrite, verbose, wait, device, **options) -> list[str]:
-    argv = [str(brain.root), "--area", str(area.id), "--wait", str(wait)]
+def _common_argv(brain, area, flags: StageFlags, device, **options) -> list[str]:
+    argv = [str(brain.root), "--area", str(area.id), "--wait", str(flags.wait_s)]
     argv += ["--device", resolve_device(device)]
     for key, value in options.items():
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
-    if overwrite:
+    if flags.overwrite:
         argv.append("--overwrite")
-    if verbose:
+    if flags.verbose:
         argv.append("--verbose")
     return argv
 
@@ -271,10 +269,7 @@ def _chain_or_gsm(
     area_key: str,
     model: dict,
     background: bool,
-    root: Path | None,
-    overwrite: bool,
-    wait: float,
-    verbose: bool,
+    flags: StageFlags,
     max_interval_mm: float = 2.4,
     allow_long_intervals: bool = False,
 ) -> None:
@@ -283,9 +278,8 @@ def _chain_or_gsm(
 
     arch, name, iterations, preset, seed, step, extent, tile_px, batch_size, device, no_predict, \
         init_hr = (model[k] for k in _MODEL_KEYS)  # fmt: skip
-    setup_logging(verbose)
-    _check_options(tile_px, batch_size, wait, iterations, seed, step)
-    brain = _brain(brain_name, root)
+    _check_options(tile_px, batch_size, flags.wait_s, iterations, seed, step)
+    brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     kind = "lsm" if command == "chain" else "gsm"
     runs = _names(name, kind, _archs(arch))
@@ -295,9 +289,7 @@ def _chain_or_gsm(
             argv = ["lsm", command] + _common_argv(
                 brain,
                 area,
-                overwrite,
-                verbose,
-                wait,
+                flags,
                 device,
                 arch=a,
                 name=run_name,
@@ -339,8 +331,8 @@ def _chain_or_gsm(
                 tile_px=tile_px,
                 batch_size=batch_size,
                 device=device,
-                overwrite=overwrite,
-                wait_s=wait,
+                overwrite=flags.overwrite,
+                wait_s=flags.wait_s,
                 max_interval_mm=max_interval_mm,
                 allow_long_intervals=allow_long_intervals,
                 init_hr=init_hr,
@@ -358,18 +350,16 @@ def _chain_or_gsm(
 @lsm_app.command("chain")
 @reports_errors
 @option_group(_model_options, "model")
+@stage_command
 def chain(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
     background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
     *,
     model: dict,
+    flags: StageFlags,
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
     consecutive training sections, then predict every section of the extent (the ends with the
@@ -379,7 +369,7 @@ def chain(
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
     """
     _chain_or_gsm(
-        "chain", brain_name, area_key, model, background, root, overwrite, wait, verbose,
+        "chain", brain_name, area_key, model, background, flags,
         max_interval_mm=max_interval_mm, allow_long_intervals=allow_long_intervals,
     )  # fmt: skip
 
@@ -387,27 +377,26 @@ def chain(
 @lsm_app.command("gsm")
 @reports_errors
 @option_group(_model_options, "model")
+@stage_command
 def gsm(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
     background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
     *,
     model: dict,
+    flags: StageFlags,
 ) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
-    _chain_or_gsm("gsm", brain_name, area_key, model, background, root, overwrite, wait, verbose)
+    _chain_or_gsm("gsm", brain_name, area_key, model, background, flags)
 
 
 @lsm_app.command("train")
 @reports_errors
+@stage_command
 def train(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -429,10 +418,8 @@ def train(
     tile_px: int = TileOption,
     batch_size: int = BatchOption,
     background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    flags: StageFlags,
 ) -> None:
     """Train one LSM on the annotated sections s and t of an area: a run whose plan is [s, t].
 
@@ -443,9 +430,8 @@ def train(
     from cortexgraph.lsm.stages import run_interval
     from cortexgraph.lsm.workflow import parse_sections, resolve_area
 
-    setup_logging(verbose)
-    _check_options(tile_px, batch_size, wait, iterations, seed)
-    brain = _brain(brain_name, root)
+    _check_options(tile_px, batch_size, flags.wait_s, iterations, seed)
+    brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     (arch,) = _archs(arch)
     interval = tuple(sorted(parse_sections(sections)))
@@ -454,9 +440,7 @@ def train(
         argv = ["lsm", "train"] + _common_argv(
             brain,
             area,
-            overwrite,
-            verbose,
-            wait,
+            flags,
             device,
             sections=f"{interval[0]},{interval[1]}",
             arch=arch,
@@ -487,8 +471,8 @@ def train(
         tile_px=tile_px,
         batch_size=batch_size,
         device=device,
-        overwrite=overwrite,
-        wait_s=wait,
+        overwrite=flags.overwrite,
+        wait_s=flags.wait_s,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
         init_hr=init_hr,
@@ -504,6 +488,7 @@ def train(
 
 @lsm_app.command("predict")
 @reports_errors
+@stage_command
 def predict(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -519,10 +504,8 @@ def predict(
     batch_size: int = BatchOption,
     device: str = DeviceOption,
     background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    flags: StageFlags,
 ) -> None:
     """Predict an area on every section of a run's plan with the run's trained models, tiled over
     the prediction ROI (eq. 5.65). Sections whose model, geometry and image are unchanged are kept.
@@ -535,11 +518,10 @@ def predict(
     from cortexgraph.lsm.stages import predict_stage
     from cortexgraph.lsm.workflow import resolve_area
 
-    setup_logging(verbose)
-    _check_options(tile_px, batch_size, wait)
+    _check_options(tile_px, batch_size, flags.wait_s)
     if kind not in ("lsm", "gsm"):
         raise CortexgraphError(f"--kind {kind!r}", fix="use lsm or gsm")
-    brain = _brain(brain_name, root)
+    brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     if name is not None:
         kind = run_kind(name)
@@ -549,9 +531,7 @@ def predict(
             argv = ["lsm", "predict"] + _common_argv(
                 brain,
                 area,
-                overwrite,
-                verbose,
-                wait,
+                flags,
                 device,
                 name=run_name,
                 tile_px=tile_px,
@@ -572,8 +552,8 @@ def predict(
                 tile_px=tile_px,
                 batch_size=batch_size,
                 device=device,
-                overwrite=overwrite,
-                wait_s=wait,
+                overwrite=flags.overwrite,
+                wait_s=flags.wait_s,
             )
             total += len(predict_stage(run))
     console.print(f"[bold green]{total} section prediction(s) current[/]", highlight=False)
@@ -581,6 +561,7 @@ def predict(
 
 @lsm_app.command("evaluate")
 @reports_errors
+@stage_command
 def evaluate(
     brain_name: str = BrainArgument,
     names: str = typer.Option(
@@ -589,10 +570,8 @@ def evaluate(
     area_keys: str = typer.Option(
         None, "--area", help="Area name(s) or id(s), comma-separated (default: all of each run)."
     ),
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    flags: StageFlags,
 ) -> None:
     """F1 of each area of each run on its left-out annotated sections (the published protocol) and, for
     a phantom, against the full ground truth; prints the HR/LR/MS x LSM/GSM table (Table 5.1).
@@ -604,9 +583,8 @@ def evaluate(
     from cortexgraph.lsm.stages import evaluate_runs
     from cortexgraph.lsm.workflow import resolve_area
 
-    setup_logging(verbose)
-    _check_options(64, 8, wait)
-    brain = _brain(brain_name, root)
+    _check_options(64, 8, flags.wait_s)
+    brain = _brain(brain_name, flags.root)
     areas = (
         [resolve_area(brain, k.strip()) for k in area_keys.split(",") if k.strip()]
         if area_keys
@@ -614,7 +592,7 @@ def evaluate(
     )
     runs = [check_run_name(n.strip()) for n in names.split(",") if n.strip()] if names else None
     summaries, rows = evaluate_runs(
-        brain, runs, areas, overwrite=overwrite, wait_s=wait, on_stage=_print_event
+        brain, runs, areas, overwrite=flags.overwrite, wait_s=flags.wait_s, on_stage=_print_event
     )
     for summary in summaries:
         for s in summary["areas"]:
