@@ -5,20 +5,18 @@ from __future__ import annotations
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainsArgument,
     StageFlags,
+    command,
     console,
     each_brain,
-    reports_errors,
-    stage_command,
     with_progress,
 )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("build-graph")
-    @reports_errors
-    @stage_command
+    @command(app, "build-graph", STAGE)
     def build_graph_command(
         brains: list[str] = BrainsArgument,
         voxel_mm: float = typer.Option(

@@ -499,6 +499,8 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
         @reports_errors
         @option_group(map_options, "options")
         def map3d(brain_name: str = BrainArgument, *, options: MapOptions) -> None: ...
+
+    (:func:`command` writes the three decorators as one.)
     """
     hints = _type_hints(build, skip="return")
     group = [
@@ -562,9 +564,27 @@ def stage_flags(
     return StageFlags(root=root, overwrite=overwrite, wait_s=wait, verbose=verbose)
 
 
-#: decorator of a stage command: it ends with the options of :func:`stage_flags` and receives them
-#: as the keyword argument ``flags`` (:class:`StageFlags`), logging set up
-stage_command = option_group(stage_flags, "flags")
+#: the option group of a stage command (:func:`command`): it ends with the options of
+#: :func:`stage_flags` and receives them as the keyword argument ``flags`` (:class:`StageFlags`),
+#: logging set up
+STAGE = ("flags", stage_flags)
+
+
+def command(app: typer.Typer, name: str, *groups: tuple[str, Callable], **settings: Any):
+    """Decorator: ``func`` as the command ``name`` of ``app`` (``app.command(name, **settings)``),
+    its errors reported (:func:`reports_errors`), with option groups (:func:`option_group`), each
+    ``(keyword, build)``; the first group's options come first on the command line::
+
+        @command(app, "map3d", ("options", map_options), STAGE)
+        def map3d(brain_name: str = BrainArgument, *, options: MapOptions, flags: StageFlags): ...
+    """
+
+    def decorate(func: Callable) -> Callable:
+        for into, build in reversed(groups):
+            func = option_group(build, into)(func)
+        return app.command(name, **settings)(reports_errors(func))
+
+    return decorate
 
 
 def with_progress(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -8,17 +8,18 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     DeviceOption,
     OverwriteOption,
     RootOption,
     StageFlags,
     VerboseOption,
+    command,
     console,
     log,
     reports_errors,
     setup_logging,
-    stage_command,
     stage_progress,
     with_progress,
 )
@@ -221,9 +222,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"{run}: macro F1 {text}", highlight=False)
         console.print(f"[bold green]encoder written to {path}[/]")
 
-    @app.command("features")
-    @reports_errors
-    @stage_command
+    @command(app, "features", STAGE)
     def features_cmd(
         brain: str = BrainArgument,
         encoder: str = typer.Option(

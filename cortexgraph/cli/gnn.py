@@ -10,18 +10,19 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainsArgument,
     DeviceOption,
     OverwriteOption,
     RootOption,
     StageFlags,
     VerboseOption,
+    command,
     console,
     log,
     progress_bar,
     reports_errors,
     setup_logging,
-    stage_command,
 )
 from cortexgraph.errors import CortexgraphError
 
@@ -56,9 +57,7 @@ def _fmt(value) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-gnn")
-    @reports_errors
-    @stage_command
+    @command(app, "train-gnn", STAGE)
     def train_gnn_cmd(
         model: str = typer.Option("gat", "--model", help="gat, sage, mlp or linear."),
         layers: int = typer.Option(3, "--layers", help="GNN/FC layers (3, 5, 7 in the method)."),
@@ -214,9 +213,7 @@ def register(app: typer.Typer) -> None:
             console.print(comparison)
             console.print(f"[bold green]comparison written to {tsv} and {png}[/]")
 
-    @app.command("predict")
-    @reports_errors
-    @stage_command
+    @command(app, "predict", STAGE)
     def predict_cmd(
         run: str = typer.Argument(..., metavar="RUN", help="Run name or folder."),
         brains: list[str] = BrainsArgument,

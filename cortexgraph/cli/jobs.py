@@ -16,8 +16,8 @@ from cortexgraph.cli.cohort import EngineConfigOption
 from cortexgraph.cli.common import (
     RootOption,
     VerboseOption,
+    command,
     console,
-    option_group,
     reports_errors,
     setup_logging,
 )
@@ -108,6 +108,9 @@ def _opened(where: dict, backend: str | None = None):
         _close(launcher)
 
 
+WHERE = ("where", launcher_options)
+
+
 def _when(unix) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) if unix else "-"
 
@@ -129,11 +132,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(engine_app, name="engine")
 
-    @jobs_app.command(
-        "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    @command(
+        jobs_app,
+        "submit",
+        WHERE,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
-    @reports_errors
-    @option_group(launcher_options, "where")
     def submit(
         ctx: typer.Context,
         name: str = typer.Option(..., "--name", help="Short name of the job (part of its id)."),
@@ -182,9 +186,7 @@ def register(app: typer.Typer) -> None:
             f"submitted to {backend}; follow: cortexgraph jobs follow {job_id}", highlight=False
         )
 
-    @jobs_app.command("list")
-    @reports_errors
-    @option_group(launcher_options, "where")
+    @command(jobs_app, "list", WHERE)
     def list_cmd(
         as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
         verbose: bool = VerboseOption,
@@ -203,9 +205,7 @@ def register(app: typer.Typer) -> None:
         for status in jobs:
             _print_status(status)
 
-    @jobs_app.command("status")
-    @reports_errors
-    @option_group(launcher_options, "where")
+    @command(jobs_app, "status", WHERE)
     def status_cmd(
         job_id: str = JobIdArgument,
         verbose: bool = VerboseOption,
@@ -217,9 +217,7 @@ def register(app: typer.Typer) -> None:
         with _opened(where) as launcher:
             typer.echo(json.dumps(launcher.status(job_id), indent=2))
 
-    @jobs_app.command("follow")
-    @reports_errors
-    @option_group(launcher_options, "where")
+    @command(jobs_app, "follow", WHERE)
     def follow_cmd(
         job_id: str = JobIdArgument,
         timeout: float = typer.Option(None, help="Stop following after SECONDS."),
@@ -235,9 +233,7 @@ def register(app: typer.Typer) -> None:
         if status["state"] != "done":
             raise typer.Exit(code=1)
 
-    @jobs_app.command("cancel")
-    @reports_errors
-    @option_group(launcher_options, "where")
+    @command(jobs_app, "cancel", WHERE)
     def cancel_cmd(
         job_id: str = JobIdArgument,
         timeout: float = typer.Option(60.0, help="Seconds to wait for the job to stop."),

@@ -14,15 +14,15 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     DeviceOption,
     RootOption,
     StageFlags,
+    command,
     console,
-    option_group,
     reports_errors,
     resolve_device,
-    stage_command,
     stage_progress,
 )
 
@@ -242,6 +242,8 @@ def _settings(brain, area, arch, name, callback, **kw):
 
 
 def _model_options(
+    brain_name: str = BrainArgument,
+    area_key: str = AreaOption,
     arch: str = ArchListOption,
     name: str = NameOption,
     iterations: int = IterationsOption,
@@ -254,10 +256,17 @@ def _model_options(
     device: str = DeviceOption,
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
     init_hr: str = InitHROption,
+    background: bool = BackgroundOption,
 ) -> dict:
-    """The options ``lsm chain`` and ``lsm gsm`` share (:func:`cortexgraph.cli.common.option_group`),
-    as a dict by parameter name."""
+    """The arguments and options ``lsm chain`` and ``lsm gsm`` share
+    (:func:`cortexgraph.cli.common.option_group`), as a dict by parameter name."""
     return dict(locals())
+
+
+def _model_command(name: str):
+    """Decorators of ``lsm chain`` and ``lsm gsm``: the command ``name`` with the options of
+    :func:`_model_options` (keyword ``model``) and the stage options (keyword ``flags``)."""
+    return command(lsm_app, name, ("model", _model_options), STAGE)
 
 
 _MODEL_KEYS = tuple(inspect.signature(_model_options).parameters)
@@ -265,10 +274,7 @@ _MODEL_KEYS = tuple(inspect.signature(_model_options).parameters)
 
 def _chain_or_gsm(
     command: str,
-    brain_name: str,
-    area_key: str,
     model: dict,
-    background: bool,
     flags: StageFlags,
     max_interval_mm: float = 2.4,
     allow_long_intervals: bool = False,
@@ -276,8 +282,8 @@ def _chain_or_gsm(
     from cortexgraph.lsm.stages import run_chain, run_gsm
     from cortexgraph.lsm.workflow import resolve_area
 
-    arch, name, iterations, preset, seed, step, extent, tile_px, batch_size, device, no_predict, \
-        init_hr = (model[k] for k in _MODEL_KEYS)  # fmt: skip
+    brain_name, area_key, arch, name, iterations, preset, seed, step, extent, tile_px, batch_size, \
+        device, no_predict, init_hr, background = (model[k] for k in _MODEL_KEYS)  # fmt: skip
     _check_options(tile_px, batch_size, flags.wait_s, iterations, seed, step)
     brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
@@ -347,16 +353,10 @@ def _chain_or_gsm(
             )
 
 
-@lsm_app.command("chain")
-@reports_errors
-@option_group(_model_options, "model")
-@stage_command
+@_model_command("chain")
 def chain(
-    brain_name: str = BrainArgument,
-    area_key: str = AreaOption,
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
-    background: bool = BackgroundOption,
     *,
     model: dict,
     flags: StageFlags,
@@ -369,34 +369,25 @@ def chain(
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
     """
     _chain_or_gsm(
-        "chain", brain_name, area_key, model, background, flags,
-        max_interval_mm=max_interval_mm, allow_long_intervals=allow_long_intervals,
-    )  # fmt: skip
+        "chain",
+        model,
+        flags,
+        max_interval_mm=max_interval_mm,
+        allow_long_intervals=allow_long_intervals,
+    )
 
 
-@lsm_app.command("gsm")
-@reports_errors
-@option_group(_model_options, "model")
-@stage_command
-def gsm(
-    brain_name: str = BrainArgument,
-    area_key: str = AreaOption,
-    background: bool = BackgroundOption,
-    *,
-    model: dict,
-    flags: StageFlags,
-) -> None:
+@_model_command("gsm")
+def gsm(*, model: dict, flags: StageFlags) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
-    _chain_or_gsm("gsm", brain_name, area_key, model, background, flags)
+    _chain_or_gsm("gsm", model, flags)
 
 
-@lsm_app.command("train")
-@reports_errors
-@stage_command
+@command(lsm_app, "train", STAGE)
 def train(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -486,9 +477,7 @@ def train(
         )
 
 
-@lsm_app.command("predict")
-@reports_errors
-@stage_command
+@command(lsm_app, "predict", STAGE)
 def predict(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -559,9 +548,7 @@ def predict(
     console.print(f"[bold green]{total} section prediction(s) current[/]", highlight=False)
 
 
-@lsm_app.command("evaluate")
-@reports_errors
-@stage_command
+@command(lsm_app, "evaluate", STAGE)
 def evaluate(
     brain_name: str = BrainArgument,
     names: str = typer.Option(

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     StageFlags,
+    command,
     console,
-    option_group,
-    reports_errors,
     reuse_state,
-    stage_command,
 )
 from cortexgraph.errors import CortexgraphError, ParameterError
 
@@ -136,10 +135,7 @@ def _exit_if_missing(missing: list[str], labels: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("map3d")
-    @reports_errors
-    @option_group(map_options, "options")
-    @stage_command
+    @command(app, "map3d", ("options", map_options), STAGE)
     def map3d(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
@@ -184,10 +180,7 @@ def register(app: typer.Typer) -> None:
             )
         _exit_if_missing(missing, labels)
 
-    @app.command("stats")
-    @reports_errors
-    @option_group(map_options, "options")
-    @stage_command
+    @command(app, "stats", ("options", map_options), STAGE)
     def stats(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,

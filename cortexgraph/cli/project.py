@@ -5,20 +5,18 @@ from __future__ import annotations
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     StageFlags,
+    command,
     console,
     progress_bar,
-    reports_errors,
     reuse_state,
-    stage_command,
 )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("project")
-    @reports_errors
-    @stage_command
+    @command(app, "project", STAGE)
     def project(
         brain: str = BrainArgument,
         run: str = typer.Option(None, "--run", help="Model run whose predictions to project."),

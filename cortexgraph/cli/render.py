@@ -6,18 +6,16 @@ from __future__ import annotations
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     StageFlags,
+    command,
     console,
-    reports_errors,
-    stage_command,
 )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("render")
-    @reports_errors
-    @stage_command
+    @command(app, "render", STAGE)
     def render(
         brain: str = BrainArgument,
         labels: str = typer.Option(

@@ -7,14 +7,15 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     OverwriteOption,
     StageFlags,
     VerboseOption,
+    command,
     console,
     reports_errors,
     setup_logging,
-    stage_command,
     with_progress,
 )
 
@@ -78,9 +79,7 @@ def register(app: typer.Typer) -> None:
             f"{report.spacing_um:g} um/px -> {report.brain}[/]"
         )
 
-    @app.command("segment")
-    @reports_errors
-    @stage_command
+    @command(app, "segment", STAGE)
     def segment(
         brain: str = BrainArgument,
         spacing_um: float = typer.Option(

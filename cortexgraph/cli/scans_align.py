@@ -6,13 +6,13 @@ from __future__ import annotations
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainsArgument,
     StageFlags,
+    command,
     console,
     each_brain,
-    reports_errors,
     reuse_state,
-    stage_command,
     with_progress,
 )
 
@@ -21,9 +21,7 @@ EXIT_FLAGGED = 2
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("align")
-    @reports_errors
-    @stage_command
+    @command(app, "align", STAGE)
     def align_command(
         brains: list[str] = BrainsArgument,
         spacing_um: float = typer.Option(64.0, help="Working pixel spacing (the thesis: 64 µm)."),
@@ -114,9 +112,7 @@ def register(app: typer.Typer) -> None:
                     "  installed: " + ", ".join(escape(str(p)) for p in written), highlight=False
                 )
 
-    @app.command("register")
-    @reports_errors
-    @stage_command
+    @command(app, "register", STAGE)
     def register_command(
         brains: list[str] = BrainsArgument,
         voxel_mm: float = typer.Option(1.2, help="Voxel of the stacked volume and registration."),
