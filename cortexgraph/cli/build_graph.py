@@ -11,7 +11,6 @@ from cortexgraph.cli.common import (
     command,
     console,
     each_brain,
-    with_progress,
 )
 
 
@@ -95,15 +94,7 @@ def register(app: typer.Typer) -> None:
             min_component_fraction=min_component_fraction,
             hemispheres=hemispheres,
         )
-        for brain in each_brain(brains, flags.root):
-            report = with_progress(
-                build_graph,
-                brain,
-                params,
-                overwrite=flags.overwrite,
-                qc_picture=qc_picture,
-                wait_s=flags.wait_s,
-            )
+        for brain, report in each_brain(brains, flags, build_graph, params, qc_picture=qc_picture):
             if report["reused"]:
                 head = f"[bold]{brain.id}[/]: up to date, reused (key {report['key'][:12]})"
             else:

@@ -580,7 +580,7 @@ def command(app: typer.Typer, name: str, *groups: tuple[str, Callable], **settin
     """
 
     def decorate(func: Callable) -> Callable:
-        for into, build in reversed(groups):
+        for into, build in groups:  # each goes after those before it, before the closing options
             func = option_group(build, into)(func)
         return app.command(name, **settings)(reports_errors(func))
 
@@ -595,13 +595,19 @@ def with_progress(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return stage(*args, progress=callback, **kwargs)
 
 
-def each_brain(names: list[str], root: Path | None):
-    """The brains of a command's BRAINS argument, looked up one at a time (an unknown one fails
-    when the loop reaches it, after the ones before it ran)."""
+def each_brain(names: list[str], flags: StageFlags, stage: Callable[..., dict], *args, **kwargs):
+    """Run a stage on each brain of a command's BRAINS argument: yields ``(brain, report)`` with
+    ``report = stage(brain, *args, overwrite=, wait_s=, progress=, **kwargs)`` (the flags' values,
+    :func:`with_progress`). Brains are looked up one at a time: an unknown one fails when the loop
+    reaches it, after the ones before it ran."""
     from cortexgraph.data.manifest import find_brain
 
     for name in names:
-        yield find_brain(name, root)
+        brain = find_brain(name, flags.root)
+        report = with_progress(
+            stage, brain, *args, overwrite=flags.overwrite, wait_s=flags.wait_s, **kwargs
+        )
+        yield brain, report
 
 
 def reuse_state(report: dict) -> str:

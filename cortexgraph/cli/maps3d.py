@@ -123,6 +123,44 @@ def map_options(
     )
 
 
+def stats_options(
+    reference: str = typer.Option(
+        "auto",
+        "--reference",
+        help="Population the z-scores compare with: auto (a phantom cohort: its own "
+        "population; otherwise human), human (the published hOc1/hOc2/hOc5 values of 5 male "
+        "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other "
+        "phantom brains), none (no z-scores), or a TSV (area, quantity, mean, sd[, hemisphere]).",
+    ),
+    shrinkage: float = typer.Option(
+        None, "--shrinkage", help="Volume shrinkage factor (default: brain.toml's)."
+    ),
+    max_depth: float = typer.Option(
+        0.25, "--max-depth", help="Pial triangles: cortical depth below this."
+    ),
+    midline_x_mm: float = typer.Option(
+        None,
+        "--midline-x-mm",
+        help="Hemisphere split: lh where world x is below this (default: the "
+        "interhemispheric plane build-graph found).",
+    ),
+    depth_voxel_mm: float = typer.Option(
+        None,
+        "--depth-voxel-mm",
+        help="Voxel of the tissue volume and depth field (default: the map's voxel size).",
+    ),
+    depth_model: str = typer.Option(
+        "equivolumetric",
+        "--depth-model",
+        help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
+        "(the Laplace potential).",
+    ),
+) -> dict:
+    """The morphometry options of ``stats`` (keywords of
+    :func:`cortexgraph.maps3d.stats_stage.stats_brain`)."""
+    return dict(locals())
+
+
 def _skipped(exc) -> None:
     console.print(f"[yellow]skipped[/] {exc}", highlight=False)
 
@@ -180,43 +218,13 @@ def register(app: typer.Typer) -> None:
             )
         _exit_if_missing(missing, labels)
 
-    @command(app, "stats", ("options", map_options), STAGE)
+    @command(app, "stats", ("measure", stats_options), ("options", map_options), STAGE)
     def stats(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
-        reference: str = typer.Option(
-            "auto",
-            "--reference",
-            help="Population the z-scores compare with: auto (a phantom cohort: its own "
-            "population; otherwise human), human (the published hOc1/hOc2/hOc5 values of 5 male "
-            "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other "
-            "phantom brains), none (no z-scores), or a TSV (area, quantity, mean, sd[, hemisphere]).",
-        ),
-        shrinkage: float = typer.Option(
-            None, "--shrinkage", help="Volume shrinkage factor (default: brain.toml's)."
-        ),
-        max_depth: float = typer.Option(
-            0.25, "--max-depth", help="Pial triangles: cortical depth below this."
-        ),
-        midline_x_mm: float = typer.Option(
-            None,
-            "--midline-x-mm",
-            help="Hemisphere split: lh where world x is below this (default: the "
-            "interhemispheric plane build-graph found).",
-        ),
-        depth_voxel_mm: float = typer.Option(
-            None,
-            "--depth-voxel-mm",
-            help="Voxel of the tissue volume and depth field (default: the map's voxel size).",
-        ),
-        depth_model: str = typer.Option(
-            "equivolumetric",
-            "--depth-model",
-            help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
-            "(the Laplace potential).",
-        ),
         *,
+        measure: dict,
         options: MapOptions,
         flags: StageFlags,
     ) -> None:
@@ -247,12 +255,7 @@ def register(app: typer.Typer) -> None:
             labels,
             area,
             options,
-            reference=reference,
-            shrinkage=shrinkage,
-            max_depth=max_depth,
-            midline_x_mm=midline_x_mm,
-            depth_voxel_mm=depth_voxel_mm,
-            depth_model=depth_model,
+            **measure,
             overwrite=flags.overwrite,
             wait_s=flags.wait_s,
             on_area=show,

@@ -13,7 +13,6 @@ from cortexgraph.cli.common import (
     console,
     each_brain,
     reuse_state,
-    with_progress,
 )
 
 EXIT_FLAGGED = 2
@@ -72,10 +71,7 @@ def register(app: typer.Typer) -> None:
             max_angle_deg=max_angle_deg,
             detect_mirrored=detect_mirrored,
         )
-        for brain in each_brain(brains, flags.root):
-            report = with_progress(
-                run_align, brain, params, overwrite=flags.overwrite, wait_s=flags.wait_s
-            )
+        for brain, report in each_brain(brains, flags, run_align, params):
             console.print(
                 f"[bold]{escape(brain.id)}[/]: {reuse_state(report)}: {report['pairs']} pairs, "
                 f"{report['pairs_flagged']} flagged, median overlap correlation "
@@ -138,10 +134,7 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.scans.register import RegisterParameters, run_register
 
         params = RegisterParameters(voxel_mm=voxel_mm, bspline_mm=bspline_mm, spacing_um=spacing_um)
-        for brain in each_brain(brains, flags.root):
-            report = with_progress(
-                run_register, brain, params, overwrite=flags.overwrite, wait_s=flags.wait_s
-            )
+        for brain, report in each_brain(brains, flags, run_register, params):
             line = f"[bold]{escape(brain.id)}[/]: {reuse_state(report)}"
             error = report.get("error_against_coords")
             if error:
