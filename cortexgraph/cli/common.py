@@ -398,6 +398,18 @@ class _Heartbeat:
                 )
 
 
+def _bars() -> Progress:
+    """Rich progress bars on the terminal: description, bar, done/total, elapsed, time left."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None):
     """Progress of one task; yields ``advance(n=1, total=None, description=None)``.
@@ -419,15 +431,7 @@ def progress_bar(description: str, total: int | None = None):
 
             yield advance_plain
         return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with _bars() as progress:
         task = progress.add_task(description, total=total)
 
         def advance(n: int = 1, total: int | None = None, description: str | None = None) -> None:
@@ -447,14 +451,7 @@ def stage_progress():
             plain.update(stage, done, total)
 
         return plain, plain_callback
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = _bars()
     tasks: dict[str, int] = {}
 
     def callback(stage: str, done: int, total: int) -> None:

@@ -8,7 +8,6 @@ rules: docs/lsm.md.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
@@ -227,13 +226,21 @@ def _progress():
     return progress, both
 
 
-def _settings(brain, area, arch, name, callback, **kw):
+def _settings(brain, area, arch, name, callback, flags: StageFlags, device, **kw):
+    """The :class:`~cortexgraph.lsm.stages.LSMRun` of one run of a command."""
     from cortexgraph.lsm.stages import LSMRun
 
-    if "device" in kw:
-        kw["device"] = resolve_device(kw["device"])
     return LSMRun(
-        brain=brain, area=area, arch=arch, name=name, progress=callback, on_stage=_print_event, **kw
+        brain=brain,
+        area=area,
+        arch=arch,
+        name=name,
+        progress=callback,
+        on_stage=_print_event,
+        device=resolve_device(device),
+        overwrite=flags.overwrite,
+        wait_s=flags.wait_s,
+        **kw,
     )
 
 
@@ -269,53 +276,39 @@ def _model_command(name: str):
     return command(lsm_app, name, ("model", _model_options), STAGE)
 
 
-_MODEL_KEYS = tuple(inspect.signature(_model_options).parameters)
+#: the options of :func:`_model_options` that go unchanged into a run's settings (and a job's argv)
+_RUN_KEYS = ("preset", "iterations", "seed", "step", "tile_px", "batch_size", "init_hr")
 
 
-def _chain_or_gsm(
-    command: str,
-    model: dict,
-    flags: StageFlags,
-    max_interval_mm: float = 2.4,
-    allow_long_intervals: bool = False,
-) -> None:
+def _chain_or_gsm(command: str, model: dict, flags: StageFlags, **chain_options) -> None:
+    """``lsm chain`` / ``lsm gsm`` (``chain_options``: the chain's --max-interval-mm and
+    --allow-long-intervals)."""
     from cortexgraph.lsm.stages import run_chain, run_gsm
     from cortexgraph.lsm.workflow import resolve_area
 
-    brain_name, area_key, arch, name, iterations, preset, seed, step, extent, tile_px, batch_size, \
-        device, no_predict, init_hr, background = (model[k] for k in _MODEL_KEYS)  # fmt: skip
-    _check_options(tile_px, batch_size, flags.wait_s, iterations, seed, step)
-    brain = _brain(brain_name, flags.root)
-    area = resolve_area(brain, area_key)
+    shared = {key: model[key] for key in _RUN_KEYS}
+    _check_options(
+        model["tile_px"], model["batch_size"], flags.wait_s, model["iterations"], model["seed"],
+        model["step"],
+    )  # fmt: skip
+    brain = _brain(model["brain_name"], flags.root)
+    area = resolve_area(brain, model["area_key"])
     kind = "lsm" if command == "chain" else "gsm"
-    runs = _names(name, kind, _archs(arch))
-    parsed_extent = _extent(extent)
-    if background:
+    runs = _names(model["name"], kind, _archs(model["arch"]))
+    extent = _extent(model["extent"])
+    if model["background"]:
         for a, run_name in runs:
             argv = ["lsm", command] + _common_argv(
                 brain,
                 area,
                 flags,
-                device,
+                model["device"],
                 arch=a,
                 name=run_name,
-                preset=preset,
-                iterations=iterations,
-                seed=seed,
-                step=step,
-                extent=None if parsed_extent is None else f"{parsed_extent[0]},{parsed_extent[1]}",
-                tile_px=tile_px,
-                batch_size=batch_size,
-                no_predict=no_predict,
-                init_hr=init_hr,
-                **(
-                    {
-                        "max_interval_mm": max_interval_mm,
-                        "allow_long_intervals": allow_long_intervals,
-                    }
-                    if command == "chain"
-                    else {}
-                ),
+                extent=None if extent is None else f"{extent[0]},{extent[1]}",
+                no_predict=model["no_predict"],
+                **shared,
+                **chain_options,
             )
             _launch(brain, argv, f"{command}-{run_name}-{area.name}")
         return
@@ -323,27 +316,10 @@ def _chain_or_gsm(
     with progress:
         for a, run_name in runs:
             run = _settings(
-                brain,
-                area,
-                a,
-                run_name,
-                callback,
-                kind=kind,
-                preset=preset,
-                iterations=iterations,
-                seed=seed,
-                step=step,
-                extent=parsed_extent,
-                tile_px=tile_px,
-                batch_size=batch_size,
-                device=device,
-                overwrite=flags.overwrite,
-                wait_s=flags.wait_s,
-                max_interval_mm=max_interval_mm,
-                allow_long_intervals=allow_long_intervals,
-                init_hr=init_hr,
-            )
-            result = (run_chain if command == "chain" else run_gsm)(run, not no_predict)
+                brain, area, a, run_name, callback, flags, kind=kind, extent=extent,
+                device=model["device"], **shared, **chain_options,
+            )  # fmt: skip
+            result = (run_chain if command == "chain" else run_gsm)(run, not model["no_predict"])
             plan = result["plan"]
             console.print(
                 f"[bold green]{run_name}[/] {area.name}: {len(result['models'])} model(s), training "
@@ -455,15 +431,14 @@ def train(
         arch,
         run_name,
         callback,
+        flags,
+        device,
         interval=interval,
         preset=preset,
         iterations=iterations,
         seed=seed,
         tile_px=tile_px,
         batch_size=batch_size,
-        device=device,
-        overwrite=flags.overwrite,
-        wait_s=flags.wait_s,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
         init_hr=init_hr,
@@ -533,17 +508,9 @@ def predict(
     with progress:
         for a, run_name in runs:
             run = _settings(
-                brain,
-                area,
-                a,
-                run_name,
-                callback,
-                tile_px=tile_px,
+                brain, area, a, run_name, callback, flags, device, tile_px=tile_px,
                 batch_size=batch_size,
-                device=device,
-                overwrite=flags.overwrite,
-                wait_s=flags.wait_s,
-            )
+            )  # fmt: skip
             total += len(predict_stage(run))
     console.print(f"[bold green]{total} section prediction(s) current[/]", highlight=False)
 
