@@ -19,6 +19,7 @@ from cortexgraph.cli.common import (
     progress_bar,
     reports_errors,
     setup_logging,
+    split_list,
 )
 
 SchedulerOption = typer.Option(
@@ -176,7 +177,7 @@ def register(app: typer.Typer) -> None:
         _quiet_dask(verbose)
         cohort = find_cohort(root)
         options = engine_options(engine_config, scheduler, workers, retries, wait, gpu_tasks)
-        selected = tuple(b.strip() for b in brains.split(",") if b.strip()) if brains else None
+        selected = tuple(split_list(brains)) or None
         settings = CohortSettings(
             brains=selected,
             seed=seed,

@@ -607,6 +607,16 @@ def each_brain(names: list[str], flags: StageFlags, stage: Callable[..., dict], 
         yield brain, report
 
 
+def split_list(values: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """The items of a list option, given comma-separated (``--area hOc1,hOc2``), repeated
+    (``--area hOc1 --area hOc2``) or both; blanks dropped, order kept. None -> []."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
 def reuse_state(report: dict) -> str:
     """``up to date, reused`` or ``computed (<why>)``: a stage's report in words."""
     return "up to date, reused" if report["reused"] else f"computed ({report['why']})"

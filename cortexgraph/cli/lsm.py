@@ -22,6 +22,7 @@ from cortexgraph.cli.common import (
     console,
     reports_errors,
     resolve_device,
+    split_list,
     stage_progress,
 )
 
@@ -121,7 +122,7 @@ def _archs(text: str) -> list[str]:
     from cortexgraph.errors import CortexgraphError
     from cortexgraph.lsm.networks import ARCHITECTURES
 
-    archs = [a.strip().lower() for a in text.split(",") if a.strip()]
+    archs = [a.lower() for a in split_list(text)]
     bad = [a for a in archs if a not in ARCHITECTURES]
     if bad or not archs:
         raise CortexgraphError(f"unknown architecture(s) {bad or text!r}", fix="use hr, lr, ms")
@@ -518,11 +519,15 @@ def predict(
 @command(lsm_app, "evaluate", STAGE)
 def evaluate(
     brain_name: str = BrainArgument,
-    names: str = typer.Option(
-        None, "--name", help="Comma-separated model runs (default: every run with predictions)."
+    names: list[str] = typer.Option(
+        None,
+        "--name",
+        help="Model runs, comma-separated or repeated (default: every run with predictions).",
     ),
-    area_keys: str = typer.Option(
-        None, "--area", help="Area name(s) or id(s), comma-separated (default: all of each run)."
+    area_keys: list[str] = typer.Option(
+        None,
+        "--area",
+        help="Area names or ids, comma-separated or repeated (default: all of each run).",
     ),
     *,
     flags: StageFlags,
@@ -539,12 +544,8 @@ def evaluate(
 
     _check_options(64, 8, flags.wait_s)
     brain = _brain(brain_name, flags.root)
-    areas = (
-        [resolve_area(brain, k.strip()) for k in area_keys.split(",") if k.strip()]
-        if area_keys
-        else None
-    )
-    runs = [check_run_name(n.strip()) for n in names.split(",") if n.strip()] if names else None
+    areas = [resolve_area(brain, key) for key in split_list(area_keys)] or None
+    runs = [check_run_name(name) for name in split_list(names)] or None
     summaries, rows = evaluate_runs(
         brain, runs, areas, overwrite=flags.overwrite, wait_s=flags.wait_s, on_stage=_print_event
     )

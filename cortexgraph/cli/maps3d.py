@@ -18,6 +18,7 @@ from cortexgraph.cli.common import (
     command,
     console,
     reuse_state,
+    split_list,
 )
 from cortexgraph.errors import CortexgraphError, ParameterError
 
@@ -30,7 +31,9 @@ LabelsOption = typer.Option(
     help="Label source: truth (phantom ground truth), annotation, gnn-<run> (cortexgraph project "
     "--run <run>) or lsm-<name> / gsm-<name> (cortexgraph lsm predict).",
 )
-AreaOption = typer.Option(None, "--area", help="Area name or id (repeat for several).")
+AreaOption = typer.Option(
+    None, "--area", help="Area name or id (several: repeat the option or separate by commas)."
+)
 VoxelOption = typer.Option(
     None, "--voxel-mm", help="Voxel edge in mm (default: the labels' pixel spacing, >= 0.02)."
 )
@@ -197,7 +200,7 @@ def register(app: typer.Typer) -> None:
             raise ParameterError("no area given", fix="add --area <name or id>")
         brain = _brain(brain_name, flags.root)
         missing = []
-        for key in area:
+        for key in split_list(area):
             rec = brain.cohort.areas.resolve(key)
             try:
                 info = map3d_area(
@@ -253,7 +256,7 @@ def register(app: typer.Typer) -> None:
         result = stats_brain(
             _brain(brain_name, flags.root),
             labels,
-            area,
+            split_list(area),
             options,
             **measure,
             overwrite=flags.overwrite,

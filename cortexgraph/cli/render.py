@@ -11,6 +11,7 @@ from cortexgraph.cli.common import (
     StageFlags,
     command,
     console,
+    split_list,
 )
 
 
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
             labels,
             run=run,
             root=flags.root,
-            views=[v.strip() for v in views.split(",") if v.strip()],
+            views=split_list(views),
             size_px=(width, height),
             backend=backend,
             compare=compare,

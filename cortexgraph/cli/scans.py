@@ -16,6 +16,7 @@ from cortexgraph.cli.common import (
     console,
     reports_errors,
     setup_logging,
+    split_list,
     with_progress,
 )
 
@@ -116,7 +117,7 @@ def register(app: typer.Typer) -> None:
         chosen = None
         if sections:
             try:
-                chosen = [int(s) for s in sections.split(",") if s.strip()]
+                chosen = [int(s) for s in split_list(sections)]
             except ValueError:
                 raise ParameterError(
                     f"--sections {sections!r} is not a list of integers",
