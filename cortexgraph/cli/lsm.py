@@ -249,49 +249,62 @@ def _settings(brain, area, arch, name, callback, flags: StageFlags, device, **kw
 # commands
 
 
+def _training_options(
+    iterations: int = IterationsOption,
+    preset: str = PresetOption,
+    seed: int = SeedOption,
+    tile_px: int = TileOption,
+    batch_size: int = BatchOption,
+    device: str = DeviceOption,
+    init_hr: str = InitHROption,
+) -> dict:
+    """The training and prediction options of ``lsm chain``, ``gsm`` and ``train``
+    (:func:`cortexgraph.cli.common.option_group`), as a dict by parameter name."""
+    return dict(locals())
+
+
 def _model_options(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
     arch: str = ArchListOption,
     name: str = NameOption,
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
     step: int = StepOption,
     extent: str = ExtentOption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
-    device: str = DeviceOption,
     no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
-    init_hr: str = InitHROption,
     background: bool = BackgroundOption,
 ) -> dict:
-    """The arguments and options ``lsm chain`` and ``lsm gsm`` share
-    (:func:`cortexgraph.cli.common.option_group`), as a dict by parameter name."""
+    """The arguments and options ``lsm chain`` and ``lsm gsm`` share besides
+    :func:`_training_options`, as a dict by parameter name."""
     return dict(locals())
+
+
+def _run_options(training: dict, flags: StageFlags, **more) -> tuple[str, dict]:
+    """``(--device, the other options of a run)`` from :func:`_training_options` (checked)."""
+    options = {**training, **more}
+    device = options.pop("device")
+    _check_options(
+        options["tile_px"], options["batch_size"], flags.wait_s, options["iterations"],
+        options["seed"], options.get("step", 1),
+    )  # fmt: skip
+    return device, options
 
 
 def _model_command(name: str):
     """Decorators of ``lsm chain`` and ``lsm gsm``: the command ``name`` with the options of
-    :func:`_model_options` (keyword ``model``) and the stage options (keyword ``flags``)."""
-    return command(lsm_app, name, ("model", _model_options), STAGE)
+    :func:`_model_options` (keyword ``model``), :func:`_training_options` (``training``) and the
+    stage options (``flags``)."""
+    return command(lsm_app, name, ("model", _model_options), ("training", _training_options), STAGE)
 
 
-#: the options of :func:`_model_options` that go unchanged into a run's settings (and a job's argv)
-_RUN_KEYS = ("preset", "iterations", "seed", "step", "tile_px", "batch_size", "init_hr")
-
-
-def _chain_or_gsm(command: str, model: dict, flags: StageFlags, **chain_options) -> None:
+def _chain_or_gsm(
+    command: str, model: dict, training: dict, flags: StageFlags, **chain_options
+) -> None:
     """``lsm chain`` / ``lsm gsm`` (``chain_options``: the chain's --max-interval-mm and
     --allow-long-intervals)."""
     from cortexgraph.lsm.stages import run_chain, run_gsm
     from cortexgraph.lsm.workflow import resolve_area
 
-    shared = {key: model[key] for key in _RUN_KEYS}
-    _check_options(
-        model["tile_px"], model["batch_size"], flags.wait_s, model["iterations"], model["seed"],
-        model["step"],
-    )  # fmt: skip
+    device, shared = _run_options(training, flags, step=model["step"], **chain_options)
     brain = _brain(model["brain_name"], flags.root)
     area = resolve_area(brain, model["area_key"])
     kind = "lsm" if command == "chain" else "gsm"
@@ -303,13 +316,12 @@ def _chain_or_gsm(command: str, model: dict, flags: StageFlags, **chain_options)
                 brain,
                 area,
                 flags,
-                model["device"],
+                device,
                 arch=a,
                 name=run_name,
                 extent=None if extent is None else f"{extent[0]},{extent[1]}",
                 no_predict=model["no_predict"],
                 **shared,
-                **chain_options,
             )
             _launch(brain, argv, f"{command}-{run_name}-{area.name}")
         return
@@ -317,9 +329,8 @@ def _chain_or_gsm(command: str, model: dict, flags: StageFlags, **chain_options)
     with progress:
         for a, run_name in runs:
             run = _settings(
-                brain, area, a, run_name, callback, flags, kind=kind, extent=extent,
-                device=model["device"], **shared, **chain_options,
-            )  # fmt: skip
+                brain, area, a, run_name, callback, flags, device, kind=kind, extent=extent, **shared
+            )
             result = (run_chain if command == "chain" else run_gsm)(run, not model["no_predict"])
             plan = result["plan"]
             console.print(
@@ -336,6 +347,7 @@ def chain(
     allow_long_intervals: bool = AllowLongOption,
     *,
     model: dict,
+    training: dict,
     flags: StageFlags,
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
@@ -348,6 +360,7 @@ def chain(
     _chain_or_gsm(
         "chain",
         model,
+        training,
         flags,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
@@ -355,16 +368,16 @@ def chain(
 
 
 @_model_command("gsm")
-def gsm(*, model: dict, flags: StageFlags) -> None:
+def gsm(*, model: dict, training: dict, flags: StageFlags) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
-    _chain_or_gsm("gsm", model, flags)
+    _chain_or_gsm("gsm", model, training, flags)
 
 
-@command(lsm_app, "train", STAGE)
+@command(lsm_app, "train", ("training", _training_options), STAGE)
 def train(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -375,18 +388,12 @@ def train(
         "--name",
         help="Model run name (lsm-...); default lsm-<arch>-sSSSS-sTTTT, a run of its own.",
     ),
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
     predict: bool = typer.Option(False, "--predict", help="Also predict every section of [s, t]."),
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
-    init_hr: str = InitHROption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
     background: bool = BackgroundOption,
     *,
+    training: dict,
     flags: StageFlags,
 ) -> None:
     """Train one LSM on the annotated sections s and t of an area: a run whose plan is [s, t].
@@ -398,7 +405,9 @@ def train(
     from cortexgraph.lsm.stages import run_interval
     from cortexgraph.lsm.workflow import parse_sections, resolve_area
 
-    _check_options(tile_px, batch_size, flags.wait_s, iterations, seed)
+    device, shared = _run_options(
+        training, flags, max_interval_mm=max_interval_mm, allow_long_intervals=allow_long_intervals
+    )
     brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     (arch,) = _archs(arch)
@@ -413,37 +422,13 @@ def train(
             sections=f"{interval[0]},{interval[1]}",
             arch=arch,
             name=run_name,
-            preset=preset,
-            iterations=iterations,
-            seed=seed,
-            tile_px=tile_px,
-            batch_size=batch_size,
             predict=predict,
-            max_interval_mm=max_interval_mm,
-            allow_long_intervals=allow_long_intervals,
-            init_hr=init_hr,
+            **shared,
         )
         _launch(brain, argv, f"train-{run_name}-{area.name}")
         return
     progress, callback = _progress()
-    run = _settings(
-        brain,
-        area,
-        arch,
-        run_name,
-        callback,
-        flags,
-        device,
-        interval=interval,
-        preset=preset,
-        iterations=iterations,
-        seed=seed,
-        tile_px=tile_px,
-        batch_size=batch_size,
-        max_interval_mm=max_interval_mm,
-        allow_long_intervals=allow_long_intervals,
-        init_hr=init_hr,
-    )
+    run = _settings(brain, area, arch, run_name, callback, flags, device, interval=interval, **shared)
     with progress:
         result = run_interval(run, predict)
     console.print(f"[bold green]model[/] {result['models'][0]}", highlight=False)
