@@ -475,10 +475,11 @@ def stats_brain(
     -------
     ``{"source", "areas": [entry, ...], "missing": [area names], "table": Path | None}``. An entry:
     what :func:`stats_area` returns (``rows``: lh, rh, both, as in the ``<area>_stats.tsv``; volumes
-    mm^3, surfaces mm^2; ``files``, ``reused``, ``why``) with ``area`` (name) and ``area_id``, or ``{"area", "area_id", "skipped":
-    message}`` when the source labels the area on no section (its name goes into ``missing``;
-    the other areas are measured). ``table``: ``maps3d/<source>/stats.tsv`` (every area of the
-    source measured so far), None when none has been.
+    mm^3, surfaces mm^2; ``files``, ``reused``, ``why``) with ``area`` (name) and ``area_id``; or
+    ``{"area", "area_id", "skipped": message}`` when the source labels the area on no section (its
+    name goes into ``missing``; the other areas are measured). ``table``:
+    ``maps3d/<source>/stats.tsv`` (every area of the source measured so far), None when none has
+    been.
     """
     from cortexgraph.maps3d.brainmap import AreaNotLabelledError
 
