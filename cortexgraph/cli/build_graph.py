@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainsArgument,
-    OverwriteOption,
-    RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
+    command,
     console,
-    reports_errors,
-    setup_logging,
-    stage_progress,
+    each_brain,
 )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("build-graph")
-    @reports_errors
+    @command(app, "build-graph", STAGE)
     def build_graph_command(
         brains: list[str] = BrainsArgument,
-        root: Path = RootOption,
         voxel_mm: float = typer.Option(
             None, help="Voxel size of the reconstruction [default: distance between sections]."
         ),
@@ -75,9 +68,8 @@ def register(app: typer.Typer) -> None:
             help="auto (brain.toml's hemispheres, else found from the tissue), both, lh or rh.",
         ),
         qc_picture: bool = typer.Option(True, help="Draw qc/build-graph.png."),
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Reconstruct a brain, extract its midsurfaces and graphs, map nodes to section points.
 
@@ -88,9 +80,7 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.build_graph import BuildGraphParameters, build_graph
         from cortexgraph.build_graph.accuracy import truth_folder, write_build_graph_accuracy
-        from cortexgraph.data.manifest import find_brain
 
-        setup_logging(verbose)
         params = BuildGraphParameters(
             voxel_size_mm=voxel_mm,
             target_edge_mm=edge_mm,
@@ -104,18 +94,7 @@ def register(app: typer.Typer) -> None:
             min_component_fraction=min_component_fraction,
             hemispheres=hemispheres,
         )
-        for name in brains:
-            brain = find_brain(name, root)
-            progress, callback = stage_progress()
-            with progress:
-                report = build_graph(
-                    brain,
-                    params,
-                    overwrite=overwrite,
-                    qc_picture=qc_picture,
-                    progress=callback,
-                    wait_s=wait,
-                )
+        for brain, report in each_brain(brains, flags, build_graph, params, qc_picture=qc_picture):
             if report["reused"]:
                 head = f"[bold]{brain.id}[/]: up to date, reused (key {report['key'][:12]})"
             else:

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    DeviceOption,
     RootOption,
     VerboseOption,
     console,
@@ -18,6 +19,7 @@ from cortexgraph.cli.common import (
     progress_bar,
     reports_errors,
     setup_logging,
+    split_list,
 )
 
 SchedulerOption = typer.Option(
@@ -142,7 +144,7 @@ def register(app: typer.Typer) -> None:
         ),
         no_render: bool = typer.Option(False, "--no-render", help="No surface pictures."),
         seed: int = typer.Option(0, help="Seed of the learners."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda (the learners)."),
+        device: str = DeviceOption,
         scheduler: str = SchedulerOption,
         workers: int = WorkersOption,
         engine_config: Path = EngineConfigOption,
@@ -175,7 +177,7 @@ def register(app: typer.Typer) -> None:
         _quiet_dask(verbose)
         cohort = find_cohort(root)
         options = engine_options(engine_config, scheduler, workers, retries, wait, gpu_tasks)
-        selected = tuple(b.strip() for b in brains.split(",") if b.strip()) if brains else None
+        selected = tuple(split_list(brains)) or None
         settings = CohortSettings(
             brains=selected,
             seed=seed,

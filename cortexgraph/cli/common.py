@@ -11,7 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import typer
@@ -51,6 +53,21 @@ BrainsArgument = typer.Argument(
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Recompute even when the outputs are up to date."
 )
+#: the torch device of every command that trains or predicts (resolve with :func:`resolve_device`
+#: where the library wants a concrete device)
+DeviceOption = typer.Option(
+    "auto", "--device", help="auto (CUDA when available), cpu, cuda or cuda:N (torch device)."
+)
+
+
+def resolve_device(device: str | None) -> str | None:
+    """``--device``: ``auto`` (or None) -> ``cuda`` when torch sees a GPU, else ``cpu``; any other
+    value unchanged."""
+    if device not in (None, "auto"):
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -381,6 +398,18 @@ class _Heartbeat:
                 )
 
 
+def _bars() -> Progress:
+    """Rich progress bars on the terminal: description, bar, done/total, elapsed, time left."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None):
     """Progress of one task; yields ``advance(n=1, total=None, description=None)``.
@@ -402,15 +431,7 @@ def progress_bar(description: str, total: int | None = None):
 
             yield advance_plain
         return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
+    with _bars() as progress:
         task = progress.add_task(description, total=total)
 
         def advance(n: int = 1, total: int | None = None, description: str | None = None) -> None:
@@ -430,14 +451,7 @@ def stage_progress():
             plain.update(stage, done, total)
 
         return plain, plain_callback
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    progress = _bars()
     tasks: dict[str, int] = {}
 
     def callback(stage: str, done: int, total: int) -> None:
@@ -446,6 +460,166 @@ def stage_progress():
         progress.update(tasks[stage], completed=done, total=total)
 
     return progress, callback
+
+
+# -- shared option groups ------------------------------------------------------------------------------
+def _type_hints(func: Callable, skip: str) -> dict:
+    """``typing.get_type_hints`` of ``func`` without parameter ``skip``; a name that does not
+    resolve stays a string (the value of another option group, whose type a command may import
+    only for type checkers: commands import their library lazily)."""
+    namespace = getattr(inspect.unwrap(func), "__globals__", {})
+    hints = {}
+    for name, value in getattr(func, "__annotations__", {}).items():
+        if name == skip:
+            continue
+        try:  # a string annotation (from __future__ import annotations), evaluated as typing does
+            hints[name] = eval(value, namespace) if isinstance(value, str) else value  # noqa: S307
+        except NameError:  # the parameter of another group, or a type checkers' import
+            hints[name] = value
+    return hints
+
+
+#: the options that close a command's list in --help (an option group goes before them)
+_TRAILING = frozenset({"root", "overwrite", "wait", "verbose", "background"})
+
+
+def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], Callable]:
+    """Options declared once and shared by several commands (typer has no option groups).
+
+    ``build``'s parameters are typer options (``name: type = typer.Option(...)``); the decorated
+    command gets them on its command line after its own parameters (before ``--root``,
+    ``--overwrite``, ``--wait``, ``--verbose`` where it has them), and receives
+    ``build(**their values)`` as the keyword argument ``into`` instead. Stack several groups; put
+    :func:`reports_errors` above them::
+
+        @app.command("map3d")
+        @reports_errors
+        @option_group(map_options, "options")
+        def map3d(brain_name: str = BrainArgument, *, options: MapOptions) -> None: ...
+
+    (:func:`command` writes the three decorators as one.)
+    """
+    hints = _type_hints(build, skip="return")
+    group = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+        for p in inspect.signature(build).parameters.values()
+    ]
+    names = [p.name for p in group]
+
+    def decorate(func: Callable) -> Callable:
+        signature = inspect.signature(func)
+        own = [p for p in signature.parameters.values() if p.name != into]
+        clash = set(names) & {p.name for p in own}
+        if clash:
+            raise TypeError(f"{func.__name__}: options {sorted(clash)} declared twice")
+        func_hints = _type_hints(func, skip=into)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            values = {name: kwargs.pop(name) for name in names if name in kwargs}
+            kwargs[into] = build(**values)
+            return func(*args, **kwargs)
+
+        parameters = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=func_hints.get(p.name, p.annotation))
+            for p in own
+        ]
+        at = len(parameters)
+        if not set(names) <= _TRAILING:  # the closing options themselves go last
+            at = next((i for i, p in enumerate(parameters) if p.name in _TRAILING), at)
+        wrapper.__signature__ = signature.replace(
+            parameters=parameters[:at] + group + parameters[at:]
+        )
+        wrapper.__annotations__ = {
+            **{k: v for k, v in func_hints.items() if k != into},
+            **{p.name: p.annotation for p in group},
+        }
+        return wrapper
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class StageFlags:
+    """The options every stage command ends with (:func:`stage_flags`)."""
+
+    root: Path | None  #: --root / $CORTEXGRAPH_ROOT: the cohort brains are looked up in
+    overwrite: bool  #: --overwrite: recompute even when up to date
+    wait_s: float  #: --wait: seconds to wait for another process running the same stage
+    verbose: bool  #: --verbose: debug logging
+
+
+def stage_flags(
+    root: Path = RootOption,
+    overwrite: bool = OverwriteOption,
+    wait: float = WaitOption,
+    verbose: bool = VerboseOption,
+) -> StageFlags:
+    """``--root``, ``--overwrite``, ``--wait``, ``--verbose`` as :class:`StageFlags`; sets up
+    logging (:func:`setup_logging`) on the way."""
+    setup_logging(verbose)
+    return StageFlags(root=root, overwrite=overwrite, wait_s=wait, verbose=verbose)
+
+
+#: the option group of a stage command (:func:`command`): it ends with the options of
+#: :func:`stage_flags` and receives them as the keyword argument ``flags`` (:class:`StageFlags`),
+#: logging set up
+STAGE = ("flags", stage_flags)
+
+
+def command(app: typer.Typer, name: str, *groups: tuple[str, Callable], **settings: Any):
+    """Decorator: ``func`` as the command ``name`` of ``app`` (``app.command(name, **settings)``),
+    its errors reported (:func:`reports_errors`), with option groups (:func:`option_group`), each
+    ``(keyword, build)``; the first group's options come first on the command line::
+
+        @command(app, "map3d", ("options", map_options), STAGE)
+        def map3d(brain_name: str = BrainArgument, *, options: MapOptions, flags: StageFlags): ...
+    """
+
+    def decorate(func: Callable) -> Callable:
+        for into, build in groups:  # each goes after those before it, before the closing options
+            func = option_group(build, into)(func)
+        return app.command(name, **settings)(reports_errors(func))
+
+    return decorate
+
+
+def with_progress(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``stage(*args, progress=callback, **kwargs)`` under :func:`stage_progress` (rich bars on a
+    terminal, plain progress lines otherwise); returns what the stage returns."""
+    progress, callback = stage_progress()
+    with progress:
+        return stage(*args, progress=callback, **kwargs)
+
+
+def each_brain(names: list[str], flags: StageFlags, stage: Callable[..., dict], *args, **kwargs):
+    """Run a stage on each brain of a command's BRAINS argument: yields ``(brain, report)`` with
+    ``report = stage(brain, *args, overwrite=, wait_s=, progress=, **kwargs)`` (the flags' values,
+    :func:`with_progress`). Brains are looked up one at a time: an unknown one fails when the loop
+    reaches it, after the ones before it ran."""
+    from cortexgraph.data.manifest import find_brain
+
+    for name in names:
+        brain = find_brain(name, flags.root)
+        report = with_progress(
+            stage, brain, *args, overwrite=flags.overwrite, wait_s=flags.wait_s, **kwargs
+        )
+        yield brain, report
+
+
+def split_list(values: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """The items of a list option, given comma-separated (``--area hOc1,hOc2``), repeated
+    (``--area hOc1 --area hOc2``) or both; blanks dropped, order kept. None -> []."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def reuse_state(report: dict) -> str:
+    """``up to date, reused`` or ``computed (<why>)``: a stage's report in words."""
+    return "up to date, reused" if report["reused"] else f"computed ({report['why']})"
 
 
 def resolve_path(path: Path | str) -> Path:

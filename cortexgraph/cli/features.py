@@ -8,16 +8,20 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
+    DeviceOption,
     OverwriteOption,
     RootOption,
+    StageFlags,
     VerboseOption,
-    WaitOption,
+    command,
     console,
     log,
     reports_errors,
     setup_logging,
     stage_progress,
+    with_progress,
 )
 
 
@@ -75,7 +79,7 @@ def register(app: typer.Typer) -> None:
         ),
         name: str = typer.Option(None, help="Encoder name (output folder; default: the preset)."),
         seed: int = typer.Option(0, help="Seed of weights, resampling and augmentation."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        device: str = DeviceOption,
         epochs: int = typer.Option(None, help="Override the preset's SCL epochs."),
         linear_epochs: int = typer.Option(None, help="Override the linear-evaluation epochs."),
         samples_per_area: int = typer.Option(None, help="Override patches per area and epoch."),
@@ -218,22 +222,19 @@ def register(app: typer.Typer) -> None:
                 console.print(f"{run}: macro F1 {text}", highlight=False)
         console.print(f"[bold green]encoder written to {path}[/]")
 
-    @app.command("features")
-    @reports_errors
+    @command(app, "features", STAGE)
     def features_cmd(
         brain: str = BrainArgument,
-        root: Path = RootOption,
         encoder: str = typer.Option(
             None,
             "--encoder",
             help="Encoder name under derivatives/cortexgraph/encoders/ (default: the preset for "
             "the brain's image spacing).",
         ),
-        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        device: str = DeviceOption,
         no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Node features of a brain's graphs: CO and PM (node-priors), Y and the train/test split
         (node-labels), CY of one encoder (features@ENCODER).
@@ -244,19 +245,16 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.data.manifest import find_brain
         from cortexgraph.features.nodes import compute_node_features
 
-        setup_logging(verbose)
-        brain_obj = find_brain(brain, root)
-        progress, callback = stage_progress()
-        with progress:
-            results = compute_node_features(
-                brain_obj,
-                encoder,
-                device=device,
-                amp=not no_amp,
-                overwrite=overwrite,
-                wait_s=wait,
-                progress=callback,
-            )
+        brain_obj = find_brain(brain, flags.root)
+        results = with_progress(
+            compute_node_features,
+            brain_obj,
+            encoder,
+            device=device,
+            amp=not no_amp,
+            overwrite=flags.overwrite,
+            wait_s=flags.wait_s,
+        )
         for stage, info in results.items():
             if info["reused"]:
                 console.print(f"{stage}: up to date, reused", highlight=False)

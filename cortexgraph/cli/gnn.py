@@ -10,11 +10,14 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainsArgument,
+    DeviceOption,
     OverwriteOption,
     RootOption,
+    StageFlags,
     VerboseOption,
-    WaitOption,
+    command,
     console,
     log,
     progress_bar,
@@ -22,8 +25,6 @@ from cortexgraph.cli.common import (
     setup_logging,
 )
 from cortexgraph.errors import CortexgraphError
-
-DeviceOption = typer.Option("auto", "--device", help="cpu, cuda or auto (CUDA when available).")
 
 
 def _cohort_root(root: Path | None) -> Path:
@@ -56,8 +57,7 @@ def _fmt(value) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-gnn")
-    @reports_errors
+    @command(app, "train-gnn", STAGE)
     def train_gnn_cmd(
         model: str = typer.Option("gat", "--model", help="gat, sage, mlp or linear."),
         layers: int = typer.Option(3, "--layers", help="GNN/FC layers (3, 5, 7 in the method)."),
@@ -96,10 +96,8 @@ def register(app: typer.Typer) -> None:
             "training brain).",
         ),
         device: str = DeviceOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Train a node classifier over all brains but the transfer brain.
 
@@ -109,8 +107,7 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.gnn.stage import PRESETS, resolve_preset, train_gnn
         from cortexgraph.training.runtime import pick_device
 
-        setup_logging(verbose)
-        cohort_root = _cohort_root(root)
+        cohort_root = _cohort_root(flags.root)
         transfer = _transfer_brain(cohort_root, transfer)
         chosen = resolve_preset(preset, pick_device(device).type)
         total = epochs or PRESETS.get(chosen, {}).get("epochs")
@@ -144,8 +141,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 device=device,
                 encoder=encoder,
-                overwrite=overwrite,
-                wait_s=wait,
+                overwrite=flags.overwrite,
+                wait_s=flags.wait_s,
                 progress=on_epoch,
             )
         console.print(f"[bold green]run written to {run_dir}[/]")
@@ -216,16 +213,13 @@ def register(app: typer.Typer) -> None:
             console.print(comparison)
             console.print(f"[bold green]comparison written to {tsv} and {png}[/]")
 
-    @app.command("predict")
-    @reports_errors
+    @command(app, "predict", STAGE)
     def predict_cmd(
         run: str = typer.Argument(..., metavar="RUN", help="Run name or folder."),
         brains: list[str] = BrainsArgument,
         device: str = DeviceOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Per-node class probabilities (proba) and labels (pred) of one model run.
 
@@ -234,11 +228,11 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.gnn.stage import predict_brain
 
-        setup_logging(verbose)
         with progress_bar("predict", total=len(brains)) as advance:
             for brain in brains:
                 for path in predict_brain(
-                    run, brain, root, device=device, overwrite=overwrite, wait_s=wait
-                ):
+                    run, brain, flags.root, device=device, overwrite=flags.overwrite,
+                    wait_s=flags.wait_s,
+                ):  # fmt: skip
                     console.print(f"proba, pred of {run}: {path}", highlight=False, soft_wrap=True)
                 advance(1)

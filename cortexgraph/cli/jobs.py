@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from cortexgraph.cli.cohort import EngineConfigOption
-from cortexgraph.cli.common import RootOption, VerboseOption, console, reports_errors, setup_logging
+from cortexgraph.cli.common import (
+    RootOption,
+    VerboseOption,
+    command,
+    console,
+    reports_errors,
+    setup_logging,
+)
 
 jobs_app = typer.Typer(
     name="jobs",
@@ -41,6 +49,7 @@ SchedulerJobsOption = typer.Option(
     metavar="ADDRESS",
     help="Local back end: a Dask scheduler (address or file) instead of the cohort's engine.",
 )
+JobIdArgument = typer.Argument(..., help="Job id (from `jobs list`).")
 _STYLE = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
 
 
@@ -77,6 +86,31 @@ def _close(launcher) -> None:
             close()
 
 
+def launcher_options(
+    root: Path = RootOption,
+    jobs_dir: Path = JobsDirOption,
+    scheduler: str = SchedulerJobsOption,
+    engine_config: Path = EngineConfigOption,
+) -> dict:
+    """Where the jobs are (the options of every ``jobs`` command; :func:`option_group`)."""
+    return dict(locals())
+
+
+@contextmanager
+def _opened(where: dict, backend: str | None = None):
+    """The launcher of ``where`` (:func:`launcher_options`), its engine clients closed after."""
+    launcher = _launcher(
+        where["root"], where["jobs_dir"], backend, where["scheduler"], where["engine_config"]
+    )
+    try:
+        yield launcher
+    finally:
+        _close(launcher)
+
+
+WHERE = ("where", launcher_options)
+
+
 def _when(unix) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) if unix else "-"
 
@@ -98,10 +132,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(engine_app, name="engine")
 
-    @jobs_app.command(
-        "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    @command(
+        jobs_app,
+        "submit",
+        WHERE,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
-    @reports_errors
     def submit(
         ctx: typer.Context,
         name: str = typer.Option(..., "--name", help="Short name of the job (part of its id)."),
@@ -118,12 +154,10 @@ def register(app: typer.Typer) -> None:
         processes: int = typer.Option(
             1, help="Processes under torchrun (data-parallel training over that many GPUs)."
         ),
-        root: Path = RootOption,
-        jobs_dir: Path = JobsDirOption,
         backend: str = BackendOption,
-        scheduler: str = SchedulerJobsOption,
-        engine_config: Path = EngineConfigOption,
         verbose: bool = VerboseOption,
+        *,
+        where: dict,
     ) -> None:
         """Submit `cortexgraph ARGS...` (after --) as a job; print its id.
 
@@ -133,11 +167,9 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.execution.launcher import JobSpec
 
         setup_logging(verbose)
-        argv = list(ctx.args)
-        launcher = _launcher(root, jobs_dir, backend, scheduler, engine_config)
         spec = JobSpec(
             name=name,
-            argv=argv,
+            argv=list(ctx.args),
             gpus=gpus,
             cpus=cpus,
             memory_gb=memory,
@@ -147,32 +179,24 @@ def register(app: typer.Typer) -> None:
             processes=processes,
             cwd=str(Path.cwd()),
         )
-        try:
+        with _opened(where, backend) as launcher:
             job_id = launcher.submit(spec)
-        finally:
-            _close(launcher)
         typer.echo(job_id)
         console.print(
             f"submitted to {backend}; follow: cortexgraph jobs follow {job_id}", highlight=False
         )
 
-    @jobs_app.command("list")
-    @reports_errors
+    @command(jobs_app, "list", WHERE)
     def list_cmd(
-        root: Path = RootOption,
-        jobs_dir: Path = JobsDirOption,
-        scheduler: str = SchedulerJobsOption,
-        engine_config: Path = EngineConfigOption,
         as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
         verbose: bool = VerboseOption,
+        *,
+        where: dict,
     ) -> None:
         """List the jobs of the folder: id, state, where, command."""
         setup_logging(verbose)
-        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        try:
+        with _opened(where) as launcher:
             jobs = launcher.list()
-        finally:
-            _close(launcher)
         if as_json:
             typer.echo(json.dumps(jobs, indent=2))
             return
@@ -181,65 +205,47 @@ def register(app: typer.Typer) -> None:
         for status in jobs:
             _print_status(status)
 
-    @jobs_app.command("status")
-    @reports_errors
+    @command(jobs_app, "status", WHERE)
     def status_cmd(
-        job_id: str = typer.Argument(..., help="Job id (from `jobs list`)."),
-        root: Path = RootOption,
-        jobs_dir: Path = JobsDirOption,
-        scheduler: str = SchedulerJobsOption,
-        engine_config: Path = EngineConfigOption,
+        job_id: str = JobIdArgument,
         verbose: bool = VerboseOption,
+        *,
+        where: dict,
     ) -> None:
         """Print one job's state as JSON."""
         setup_logging(verbose)
-        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        try:
+        with _opened(where) as launcher:
             typer.echo(json.dumps(launcher.status(job_id), indent=2))
-        finally:
-            _close(launcher)
 
-    @jobs_app.command("follow")
-    @reports_errors
+    @command(jobs_app, "follow", WHERE)
     def follow_cmd(
-        job_id: str = typer.Argument(..., help="Job id (from `jobs list`)."),
-        root: Path = RootOption,
-        jobs_dir: Path = JobsDirOption,
-        scheduler: str = SchedulerJobsOption,
-        engine_config: Path = EngineConfigOption,
+        job_id: str = JobIdArgument,
         timeout: float = typer.Option(None, help="Stop following after SECONDS."),
         verbose: bool = VerboseOption,
+        *,
+        where: dict,
     ) -> None:
         """Print the job's log as it grows until it ends. Exit status 0 when it ended done."""
         setup_logging(verbose)
-        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        try:
+        with _opened(where) as launcher:
             status = launcher.follow(job_id, timeout_s=timeout)
-        finally:
-            _close(launcher)
         _print_status(status)
         if status["state"] != "done":
             raise typer.Exit(code=1)
 
-    @jobs_app.command("cancel")
-    @reports_errors
+    @command(jobs_app, "cancel", WHERE)
     def cancel_cmd(
-        job_id: str = typer.Argument(..., help="Job id (from `jobs list`)."),
-        root: Path = RootOption,
-        jobs_dir: Path = JobsDirOption,
-        scheduler: str = SchedulerJobsOption,
-        engine_config: Path = EngineConfigOption,
+        job_id: str = JobIdArgument,
         timeout: float = typer.Option(60.0, help="Seconds to wait for the job to stop."),
         verbose: bool = VerboseOption,
+        *,
+        where: dict,
     ) -> None:
         """Cancel a job: a queued one never starts; a running one is stopped (its outputs being
         written are discarded); jobs waiting for it fail."""
         setup_logging(verbose)
-        launcher = _launcher(root, jobs_dir, None, scheduler, engine_config)
-        try:
+        with _opened(where) as launcher:
             _print_status(launcher.cancel(job_id, timeout_s=timeout))
-        finally:
-            _close(launcher)
 
     @engine_app.command("start")
     @reports_errors

@@ -13,13 +13,16 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
-    OverwriteOption,
+    DeviceOption,
     RootOption,
-    VerboseOption,
+    StageFlags,
+    command,
     console,
     reports_errors,
-    setup_logging,
+    resolve_device,
+    split_list,
     stage_progress,
 )
 
@@ -89,12 +92,6 @@ InitHROption = typer.Option(
 )
 TileOption = typer.Option(64, "--tile-px", help="Output tile edge for prediction (px).")
 BatchOption = typer.Option(8, "--batch-size", help="Tiles per forward pass in prediction.")
-DeviceOption = typer.Option(None, help="torch device (cpu, cuda, cuda:1); default cpu.")
-WaitOption = typer.Option(
-    0.0,
-    "--wait",
-    help="Seconds to wait for a stage another process is running (then exit status 3).",
-)
 BackgroundOption = typer.Option(
     False, "--background", help="Run as a background job (see `cortexgraph lsm jobs`)."
 )
@@ -125,7 +122,7 @@ def _archs(text: str) -> list[str]:
     from cortexgraph.errors import CortexgraphError
     from cortexgraph.lsm.networks import ARCHITECTURES
 
-    archs = [a.strip().lower() for a in text.split(",") if a.strip()]
+    archs = [a.lower() for a in split_list(text)]
     bad = [a for a in archs if a not in ARCHITECTURES]
     if bad or not archs:
         raise CortexgraphError(f"unknown architecture(s) {bad or text!r}", fix="use hr, lr, ms")
@@ -172,18 +169,17 @@ def _print_event(event) -> None:
         typer.echo(event.line())
 
 
-def _common_argv(brain, area, overwrite, verbose, wait, device, **options) -> list[str]:
-    argv = [str(brain.root), "--area", str(area.id), "--wait", str(wait)]
-    if device:
-        argv += ["--device", device]
+def _common_argv(brain, area, flags: StageFlags, device, **options) -> list[str]:
+    argv = [str(brain.root), "--area", str(area.id), "--wait", str(flags.wait_s)]
+    argv += ["--device", resolve_device(device)]
     for key, value in options.items():
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
-    if overwrite:
+    if flags.overwrite:
         argv.append("--overwrite")
-    if verbose:
+    if flags.verbose:
         argv.append("--verbose")
     return argv
 
@@ -231,11 +227,21 @@ def _progress():
     return progress, both
 
 
-def _settings(brain, area, arch, name, callback, **kw):
+def _settings(brain, area, arch, name, callback, flags: StageFlags, device, **kw):
+    """The :class:`~cortexgraph.lsm.stages.LSMRun` of one run of a command."""
     from cortexgraph.lsm.stages import LSMRun
 
     return LSMRun(
-        brain=brain, area=area, arch=arch, name=name, progress=callback, on_stage=_print_event, **kw
+        brain=brain,
+        area=area,
+        arch=arch,
+        name=name,
+        progress=callback,
+        on_stage=_print_event,
+        device=resolve_device(device),
+        overwrite=flags.overwrite,
+        wait_s=flags.wait_s,
+        **kw,
     )
 
 
@@ -243,68 +249,79 @@ def _settings(brain, area, arch, name, callback, **kw):
 # commands
 
 
+def _training_options(
+    iterations: int = IterationsOption,
+    preset: str = PresetOption,
+    seed: int = SeedOption,
+    tile_px: int = TileOption,
+    batch_size: int = BatchOption,
+    device: str = DeviceOption,
+    init_hr: str = InitHROption,
+) -> dict:
+    """The training and prediction options of ``lsm chain``, ``gsm`` and ``train``
+    (:func:`cortexgraph.cli.common.option_group`), as a dict by parameter name."""
+    return dict(locals())
+
+
+def _model_options(
+    brain_name: str = BrainArgument,
+    area_key: str = AreaOption,
+    arch: str = ArchListOption,
+    name: str = NameOption,
+    step: int = StepOption,
+    extent: str = ExtentOption,
+    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
+    background: bool = BackgroundOption,
+) -> dict:
+    """The arguments and options ``lsm chain`` and ``lsm gsm`` share besides
+    :func:`_training_options`, as a dict by parameter name."""
+    return dict(locals())
+
+
+def _run_options(training: dict, flags: StageFlags, **more) -> tuple[str, dict]:
+    """``(--device, the other options of a run)`` from :func:`_training_options` (checked)."""
+    options = {**training, **more}
+    device = options.pop("device")
+    _check_options(
+        options["tile_px"], options["batch_size"], flags.wait_s, options["iterations"],
+        options["seed"], options.get("step", 1),
+    )  # fmt: skip
+    return device, options
+
+
+def _model_command(name: str):
+    """Decorators of ``lsm chain`` and ``lsm gsm``: the command ``name`` with the options of
+    :func:`_model_options` (keyword ``model``), :func:`_training_options` (``training``) and the
+    stage options (``flags``)."""
+    return command(lsm_app, name, ("model", _model_options), ("training", _training_options), STAGE)
+
+
 def _chain_or_gsm(
-    command: str,
-    brain_name,
-    area_key,
-    arch,
-    name,
-    iterations,
-    preset,
-    seed,
-    step,
-    extent,
-    tile_px,
-    batch_size,
-    device,
-    no_predict,
-    background,
-    root,
-    overwrite,
-    wait,
-    verbose,
-    max_interval_mm: float = 2.4,
-    allow_long_intervals: bool = False,
-    init_hr: str | None = None,
+    command: str, model: dict, training: dict, flags: StageFlags, **chain_options
 ) -> None:
+    """``lsm chain`` / ``lsm gsm`` (``chain_options``: the chain's --max-interval-mm and
+    --allow-long-intervals)."""
     from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.stages import run_chain, run_gsm
 
-    setup_logging(verbose)
-    _check_options(tile_px, batch_size, wait, iterations, seed, step)
-    brain = _brain(brain_name, root)
-    area = resolve_area(brain, area_key)
+    device, shared = _run_options(training, flags, step=model["step"], **chain_options)
+    brain = _brain(model["brain_name"], flags.root)
+    area = resolve_area(brain, model["area_key"])
     kind = "lsm" if command == "chain" else "gsm"
-    runs = _names(name, kind, _archs(arch))
-    parsed_extent = _extent(extent)
-    if background:
+    runs = _names(model["name"], kind, _archs(model["arch"]))
+    extent = _extent(model["extent"])
+    if model["background"]:
         for a, run_name in runs:
             argv = ["lsm", command] + _common_argv(
                 brain,
                 area,
-                overwrite,
-                verbose,
-                wait,
+                flags,
                 device,
                 arch=a,
                 name=run_name,
-                preset=preset,
-                iterations=iterations,
-                seed=seed,
-                step=step,
-                extent=None if parsed_extent is None else f"{parsed_extent[0]},{parsed_extent[1]}",
-                tile_px=tile_px,
-                batch_size=batch_size,
-                no_predict=no_predict,
-                init_hr=init_hr,
-                **(
-                    {
-                        "max_interval_mm": max_interval_mm,
-                        "allow_long_intervals": allow_long_intervals,
-                    }
-                    if command == "chain"
-                    else {}
-                ),
+                extent=None if extent is None else f"{extent[0]},{extent[1]}",
+                no_predict=model["no_predict"],
+                **shared,
             )
             _launch(brain, argv, f"{command}-{run_name}-{area.name}")
         return
@@ -312,27 +329,9 @@ def _chain_or_gsm(
     with progress:
         for a, run_name in runs:
             run = _settings(
-                brain,
-                area,
-                a,
-                run_name,
-                callback,
-                kind=kind,
-                preset=preset,
-                iterations=iterations,
-                seed=seed,
-                step=step,
-                extent=parsed_extent,
-                tile_px=tile_px,
-                batch_size=batch_size,
-                device=device,
-                overwrite=overwrite,
-                wait_s=wait,
-                max_interval_mm=max_interval_mm,
-                allow_long_intervals=allow_long_intervals,
-                init_hr=init_hr,
+                brain, area, a, run_name, callback, flags, device, kind=kind, extent=extent, **shared
             )
-            result = (run_chain if command == "chain" else run_gsm)(run, not no_predict)
+            result = (run_chain if command == "chain" else run_gsm)(run, not model["no_predict"])
             plan = result["plan"]
             console.print(
                 f"[bold green]{run_name}[/] {area.name}: {len(result['models'])} model(s), training "
@@ -342,30 +341,14 @@ def _chain_or_gsm(
             )
 
 
-@lsm_app.command("chain")
-@reports_errors
+@_model_command("chain")
 def chain(
-    brain_name: str = BrainArgument,
-    area_key: str = AreaOption,
-    arch: str = ArchListOption,
-    name: str = NameOption,
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    step: int = StepOption,
-    extent: str = ExtentOption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
-    device: str = DeviceOption,
-    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
-    init_hr: str = InitHROption,
-    background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    model: dict,
+    training: dict,
+    flags: StageFlags,
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
     consecutive training sections, then predict every section of the extent (the ends with the
@@ -376,84 +359,25 @@ def chain(
     """
     _chain_or_gsm(
         "chain",
-        brain_name,
-        area_key,
-        arch,
-        name,
-        iterations,
-        preset,
-        seed,
-        step,
-        extent,
-        tile_px,
-        batch_size,
-        device,
-        no_predict,
-        background,
-        root,
-        overwrite,
-        wait,
-        verbose,
+        model,
+        training,
+        flags,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
-        init_hr=init_hr,
     )
 
 
-@lsm_app.command("gsm")
-@reports_errors
-def gsm(
-    brain_name: str = BrainArgument,
-    area_key: str = AreaOption,
-    arch: str = ArchListOption,
-    name: str = NameOption,
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    step: int = StepOption,
-    extent: str = ExtentOption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
-    device: str = DeviceOption,
-    no_predict: bool = typer.Option(False, "--no-predict", help="Only plan and train."),
-    init_hr: str = InitHROption,
-    background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
-) -> None:
+@_model_command("gsm")
+def gsm(*, model: dict, training: dict, flags: StageFlags) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
     """
-    _chain_or_gsm(
-        "gsm",
-        brain_name,
-        area_key,
-        arch,
-        name,
-        iterations,
-        preset,
-        seed,
-        step,
-        extent,
-        tile_px,
-        batch_size,
-        device,
-        no_predict,
-        background,
-        root,
-        overwrite,
-        wait,
-        verbose,
-        init_hr=init_hr,
-    )
+    _chain_or_gsm("gsm", model, training, flags)
 
 
-@lsm_app.command("train")
-@reports_errors
+@command(lsm_app, "train", ("training", _training_options), STAGE)
 def train(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -464,21 +388,13 @@ def train(
         "--name",
         help="Model run name (lsm-...); default lsm-<arch>-sSSSS-sTTTT, a run of its own.",
     ),
-    iterations: int = IterationsOption,
-    preset: str = PresetOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
     predict: bool = typer.Option(False, "--predict", help="Also predict every section of [s, t]."),
     max_interval_mm: float = MaxIntervalOption,
     allow_long_intervals: bool = AllowLongOption,
-    init_hr: str = InitHROption,
-    tile_px: int = TileOption,
-    batch_size: int = BatchOption,
     background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    training: dict,
+    flags: StageFlags,
 ) -> None:
     """Train one LSM on the annotated sections s and t of an area: a run whose plan is [s, t].
 
@@ -490,9 +406,10 @@ def train(
     from cortexgraph.lsm.plan import parse_sections
     from cortexgraph.lsm.stages import run_interval
 
-    setup_logging(verbose)
-    _check_options(tile_px, batch_size, wait, iterations, seed)
-    brain = _brain(brain_name, root)
+    device, shared = _run_options(
+        training, flags, max_interval_mm=max_interval_mm, allow_long_intervals=allow_long_intervals
+    )
+    brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     (arch,) = _archs(arch)
     interval = tuple(sorted(parse_sections(sections)))
@@ -501,45 +418,18 @@ def train(
         argv = ["lsm", "train"] + _common_argv(
             brain,
             area,
-            overwrite,
-            verbose,
-            wait,
+            flags,
             device,
             sections=f"{interval[0]},{interval[1]}",
             arch=arch,
             name=run_name,
-            preset=preset,
-            iterations=iterations,
-            seed=seed,
-            tile_px=tile_px,
-            batch_size=batch_size,
             predict=predict,
-            max_interval_mm=max_interval_mm,
-            allow_long_intervals=allow_long_intervals,
-            init_hr=init_hr,
+            **shared,
         )
         _launch(brain, argv, f"train-{run_name}-{area.name}")
         return
     progress, callback = _progress()
-    run = _settings(
-        brain,
-        area,
-        arch,
-        run_name,
-        callback,
-        interval=interval,
-        preset=preset,
-        iterations=iterations,
-        seed=seed,
-        tile_px=tile_px,
-        batch_size=batch_size,
-        device=device,
-        overwrite=overwrite,
-        wait_s=wait,
-        max_interval_mm=max_interval_mm,
-        allow_long_intervals=allow_long_intervals,
-        init_hr=init_hr,
-    )
+    run = _settings(brain, area, arch, run_name, callback, flags, device, interval=interval, **shared)
     with progress:
         result = run_interval(run, predict)
     console.print(f"[bold green]model[/] {result['models'][0]}", highlight=False)
@@ -549,8 +439,7 @@ def train(
         )
 
 
-@lsm_app.command("predict")
-@reports_errors
+@command(lsm_app, "predict", STAGE)
 def predict(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -566,10 +455,8 @@ def predict(
     batch_size: int = BatchOption,
     device: str = DeviceOption,
     background: bool = BackgroundOption,
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    flags: StageFlags,
 ) -> None:
     """Predict an area on every section of a run's plan with the run's trained models, tiled over
     the prediction ROI (eq. 5.65). Sections whose model, geometry and image are unchanged are kept.
@@ -582,11 +469,10 @@ def predict(
     from cortexgraph.lsm.layout import run_kind
     from cortexgraph.lsm.stages import predict_stage
 
-    setup_logging(verbose)
-    _check_options(tile_px, batch_size, wait)
+    _check_options(tile_px, batch_size, flags.wait_s)
     if kind not in ("lsm", "gsm"):
         raise CortexgraphError(f"--kind {kind!r}", fix="use lsm or gsm")
-    brain = _brain(brain_name, root)
+    brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     if name is not None:
         kind = run_kind(name)
@@ -596,9 +482,7 @@ def predict(
             argv = ["lsm", "predict"] + _common_argv(
                 brain,
                 area,
-                overwrite,
-                verbose,
-                wait,
+                flags,
                 device,
                 name=run_name,
                 tile_px=tile_px,
@@ -611,35 +495,28 @@ def predict(
     with progress:
         for a, run_name in runs:
             run = _settings(
-                brain,
-                area,
-                a,
-                run_name,
-                callback,
-                tile_px=tile_px,
+                brain, area, a, run_name, callback, flags, device, tile_px=tile_px,
                 batch_size=batch_size,
-                device=device,
-                overwrite=overwrite,
-                wait_s=wait,
-            )
+            )  # fmt: skip
             total += len(predict_stage(run))
     console.print(f"[bold green]{total} section prediction(s) current[/]", highlight=False)
 
 
-@lsm_app.command("evaluate")
-@reports_errors
+@command(lsm_app, "evaluate", STAGE)
 def evaluate(
     brain_name: str = BrainArgument,
-    names: str = typer.Option(
-        None, "--name", help="Comma-separated model runs (default: every run with predictions)."
+    names: list[str] = typer.Option(
+        None,
+        "--name",
+        help="Model runs, comma-separated or repeated (default: every run with predictions).",
     ),
-    area_keys: str = typer.Option(
-        None, "--area", help="Area name(s) or id(s), comma-separated (default: all of each run)."
+    area_keys: list[str] = typer.Option(
+        None,
+        "--area",
+        help="Area names or ids, comma-separated or repeated (default: all of each run).",
     ),
-    root: Path = RootOption,
-    overwrite: bool = OverwriteOption,
-    wait: float = WaitOption,
-    verbose: bool = VerboseOption,
+    *,
+    flags: StageFlags,
 ) -> None:
     """F1 of each area of each run on its left-out annotated sections (the published protocol) and, for
     a phantom, against the full ground truth; prints the HR/LR/MS x LSM/GSM table (Table 5.1).
@@ -651,17 +528,12 @@ def evaluate(
     from cortexgraph.lsm.layout import check_run_name, evaluation_dir
     from cortexgraph.lsm.stages import evaluate_runs
 
-    setup_logging(verbose)
-    _check_options(64, 8, wait)
-    brain = _brain(brain_name, root)
-    areas = (
-        [resolve_area(brain, k.strip()) for k in area_keys.split(",") if k.strip()]
-        if area_keys
-        else None
-    )
-    runs = [check_run_name(n.strip()) for n in names.split(",") if n.strip()] if names else None
+    _check_options(64, 8, flags.wait_s)
+    brain = _brain(brain_name, flags.root)
+    areas = [resolve_area(brain, key) for key in split_list(area_keys)] or None
+    runs = [check_run_name(name) for name in split_list(names)] or None
     summaries, rows = evaluate_runs(
-        brain, runs, areas, overwrite=overwrite, wait_s=wait, on_stage=_print_event
+        brain, runs, areas, overwrite=flags.overwrite, wait_s=flags.wait_s, on_stage=_print_event
     )
     for summary in summaries:
         for s in summary["areas"]:

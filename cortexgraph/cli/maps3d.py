@@ -1,25 +1,29 @@
 """``cortexgraph map3d <brain>`` and ``cortexgraph stats <brain>``: 3D area maps and morphometry.
 
-A thin layer over :mod:`cortexgraph.maps3d.stage`.
+A thin layer over :mod:`cortexgraph.maps3d.stage` (map3d) and
+:mod:`cortexgraph.maps3d.stats_stage` (stats).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
-    OverwriteOption,
-    RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
+    command,
     console,
-    reports_errors,
-    setup_logging,
+    reuse_state,
+    split_list,
 )
 from cortexgraph.errors import CortexgraphError, ParameterError
+
+if TYPE_CHECKING:
+    from cortexgraph.maps3d.stage import MapOptions
 
 LabelsOption = typer.Option(
     ...,
@@ -27,7 +31,9 @@ LabelsOption = typer.Option(
     help="Label source: truth (phantom ground truth), annotation, gnn-<run> (cortexgraph project "
     "--run <run>) or lsm-<name> / gsm-<name> (cortexgraph lsm predict).",
 )
-AreaOption = typer.Option(None, "--area", help="Area name or id (repeat for several).")
+AreaOption = typer.Option(
+    None, "--area", help="Area name or id (several: repeat the option or separate by commas)."
+)
 VoxelOption = typer.Option(
     None, "--voxel-mm", help="Voxel edge in mm (default: the labels' pixel spacing, >= 0.02)."
 )
@@ -92,8 +98,19 @@ def _brain(name: str, root: Path | None):
     return brain
 
 
-def _options(voxel_mm, exclude_sections, median_size, min_component_mm3, interpolation,
-             preview_factor, memory_gb, chunk_vox, workers):  # fmt: skip
+def map_options(
+    voxel_mm: float = VoxelOption,
+    exclude_sections: str = ExcludeOption,
+    median_size: int = MedianOption,
+    min_component_mm3: float = MinComponentOption,
+    interpolation: str = InterpolationOption,
+    preview_factor: int = PreviewOption,
+    memory_gb: float = MemoryOption,
+    chunk_vox: int = ChunkOption,
+    workers: int = WorkersOption,
+) -> MapOptions:
+    """The map options of ``map3d`` and ``stats`` (:func:`cortexgraph.cli.common.option_group`)
+    -> :class:`cortexgraph.maps3d.stage.MapOptions`."""
     from cortexgraph.maps3d.stage import MapOptions
 
     return MapOptions(
@@ -109,26 +126,64 @@ def _options(voxel_mm, exclude_sections, median_size, min_component_mm3, interpo
     )
 
 
+def stats_options(
+    reference: str = typer.Option(
+        "auto",
+        "--reference",
+        help="Population the z-scores compare with: auto (a phantom cohort: its own "
+        "population; otherwise human), human (the published hOc1/hOc2/hOc5 values of 5 male "
+        "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other "
+        "phantom brains), none (no z-scores), or a TSV (area, quantity, mean, sd[, hemisphere]).",
+    ),
+    shrinkage: float = typer.Option(
+        None, "--shrinkage", help="Volume shrinkage factor (default: brain.toml's)."
+    ),
+    max_depth: float = typer.Option(
+        0.25, "--max-depth", help="Pial triangles: cortical depth below this."
+    ),
+    midline_x_mm: float = typer.Option(
+        None,
+        "--midline-x-mm",
+        help="Hemisphere split: lh where world x is below this (default: the "
+        "interhemispheric plane build-graph found).",
+    ),
+    depth_voxel_mm: float = typer.Option(
+        None,
+        "--depth-voxel-mm",
+        help="Voxel of the tissue volume and depth field (default: the map's voxel size).",
+    ),
+    depth_model: str = typer.Option(
+        "equivolumetric",
+        "--depth-model",
+        help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
+        "(the Laplace potential).",
+    ),
+) -> dict:
+    """The morphometry options of ``stats`` (keywords of
+    :func:`cortexgraph.maps3d.stats_stage.stats_brain`)."""
+    return dict(locals())
+
+
+def _skipped(exc) -> None:
+    console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+
+
+def _exit_if_missing(missing: list[str], labels: str) -> None:
+    """Exit status 1 naming the areas the source labels on no section (the others were done)."""
+    if missing:
+        console.print(f"[bold yellow]not labelled by {labels}: {', '.join(missing)}[/]")
+        raise typer.Exit(code=1)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("map3d")
-    @reports_errors
+    @command(app, "map3d", ("options", map_options), STAGE)
     def map3d(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
-        voxel_mm: float = VoxelOption,
-        exclude_sections: str = ExcludeOption,
-        median_size: int = MedianOption,
-        min_component_mm3: float = MinComponentOption,
-        interpolation: str = InterpolationOption,
-        preview_factor: int = PreviewOption,
-        memory_gb: float = MemoryOption,
-        chunk_vox: int = ChunkOption,
-        workers: int = WorkersOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        options: MapOptions,
+        flags: StageFlags,
     ) -> None:
         """3D map of areas from the per-section labels of one source: assemble in the
         reconstruction's world frame, fill gaps, median filter, remove components < 27 mm^3,
@@ -141,23 +196,22 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.maps3d.brainmap import AreaNotLabelledError
         from cortexgraph.maps3d.stage import map3d_area
 
-        setup_logging(verbose)
         if not area:
             raise ParameterError("no area given", fix="add --area <name or id>")
-        brain = _brain(brain_name, root)
-        options = _options(voxel_mm, exclude_sections, median_size, min_component_mm3,
-                           interpolation, preview_factor, memory_gb, chunk_vox, workers)  # fmt: skip
+        brain = _brain(brain_name, flags.root)
         missing = []
-        for key in area:
+        for key in split_list(area):
             rec = brain.cohort.areas.resolve(key)
             try:
-                info = map3d_area(brain, rec.id, labels, options, overwrite=overwrite, wait_s=wait)
+                info = map3d_area(
+                    brain, rec.id, labels, options, overwrite=flags.overwrite, wait_s=flags.wait_s
+                )
             except AreaNotLabelledError as exc:
-                console.print(f"[yellow]skipped[/] {exc}", highlight=False)
+                _skipped(exc)
                 missing.append(rec.name)
                 continue
             volume = info["voxels"]["final"] * info["voxel_size_mm"] ** 3
-            state = "up to date, reused" if info["reused"] else f"computed ({info['why']})"
+            state = reuse_state(info)
             console.print(
                 f"[bold green]{rec.name}[/] from {labels}: {state}: {volume:.1f} mm^3, "
                 f"{info['sections_showing_area']} sections show it, "
@@ -165,60 +219,17 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
-        if missing:
-            console.print(f"[bold yellow]not labelled by {labels}: {', '.join(missing)}[/]")
-            raise typer.Exit(code=1)
+        _exit_if_missing(missing, labels)
 
-    @app.command("stats")
-    @reports_errors
+    @command(app, "stats", ("measure", stats_options), ("options", map_options), STAGE)
     def stats(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
-        reference: str = typer.Option(
-            "auto",
-            "--reference",
-            help="Population the z-scores compare with: auto (a phantom cohort: its own "
-            "population; otherwise human), human (the published hOc1/hOc2/hOc5 values of 5 male "
-            "brains, Schiffer et al. 2021, NeuroImage, Table 2), phantom (the cohort's other phantom brains), none (no z-scores), or a TSV "
-            "(area, quantity, mean, sd[, hemisphere]).",
-        ),
-        shrinkage: float = typer.Option(
-            None, "--shrinkage", help="Volume shrinkage factor (default: brain.toml's)."
-        ),
-        max_depth: float = typer.Option(
-            0.25, "--max-depth", help="Pial triangles: cortical depth below this."
-        ),
-        midline_x_mm: float = typer.Option(
-            None,
-            "--midline-x-mm",
-            help="Hemisphere split: lh where world x is below this (default: the "
-            "interhemispheric plane build-graph found).",
-        ),
-        depth_voxel_mm: float = typer.Option(
-            None,
-            "--depth-voxel-mm",
-            help="Voxel of the tissue volume and depth field (default: the map's voxel size).",
-        ),
-        depth_model: str = typer.Option(
-            "equivolumetric",
-            "--depth-model",
-            help="Cortical depth of the 0.25 cut: equivolumetric (Bok; the method's) or laplace "
-            "(the Laplace potential).",
-        ),
-        voxel_mm: float = VoxelOption,
-        exclude_sections: str = ExcludeOption,
-        median_size: int = MedianOption,
-        min_component_mm3: float = MinComponentOption,
-        interpolation: str = InterpolationOption,
-        preview_factor: int = PreviewOption,
-        memory_gb: float = MemoryOption,
-        chunk_vox: int = ChunkOption,
-        workers: int = WorkersOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        measure: dict,
+        options: MapOptions,
+        flags: StageFlags,
     ) -> None:
         """Volume and pial surface area of area maps (built first where missing), shrinkage-
         corrected, with z-scores against a reference table.
@@ -227,61 +238,31 @@ def register(app: typer.Typer) -> None:
         the source measured so far). Exit status 1 when the source labels some of the areas on
         no section (the others are measured), 2 on errors.
         """
-        from cortexgraph.data.names import slug
-        from cortexgraph.maps3d.brainmap import AreaNotLabelledError
-        from cortexgraph.maps3d.stage import stats_area, stats_table
+        from cortexgraph.maps3d.stats_stage import stats_brain
 
-        setup_logging(verbose)
-        brain = _brain(brain_name, root)
-        table = brain.cohort.areas
-        if area:
-            records = [table.resolve(a) for a in area]
-        else:
-            from cortexgraph.derivatives import Derivatives
-            from cortexgraph.derivatives.layout import maps3d_dir
 
-            folder = maps3d_dir(Derivatives.of(brain).root, brain.id, labels)
-            records = [a for a in table.areas if (folder / f"{slug(a.name)}.nii.gz").exists()]
-            if not records:
-                raise ParameterError(
-                    f"no area maps of source {labels!r}",
-                    file=folder,
-                    fix=f"run `cortexgraph map3d {brain.id} --area ... --labels {labels}` or "
-                    "give --area",
-                )
-        options = _options(voxel_mm, exclude_sections, median_size, min_component_mm3,
-                           interpolation, preview_factor, memory_gb, chunk_vox, workers)  # fmt: skip
-        missing = []
-        for rec in records:
-            try:
-                result = stats_area(
-                    brain,
-                    rec.id,
-                    labels,
-                    options,
-                    reference=reference,
-                    shrinkage=shrinkage,
-                    max_depth=max_depth,
-                    midline_x_mm=midline_x_mm,
-                    depth_voxel_mm=depth_voxel_mm,
-                    depth_model=depth_model,
-                    overwrite=overwrite,
-                    wait_s=wait,
-                )
-            except AreaNotLabelledError as exc:
-                console.print(f"[yellow]skipped[/] {exc}", highlight=False)
-                missing.append(rec.name)
-                continue
-            both = result["rows"][-1]
+        def show(entry: dict) -> None:
+            if "skipped" in entry:
+                _skipped(entry["skipped"])
+                return
+            both = entry["rows"][-1]
             console.print(
-                f"[bold]{rec.name}[/] ({labels}): volume {both['volume_mm3']:.1f} mm^3 "
+                f"[bold]{entry['area']}[/] ({labels}): volume {both['volume_mm3']:.1f} mm^3 "
                 f"(corrected {both['volume_corrected_mm3']:.1f}), pial surface "
                 f"{both['surface_mm2']:.1f} mm^2 (corrected {both['surface_corrected_mm2']:.1f})",
                 highlight=False,
             )
-        merged = stats_table(brain, labels, wait_s=wait)
-        if merged is not None:
-            console.print(f"[bold green]report: {merged}[/]", highlight=False, soft_wrap=True)
-        if missing:
-            console.print(f"[bold yellow]not labelled by {labels}: {', '.join(missing)}[/]")
-            raise typer.Exit(code=1)
+
+        result = stats_brain(
+            _brain(brain_name, flags.root),
+            labels,
+            split_list(area),
+            options,
+            **measure,
+            overwrite=flags.overwrite,
+            wait_s=flags.wait_s,
+            on_area=show,
+        )
+        if result["table"] is not None:
+            console.print(f"[bold green]report: {result['table']}[/]", highlight=False, soft_wrap=True)
+        _exit_if_missing(result["missing"], labels)

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
-    OverwriteOption,
-    RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
+    command,
     console,
     progress_bar,
-    reports_errors,
-    setup_logging,
+    reuse_state,
 )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("project")
-    @reports_errors
+    @command(app, "project", STAGE)
     def project(
         brain: str = BrainArgument,
         run: str = typer.Option(None, "--run", help="Model run whose predictions to project."),
@@ -46,17 +41,14 @@ def register(app: typer.Typer) -> None:
         overlays: int = typer.Option(
             6, help="Overlay PNGs of that many sections (-1 = all, 0 = none)."
         ),
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Paint a model run's node labels onto every section: label images, contours, overlays,
         pixel F1. Writes derivatives/cortexgraph/BRAIN/labels/gnn-RUN/ (labels/nodes-y for y)."""
         from cortexgraph.errors import ParameterError
         from cortexgraph.mapping.project import project_brain
 
-        setup_logging(verbose)
         if spacing_um is not None and not 0 < spacing_um < 1e5:
             raise ParameterError(f"--spacing-um {spacing_um} out of range", fix="give a value > 0")
         if not 0 < max_distance_mm < 1e3:
@@ -74,19 +66,18 @@ def register(app: typer.Typer) -> None:
                 brain,
                 run,
                 labels=labels,
-                root=root,
+                root=flags.root,
                 spacing_um=spacing_um,
                 max_distance_mm=max_distance_mm,
                 smooth_hops=smooth,
                 contours=contours,
                 overlays=overlays,
-                overwrite=overwrite,
-                wait_s=wait,
+                overwrite=flags.overwrite,
+                wait_s=flags.wait_s,
                 progress=progress,
             )
-        state = "up to date, reused" if report["reused"] else f"computed ({report['why']})"
         console.print(
-            f"[bold green]{report['source']}: {state}: {report['out_dir']}[/]",
+            f"[bold green]{report['source']}: {reuse_state(report)}: {report['out_dir']}[/]",
             highlight=False,
             soft_wrap=True,
         )

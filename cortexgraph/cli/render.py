@@ -3,25 +3,20 @@ pictures."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
-    OverwriteOption,
-    RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
+    command,
     console,
-    reports_errors,
-    setup_logging,
+    split_list,
 )
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("render")
-    @reports_errors
+    @command(app, "render", STAGE)
     def render(
         brain: str = BrainArgument,
         labels: str = typer.Option(
@@ -44,10 +39,8 @@ def register(app: typer.Typer) -> None:
         exports: bool = typer.Option(
             True, help="Also write .label.gii, .annot, .func.gii and .ply files."
         ),
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Render the midsurfaces coloured by area, probability or feature; export for other
         tools.
@@ -58,7 +51,6 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.errors import ParameterError
         from cortexgraph.render.brain import render_brain
 
-        setup_logging(verbose)
         try:
             width, height = (int(v) for v in size.lower().split("x"))
             if not (16 <= width <= 8192 and 16 <= height <= 8192):
@@ -71,14 +63,14 @@ def register(app: typer.Typer) -> None:
             brain,
             labels,
             run=run,
-            root=root,
-            views=[v.strip() for v in views.split(",") if v.strip()],
+            root=flags.root,
+            views=split_list(views),
             size_px=(width, height),
             backend=backend,
             compare=compare,
             exports=exports,
-            overwrite=overwrite,
-            wait_s=wait,
+            overwrite=flags.overwrite,
+            wait_s=flags.wait_s,
         )
         pictures = [p for p in written if p.suffix == ".png"]
         console.print(

@@ -7,15 +7,17 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainArgument,
     OverwriteOption,
-    RootOption,
+    StageFlags,
     VerboseOption,
-    WaitOption,
+    command,
     console,
     reports_errors,
     setup_logging,
-    stage_progress,
+    split_list,
+    with_progress,
 )
 
 
@@ -59,32 +61,28 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.scans.ingest import ingest_brain
 
         setup_logging(verbose)
-        progress, callback = stage_progress()
-        with progress:
-            report = ingest_brain(
-                cohort,
-                brain,
-                sections or Path(scans) / "sections.tsv",
-                spacing_um=spacing_um,
-                downscale=downscale,
-                digitization_step=digitization_step,
-                shrinkage_factor=shrinkage_factor,
-                section_thickness_um=thickness_um,
-                chunk_px=chunk_px,
-                overwrite=overwrite,
-                progress=callback,
-            )
+        report = with_progress(
+            ingest_brain,
+            cohort,
+            brain,
+            sections or Path(scans) / "sections.tsv",
+            spacing_um=spacing_um,
+            downscale=downscale,
+            digitization_step=digitization_step,
+            shrinkage_factor=shrinkage_factor,
+            section_thickness_um=thickness_um,
+            chunk_px=chunk_px,
+            overwrite=overwrite,
+        )
         console.print(
             f"[bold green]{brain}: {len(report.written)} section(s) written, "
             f"{len(report.skipped)} already done, {len(report.missing)} missing; "
             f"{report.spacing_um:g} um/px -> {report.brain}[/]"
         )
 
-    @app.command("segment")
-    @reports_errors
+    @command(app, "segment", STAGE)
     def segment(
         brain: str = BrainArgument,
-        root: Path = RootOption,
         spacing_um: float = typer.Option(
             64.0, "--spacing-um", help="Working and mask spacing in µm (at least the image's)."
         ),
@@ -104,16 +102,14 @@ def register(app: typer.Typer) -> None:
         replace_masks: bool = typer.Option(
             False, "--replace-masks", help="Replace masks that segment did not write."
         ),
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Tissue masks (background / white / gray) from the section images (Schiffer 2023)."""
         from cortexgraph.data.manifest import find_brain
         from cortexgraph.errors import ParameterError
         from cortexgraph.scans.segment import SegmentParameters, segment_brain
 
-        setup_logging(verbose)
         if otsu_classes not in (2, 3):
             raise ParameterError(
                 f"--otsu-classes must be 2 or 3, got {otsu_classes}", fix="pass 2 or 3"
@@ -121,7 +117,7 @@ def register(app: typer.Typer) -> None:
         chosen = None
         if sections:
             try:
-                chosen = [int(s) for s in sections.split(",") if s.strip()]
+                chosen = [int(s) for s in split_list(sections)]
             except ValueError:
                 raise ParameterError(
                     f"--sections {sections!r} is not a list of integers",
@@ -130,20 +126,18 @@ def register(app: typer.Typer) -> None:
         params = SegmentParameters(
             spacing_um=spacing_um, chan_vese_iterations=iterations, otsu_classes=otsu_classes
         )
-        found = find_brain(brain, root)
-        progress, callback = stage_progress()
-        with progress:
-            summary = segment_brain(
-                found,
-                params,
-                overrides=overrides,
-                sections=chosen,
-                qc=qc,
-                replace_masks=replace_masks,
-                overwrite=overwrite,
-                wait_s=wait,
-                progress=callback,
-            )
+        found = find_brain(brain, flags.root)
+        summary = with_progress(
+            segment_brain,
+            found,
+            params,
+            overrides=overrides,
+            sections=chosen,
+            qc=qc,
+            replace_masks=replace_masks,
+            overwrite=flags.overwrite,
+            wait_s=flags.wait_s,
+        )
         line = f"{found.id}: {summary.get('segmented', 0)} mask(s) at {summary['spacing_um']:g} um"
         if "dice_gray_mean" in summary:
             line += (

@@ -3,20 +3,16 @@ coordinates from the images (docs/scans-in.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from cortexgraph.cli.common import (
+    STAGE,
     BrainsArgument,
-    OverwriteOption,
-    RootOption,
-    VerboseOption,
-    WaitOption,
+    StageFlags,
+    command,
     console,
-    reports_errors,
-    setup_logging,
-    stage_progress,
+    each_brain,
+    reuse_state,
 )
 
 EXIT_FLAGGED = 2
@@ -24,11 +20,9 @@ EXIT_FLAGGED = 2
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("align")
-    @reports_errors
+    @command(app, "align", STAGE)
     def align_command(
         brains: list[str] = BrainsArgument,
-        root: Path = RootOption,
         spacing_um: float = typer.Option(64.0, help="Working pixel spacing (the thesis: 64 µm)."),
         features: str = typer.Option("sift", help="Feature detector: sift, orb or none."),
         min_inliers: int = typer.Option(
@@ -52,9 +46,8 @@ def register(app: typer.Typer) -> None:
         accept_flagged: bool = typer.Option(
             False, "--accept-flagged", help="With --install: install even with flagged pairs."
         ),
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Rigid transforms between consecutive sections, estimated from the section images.
 
@@ -68,10 +61,8 @@ def register(app: typer.Typer) -> None:
         """
         from rich.markup import escape
 
-        from cortexgraph.data.manifest import find_brain
         from cortexgraph.scans.align import AlignParameters, install_alignment, run_align
 
-        setup_logging(verbose)
         params = AlignParameters(
             spacing_um=spacing_um,
             features=features,
@@ -80,16 +71,9 @@ def register(app: typer.Typer) -> None:
             max_angle_deg=max_angle_deg,
             detect_mirrored=detect_mirrored,
         )
-        for name in brains:
-            brain = find_brain(name, root)
-            progress, callback = stage_progress()
-            with progress:
-                report = run_align(
-                    brain, params, overwrite=overwrite, progress=callback, wait_s=wait
-                )
-            state = "up to date, reused" if report["reused"] else f"computed ({report['why']})"
+        for brain, report in each_brain(brains, flags, run_align, params):
             console.print(
-                f"[bold]{escape(brain.id)}[/]: {state}: {report['pairs']} pairs, "
+                f"[bold]{escape(brain.id)}[/]: {reuse_state(report)}: {report['pairs']} pairs, "
                 f"{report['pairs_flagged']} flagged, median overlap correlation "
                 f"{report['ncc_median']:.3f}",
                 highlight=False,
@@ -124,11 +108,9 @@ def register(app: typer.Typer) -> None:
                     "  installed: " + ", ".join(escape(str(p)) for p in written), highlight=False
                 )
 
-    @app.command("register")
-    @reports_errors
+    @command(app, "register", STAGE)
     def register_command(
         brains: list[str] = BrainsArgument,
-        root: Path = RootOption,
         voxel_mm: float = typer.Option(1.2, help="Voxel of the stacked volume and registration."),
         bspline_mm: float = typer.Option(
             20.0, help="B-spline control point spacing (0: affine only)."
@@ -136,9 +118,8 @@ def register(app: typer.Typer) -> None:
         spacing_um: float = typer.Option(
             None, help="Pixel spacing of the coordinate maps [default: brain.toml's coords]."
         ),
-        overwrite: bool = OverwriteOption,
-        wait: float = WaitOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Canonical coordinate maps: register the stacked tissue volume to MNI152 (SimpleITK:
         affine, then B-spline) and push the mapping back to every section's pixels.
@@ -150,20 +131,11 @@ def register(app: typer.Typer) -> None:
         """
         from rich.markup import escape
 
-        from cortexgraph.data.manifest import find_brain
         from cortexgraph.scans.register import RegisterParameters, run_register
 
-        setup_logging(verbose)
         params = RegisterParameters(voxel_mm=voxel_mm, bspline_mm=bspline_mm, spacing_um=spacing_um)
-        for name in brains:
-            brain = find_brain(name, root)
-            progress, callback = stage_progress()
-            with progress:
-                report = run_register(
-                    brain, params, overwrite=overwrite, progress=callback, wait_s=wait
-                )
-            state = "up to date, reused" if report["reused"] else f"computed ({report['why']})"
-            line = f"[bold]{escape(brain.id)}[/]: {state}"
+        for brain, report in each_brain(brains, flags, run_register, params):
+            line = f"[bold]{escape(brain.id)}[/]: {reuse_state(report)}"
             error = report.get("error_against_coords")
             if error:
                 line += (

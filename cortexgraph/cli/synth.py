@@ -11,6 +11,7 @@ from cortexgraph.cli.common import (
     console,
     reports_errors,
     setup_logging,
+    split_list,
     stage_progress,
 )
 
@@ -86,7 +87,7 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.synth.presets import harder_preset
 
         setup_logging(verbose)
-        brain_ids = [b.strip() for b in brains.split(",")] if brains else None
+        brain_ids = split_list(brains) or None
         spec = harder_preset(
             preset,
             area_seed=area_seed,

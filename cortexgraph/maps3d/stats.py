@@ -27,7 +27,7 @@ Schiffer et al. 2021, NeuroImage, Sect. 2.8; Schiffer, PhD thesis, Sect. 5.2.6:
   purpose, as the one-hemisphere annotations of the Allen brain in the LSM paper).
 * **Shrinkage**: volume x f, area x f^(2/3), f = the brain's ``shrinkage_factor`` (brain.toml).
 * **z-scores** against a reference population that matches the cohort
-  (``cortexgraph.maps3d.stage.reference_for``): for a cohort of human brains the shipped table
+  (``cortexgraph.maps3d.stats_stage.reference_for``): for a cohort of human brains the shipped table
   (:func:`cortexgraph.maps3d.morphometry.load_reference_table`: the published hOc1/hOc2/hOc5 values of
   five male brains, thesis Tables 5.2/5.3); for a phantom cohort the phantom's own population (the exact, shrinkage-
   corrected measures of its other brains, :func:`~cortexgraph.maps3d.morphometry.
