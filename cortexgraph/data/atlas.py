@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import nibabel as nib
 import numpy as np
@@ -27,6 +28,9 @@ from cortexgraph.data.manifest import (
 )
 from cortexgraph.errors import DataFormatError, ParameterError
 from cortexgraph.outputs import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 ATLAS_LABEL_COLUMNS = ("index", "area_id", "name")
 PROBABILITY_TOLERANCE = 1e-6
@@ -136,7 +140,7 @@ def _open_maps(path: Path):
         found.add("atlas maps not found", "check [atlas] maps in cohort.toml")
         return None, found
     try:
-        image = nib.load(str(path))
+        image = cast("SpatialImage", nib.load(str(path)))
         shape = tuple(int(n) for n in image.shape)
         affine = np.asarray(image.affine, dtype=np.float64)
         dtype = np.dtype(image.get_data_dtype())
