@@ -728,7 +728,9 @@ def predict_brain(
         wait_s=wait_s,
     ) as stage:
         if stage.reuse:
-            return [store.output(stage.record, n) for n in sorted(stage.record.outputs)]
+            record = stage.record
+            assert record is not None  # a reused stage has its record
+            return [store.output(record, n) for n in sorted(record.outputs)]
         model, config = load_run(run_dir)
         graph_key = stage.upstream_records[f"{brain}/build-graph"].key
         written, measured = [], {}
