@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -257,8 +258,12 @@ class SectionStack:
     def thickness_mm(self) -> float:
         return self.brain.thickness_um / 1000.0
 
-    def plane_y_mm(self, section: int) -> float:
-        """World y of a section's plane: ``(section - base) * thickness_mm``."""
+    @overload
+    def plane_y_mm(self, section: int) -> float: ...
+    @overload
+    def plane_y_mm(self, section: np.ndarray) -> np.ndarray: ...
+    def plane_y_mm(self, section: int | np.ndarray) -> float | np.ndarray:
+        """World y of a section's plane: ``(section - base) * thickness_mm`` (elementwise on arrays)."""
         return (section - self.base_section) * self.thickness_mm
 
     def section_to_world(self, section: int, points_mm: np.ndarray) -> np.ndarray:
