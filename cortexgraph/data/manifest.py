@@ -418,9 +418,11 @@ class AreaTable:
         out[area_ids <= 0] = -1
         return out.astype(np.int64)
 
-    def resolve(self, key: str | int) -> Area:
-        """An area by id (int or digits) or by name."""
-        if isinstance(key, (int, np.integer)) or _INTEGER.fullmatch(str(key)):
+    def resolve(self, key: object) -> Area:
+        """An area by id (int or digits) or by name; DataFormatError for anything else."""
+        if isinstance(key, (int, np.integer)) or (
+            isinstance(key, str) and _INTEGER.fullmatch(key)
+        ):
             area = self.by_id.get(int(key))
         else:
             area = self.by_name.get(str(key))
@@ -561,6 +563,27 @@ class Brain:
     @property
     def transform_table_path(self) -> Path:
         return self.root / TRANSFORM_TABLE
+
+    def spacing_of(self, role: str) -> float:
+        """Pixel spacing (um) of ``role`` ("image", "mask", "annotation", "coords") from
+        ``[spacing_um]`` of brain.toml; DataFormatError naming the file when it is not given."""
+        value = getattr(self, f"{role}_spacing_um")
+        if value is None:
+            raise DataFormatError(
+                f"no {role} spacing", file=self.manifest_path, fix=f"add {role} = <um> to [spacing_um]"
+            )
+        return float(value)
+
+    @property
+    def area_table(self) -> AreaTable:
+        """The area table of the brain's cohort; DataFormatError when read without its cohort."""
+        if self.cohort is None:
+            raise DataFormatError(
+                "the brain was read without its cohort, so its area table is unknown",
+                file=self.manifest_path,
+                fix="open the brain through its cohort (cohort.toml)",
+            )
+        return self.cohort.areas
 
     @property
     def thickness_um(self) -> float:

@@ -147,7 +147,7 @@ class SectionStack:
                 raster.read_level(0) if spacing_um is None else raster.read_at_spacing(spacing_um)
             )
         if record.contours:
-            spacing = self.brain.annotation_spacing_um if spacing_um is None else spacing_um
+            spacing = self.brain.spacing_of("annotation") if spacing_um is None else spacing_um
             width_mm, height_mm = self.section_extent_mm(section)
             shape = (int(round(height_mm * 1000 / spacing)), int(round(width_mm * 1000 / spacing)))
             features = read_contours(self.brain.path(record.contours))

@@ -580,7 +580,7 @@ def train_gnn(
                     f"feature widths {other} of {item.key} differ from {dims} of {items[0].key}",
                     fix="compute the features of all brains with the same encoder and atlas",
                 )
-        config = {
+        config: dict[str, Any] = {
             "name": run_name,
             **settings_record,
             "feature_dims": dims,
