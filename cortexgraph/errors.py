@@ -67,6 +67,9 @@ def _rebuild(cls, message, file, section, fix):
 class DataFormatError(CortexgraphError):
     """Input data does not follow docs/data-format.md."""
 
+    #: set by readers that collect several problems of a file (all of them, this one first)
+    findings: list[DataFormatError]
+
 
 class ParameterError(CortexgraphError):
     """A parameter (option, preset, parameters file) is out of range or of the wrong type."""
