@@ -421,9 +421,7 @@ class AreaTable:
 
     def resolve(self, key: object) -> Area:
         """An area by id (int or digits) or by name; DataFormatError for anything else."""
-        if isinstance(key, (int, np.integer)) or (
-            isinstance(key, str) and _INTEGER.fullmatch(key)
-        ):
+        if isinstance(key, (int, np.integer)) or (isinstance(key, str) and _INTEGER.fullmatch(key)):
             area = self.by_id.get(int(key))
         else:
             area = self.by_name.get(str(key))
@@ -571,7 +569,9 @@ class Brain:
         value = getattr(self, f"{role}_spacing_um")
         if value is None:
             raise DataFormatError(
-                f"no {role} spacing", file=self.manifest_path, fix=f"add {role} = <um> to [spacing_um]"
+                f"no {role} spacing",
+                file=self.manifest_path,
+                fix=f"add {role} = <um> to [spacing_um]",
             )
         return float(value)
 
@@ -837,7 +837,9 @@ class Brain:
             is_listed = self.base_section in {r.section for r in records}
             found.add(
                 f"base_section {self.base_section} is "
-                + ("flagged missing in sections.tsv" if is_listed else "not listed in sections.tsv"),
+                + (
+                    "flagged missing in sections.tsv" if is_listed else "not listed in sections.tsv"
+                ),
                 "set base_section to a present section or remove the key (central default)",
                 section=self.base_section,
                 file=self.manifest_path,

@@ -368,7 +368,10 @@ class SurfaceRenderer:
         ax.add_collection(
             PolyCollection(
                 polygons,  # type: ignore[arg-type]  # an (N, 3, 2) array: matplotlib's fast path
-                facecolors=colours, edgecolors=colours, linewidths=0.25, antialiased=False
+                facecolors=colours,
+                edgecolors=colours,
+                linewidths=0.25,
+                antialiased=False,
             )
         )
         half_width = half_height * width / height
