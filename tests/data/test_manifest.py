@@ -169,4 +169,3 @@ def test_area_resolve_refuses_a_missing_key_with_a_data_format_error(valid_cohor
     assert areas.resolve(first.name) is first
     with pytest.raises(DataFormatError, match="unknown area None"):
         areas.resolve(None)  # a web request without "area"
-
