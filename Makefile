@@ -1,7 +1,7 @@
 # cortexgraph: two commands from a fresh clone.
 #   make demo   set up .venv, make the demo phantom cohort, run the pipeline end to end on it (as tasks
 #               of a local Dask cluster, one worker process per core: cortexgraph.execution)
-#   make test   set up .venv and the web app's JavaScript libraries, run ruff and pytest
+#   make test   set up .venv and the web app's JavaScript libraries, run ruff, mypy and pytest
 #   make web    install the web app's pinned JavaScript libraries (npm ci) into cortexgraph/web/static/vendor
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,7 @@ DEMO_DIR ?= demo-output
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test lint venv web clean
+.PHONY: demo test lint typecheck venv web clean
 
 venv: $(STAMP)
 
@@ -53,7 +53,11 @@ demo: $(STAMP) $(WEB_STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cortexgraph tests benchmarks
 
-test: $(STAMP) $(WEB_STAMP) lint
+# static types of the package ([tool.mypy] in pyproject.toml; cortexgraph ships py.typed)
+typecheck: $(STAMP)
+	$(PY) -m mypy cortexgraph
+
+test: $(STAMP) $(WEB_STAMP) lint typecheck
 	$(VENV)/bin/pytest -q tests
 
 clean:

@@ -21,6 +21,8 @@ code  class                           meaning
 
 from __future__ import annotations
 
+import os
+
 
 class CortexgraphError(Exception):
     """A user-facing error: names the file and section concerned and the fix.
@@ -34,12 +36,12 @@ class CortexgraphError(Exception):
         self,
         message: str,
         *,
-        file: str | None = None,
+        file: str | os.PathLike[str] | None = None,
         section: int | None = None,
         fix: str | None = None,
     ) -> None:
         self.message = message
-        self.file = None if file is None else str(file)
+        self.file = None if file is None else os.fspath(file)
         self.section = section
         self.fix = fix
         super().__init__(self.__str__())
@@ -64,6 +66,9 @@ def _rebuild(cls, message, file, section, fix):
 
 class DataFormatError(CortexgraphError):
     """Input data does not follow docs/data-format.md."""
+
+    #: set by readers that collect several problems of a file (all of them, this one first)
+    findings: list[DataFormatError]
 
 
 class ParameterError(CortexgraphError):

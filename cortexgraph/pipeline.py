@@ -114,6 +114,7 @@ def _summarise(out: Path, cohort_root: Path, preset: str, seed: int, brains, rep
     names = [a for a in ("hOc1", "hOc2") if any(x.name == a for x in cohort.areas.areas)]
     volumes_tsv, volumes = demo_volumes(cohort, run, names, out=out / "demo-volumes.tsv")
     log.info("areal volumes (mm^3) and pial areas (mm^2):\n%s", format_volume_table(volumes))
+    assert volumes_tsv is not None  # written because out= is given
     written.append(("areal volumes, GNN vs true labels", volumes_tsv))
     volume_seconds = time.perf_counter() - start
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,13 +105,13 @@ def available_memory_bytes(
     meminfo: str | os.PathLike = "/proc/meminfo",
     proc_cgroup: str | os.PathLike = "/proc/self/cgroup",
     cgroup_root: str | os.PathLike = "/sys/fs/cgroup",
-    environ: dict | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
     """Bytes this process can still allocate (see the module docstring for the sources).
 
     The keyword arguments exist for tests (other files instead of the system's).
     """
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     candidates = []
     value = _meminfo_available(Path(meminfo))
     if value is not None:
@@ -118,8 +119,8 @@ def available_memory_bytes(
     value = _cgroup_available(Path(proc_cgroup), Path(cgroup_root))
     if value is not None:
         candidates.append(value)
-    if environ.get(MEMORY_ENV):
-        candidates.append(parse_bytes(environ[MEMORY_ENV]))
+    if env.get(MEMORY_ENV):
+        candidates.append(parse_bytes(env[MEMORY_ENV]))
     if not candidates:
         try:
             candidates.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

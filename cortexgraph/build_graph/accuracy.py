@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import nibabel as nib
 import numpy as np
@@ -38,6 +39,9 @@ from cortexgraph.mapping.nodes import NodeSectionTable
 from cortexgraph.meshes.distance import point_mesh_distance
 from cortexgraph.meshes.io import read_gifti_surface
 from cortexgraph.reconstruct.clean import GRAY, automatic_noncortical_mask
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 __all__ = [
     "truth_folder",
@@ -146,7 +150,7 @@ def build_graph_accuracy(brain: Brain, truth: Path | None = None) -> dict:
             cleaned, float(affine[0, 0]), params.max_cortex_thickness_mm, params.exclusion_grow_mm
         )
         true_mask = exclusion_mask_volume(brain, cleaned.shape, affine)
-        image = nib.load(str(brain.path(brain.exclusion_mask)))
+        image = cast("SpatialImage", nib.load(str(brain.path(brain.exclusion_mask))))
         mask_voxel_mm = float(np.abs(np.linalg.det(image.affine[:3, :3])) ** (1 / 3))
         result["automatic_exclusion"] = exclusion_accuracy(
             cleaned,

@@ -89,7 +89,7 @@ def stacked_volume(
     bridged, info_gaps = fill_empty_planes(volume, params.max_gap_planes)
     filled, info_fill = fill_defects(bridged, voxel_mm, params.min_defect_mm3)
     cleaned, info_detached = remove_detached_tissue(filled, params.min_tissue_fraction)
-    info = {
+    info: dict[str, object] = {
         "stack": info_stack,
         "empty_planes": info_gaps,
         "fill_defects": info_fill,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from skimage import measure
@@ -50,7 +51,7 @@ def label_image_to_contours(
             order = np.argsort(areas)[::-1]
             exterior, holes = polys[order[0]], [polys[i] for i in order[1:]]
             coordinates = [_close(exterior).tolist()] + [_close(h).tolist() for h in holes]
-            properties = {"area_id": int(area_id)}
+            properties: dict[str, Any] = {"area_id": int(area_id)}
             if names and int(area_id) in names:
                 properties["name"] = names[int(area_id)]
             features.append(

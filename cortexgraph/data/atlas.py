@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import nibabel as nib
 import numpy as np
@@ -27,6 +28,9 @@ from cortexgraph.data.manifest import (
 )
 from cortexgraph.errors import DataFormatError, ParameterError
 from cortexgraph.outputs import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 ATLAS_LABEL_COLUMNS = ("index", "area_id", "name")
 PROBABILITY_TOLERANCE = 1e-6
@@ -136,7 +140,7 @@ def _open_maps(path: Path):
         found.add("atlas maps not found", "check [atlas] maps in cohort.toml")
         return None, found
     try:
-        image = nib.load(str(path))
+        image = cast("SpatialImage", nib.load(str(path)))
         shape = tuple(int(n) for n in image.shape)
         affine = np.asarray(image.affine, dtype=np.float64)
         dtype = np.dtype(image.get_data_dtype())
@@ -183,18 +187,18 @@ def read_atlas_labels(
     except DataFormatError as exc:
         found.extend(exc)
         return [], found
-    rows = []
+    rows: list[tuple[int, int, str]] = []
     seen_index: dict[int, int] = {}
     seen_area: dict[int, int] = {}
     for line, row in lines:
-        index, area = row["index"], row["area_id"]
-        if not _DIGITS.fullmatch(index) or not _DIGITS.fullmatch(area):
+        index_text, area_text = row["index"], row["area_id"]
+        if not _DIGITS.fullmatch(index_text) or not _DIGITS.fullmatch(area_text):
             found.add(
-                f"line {line}: index {index!r} and area_id {area!r} must be integers >= 0",
+                f"line {line}: index {index_text!r} and area_id {area_text!r} must be integers >= 0",
                 "index: position along the 4th axis (0-based); area_id: id in areas.tsv or 0",
             )
             continue
-        index, area = int(index), int(area)
+        index, area = int(index_text), int(area_text)
         if index in seen_index:
             found.add(
                 f"line {line}: map index {index} is listed twice (also line {seen_index[index]})",
@@ -277,7 +281,7 @@ def atlas_problems(
     num_maps = int(image.shape[3]) if image is not None and len(image.shape) == 4 else None
     _, label_found = read_atlas_labels(labels_path, num_maps, area_ids)
     problems = found.errors + label_found.errors
-    if values and image is not None and not found:
+    if values and image is not None and num_maps is not None and not found:
         per_map = max(1, int(np.prod(image.shape[:3])) * 4)
         step = max(1, block_bytes // per_map)
         value_found = Findings(maps_path)

@@ -168,7 +168,7 @@ def check_brain(
     if brain.exclusion_mask:
         with found.guard(brain.manifest_path, "the exclusion mask"):
             _check_exclusion(brain, found, geometry_ok)
-    if atlas_total is not None and coords_files:
+    if atlas_total is not None and coords_files and brain.cohort is not None:
         with found.guard(brain.cohort.manifest_path, "the atlas overlap"):
             _check_atlas_overlap(brain.cohort, atlas_total, coords_files, found)
     return found.problems
@@ -300,10 +300,10 @@ def _check_values(kind, raster, area_ids, deep, section, found) -> None:
     dataset = _value_dataset(raster, deep)
     path = raster.path
     if kind == "mask":
-        values: set[int] = set()
+        classes: set[int] = set()
         for block in _blocks(dataset):
-            values.update(int(v) for v in np.unique(block))
-        bad = sorted(values - {0, 1, 2})
+            classes.update(int(v) for v in np.unique(block))
+        bad = sorted(classes - {0, 1, 2})
         if bad:
             found.add(
                 path,
@@ -311,7 +311,7 @@ def _check_values(kind, raster, area_ids, deep, section, found) -> None:
                 "use 0 background, 1 white matter, 2 gray matter",
                 section,
             )
-        elif not values & {1, 2}:
+        elif not classes & {1, 2}:
             found.add(
                 path,
                 "tissue mask holds no tissue (only background)",

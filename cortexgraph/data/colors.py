@@ -85,7 +85,7 @@ def _display_table(
     out = []
     for rgb, lab in zip(colours, _lab(np.array(colours, dtype=np.uint8)), strict=True):
         if deltaE_ciede2000(np.array(kept), lab[None]).min() >= min_delta_e:
-            chosen_rgb, chosen_lab = tuple(int(c) for c in rgb), lab
+            chosen_rgb, chosen_lab = rgb_triple(rgb), lab
         else:
             free = nearest >= min_delta_e
             if free.any():  # the closest colour to the table's that keeps the distance
@@ -93,17 +93,22 @@ def _display_table(
                 k = int(np.argmin(np.where(free, distance, np.inf)))
             else:  # the table is too large for the distance: the most distinct colour left
                 k = int(np.argmax(nearest))
-            chosen_rgb, chosen_lab = tuple(int(c) for c in cand_rgb[k]), cand_lab[k]
+            chosen_rgb, chosen_lab = rgb_triple(cand_rgb[k]), cand_lab[k]
         out.append(chosen_rgb)
         kept.append(chosen_lab)
         nearest = np.minimum(nearest, deltaE_ciede2000(cand_lab, chosen_lab[None]))
     return tuple(out)
 
 
+def rgb_triple(rgb) -> tuple[int, int, int]:
+    """(r, g, b) as three Python ints (from a tuple, list or uint8 array row)."""
+    return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+
+
 def display_colours(areas: AreaTable, min_delta_e: float = MIN_DELTA_E) -> np.ndarray:
     """uint8 (K, 3): the display colour of each area of the table, in table order (module
     docstring). Deterministic: the same table gives the same colours."""
-    colours = tuple(tuple(int(c) for c in a.rgb) for a in areas.areas)
+    colours = tuple(rgb_triple(a.rgb) for a in areas.areas)
     if not colours:
         return np.zeros((0, 3), dtype=np.uint8)
     return np.array(_display_table(colours, float(min_delta_e)), dtype=np.uint8).reshape(-1, 3)
@@ -112,7 +117,7 @@ def display_colours(areas: AreaTable, min_delta_e: float = MIN_DELTA_E) -> np.nd
 def area_rgb(areas: AreaTable) -> dict[int, tuple[int, int, int]]:
     """``{area id: display colour (uint8 RGB)}``."""
     table = display_colours(areas)
-    return {a.id: tuple(int(c) for c in table[k]) for k, a in enumerate(areas.areas)}
+    return {a.id: rgb_triple(table[k]) for k, a in enumerate(areas.areas)}
 
 
 def area_id_colours(areas: AreaTable, max_id: int | None = None) -> np.ndarray:

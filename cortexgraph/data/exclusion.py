@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexgraph.errors import DataFormatError
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 FIX_ROLE = (
     "give a 3D NIfTI mask in the brain's world mm (nonzero = non-cortical gray matter), or remove "
@@ -34,7 +38,7 @@ def read_exclusion_mask(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     if not path.is_file():
         raise DataFormatError("exclusion mask not found", file=path, fix=FIX_ROLE)
     try:
-        image = nib.load(str(path))
+        image = cast("SpatialImage", nib.load(str(path)))
         shape = tuple(int(n) for n in image.shape)
         affine = np.asarray(image.affine, dtype=np.float64)
     except Exception as exc:  # nibabel raises several types for files that are not NIfTI

@@ -24,6 +24,7 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tomli_w
@@ -36,7 +37,7 @@ from cortexgraph.data.names import (
     slug,
 )
 from cortexgraph.data.transforms import RIGID_TOLERANCE, rigidity_error
-from cortexgraph.errors import DataFormatError
+from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.outputs import write_text_atomic
 
 FORMAT_VERSION = 1
@@ -133,7 +134,7 @@ class Findings:
         raise error
 
 
-def findings_of(error: DataFormatError) -> list[DataFormatError]:
+def findings_of(error: CortexgraphError) -> list[CortexgraphError]:
     """All problems an error raised by a reader stands for (itself when it carries none)."""
     return list(getattr(error, "findings", None) or [error])
 
@@ -418,9 +419,9 @@ class AreaTable:
         out[area_ids <= 0] = -1
         return out.astype(np.int64)
 
-    def resolve(self, key: str | int) -> Area:
-        """An area by id (int or digits) or by name."""
-        if isinstance(key, (int, np.integer)) or _INTEGER.fullmatch(str(key)):
+    def resolve(self, key: object) -> Area:
+        """An area by id (int or digits) or by name; DataFormatError for anything else."""
+        if isinstance(key, (int, np.integer)) or (isinstance(key, str) and _INTEGER.fullmatch(key)):
             area = self.by_id.get(int(key))
         else:
             area = self.by_name.get(str(key))
@@ -561,6 +562,29 @@ class Brain:
     @property
     def transform_table_path(self) -> Path:
         return self.root / TRANSFORM_TABLE
+
+    def spacing_of(self, role: str) -> float:
+        """Pixel spacing (um) of ``role`` ("image", "mask", "annotation", "coords") from
+        ``[spacing_um]`` of brain.toml; DataFormatError naming the file when it is not given."""
+        value = getattr(self, f"{role}_spacing_um")
+        if value is None:
+            raise DataFormatError(
+                f"no {role} spacing",
+                file=self.manifest_path,
+                fix=f"add {role} = <um> to [spacing_um]",
+            )
+        return float(value)
+
+    @property
+    def area_table(self) -> AreaTable:
+        """The area table of the brain's cohort; DataFormatError when read without its cohort."""
+        if self.cohort is None:
+            raise DataFormatError(
+                "the brain was read without its cohort, so its area table is unknown",
+                file=self.manifest_path,
+                fix="open the brain through its cohort (cohort.toml)",
+            )
+        return self.cohort.areas
 
     @property
     def thickness_um(self) -> float:
@@ -759,7 +783,7 @@ class Brain:
                 )
                 continue
             previous = number
-            flags = {}
+            flags: dict[str, Any] = {}
             for column in SECTION_FLAG_COLUMNS:
                 value = row[column].lower()
                 if value not in _FLAG_VALUES:
@@ -769,7 +793,7 @@ class Brain:
                         section=number,
                     )
                 flags[column] = _FLAG_VALUES.get(value, False)
-            files = {}
+            files: dict[str, Any] = {}
             for column in SECTION_FILE_COLUMNS:
                 text = row[column]
                 files[column] = text
@@ -810,10 +834,12 @@ class Brain:
                 "the table must list at least one present section",
             )
         if self.base_section is not None and not found and self.base_section not in present:
-            listed = self.base_section in {r.section for r in records}
+            is_listed = self.base_section in {r.section for r in records}
             found.add(
                 f"base_section {self.base_section} is "
-                + ("flagged missing in sections.tsv" if listed else "not listed in sections.tsv"),
+                + (
+                    "flagged missing in sections.tsv" if is_listed else "not listed in sections.tsv"
+                ),
                 "set base_section to a present section or remove the key (central default)",
                 section=self.base_section,
                 file=self.manifest_path,

@@ -21,6 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -159,7 +160,7 @@ def write_raster(
             for level in range(num_levels):
                 chunks = (min(chunk_px, level_array.shape[0]), min(chunk_px, level_array.shape[1]))
                 chunks = chunks + tuple(level_array.shape[2:])
-                opts = {"compression": compression}
+                opts: dict[str, Any] = {"compression": compression}
                 if compression == "gzip":
                     opts["compression_opts"] = 1
                 dataset = write_h5_dataset(
@@ -372,7 +373,10 @@ class Raster:
         (rows, cols[, channels]) array in the raster's dtype (intensity rotated/rescaled patches are
         float32).
         """
-        rows, cols = (size_px, size_px) if np.isscalar(size_px) else tuple(size_px)
+        if np.isscalar(size_px):
+            rows = cols = cast(int, size_px)
+        else:
+            rows, cols = cast("tuple[int, int]", size_px)
         level = self.level_for_spacing(spacing_um)
         scale = spacing_um / level.spacing_um  # level pixels per output pixel
         # centre of the patch in level pixel coordinates (continuous, pixel centres at integers)
@@ -513,7 +517,7 @@ def _read_levels(group: h5py.Group, path: Path) -> list[RasterLevel]:
         range(len(names))
     ):
         raise bad(f"raster levels must be named 0..{len(names) - 1}, found {sorted(names)}")
-    levels = []
+    levels: list[RasterLevel] = []
     for index in range(len(names)):
         link = group.get(str(index), getlink=True)
         if not isinstance(link, h5py.HardLink):

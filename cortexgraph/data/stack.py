@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -146,7 +147,7 @@ class SectionStack:
                 raster.read_level(0) if spacing_um is None else raster.read_at_spacing(spacing_um)
             )
         if record.contours:
-            spacing = self.brain.annotation_spacing_um if spacing_um is None else spacing_um
+            spacing = self.brain.spacing_of("annotation") if spacing_um is None else spacing_um
             width_mm, height_mm = self.section_extent_mm(section)
             shape = (int(round(height_mm * 1000 / spacing)), int(round(width_mm * 1000 / spacing)))
             features = read_contours(self.brain.path(record.contours))
@@ -257,8 +258,12 @@ class SectionStack:
     def thickness_mm(self) -> float:
         return self.brain.thickness_um / 1000.0
 
-    def plane_y_mm(self, section: int) -> float:
-        """World y of a section's plane: ``(section - base) * thickness_mm``."""
+    @overload
+    def plane_y_mm(self, section: int) -> float: ...
+    @overload
+    def plane_y_mm(self, section: np.ndarray) -> np.ndarray: ...
+    def plane_y_mm(self, section: int | np.ndarray) -> float | np.ndarray:
+        """World y of a section's plane: ``(section - base) * thickness_mm`` (elementwise on arrays)."""
         return (section - self.base_section) * self.thickness_mm
 
     def section_to_world(self, section: int, points_mm: np.ndarray) -> np.ndarray:

@@ -143,7 +143,9 @@ def chain_drift_mm(
     :data:`MAX_DRIFT_CANVAS` x the largest canvas diagonal).
     """
     base = 0.5 * np.asarray(extents_mm[base_section], dtype=np.float64)
-    limit = MAX_DRIFT_CANVAS * max(float(np.hypot(*extents_mm[s])) for s in to_base)
+    limit = MAX_DRIFT_CANVAS * max(
+        float(np.hypot(extents_mm[s][0], extents_mm[s][1])) for s in to_base
+    )
     out = {}
     for section, matrix in to_base.items():
         centre = 0.5 * np.asarray(extents_mm[section], dtype=np.float64)

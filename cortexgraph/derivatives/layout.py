@@ -72,8 +72,11 @@ def node_labels_path(derivatives: Path, brain: str, hemi: str) -> Path:
     return Path(derivatives) / check_name(brain, "brain id") / "features" / "labels" / f"{hemi}.h5"
 
 
-def cy_path(derivatives: Path, brain: str, encoder: str, hemi: str) -> Path:
-    """``<brain>/features/cy-<encoder>/<hemi>.h5``: CY of one encoder (features@encoder)."""
+def cy_path(derivatives: Path, brain: str, encoder: str | None, hemi: str) -> Path:
+    """``<brain>/features/cy-<encoder>/<hemi>.h5``: CY of one encoder (features@encoder).
+
+    ``encoder`` None (no encoder chosen) raises the DataFormatError of :func:`check_name`.
+    """
     folder = f"cy-{check_name(encoder, 'encoder name')}"
     return Path(derivatives) / check_name(brain, "brain id") / "features" / folder / f"{hemi}.h5"
 

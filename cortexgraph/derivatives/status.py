@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from cortexgraph.derivatives.lock import lock_is_held
 from cortexgraph.derivatives.record import read_record
@@ -72,7 +73,7 @@ def encoders(store: Derivatives, brain_ids: list[str]) -> list[str]:
 
 
 def _state(store: Derivatives, sid: StageId, memo: dict) -> StageState:
-    base = {
+    base: dict[str, Any] = {
         "label": sid.label,
         "stage": sid.stage,
         "brain": sid.brain,

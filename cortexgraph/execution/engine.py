@@ -273,17 +273,17 @@ def open_engine(
             kwargs, jobs = slurm_cluster_kwargs(options.slurm or {})
             if local_directory is not None:
                 kwargs.setdefault("local_directory", str(local_directory))
-            cluster = SLURMCluster(**kwargs)
+            slurm_cluster = SLURMCluster(**kwargs)
             try:
-                cluster.scale(jobs=jobs)
-                client = Client(cluster)
+                slurm_cluster.scale(jobs=jobs)
+                client = Client(slurm_cluster)
                 try:
                     client.wait_for_workers(1, timeout=timeout_s)
-                    yield Engine(options, client=client, cluster=cluster)
+                    yield Engine(options, client=client, cluster=slurm_cluster)
                 finally:
                     client.close()
             finally:
-                cluster.close()
+                slurm_cluster.close()
             return
         from distributed import LocalCluster
 

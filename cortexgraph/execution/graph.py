@@ -383,7 +383,7 @@ def cohort_graph(
                 source_kwargs: dict[str, Any]
                 if settings.map3d_source == "gnn":
                     source_kwargs = {"run": run}
-                    deps = (f"project/{b}", f"build-graph/{b}")
+                    deps: tuple[str, ...] = (f"project/{b}", f"build-graph/{b}")
                 else:
                     source_kwargs = {"source": settings.map3d_source}
                     deps = (f"build-graph/{b}",)
@@ -698,15 +698,17 @@ def run_graph(
                 report.results[key] = record
                 notify("done", record, _done(report), total)
                 continue
-            exc = future.exception()
-            if isinstance(exc, TaskFailed) and exc.key != key:
-                report.skipped[key] = exc.key
-                notify("skipped", {"key": key, "upstream": exc.key}, _done(report), total)
+            error = future.exception()
+            if isinstance(error, TaskFailed) and error.key != key:
+                report.skipped[key] = error.key
+                notify("skipped", {"key": key, "upstream": error.key}, _done(report), total)
             else:
                 message = (
-                    exc.message if isinstance(exc, TaskFailed) else f"{type(exc).__name__}: {exc}"
+                    error.message
+                    if isinstance(error, TaskFailed)
+                    else f"{type(error).__name__}: {error}"
                 )
-                code = exc.exit_code if isinstance(exc, TaskFailed) else 1
+                code = error.exit_code if isinstance(error, TaskFailed) else 1
                 report.failed[key] = (message, code)
                 notify("failed", {"key": key, "message": message}, _done(report), total)
     finally:

@@ -47,6 +47,7 @@ Back ends:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -58,6 +59,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cortexgraph.data.names import check_name, inside, is_name
 from cortexgraph.errors import CortexgraphError, ParameterError, ResourceError
@@ -69,6 +71,9 @@ from cortexgraph.execution.runjob import (
     write_cancelled,
 )
 from cortexgraph.outputs import write_json_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = [
     "STATES",
@@ -338,7 +343,7 @@ class Launcher:
         write_cancelled(folder, message)
 
     # -- back end ------------------------------------------------------------------------------
-    def _submit(self, folder: Path, job: dict, upstream: list[dict]) -> str:
+    def _submit(self, folder: Path, job: dict, upstream: builtins.list[dict]) -> str:
         raise NotImplementedError
 
     def _live_state(self, folder: Path, record: dict) -> tuple[str, str, str | None]:
@@ -363,7 +368,7 @@ def _dask_job(job_dir: str, *upstream_results: dict) -> dict:
 
     job_id = Path(job_dir).name
     event = Event(_cancel_event_name(job_id))
-    last = {"t": 0.0, "value": False}
+    last: dict[str, Any] = {"t": 0.0, "value": False}
 
     def cancelled() -> bool:
         now = time.monotonic()
@@ -384,7 +389,7 @@ def _task_states_function():
     need not run the same cortexgraph version."""
 
     def task_states(keys, dask_scheduler=None) -> dict:
-        out = {}
+        out: dict[str, dict[str, Any] | None] = {}
         for key in keys:
             ts = dask_scheduler.tasks.get(key)
             if ts is None:
@@ -442,7 +447,7 @@ class DaskJobs(Launcher):
         self.scheduler = scheduler
         self.service_options = dict(service_options or {})
         self.started_engine = False
-        self._client = None
+        self._client: Client | None = None
         self._client_lock = threading.RLock()
 
     def client(self, start: bool = True):
@@ -475,13 +480,15 @@ class DaskJobs(Launcher):
                         fix="start it, or submit to the local engine without --scheduler",
                     ) from None
                 return None
-        elif start:
-            self._client, started = service.ensure_service(
-                self.cohort_root, **self.service_options
-            )
-            self.started_engine = self.started_engine or started
         else:
-            self._client = service.service_client(self.cohort_root)
+            assert self.cohort_root is not None  # __init__ refuses neither cohort nor scheduler
+            if start:
+                self._client, started = service.ensure_service(
+                    self.cohort_root, **self.service_options
+                )
+                self.started_engine = self.started_engine or started
+            else:
+                self._client = service.service_client(self.cohort_root)
         return self._client
 
     def close(self) -> None:
@@ -672,6 +679,7 @@ def cohort_launcher(cohort_root: str | os.PathLike, **service_options) -> DaskJo
     end; the engine is started on first submit with ``service_options``, see :class:`DaskJobs`).
     What ``cortexgraph lsm ... --background`` and the web app use."""
     launcher = open_launcher(jobs_folder(cohort_root), backend="local", cohort_root=cohort_root)
+    assert isinstance(launcher, DaskJobs)  # the local back end of a cohort
     launcher.service_options = dict(service_options)
     return launcher
 

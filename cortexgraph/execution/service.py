@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     import dask
     from distributed import Client, Scheduler, SpecCluster
 
-    stop = {"why": None}
+    stop: dict[str, str | None] = {"why": None}
 
     def on_signal(signum, frame) -> None:
         stop["why"] = signal.Signals(signum).name
@@ -402,8 +402,10 @@ def main(argv: list[str] | None = None) -> int:
             + (f", owner pid {args.owner}" if owner else ""),
             flush=True,
         )
+        scheduler = cluster.scheduler
+        assert scheduler is not None  # SpecCluster starts its scheduler on creation
         try:
-            while cluster.scheduler.status.name not in ("closed", "closing", "failed"):
+            while scheduler.status.name not in ("closed", "closing", "failed"):
                 if stop["why"] is None and owner is not None and not same_process(owner):
                     stop["why"] = f"its owner (pid {args.owner}) has ended"
                 if stop["why"] is not None:

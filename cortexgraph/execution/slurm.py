@@ -27,6 +27,7 @@ script it would submit.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import shutil
 import subprocess
@@ -111,7 +112,7 @@ class SlurmSettings:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path | None) -> SlurmSettings:
+    def from_file(cls, path: str | os.PathLike | None) -> SlurmSettings:
         """The ``[jobs.slurm]`` table of a TOML file (defaults without a file or a table)."""
         if path is None:
             return cls()

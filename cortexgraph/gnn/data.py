@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cortexgraph.derivatives import Derivatives, StageId
 from cortexgraph.derivatives.graphs import (
@@ -51,7 +52,7 @@ class GraphItem:
 
     brain: str
     hemi: str
-    data: object | None = None
+    data: Any = None  # torch_geometric.data.Data once loaded (untyped package)
 
     @property
     def key(self) -> str:

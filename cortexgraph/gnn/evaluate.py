@@ -79,7 +79,7 @@ def comparison_runs(mode: str) -> list[tuple[str, int, tuple[str, ...]]]:
     ``features``: GAT3 and MLP3 with each of the 7 non-empty combinations of CY, PM, CO (14 runs).
     """
     if mode == "depth":
-        runs = [("linear", 0, ("cy",))]
+        runs: list[tuple[str, int, tuple[str, ...]]] = [("linear", 0, ("cy",))]
         runs += [(m, d, ("cy",)) for m in ("mlp", "sage", "gat") for d in (3, 5, 7)]
         return runs
     if mode == "features":
@@ -472,9 +472,9 @@ def _plot_per_area(
                     mfc="none", mec=colour, markersize=4, label=text)  # fmt: skip
         missing = ~np.isfinite(v)
         if missing.any():
-            text = None if "x" in drawn else "neither true nor predicted (no value)"
+            missing_text = None if "x" in drawn else "neither true nor predicted (no value)"
             ax.plot(x[missing] + offset, np.full(missing.sum(), 0.03), "x", color="0.55",
-                    markersize=4, label=text)  # fmt: skip
+                    markersize=4, label=missing_text)  # fmt: skip
             drawn.add("x")
     ax.set_xticks(x, [names[i] for i in keep], rotation=90, fontsize=6)
     ax.set_xlim(-0.7, keep.size - 0.3)

@@ -201,6 +201,7 @@ def layerwise_proba(
                 tick()
             h = h_next
             del h_next
+        assert h is not None  # gat and sage have at least one layer
         for a, b in ranges:
             logits = base.classifier(h[a:b].to(torch.float32))
             proba[a:b] = torch.softmax(logits, 1).numpy()

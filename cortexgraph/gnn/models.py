@@ -24,7 +24,8 @@ Feature types are named by the suffix of the ``Data`` attribute: ``x_cy``, ``x_p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -157,12 +158,12 @@ class NodeClassifier(nn.Module):
         return self.num_layers if self.kind in ("gat", "sage") else 0
 
     def _inputs(self, x) -> dict[str, torch.Tensor]:
+        get: Callable[[str], Any]
         if isinstance(x, Mapping):
-            source = x
-            get = source.get
+            get = x.get
         else:  # torch_geometric Data or any object with x_<name> attributes
 
-            def get(name):
+            def get(name: str) -> Any:
                 return getattr(x, f"x_{name}", None)
 
         out = {}
@@ -217,7 +218,7 @@ class NodeClassifier(nn.Module):
             raise ValueError(f"a {self.kind} model needs edge_index")
         parts = []
         for name, enc in self.encoders.items():
-            t = feats[name].to(enc[0].weight.dtype)
+            t = feats[name].to(cast(nn.Linear, cast(nn.Sequential, enc)[0]).weight.dtype)
             if self.training:
                 p = self.input_dropout.get(name, 0.0)
                 if p > 0:
@@ -227,8 +228,9 @@ class NodeClassifier(nn.Module):
                     t = t + sigma * torch.randn_like(t)
             parts.append(enc(t))
         h = torch.cat(parts, dim=1)
-        trim = hop_offsets is not None and self.kind in ("gat", "sage")
-        if trim:
+        trim = False
+        if hop_offsets is not None and self.kind in ("gat", "sage"):
+            trim = True
             node_off, edge_off = hop_offsets
             if len(node_off) != self.num_layers + 1 or len(edge_off) != self.num_layers + 1:
                 raise ValueError(
@@ -239,6 +241,7 @@ class NodeClassifier(nn.Module):
             if self.kind == "mlp":
                 h = layer(h)
             elif trim:
+                assert edge_index is not None  # gat and sage refuse a missing edge_index above
                 n_src = node_off[self.num_layers - i]
                 n_dst = node_off[self.num_layers - 1 - i]
                 e = edge_index[:, : edge_off[self.num_layers - 1 - i]]

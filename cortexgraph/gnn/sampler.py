@@ -367,7 +367,7 @@ class NodeBatcher:
 
     def _plan(self) -> list[tuple[int, torch.Tensor]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        plan = []
+        plan: list[tuple[int, torch.Tensor]] = []
         for g, ids in enumerate(self.node_ids):
             if self.shuffle:
                 ids = ids[torch.from_numpy(rng.permutation(ids.numel()))]

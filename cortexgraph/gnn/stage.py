@@ -580,7 +580,7 @@ def train_gnn(
                     f"feature widths {other} of {item.key} differ from {dims} of {items[0].key}",
                     fix="compute the features of all brains with the same encoder and atlas",
                 )
-        config = {
+        config: dict[str, Any] = {
             "name": run_name,
             **settings_record,
             "feature_dims": dims,
@@ -728,7 +728,9 @@ def predict_brain(
         wait_s=wait_s,
     ) as stage:
         if stage.reuse:
-            return [store.output(stage.record, n) for n in sorted(stage.record.outputs)]
+            record = stage.record
+            assert record is not None  # a reused stage has its record
+            return [store.output(record, n) for n in sorted(record.outputs)]
         model, config = load_run(run_dir)
         graph_key = stage.upstream_records[f"{brain}/build-graph"].key
         written, measured = [], {}

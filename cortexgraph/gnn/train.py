@@ -24,15 +24,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cortexgraph.errors import CortexgraphError
+from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.gnn.models import NodeClassifier
-from cortexgraph.gnn.sampler import NodeBatcher
+from cortexgraph.gnn.sampler import NodeBatch, NodeBatcher
 from cortexgraph.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from cortexgraph.training.lars import LARS, lars_param_groups
 from cortexgraph.training.runtime import (
@@ -239,10 +239,14 @@ def train_node_classifier(
         raise ValueError("no graphs to train on")
     device = pick_device(device)
     seed_everything(seed)
-    base = unwrap_model(model)
+    base = cast(NodeClassifier, unwrap_model(model))
     names = list(base.feature_dims)
     if fanout == "auto":
         fanout = 3 if base.kind == "sage" else None
+    elif isinstance(fanout, str):
+        raise ParameterError(
+            f"fanout {fanout!r}: not a number", fix='give "auto", None or a positive integer'
+        )
     rank, world = get_rank(), get_world_size()
 
     store = FeatureStore(graphs, names, device, _resolve_feature_dtype(feature_dtype, device))
@@ -256,10 +260,11 @@ def train_node_classifier(
         )
 
     model.to(device)
+    net: torch.nn.Module = model  # what the steps call: the model, or its DDP wrapper
     if is_distributed() and not isinstance(model, torch.nn.parallel.DistributedDataParallel):
         # batch norm over the global batch (every device), so N processes train as one does
         convert_sync_batchnorm(base, device)
-        model = torch.nn.parallel.DistributedDataParallel(
+        net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     optimizer = LARS(
@@ -274,10 +279,9 @@ def train_node_classifier(
 
     history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
     start_epoch = 0
-    if resume and checkpoint_dir is not None and latest_checkpoint(checkpoint_dir) is not None:
-        payload = load_checkpoint(
-            latest_checkpoint(checkpoint_dir), base, optimizer, scaler=scaler, map_location=device
-        )
+    last = latest_checkpoint(checkpoint_dir) if resume and checkpoint_dir is not None else None
+    if last is not None:
+        payload = load_checkpoint(last, base, optimizer, scaler=scaler, map_location=device)
         start_epoch = int(payload["epoch"])
         saved = payload["extra"].get("history", {})
         history = {k: list(saved.get(k, [float("nan")] * start_epoch)) for k in HISTORY_KEYS}
@@ -318,47 +322,52 @@ def train_node_classifier(
         )
 
     for epoch in range(start_epoch, epochs):
-        model.train()
+        net.train()
         t0, c0 = time.perf_counter(), time.process_time()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = torch.zeros((), dtype=torch.int64, device=device)
+        steps: Sequence[NodeBatch | None] | NodeBatcher
         if full_batch:
             steps = [None]
         else:
+            assert batcher is not None  # made above when not full_batch
             batcher.set_epoch(epoch)
             steps = batcher
         for step in steps:
-            if full_batch:
+            if step is None:  # full batch
                 parts = [store.full(g) for g in mine]
                 x = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
                 edge_index, out_idx, target = full_edges, full_idx, full_target
-            elif step.graph_index < 0:  # batch over the union of all graphs
-                x = store.gather_union(step.node_ids, batcher.graph_offsets)
-                edge_index, out_idx = step.edge_index, step.seed_positions
-                target = union_labels[step.seed_nodes]
+                n_global = target.numel()
             else:
-                g = step.graph_index
-                x = store.gather(g, step.node_ids)
-                edge_index, out_idx = step.edge_index, step.seed_positions
-                target = labels[g][step.seed_nodes]
-            n_global = target.numel() if full_batch else step.num_global_seeds
+                assert batcher is not None
+                if step.graph_index < 0:  # batch over the union of all graphs
+                    x = store.gather_union(step.node_ids, batcher.graph_offsets)
+                    edge_index, out_idx = step.edge_index, step.seed_positions
+                    target = union_labels[step.seed_nodes]
+                else:
+                    g = step.graph_index
+                    x = store.gather(g, step.node_ids)
+                    edge_index, out_idx = step.edge_index, step.seed_positions
+                    target = labels[g][step.seed_nodes]
+                n_global = step.num_global_seeds
             if n_global < 2 and base.kind != "linear":
                 continue  # a graph with a single training node: batch norm cannot train on it
             with autocast(device, enabled=amp):
-                if full_batch:
-                    logits = model(x, edge_index)[out_idx]
+                if step is None:
+                    logits = net(x, edge_index)[out_idx]
                 else:
-                    logits = model(x, edge_index, step.hop_offsets)[out_idx]
+                    logits = net(x, edge_index, step.hop_offsets)[out_idx]
             if full_batch or world == 1:
                 loss = F.cross_entropy(logits.float(), target)
                 objective = loss
             else:
                 # this process's share of the global mean: DDP averages the gradients of the
                 # processes, so each contributes sum(local losses) * world / global count
-                loss_total = F.cross_entropy(logits.float(), target, reduction="sum")
-                objective = loss_total * (world / max(n_global, 1))
-                loss = loss_total.detach() / max(target.numel(), 1)
+                loss_local = F.cross_entropy(logits.float(), target, reduction="sum")
+                objective = loss_local * (world / max(n_global, 1))
+                loss = loss_local.detach() / max(target.numel(), 1)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(objective).backward()
             scaler.step(optimizer)
@@ -437,7 +446,7 @@ def predict_proba(
     list of numpy.ndarray, float32, shape (N_g, num_classes)
         Softmax probabilities; rows sum to 1 (NaN rows for nodes not asked for).
     """
-    base = unwrap_model(model)
+    base = cast(NodeClassifier, unwrap_model(model))
     if layerwise:
         from cortexgraph.gnn.inference import layerwise_proba
 

@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import atomic_path
+
+if TYPE_CHECKING:
+    from nibabel.gifti import GiftiImage
 
 __all__ = [
     "write_gifti_surface",
@@ -127,7 +131,7 @@ def read_gifti_surface(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("surface file not found", file=str(path))
-    image = nib.load(path)
+    image = cast("GiftiImage", nib.load(path))
     points = image.get_arrays_from_intent("NIFTI_INTENT_POINTSET")
     triangles = image.get_arrays_from_intent("NIFTI_INTENT_TRIANGLE")
     if len(points) != 1 or len(triangles) != 1:
@@ -147,7 +151,7 @@ def read_gifti_vertex_labels(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("surface file not found", file=str(path))
-    labels = nib.load(path).get_arrays_from_intent("NIFTI_INTENT_LABEL")
+    labels = cast("GiftiImage", nib.load(path)).get_arrays_from_intent("NIFTI_INTENT_LABEL")
     if len(labels) != 1:
         raise DataFormatError(
             "the GIfTI surface has no (or several) LABEL arrays",

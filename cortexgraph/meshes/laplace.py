@@ -531,7 +531,7 @@ def _as_voxel_size(voxel_size_mm: float | Sequence[float]) -> tuple[float, float
             f"voxel_size_mm must be positive, got {voxel_size_mm!r}",
             fix="pass the voxel edge length in millimetres (one number or three)",
         )
-    return tuple(float(v) for v in values)
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def _kernel_labels(labels: np.ndarray) -> np.ndarray:

@@ -122,7 +122,7 @@ def hemisphere_faces(
     left = v[f, 0].mean(axis=1) < midline_x_mm if len(f) else np.zeros(0, dtype=bool)
     for _ in range(rounds):
         moved = False
-        pieces = {}
+        pieces: dict[bool, tuple[np.ndarray, np.ndarray, set[int]]] = {}
         for side in (True, False):
             idx = np.flatnonzero(left == side)
             if len(idx) == 0:

@@ -159,7 +159,7 @@ def stack_tissue_volume(
             file=brain.section_table_path,
             fix="check the tissue masks (0 background, 1 white, 2 gray) and the transforms",
         )
-    info = {}
+    info: dict[str, object] = {}
     if crop_to_tissue:
         offset = []
         slices = []

@@ -58,6 +58,7 @@ from cortexgraph.data.names import slug
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.gnn.stage import run_settings
 from cortexgraph.render.figures import ColourBar, Panel, label_positions, picture_grid, trim_box
+from cortexgraph.render.sections import unit_rgb
 from cortexgraph.render.surface import VIEWS, SurfaceRenderer, screen_directions
 
 log = logging.getLogger(__name__)
@@ -206,8 +207,7 @@ def node_colouring(
             name=name,
             title=title,
             rgb=rgb,
-            legend=[(names[k], tuple(c / 255 for c in palette[k])) for k in (1, 2, 3, 4, 0)
-                    if k in used],
+            legend=[(names[k], unit_rgb(palette[k])) for k in (1, 2, 3, 4, 0) if k in used],
             legend_title="prediction vs annotation",
             labels=keys,
             label_table={k: (names[k], palette[k]) for k in used},
@@ -476,7 +476,9 @@ def render_brain(
             wait_s=wait_s,
         ) as stage:
             if stage.reuse:
-                written += [store.output(stage.record, n) for n in sorted(stage.record.outputs)]
+                record = stage.record
+                assert record is not None  # a reused stage has its record
+                written += [store.output(record, n) for n in sorted(record.outputs)]
                 continue
             files, summary = _render_spec(
                 store, brain, spec, run if uses_run else None, features, with_labels, out_dir,
@@ -544,7 +546,7 @@ def _render_spec(
             )
             if exports:
                 stem = out_dir / f"{hemi}_{colouring.name}"
-                if colouring.labels is not None:
+                if colouring.labels is not None and colouring.label_table is not None:
                     write_gifti_labels(
                         stem.with_name(stem.name + ".label.gii"),
                         colouring.labels,

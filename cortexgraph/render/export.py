@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from cortexgraph.data.colors import UNLABELLED_RGB
 from cortexgraph.data.manifest import AreaTable
 from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import atomic_path
+
+if TYPE_CHECKING:
+    from nibabel.gifti import GiftiImage
 
 __all__ = [
     "area_label_table",
@@ -85,7 +89,7 @@ def write_gifti_labels(
             blue=rgb[2] / 255.0,
             alpha=0.0 if key == 0 else 1.0,
         )
-        label.label = str(name)
+        label.label = str(name)  # type: ignore[attr-defined]  # nibabel sets it outside __init__
         label_table.labels.append(label)
     meta = gifti_structure_meta(structure)
     array = nib.gifti.GiftiDataArray(
@@ -112,13 +116,14 @@ def read_gifti_labels(
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("label file not found", file=path)
-    image = nib.load(path)
+    image = cast("GiftiImage", nib.load(path))
     arrays = image.get_arrays_from_intent("NIFTI_INTENT_LABEL")
     if len(arrays) != 1:
         raise DataFormatError("a label file needs exactly one LABEL array", file=path)
-    table = {}
+    table: dict[int, tuple[str, tuple[int, int, int]]] = {}
     for label in image.labeltable.labels:
-        rgb = tuple(int(round(c * 255.0)) for c in (label.red, label.green, label.blue))
+        r, g, b = (int(round(c * 255.0)) for c in (label.red, label.green, label.blue))
+        rgb = (r, g, b)
         table[int(label.key)] = (str(label.label), rgb)
     return np.asarray(arrays[0].data, dtype=np.int64), table
 

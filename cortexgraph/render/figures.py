@@ -184,17 +184,17 @@ def picture_grid(
 
     if not panels:
         raise ValueError("no pictures to lay out")
-    panels = [p if isinstance(p, Panel) else Panel(p[0], p[1]) for p in panels]
-    nrows = int(np.ceil(len(panels) / ncols))
+    laid = [p if isinstance(p, Panel) else Panel(p[0], p[1]) for p in panels]
+    nrows = int(np.ceil(len(laid) / ncols))
     title_px = 22
-    footer_px = 34 if any(p.mm_per_px or p.directions for p in panels) else 0
-    cell_h = max(p.picture.shape[0] for p in panels) + title_px + footer_px
-    cell_w = max(max(p.picture.shape[1] for p in panels) + 8, 150 if footer_px else 0)
+    footer_px = 34 if any(p.mm_per_px or p.directions for p in laid) else 0
+    cell_h = max(p.picture.shape[0] for p in laid) + title_px + footer_px
+    cell_w = max(max(p.picture.shape[1] for p in laid) + 8, 150 if footer_px else 0)
     title_lines = title.count("\n") + 1 if title else 0
     top_px = 16 + 18 * title_lines if title else 4
     canvas_rgb = np.full((top_px + nrows * cell_h, ncols * cell_w, 3), 255, dtype=np.uint8)
     origins, corners = [], []
-    for k, panel in enumerate(panels):
+    for k, panel in enumerate(laid):
         row, col = divmod(k, ncols)
         h, w = panel.picture.shape[:2]
         r0 = top_px + row * cell_h + title_px + (cell_h - title_px - footer_px - h) // 2
@@ -219,17 +219,22 @@ def picture_grid(
         return col_px / width_px, 1.0 - row_px / height_px
 
     halo = [patheffects.withStroke(linewidth=2.2, foreground="white")]
-    for panel, (r0, c0), (pr, pc) in zip(panels, origins, corners, strict=True):
+    for panel, (r0, c0), (pr, pc) in zip(laid, origins, corners, strict=True):
         x, y = at(r0 + title_px - 5, c0 + cell_w / 2)
         fig.text(x, y, panel.title, ha="center", va="bottom", fontsize=9)
         placed: list[tuple[float, float, float, float]] = []
-        for text, row, col, *_ in panel.labels:
+        for text, label_row, label_col, *_ in panel.labels:
             half_w, half_h = 2.6 * len(text) + 2, 5.5  # 6.5 pt text at 100 dpi, in pixels
-            box = (pr + row - half_h, pr + row + half_h, pc + col - half_w, pc + col + half_w)
+            box = (
+                pr + label_row - half_h,
+                pr + label_row + half_h,
+                pc + label_col - half_w,
+                pc + label_col + half_w,
+            )
             if any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3] for b in placed):
                 continue  # would cover a name already placed: the legend names the area
             placed.append(box)
-            x, y = at(pr + row, pc + col)
+            x, y = at(pr + label_row, pc + label_col)
             fig.text(x, y, text, ha="center", va="center", fontsize=6.5, path_effects=halo)
         base = r0 + cell_h - 8  # baseline of the footer under the picture
         if panel.directions is not None:

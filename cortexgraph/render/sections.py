@@ -16,7 +16,7 @@ hemispheres are on their true sides), and an **orientation marker**: arrows to t
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +90,14 @@ def overlay_labels(
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def legend_entries(areas: AreaTable, ids: Sequence[int]) -> list[tuple[str, tuple[float, ...]]]:
+def unit_rgb(rgb: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    """An 8-bit (r, g, b) colour (0..255) as fractions in [0, 1]."""
+    return (float(rgb[0]) / 255.0, float(rgb[1]) / 255.0, float(rgb[2]) / 255.0)
+
+
+def legend_entries(
+    areas: AreaTable, ids: Iterable[int]
+) -> list[tuple[str, tuple[float, float, float]]]:
     """(name, rgb in [0, 1]) of the given area ids that are in the table, sorted by id."""
     from cortexgraph.data.colors import area_rgb
 
@@ -99,7 +106,7 @@ def legend_entries(areas: AreaTable, ids: Sequence[int]) -> list[tuple[str, tupl
     for area_id in sorted({int(i) for i in ids if int(i) > 0}):
         if area_id in areas:
             area = areas.by_id[area_id]
-            entries.append((area.name, tuple(c / 255.0 for c in colours[area_id])))
+            entries.append((area.name, unit_rgb(colours[area_id])))
     return entries
 
 
@@ -199,7 +206,7 @@ def _orientation_marker(ax, orientation: np.ndarray, flipped: bool) -> None:
     for world, letter in (((1.0, 0.0), "R"), ((0.0, 1.0), "S")):
         step = inverse @ np.array(world)  # displayed image (x right, y down)
         step = np.array([step[0], -step[1]])  # axes fraction (y up)
-        step = 0.07 * step / max(np.linalg.norm(step), 1e-9)
+        step = 0.07 * step / max(float(np.linalg.norm(step)), 1e-9)
         ax.annotate(
             "", xy=origin + step, xytext=origin, xycoords="axes fraction",
             arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.0}, zorder=4,
@@ -274,7 +281,7 @@ def section_overlay_figure(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    present = set()
+    present: set[int] = set()
     for _, labels in panels:
         present.update(np.unique(labels).tolist())
     max_id = max([int(areas.ids.max(initial=0))] + [int(v) for v in present])

@@ -29,6 +29,7 @@ import functools
 import os
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -188,7 +189,7 @@ class SurfaceRenderer:
         self.hemi = hemi
         self.size_px = (int(size_px[0]), int(size_px[1]))
         self.backend = offscreen_backend() if backend == "auto" else backend
-        self._vtk = None
+        self._vtk: dict[str, Any] | None = None
 
     def __enter__(self) -> SurfaceRenderer:
         return self
@@ -358,13 +359,19 @@ class SurfaceRenderer:
         polygons = np.stack([u[self.faces[order]], v[self.faces[order]]], axis=-1)
         colours = np.clip(face_rgb[order], 0.0, 1.0)
         fig = Figure(figsize=(width / 100.0, height / 100.0), dpi=100)
-        fig.patch.set_facecolor(np.array(BACKGROUND_RGB) / 255.0)
+        fig.patch.set_facecolor(
+            (BACKGROUND_RGB[0] / 255.0, BACKGROUND_RGB[1] / 255.0, BACKGROUND_RGB[2] / 255.0)
+        )
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
         ax.add_collection(
             PolyCollection(
-                polygons, facecolors=colours, edgecolors=colours, linewidths=0.25, antialiased=False
+                polygons,  # type: ignore[arg-type]  # an (N, 3, 2) array: matplotlib's fast path
+                facecolors=colours,
+                edgecolors=colours,
+                linewidths=0.25,
+                antialiased=False,
             )
         )
         half_width = half_height * width / height

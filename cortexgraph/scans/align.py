@@ -44,6 +44,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -54,6 +56,9 @@ from cortexgraph.data.transforms import (
     invert_rigid,
 )
 from cortexgraph.errors import DataFormatError
+
+#: a point or vector in pixels: (x, y) as a tuple, list or array
+PointLike = Sequence[float] | np.ndarray
 
 TARGET_SPACING_UM = 64.0
 """The working resolution of the thesis (µm/px); also the pixel in which errors are reported."""
@@ -216,6 +221,7 @@ def detect_features(prepared: PreparedImage, params: AlignParameters) -> None:
         prepared.keypoints, prepared.descriptors = empty
         return
     scaled = image / max(float(image.max()), 1e-6)
+    detector: ORB | SIFT
     try:
         if params.features == "orb":
             detector = ORB(n_keypoints=params.max_features, fast_threshold=0.05)
@@ -231,7 +237,7 @@ def detect_features(prepared: PreparedImage, params: AlignParameters) -> None:
 
 
 # -- rigid transforms in pixels ---------------------------------------------------------------------
-def rigid_px(angle_rad: float, shift_px: Sequence[float], centre_px: Sequence[float]) -> np.ndarray:
+def rigid_px(angle_rad: float, shift_px: PointLike, centre_px: PointLike) -> np.ndarray:
     """3x3 matrix (x, y pixels) of a rotation by ``angle_rad`` about ``centre_px``, then a shift."""
     c, s = np.cos(angle_rad), np.sin(angle_rad)
     rot = np.array([[c, -s], [s, c]])
@@ -241,7 +247,7 @@ def rigid_px(angle_rad: float, shift_px: Sequence[float], centre_px: Sequence[fl
     return out
 
 
-def params_of(matrix: np.ndarray, centre_px: Sequence[float]) -> np.ndarray:
+def params_of(matrix: np.ndarray, centre_px: PointLike) -> np.ndarray:
     """(angle_rad, shift_x, shift_y) of a rigid pixel matrix about ``centre_px`` (inverse of
     :func:`rigid_px`)."""
     angle = float(np.arctan2(matrix[1, 0], matrix[0, 0]))
@@ -263,7 +269,7 @@ def angle_deg(matrix: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
 
 
-def matrix_difference(a: np.ndarray, b: np.ndarray, point: Sequence[float]) -> tuple[float, float]:
+def matrix_difference(a: np.ndarray, b: np.ndarray, point: PointLike) -> tuple[float, float]:
     """(rotation difference in degrees, distance between the images of ``point``) of two transforms."""
     rel = a @ invert_rigid(b)
     p = np.array([point[0], point[1], 1.0])
@@ -348,6 +354,7 @@ def feature_estimate(
         detect_features(moving, params)
     if fixed.keypoints is None:
         detect_features(fixed, params)
+    assert moving.keypoints is not None and fixed.keypoints is not None  # set by detect_features
     if len(moving.keypoints) < 3 or len(fixed.keypoints) < 3:
         return Estimate(None)
     metric = "hamming" if params.features == "orb" else None
@@ -411,9 +418,9 @@ def search_estimate(
         k = int(np.argmax(corr))
         score = float(corr.flat[k]) / (norm_f * float(np.linalg.norm(w0)) + 1e-12)
         if score > best[0]:
-            dy, dx = np.unravel_index(k, pad_shape)
-            dy = dy - pad_shape[0] if dy > pad_shape[0] // 2 else dy
-            dx = dx - pad_shape[1] if dx > pad_shape[1] // 2 else dx
+            iy, ix = (int(v) for v in np.unravel_index(k, pad_shape))
+            dy = iy - pad_shape[0] if iy > pad_shape[0] // 2 else iy
+            dx = ix - pad_shape[1] if ix > pad_shape[1] // 2 else ix
             best = (score, float(angle), float(dx), float(dy))
     score, angle, dx, dy = best
     matrix = rigid_px(np.deg2rad(angle), (dx * factor, dy * factor), centre)
@@ -622,8 +629,8 @@ def align_pair(
     )
     feature_ok = features.matrix_px is not None and features.inliers >= params.min_inliers
     centre = moving.centroid_px()
-    candidates = []
-    if feature_ok:
+    candidates: list[tuple[str, np.ndarray]] = []
+    if feature_ok and features.matrix_px is not None:
         candidates.append(("features", features.matrix_px))
     if search.matrix_px is not None:
         candidates.append(("search", search.matrix_px))
@@ -635,12 +642,14 @@ def align_pair(
     else:
         refined_all = [(name, refine(moving, fixed, m, params)) for name, m in candidates]
         started, refined = max(refined_all, key=lambda item: item[1].score)
+    refined_px = refined.matrix_px
+    assert refined_px is not None  # refine and the identity fallback always give a matrix
     scale = TARGET_SPACING_UM / moving.spacing_um  # differences reported in 64 µm pixels
 
     def diff(estimate: Estimate) -> tuple[float, float]:
         if estimate.matrix_px is None:
             return float("nan"), float("nan")
-        deg, px = matrix_difference(refined.matrix_px, estimate.matrix_px, centre)
+        deg, px = matrix_difference(refined_px, estimate.matrix_px, centre)
         return deg, px / scale
 
     feat_deg, feat_px = diff(features) if feature_ok else (float("nan"), float("nan"))
@@ -665,7 +674,7 @@ def align_pair(
     if feature_ok and not (feat_deg <= params.agree_deg and feat_px <= params.agree_px):
         reasons.append("features_disagree")
     # a flipped image is the un-mirrored section: the matrix is already in the table's convention
-    matrix_mm = px_to_mm_matrix(refined.matrix_px, moving.spacing_um)
+    matrix_mm = px_to_mm_matrix(refined_px, moving.spacing_um)
     return PairResult(
         moving=-1,
         fixed=-1,
@@ -889,7 +898,7 @@ class AlignmentAccuracy:
                 return float("nan"), float("nan")
             return float(np.median(values)), float(values.max())
 
-        out = {
+        out: dict[str, Any] = {
             "base_section": self.base_section,
             "pixel_um": self.pixel_um,
             "pairs": len(self.pairs),
@@ -973,7 +982,7 @@ def format_transform_table(transforms: Mapping[tuple[int, int], np.ndarray]) -> 
     return format_tsv(TRANSFORM_COLUMNS, rows)
 
 
-def align_outputs(brain) -> dict[str, object]:
+def align_outputs(brain) -> dict[str, Path]:
     """Files of the align stage under ``<derivatives>/<brain>/align/``."""
     folder = brain.derivatives / "align"
     return {

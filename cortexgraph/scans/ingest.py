@@ -52,6 +52,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -114,6 +115,15 @@ class ScanRow:
     missing: bool = False
     mirrored: bool = False
     spacing_um: float | None = None
+
+    @property
+    def scan_file(self) -> Path:
+        """The scan of a section that is not flagged missing (DataFormatError if none given)."""
+        if self.scan is None:
+            raise DataFormatError(
+                "no scan given", section=self.section, fix="give its scan or flag it missing"
+            )
+        return self.scan
 
 
 def read_scan_list(path: str | os.PathLike) -> list[ScanRow]:
@@ -275,7 +285,7 @@ def _axis_index(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list, st
         if letter in axes and shape[axes.index(letter)] in (3, 4):
             channel = letter
             break
-    index = []
+    index: list[slice | int] = []
     for letter, size in zip(axes, shape, strict=True):
         if letter in ("Y", "X") or letter == channel:
             index.append(slice(None))
@@ -363,8 +373,11 @@ class TiffSource(_ArraySource):
             self.spacing_um = _tiff_tag_spacing(series.pages[0] if series.pages else None)
 
     def _ome_spacing(self) -> float | None:
+        metadata = self._tif.ome_metadata
+        if metadata is None:
+            return None
         try:
-            root = ET.fromstring(self._tif.ome_metadata)
+            root = ET.fromstring(metadata)
         except (ET.ParseError, TypeError):
             return None
         for element in root.iter():
@@ -436,7 +449,7 @@ class ZarrSource(_ArraySource):
         self.format = "ome-zarr"
         try:
             group = zarr.open_group(str(path), mode="r")
-            attrs = dict(group.attrs)
+            attrs: dict[str, Any] = dict(group.attrs)
         except Exception as exc:
             raise DataFormatError(
                 f"not a readable OME-Zarr group ({type(exc).__name__}: {exc})",
@@ -473,7 +486,7 @@ class ZarrSource(_ArraySource):
             for transform in transforms:
                 if transform.get("type") == "scale":
                     factors = factors * np.asarray(transform["scale"], dtype=float)
-        values = []
+        values: list[float] = []
         for axis in ("x", "y"):
             k = names.index(axis)
             unit = units[k]
@@ -623,7 +636,7 @@ def write_raster_streaming(
             for key, value in (attrs or {}).items():
                 handle.attrs[key] = value
             shape = shape0
-            previous = None
+            previous: Any = None  # the h5py dataset of the level above
             for level in range(num_levels):
                 chunks = (min(chunk_px, shape[0]), min(chunk_px, shape[1]))
                 dataset = write_h5_dataset(
@@ -757,7 +770,7 @@ def ingest_brain(
     for row in rows:
         if row.missing:
             continue
-        with open_scan(row.scan) as source:
+        with open_scan(row.scan_file) as source:
             spacing = spacing_um or row.spacing_um or source.spacing_um
             if spacing is None:
                 raise DataFormatError(
@@ -791,7 +804,7 @@ def ingest_brain(
     todo = []
     for row, fmt, _, out_shape, spacing in plans:
         wanted = {
-            **source_identity(row.scan),
+            **source_identity(row.scan_file),
             "format": fmt,
             "spacing_um": spacing,
             "downscale": downscale,
@@ -816,7 +829,7 @@ def ingest_brain(
 
     for row, _, spacing, wanted, image in todo:
         log.info("section %d: %s -> %s", row.section, row.scan, image)
-        with open_scan(row.scan) as source:
+        with open_scan(row.scan_file) as source:
             write_raster_streaming(
                 image,
                 source,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -407,7 +408,7 @@ def summarize_errors(errors_mm: np.ndarray) -> dict:
 
 
 # -- the stage ----------------------------------------------------------------------------------------
-def register_outputs(brain, sections: Sequence[int]) -> dict[str, object]:
+def register_outputs(brain, sections: Sequence[int]) -> dict[str, Path]:
     """Files of the register stage under ``<derivatives>/<brain>/register/``."""
     folder = brain.derivatives / "register"
     out = {f"coords:{s}": folder / "coords" / f"s{s:04d}.h5" for s in sections}

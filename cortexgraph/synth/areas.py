@@ -191,9 +191,9 @@ def build_area_layout(
         a, b = vertex_area[surface.faces[:, 0]], vertex_area[surface.faces[:, 1]]
         touching = np.concatenate([b[a == hoc1], a[b == hoc1]])
         touching = touching[(touching > 0) & (touching != hoc1)]
-        touching = [t for t in touching if int(t) not in names]
-        if touching:
-            values, counts = np.unique(touching, return_counts=True)
+        candidates = [t for t in touching if int(t) not in names]
+        if candidates:
+            values, counts = np.unique(candidates, return_counts=True)
             names[int(values[np.argmax(counts)])] = "hOc2"
             special["hOc2"] = int(values[np.argmax(counts)])
     counters: dict[str, int] = {}

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cortexgraph.errors import CortexgraphError
+
 
 def _colour_table(cohort) -> np.ndarray:
     table = np.zeros((int(cohort.areas.ids.max()) + 1, 3))
@@ -41,11 +43,16 @@ def section_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
     cohort = Cohort.read(cohort_root)
     brain = cohort.brain(brain_id)
     colours = _colour_table(cohort)
-    best, best_count = None, -1
+    best: int | None = None
+    best_count = -1
     for n in brain.annotated_sections:
         count = int((Raster(brain.path(brain.section(n).annotation)).read_level(0) > 0).sum())
         if count > best_count:
             best, best_count = n, count
+    if best is None:
+        raise CortexgraphError(
+            f"brain {brain_id} has no annotated section", fix="pick a brain with annotations"
+        )
     record = brain.section(best)
     image = Raster(brain.path(record.image)).read_level(0)
     mask = Raster(brain.path(record.mask)).read_level(0)
@@ -159,16 +166,22 @@ def harder_figure(
     ids = {a.name: a.id for a in layout.areas}
     brain = make_brain(template, spec, brain_id, seed)
     geometry = plan_sections(template, brain, spec, seed)
-    best = (-1, None, None)
+    best: tuple[int, int | None, np.ndarray | None] = (-1, None, None)
     for n in geometry.available:
         labels = sample_section(template, brain, geometry, n, spec.mask_spacing_um).area
         border = (labels[:, :-1] == ids["hOc1"]) & (labels[:, 1:] == ids["hOc2"])
         border |= (labels[:, :-1] == ids["hOc2"]) & (labels[:, 1:] == ids["hOc1"])
         if border.sum() > best[0]:
-            rows, cols = np.nonzero(border)
-            centre_px = (np.median(rows) + 0.5, np.median(cols) + 1.0)
+            border_rows, border_cols = np.nonzero(border)
+            centre_px = (np.median(border_rows) + 0.5, np.median(border_cols) + 1.0)
             best = (int(border.sum()), n, np.array(centre_px) * spec.mask_spacing_um / 1000)
-    _, n, centre_mm = best
+    _, best_n, centre_mm = best
+    if best_n is None or centre_mm is None:
+        raise CortexgraphError(
+            f"brain {brain_id}: no section shows a border between hOc1 and hOc2",
+            fix="pick another brain or seed",
+        )
+    n = best_n
     half = int(window_mm * 500 / spacing_um)
     shape = geometry.raster_shape(spacing_um)
     r0, c0 = (int(v) for v in np.clip(centre_mm * 1000 / spacing_um - half, 0, None))

@@ -16,6 +16,7 @@ full       8       15th (0.3 mm)    40           0.5           whole brain (publ
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 AREA_LAYOUT_SEED = 20211
 """Default seed of the parcel merging and of the laminar profiles (``--area-seed``; not the cohort
@@ -230,7 +231,7 @@ def harder_preset(preset: str | Preset, **overrides: float | int | None) -> Pres
         "area_seed", "profile_variability", "transition_mm", "transform_noise_deg",
         "transform_noise_um", "distortion_scale_sd", "distortion_warp_mm",
     }  # fmt: skip
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(given) - allowed
     if unknown:
         raise ParameterError(f"not a phantom option: {', '.join(sorted(unknown))}")

@@ -111,7 +111,9 @@ def draw_artefacts(
     """Random tears, missing pieces and folds placed on the tissue of a coarse raster."""
     s = spacing_um / 1000.0
     tissue_px = np.argwhere(tissue_coarse > 0)
-    tears, holes, folds = [], [], []
+    tears: list[tuple[np.ndarray, float]] = []
+    holes: list[tuple[np.ndarray, float]] = []
+    folds: list[tuple[np.ndarray, float]] = []
     if len(tissue_px) == 0:
         return Artefacts(tears, holes, folds)
     inner = ndimage.binary_erosion(tissue_coarse > 0, iterations=2)
@@ -233,7 +235,7 @@ def render_image(
     luts: dict,
     spacing_um: float,
     rng: np.random.Generator,
-    gain: float,
+    gain: float | np.ndarray,
     gamma: float,
     folded: np.ndarray,
     removed: np.ndarray,

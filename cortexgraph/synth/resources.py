@@ -17,10 +17,15 @@ import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from cortexgraph.errors import CortexgraphError
+
+if TYPE_CHECKING:
+    from nibabel.gifti import GiftiImage
+    from nibabel.spatialimages import SpatialImage
 
 HEMISPHERES = ("lh", "rh")
 SCHAEFER_PARCELS = 400
@@ -60,8 +65,10 @@ def load_surfaces() -> dict[str, Surface]:
     )
     out = {}
     for k, hemi in enumerate(HEMISPHERES):
-        mesh = nib.load(str(root / "surfaces" / f"conte69_32k_{hemi}.gii"))
-        sphere = nib.load(str(root / "surfaces" / f"conte69_32k_{hemi}_sphere.gii"))
+        mesh = cast("GiftiImage", nib.load(str(root / "surfaces" / f"conte69_32k_{hemi}.gii")))
+        sphere = cast(
+            "GiftiImage", nib.load(str(root / "surfaces" / f"conte69_32k_{hemi}_sphere.gii"))
+        )
         mask = np.loadtxt(root / "surfaces" / f"conte69_32k_{hemi}_mask.csv") > 0
         vertices = np.asarray(mesh.darrays[0].data, dtype=np.float64)
         n = len(vertices)
@@ -107,8 +114,8 @@ def load_tissue_maps() -> TissueMaps:
             fix="pip install 'cortexgraph[phantom]' (nilearn)",
         )
     folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-    gm_img = nib.load(str(folder / GM_FILE))
-    wm_img = nib.load(str(folder / WM_FILE))
+    gm_img = cast("SpatialImage", nib.load(str(folder / GM_FILE)))
+    wm_img = cast("SpatialImage", nib.load(str(folder / WM_FILE)))
     gm = np.asarray(gm_img.get_fdata(), dtype=np.float32)
     wm = np.asarray(wm_img.get_fdata(), dtype=np.float32)
     return TissueMaps(gm=gm, wm=wm, affine=np.asarray(gm_img.affine, dtype=np.float64))

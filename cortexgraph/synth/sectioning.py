@@ -225,10 +225,10 @@ def plan_sections(
             scale = np.exp(warp_rng.normal(0, preset.distortion_scale_sd, size=2))
             amplitude = np.abs(warp_rng.normal(0, preset.distortion_warp_mm, size=2))
             angle = warp_rng.uniform(0, 2 * np.pi, size=2)
-            phase = warp_rng.uniform(0, 2 * np.pi, size=2)
+            phase_rad = warp_rng.uniform(0, 2 * np.pi, size=2)
             geometry.distortion[n] = np.array([
-                scale[0], scale[1], amplitude[0], angle[0], phase[0], amplitude[1], angle[1],
-                phase[1],
+                scale[0], scale[1], amplitude[0], angle[0], phase_rad[0], amplitude[1], angle[1],
+                phase_rad[1],
             ])  # fmt: skip
     return geometry
 

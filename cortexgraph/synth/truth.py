@@ -262,7 +262,7 @@ def write_ground_truth(
         # volumes: cortex samples of the resampled grid, brain-space volume element
         mask = cortex & (hemi_of == h)
         pts = np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
-        volume = np.zeros(len(names) + 1)
+        volume: np.ndarray = np.zeros(len(names) + 1)
         if len(pts):
             block_pts = brain.inverse(pts, iterations=6)
             inside = (block_pts[:, 1] >= y0) & (block_pts[:, 1] <= y1)

@@ -38,7 +38,8 @@ LAST_NAME = "last.pt"
 
 def get_rng_state() -> dict[str, Any]:
     """Python, numpy (global legacy generator), torch CPU and CUDA generator states, as tensors."""
-    np_state = np.random.get_state()  # noqa: NPY002 - the global generator is what seeding sets
+    np_state = np.random.get_state(legacy=True)  # noqa: NPY002 - the global generator is what seeding sets
+    assert isinstance(np_state, tuple)  # the global generator is an MT19937: the legacy tuple
     state: dict[str, Any] = {
         "python": _python_state_to_tensor(random.getstate()),
         "numpy_keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),

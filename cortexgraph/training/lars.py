@@ -64,7 +64,8 @@ def lars_param_groups(model: nn.Module, weight_decay: float = 1e-4) -> list[dict
     for module in model.modules():
         if isinstance(module, _NORM_TYPES):
             norm_params.update(id(p) for p in module.parameters(recurse=False))
-    adapted, plain = [], []
+    adapted: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import torch
@@ -209,9 +210,10 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The bare module inside a DistributedDataParallel / DataParallel / compiled wrapper."""
     while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
+        inner = getattr(model, "module", None)
+        if isinstance(inner, torch.nn.Module):
+            model = inner
         elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(torch.nn.Module, model._orig_mod)
         else:
             return model

@@ -80,7 +80,12 @@ class ProcessGroupBatchNorm(nn.modules.batchnorm._BatchNorm):
         mean = total[:-1] / n
         centred = x - mean.reshape(shape)
         var = all_reduce(centred.pow(2).sum(dims)) / n
-        if self.track_running_stats and self.running_mean is not None:
+        if (
+            self.track_running_stats
+            and self.running_mean is not None
+            and self.running_var is not None
+            and self.num_batches_tracked is not None
+        ):
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 if self.momentum is None:

@@ -42,6 +42,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ NO_VERSION = "none"
 # validation
 
 
-def _rings(geometry: dict) -> list[list]:
+def _rings(geometry: dict) -> list[Any]:
     if geometry.get("type") == "Polygon":
         return [geometry.get("coordinates")]
     if geometry.get("type") == "MultiPolygon":
@@ -204,9 +205,9 @@ def annotation_paths(brain: Brain, record: SectionRecord) -> tuple[Path, Path, s
         str(Path(record.contours).with_suffix(".h5")) if record.contours else f"{stem}.h5"
     )
     contours_rel = record.contours or str(Path(label_rel).with_suffix(".geojson"))
-    where = {"file": brain.section_table_path, "section": record.section}
-    label = inside(brain.root, label_rel, what="annotation path", **where)
-    contours = inside(brain.root, contours_rel, what="contours path", **where)
+    table, n = brain.section_table_path, record.section
+    label = inside(brain.root, label_rel, what="annotation path", file=table, section=n)
+    contours = inside(brain.root, contours_rel, what="contours path", file=table, section=n)
     return label, contours, label_rel, contours_rel
 
 
@@ -337,9 +338,9 @@ def _label_grid(brain: Brain, record: SectionRecord, label: Path) -> tuple[tuple
     spacing over the section's extent (as :meth:`SectionStack.annotation` rasterises contours)."""
     if record.annotation and label.is_file():
         with Raster(label) as raster:
-            return tuple(raster.shape[:2]), raster.spacing_um
+            return (int(raster.shape[0]), int(raster.shape[1])), raster.spacing_um
     width, height = _extent_mm(brain, record)
-    spacing = brain.annotation_spacing_um
+    spacing = brain.spacing_of("annotation")
     return (int(round(height * 1000 / spacing)), int(round(width * 1000 / spacing))), spacing
 
 
@@ -363,7 +364,7 @@ def _write_locked(
             current=current,
             section=record.section,
         )
-    areas = brain.cohort.areas
+    areas = brain.area_table
     if current != NO_VERSION:  # keep the version being replaced
         _archive(
             brain,
@@ -412,7 +413,7 @@ def save_annotation(
         record = fresh.section(int(section))
         if record.missing:
             raise InvalidError(f"section {section} is missing: it has nothing to annotate")
-        collection = validate_collection(payload, fresh.cohort.areas, _extent_mm(fresh, record))
+        collection = validate_collection(payload, fresh.area_table, _extent_mm(fresh, record))
         return _write_locked(fresh, record, collection, expected_version, origin)
 
 
@@ -508,7 +509,7 @@ def accept_prediction(
     with brain_lock(brain):
         fresh = Brain.read(brain.root, cohort=brain.cohort)
         record = fresh.section(int(section))
-        areas = fresh.cohort.areas
+        areas = fresh.area_table
         keep = [
             f
             for f in _features_of(fresh, record, areas)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from cortexgraph.errors import CortexgraphError, StageBusyError, UpstreamError
 from cortexgraph.web.security import (
@@ -112,7 +113,7 @@ def create_app(
 
     @app.exception_handler(CortexgraphError)
     async def cortexgraph_error(request: Request, error: CortexgraphError):
-        body = {
+        body: dict[str, Any] = {
             "error": error.message,
             "file": state.relative(error.file) if error.file else None,
             "section": error.section,

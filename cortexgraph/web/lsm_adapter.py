@@ -45,6 +45,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cortexgraph.data.manifest import Area, Brain
 from cortexgraph.data.names import check_name, is_inside
@@ -247,7 +248,8 @@ def job_target(brain: Brain, job: dict) -> dict | None:
     interval = sorted(int(v) for v in sections.split(",")) if sections else None
     name = option("--name")
     if name is None and interval is not None:
-        name = source_of(arch, tuple(interval))
+        # the job's argv came from interval_argv: two sections
+        name = source_of(arch, cast("tuple[int, int]", tuple(interval)))
     if name is None:
         name = layout.default_run_name("lsm", arch)
     return {"source": name, "area_id": area.id, "interval": interval}

@@ -143,7 +143,7 @@ def _truth_path(brain: Brain, section: int) -> Path:
 
 def section_overlays(brain: Brain, section: int, with_legend: bool = True) -> list[Overlay]:
     """Every overlay that exists for one section (module docstring), in a stable order."""
-    areas = brain.cohort.areas
+    areas = brain.area_table
     record = brain.section(int(section))
     by_id = area_table_rgba(areas)
     out: list[Overlay] = []

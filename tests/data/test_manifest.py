@@ -140,3 +140,32 @@ def test_spacings_are_required_only_for_the_kinds_of_files_a_brain_has(valid_coh
     with pytest.raises(DataFormatError, match="no spacing_um.annotation") as error:
         fresh.sections  # noqa: B018
     assert error.value.section == 115
+
+
+def test_spacing_of_names_brain_toml_when_a_spacing_is_not_given(valid_cohort):
+    brain = find_brain("B01", valid_cohort)
+    assert brain.spacing_of("annotation") == pytest.approx(brain.annotation_spacing_um, abs=0)
+    brain.annotation_spacing_um = None
+    with pytest.raises(DataFormatError) as error:
+        brain.spacing_of("annotation")  # was a TypeError (None in a division) in its callers
+    assert error.value.file == str(valid_cohort / "B01" / "brain.toml")
+    assert "[spacing_um]" in (error.value.fix or "")
+
+
+def test_area_table_of_a_brain_read_without_its_cohort_is_a_data_format_error(valid_cohort):
+    brain = find_brain("B01", valid_cohort)
+    assert brain.area_table is brain.cohort.areas
+    alone = Brain.read(valid_cohort / "B01")
+    assert alone.cohort is None
+    with pytest.raises(DataFormatError, match="without its cohort"):
+        alone.area_table  # noqa: B018 - the property raises
+
+
+def test_area_resolve_refuses_a_missing_key_with_a_data_format_error(valid_cohort):
+    areas = Cohort.read(valid_cohort).areas
+    first = areas.areas[0]
+    assert areas.resolve(first.id) is first
+    assert areas.resolve(str(first.id)) is first
+    assert areas.resolve(first.name) is first
+    with pytest.raises(DataFormatError, match="unknown area None"):
+        areas.resolve(None)  # a web request without "area"

@@ -149,7 +149,7 @@ def surface(
 
 def _maps(store: Derivatives, brain) -> list[dict]:
     folder = store.root / brain.id / "records"
-    out = []
+    out: list[dict] = []
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("map3d@*.json")):
