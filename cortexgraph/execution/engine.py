@@ -189,6 +189,14 @@ class Engine:
     client: Any = None
     cluster: Any = None
 
+    def __post_init__(self) -> None:
+        if self.client is not None:
+            # libraries that must be first imported in a worker's main thread (module docstring
+            # of cortexgraph.execution.worker_setup); reaches workers that join later too
+            from cortexgraph.execution.worker_setup import PLUGIN_NAME, MainThreadImports
+
+            self.client.register_plugin(MainThreadImports(), name=PLUGIN_NAME)
+
     @property
     def kind(self) -> str:
         return self.options.kind
