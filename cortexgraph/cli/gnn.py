@@ -104,9 +104,13 @@ def register(app: typer.Typer) -> None:
         The run (derivatives/cortexgraph/runs/NAME) is reused when its settings and inputs are
         unchanged; an interrupted run of the same settings resumes from its last epoch.
         """
+        from cortexgraph.errors import ParameterError
+        from cortexgraph.gnn.models import KINDS
         from cortexgraph.gnn.stage import PRESETS, resolve_preset, train_gnn
         from cortexgraph.training.runtime import pick_device
 
+        if model not in KINDS:  # before the progress bar shows a run that cannot start
+            raise ParameterError(f"unknown model {model!r}", fix=f"use one of {', '.join(KINDS)}")
         cohort_root = _cohort_root(flags.root)
         transfer = _transfer_brain(cohort_root, transfer)
         chosen = resolve_preset(preset, pick_device(device).type)

@@ -167,7 +167,8 @@ def render(cohort_root: str, brain_id: str, run: str, wait_s: float) -> list[str
 
 def map3d(cohort_root: str, brain_id: str, area: str, source: str, wait_s: float) -> dict:
     """``map3d@<source>@<area>`` then ``stats@<source>@<area>`` of a brain."""
-    from cortexgraph.maps3d.stage import map3d_area, stats_area
+    from cortexgraph.maps3d.stage import map3d_area
+    from cortexgraph.maps3d.stats_stage import stats_area
 
     brain = _brain(cohort_root, brain_id)
     built = map3d_area(brain, area, source, wait_s=wait_s)
@@ -177,7 +178,7 @@ def map3d(cohort_root: str, brain_id: str, area: str, source: str, wait_s: float
 
 def stats_table(cohort_root: str, brain_id: str, source: str, wait_s: float) -> str | None:
     """``stats-table@<source>`` of a brain (every measured area in one table)."""
-    from cortexgraph.maps3d.stage import stats_table as run_stats_table
+    from cortexgraph.maps3d.stats_stage import stats_table as run_stats_table
 
     path = run_stats_table(_brain(cohort_root, brain_id), source, wait_s=wait_s)
     return None if path is None else str(path)

@@ -6,7 +6,7 @@ Stage executions and their files (``<brain>`` = ``<cohort>/derivatives/cortexgra
     map3d@<source>@<area>    <brain>/maps3d/<source>/<area>.nii.gz, .gii, .ply, _preview.gii, .ply
 
 The morphometry of the maps (stages ``stats@<source>@<area>`` and ``stats-table@<source>``) is
-:mod:`cortexgraph.maps3d.stats_stage`; its functions stay importable from here.
+:mod:`cortexgraph.maps3d.stats_stage`.
 
 ``<source>`` names the model run (``gnn-<run>``, ``lsm-<name>``) or ``truth`` / ``annotation``
 (:func:`cortexgraph.maps3d.brainmap.label_source`), so maps of different models never share a file,
@@ -35,22 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: names of :mod:`cortexgraph.maps3d.stats_stage` that this module also answers to (imported on
-#: first use: stats_stage imports this module)
-_STATS_NAMES = frozenset(
-    {"stats_area", "stats_table", "stats_brain", "reference_for", "brain_hemispheres",
-     "hemisphere_notes", "REFERENCES"}
-)  # fmt: skip
-
-
-def __getattr__(name: str):
-    if name in _STATS_NAMES:
-        from cortexgraph.maps3d import stats_stage
-
-        return getattr(stats_stage, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 @dataclass(frozen=True)
 class MapOptions:

@@ -122,7 +122,7 @@ def test_stats_reference_and_hemisphere_notes(tiny_cohort, tmp_path):
     import json
 
     from cortexgraph.data.manifest import Cohort
-    from cortexgraph.maps3d.stage import stats_area
+    from cortexgraph.maps3d.stats_stage import stats_area
 
     root = tmp_path / "tiny"
     shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("B03", "B07"))
