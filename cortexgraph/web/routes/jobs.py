@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
+from cortexgraph.lsm.config import PRESETS
+from cortexgraph.lsm.networks import ARCHITECTURES
 from cortexgraph.lsm.schedule import MAX_INTERVAL_MM
 from cortexgraph.web import lsm_adapter
 from cortexgraph.web.routes import state_of
@@ -21,8 +23,7 @@ from cortexgraph.web.security import InvalidError
 
 router = APIRouter()
 
-ARCHS = ("hr", "lr", "ms")
-PRESETS = ("auto", "full", "small", "phantom", "tiny")
+ARCHS = ARCHITECTURES
 MAX_ITERATIONS = 100_000
 
 
