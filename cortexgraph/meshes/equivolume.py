@@ -67,6 +67,22 @@ potential (equipotential)."""
 _jit = numba.njit(cache=True, nogil=True)
 
 
+@numba.njit(inline="always")
+def _neighbour(i, j, k, axis, step, nx, ny, nz):  # pragma: no cover - compiled
+    """The voxel ``step`` (-1 or 1) from (i, j, k) along ``axis`` and whether it is in the array."""
+    a, b, d = i, j, k
+    if axis == 0:
+        a = i + step
+        inside = 0 <= a < nx
+    elif axis == 1:
+        b = j + step
+        inside = 0 <= b < ny
+    else:
+        d = k + step
+        inside = 0 <= d < nz
+    return a, b, d, inside
+
+
 @_jit
 def _gradient(u, labels, cortex, white, hx, hy, hz, gx, gy, gz):  # pragma: no cover - compiled
     """Per-axis gradient of ``u`` on cortex voxels (face Dirichlet values at non-cortex neighbours)."""
@@ -82,16 +98,7 @@ def _gradient(u, labels, cortex, white, hx, hy, hz, gx, gy, gz):  # pragma: no c
                     total = 0.0
                     count = 0
                     for step in (-1, 1):
-                        a, b, d = i, j, k
-                        if axis == 0:
-                            a = i + step
-                            inside = 0 <= a < nx
-                        elif axis == 1:
-                            b = j + step
-                            inside = 0 <= b < ny
-                        else:
-                            d = k + step
-                            inside = 0 <= d < nz
+                        a, b, d, inside = _neighbour(i, j, k, axis, step, nx, ny, nz)
                         if not inside:
                             continue
                         lab = labels[a, b, d]
@@ -142,16 +149,7 @@ def _sweep(order, u, labels, cortex, gx, gy, gz, hx, hy, hz, sign, second, out):
                 continue
             # the field line comes from the neighbour against the gradient's direction
             step = -1 if comp > 0 else 1
-            a, b, d = i, j, k
-            if axis == 0:
-                a = i + step
-                inside = 0 <= a < nx
-            elif axis == 1:
-                b = j + step
-                inside = 0 <= b < ny
-            else:
-                d = k + step
-                inside = 0 <= d < nz
+            a, b, d, inside = _neighbour(i, j, k, axis, step, nx, ny, nz)
             if not inside:
                 continue
             if labels[a, b, d] != cortex:
@@ -163,16 +161,7 @@ def _sweep(order, u, labels, cortex, gx, gy, gz, hx, hy, hz, sign, second, out):
                 fallback = v
             w = abs(comp) / h[axis]
             # second order (3 V - 4 V1 + V2) / 2h where the next upwind voxel is visited too
-            a2, b2, d2 = a, b, d
-            if axis == 0:
-                a2 = a + step
-                inside2 = 0 <= a2 < nx
-            elif axis == 1:
-                b2 = b + step
-                inside2 = 0 <= b2 < ny
-            else:
-                d2 = d + step
-                inside2 = 0 <= d2 < nz
+            a2, b2, d2, inside2 = _neighbour(a, b, d, axis, step, nx, ny, nz)
             v2 = np.nan
             if second and inside2 and labels[a2, b2, d2] == cortex:
                 v2 = out[a2, b2, d2]
@@ -192,16 +181,7 @@ def _sweep(order, u, labels, cortex, gx, gy, gz, hx, hy, hz, sign, second, out):
             best = fallback
             for axis in range(3):
                 for step in (-1, 1):
-                    a, b, d = i, j, k
-                    if axis == 0:
-                        a = i + step
-                        inside = 0 <= a < nx
-                    elif axis == 1:
-                        b = j + step
-                        inside = 0 <= b < ny
-                    else:
-                        d = k + step
-                        inside = 0 <= d < nz
+                    a, b, d, inside = _neighbour(i, j, k, axis, step, nx, ny, nz)
                     if inside and labels[a, b, d] == cortex:
                         v = out[a, b, d]
                         if v == v and v > best:
