@@ -16,10 +16,8 @@ from cortexgraph.errors import ParameterError
 @pytest.mark.slow
 def test_stats_brain_measures_the_phantom(tiny_cohort, tmp_path):
     from cortexgraph.data.manifest import Cohort
-    from cortexgraph.maps3d import stage
-    from cortexgraph.maps3d.stats_stage import stats_area, stats_brain
+    from cortexgraph.maps3d.stats_stage import stats_brain
 
-    assert stage.stats_area is stats_area  # the former home still answers (execution.tasks)
     root = tmp_path / "tiny"
     shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("B03", "B07"))
     brain = Cohort.read(root).brain("B01")
