@@ -72,7 +72,8 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
         folder = jobs_folder(cohort_root)
     else:  # an empty --jobs-dir outside a cohort
         raise ParameterError(
-            "--jobs-dir is empty and no cohort was found", fix="pass --jobs-dir FOLDER or --root COHORT"
+            "--jobs-dir is empty and no cohort was found",
+            fix="pass --jobs-dir FOLDER or --root COHORT",
         )
     if backend is None:
         backend = "local" if (cohort_root is not None or scheduler) else "slurm"

@@ -589,7 +589,9 @@ def predict_patches(
         preds.append(logits.float().argmax(1).cpu().numpy())
         feats.append(h.float().cpu().numpy())
     if not preds:
-        return np.zeros(0, np.int64), np.zeros((0, encoder_feature_dim(classifier.encoder)), np.float32)
+        return np.zeros(0, np.int64), np.zeros(
+            (0, encoder_feature_dim(classifier.encoder)), np.float32
+        )
     return np.concatenate(preds).astype(np.int64), np.concatenate(feats)
 
 

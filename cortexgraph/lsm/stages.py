@@ -448,7 +448,10 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                 if np.any(stack.annotation(section) == area.id):
                     shows.append(section)
                 run.report("plan", done, len(candidates))
-            limits: dict[str, Any] = {"max_interval": run.max_interval, "allow_long": run.allow_long_intervals}
+            limits: dict[str, Any] = {
+                "max_interval": run.max_interval,
+                "allow_long": run.allow_long_intervals,
+            }
             if run.interval is not None:
                 plan = plan_single_interval(
                     shows, available, run.interval, area_id=area.id, **limits
@@ -790,7 +793,9 @@ def run_gsm(run: LSMRun, predict: bool = True) -> dict:
     """Plan the area's chain, train its GSM on all training sections, predict the chain's sections
     within the chain's ROIs. Returns like :func:`run_chain`."""
     if run.kind != "gsm":
-        raise CortexgraphError(f"run {run.run_name} is an LSM run", fix="use `cortexgraph lsm chain`")
+        raise CortexgraphError(
+            f"run {run.run_name} is an LSM run", fix="use `cortexgraph lsm chain`"
+        )
     plan = plan_stage(run)
     record = train_stage(run, plan)
     predictions = predict_stage(run) if predict else []

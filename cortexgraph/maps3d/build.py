@@ -207,8 +207,12 @@ def build_area_map(
         work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="map3d_"))
         work.mkdir(parents=True, exist_ok=True)
         info["workdir"] = str(work)
-        vol_a: np.ndarray | None = np.lib.format.open_memmap(work / "mask.npy", mode="w+", dtype=bool, shape=shape)
-        vol_b: np.ndarray | None = np.lib.format.open_memmap(work / "work.npy", mode="w+", dtype=bool, shape=shape)
+        vol_a: np.ndarray | None = np.lib.format.open_memmap(
+            work / "mask.npy", mode="w+", dtype=bool, shape=shape
+        )
+        vol_b: np.ndarray | None = np.lib.format.open_memmap(
+            work / "work.npy", mode="w+", dtype=bool, shape=shape
+        )
     else:
         vol_a, vol_b = None, None
 
