@@ -22,6 +22,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -60,10 +61,10 @@ DeviceOption = typer.Option(
 )
 
 
-def resolve_device(device: str | None) -> str | None:
+def resolve_device(device: str | None) -> str:
     """``--device``: ``auto`` (or None) -> ``cuda`` when torch sees a GPU, else ``cpu``; any other
     value unchanged."""
-    if device not in (None, "auto"):
+    if device is not None and device != "auto":
         return device
     import torch
 
@@ -174,7 +175,8 @@ def reports_errors(func: Callable) -> Callable:
         finally:
             _restore_sigterm(previous)
 
-    wrapper.__signature__ = signature.replace(parameters=parameters)
+    # typer reads the signature of the wrapper; the functools.wraps type does not declare it
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**getattr(func, "__annotations__", {}), "debug": "bool"}
     return wrapper
 
@@ -307,7 +309,7 @@ class PlainProgress:
         with self._lock:
             task = self._tasks.get(name)
             new = task is None
-            if new:
+            if task is None:
                 task = {"done": 0.0, "total": None, "start": now, "last": now, "finished": False}
                 self._tasks[name] = task
             before = task["done"]
@@ -452,7 +454,7 @@ def stage_progress():
 
         return plain, plain_callback
     progress = _bars()
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def callback(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
@@ -527,7 +529,8 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
         at = len(parameters)
         if not set(names) <= _TRAILING:  # the closing options themselves go last
             at = next((i for i, p in enumerate(parameters) if p.name in _TRAILING), at)
-        wrapper.__signature__ = signature.replace(
+        # typer reads the signature of the wrapper; the functools.wraps type does not declare it
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
             parameters=parameters[:at] + group + parameters[at:]
         )
         wrapper.__annotations__ = {

@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         if model not in KINDS:  # before the progress bar shows a run that cannot start
             raise ParameterError(f"unknown model {model!r}", fix=f"use one of {', '.join(KINDS)}")
         cohort_root = _cohort_root(flags.root)
-        transfer = _transfer_brain(cohort_root, transfer)
+        transfer_brain = _transfer_brain(cohort_root, transfer)
         chosen = resolve_preset(preset, pick_device(device).type)
         total = epochs or PRESETS.get(chosen, {}).get("epochs")
         with progress_bar(f"train-gnn {model}{layers}", total=total) as advance:
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
                 model=model,
                 layers=layers,
                 features=features,
-                transfer=transfer,
+                transfer=transfer_brain,
                 epochs=epochs,
                 name=name,
                 preset=preset,

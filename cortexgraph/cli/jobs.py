@@ -57,7 +57,7 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     """The launcher of the jobs folder; ``backend`` None (list, follow, ...): local when the cohort
     or a scheduler is known, else Slurm (each job's own back end is used for its state)."""
     from cortexgraph.data.manifest import find_cohort
-    from cortexgraph.errors import CortexgraphError
+    from cortexgraph.errors import CortexgraphError, ParameterError
     from cortexgraph.execution.launcher import jobs_folder, open_launcher
 
     cohort_root = None
@@ -66,7 +66,15 @@ def _launcher(root, jobs_dir, backend, scheduler, engine_config):
     except CortexgraphError:
         if jobs_dir is None or backend == "local" and scheduler is None:
             raise
-    folder = Path(jobs_dir) if jobs_dir else jobs_folder(cohort_root)
+    if jobs_dir:
+        folder = Path(jobs_dir)
+    elif cohort_root is not None:
+        folder = jobs_folder(cohort_root)
+    else:  # an empty --jobs-dir outside a cohort
+        raise ParameterError(
+            "--jobs-dir is empty and no cohort was found",
+            fix="pass --jobs-dir FOLDER or --root COHORT",
+        )
     if backend is None:
         backend = "local" if (cohort_root is not None or scheduler) else "slurm"
     return open_launcher(

@@ -412,7 +412,8 @@ def train(
     brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
     (arch,) = _archs(arch)
-    interval = tuple(sorted(parse_sections(sections)))
+    first, last = sorted(parse_sections(sections))
+    interval = (first, last)
     run_name = check_run_name(name or f"lsm-{arch}-{interval_name(interval)}", "lsm")
     if background:
         argv = ["lsm", "train"] + _common_argv(

@@ -340,7 +340,7 @@ def apply_geometry(
         raise ValueError(f"spacing_um must be positive, got {spacing_um}")
     if out_size_px is None:
         out_shape = patch.shape
-    elif np.isscalar(out_size_px):
+    elif isinstance(out_size_px, int | float | np.number):  # a scalar: a square
         out_shape = (int(out_size_px), int(out_size_px))
     else:
         out_shape = (int(out_size_px[0]), int(out_size_px[1]))

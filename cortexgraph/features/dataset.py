@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -58,6 +59,9 @@ from cortexgraph.features.patches import (
 )
 from cortexgraph.features.presets import EncoderPreset
 from cortexgraph.features.sampling import balanced_resample, centres_from_annotation
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +177,7 @@ def build_patch_table(
         for s in annotated:
             label_image = stack.annotation(s)  # at the brain's annotation spacing
             centres, ids = centres_from_annotation(
-                label_image, brain.annotation_spacing_um, preset.step_mm
+                label_image, brain.spacing_of("annotation"), preset.step_mm
             )
             if len(ids) == 0:
                 continue
@@ -276,7 +280,7 @@ class PatchReader:
 
     def _plan_cache(self) -> None:
         """Cache per-centre windows when they fit in ``cache_mb`` (one level spacing for all)."""
-        self._window_px = None
+        self._window_px: int | None = None
         if len(self.table) == 0 or self.cache_mb <= 0:
             return
         pairs = set(zip(self.table.brain.tolist(), self.table.section.tolist(), strict=True))
@@ -304,7 +308,14 @@ class PatchReader:
     def caches_windows(self) -> bool:
         return self._window_px is not None
 
+    def _window_cache(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(window side px, windows, origins)`` of the window cache (while :attr:`caches_windows`)."""
+        if self._window_px is None or self._windows is None or self._origins is None:
+            raise RuntimeError("the patch windows are not cached")
+        return self._window_px, self._windows, self._origins
+
     def _fill_cache(self, indices: np.ndarray) -> None:
+        window_px, windows_cache, origins_cache = self._window_cache()
         need = indices[~self._cached[indices]]
         if len(need) == 0:
             return
@@ -315,10 +326,10 @@ class PatchReader:
             idx = need[keys == key]
             b, s = int(self.table.brain[idx[0]]), int(self.table.section[idx[0]])
             windows, origin = read_windows(
-                self.raster(b, s), self.table.centre_mm[idx], self.geometry(b, s), self._window_px
+                self.raster(b, s), self.table.centre_mm[idx], self.geometry(b, s), window_px
             )
-            self._windows[idx] = windows
-            self._origins[idx] = origin
+            windows_cache[idx] = windows
+            origins_cache[idx] = origin
             self._cached[idx] = True
         self.seconds_reading += time.perf_counter() - start
 
@@ -351,12 +362,13 @@ class PatchReader:
         out = np.empty((len(indices), n, n), dtype=np.float32)
         if self.caches_windows:
             self._fill_cache(indices)
+            _, windows_cache, origins_cache = self._window_cache()
             start = time.perf_counter()
             geometry = self.geometry(self.table.brain[indices[0]], self.table.section[indices[0]])
             patches = sample_patches(
-                self._windows,
+                windows_cache,
                 indices,
-                self._origins[indices],
+                origins_cache[indices],
                 geometry.centres_px(centres),
                 geometry,
                 angles_rad=angles,
@@ -448,7 +460,8 @@ def _reopen_reader(worker_id: int) -> None:
     import torch
 
     info = torch.utils.data.get_worker_info()
-    info.dataset.reader.reopen()
+    assert info is not None  # a worker_init_fn runs inside a DataLoader worker
+    cast(_PlannedBatches, info.dataset).reader.reopen()
     torch.set_num_threads(1)
 
 
@@ -474,8 +487,9 @@ def iterate_batches(reader: PatchReader, plan: BatchPlan, workers: int = 0, pref
 
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(
-        _PlannedBatches(reader, plan),
+    # a map-style data set by duck typing (__len__, __getitem__): no torch import at module level
+    loader: DataLoader[Any] = DataLoader(
+        cast("Dataset[Any]", _PlannedBatches(reader, plan)),
         batch_size=None,
         shuffle=False,
         num_workers=int(min(workers, len(plan))),

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from cortexgraph.errors import CortexgraphError, ParameterError
+from cortexgraph.features.encoders import encoder_feature_dim
 from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
 
 log = logging.getLogger(__name__)
@@ -310,7 +311,7 @@ class SiameseDistanceNet(nn.Module):
         super().__init__()
         self.branch = branch
         generator = torch.Generator().manual_seed(int(seed) + 11) if seed is not None else None
-        self.embed = nn.Linear(int(branch.feature_dim), int(embed_dim))
+        self.embed = nn.Linear(encoder_feature_dim(branch), int(embed_dim))
         self.coords = nn.Linear(int(embed_dim), 3)
         for layer in (self.embed, self.coords):
             bound = 1.0 / math.sqrt(layer.in_features)

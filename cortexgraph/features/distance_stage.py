@@ -137,8 +137,8 @@ def cortex_patches(
         midline = float(record.measured.get("midsurfaces", {}).get("midline_x_mm", 0.0))
         with_image = {r.section for r in brain.sections if r.image and not r.missing}
         parts = []
-        for h, hemi in enumerate(("lh", "rh")):
-            path = graph_path(store.root, brain_id, hemi)
+        for h, hemi_name in enumerate(("lh", "rh")):
+            path = graph_path(store.root, brain_id, hemi_name)
             if not path.is_file():
                 continue
             graph = _read_graph(path)
@@ -162,7 +162,10 @@ def cortex_patches(
         pos_all = np.vstack([g["pos"][n] for _, n, g in parts])
         centre = pos_all.mean(axis=0) if len(pos_all) else np.zeros(3)
         offset = 0
-        picks = {True: [], False: []}
+        picks: dict[bool, list[tuple[int, np.ndarray, dict[str, np.ndarray]]]] = {
+            True: [],
+            False: [],
+        }
         for h, node, graph in parts:
             flags = test_all[offset : offset + len(node)]
             offset += len(node)
@@ -260,7 +263,7 @@ def lsm_branch_config(cohort: Cohort, preset: str = "auto"):
     for the image spacing of the cohort's first brain, as ``lsm chain`` would choose it)."""
     from cortexgraph.lsm.config import make_config
 
-    return make_config("hr", cohort.brain(cohort.brain_ids[0]).image_spacing_um, preset=preset)
+    return make_config("hr", cohort.brain(cohort.brain_ids[0]).spacing_of("image"), preset=preset)
 
 
 def _write_pairs(path: Path, patches: CortexPatches, pairs: dict) -> Path:
@@ -404,6 +407,7 @@ def train_distance_encoder(
             label=np.zeros(len(patches), dtype=np.int64),
             split=patches.test.astype(np.int8),
         )
+        body: torch.nn.Module
         if config is None:
             reader_preset = preset
             body = build_preset_encoder(preset, seed)
@@ -545,4 +549,5 @@ def lsm_hr_init_state(cohort: Cohort, name: str, config) -> tuple[dict, StageId]
         )
     payload, sid, path = _distance_run(cohort, name)
     target = build_lsm(config).hr_encoder
+    assert target is not None  # config.uses_hr (checked above)
     return matching_state(payload["state"], target, what=f"distance run {name}", file=path), sid

@@ -27,8 +27,9 @@ ResNet50 23.50M -> 23,492,672; ResNet101 42.49M -> 42,484,800 (all within 0.1%).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -273,6 +274,12 @@ class _PreActBlock(nn.Module):
     later convolution the BN-ReLU of the previous one (:meth:`later`); the shortcut (identity, or a
     projection of the pre-activated input when the shape changes) is added at the end."""
 
+    # set by the subclasses' __init__
+    bn1: nn.Module
+    conv1: nn.Module
+    relu: nn.Module
+    shortcut: nn.Module | None
+
     def later(self) -> list[tuple[nn.Module, nn.Module]]:
         """``(batch norm, convolution)`` pairs after ``conv1``, in order."""
         raise NotImplementedError
@@ -462,6 +469,13 @@ class ProjectionHead(nn.Module):
         return self.net(h)
 
 
+def encoder_feature_dim(encoder: nn.Module) -> int:
+    """Length of the output vector ``h`` of an encoder module: its integer ``feature_dim`` (the
+    encoders of this module, the LSM high-resolution branch); TypeError when it has none."""
+    dim: Any = getattr(encoder, "feature_dim", None)
+    return operator.index(dim)
+
+
 class PatchClassifier(nn.Module):
     """Encoder plus a linear classifier f_C on ``h`` (thesis Sect. 6.1.1).
 
@@ -474,7 +488,7 @@ class PatchClassifier(nn.Module):
 
     def __init__(
         self,
-        encoder: _Encoder,
+        encoder: nn.Module,
         num_classes: int,
         *,
         freeze_encoder: bool = False,
@@ -485,7 +499,7 @@ class PatchClassifier(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.encoder = encoder
         self.num_classes = int(num_classes)
-        self.head = nn.Linear(encoder.feature_dim, self.num_classes)
+        self.head = nn.Linear(encoder_feature_dim(encoder), self.num_classes)
         _init_weights(self.head, _generator(seed))
         self.freeze_encoder = bool(freeze_encoder)
         if self.freeze_encoder:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,6 +74,7 @@ from cortexgraph.derivatives.layout import (
 )
 from cortexgraph.errors import CortexgraphError, DataFormatError, UpstreamError
 from cortexgraph.features.dataset import annotated_sections, section_split
+from cortexgraph.features.encoders import encoder_feature_dim
 from cortexgraph.features.patches import IMAGE_FILL, read_patches
 from cortexgraph.features.presets import EncoderPreset, preset_for_spacing
 from cortexgraph.features.train import encode_patches, encoders_folder, load_encoder
@@ -138,7 +140,8 @@ def read_graph_nodes(path: str | Path) -> tuple[int, np.ndarray, dict[str, np.nd
         from cortexgraph.mapping.nodes import NodeSectionTable
 
         arrays = node_arrays_from_table(NodeSectionTable.read(table_path), num_nodes)
-        arrays["_from_table"] = True
+        # a flag beside the arrays, as the docstring says (callers pop it)
+        arrays["_from_table"] = True  # type: ignore[assignment]
     arrays["section"] = np.asarray(arrays["section"], dtype=np.int64)
     arrays["point_mm"] = np.asarray(arrays["point_mm"], dtype=np.float64)
     arrays["valid"] = np.asarray(arrays["valid"], dtype=bool)
@@ -280,7 +283,7 @@ def node_cy(
     """
     section, point_mm = nodes["section"], nodes["point_mm"]
     n = len(section)
-    dim = int(encoder.feature_dim)
+    dim = encoder_feature_dim(encoder)
     cy = np.zeros((n, dim), dtype=np.float32)
     measured = np.zeros(n, dtype=bool)
     use = mapped_mask(section, point_mm, nodes["valid"])
@@ -310,6 +313,7 @@ def node_cy(
         for k, (s, idx) in enumerate(jobs):
             t_wait = time.perf_counter()
             if pool is not None:
+                assert pending is not None  # submitted before the loop and at each step
                 x, seconds, cpu = pending.result()
                 if k + 1 < len(jobs):  # start the next read before encoding this section
                     pending = pool.submit(read, *jobs[k + 1])
@@ -381,7 +385,7 @@ def node_labels(
         if s not in annotated_set:
             continue
         labels = stack.annotation(s)
-        area = sample_labels_nearest(labels, brain.annotation_spacing_um, point_mm[idx])
+        area = sample_labels_nearest(labels, brain.spacing_of("annotation"), point_mm[idx])
         y[idx] = cohort.areas.class_index(area)
     labelled = y >= 0
     train = labelled & np.isin(section, train_sections)
@@ -444,7 +448,7 @@ def node_pm(co: np.ndarray, cohort: Cohort, atlas: ProbabilisticAtlas | None) ->
 def default_encoder_name(brain: Brain) -> str:
     """The encoder ``features`` uses by default: the preset made for the brain's image spacing
     (what ``train-encoder`` names its output by default)."""
-    return preset_for_spacing(brain.image_spacing_um).name
+    return preset_for_spacing(brain.spacing_of("image")).name
 
 
 def encoder_file(cohort: Cohort, name: str) -> Path:
@@ -489,7 +493,7 @@ def _node_array_stage(
     inputs: list[Path],
     prepare,
     *,
-    upstream: list[StageId] = (),
+    upstream: Sequence[StageId] = (),
     overwrite: bool = False,
     wait_s: float = 0.0,
 ) -> dict:
@@ -670,7 +674,7 @@ def compute_node_cy(
     def prepare(stack: SectionStack, measured: dict):
         device_t = pick_device(device)
         classifier, preset, enc_info = load_encoder(encoder_file(cohort, name), device_t)
-        if brain.image_spacing_um > preset.spacing_um * 1.01:
+        if brain.spacing_of("image") > preset.spacing_um * 1.01:
             log.warning(
                 "encoder %s reads %.1f µm patches; %s has %.1f µm images (upsampled)",
                 name,

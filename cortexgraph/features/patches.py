@@ -74,7 +74,10 @@ class PatchGeometry:
         spacing_um: float,
         kind: str = "intensity",
     ) -> None:
-        rows, cols = (patch_px, patch_px) if np.isscalar(patch_px) else tuple(patch_px)
+        if isinstance(patch_px, int | float | np.number):  # a scalar: a square
+            rows, cols = patch_px, patch_px
+        else:
+            rows, cols = tuple(patch_px)
         self.level = int(level)
         self.level_spacing_um = float(level_spacing_um)
         self.rows, self.cols = int(rows), int(cols)

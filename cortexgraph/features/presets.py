@@ -32,6 +32,7 @@ rates with a ResNet18.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from cortexgraph.errors import CortexgraphError
 
@@ -145,7 +146,7 @@ _BASE4 = {"widths": (16, 32, 64, 64), "padding": "same"}
 
 #: the published full-resolution setting of both encoders (table above): 2 µm/px, 1200 patches per
 #: area, batches of 2048, 150 SCL + 30 linear epochs, CE at 0.16
-_FULL = dict(
+_FULL: dict[str, Any] = dict(
     spacing_um=2.0,
     image_spacing_um=2.0,
     samples_per_area=1200,
@@ -156,7 +157,7 @@ _FULL = dict(
     eval_batch_size=64,
 )
 #: the four-block base encoder and the learning rates chosen on the demo phantom (above)
-_SMALL = dict(encoder="base", encoder_kwargs=_BASE4, scl_lr=0.1, linear_lr=0.3, ce_lr=0.1)
+_SMALL: dict[str, Any] = dict(encoder="base", encoder_kwargs=_BASE4, scl_lr=0.1, linear_lr=0.3, ce_lr=0.1)
 
 PRESETS: dict[str, EncoderPreset] = {
     preset.name: preset

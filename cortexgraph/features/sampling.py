@@ -131,6 +131,7 @@ def _decompose(skel: np.ndarray) -> tuple[list[list[tuple[int, int]]], list[_Bra
         nodes.append(sorted(cluster))
 
     branches: list[_Branch] = []
+    prev: tuple[int, int] | None
     used: set[tuple[tuple[int, int], tuple[int, int]]] = set()
     for node_id, cluster in enumerate(nodes):
         for p in cluster:

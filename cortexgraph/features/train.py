@@ -48,6 +48,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ from cortexgraph.derivatives.inputs import brain_inputs
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.features.augment import sample_augmentation_params
 from cortexgraph.features.dataset import (
+    BatchPlan,
     PatchReader,
     PatchTable,
     annotated_sections,
@@ -71,10 +73,13 @@ from cortexgraph.features.dataset import (
     iterate_batches,
 )
 from cortexgraph.features.encoders import (
+    BaseEncoder,
     PatchClassifier,
     ProjectionHead,
+    ResNetEncoder,
     build_encoder,
     count_parameters,
+    encoder_feature_dim,
 )
 from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
 from cortexgraph.features.presets import EncoderPreset, get_preset, preset_for_spacing
@@ -126,7 +131,9 @@ def encoders_folder(cohort: Cohort, name: str) -> Path:
     return cohort.derivatives / "encoders" / name
 
 
-def build_preset_encoder(preset: EncoderPreset, seed: int | None = 0) -> nn.Module:
+def build_preset_encoder(
+    preset: EncoderPreset, seed: int | None = 0
+) -> BaseEncoder | ResNetEncoder:
     """The encoder of a preset, initialised from ``seed``; checks the patch size fits it."""
     encoder = build_encoder(preset.encoder, 1, seed=seed, **dict(preset.encoder_kwargs))
     if encoder.output_size(preset.patch_px) < 1:
@@ -246,7 +253,8 @@ def _fit(
         indices = epoch_indices(table, preset, seed, epoch, stream)
         rng = np.random.default_rng([seed, stream, epoch, 2])
         world = get_world_size()
-        batches, plan = [], []
+        batches: list[tuple[np.ndarray, np.ndarray]] = []
+        plan: BatchPlan = []
         for batch in _batches(indices, preset.batch_size):
             # equal shares per process (the gather of the projections needs them)
             batch = batch[: len(batch) - len(batch) % world]
@@ -350,7 +358,7 @@ def recompute_batch_norm(
     indices = epoch_indices(table, preset, seed, 0, stream)
     rng = np.random.default_rng([seed, stream, 0, 2])
     seen = 0
-    plan = []
+    plan: BatchPlan = []
     for batch in _batches(indices, preset.batch_size):
         params = [sample_augmentation_params(rng, reader.augmentation) for _ in range(len(batch))]
         local = _rank_slice(np.arange(len(batch)))
@@ -581,7 +589,9 @@ def predict_patches(
         preds.append(logits.float().argmax(1).cpu().numpy())
         feats.append(h.float().cpu().numpy())
     if not preds:
-        return np.zeros(0, np.int64), np.zeros((0, classifier.encoder.feature_dim), np.float32)
+        return np.zeros(0, np.int64), np.zeros(
+            (0, encoder_feature_dim(classifier.encoder)), np.float32
+        )
     return np.concatenate(preds).astype(np.int64), np.concatenate(feats)
 
 
@@ -615,13 +625,14 @@ def save_encoder(
     """Write an encoder file: encoder and classifier weights, preset, class -> area id table."""
     from cortexgraph.training.runtime import unwrap_model
 
-    classifier = unwrap_model(classifier)
+    # the classifier inside a DistributedDataParallel / compiled wrapper
+    classifier = cast(PatchClassifier, unwrap_model(classifier))
     payload = {
         "format": ENCODER_FORMAT,
         "version": 1,
         "kind": kind,
         "preset": plain(preset.as_dict()),
-        "feature_dim": int(classifier.encoder.feature_dim),
+        "feature_dim": encoder_feature_dim(classifier.encoder),
         "num_classes": int(classifier.num_classes),
         "area_ids": [int(a) for a in np.asarray(area_ids).tolist()],
         "seed": int(seed),
@@ -770,7 +781,7 @@ def train_encoder(
     if not isinstance(cohort, Cohort):
         cohort = Cohort.read(cohort)
     if preset == "auto":
-        preset = preset_for_spacing(cohort.brain(cohort.brain_ids[0]).image_spacing_um)
+        preset = preset_for_spacing(cohort.brain(cohort.brain_ids[0]).spacing_of("image"))
     preset = get_preset(preset)
     if overrides:
         preset = preset.with_overrides(**overrides)
@@ -873,7 +884,7 @@ def _train_encoder(
     device = pick_device(device)
     seed_everything(seed)
     for brain_id in cohort.brain_ids:
-        spacing = cohort.brain(brain_id).image_spacing_um
+        spacing = cohort.brain(brain_id).spacing_of("image")
         if preset.spacing_um < spacing / 1.01:
             log.warning(
                 "preset %s reads %.1f µm patches from %.1f µm images of %s (upsampled)",

@@ -28,8 +28,8 @@ def triangulated_grid_edges(rows: int, cols: int, periodic: bool = True) -> torc
         raise ValueError("rows and cols must be >= 2")
     if periodic and (rows < 3 or cols < 3):
         raise ValueError("a periodic grid needs rows, cols >= 3 (no duplicate edges)")
-    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    r, c = r.ravel(), c.ravel()
+    r_grid, c_grid = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    r, c = r_grid.ravel(), c_grid.ravel()
     src_parts, dst_parts = [], []
     for dr, dc in ((0, 1), (1, 0), (1, 1)):
         r2, c2 = r + dr, c + dc

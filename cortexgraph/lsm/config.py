@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from typing import Any
 
 from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.lsm.networks import ARCHITECTURES, LSMConfig, lsm_config, preset_for_spacing
@@ -73,7 +74,7 @@ def config_to_dict(config: LSMConfig) -> dict:
 
 def config_from_dict(values: dict) -> LSMConfig:
     fields = LSMConfig.__dataclass_fields__
-    clean = {}
+    clean: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
             continue

@@ -181,21 +181,24 @@ class RunLabels:
                 section=section,
                 fix=f"predicted sections: {_ranges(self.sections)}",
             )
-        labels = claims = inside = None
-        spacing = None
+        # (labels, claims, inside, spacing, file): the grid of the first area's prediction
+        grid: tuple[np.ndarray, np.ndarray, np.ndarray, float, Path] | None = None
         info: dict = {"run": self.run, "section": section, "areas": {}}
-        first_file = None
         for area in present:
             path = self.files[area.id][section]
             with Raster(path) as raster:
                 classes = raster.read_level(0)
                 this_spacing = float(raster.spacing_um)
-            if labels is None:
-                labels = np.zeros(classes.shape, np.uint16)
-                claims = np.zeros(classes.shape, np.uint8)
-                inside = np.zeros(classes.shape, bool)
-                spacing, first_file = this_spacing, path
-            elif classes.shape != labels.shape or abs(this_spacing - spacing) > 1e-9 * spacing:
+            if grid is None:
+                grid = (
+                    np.zeros(classes.shape, np.uint16),
+                    np.zeros(classes.shape, np.uint8),
+                    np.zeros(classes.shape, bool),
+                    this_spacing,
+                    path,
+                )
+            labels, claims, inside, spacing, first_file = grid
+            if classes.shape != labels.shape or abs(this_spacing - spacing) > 1e-9 * spacing:
                 raise DataFormatError(
                     f"the predictions of run {self.run} on this section differ in grid: "
                     f"{first_file.name} of another area is {labels.shape} at {spacing} um, this one "
@@ -215,6 +218,8 @@ class RunLabels:
                 "file": str(path),
                 "area_px": int(mine.sum()),
             }
+        assert grid is not None  # present is not empty
+        labels, claims, inside, spacing, _ = grid
         conflict = claims > 1
         labels[conflict] = 0
         info["spacing_um"] = spacing

@@ -206,7 +206,7 @@ def plan_id(brain_id: str, run: str, area: Area) -> StageId:
 
 def train_id(brain_id: str, run: str, area: Area, interval: tuple[int, int] | None) -> StageId:
     """The lsm-train execution of one LSM interval, or of the GSM (``interval`` None)."""
-    scope = (check_run_name(run), area_slug(area))
+    scope: tuple[str, ...] = (check_run_name(run), area_slug(area))
     if interval is not None:
         scope += (interval_name(interval),)
     return StageId("lsm-train", brain_id, scope)

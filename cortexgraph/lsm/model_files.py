@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,8 @@ def load_model(path: Path, device=None):
 def save_rois(path: Path, rois: Mapping[int, np.ndarray], spacing_um: float) -> Path:
     """Write the training ROIs of a model (section -> bool image at the model's output spacing)
     atomically to an ``.npz`` file (arrays ``s0422``..., and ``spacing_um``)."""
-    arrays = {f"s{int(k):04d}": np.asarray(v, dtype=bool) for k, v in rois.items()}
+    # Any: the arrays go in as keyword arguments beside savez_compressed's own (allow_pickle)
+    arrays: dict[str, Any] = {f"s{int(k):04d}": np.asarray(v, dtype=bool) for k, v in rois.items()}
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, spacing_um=np.float64(spacing_um), **arrays)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -321,7 +322,7 @@ def with_output_tile(config: LSMConfig, output_px: int) -> LSMConfig:
         required_bottleneck(output_px, n_levels, cfg.convs_per_block, parity, cfg.upconv_padding)
         for parity in (0, 1)
     )
-    changes = {}
+    changes: dict[str, Any] = {}
     if cfg.uses_hr:
         hr_px = encoder_input_size(hr_encoder_ops(cfg), bottleneck)
         changes["hr_patch_um"] = hr_px * cfg.hr_spacing_um
@@ -419,7 +420,7 @@ def nearest_valid_input(
     ``parity`` (0 or 1) restricts the choice to inputs whose bottleneck has that parity (MS: the LR
     bottleneck must have the HR bottleneck's parity so that both centred grids align).
     """
-    best, best_err = None, math.inf
+    best, best_err = 0, math.inf  # the first size tried always replaces best
     bottleneck = 1 if parity is None else 2 - parity % 2
     step = 1 if parity is None else 2
     while True:
@@ -568,7 +569,7 @@ class UpBlock(nn.Module):
             x = self.up_conv(F.pad(x, (0, 1, 0, 1)))
         else:
             x = self.up_conv(x)[..., 1:, 1:]
-        size = tuple(x.shape[-2:])
+        size = (int(x.shape[-2]), int(x.shape[-1]))
         x = torch.cat([x] + [centre_crop(s, size) for s in skips], dim=1)
         return self.convs(x)
 
@@ -625,6 +626,7 @@ class LSMUNet(nn.Module):
             if isinstance(input_size, int):
                 raise ValueError("MS needs input_size = (hr_px, lr_px)")
             hr, lr = input_size
+            assert self.hr_encoder is not None and self.lr_encoder is not None  # MS has both
             return [
                 encoder_sizes(self.hr_encoder.specs, int(hr))[-1],
                 encoder_sizes(self.lr_encoder.specs, int(lr))[-1],
@@ -632,6 +634,7 @@ class LSMUNet(nn.Module):
         if not isinstance(input_size, int | float):
             (input_size,) = input_size
         encoder = self.hr_encoder if cfg.arch == "hr" else self.lr_encoder
+        assert encoder is not None  # the arch's own encoder
         return [encoder_sizes(encoder.specs, int(input_size))[-1]]
 
     def decoder_bottleneck(self, input_size) -> int:
@@ -673,13 +676,16 @@ class LSMUNet(nn.Module):
         if cfg.arch == "ms":
             if x_lr is None:
                 raise ValueError("MS U-Net needs both the HR and the LR patch")
+            assert self.hr_encoder is not None and self.lr_encoder is not None  # MS has both
             feats = [self.hr_encoder(x), self.lr_encoder(x_lr)]
-            sizes = [(x.shape[d], x_lr.shape[d]) for d in (-2, -1)]
+            sizes: list[int | tuple[int, int]] = [(x.shape[d], x_lr.shape[d]) for d in (-2, -1)]
         else:
-            feats = [(self.hr_encoder if cfg.arch == "hr" else self.lr_encoder)(x)]
+            encoder = self.hr_encoder if cfg.arch == "hr" else self.lr_encoder
+            assert encoder is not None  # the arch's own encoder
+            feats = [encoder(x)]
             sizes = [x.shape[-2], x.shape[-1]]
         # rows and columns are handled independently (rectangular inputs are allowed)
-        n_b = tuple(self.decoder_bottleneck(s) for s in sizes)
+        n_b = (self.decoder_bottleneck(sizes[0]), self.decoder_bottleneck(sizes[1]))
         y = torch.cat([centre_crop(f[-1], n_b) for f in feats], dim=1)
         for up, plan in zip(self.decoder, self.skip_plan, strict=True):
             y = up(y, [feats[slot][index] for slot, index in plan])

@@ -69,8 +69,8 @@ def predict_section(
         tiled, device = net, torch.device("cpu")
         if config.output_px != tile_px:
             raise ValueError(f"the model outputs {config.output_px} px tiles, not {tile_px}")
-    sizes = tiled.config.input_px()
-    hr_px, lr_px = sizes if config.arch == "ms" else (sizes, sizes)
+    sizes = tiled.config.input_px()  # (hr_px, lr_px) for MS, else one size
+    hr_px, lr_px = sizes if isinstance(sizes, tuple) else (sizes, sizes)
     spacing = config.output_spacing_um
 
     def predict_at(origins: np.ndarray) -> np.ndarray:
@@ -138,6 +138,8 @@ def interval_roi(
     config: LSMConfig,
 ) -> np.ndarray:
     """Prediction ROI (eq. 5.65) on ``section`` of the model trained on ``data_s`` and ``data_t``."""
+    if data_s.roi is None or data_t.roi is None:
+        raise ValueError("interval_roi needs the training ROIs of both annotated sections")
     return section_roi(
         data_s.roi,
         data_t.roi,

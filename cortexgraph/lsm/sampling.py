@@ -124,6 +124,7 @@ def draw_balanced_centres(
     chosen = []
     for k, count in zip(present, counts, strict=True):
         pool = pools[k]
+        assert pool is not None  # k is a present class
         chosen.append(pool[rng.integers(0, len(pool), size=int(count))])
     out = np.concatenate(chosen).astype(np.int64)
     return out[rng.permutation(len(out))]
@@ -145,7 +146,7 @@ def sample_balanced_centres(
 # orientation
 
 
-def superior_angle(superior_xy: Sequence[float], snap_90: bool = True) -> float:
+def superior_angle(superior_xy: Sequence[float] | np.ndarray, snap_90: bool = True) -> float:
     """Patch rotation (radians, read_patch convention) that makes the patch's up point superior.
 
     Parameters
@@ -174,7 +175,7 @@ def superior_rot90(superior_xy: Sequence[float]) -> int:
 
 def extract_patch(
     image: np.ndarray,
-    centre_rc: Sequence[float],
+    centre_rc: Sequence[float] | np.ndarray,
     size_px: int,
     scale: float = 1.0,
     angle_rad: float = 0.0,
@@ -217,7 +218,7 @@ def array_window(image: np.ndarray):
 
 def sample_patch(
     read_window_fn,
-    centre_rc: Sequence[float],
+    centre_rc: Sequence[float] | np.ndarray,
     size_px: int,
     scale: float = 1.0,
     angle_rad: float = 0.0,

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ from cortexgraph.lsm.layout import (
     train_id,
 )
 from cortexgraph.lsm.model_files import load_model, load_rois, save_model, save_rois
-from cortexgraph.lsm.networks import LSMConfig
+from cortexgraph.lsm.networks import LSMConfig, LSMUNet
 from cortexgraph.lsm.plan import (
     ChainPlan,
     max_interval_sections,
@@ -247,7 +248,8 @@ class LSMRun:
         self.out_dir = self.store.root / self.brain.id
         self.progress = self.progress or _noop
         if self.interval is not None:
-            self.interval = tuple(sorted(int(v) for v in self.interval))
+            first, last = sorted(int(v) for v in self.interval)
+            self.interval = (first, last)
         self.max_interval = (
             max_interval_sections(self.max_interval_mm, self.brain.thickness_um)
             if self.kind == "lsm"
@@ -258,7 +260,7 @@ class LSMRun:
     def config(self) -> LSMConfig:
         return make_config(
             self.arch,
-            self.brain.image_spacing_um,
+            self.brain.spacing_of("image"),
             preset=self.preset,
             iterations=self.iterations,
             **self.config_overrides,
@@ -293,6 +295,18 @@ class LSMRun:
         ) as stage:
             self.emit(stage)
             yield stage
+
+    @property
+    def run_name(self) -> str:
+        """The run's name: ``name``, or the default ``<kind>-<arch>`` that __post_init__ set."""
+        if self.name is None:
+            raise RuntimeError("LSMRun.name is set by __post_init__")
+        return self.name
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """Tell the ``progress`` callback (when there is one) how far ``stage`` is."""
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def emit(self, run: StageRun, detail: str | None = None) -> None:
         """Report a stage's decision (``detail`` None) or its end (``detail`` given)."""
@@ -371,7 +385,7 @@ def remove_stale_temporaries(folder: Path, names: Sequence[str]) -> list[Path]:
     """Delete the temporary files that interrupted atomic writes of ``names`` left in ``folder``
     (``.<name>.<random><suffix>``, :func:`cortexgraph.outputs.atomic_path`). Called by a stage
     under its lock, when it is the only writer of these files. Returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     if not Path(folder).is_dir():
         return removed
     prefixes = tuple(f".{name}." for name in names)
@@ -400,8 +414,8 @@ def plan_stage(run: LSMRun) -> ChainPlan:
     to find those that show the area. Returns the plan.
     """
     brain, area = run.brain, run.area
-    sid = plan_id(brain.id, run.name, area)
-    path = plan_path(run.out_dir, run.name, area)
+    sid = plan_id(brain.id, run.run_name, area)
+    path = plan_path(run.out_dir, run.run_name, area)
     with SectionStack(brain) as stack:
         available = [int(s) for s in stack.sections]
         annotated = [s for s in brain.annotated_sections if s in set(available)]
@@ -426,14 +440,18 @@ def plan_stage(run: LSMRun) -> ChainPlan:
         inputs = [annotation_file(brain, s) for s in candidates]
         with run.stage(sid, parameters, inputs) as stage:
             if stage.reuse:
+                assert stage.record is not None  # a reused stage holds its record
                 return read_plan(run.store, stage.record)
             remove_stale_temporaries(path.parent, ["chain.json"])
             shows = []
             for done, section in enumerate(candidates, start=1):
                 if np.any(stack.annotation(section) == area.id):
                     shows.append(section)
-                run.progress("plan", done, len(candidates))
-            limits = {"max_interval": run.max_interval, "allow_long": run.allow_long_intervals}
+                run.report("plan", done, len(candidates))
+            limits: dict[str, Any] = {
+                "max_interval": run.max_interval,
+                "allow_long": run.allow_long_intervals,
+            }
             if run.interval is not None:
                 plan = plan_single_interval(
                     shows, available, run.interval, area_id=area.id, **limits
@@ -503,8 +521,8 @@ def train_stage(
     else:
         interval = None
         sections = tuple(plan.training_sections)
-    sid = train_id(brain.id, run.name, area, interval)
-    folder = model_dir(run.out_dir, run.name, area, interval)
+    sid = train_id(brain.id, run.run_name, area, interval)
+    folder = model_dir(run.out_dir, run.run_name, area, interval)
     config = run.config
     seed = model_seed(run.seed, area.id, sections, run.arch, run.kind)
     with SectionStack(brain) as stack:
@@ -523,12 +541,19 @@ def train_stage(
         if run.init_hr is not None:
             from cortexgraph.features.distance_stage import lsm_hr_init_state
 
+            if brain.cohort is None:
+                raise ParameterError(
+                    "--init-hr names a distance run of the cohort, but the brain has no cohort",
+                    file=brain.root,
+                    fix="keep the brain folder inside its cohort folder (cohort.toml)",
+                )
             init_state, init_sid = lsm_hr_init_state(brain.cohort, run.init_hr, config)
             parameters["init_hr"] = run.init_hr  # its record's key is part of this key
             upstream = [init_sid]
         inputs = [f for s in sections for f in _section_files(brain, s, annotation=True)]
         with run.stage(sid, parameters, inputs, upstream) as stage:
             if stage.reuse:
+                assert stage.record is not None  # a reused stage holds its record
                 return stage.record
             remove_stale_temporaries(folder, MODEL_FILES)
             data = [
@@ -547,7 +572,7 @@ def train_stage(
                 init_hr=init_state,
             )  # fmt: skip
             meta = {
-                "run": run.name,
+                "run": run.run_name,
                 "kind": run.kind,
                 "brain": brain.id,
                 "area": area.name,
@@ -562,7 +587,10 @@ def train_stage(
                 save_model(folder / "model.pt", net, config, meta),
                 write_json_atomic(folder / "history.json", history),
                 save_rois(
-                    folder / "rois.npz", {d.section: d.roi for d in data}, config.output_spacing_um
+                    folder / "rois.npz",
+                    # train_model refused a section without its ROI
+                    {d.section: d.roi for d in data if d.roi is not None},
+                    config.output_spacing_um,
                 ),
             ]
             record = stage.commit(
@@ -589,7 +617,7 @@ class _Model:
     record: StageRecord
     path: Path
     rois_path: Path
-    net: object = None
+    net: LSMUNet | None = None
     rois: dict | None = None
 
 
@@ -602,16 +630,16 @@ def predict_stage(run: LSMRun) -> list[Path]:
     spacing). Sections whose own key is unchanged are kept (module docstring). Returns the files.
     """
     brain, area, store = run.brain, run.area, run.store
-    sid = predict_id(brain.id, run.name, area)
-    pid = plan_id(brain.id, run.name, area)
+    sid = predict_id(brain.id, run.run_name, area)
+    pid = plan_id(brain.id, run.run_name, area)
     plan_record = store.require(pid)
     plan = read_plan(store, plan_record)
     if run.kind == "lsm":
         model_ids = {
-            i: train_id(brain.id, run.name, area, iv) for i, iv in enumerate(plan.intervals)
+            i: train_id(brain.id, run.run_name, area, iv) for i, iv in enumerate(plan.intervals)
         }
     else:
-        gsm = train_id(brain.id, run.name, area, None)
+        gsm = train_id(brain.id, run.run_name, area, None)
         model_ids = dict.fromkeys(range(len(plan.intervals)), gsm)
     with SectionStack(brain) as stack:
         _check_available(stack, plan.sections)
@@ -636,6 +664,7 @@ def predict_stage(run: LSMRun) -> list[Path]:
         inputs = [f for files in image_files.values() for f in files]
         with run.stage(sid, parameters, inputs, [pid, *set(model_ids.values())]) as stage:
             if stage.reuse:
+                assert stage.record is not None  # a reused stage holds its record
                 return [store.namer.path(n) for n in sorted(stage.record.outputs)]
             if stage.upstream_records[pid.label].key != plan_record.key:
                 raise UpstreamError(
@@ -644,8 +673,8 @@ def predict_stage(run: LSMRun) -> list[Path]:
                     fix=f"run `{sid.command()}` again",
                 )
             remove_stale_temporaries(
-                prediction_path(run.out_dir, run.name, area, 0).parent,
-                [prediction_path(run.out_dir, run.name, area, u).name for u in plan.sections],
+                prediction_path(run.out_dir, run.run_name, area, 0).parent,
+                [prediction_path(run.out_dir, run.run_name, area, u).name for u in plan.sections],
             )
             models: dict[str, _Model] = {}
             for sid_model in set(model_ids.values()):
@@ -658,9 +687,9 @@ def predict_stage(run: LSMRun) -> list[Path]:
             version = STAGES["lsm-predict"].version
             written, measured, predicted = [], {}, 0
             total = len(plan.sections)
-            run.progress("predict", 0, total)
+            run.report("predict", 0, total)
             for done, u in enumerate(plan.sections, start=1):
-                out = prediction_path(run.out_dir, run.name, area, u)
+                out = prediction_path(run.out_dir, run.run_name, area, u)
                 name = store.namer.name(out)
                 model = models[model_ids[plan.interval_of(u)].label]
                 key = _digest(
@@ -688,7 +717,7 @@ def predict_stage(run: LSMRun) -> list[Path]:
                     )
                     predicted += 1
                 written.append(out)
-                run.progress("predict", done, total)
+                run.report("predict", done, total)
             stage.commit(
                 written,
                 measured={"sections": measured, "predicted": predicted, "kept": total - predicted},
@@ -713,6 +742,7 @@ def _predict_one(
         net, _, _ = load_model(model.path, run.device)
         model.net = tile_network(net, run.tile_px) if net.config.output_px != run.tile_px else net
         model.rois, _ = load_rois(model.rois_path)
+    assert model.rois is not None  # loaded with the network
     config = model.net.config
     s, t = geometry["interval"]
     target = load_section_data(stack, section, config.output_spacing_um, cache_mb=run.cache_mb)
@@ -747,14 +777,14 @@ def run_chain(run: LSMRun, predict: bool = True) -> dict:
     Returns ``{"plan": ChainPlan, "models": [model files], "predictions": [files]}``.
     """
     if run.kind != "lsm":
-        raise CortexgraphError(f"run {run.name} is a GSM run", fix="use `cortexgraph lsm gsm`")
+        raise CortexgraphError(f"run {run.run_name} is a GSM run", fix="use `cortexgraph lsm gsm`")
     plan = plan_stage(run)
     models = []
     for index, interval in enumerate(plan.intervals):
         log.info("model %d/%d: sections %d-%d", index + 1, len(plan.intervals), *interval)
         record = train_stage(run, plan, interval)
         models.append(_output(run.store, record, "model.pt"))
-        run.progress("models", index + 1, len(plan.intervals))
+        run.report("models", index + 1, len(plan.intervals))
     predictions = predict_stage(run) if predict else []
     return {"plan": plan, "models": models, "predictions": predictions}
 
@@ -763,7 +793,9 @@ def run_gsm(run: LSMRun, predict: bool = True) -> dict:
     """Plan the area's chain, train its GSM on all training sections, predict the chain's sections
     within the chain's ROIs. Returns like :func:`run_chain`."""
     if run.kind != "gsm":
-        raise CortexgraphError(f"run {run.name} is an LSM run", fix="use `cortexgraph lsm chain`")
+        raise CortexgraphError(
+            f"run {run.run_name} is an LSM run", fix="use `cortexgraph lsm chain`"
+        )
     plan = plan_stage(run)
     record = train_stage(run, plan)
     predictions = predict_stage(run) if predict else []
@@ -874,6 +906,7 @@ def evaluate_stage(
         if on_stage is not None:
             on_stage(StageEvent(stage.sid.label, stage.reuse, stage.why))
         if stage.reuse:
+            assert stage.record is not None  # a reused stage holds its record
             return json.loads(_output(store, stage.record, "summary.json").read_text())
         kind, arch = run_kind(run_name), ""
         summaries, metrics = [], []

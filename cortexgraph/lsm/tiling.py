@@ -132,12 +132,14 @@ def predict_tiled_at(
                 f"predict_at returned {pred.shape}, expected ({len(batch)}, {output_size}, "
                 f"{output_size}) labels or (B, C, h, w) scores"
             )
-        if out is None:
-            out = np.full(shape, outside_label, dtype=pred.dtype)
+        target = np.full(shape, outside_label, dtype=pred.dtype) if out is None else out
+        out = target
         for (row, col), tile in zip(batch, pred, strict=True):
             r0, c0 = max(row, 0), max(col, 0)
             r1, c1 = min(row + output_size, shape[0]), min(col + output_size, shape[1])
-            out[r0:r1, c0:c1] = tile[r0 - row : r1 - row, c0 - col : c1 - col]
+            target[r0:r1, c0:c1] = tile[r0 - row : r1 - row, c0 - col : c1 - col]
+    if out is None:  # no tile touched the ROI (cannot happen: the ROI's box is not empty)
+        out = np.full(shape, outside_label, dtype=np.int64)
     out[~roi] = outside_label
     return out
 

@@ -60,17 +60,17 @@ def roi_class_counts(
     return counts
 
 
-def class_weights_from_counts(counts: Sequence[int]) -> np.ndarray:
+def class_weights_from_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """Loss weights inversely proportional to each class's share: ``w_k = 1 / (K * share_k)``.
 
     K is the number of classes present; absent classes get weight 0. The weights average to 1 under
     the ROI's class distribution (``sum_k share_k w_k = 1``) and are equal for a balanced distribution.
     """
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
+    values = np.asarray(counts, dtype=np.float64)
+    total = values.sum()
     if total <= 0:
         raise ValueError("no labelled pixel in the training ROIs")
-    share = counts / total
+    share = values / total
     present = share > 0
     weights = np.zeros_like(share)
     weights[present] = 1.0 / (present.sum() * share[present])
@@ -79,7 +79,8 @@ def class_weights_from_counts(counts: Sequence[int]) -> np.ndarray:
 
 def parameter_groups(net: nn.Module, weight_decay: float) -> list[dict]:
     """Two SGD groups: weight decay on all non-bias parameters, none on biases."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, param in net.named_parameters():
         if not param.requires_grad:
             continue
@@ -106,7 +107,7 @@ def train_lsm(
     lr_factor: float = SEED_LR_FACTOR,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
-    class_weights: Sequence[float] | None = None,
+    class_weights: Sequence[float] | np.ndarray | None = None,
     device: str | torch.device | None = None,
     log_every: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
@@ -268,8 +269,8 @@ def patch_batch_sampler(
     Centres are class-balanced within each batch (exactly B / K per present class; ``rng`` draws
     centres and augmentations, so the same seed gives the same batches).
     """
-    sizes = config.input_px()
-    hr_px, lr_px = sizes if config.arch == "ms" else (sizes, sizes)
+    sizes = config.input_px()  # (hr_px, lr_px) for MS, else one size
+    hr_px, lr_px = sizes if isinstance(sizes, tuple) else (sizes, sizes)
     branches = []
     if config.uses_hr:
         branches.append((hr_px, config.hr_spacing_um))
@@ -367,10 +368,17 @@ def train_model(
     rng = np.random.default_rng(seed)
     net = build_lsm(config)
     if init_hr is not None:
+        if net.hr_encoder is None:
+            raise ValueError(f"init_hr: the {config.arch} network has no high-resolution encoder")
         net.hr_encoder.load_state_dict(init_hr)
     output_px = net.output_size(config.input_px())
-    class_images = [s.classes for s in sections]
-    rois = [s.roi for s in sections]
+    class_images: list[np.ndarray] = []
+    rois: list[np.ndarray] = []
+    for s in sections:
+        if s.classes is None or s.roi is None:
+            raise ValueError(f"section {s.section} has no class image and ROI (not annotated)")
+        class_images.append(s.classes)
+        rois.append(s.roi)
     sampler = patch_batch_sampler(
         [s.image for s in sections],
         class_images,

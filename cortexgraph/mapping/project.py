@@ -124,7 +124,7 @@ def project_graphs(
     from cortexgraph.data.stack import SectionStack
 
     start = time.perf_counter()
-    areas = brain.cohort.areas
+    areas = brain.area_table  # DataFormatError for a brain read without its cohort
     groups, node_counts = [], {}
     for k, graph in enumerate(graphs):
         classes = smooth_node_labels(graph["labels"], graph["edge_index"], smooth_hops)
@@ -155,12 +155,12 @@ def project_graphs(
 
             write_contours(path.with_suffix(".geojson"), label_contours(image, spacing_um, names))
             written.append(path.with_suffix(".geojson"))
-        record = {
+        labelled_pixels[s] = int((image > 0).sum())
+        record: dict[str, int | float] = {
             "section": s,
             "points": int(len(pts.area_ids)),
-            "pixels_labelled": int((image > 0).sum()),
+            "pixels_labelled": labelled_pixels[s],
         }
-        labelled_pixels[s] = record["pixels_labelled"]
         truth_path = truth_dir / f"s{s:04d}.h5" if truth_dir else None
         if truth_path is not None and truth_path.is_file():
             with Raster(truth_path) as raster:
@@ -193,6 +193,7 @@ def project_graphs(
     if picks:
         from cortexgraph.render.sections import section_roles
 
+        assert brain.cohort is not None  # brain.area_table above raised otherwise
         roles = section_roles(brain, stack, run_settings(brain.cohort.root, run))
     for s in picks:
         written.append(
@@ -267,7 +268,7 @@ def project_brain(
     out_dir = label_source_dir(store.root, brain.id, source)
     truth_dir = truth_labels_folder(brain)
     # labels at the annotation spacing; a brain without annotations: at the mask spacing
-    spacing_um = float(spacing_um or brain.annotation_spacing_um or brain.mask_spacing_um)
+    spacing_um = float(spacing_um or brain.annotation_spacing_um or brain.spacing_of("mask"))
     values, files = brain_inputs(brain, ("mask",), transforms=False)
     if truth_dir is not None:
         files += sorted(truth_dir.glob("s*.h5"))

@@ -24,6 +24,11 @@ QC_VIEWS = ("lateral", "dorsal", "posterior")
 HEMI_RGB = {"lh": (140, 178, 230), "rh": (153, 217, 153)}
 
 
+def _rgb01(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """An 8-bit RGB colour as matplotlib's 0-1 floats."""
+    return (rgb[0] / 255, rgb[1] / 255, rgb[2] / 255)
+
+
 def build_graph_qc_figure(
     path: str | Path,
     stack: SectionStack,
@@ -52,7 +57,7 @@ def build_graph_qc_figure(
         image = raster.read_at_spacing(max(raster.spacing_um, 100.0))
         width_mm, height_mm = stack.section_extent_mm(int(s))
         context = section_context(stack, int(s), roles.get(int(s), ""))
-        extent = (0, width_mm, height_mm, 0)
+        extent: tuple[float, float, float, float] = (0.0, width_mm, height_mm, 0.0)
         if context.mirrored:  # flipped back: the hemispheres on their true sides
             image, extent = image[:, ::-1], (width_mm, 0, height_mm, 0)
         ax.imshow(image, cmap="gray", extent=extent)
@@ -106,7 +111,7 @@ def build_graph_qc_figure(
             ax.axis("off")
             mark_axes_picture(ax, picture.shape[1], r.mm_per_px(view), screen_directions(view, "lh"))
         axes[1][0].legend(
-            handles=[Patch(color=np.array(HEMI_RGB[h]) / 255, label=h) for h in meshes if h in HEMI_RGB],
+            handles=[Patch(color=_rgb01(HEMI_RGB[h]), label=h) for h in meshes if h in HEMI_RGB],
             loc="upper right", fontsize=8, frameon=False,
         )  # fmt: skip
     for ax in axes.ravel()[len(axes[0]) + len(QC_VIEWS) :]:

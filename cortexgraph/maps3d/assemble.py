@@ -94,7 +94,8 @@ def assemble_area_volume(
         True for planes that received at least one section.
     """
     affine = _check_affine(affine)
-    shape = tuple(int(s) for s in shape)
+    nx, ny, nz = (int(s) for s in shape)
+    shape = (nx, ny, nz)
     if out is None:
         mask = np.zeros(shape, dtype=bool)
     else:

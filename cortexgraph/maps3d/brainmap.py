@@ -42,6 +42,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -56,6 +57,9 @@ from cortexgraph.maps3d.build import (
     median_size_for_voxel,
     preview_factor_for_voxel,
 )
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 __all__ = [
     "AreaNotLabelledError",
@@ -183,7 +187,7 @@ def label_source(
                 spacing = (
                     stack.raster(s, "annotation").spacing_um
                     if record.annotation
-                    else brain.annotation_spacing_um
+                    else brain.spacing_of("annotation")
                 )
                 return stack.annotation(s), spacing
 
@@ -214,7 +218,7 @@ def label_source(
                     raise CortexgraphError(
                         f"the labels of {source} hold one area each", fix="name the area (--area)"
                     )
-                lsm_area = brain.cohort.areas.by_id[int(area)]
+                lsm_area = brain.area_table.by_id[int(area)]
                 sid = StageId("lsm-predict", brain.id, (source, slug(lsm_area.name)))
             record = store.require(sid)
             upstream = [sid]
@@ -507,7 +511,7 @@ def read_area_map(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError("area map not found", file=path, fix="run `cortexgraph map3d` first")
-    image = nib.load(str(path))
+    image = cast("SpatialImage", nib.load(str(path)))
     return np.asarray(image.dataobj) != 0, np.asarray(image.affine, dtype=float)
 
 

@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -182,7 +183,8 @@ def build_area_map(
     """
     from cortexgraph.maps3d.filters import min_component_voxels
 
-    shape = tuple(int(n) for n in shape)
+    nx, ny, nz = (int(n) for n in shape)
+    shape = (nx, ny, nz)
     affine = np.asarray(affine, dtype=float)
     voxel = _voxel_sizes(affine)
     memory_gb = estimate_memory_gb(shape)
@@ -205,8 +207,12 @@ def build_area_map(
         work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="map3d_"))
         work.mkdir(parents=True, exist_ok=True)
         info["workdir"] = str(work)
-        vol_a = np.lib.format.open_memmap(work / "mask.npy", mode="w+", dtype=bool, shape=shape)
-        vol_b = np.lib.format.open_memmap(work / "work.npy", mode="w+", dtype=bool, shape=shape)
+        vol_a: np.ndarray | None = np.lib.format.open_memmap(
+            work / "mask.npy", mode="w+", dtype=bool, shape=shape
+        )
+        vol_b: np.ndarray | None = np.lib.format.open_memmap(
+            work / "work.npy", mode="w+", dtype=bool, shape=shape
+        )
     else:
         vol_a, vol_b = None, None
 
@@ -248,6 +254,7 @@ def build_area_map(
     say("median")
     if median_size > 1:
         if out_of_core:
+            assert vol_b is not None  # opened above out of core
             binary_median_filter_blockwise(
                 mask, median_size, out=vol_b, chunk_vox=chunk_vox, num_workers=num_workers
             )
@@ -261,6 +268,7 @@ def build_area_map(
     say("components")
     if min_component_mm3 > 0:
         if out_of_core:
+            assert vol_b is not None  # opened above out of core
             remove_small_components_blockwise(
                 mask,
                 min_component_mm3,
@@ -278,11 +286,14 @@ def build_area_map(
     info["voxels"]["final"] = count(mask)
     info["seconds"]["components"] = time.perf_counter() - t
     if out_of_core:
-        mask.flush()
-        spare = Path(vol_b.filename)
-        del vol_b
+        # the two memmaps opened above (each out-of-core step writes into the other one)
+        result, spare_map = cast(np.memmap, mask), cast(np.memmap, vol_b)
+        result.flush()
+        assert spare_map.filename is not None  # opened from a file above
+        spare = Path(spare_map.filename)
+        del vol_b, spare_map
         spare.unlink(missing_ok=True)  # the other memmap; the result stays in ``workdir``
-        info["mask_file"] = str(mask.filename)
+        info["mask_file"] = str(result.filename)
     return mask, info
 
 

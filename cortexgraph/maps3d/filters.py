@@ -61,7 +61,10 @@ __all__ = [
 
 
 def _as_sizes(size: int | Sequence[int], ndim: int) -> tuple[int, ...]:
-    sizes = (int(size),) * ndim if np.isscalar(size) else tuple(int(s) for s in size)
+    if isinstance(size, int | float | np.number):  # a scalar: the same on every axis
+        sizes = (int(size),) * ndim
+    else:
+        sizes = tuple(int(s) for s in size)
     if len(sizes) != ndim:
         raise ValueError(f"size has {len(sizes)} entries for a {ndim}D volume")
     for s in sizes:
@@ -193,9 +196,16 @@ def binary_median_filter_chunked(mask, size: int | Sequence[int] = 11, chunks=No
     return halo.map_blocks(_median_block, sizes, dtype=bool, chunks=mask.chunks)
 
 
+def _chunk_per_axis(chunk_vox: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Block edge per axis: a scalar for every axis, or one per axis as given."""
+    if isinstance(chunk_vox, int | float | np.number):
+        return (int(chunk_vox),) * ndim
+    return tuple(chunk_vox)
+
+
 def _block_slices(shape: Sequence[int], chunk_vox: int | Sequence[int]):
     """Slices of a regular block grid over ``shape`` (last blocks may be smaller)."""
-    chunk = (int(chunk_vox),) * len(shape) if np.isscalar(chunk_vox) else tuple(chunk_vox)
+    chunk = _chunk_per_axis(chunk_vox, len(shape))
     if any(c < 1 for c in chunk):
         raise ValueError(f"chunk sizes must be >= 1, got {chunk}")
     ranges = [range(0, n, c) for n, c in zip(shape, chunk, strict=True)]
@@ -293,7 +303,9 @@ def _structure(ndim: int, connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(ndim, rank)
 
 
-def min_component_voxels(min_volume_mm3: float, voxel_size_mm: float | Sequence[float]) -> int:
+def min_component_voxels(
+    min_volume_mm3: float, voxel_size_mm: float | Sequence[float] | np.ndarray
+) -> int:
     """Smallest voxel count whose volume reaches ``min_volume_mm3`` (27 mm^3 -> 3,375,000 at 20 um).
 
     ``voxel_size_mm`` is a scalar edge length or one edge per axis (mm).
@@ -467,7 +479,7 @@ def remove_small_components_blockwise(
         out = np.zeros(shape, dtype=bool)
     elif tuple(out.shape) != shape:
         raise ValueError(f"out has shape {out.shape}, mask {shape}")
-    chunk = (int(chunk_vox),) * len(shape) if np.isscalar(chunk_vox) else tuple(chunk_vox)
+    chunk = _chunk_per_axis(chunk_vox, len(shape))
     grid = tuple(-(-n // c) for n, c in zip(shape, chunk, strict=True))
     slices = {
         b: tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(b, chunk, shape, strict=True))
@@ -573,9 +585,9 @@ def _assemble_plane(summaries, offsets, grid, axis, index, side, glob):
             b[axis] = index
             for d, v in zip(other, prefix, strict=True):
                 b[d] = v
-            b = tuple(b)
-            lo, hi = summaries[b][2][axis]
-            return glob(lo if side == "lo" else hi, b)
+            key = tuple(b)
+            lo, hi = summaries[key][2][axis]
+            return glob(lo if side == "lo" else hi, key)
         parts = [build(prefix + (j,)) for j in range(grid[other[depth]])]
         return np.concatenate(parts, axis=depth)
 

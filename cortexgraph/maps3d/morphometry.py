@@ -163,7 +163,7 @@ def _float(text: str) -> float:
     return math.nan if text in ("", "n.a.", "nan", "NA") else float(text)
 
 
-def load_reference_table(path: str | Path | None = None) -> dict[tuple[str, str], dict]:
+def load_reference_table(path: str | Path | None = None) -> dict[tuple[str, ...], dict]:
     """Read a reference TSV (default: the shipped ``reference_values.tsv``).
 
     Required columns: ``area``, ``quantity`` (``volume`` or ``surface``), ``mean``, ``sd``; lines
@@ -187,7 +187,7 @@ def load_reference_table(path: str | Path | None = None) -> dict[tuple[str, str]
             file=name,
             fix="use tab-separated columns area, quantity, mean, sd",
         )
-    table = {}
+    table: dict[tuple[str, ...], dict] = {}
     for row in reader:
         parsed = dict(row)
         for key in ("mean", "sd", "b20_raw", "b20_corrected", "b20_z", "n_subjects"):
@@ -205,7 +205,7 @@ def population_reference_table(
     values: Mapping[str, Mapping[tuple[str, str, str], float]],
     *,
     exclude: str | None = None,
-) -> dict[tuple, dict]:
+) -> dict[tuple[str, ...], dict]:
     """A reference table (as :func:`load_reference_table` returns) from a population of brains.
 
     Parameters
@@ -227,7 +227,7 @@ def population_reference_table(
         for key, value in table.items():
             if value is not None and math.isfinite(float(value)):
                 collected.setdefault(key, []).append((brain, float(value)))
-    out: dict[tuple, dict] = {}
+    out: dict[tuple[str, ...], dict] = {}
     for (area, quantity, hemisphere), items in collected.items():
         numbers = np.array([v for _, v in items])
         row = {
@@ -239,14 +239,16 @@ def population_reference_table(
             "n_subjects": float(len(numbers)),
             "brains": ",".join(sorted(b for b, _ in items)),
         }
-        key = (area, quantity) if hemisphere == "both" else (area, quantity, hemisphere)
-        out[key] = row
+        out_key: tuple[str, ...] = (
+            (area, quantity) if hemisphere == "both" else (area, quantity, hemisphere)
+        )
+        out[out_key] = row
     return out
 
 
 def zscores(
     values: Mapping[str, float],
-    reference_table: Mapping[tuple[str, str], Mapping] | str | Path | None = None,
+    reference_table: Mapping[tuple[str, ...], Mapping] | str | Path | None = None,
     quantity: str = "volume",
 ) -> dict[str, float]:
     """z = (value - mean) / sd for each area; NaN where the reference has no mean or sd.
@@ -294,6 +296,8 @@ def area_report(
     faces = np.asarray(faces)
     surface = pial_surface_area_mm2(vertices_mm, faces, depth, max_depth)
     corr = shrinkage_correct(volume, surface, f_volume)
+    volume_corr, surface_corr, f_area = corr["volume_mm3"], corr["area_mm2"], corr["f_area"]
+    assert volume_corr is not None and surface_corr is not None and f_area is not None  # all given
     table = (
         load_reference_table(reference_table)
         if reference_table is None or isinstance(reference_table, str | Path)
@@ -305,15 +309,15 @@ def area_report(
         "n_voxels": int(round(volume / voxel_mm3)),
         "voxel_volume_mm3": voxel_mm3,
         "volume_mm3": volume,
-        "volume_corrected_mm3": corr["volume_mm3"],
-        "volume_z": zscores({area: corr["volume_mm3"]}, table, "volume")[area],
+        "volume_corrected_mm3": volume_corr,
+        "volume_z": zscores({area: volume_corr}, table, "volume")[area],
         "surface_mm2": surface,
-        "surface_corrected_mm2": corr["area_mm2"],
-        "surface_z": zscores({area: corr["area_mm2"]}, table, "surface")[area],
+        "surface_corrected_mm2": surface_corr,
+        "surface_z": zscores({area: surface_corr}, table, "surface")[area],
         "mesh_area_mm2": float(triangle_areas_mm2(vertices_mm, faces).sum()),
         "n_triangles": int(len(faces)),
         "n_pial_triangles": n_pial,
         "f_volume": f_volume,
-        "f_area": corr["f_area"],
+        "f_area": f_area,
         "max_depth": max_depth,
     }

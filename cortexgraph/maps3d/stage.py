@@ -151,7 +151,9 @@ def map3d_area(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
+            record = run.record
+            assert record is not None  # a reused run holds its record
+            files = [store.output(record, n) for n in sorted(record.outputs)]
             return run.summary(files=files)
         workdir = out_dir / f".work-{stem}"
         amap = map_area(
@@ -199,6 +201,8 @@ def _true_measures(brain: Brain) -> dict[tuple[str, str], dict]:
     (area name, hemisphere) with ``both`` summed; empty for a real cohort."""
     from cortexgraph.data.manifest import read_tsv
 
+    if brain.cohort is None:
+        return {}
     path = brain.cohort.root / "ground_truth" / brain.id / "area_measures.tsv"
     if not path.is_file():
         return {}

@@ -155,7 +155,8 @@ def tissue_depth_volume(
     origin = affine[:3, 3]
     lo = np.floor((np.asarray(box_min_mm, float) - margin_mm - origin) / h).astype(int)
     hi = np.ceil((np.asarray(box_max_mm, float) + margin_mm - origin) / h).astype(int)
-    shape = tuple(int(n) for n in hi - lo + 1)
+    nx, ny, nz = (int(n) for n in hi - lo + 1)
+    shape = (nx, ny, nz)
     # the part of the stacked volume inside the box; y outside it repeats the end planes,
     # x and z outside it are background
     src_lo = np.maximum(lo, 0)
@@ -175,13 +176,13 @@ def tissue_depth_volume(
         if 0 <= j < shape[1]:
             known[j] = True
     if known.any():
-        tissue = interpolate_missing_sections(
+        tissue_mask = interpolate_missing_sections(
             sub > 0, known, voxel_size_mm=h, extend_planes=shape[1], method=interpolation
         )
         white = interpolate_missing_sections(
             sub == 1, known, voxel_size_mm=h, extend_planes=shape[1], method=interpolation
         )
-        labels = np.where(white, 1, np.where(tissue, 2, 0)).astype(np.uint8)
+        labels = np.where(white, 1, np.where(tissue_mask, 2, 0)).astype(np.uint8)
     else:
         labels = sub
     info: dict = {
@@ -375,7 +376,7 @@ def write_report(path: str | Path, rows: Sequence[Mapping]) -> Path:
 
 def merge_reports(paths: Sequence[str | Path], out: str | Path) -> Path:
     """Concatenate per-area report TSVs (same columns) into one table, sorted by area id."""
-    rows = []
+    rows: list[dict[str, str]] = []
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             rows.extend(csv.DictReader(handle, delimiter="\t"))

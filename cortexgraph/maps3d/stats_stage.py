@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from cortexgraph.derivatives.inputs import brain_inputs
 from cortexgraph.derivatives.layout import maps3d_dir
 from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.maps3d.stage import MapOptions, _area, _areas, _source, map3d_area
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 __all__ = [
     "REFERENCES",
@@ -95,7 +99,8 @@ def reference_for(brain: Brain, reference: str | Path | None = None) -> tuple[di
     """
     from cortexgraph.maps3d.morphometry import load_reference_table, population_reference_table
 
-    phantom = brain.cohort is not None and (brain.cohort.root / "synth.json").is_file()
+    cohort = brain.cohort
+    phantom = cohort is not None and (cohort.root / "synth.json").is_file()
     choice = "auto" if reference is None else str(reference)
     if choice == "auto":
         choice = "phantom" if phantom else "human"
@@ -107,15 +112,15 @@ def reference_for(brain: Brain, reference: str | Path | None = None) -> tuple[di
             label += "; NOT a match for this phantom cohort"
         return load_reference_table(None), label, []
     if choice == "phantom":
-        if not phantom:
+        if cohort is None or not phantom:
             raise ParameterError(
                 "--reference phantom needs a phantom cohort (made by cortexgraph synth)",
-                file=brain.cohort.root / "cohort.toml" if brain.cohort else brain.root,
+                file=cohort.root / "cohort.toml" if cohort else brain.root,
                 fix="use --reference auto, human, none or a TSV of your population",
             )
         values, files = {}, []
-        for other in brain.cohort.brain_ids:
-            path = brain.cohort.root / "ground_truth" / other / "area_measures.tsv"
+        for other in cohort.brain_ids:
+            path = cohort.root / "ground_truth" / other / "area_measures.tsv"
             if not path.is_file():
                 continue
             files.append(path)
@@ -127,7 +132,7 @@ def reference_for(brain: Brain, reference: str | Path | None = None) -> tuple[di
             f"({', '.join(others)}), exact measures"
         )
         return table, label, files
-    path = Path(reference)
+    path = Path(choice)  # str(reference): not None here
     if not path.is_file():
         raise ParameterError(
             f"reference {reference!r} is neither a keyword nor a file",
@@ -283,7 +288,9 @@ def stats_area(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            files = [store.output(run.record, n) for n in sorted(run.record.outputs)]
+            record = run.record
+            assert record is not None  # a reused run holds its record
+            files = [store.output(record, n) for n in sorted(record.outputs)]
             return run.summary(files=files)
         mask, affine = read_area_map(out_dir / f"{stem}.nii.gz")
         verts, faces = read_gifti_surface(out_dir / f"{stem}.gii")
@@ -292,7 +299,7 @@ def stats_area(
         hd = round(float(depth_voxel_mm), 6) if depth_voxel_mm else h
         exclusion = None
         if brain.exclusion_mask:
-            image = nib.load(str(brain.path(brain.exclusion_mask)))
+            image = cast("SpatialImage", nib.load(str(brain.path(brain.exclusion_mask))))
             exclusion = (np.asarray(image.dataobj) > 0, np.asarray(image.affine, dtype=float))
         depth_info: dict = {}
         with SectionStack(brain) as stack:
@@ -370,7 +377,7 @@ def stats_area(
             pverts,
             pfaces,
             pial,
-            color_rgb=area_rgb(brain.cohort.areas)[rec.id],
+            color_rgb=area_rgb(brain.area_table)[rec.id],
             title=f"{brain.id} {rec.name} (id {rec.id}), labels: {source}"
             + _source_context(brain, source),
             rows=rows,
@@ -394,7 +401,7 @@ def _source_context(brain: Brain, source: str) -> str:
         return "\nthe phantom's true labels on every section"
     if source == "annotation":
         return "\nthe annotated sections only"
-    if source.startswith("gnn-"):
+    if source.startswith("gnn-") and brain.cohort is not None:
         from cortexgraph.gnn.stage import resolve_run, run_config
 
         try:
@@ -419,7 +426,7 @@ def stats_table(brain: Brain, source: str, *, wait_s: float = 0.0) -> Path | Non
     store = Derivatives.of(brain)
     folder = store.root / brain.id / "records"
     upstream, reports = [], []
-    for area in brain.cohort.areas.areas:
+    for area in brain.area_table.areas:
         sid = StageId("stats", brain.id, (source, slug(area.name)))
         if (folder / f"{sid.file_stem}.json").is_file():
             upstream.append(sid)

@@ -13,6 +13,7 @@ from cortexgraph.features.encoders import (
     ResNetEncoder,
     build_encoder,
     count_parameters,
+    encoder_feature_dim,
 )
 
 torch.set_num_threads(1)
@@ -33,6 +34,14 @@ def test_parameter_counts_match_table_6_2(name):
 @pytest.mark.parametrize("name", ["base", "resnet18", "resnet50"])
 def test_feature_dim(name):
     assert build_encoder(name, seed=0).feature_dim == NOMINAL[name][1]
+
+
+def test_encoder_feature_dim_reads_any_encoder_module():
+    assert encoder_feature_dim(build_encoder("base", seed=0)) == 128
+    head = PatchClassifier(build_encoder("base", seed=0), 3)
+    assert head.head.in_features == 128 and head.head.out_features == 3
+    with pytest.raises(TypeError):
+        encoder_feature_dim(torch.nn.Linear(2, 2))  # no feature_dim
 
 
 def test_resnet_output_shapes_small_patches():

@@ -17,6 +17,7 @@ from cortexgraph.lsm.train import (
     parameter_groups,
     roi_class_counts,
     train_lsm,
+    train_model,
 )
 
 SPACING_UM = 20.0
@@ -139,3 +140,15 @@ def test_ms_training_step_runs_on_both_inputs():
     assert x_hr.shape[-1] == 60 and x_lr.shape[-1] == 84
     history = train_lsm(sampler, net, 2, base_lr=0.01)
     assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+
+
+def test_train_model_refuses_sections_without_their_roi_and_hr_weights_for_lr():
+    from cortexgraph.lsm.data import SectionData
+
+    unannotated = SectionData(
+        section=5, spacing_um=SPACING_UM, shape=(8, 8), angle_rad=0.0, image=None
+    )
+    with pytest.raises(ValueError, match="section 5 has no class image and ROI"):
+        train_model([unannotated], lsm_config("tiny", "hr"))
+    with pytest.raises(ValueError, match="no high-resolution encoder"):
+        train_model([unannotated], lsm_config("tiny", "lr"), init_hr={})
