@@ -316,7 +316,7 @@ def _plain(text: str) -> str:
     """reStructuredText markup of a docstring as plain text (``None`` -> "none", as in the file)."""
     text = text.replace("``None``", f'"{NONE}"')
     # :func:`~a.b.c` -> c, :func:`a.b.c` -> a.b.c
-    text = re.sub(r":\w+:`~[^`]*?([^.`]+)`", r"\1", text)
+    text = re.sub(r":\w+:`~[^`]*?([^.`\s]+)`", r"\1", text)
     text = re.sub(r":\w+:`([^`]*)`", r"\1", text)
     return re.sub(r"``([^`]*)``", r"\1", text)
 
