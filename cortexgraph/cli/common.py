@@ -584,7 +584,7 @@ def command(app: typer.Typer, name: str, *groups: tuple[str, Callable], **settin
     return decorate
 
 
-# -- stage parameters (cortexgraph.parameters; docs/conventions.md, "Parameters") --------------------
+# -- stage parameters (cortexgraph.derivatives.parameters; docs/conventions.md "Parameters") ---------
 @dataclass(frozen=True)
 class ParametersFile:
     """The value of ``--params FILE.toml`` (an option group of :func:`parameters_group`)."""
@@ -599,7 +599,7 @@ class ParametersFile:
         """The stage's parameters: defaults < the file < the ``options`` (field -> value) that were
         given on the command line. ``names`` maps a field to its option's parameter name where they
         differ (``{"voxel_size_mm": "voxel_mm"}``)."""
-        from cortexgraph.parameters import resolve_parameters
+        from cortexgraph.derivatives.parameters import resolve_parameters
 
         names = names or {}
         given = self.given
@@ -642,7 +642,7 @@ def parameters_group(cls: type | str, stage: str) -> tuple[str, Callable[..., Pa
 
     def print_template(value: bool) -> None:
         if value:
-            from cortexgraph.parameters import parameters_template
+            from cortexgraph.derivatives.parameters import parameters_template
 
             typer.echo(parameters_template(_parameters_class(cls), stage=stage), nl=False)
             raise typer.Exit()

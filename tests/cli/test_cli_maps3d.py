@@ -160,8 +160,8 @@ def test_stats_reference_and_hemisphere_notes(tiny_cohort, tmp_path):
 
 
 def test_map3d_template_reads_back_as_the_defaults(tmp_path):
+    from cortexgraph.derivatives.parameters import read_parameters
     from cortexgraph.maps3d.stage import MapOptions
-    from cortexgraph.parameters import read_parameters
 
     for name in ("map3d", "stats"):
         result = runner.invoke(app, [name, "--params-template"])

@@ -1,4 +1,4 @@
-"""cortexgraph.parameters: a TOML file -> a stage's frozen parameters dataclass, and its template."""
+"""cortexgraph.derivatives.parameters: a TOML file -> a stage's frozen parameters dataclass; templates."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Literal
 import pytest
 
 from cortexgraph.build_graph.parameters import BuildGraphParameters
-from cortexgraph.errors import ParameterError
-from cortexgraph.parameters import (
+from cortexgraph.derivatives.parameters import (
     field_unit,
     parameters_as_toml,
     parameters_template,
     read_parameters,
     resolve_parameters,
 )
+from cortexgraph.errors import ParameterError
 
 
 @dataclass(frozen=True)
