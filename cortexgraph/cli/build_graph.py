@@ -7,15 +7,22 @@ import typer
 from cortexgraph.cli.common import (
     STAGE,
     BrainsArgument,
+    ParametersFile,
     StageFlags,
     command,
     console,
     each_brain,
+    parameters_group,
 )
+
+#: the stage's parameters dataclass (imported when the command runs)
+PARAMETERS = "cortexgraph.build_graph.parameters:BuildGraphParameters"
+#: options whose parameter name differs from their field of BuildGraphParameters
+OPTION_NAMES = {"voxel_size_mm": "voxel_mm", "target_edge_mm": "edge_mm", "refine": "no_refine"}
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "build-graph", STAGE)
+    @command(app, "build-graph", parameters_group(PARAMETERS, "build-graph"), STAGE)
     def build_graph_command(
         brains: list[str] = BrainsArgument,
         voxel_mm: float = typer.Option(
@@ -69,6 +76,7 @@ def register(app: typer.Typer) -> None:
         ),
         qc_picture: bool = typer.Option(True, help="Draw qc/build-graph.png."),
         *,
+        parameters: ParametersFile,
         flags: StageFlags,
     ) -> None:
         """Reconstruct a brain, extract its midsurfaces and graphs, map nodes to section points.
@@ -77,23 +85,28 @@ def register(app: typer.Typer) -> None:
         (tissue, excluded, depth NIfTI), meshes/ (midsurface_lh|rh .surf.gii/.ply), graph/ (lh|rh .h5 and
         node tables), qc/ (build-graph.json and .png). On a phantom cohort it also measures accuracy
         against the ground truth (qc/build-graph-accuracy.json).
+
+        Every parameter (BuildGraphParameters) can be set in a TOML file given to --params (print
+        one with --params-template); the options above win over the file. The stage records the
+        resolved parameters: a rerun with the same values reuses the outputs.
         """
-        from cortexgraph.build_graph import BuildGraphParameters, build_graph
+        from cortexgraph.build_graph import build_graph
         from cortexgraph.build_graph.accuracy import truth_folder, write_build_graph_accuracy
 
-        params = BuildGraphParameters(
-            voxel_size_mm=voxel_mm,
-            target_edge_mm=edge_mm,
-            exclusion=exclusion,
-            poisson_depth=poisson_depth,
-            refine=not no_refine,
-            max_cortex_thickness_mm=max_cortex_thickness_mm,
-            exclusion_grow_mm=exclusion_grow_mm,
-            min_cortex_fraction=min_cortex_fraction,
-            max_gap_planes=max_gap_planes,
-            min_component_fraction=min_component_fraction,
-            hemispheres=hemispheres,
-        )
+        options = {
+            "voxel_size_mm": voxel_mm,
+            "target_edge_mm": edge_mm,
+            "exclusion": exclusion,
+            "poisson_depth": poisson_depth,
+            "refine": not no_refine,
+            "max_cortex_thickness_mm": max_cortex_thickness_mm,
+            "exclusion_grow_mm": exclusion_grow_mm,
+            "min_cortex_fraction": min_cortex_fraction,
+            "max_gap_planes": max_gap_planes,
+            "min_component_fraction": min_component_fraction,
+            "hemispheres": hemispheres,
+        }
+        params = parameters.resolve(options, OPTION_NAMES)
         for brain, report in each_brain(brains, flags, build_graph, params, qc_picture=qc_picture):
             if report["reused"]:
                 head = f"[bold]{brain.id}[/]: up to date, reused (key {report['key'][:12]})"

@@ -587,6 +587,91 @@ def command(app: typer.Typer, name: str, *groups: tuple[str, Callable], **settin
     return decorate
 
 
+# -- stage parameters (cortexgraph.derivatives.parameters; docs/conventions.md "Parameters") ---------
+@dataclass(frozen=True)
+class ParametersFile:
+    """The value of ``--params FILE.toml`` (an option group of :func:`parameters_group`)."""
+
+    cls: type | str  #: the stage's frozen parameters dataclass, or ``"module:Name"`` of it
+    stage: str  #: the command's name (in messages)
+    path: Path | None  #: the file, or None when not given
+    #: the parameter names of the options given on the command line; None: all count as given
+    given: frozenset[str] | None = None
+
+    def resolve(self, options: dict[str, Any], names: dict[str, str] | None = None) -> Any:
+        """The stage's parameters: defaults < the file < the ``options`` (field -> value) that were
+        given on the command line. ``names`` maps a field to its option's parameter name where they
+        differ (``{"voxel_size_mm": "voxel_mm"}``)."""
+        from cortexgraph.derivatives.parameters import resolve_parameters
+
+        names = names or {}
+        given = self.given
+        chosen = {
+            field: value
+            for field, value in options.items()
+            if given is None or names.get(field, field) in given
+        }
+        return resolve_parameters(_parameters_class(self.cls), self.path, chosen, stage=self.stage)
+
+
+def _parameters_class(cls: type | str) -> type:
+    """``cls``, or the class ``"module:Name"`` names (imported now: commands import their library
+    only when they run)."""
+    if isinstance(cls, type):
+        return cls
+    import importlib
+
+    module, _, name = cls.partition(":")
+    found: type = getattr(importlib.import_module(module), name)
+    return found
+
+
+def given_options(ctx: typer.Context) -> frozenset[str]:
+    """The parameter names of the options of ``ctx``'s command that the user gave (on the command
+    line or in the environment, not defaults)."""
+    given = []
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            given.append(name)
+    return frozenset(given)
+
+
+def parameters_group(cls: type | str, stage: str) -> tuple[str, Callable[..., ParametersFile]]:
+    """The option group ``("parameters", build)`` of a stage with parameters dataclass ``cls``
+    (for :func:`command`; ``cls`` may be ``"module:Name"``, imported when used):
+    ``--params FILE.toml`` (received as a :class:`ParametersFile`) and
+    ``--params-template`` (prints every parameter with its default as TOML and exits)."""
+
+    def print_template(value: bool) -> None:
+        if value:
+            from cortexgraph.derivatives.parameters import parameters_template
+
+            typer.echo(parameters_template(_parameters_class(cls), stage=stage), nl=False)
+            raise typer.Exit()
+
+    def build(
+        ctx: typer.Context,
+        params: Path = typer.Option(
+            None,
+            "--params",
+            metavar="FILE.toml",
+            help="Parameters file: `key = value` per parameter (all of them: --params-template); "
+            "options given on the command line win over it.",
+        ),
+        params_template: bool = typer.Option(
+            False,
+            "--params-template",
+            is_eager=True,
+            callback=print_template,
+            help="Print every parameter with its default, type and unit as a TOML file, and exit.",
+        ),
+    ) -> ParametersFile:
+        return ParametersFile(cls=cls, stage=stage, path=params, given=given_options(ctx))
+
+    return ("parameters", build)
+
+
 def with_progress(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``stage(*args, progress=callback, **kwargs)`` under :func:`stage_progress` (rich bars on a
     terminal, plain progress lines otherwise); returns what the stage returns."""

@@ -6,6 +6,7 @@ A thin layer over :mod:`cortexgraph.maps3d.stage` (map3d) and
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,9 +15,11 @@ import typer
 from cortexgraph.cli.common import (
     STAGE,
     BrainArgument,
+    ParametersFile,
     StageFlags,
     command,
     console,
+    parameters_group,
     reuse_state,
     split_list,
 )
@@ -98,6 +101,16 @@ def _brain(name: str, root: Path | None):
     return brain
 
 
+#: MapOptions in a parameters file (--params, docs/conventions.md "Parameters"); options whose
+#: parameter name differs from their field
+MAP_PARAMETERS = "cortexgraph.maps3d.stage:MapOptions"
+MAP_OPTION_NAMES = {
+    "voxel_size_mm": "voxel_mm",
+    "memory_budget_gb": "memory_gb",
+    "num_workers": "workers",
+}
+
+
 def map_options(
     voxel_mm: float = VoxelOption,
     exclude_sections: str = ExcludeOption,
@@ -176,13 +189,16 @@ def _exit_if_missing(missing: list[str], labels: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "map3d", ("options", map_options), STAGE)
+    @command(
+        app, "map3d", ("options", map_options), parameters_group(MAP_PARAMETERS, "map3d"), STAGE
+    )
     def map3d(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
         labels: str = LabelsOption,
         *,
         options: MapOptions,
+        parameters: ParametersFile,
         flags: StageFlags,
     ) -> None:
         """3D map of areas from the per-section labels of one source: assemble in the
@@ -191,10 +207,13 @@ def register(app: typer.Typer) -> None:
 
         Writes <brain>/maps3d/<source>/<area>.nii.gz, .gii/.ply and _preview.gii/.ply.
         Exit status 1 when the source labels some of the areas on no section (the others are
-        written), 2 on errors.
+        written), 2 on errors. Every MapOptions field can come from a TOML file (--params; all
+        of them: --params-template); the options given win over it.
         """
         from cortexgraph.maps3d.brainmap import AreaNotLabelledError
         from cortexgraph.maps3d.stage import map3d_area
+
+        options = parameters.resolve(asdict(options), MAP_OPTION_NAMES)
 
         if not area:
             raise ParameterError("no area given", fix="add --area <name or id>")
@@ -221,7 +240,14 @@ def register(app: typer.Typer) -> None:
             )
         _exit_if_missing(missing, labels)
 
-    @command(app, "stats", ("measure", stats_options), ("options", map_options), STAGE)
+    @command(
+        app,
+        "stats",
+        ("measure", stats_options),
+        ("options", map_options),
+        parameters_group(MAP_PARAMETERS, "stats"),
+        STAGE,
+    )
     def stats(
         brain_name: str = BrainArgument,
         area: list[str] = AreaOption,
@@ -229,6 +255,7 @@ def register(app: typer.Typer) -> None:
         *,
         measure: dict,
         options: MapOptions,
+        parameters: ParametersFile,
         flags: StageFlags,
     ) -> None:
         """Volume and pial surface area of area maps (built first where missing), shrinkage-
@@ -236,10 +263,12 @@ def register(app: typer.Typer) -> None:
 
         Writes <brain>/maps3d/<source>/<area>_stats.tsv, <area>.png and stats.tsv (all areas of
         the source measured so far). Exit status 1 when the source labels some of the areas on
-        no section (the others are measured), 2 on errors.
+        no section (the others are measured), 2 on errors. The map's MapOptions can come from a
+        TOML file (--params, as for map3d).
         """
         from cortexgraph.maps3d.stats_stage import stats_brain
 
+        options = parameters.resolve(asdict(options), MAP_OPTION_NAMES)
 
         def show(entry: dict) -> None:
             if "skipped" in entry:
@@ -264,5 +293,7 @@ def register(app: typer.Typer) -> None:
             on_area=show,
         )
         if result["table"] is not None:
-            console.print(f"[bold green]report: {result['table']}[/]", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold green]report: {result['table']}[/]", highlight=False, soft_wrap=True
+            )
         _exit_if_missing(result["missing"], labels)

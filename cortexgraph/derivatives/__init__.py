@@ -10,6 +10,7 @@ Modules:
 * :mod:`~cortexgraph.derivatives.layout` -- where the outputs shared between stages live;
 * :mod:`~cortexgraph.derivatives.external` -- recording files made outside the stages;
 * :mod:`~cortexgraph.derivatives.inputs` -- what a stage reads from a brain folder;
+* :mod:`~cortexgraph.derivatives.parameters` -- a stage's parameters from a TOML file, and its template;
 * :mod:`~cortexgraph.derivatives.graphs` -- a brain graph with the node features asked for;
 * :mod:`~cortexgraph.derivatives.status` -- the state of every stage of a brain.
 

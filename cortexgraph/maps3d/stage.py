@@ -38,7 +38,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MapOptions:
-    """Parameters of an area map (:func:`cortexgraph.maps3d.brainmap.map_area`)."""
+    """Parameters of an area map (:func:`cortexgraph.maps3d.brainmap.map_area`).
+
+    voxel_size_mm : voxel edge; ``None`` = the labels' pixel spacing (at least 0.02 mm).
+    exclude_sections : sections treated as gaps (besides those flagged in sections.tsv).
+    median_size : median window in voxels (odd); ``None`` = 2 round(0.1 mm / voxel) + 1.
+    min_component_mm3 : connected components smaller than this are removed.
+    interpolation : gap filling, ``laplace`` (3D Laplace equation over each gap) or ``linear``
+        (linear blend of the signed distance along the stack).
+    preview_factor : preview downsampling; ``None`` = max(2, round(0.1 mm / voxel)).
+    memory_budget_gb : above this working memory the map is built out of core (dask).
+    chunk_vox : block edge in voxels when out of core.
+    num_workers : threads of the out-of-core filters.
+    """
 
     voxel_size_mm: float | None = None
     exclude_sections: tuple[int, ...] = ()

@@ -44,8 +44,7 @@ def test_map3d_and_stats_match_the_phantom(tiny_cohort, tmp_path):
     result = runner.invoke(app, ["stats", "B01", *args])  # measures the maps that exist
     assert result.exit_code == 0, result.output
     rows = {
-        r["hemisphere"]: r
-        for r in csv.DictReader(open(out / "hOc1_stats.tsv"), delimiter="\t")
+        r["hemisphere"]: r for r in csv.DictReader(open(out / "hOc1_stats.tsv"), delimiter="\t")
     }
     both = rows["both"]
     rows_default_lh = rows["lh"]["volume_mm3"]
@@ -158,3 +157,47 @@ def test_stats_reference_and_hemisphere_notes(tiny_cohort, tmp_path):
     assert lh["volume_mm3"] == both["volume_mm3"] and rh["volume_mm3"] == 0
     assert "holds lh only (brain.toml)" in rh["note"] and one["warnings"] == []
     assert math.isnan(both["midline_x_mm"])
+
+
+def test_map3d_template_reads_back_as_the_defaults(tmp_path):
+    from cortexgraph.derivatives.parameters import read_parameters
+    from cortexgraph.maps3d.stage import MapOptions
+
+    for name in ("map3d", "stats"):
+        result = runner.invoke(app, [name, "--params-template"])
+        assert result.exit_code == 0, result.output
+        path = tmp_path / f"{name}.toml"
+        path.write_text(result.stdout, encoding="utf-8")
+        assert read_parameters(MapOptions, path, stage=name) == MapOptions()
+
+
+def test_map3d_params_file_reaches_the_stage_and_options_win(tiny_cohort, tmp_path, monkeypatch):
+    """The file's values reach map3d_area as MapOptions (what the stage records); an option given
+    on the command line wins; a bad key exits 2 naming the file."""
+    import cortexgraph.maps3d.stage as stage
+
+    seen = []
+
+    def fake_map3d_area(brain, area_id, labels, options, **kwargs):
+        seen.append(options)
+        raise CortexgraphError("stopped by the test")
+
+    monkeypatch.setattr(stage, "map3d_area", fake_map3d_area)
+    path = tmp_path / "map.toml"
+    path.write_text(
+        'voxel_size_mm = 0.5\nexclude_sections = [3, 1]\ninterpolation = "linear"\nchunk_vox = 64\n',
+        encoding="utf-8",
+    )
+    args = ["map3d", "B01", "--root", str(tiny_cohort), "--area", "hOc1", "--labels", "truth"]
+    result = runner.invoke(app, [*args, "--params", str(path), "--chunk-vox", "32"])
+    assert result.exit_code == 2 and "stopped by the test" in result.output
+    options = seen[0]
+    assert options.voxel_size_mm == 0.5 and options.exclude_sections == (3, 1)
+    assert options.interpolation == "linear" and options.chunk_vox == 32
+    assert options.key_parameters()["exclude_sections"] == [1, 3]
+
+    path.write_text("median = 3\n", encoding="utf-8")
+    result = runner.invoke(app, [*args, "--params", str(path)])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and str(path) in message
+    assert "unknown map3d parameter 'median'" in message and "median_size" in message

@@ -1,0 +1,354 @@
+"""One parameter idiom for every stage: a frozen dataclass, readable from a TOML file, printable as one.
+
+A stage's parameters are one frozen dataclass (e.g.
+:class:`cortexgraph.build_graph.BuildGraphParameters`) that checks its ranges in ``__post_init__``
+and raises :class:`cortexgraph.errors.ParameterError`. This module adds what every stage shares
+(docs/conventions.md, "Parameters"):
+
+- :func:`read_parameters`: a TOML file (flat ``key = value`` lines, keys = the dataclass's fields)
+  -> the dataclass. Unknown keys, values of the wrong type and values out of range are refused with
+  a :class:`~cortexgraph.errors.ParameterError` naming the file, the key and the fix (exit status 2
+  on the command line).
+- :func:`resolve_parameters`: the same, with values given explicitly (command-line options) winning
+  over the file's. The resolved dataclass is what the stage records (``parameters`` of its stage
+  record, docs/derivatives.md): the same values reuse the outputs, a changed one recomputes them.
+- :func:`parameters_template`: every field with its default, its type and its unit (from the name:
+  ``_mm`` millimetres, ``_um`` micrometres, ``_s`` seconds, ...) as a commented TOML file;
+  :func:`read_parameters` of the template gives the defaults back.
+
+TOML has no null: an optional field (``float | None``) is unset with the string ``"none"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import json
+import math
+import os
+import re
+import textwrap
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cortexgraph.errors import CortexgraphError, ParameterError
+
+P = TypeVar("P")
+
+#: the string that stands for ``None`` in a parameters file (TOML has no null)
+NONE = "none"
+
+#: units read from the end of a field's name (docs/conventions.md, "Units"); the longest suffix wins
+_UNITS = (
+    ("_mm3", "cubic millimetres"),
+    ("_mm2", "square millimetres"),
+    ("_mm", "millimetres"),
+    ("_um", "micrometres"),
+    ("_px", "pixels"),
+    ("_deg", "degrees"),
+    ("_s", "seconds"),
+    ("_gb", "gigabytes"),
+    ("_fraction", "fraction, 0..1"),
+    ("_share", "fraction, 0..1"),
+    ("_ratio", "ratio"),
+)
+
+
+def field_unit(name: str) -> str | None:
+    """The unit a field's name declares (``voxel_size_mm`` -> ``millimetres``), or None."""
+    for suffix, unit in _UNITS:
+        if name.endswith(suffix):
+            return unit
+    return None
+
+
+def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """``name -> (field, resolved type)`` of the init fields of dataclass ``cls``."""
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints.get(f.name, Any)) for f in dataclasses.fields(cls) if f.init}
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _type_words(kind: Any) -> str:
+    """A field's type in words (``a number``, ``an integer``, ``true or false``, ...)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        words = " or ".join(_type_words(a) for a in rest)
+        return f'{words} or "{NONE}"' if len(rest) < len(args) else words
+    if origin is typing.Literal:
+        return "one of " + ", ".join(json.dumps(a) for a in args)
+    if origin in (tuple, list) or kind in (tuple, list):
+        item = args[0] if args else Any
+        return f"a list of {_type_words(item).removeprefix('a ').removeprefix('an ')}s"
+    return {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a text (in quotes)",
+        Path: "a path (in quotes)",
+    }.get(kind, "a value")
+
+
+class _Mismatch(Exception):
+    """A value that does not fit a field's type (turned into a ParameterError by the caller)."""
+
+
+def _coerce(value: Any, kind: Any) -> Any:
+    """``value`` as read by :mod:`tomllib`, converted to type ``kind``; raises :class:`_Mismatch`."""
+    if kind is Any:
+        return value
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        optional = type(None) in args
+        if optional and isinstance(value, str) and value.lower() == NONE:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise _Mismatch
+    if origin in (tuple, list) or kind in (tuple, list):
+        if not isinstance(value, list):
+            raise _Mismatch
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise _Mismatch
+            return tuple(_coerce(v, a) for v, a in zip(value, args, strict=True))
+        item = args[0] if args else Any
+        items = [_coerce(v, item) for v in value]
+        return tuple(items) if (origin is tuple or kind is tuple) else items
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if kind is Path:
+        if isinstance(value, str):
+            return Path(value)
+        raise _Mismatch
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    """One value in TOML syntax (None -> ``"none"``)."""
+    if value is None:
+        return json.dumps(NONE)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        text = repr(value)
+        return text if any(c in text for c in ".eE") else text + ".0"
+    if isinstance(value, str | os.PathLike):
+        return json.dumps(os.fspath(value), ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _read_toml(path: Path, stage: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as stream:
+            return tomllib.load(stream)
+    except FileNotFoundError:
+        raise ParameterError(
+            f"{stage} parameters file not found",
+            file=path,
+            fix=f"give an existing file to --params (print one with `cortexgraph {stage} --params-template`)",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(
+            f"not a TOML file: {exc}",
+            file=path,
+            fix="write one `key = value` line per parameter (texts in quotes)",
+        ) from None
+
+
+def _values_from(
+    data: Mapping[str, Any], cls: type, path: Path | str, stage: str
+) -> dict[str, Any]:
+    """The file's keys checked against ``cls``'s fields and converted to their types."""
+    fields = _fields(cls)
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ParameterError(
+                f"unknown {stage} parameter {key!r}",
+                file=path,
+                fix=f"{hint}remove it or use one of: {', '.join(fields)}",
+            )
+        kind = fields[key][1]
+        try:
+            values[key] = _coerce(raw, kind)
+        except _Mismatch:
+            raise ParameterError(
+                f"{stage} parameter {key} = {_shown(raw)} is not {_type_words(kind)}",
+                file=path,
+                fix=f"give {key} {_type_words(kind)} (default: {_toml_value(_default(fields[key][0]))})",
+            ) from None
+    return values
+
+
+def _shown(value: Any) -> str:
+    try:
+        return _toml_value(value)
+    except TypeError:  # a table
+        return "a table" if isinstance(value, dict) else repr(value)
+
+
+def read_parameters(cls: type[P], path: str | os.PathLike[str], *, stage: str) -> P:
+    """The parameters of ``stage`` in TOML file ``path``: flat ``key = value`` lines, each key a field of
+    the frozen dataclass ``cls``; a key left out keeps its default; ``"none"`` unsets an optional
+    field. Raises :class:`~cortexgraph.errors.ParameterError` (naming ``path``, the key and the fix)
+    for an unreadable file, an unknown key, a value of the wrong type or one out of range."""
+    return resolve_parameters(cls, path, {}, stage=stage)
+
+
+def resolve_parameters(
+    cls: type[P],
+    path: str | os.PathLike[str] | None,
+    overrides: Mapping[str, Any],
+    *,
+    stage: str,
+) -> P:
+    """``cls`` from the defaults, then the file ``path`` (when given, :func:`read_parameters`), then
+    ``overrides`` (field -> value; the options a user gave on the command line win over the file).
+
+    Errors name the file when its values are at fault, else "command-line options"."""
+    file_values: dict[str, Any] = {}
+    where: Path | None = None
+    if path is not None:
+        where = Path(path)
+        file_values = _values_from(_read_toml(where, stage), cls, where, stage)
+    fields = _fields(cls)
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    try:
+        return cls(**{**file_values, **overrides})
+    except CortexgraphError as exc:
+        from_file = {k: v for k, v in file_values.items() if k not in overrides}
+        blame_file = where is not None and not _valid(cls, from_file)
+        raise ParameterError(
+            exc.message if blame_file else f"{exc.message} (command-line options)",
+            file=where if blame_file else None,
+            fix=exc.fix,
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(
+            f"{stage} parameters: {exc}",
+            file=where,
+            fix=f"compare with `cortexgraph {stage} --params-template`",
+        ) from None
+
+
+def _valid(cls: type, values: Mapping[str, Any]) -> bool:
+    try:
+        cls(**values)
+    except (CortexgraphError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _field_help(cls: type) -> dict[str, str]:
+    """``name -> description`` from each field's ``metadata["help"]``, else from entries
+    ``name[, name...] : text`` of the class docstring (continuation lines indented)."""
+    helps: dict[str, str] = {}
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    entry = re.compile(r"^([a-z_][a-z0-9_]*(?:\s*,\s*[a-z_][a-z0-9_]*)*)\s+:\s+(.*)$")
+    names: list[str] = []
+    for line in doc.splitlines():
+        match = entry.match(line)
+        if match:
+            names = [n.strip() for n in match.group(1).split(",")]
+            for name in names:
+                helps[name] = match.group(2).strip()
+        elif names and line.startswith((" ", "\t")) and line.strip():
+            for name in names:
+                helps[name] += " " + line.strip()
+        else:
+            names = []
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            helps[f.name] = str(f.metadata["help"])
+    return {k: _plain(v) for k, v in helps.items()}
+
+
+def _plain(text: str) -> str:
+    """reStructuredText markup of a docstring as plain text (``None`` -> "none", as in the file)."""
+    text = text.replace("``None``", f'"{NONE}"')
+    # :func:`~a.b.c` -> c, :func:`a.b.c` -> a.b.c
+    text = re.sub(r":\w+:`~[^`]*?([^.`\s]+)`", r"\1", text)
+    text = re.sub(r":\w+:`([^`]*)`", r"\1", text)
+    return re.sub(r"``([^`]*)``", r"\1", text)
+
+
+def parameters_template(cls: type, *, stage: str) -> str:
+    """Every field of ``cls`` as a TOML file: a comment (description, type, unit) and
+    ``key = default`` per field. :func:`read_parameters` of it gives the defaults."""
+    helps = _field_help(cls)
+    lines = [
+        f"# Parameters of `cortexgraph {stage}` ({cls.__module__}.{cls.__name__}).",
+        f"# Use: cortexgraph {stage} ... --params FILE.toml; options given on the command line win.",
+        "# Every key may be left out (it keeps the default written here); the stage records the",
+        '# resolved values. TOML has no null: "none" unsets an optional value.',
+    ]
+    for name, (field, kind) in _fields(cls).items():
+        default = _default(field)
+        lines.append("")
+        about = helps.get(name, "")
+        unit = field_unit(name)
+        kind_words = _type_words(kind) + (f", {unit}" if unit else "")
+        text = f"{about} [{kind_words}]" if about else f"[{kind_words}]"
+        lines += textwrap.wrap(text, 98, initial_indent="# ", subsequent_indent="# ")
+        if default is dataclasses.MISSING:
+            lines.append(f"# {name} =   (required: no default)")
+        else:
+            lines.append(f"{name} = {_toml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def parameters_as_toml(params: Any) -> str:
+    """The values of a parameters dataclass as ``key = value`` lines (a file :func:`read_parameters`
+    reads back to an equal object)."""
+    return "".join(
+        f"{f.name} = {_toml_value(getattr(params, f.name))}\n" for f in dataclasses.fields(params)
+    )
