@@ -222,6 +222,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _changed_leaves(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted name, old, new)`` of every value that differs, descending into nested tables so a
+    change in a stage's parameter dataclass names the field, not the whole table."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        changed = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                changed.append((name, old.get(key), new.get(key)))
+            else:
+                changed += _changed_leaves(old[key], new[key], name)
+        return changed
+    return [] if old == new else [(prefix, old, new)]
+
+
 def describe_changes(
     previous: StageRecord,
     *,
@@ -236,11 +251,8 @@ def describe_changes(
         reasons.append(f"code version changed ({previous.code_version} -> {code_version})")
     old_p = canonical_parameters(previous.parameters)
     new_p = canonical_parameters(parameters)
-    for name in sorted(set(old_p) | set(new_p)):
-        if old_p.get(name) != new_p.get(name):
-            reasons.append(
-                f"parameter {name} changed ({_short(old_p.get(name))} -> {_short(new_p.get(name))})"
-            )
+    for name, before, after in _changed_leaves(old_p, new_p):
+        reasons.append(f"parameter {name} changed ({_short(before)} -> {_short(after)})")
     reasons += _changed_entries(previous.inputs, inputs, "input")
     for label in sorted(set(previous.upstream) | set(upstream)):
         if previous.upstream.get(label) != upstream.get(label):

@@ -54,7 +54,7 @@ def test_unchanged_inputs_reuse_and_a_parameter_change_recomputes(cohort):
     assert again["reused"] and graph.stat().st_mtime_ns == stamp
     changed = build_graph(brain, BuildGraphParameters(remesh_iterations=9), qc_picture=False)
     assert not changed["reused"]
-    assert "parameter build_graph changed" in changed["why"]
+    assert "parameter build_graph.remesh_iterations changed (10 -> 9)" in changed["why"]
     assert graph.stat().st_mtime_ns != stamp
     back = build_graph(brain, qc_picture=False)  # back to the defaults: recomputed again
     assert not back["reused"] and back["key"] == again["key"]

@@ -120,6 +120,25 @@ def test_describe_changes_names_each_difference(tmp_path):
     assert read_record(tmp_path / "absent.json") is None
 
 
+def test_describe_changes_names_the_changed_field_of_a_nested_table():
+    record = StageRecord(
+        stage="build-graph", brain="B01", scope=(), key="k", code_version=1,
+        parameters={"build_graph": {"voxel_size_mm": None, "refine": True}, "seed": 0},
+        inputs={}, upstream={}, outputs={},
+    )  # fmt: skip
+    reasons = describe_changes(
+        record,
+        code_version=1,
+        parameters={"build_graph": {"voxel_size_mm": 1.5, "refine": True, "new": 2}, "seed": 0},
+        inputs={},
+        upstream={},
+    )
+    assert reasons == [
+        "parameter build_graph.new changed (null -> 2)",
+        "parameter build_graph.voxel_size_mm changed (null -> 1.5)",
+    ]
+
+
 def test_path_namer_inside_cohort_and_data_roots(tmp_path):
     cohort, scans = tmp_path / "cohort", tmp_path / "scans"
     cohort.mkdir()
