@@ -17,6 +17,7 @@ and the true inputs with the automatic exclusion (``true_inputs_auto_exclusion``
 made from scans has no exclusion mask. Every path is its own cohort folder under ``OUT/paths/``.
 
     python benchmarks/bench_scans_end_to_end.py OUT [--brain B01] [--seed 0] [--no-split]
+        [--phantom tiny|published [--slab-mm 12]] [--no-register]
 
 Writes ``OUT/bench_scans_end_to_end.json``: the commands, seconds, machine and load, the segment
 Dice and alignment errors, the registration error, and per path and hemisphere the distance to the
@@ -57,6 +58,43 @@ def run(*args: str) -> float:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise SystemExit(f"failed ({done.returncode}): {printable}")
     return seconds
+
+
+def make_published_phantom(out: Path, brain: str, seed: int, slab_mm: float) -> None:
+    """The tiny phantom's brain cut like the published series, reduced to scans.
+
+    Every 15th 20 µm section (0.3 mm apart), images at 64 µm/px (the alignment's working
+    resolution), masks at 128 µm, the posterior ``slab_mm`` of the brain: the phantom of
+    benchmarks/bench_align.py, then :func:`cortexgraph.scans.strip.strip_to_scans`.
+    """
+    from dataclasses import replace
+
+    from cortexgraph.scans.strip import strip_to_scans
+    from cortexgraph.synth.cohort import synthesize_cohort
+    from cortexgraph.synth.presets import get_preset
+
+    spec = replace(
+        get_preset("tiny"),
+        name="published-spacing",
+        digitization_step=15,
+        image_spacing_um=64.0,
+        mask_spacing_um=128.0,
+        annotation_spacing_um=128.0,
+        coords_spacing_um=640.0,
+        slab_posterior_mm=slab_mm,
+        brains=(brain,),
+    )
+    print(f"# synthesize_cohort({out}, published spacing, {brain}, seed {seed}) + strip_to_scans")
+    t = time.perf_counter()
+    root = synthesize_cohort(out, preset=spec, brains=[brain], seed=seed)
+    strip_to_scans(root, brains=[brain])
+    LOG.append(
+        {
+            "command": f"synthesize_cohort + strip_to_scans (published spacing, slab {slab_mm} mm)",
+            "seconds": round(time.perf_counter() - t, 1),
+            "load_1min": os.getloadavg()[0],
+        }
+    )
 
 
 def make_cohort(folder: Path, template: Path, brain_folder: Path, brain: str) -> Path:
@@ -149,6 +187,14 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--brain", default="B01")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--phantom",
+        choices=("tiny", "published"),
+        default="tiny",
+        help="tiny: the tiny preset (sections 1.2 mm apart, images 160 µm/px); published: the tiny "
+        "brain cut like the published series (every 15th 20 µm section, images 64 µm/px).",
+    )
+    parser.add_argument("--slab-mm", type=float, default=12.0, help="published: posterior slab.")
     parser.add_argument("--no-split", action="store_true", help="Only the scans and true paths.")
     parser.add_argument("--no-register", action="store_true", help="Skip the registration step.")
     args = parser.parse_args()
@@ -163,9 +209,12 @@ def main() -> None:
         },
         "brain": brain,
         "seed": args.seed,
+        "phantom": args.phantom,
     }
     start = time.perf_counter()
-    if not (phantom / "ground_truth" / brain / "inputs").is_dir():
+    if args.phantom == "published" and not (phantom / "ground_truth" / brain / "inputs").is_dir():
+        make_published_phantom(phantom, brain, args.seed, args.slab_mm)
+    elif not (phantom / "ground_truth" / brain / "inputs").is_dir():
         run(
             "synth",
             str(phantom),
