@@ -432,7 +432,8 @@ def run_register(
     per available section, the raster format of docs/data-format.md, NaN outside tissue),
     ``world_to_template.h5`` (the ITK transform, world mm -> template mm) and ``register.json``
     (parameters, registration scores, seconds; on a brain whose sections.tsv lists coordinate maps,
-    e.g. a phantom, or whose phantom keeps them in ``ground_truth/<brain>/coords/sNNNN.h5``, the
+    e.g. a phantom, or whose phantom keeps them in ``ground_truth/<brain>/coords/sNNNN.h5`` or, made
+    with ``synth --scans-only``, ``ground_truth/<brain>/inputs/coords/sNNNN.h5``, the
     error in mm against those maps per section and overall). The brain's own coordinate maps are not
     touched.
     """
@@ -453,13 +454,15 @@ def run_register(
     kinds = ("mask", "coords") if own_coords else ("mask",)
     manifest_values, files = brain_inputs(brain, kinds)
     # a phantom made without coordinate maps in the brain keeps them with its ground truth
+    # (``synth --scans-only``: with the brain's true inputs, ``ground_truth/<brain>/inputs/coords``)
     truth_files = {}
     if not own_coords and brain.cohort is not None:
-        folder = brain.cohort.root / "ground_truth" / brain.id / "coords"
-        truth_files = {s: folder / f"s{s:04d}.h5" for s in sections}
-        if all(p.is_file() for p in truth_files.values()):
-            files.extend(truth_files.values())
-        else:
+        truth = brain.cohort.root / "ground_truth" / brain.id
+        for folder in (truth / "coords", truth / "inputs" / "coords"):
+            truth_files = {s: folder / f"s{s:04d}.h5" for s in sections}
+            if all(p.is_file() for p in truth_files.values()):
+                files.extend(truth_files.values())
+                break
             truth_files = {}
     has_truth = own_coords or bool(truth_files)
     spacing_um = params.spacing_um or brain.coords_spacing_um or 640.0
