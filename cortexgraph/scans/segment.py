@@ -18,7 +18,10 @@ each section image at a working spacing (64 µm/px in the thesis):
    matter.
 3. **Cleaning** by areas only (no closing, so tight sulci stay open): tissue pieces below
    ``min_tissue_mm2`` are removed, background holes below ``max_hole_mm2`` filled; gray-matter pieces
-   below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter.
+   below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter. Before
+   that, white matter within ``border_rim_um`` of the background and thinner than twice it (the
+   partial-volume band of the tissue border, which the contrast enhancement makes as bright as white
+   matter) becomes gray matter.
 
 Per-section overrides (``--overrides FILE``, tab-separated, header ``section`` and any of
 ``tissue_threshold`` (grey value on the 8-bit scale), ``chan_vese_iterations``,
