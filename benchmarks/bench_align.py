@@ -4,6 +4,7 @@ The phantom is made like the published data sets (every 15th 20 µm section, 0.3
 at 64 µm/px, the working resolution of the alignment, on the posterior slab of one brain::
 
     python benchmarks/bench_align.py OUT [--slab-mm 12] [--features none|sift|orb] [--register]
+    python benchmarks/bench_align.py OUT_FLOOR --floor      # the same phantom without misalignment
 
 Prints and writes ``OUT/bench_align.json``: per-pair rotation and translation errors (median, worst),
 the drift to the base section, flagged pairs, seconds, and the method error on pairs made from one
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 
-def make_phantom(out: Path, slab_mm: float) -> Path:
+def make_phantom(out: Path, slab_mm: float, misaligned: bool = True) -> Path:
     from cortexgraph.synth.cohort import prepare_cohort, synthesize_brain
     from cortexgraph.synth.presets import get_preset
 
@@ -38,6 +39,8 @@ def make_phantom(out: Path, slab_mm: float) -> Path:
         slab_posterior_mm=slab_mm,
         brains=("B01",),
     )
+    if not misaligned:
+        spec = replace(spec, misalignment_deg=0.0, misalignment_mm=0.0, mirrored_fraction=0.0)
     if not (out / "B01" / "transforms.tsv").is_file():
         prepare_cohort(out, spec, ["B01"], 0)
         synthesize_brain(out, "B01", spec, 0)
@@ -83,13 +86,71 @@ def method_error(brain, params, sections, rng) -> list[dict]:
     return rows
 
 
+def anatomy_floor(out: Path, slab_mm: float) -> dict:
+    """The error left when there is nothing to correct: the same phantom without misalignment.
+
+    The exact transforms are the identity; 8 anterior and 6 middle pairs are aligned from their
+    images (search + refinement) and compared with them at the moving section's tissue centroid.
+    What remains is the change of the anatomy between the two sections that the registration
+    follows.
+    """
+    from cortexgraph.data.manifest import find_brain
+    from cortexgraph.scans.align import (
+        AlignParameters,
+        _prepare,
+        align_pair,
+        matrix_difference,
+        read_transform_table,
+    )
+
+    make_phantom(out, slab_mm, misaligned=False)
+    brain = find_brain("B01", out)
+    truth = read_transform_table(out / "ground_truth" / "B01" / "transforms.tsv")
+    params = AlignParameters(features="none", detect_mirrored=False)
+    keys = sorted(truth)
+    picks = keys[-8:] + keys[len(keys) // 2 - 3 : len(keys) // 2 + 3]
+    rows = []
+    for moving, fixed in picks:
+        a = _prepare(brain, fixed, params, False)
+        b = _prepare(brain, moving, params, False)
+        result = align_pair(a, b, params)
+        s = a.spacing_um / 1000.0
+        centre = (np.argwhere(b.image > 0)[:, ::-1].mean(0) + 0.5) * s
+        deg, dist = matrix_difference(result.matrix_mm, truth[(moving, fixed)], centre)
+        rows.append(
+            {
+                "moving": moving,
+                "fixed": fixed,
+                "rotation_error_deg": deg,
+                "translation_error_um": dist * 1000,
+            }
+        )
+    um = [r["translation_error_um"] for r in rows]
+    return {
+        "pairs": rows,
+        "translation_error_um_median": float(np.median(um)),
+        "translation_error_px_median": float(np.median(um) / 64.0),
+        "rotation_error_deg_median": float(np.median([r["rotation_error_deg"] for r in rows])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--slab-mm", type=float, default=12.0)
     parser.add_argument("--features", default="none")
     parser.add_argument("--register", action="store_true")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="Only the anatomy floor: the phantom without misalignment (in OUT), 14 pairs.",
+    )
     args = parser.parse_args()
+    if args.floor:
+        text = json.dumps(anatomy_floor(args.out, args.slab_mm), indent=2)
+        (args.out / "bench_align_floor.json").write_text(text)
+        print(text)
+        return
 
     from cortexgraph.data.manifest import find_brain
     from cortexgraph.scans.align import AlignParameters, run_align

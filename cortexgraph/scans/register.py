@@ -417,6 +417,24 @@ def register_outputs(brain, sections: Sequence[int]) -> dict[str, Path]:
     return out
 
 
+def truth_coordinate_files(brain, sections: Sequence[int]) -> dict[int, Path]:
+    """The true coordinate maps of a phantom brain that has none in its own folder, or ``{}``.
+
+    Looks in ``<cohort>/ground_truth/<brain>/coords/`` and, for a phantom made with
+    ``synth --scans-only`` (the brain's true inputs kept with the truth), in
+    ``<cohort>/ground_truth/<brain>/inputs/coords/``; a folder counts only when it holds
+    ``sNNNN.h5`` for every one of ``sections``.
+    """
+    if brain.cohort is None:
+        return {}
+    truth = brain.cohort.root / "ground_truth" / brain.id
+    for folder in (truth / "coords", truth / "inputs" / "coords"):
+        found = {s: folder / f"s{s:04d}.h5" for s in sections}
+        if all(p.is_file() for p in found.values()):
+            return found
+    return {}
+
+
 def run_register(
     brain,
     params: RegisterParameters | None = None,
@@ -432,7 +450,8 @@ def run_register(
     per available section, the raster format of docs/data-format.md, NaN outside tissue),
     ``world_to_template.h5`` (the ITK transform, world mm -> template mm) and ``register.json``
     (parameters, registration scores, seconds; on a brain whose sections.tsv lists coordinate maps,
-    e.g. a phantom, or whose phantom keeps them in ``ground_truth/<brain>/coords/sNNNN.h5``, the
+    e.g. a phantom, or whose phantom keeps them in ``ground_truth/<brain>/coords/sNNNN.h5`` or, made
+    with ``synth --scans-only``, ``ground_truth/<brain>/inputs/coords/sNNNN.h5``, the
     error in mm against those maps per section and overall). The brain's own coordinate maps are not
     touched.
     """
@@ -452,15 +471,8 @@ def run_register(
     own_coords = all(brain.section(s).coords for s in sections)
     kinds = ("mask", "coords") if own_coords else ("mask",)
     manifest_values, files = brain_inputs(brain, kinds)
-    # a phantom made without coordinate maps in the brain keeps them with its ground truth
-    truth_files = {}
-    if not own_coords and brain.cohort is not None:
-        folder = brain.cohort.root / "ground_truth" / brain.id / "coords"
-        truth_files = {s: folder / f"s{s:04d}.h5" for s in sections}
-        if all(p.is_file() for p in truth_files.values()):
-            files.extend(truth_files.values())
-        else:
-            truth_files = {}
+    truth_files = {} if own_coords else truth_coordinate_files(brain, sections)
+    files.extend(truth_files.values())
     has_truth = own_coords or bool(truth_files)
     spacing_um = params.spacing_um or brain.coords_spacing_um or 640.0
     outputs = register_outputs(brain, sections)

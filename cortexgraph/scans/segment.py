@@ -18,7 +18,10 @@ each section image at a working spacing (64 µm/px in the thesis):
    matter.
 3. **Cleaning** by areas only (no closing, so tight sulci stay open): tissue pieces below
    ``min_tissue_mm2`` are removed, background holes below ``max_hole_mm2`` filled; gray-matter pieces
-   below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter.
+   below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter. Before
+   that, white matter within ``border_rim_um`` of the background and thinner than twice it (the
+   partial-volume band of the tissue border, which the contrast enhancement makes as bright as white
+   matter) becomes gray matter.
 
 Per-section overrides (``--overrides FILE``, tab-separated, header ``section`` and any of
 ``tissue_threshold`` (grey value on the 8-bit scale), ``chan_vese_iterations``,
@@ -94,6 +97,11 @@ class SegmentParameters:
     min_tissue_mm2: float = 2.0
     max_hole_mm2: float = 0.5
     min_island_mm2: float = 0.3
+    border_rim_um: float = 192.0
+    """White matter within this distance of the background that is thinner than twice it (gone
+    after a morphological opening with a disk of this radius) becomes gray matter: the partial-volume
+    rim of the pial border, brighter than gray matter, that Chan-Vese otherwise labels white. 0 keeps
+    it."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,28 @@ def _remove_small(region: np.ndarray, min_px: float) -> np.ndarray:
     return keep[labels]
 
 
+def _pial_rim_to_gray(
+    gray: np.ndarray, white: np.ndarray, tissue: np.ndarray, rim_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """White matter within ``rim_px`` of the background and thinner than ``2 rim_px`` -> gray.
+
+    At the border between tissue and glass the smoothed image passes through values between gray
+    matter and glass; the contrast enhancement makes that band as bright as white matter, and
+    Chan-Vese labels it white: a thin white ring around the cortex. Such a ring separates the cortex
+    from the background in the mask (the reconstruction then finds white matter next to every gray
+    voxel and cannot tell non-cortical gray matter by its distance to white matter). White matter
+    that reaches the border for real (cut white matter) is thicker than the ring and survives the
+    opening.
+    """
+    from skimage.morphology import disk
+
+    radius = max(1, int(round(rim_px)))
+    near = ndimage.distance_transform_edt(tissue) <= rim_px + 0.5
+    thick = ndimage.binary_opening(white, structure=disk(radius))
+    rim = white & near & ~thick
+    return gray | rim, white & ~rim
+
+
 def segment_image(
     image: np.ndarray,
     spacing_um: float,
@@ -256,6 +286,8 @@ def segment_image(
     else:
         gray = ~level & tissue
     white = tissue & ~gray
+    if params.border_rim_um > 0:
+        gray, white = _pial_rim_to_gray(gray, white, tissue, params.border_rim_um / spacing_um)
     min_island = params.min_island_mm2 / pixel_mm2
     gray_kept = _remove_small(gray, min_island)
     white = white | (gray & ~gray_kept)

@@ -39,6 +39,28 @@ def test_initial_search_finds_scale_and_translation():
     assert score > 0.9
 
 
+def test_truth_coordinate_files_of_a_scans_only_phantom(tiny_cohort, tmp_path):
+    """A brain without coordinate maps finds its phantom's true maps under ground_truth/<brain>/
+    coords or, made with ``synth --scans-only``, ground_truth/<brain>/inputs/coords; only complete."""
+    import shutil
+
+    from cortexgraph.data.manifest import find_brain
+    from cortexgraph.scans.register import truth_coordinate_files
+
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("B03", "B07"))
+    brain = find_brain("B01", root)
+    sections = brain.available_sections
+    assert truth_coordinate_files(brain, sections) == {}
+    inputs = root / "ground_truth" / "B01" / "inputs" / "coords"
+    shutil.copytree(root / "B01" / "coords", inputs)
+    found = truth_coordinate_files(brain, sections)
+    assert sorted(found) == sorted(sections)
+    assert all(p.parent == inputs and p.is_file() for p in found.values())
+    (inputs / f"s{sections[0]:04d}.h5").unlink()  # incomplete: not used
+    assert truth_coordinate_files(brain, sections) == {}
+
+
 def test_run_register_writes_coordinate_maps_and_measures(tiny_cohort, tmp_path):
     import shutil
 

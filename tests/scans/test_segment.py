@@ -67,6 +67,36 @@ def test_drawn_section_dice_and_open_sulcus():
     assert size == truth.shape[0]
 
 
+def test_pial_rim_of_white_becomes_gray_but_cut_white_matter_stays():
+    """A 2 px white ring along the tissue border (the partial-volume band between gray matter and
+    glass) becomes gray; white matter cut at the border (20 px wide) and the core stay white."""
+    from cortexgraph.scans.segment import _pial_rim_to_gray
+
+    yy, xx = np.mgrid[0:200, 0:200]
+    r = np.hypot(yy - 100, xx - 100)
+    tissue = r < 80
+    core = r < 40
+    ring = tissue & (r >= 78)
+    band = tissue & (np.abs(yy - 100) < 10) & (xx > 100)  # white matter reaching the border
+    white = core | ring | band
+    gray = tissue & ~white
+    rim_px = 192.0 / 64.0
+    new_gray, new_white = _pial_rim_to_gray(gray, white, tissue, rim_px)
+    assert not (new_gray & new_white).any()
+    assert ((new_gray | new_white) == tissue).all()
+    assert not (new_white & ring & ~band).any()  # the ring is gray ...
+    assert new_white[core].all()  # ... the core and the cut white matter are not
+    assert new_white[band & (r < 77)].all()
+    assert new_white[100, 170:180].all()  # the band's end at the border stays white
+    # on a drawn section, no white pixel is left within the rim of the background
+    from scipy import ndimage
+
+    image, _ = _drawn_section()
+    mask = segment_image(image, 64.0).mask
+    depth = ndimage.distance_transform_edt(mask > 0)
+    assert not ((mask == WHITE) & (depth <= rim_px)).any()
+
+
 def test_threshold_uses_the_minimum_closest_to_otsu():
     rng = np.random.default_rng(1)
     values = np.concatenate(
