@@ -240,6 +240,13 @@ class StageRun:
             measured = self.record.measured if self.record is not None else {}
         return {**measured, **extra, "reused": self.reuse, "why": self.why, "key": self.key}
 
+    def reused_outputs(self) -> list[Path]:
+        """The output files of the reused record, sorted by their record names (only when
+        ``reuse`` is True)."""
+        if not self.reuse or self.record is None:
+            raise RuntimeError(f"{self.sid.label}: reused_outputs() of a run that computes")
+        return [self.store.output(self.record, n) for n in sorted(self.record.outputs)]
+
     @property
     def why(self) -> str:
         """The reasons as one line."""

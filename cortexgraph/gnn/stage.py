@@ -728,9 +728,7 @@ def predict_brain(
         wait_s=wait_s,
     ) as stage:
         if stage.reuse:
-            record = stage.record
-            assert record is not None  # a reused stage has its record
-            return [store.output(record, n) for n in sorted(record.outputs)]
+            return stage.reused_outputs()
         model, config = load_run(run_dir)
         graph_key = stage.upstream_records[f"{brain}/build-graph"].key
         written, measured = [], {}

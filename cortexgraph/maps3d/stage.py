@@ -163,10 +163,7 @@ def map3d_area(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            record = run.record
-            assert record is not None  # a reused run holds its record
-            files = [store.output(record, n) for n in sorted(record.outputs)]
-            return run.summary(files=files)
+            return run.summary(files=run.reused_outputs())
         workdir = out_dir / f".work-{stem}"
         amap = map_area(
             brain,

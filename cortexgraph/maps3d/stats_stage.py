@@ -288,10 +288,7 @@ def stats_area(
         wait_s=wait_s,
     ) as run:
         if run.reuse:
-            record = run.record
-            assert record is not None  # a reused run holds its record
-            files = [store.output(record, n) for n in sorted(record.outputs)]
-            return run.summary(files=files)
+            return run.summary(files=run.reused_outputs())
         mask, affine = read_area_map(out_dir / f"{stem}.nii.gz")
         verts, faces = read_gifti_surface(out_dir / f"{stem}.gii")
         pverts, pfaces = read_gifti_surface(out_dir / f"{stem}_preview.gii")

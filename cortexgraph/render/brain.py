@@ -476,9 +476,7 @@ def render_brain(
             wait_s=wait_s,
         ) as stage:
             if stage.reuse:
-                record = stage.record
-                assert record is not None  # a reused stage has its record
-                written += [store.output(record, n) for n in sorted(record.outputs)]
+                written += stage.reused_outputs()
                 continue
             files, summary = _render_spec(
                 store, brain, spec, run if uses_run else None, features, with_labels, out_dir,

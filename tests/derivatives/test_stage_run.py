@@ -180,3 +180,14 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(store, tmp_path)
     assert record is not None and (store.root / "B01" / "o.txt").read_text() == "final"
     # the stale lock of the killed process did not block the rerun
     assert not sid.lock_path(store.root).exists()
+
+
+def test_reused_outputs_are_the_record_files_and_refused_when_computing(store):
+    sid = StageId("build-graph", "B01")
+    _, _, out = run_stage(store, sid, 1)
+    with StageRun(store, sid, parameters={"value": 1}) as run:
+        assert run.reuse and run.reused_outputs() == [out.resolve()]
+    with StageRun(store, sid, parameters={"value": 2}) as run:
+        assert not run.reuse
+        with pytest.raises(RuntimeError, match="of a run that computes"):
+            run.reused_outputs()

