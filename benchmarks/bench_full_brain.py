@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+STAGES = ("synth", "check", "build-graph", "features", "predict")
 
 
 def _cli() -> list[str]:
@@ -93,11 +94,23 @@ def main() -> None:
     parser.add_argument("--voxel-mm", type=float, default=0.3)
     parser.add_argument("--out-md", default=str(HERE / "results" / "full_brain.md"))
     parser.add_argument("--skip-synth", action="store_true", help="reuse the cohort in --out")
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="comma-separated stages to run, in this order: " + ",".join(STAGES),
+    )
     parser.add_argument("--write-encoder", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_encoder:
         print(write_untrained_encoder(Path(args.out), args.brain))
         return
+
+    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    if args.skip_synth and "synth" in stages:
+        stages.remove("synth")
 
     out = Path(args.out).resolve()
     logs = out.parent / f"{out.name}-logs"
@@ -106,95 +119,87 @@ def main() -> None:
     cli = _cli()
     root = ["--root", str(out)]
     b = args.brain
-    rows, setup = [], []
-    if not args.skip_synth:
-        rows.append(
-            run_stage(
-                "synth",
-                [*cli, "synth", str(out), "--preset", args.preset, "--brains", b],
-                logs / "synth.log",
-                env,
-            )
-        )
-    rows.append(run_stage("check", [*cli, "check", b, *root], logs / "check.log", env))
     voxel = str(args.voxel_mm)
-    rows.append(
-        run_stage(
-            "build-graph",
-            [*cli, "build-graph", b, *root, "--voxel-mm", voxel, "--edge-mm", voxel, "--overwrite"],
-            logs / "build-graph.log",
-            env,
-        )
-    )
-    # in a child process: the parent stays small, so no stage inherits its memory high-water mark
-    encoder = out / "derivatives" / "cortexgraph" / "encoders" / "bench-untrained" / "encoder.pt"
-    setup.append(
-        run_stage(
-            "untrained encoder (setup)",
-            [sys.executable, __file__, "--out", str(out), "--brain", b, "--write-encoder"],
-            logs / "encoder.log",
-            env,
-        )
-    )
-    rows.append(
-        run_stage(
-            "features",
-            [
-                *cli,
-                "features",
-                b,
-                *root,
-                "--encoder",
-                str(encoder),
-                "--device",
-                "cpu",
-                "--overwrite",
-            ],
-            logs / "features.log",
-            env,
-        )
-    )
-    run_name = "bench-gnn"
-    setup.append(
-        run_stage(
-            "train-gnn (setup)",
-            [
-                *cli,
-                "train-gnn",
-                *root,
-                "--name",
-                run_name,
-                "--epochs",
-                "1",
-                "--transfer",
-                "none",
-                "--preset",
-                "seeds" if args.preset == "full" else "demo",
-            ],  # fmt: skip
-            logs / "train-gnn.log",
-            env,
-        )
-    )
-    rows.append(
-        run_stage(
-            "predict",
-            [*cli, "predict", run_name, b, *root, "--device", "cpu"],
-            logs / "predict.log",
-            env,
-        )
+    rows: list[dict] = []
+    setup: list[dict] = []
+    command = (
+        f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} .venv/bin/python benchmarks/bench_full_brain.py "
+        f"--out {out} --preset {args.preset} --brain {b} --voxel-mm {voxel} --stages {','.join(stages)}"
     )
 
-    derivatives = out / "derivatives" / "cortexgraph" / b
+    def report() -> None:
+        # rewritten after every stage: a stage that fails or is stopped leaves the ones before it
+        write_report(
+            Path(args.out_md),
+            command,
+            out / "derivatives" / "cortexgraph" / b,
+            rows,
+            setup,
+            [x for x in stages if x not in {r["stage"] for r in rows}],
+        )
+
+    encoder = out / "derivatives" / "cortexgraph" / "encoders" / "bench-untrained" / "encoder.pt"
+    run_name = "bench-gnn"
+    for stage in stages:
+        if stage == "synth":
+            argv = [*cli, "synth", str(out), "--preset", args.preset, "--brains", b]
+        elif stage == "check":
+            argv = [*cli, "check", b, *root]
+        elif stage == "build-graph":
+            argv = [*cli, "build-graph", b, *root, "--voxel-mm", voxel, "--edge-mm", voxel,
+                    "--overwrite"]  # fmt: skip
+        elif stage == "features":
+            # in a child process: the parent stays small, so no stage inherits its memory
+            # high-water mark
+            setup.append(
+                run_stage(
+                    "untrained encoder (setup)",
+                    [sys.executable, __file__, "--out", str(out), "--brain", b, "--write-encoder"],
+                    logs / "encoder.log",
+                    env,
+                )
+            )
+            argv = [*cli, "features", b, *root, "--encoder", str(encoder), "--device", "cpu",
+                    "--overwrite"]  # fmt: skip
+        else:  # predict
+            setup.append(
+                run_stage(
+                    "train-gnn (setup)",
+                    [
+                        *cli,
+                        "train-gnn",
+                        *root,
+                        "--name",
+                        run_name,
+                        "--epochs",
+                        "1",
+                        "--transfer",
+                        "none",
+                        "--preset",
+                        "seeds" if args.preset == "full" else "demo",
+                    ],  # fmt: skip
+                    logs / "train-gnn.log",
+                    env,
+                )
+            )
+            argv = [*cli, "predict", run_name, b, *root, "--device", "cpu"]
+        rows.append(run_stage(stage, argv, logs / f"{stage}.log", env))
+        report()
+    print(Path(args.out_md).read_text())
+
+
+def write_report(
+    path: Path, command: str, derivatives: Path, rows: list, setup: list, not_run: list
+) -> None:
+    """Write the results page: one row per stage run, build-graph's report and phantom accuracy."""
     accuracy_path = derivatives / "qc" / "build-graph-accuracy.json"
     report_path = derivatives / "qc" / "build-graph.json"
     accuracy = json.loads(accuracy_path.read_text()) if accuracy_path.is_file() else None
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-
     lines = [
         "# One whole brain of the full preset: synth, check, build-graph, features, predict",
         "",
-        f"Command: `OMP_NUM_THREADS={env['OMP_NUM_THREADS']} .venv/bin/python "
-        f"benchmarks/bench_full_brain.py --out {out} --preset {args.preset} --voxel-mm {voxel}`",
+        f"Command: `{command}`",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"date {time.strftime('%Y-%m-%d')}. Each stage is its own process; peak RSS is that "
         "process's (`/usr/bin/time`).",
@@ -207,6 +212,8 @@ def main() -> None:
             f"| {r['stage']} | `{r['command']}` | {r['wall_s']:.0f} | {r['peak_rss_gb']:.2f} | "
             f"{r['load']} |"
         )
+    if not_run:
+        lines += ["", f"Not run (yet): {', '.join(not_run)}."]
     if report:
         rec = report.get("reconstruct", {}).get("stack", {})
         lines += [
@@ -217,8 +224,7 @@ def main() -> None:
     if accuracy is not None:
         lines += ["", "Phantom accuracy (qc/build-graph-accuracy.json):", "", "```json"]
         lines += [json.dumps(accuracy, indent=1)[:4000], "```"]
-    Path(args.out_md).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

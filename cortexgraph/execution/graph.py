@@ -243,9 +243,7 @@ def cohort_graph(
     # without its folder is an error), so on a phantom being made it waits for every brain
     check_deps = ("synth-done",) if settings.synth_preset is not None else ()
     for b in brains:
-        tasks.append(
-            Task(f"check/{b}", T.check, {"cohort_root": root, "brain_id": b}, check_deps)
-        )
+        tasks.append(Task(f"check/{b}", T.check, {"cohort_root": root, "brain_id": b}, check_deps))
     if wanted("train-encoder"):
         tasks.append(
             Task(
@@ -522,10 +520,8 @@ def execute(task: Task, derivatives: str | os.PathLike, values: Mapping[str, Any
     }
 
 
-def _execute_on_worker(
-    key: str, task_pickle: bytes, derivatives: str, dep_keys: tuple[str, ...], *dep_results
-):
-    """Dask entry: the upstream futures arrive as their result records.
+def _execute_on_worker(key: str, task_pickle: bytes, derivatives: str, values: dict[str, Any]):
+    """Dask entry: ``values`` maps each upstream task's key to its return value.
 
     The task arrives pickled, and is unpickled here rather than by Dask: a task whose function the
     worker cannot import (a worker started from another environment, a function defined in a
@@ -545,7 +541,6 @@ def _execute_on_worker(
             "(the same virtual environment and PYTHONPATH as this command)",
             exit_code=2,
         ) from None
-    values = {k: r["value"] for k, r in zip(dep_keys, dep_results, strict=True)}
     return execute(task, derivatives, values)
 
 
@@ -639,12 +634,31 @@ def run_graph(
     notify = progress or (lambda state, record, done, total: None)
     total = len(tasks)
     start = time.perf_counter()
-    if engine.serial:
-        for t in tasks:
+    waiting = list(tasks)
+
+    def upstream_values(t: Task) -> dict[str, Any]:
+        return {d: report.results[d]["value"] for d in t.dependencies()}
+
+    def failed(key: str, message: str, code: int) -> None:
+        report.failed[key] = (message, code)
+        notify("failed", {"key": key, "message": message}, _done(report), total)
+
+    def ready_tasks(at_most: int | None = None) -> list[Task]:
+        """Take off ``waiting`` the tasks whose upstream tasks have all finished (at most
+        ``at_most``, in list order), skipping those below a failure on the way (``tasks`` are in
+        dependency order, so a skip reaches everything below it in one pass)."""
+        nonlocal waiting
+        ready: list[Task] = []
+        rest: list[Task] = []
+        for n, t in enumerate(waiting):
+            if at_most is not None and len(ready) == at_most:
+                rest.extend(waiting[n:])
+                break
+            deps = t.dependencies()
             upstream_failed = next(
                 (
                     report.skipped.get(d, d)
-                    for d in t.dependencies()
+                    for d in deps
                     if d in report.failed or d in report.skipped
                 ),
                 None,
@@ -652,67 +666,76 @@ def run_graph(
             if upstream_failed is not None:
                 report.skipped[t.key] = upstream_failed
                 notify("skipped", {"key": t.key, "upstream": upstream_failed}, _done(report), total)
-                continue
-            values = {d: report.results[d]["value"] for d in t.dependencies()}
+            elif all(d in report.results for d in deps):
+                ready.append(t)
+            else:
+                rest.append(t)
+        waiting = rest
+        return ready
+
+    if engine.serial:
+        # one task at a time, in the order given
+        while batch := ready_tasks(at_most=1):
+            (t,) = batch
             try:
-                record = execute(t, derivatives, values)
+                record = execute(t, derivatives, upstream_values(t))
             except TaskFailed as exc:
-                report.failed[t.key] = (exc.message, exc.exit_code)
-                notify("failed", {"key": t.key, "message": exc.message}, _done(report), total)
+                failed(t.key, exc.message, exc.exit_code)
                 continue
             report.results[t.key] = record
             notify("done", record, _done(report), total)
         report.seconds = time.perf_counter() - start
         return report
 
+    # A task goes to Dask when its upstream tasks have finished, with their return values as plain
+    # arguments, not as futures: Dask places a task that depends on futures only on the workers that
+    # hold them, so every per-brain task below one setup task (the phantom's cohort files, the
+    # encoder) queued on the worker that ran it while the others idled. Without data dependencies
+    # the scheduler spreads ready tasks by the workers' occupancy.
     from distributed import as_completed
 
     client = engine.client
     token = secrets.token_hex(4)
-    futures: dict[str, Any] = {}
     by_future: dict[str, str] = {}
+    submitted: list[Any] = []
+    running = as_completed()
     import cloudpickle  # a dependency of distributed
 
-    for t in tasks:
-        deps = t.dependencies()
-        future = client.submit(
-            _execute_on_worker,
-            t.key,
-            cloudpickle.dumps(t),
-            str(derivatives),
-            deps,
-            *[futures[d] for d in deps],
-            key=f"{t.key}#{token}",
-            pure=False,
-            retries=engine.options.retries,
-            resources=dict(t.resources) if t.resources else None,
-            priority=t.priority,
-        )
-        futures[t.key] = future
-        by_future[future.key] = t.key
+    def submit_ready() -> None:
+        for t in ready_tasks():
+            future = client.submit(
+                _execute_on_worker,
+                t.key,
+                cloudpickle.dumps(t),
+                str(derivatives),
+                upstream_values(t),
+                key=f"{t.key}#{token}",
+                pure=False,
+                retries=engine.options.retries,
+                resources=dict(t.resources) if t.resources else None,
+                priority=t.priority,
+            )
+            by_future[future.key] = t.key
+            submitted.append(future)
+            running.add(future)
+
     try:
-        for future in as_completed(list(futures.values())):
+        submit_ready()
+        for future in running:
             key = by_future[future.key]
             if future.status == "finished":
                 record = future.result()
                 report.results[key] = record
                 notify("done", record, _done(report), total)
-                continue
-            error = future.exception()
-            if isinstance(error, TaskFailed) and error.key != key:
-                report.skipped[key] = error.key
-                notify("skipped", {"key": key, "upstream": error.key}, _done(report), total)
             else:
-                message = (
-                    error.message
-                    if isinstance(error, TaskFailed)
-                    else f"{type(error).__name__}: {error}"
-                )
-                code = error.exit_code if isinstance(error, TaskFailed) else 1
-                report.failed[key] = (message, code)
-                notify("failed", {"key": key, "message": message}, _done(report), total)
+                error = future.exception()
+                if isinstance(error, TaskFailed):
+                    failed(key, error.message, error.exit_code)
+                else:
+                    failed(key, f"{type(error).__name__}: {error}", 1)
+            submit_ready()
     finally:
-        pending = [f for f in futures.values() if not f.done()]
+        pending = [f for f in submitted if not f.done()]
         if pending:
             client.cancel(pending)
     report.seconds = time.perf_counter() - start

@@ -74,7 +74,7 @@ def encoder(cohort_root: str, out: str, loader_workers: int = 0) -> None:
     init_distributed_from_env("gloo")
     cohort = Cohort.read(cohort_root)
     preset = get_preset("tiny").with_overrides(
-        scl_epochs=3, linear_epochs=1, samples_per_area=16, batch_size=64
+        scl_epochs=3, linear_epochs=1, ce_epochs=1, samples_per_area=16, batch_size=64
     )
     table = build_patch_table(cohort, preset)
     reader = PatchReader(cohort, table, preset, cache_mb=256)
@@ -91,13 +91,13 @@ def encoder(cohort_root: str, out: str, loader_workers: int = 0) -> None:
             "ce": [h["loss"] for h in ce],
             "scl_weights": _checksum(enc),
             "ce_weights": _checksum(classifier),
-            "running_mean": float(
-                sum(
-                    m.running_mean.double().sum()
+            "running_mean": torch.cat(
+                [
+                    m.running_mean.double().reshape(-1)
                     for m in classifier.modules()
                     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                )
-            ),
+                ]
+            ).tolist(),
         },
     )
 

@@ -8,7 +8,11 @@ Tolerances (relative, per-epoch mean loss):
   epochs (the difference grows from 1e-8 in epoch 1 as training amplifies rounding).
 * GNN GAT: 2e-2. Batch norm of the hidden layers also sees the neighbours of each process's output
   nodes, and a neighbour shared by both processes' nodes is counted twice; measured 0.5 %.
-* Encoder CE: 1e-5 (measured 3e-8 over 4 epochs).
+* Encoder CE, one epoch (8 steps): loss and weights 1e-5 (measured 8e-7 and 8e-8), batch-norm running
+  means 2e-3 in relative norm (measured 3e-4). One epoch only: from the second epoch on, training
+  amplifies the rounding differences of the split batch as SCL does (below); on one machine four
+  epochs stayed within 3e-8, on another (same code, other CPU) they reached 2.5e-3, with running
+  means 10 % apart, so a longer run tests the CPU's rounding, not the data-parallel code.
 * Encoder SCL: 1e-5 in epoch 1, 1e-2 after. The contrastive loss at temperature 0.07 amplifies
   rounding differences: in one process, scaling the projections by (1 + 1e-7) moved the loss by
   6e-3 within 11 steps; two processes were 1.3e-4 apart in epoch 2 and 1.5e-3 in epoch 3.
@@ -77,9 +81,11 @@ def test_encoder_two_processes_follow_the_one_process_loss_curve(tmp_path, tiny_
     # the two processes also read their patches in a DataLoader worker each
     two = _run(["encoder", str(tiny_cohort)], tmp_path / "two.json", 2, extra=("1",))
     assert two["world_size"] == 2
+    assert len(one["ce"]) == len(two["ce"]) == 1
     np.testing.assert_allclose(two["ce"], one["ce"], rtol=1e-5)
     np.testing.assert_allclose(two["ce_weights"], one["ce_weights"], rtol=1e-5)
-    np.testing.assert_allclose(two["running_mean"], one["running_mean"], rtol=1e-5)
+    mean_one, mean_two = np.asarray(one["running_mean"]), np.asarray(two["running_mean"])
+    assert np.linalg.norm(mean_two - mean_one) <= 2e-3 * np.linalg.norm(mean_one)
     np.testing.assert_allclose(two["scl"][0], one["scl"][0], rtol=1e-5)
     np.testing.assert_allclose(two["scl"], one["scl"], rtol=1e-2)
-    assert one["ce"][-1] < one["ce"][0]
+    assert one["scl"][-1] < one["scl"][0]  # it trained
