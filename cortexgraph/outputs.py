@@ -65,6 +65,18 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
 
 
+def save_figure(fig: Any, path: str | os.PathLike, dpi: float | None = None) -> Path:
+    """Save a matplotlib figure to ``path`` atomically (format from the suffix; ``dpi``: dots per
+    inch, None: matplotlib's default) and close it; return the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def write_h5_dataset(group: Any, name: str, **create: Any) -> Any:
     """Create an HDF5 dataset in ``group`` (an open h5py File or Group) and flush the file.
 

@@ -12,6 +12,7 @@ from cortexgraph.cli.common import (
     RootOption,
     VerboseOption,
     console,
+    json_option,
     reports_errors,
     setup_logging,
 )
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
     def check(
         brain: str = BrainArgument,
         root: Path = RootOption,
-        as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
+        as_json: bool = json_option("the problems"),
         deep: bool = typer.Option(
             False, "--deep", help="Decode every chunk of every raster, values at full resolution."
         ),

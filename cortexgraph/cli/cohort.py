@@ -15,6 +15,7 @@ from cortexgraph.cli.common import (
     RootOption,
     VerboseOption,
     console,
+    json_option,
     log,
     progress_bar,
     reports_errors,
@@ -160,7 +161,7 @@ def register(app: typer.Typer) -> None:
             metavar="SECONDS",
             help="How long a task waits for a stage another process runs (default 3600).",
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        as_json: bool = json_option("the report"),
         verbose: bool = VerboseOption,
     ) -> None:
         """Run the graph path (check, build-graph, encoder, node features, GNN, evaluation,

@@ -54,6 +54,15 @@ BrainsArgument = typer.Argument(
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Recompute even when the outputs are up to date."
 )
+#: mixed precision off (commands that run an encoder on a GPU)
+NoAmpOption = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs.")
+
+
+def json_option(what: str) -> Any:
+    """The ``--json`` flag of a command that prints ``what`` (e.g. "the jobs"), as JSON on request."""
+    return typer.Option(False, "--json", help=f"Print {what} as JSON.")
+
+
 #: the torch device of every command that trains or predicts (resolve with :func:`resolve_device`
 #: where the library wants a concrete device)
 DeviceOption = typer.Option(

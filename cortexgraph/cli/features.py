@@ -11,6 +11,7 @@ from cortexgraph.cli.common import (
     STAGE,
     BrainArgument,
     DeviceOption,
+    NoAmpOption,
     OverwriteOption,
     RootOption,
     StageFlags,
@@ -92,7 +93,7 @@ def register(app: typer.Typer) -> None:
             "--keep-running-bn",
             help="Keep the batch-norm running averages of training (do not recompute them).",
         ),
-        no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
+        no_amp: bool = NoAmpOption,
         tsne: bool = typer.Option(False, "--tsne", help="Add a t-SNE panel to embedding.png."),
         transfer: str = typer.Option(
             None,
@@ -232,7 +233,7 @@ def register(app: typer.Typer) -> None:
             "the brain's image spacing).",
         ),
         device: str = DeviceOption,
-        no_amp: bool = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs."),
+        no_amp: bool = NoAmpOption,
         *,
         flags: StageFlags,
     ) -> None:

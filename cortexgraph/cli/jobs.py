@@ -18,6 +18,7 @@ from cortexgraph.cli.common import (
     VerboseOption,
     command,
     console,
+    json_option,
     reports_errors,
     setup_logging,
 )
@@ -196,7 +197,7 @@ def register(app: typer.Typer) -> None:
 
     @command(jobs_app, "list", WHERE)
     def list_cmd(
-        as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
+        as_json: bool = json_option("the jobs"),
         verbose: bool = VerboseOption,
         *,
         where: dict,

@@ -20,6 +20,7 @@ from cortexgraph.cli.common import (
     StageFlags,
     command,
     console,
+    json_option,
     reports_errors,
     resolve_device,
     split_list,
@@ -588,7 +589,7 @@ def _brain_launcher(brain):
 def jobs_list(
     brain_name: str = BrainArgument,
     root: Path = RootOption,
-    as_json: bool = typer.Option(False, "--json", help="Print the jobs as JSON."),
+    as_json: bool = json_option("the jobs"),
 ) -> None:
     """List the brain's jobs: id, state, progress."""
     import json

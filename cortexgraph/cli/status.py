@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from cortexgraph.cli.common import RootOption, VerboseOption, console, reports_errors, setup_logging
+from cortexgraph.cli.common import (
+    RootOption,
+    VerboseOption,
+    console,
+    json_option,
+    reports_errors,
+    setup_logging,
+)
 
 _STYLE = {"done": "green", "stale": "yellow", "missing": "dim", "running": "cyan"}
 
@@ -20,7 +27,7 @@ def register(app: typer.Typer) -> None:
             None, metavar="BRAINS", help="Brains to show (default: all)."
         ),
         root: Path = RootOption,
-        as_json: bool = typer.Option(False, "--json", help="Print the states as JSON."),
+        as_json: bool = json_option("the states"),
         verbose: bool = VerboseOption,
     ) -> None:
         """Show every stage of the cohort's brains: done, stale (with what changed), missing,

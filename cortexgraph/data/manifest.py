@@ -58,19 +58,9 @@ SECTION_COLUMNS = (
 )
 SECTION_FILE_COLUMNS = ("image", "mask", "annotation", "contours", "coords")
 SECTION_FLAG_COLUMNS = ("missing", "mirrored", "excluded")
-TRANSFORM_COLUMNS = (
-    "moving",
-    "fixed",
-    "m00",
-    "m01",
-    "m02",
-    "m10",
-    "m11",
-    "m12",
-    "m20",
-    "m21",
-    "m22",
-)
+#: the entries ``m<row><col>`` of a 3x3 homogeneous matrix, row by row (a transform row's matrix)
+MATRIX_COLUMNS = ("m00", "m01", "m02", "m10", "m11", "m12", "m20", "m21", "m22")
+TRANSFORM_COLUMNS = ("moving", "fixed", *MATRIX_COLUMNS)
 AREA_COLUMNS = ("id", "name", "color")
 DERIVATIVES = Path("derivatives") / "cortexgraph"
 
@@ -907,7 +897,7 @@ class Brain:
                 )
                 continue
             try:
-                values = [float(row[c]) for c in TRANSFORM_COLUMNS[2:]]
+                values = [float(row[c]) for c in MATRIX_COLUMNS]
             except ValueError:
                 found.add(
                     f"line {line}: transform {moving} -> {fixed} holds a value that is not a number",
@@ -1348,6 +1338,23 @@ def find_brain(name: str | os.PathLike, root: str | os.PathLike | None = None) -
     return Brain.read(folder, cohort=cohort)
 
 
+def brain_in_cohort(
+    brain: Brain | str | os.PathLike, root: str | os.PathLike | None = None
+) -> tuple[Brain, Cohort]:
+    """``(brain, its cohort)``: ``brain`` as given, or a brain id / folder resolved with
+    :func:`find_brain` (``root``); CortexgraphError when the brain lies outside a cohort (it has no
+    area table then)."""
+    if not isinstance(brain, Brain):
+        brain = find_brain(brain, root)
+    if brain.cohort is None:
+        raise CortexgraphError(
+            "the brain is not inside a cohort (no area table)",
+            file=brain.root,
+            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
+        )
+    return brain, brain.cohort
+
+
 def find_cohort(root: str | os.PathLike | None = None) -> Cohort:
     """The cohort at ``root`` or ``$CORTEXGRAPH_ROOT`` or the working directory."""
     root = Path(root or os.environ.get("CORTEXGRAPH_ROOT") or ".")
@@ -1367,6 +1374,7 @@ __all__ = [
     "DATA_ROOT_PREFIX",
     "DERIVATIVES",
     "FORMAT_VERSION",
+    "MATRIX_COLUMNS",
     "SECTION_COLUMNS",
     "SECTION_TABLE",
     "TRANSFORM_COLUMNS",
@@ -1377,6 +1385,7 @@ __all__ = [
     "Cohort",
     "Findings",
     "SectionRecord",
+    "brain_in_cohort",
     "find_brain",
     "find_cohort",
     "findings_of",

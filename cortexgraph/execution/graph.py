@@ -350,26 +350,21 @@ def cohort_graph(
                 records=(f"{b}/records/predict@*.json",),
             )  # fmt: skip
         )
-    if wanted("project"):
+    # the stages that draw a run's predictions, each brain after its predict task
+    for stage, func, enabled in (
+        ("project", T.project, wanted("project")),
+        ("render", T.render, wanted("render") and settings.render),
+    ):
+        if not enabled:
+            continue
         for b in selected:
             tasks.append(
                 Task(
-                    f"project/{b}",
-                    T.project,
+                    f"{stage}/{b}",
+                    func,
                     {"cohort_root": root, "brain_id": b, "run": run, "wait_s": wait_s},
                     (f"predict/{b}",),
-                    records=(f"{b}/records/project@*.json",),
-                )
-            )
-    if wanted("render") and settings.render:
-        for b in selected:
-            tasks.append(
-                Task(
-                    f"render/{b}",
-                    T.render,
-                    {"cohort_root": root, "brain_id": b, "run": run, "wait_s": wait_s},
-                    (f"predict/{b}",),
-                    records=(f"{b}/records/render@*.json",),
+                    records=(f"{b}/records/{stage}@*.json",),
                 )
             )
     if wanted("map3d") and settings.map3d_areas:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexgraph.data.manifest import AreaTable
-from cortexgraph.outputs import atomic_path
+from cortexgraph.outputs import save_figure
 from cortexgraph.training.metrics import confusion_matrix
 
 __all__ = ["row_normalised_confusion", "pca_2d", "confusion_figure", "embedding_figure"]
@@ -50,15 +50,6 @@ def _colours(areas: AreaTable, labels: np.ndarray) -> np.ndarray:
 
     rgb = display_colours(areas).astype(np.float64) / 255.0
     return rgb[np.clip(labels, 0, len(rgb) - 1)]
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return Path(path)
 
 
 def confusion_figure(
@@ -123,7 +114,7 @@ def confusion_figure(
 
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "viridis"), cax=fig.add_axes((0.95, 0.3, 0.012, 0.4)))
     bar.set_label("share of the row's patches", fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def _name_clusters(ax, xy: np.ndarray, y: np.ndarray, areas: AreaTable, halo) -> None:
@@ -220,4 +211,4 @@ def embedding_figure(
     if title:
         fig.suptitle(f"encoder {title}: features of {split} patches", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.3 * legend_cols / (11.0 + 1.3 * legend_cols), 1))
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)

@@ -145,6 +145,17 @@ def build_preset_encoder(
     return encoder
 
 
+def _initial_encoder(
+    preset: EncoderPreset, seed: int, init_state: dict | None, device: torch.device
+) -> BaseEncoder | ResNetEncoder:
+    """The preset's encoder as a training run starts it: initialised from ``seed``, or with the
+    weights ``init_state`` when given, on ``device``."""
+    encoder = build_preset_encoder(preset, seed)
+    if init_state is not None:
+        encoder.load_state_dict(init_state)
+    return encoder.to(device)
+
+
 def _batches(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Consecutive batches; a last batch smaller than half a batch joins the previous one."""
     n = len(indices)
@@ -396,10 +407,7 @@ def train_scl(
     (encoder, history): the trained encoder (head dropped) on ``device``, one dict per epoch.
     """
     device = torch.device(device)
-    encoder = build_preset_encoder(preset, seed)
-    if init_state is not None:
-        encoder.load_state_dict(init_state)
-    encoder = encoder.to(device)
+    encoder = _initial_encoder(preset, seed, init_state, device)
     head = ProjectionHead(encoder.feature_dim, preset.projection_dim, seed=seed + 1).to(device)
     model = _distributed(nn.Sequential(encoder, head), device)
     run = _Run(
@@ -515,10 +523,7 @@ def train_ce(
     linear epoch budget (``preset.ce_epoch_budget``); from ``init_state`` when given (the
     contrastive paper's ``distance`` baseline starts from the distance pre-training)."""
     device = torch.device(device)
-    encoder = build_preset_encoder(preset, seed)
-    if init_state is not None:
-        encoder.load_state_dict(init_state)
-    encoder = encoder.to(device)
+    encoder = _initial_encoder(preset, seed, init_state, device)
     classifier = PatchClassifier(encoder, num_classes, seed=seed + 2).to(device)
     history = _train_classifier(
         "ce",

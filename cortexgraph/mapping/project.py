@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortexgraph.data.manifest import Brain, find_brain, format_tsv
+from cortexgraph.data.manifest import Brain, brain_in_cohort, format_tsv
 from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.gnn.stage import run_settings
@@ -255,14 +255,7 @@ def project_brain(
     from cortexgraph.derivatives.inputs import brain_inputs
     from cortexgraph.derivatives.layout import label_source_dir
 
-    if not isinstance(brain, Brain):
-        brain = find_brain(brain, root)
-    if brain.cohort is None:
-        raise CortexgraphError(
-            "the brain is not inside a cohort (no area table)",
-            file=brain.root,
-            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
-        )
+    brain, _ = brain_in_cohort(brain, root)
     source = source_name(run, labels)
     store = Derivatives.of(brain)
     out_dir = label_source_dir(store.root, brain.id, source)

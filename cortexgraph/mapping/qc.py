@@ -16,7 +16,7 @@ import numpy as np
 
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.mapping.nodes import NodeSectionTable
-from cortexgraph.outputs import atomic_path
+from cortexgraph.outputs import save_figure
 
 QC_VIEWS = ("lateral", "dorsal", "posterior")
 """Views of the midsurfaces (lateral = from the left, :func:`cortexgraph.render.surface.view_camera`)."""
@@ -123,8 +123,4 @@ def build_graph_qc_figure(
         "the midsurfaces"
     )
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

@@ -33,6 +33,7 @@ In memory or out of core
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -250,39 +251,44 @@ def build_area_map(
     info["voxels"]["interpolated"] = count(mask)
     info["seconds"]["interpolate"] = time.perf_counter() - t
 
+    def filter_step(in_memory: Callable, blockwise: Callable) -> None:
+        """``mask`` through a filter: ``in_memory(mask)``, or out of core ``blockwise(mask,
+        out=<the other memmap>, ...)``, after which the two memmaps swap roles."""
+        nonlocal mask, vol_b
+        if out_of_core:
+            assert vol_b is not None  # opened above out of core
+            blockwise(mask, out=vol_b, chunk_vox=chunk_vox, num_workers=num_workers)
+            mask, vol_b = vol_b, mask
+        else:
+            mask = in_memory(mask)
+
     t = time.perf_counter()
     say("median")
     if median_size > 1:
-        if out_of_core:
-            assert vol_b is not None  # opened above out of core
-            binary_median_filter_blockwise(
-                mask, median_size, out=vol_b, chunk_vox=chunk_vox, num_workers=num_workers
-            )
-            mask, vol_b = vol_b, mask
-        else:
-            mask = binary_median_filter(mask, median_size)
+        filter_step(
+            functools.partial(binary_median_filter, size=median_size),
+            functools.partial(binary_median_filter_blockwise, size=median_size),
+        )
     info["voxels"]["median"] = count(mask)
     info["seconds"]["median"] = time.perf_counter() - t
 
     t = time.perf_counter()
     say("components")
     if min_component_mm3 > 0:
-        if out_of_core:
-            assert vol_b is not None  # opened above out of core
-            remove_small_components_blockwise(
-                mask,
-                min_component_mm3,
+        filter_step(
+            functools.partial(
+                remove_small_components,
+                min_volume_mm3=min_component_mm3,
                 voxel_size_mm=tuple(voxel),
                 connectivity=connectivity,
-                out=vol_b,
-                chunk_vox=chunk_vox,
-                num_workers=num_workers,
-            )
-            mask, vol_b = vol_b, mask
-        else:
-            mask = remove_small_components(
-                mask, min_component_mm3, voxel_size_mm=tuple(voxel), connectivity=connectivity
-            )
+            ),
+            functools.partial(
+                remove_small_components_blockwise,
+                min_volume_mm3=min_component_mm3,
+                voxel_size_mm=tuple(voxel),
+                connectivity=connectivity,
+            ),
+        )
     info["voxels"]["final"] = count(mask)
     info["seconds"]["components"] = time.perf_counter() - t
     if out_of_core:

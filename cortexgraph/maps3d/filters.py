@@ -235,6 +235,16 @@ def _median_from_source(mask, block: tuple[slice, ...], sizes: tuple[int, ...]) 
     return _median_block(region.view(np.uint8), sizes)
 
 
+def _bool_output(out, shape: tuple[int, ...]):
+    """The destination of a blockwise filter: ``out`` (ValueError unless of ``shape``, the input
+    volume's shape in voxels), or a new all-False bool array of that shape when None."""
+    if out is None:
+        return np.zeros(shape, dtype=bool)
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out has shape {out.shape}, mask {shape}")
+    return out
+
+
 def binary_median_filter_blockwise(
     mask,
     size: int | Sequence[int] = 11,
@@ -276,10 +286,7 @@ def binary_median_filter_blockwise(
 
     shape = tuple(mask.shape)
     sizes = _as_sizes(size, len(shape))
-    if out is None:
-        out = np.zeros(shape, dtype=bool)
-    elif tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {out.shape}, mask {shape}")
+    out = _bool_output(out, shape)
     if out is mask:
         raise ValueError("out must not be the input volume (blocks read their neighbours)")
 
@@ -462,10 +469,9 @@ def remove_small_components_blockwise(
     out : writable array of bool, optional
         Destination (may be ``mask`` itself: pass 2 reads and writes each block once). Default: a
         new in-memory array.
-    chunk_vox : int or sequence of int, default 128
-        Block edge in voxels.
-    num_workers : int, default 2
-        Threads of the dask scheduler.
+    chunk_vox, num_workers
+        As in :func:`binary_median_filter_blockwise` (block edge in voxels, default 128; threads of
+        the dask scheduler, default 2).
 
     Returns
     -------
@@ -475,10 +481,7 @@ def remove_small_components_blockwise(
 
     shape = tuple(mask.shape)
     structure = _structure(len(shape), connectivity)
-    if out is None:
-        out = np.zeros(shape, dtype=bool)
-    elif tuple(out.shape) != shape:
-        raise ValueError(f"out has shape {out.shape}, mask {shape}")
+    out = _bool_output(out, shape)
     chunk = _chunk_per_axis(chunk_vox, len(shape))
     grid = tuple(-(-n // c) for n, c in zip(shape, chunk, strict=True))
     slices = {

@@ -19,12 +19,12 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cortexgraph.data.manifest import Brain
+from cortexgraph.data.manifest import Brain, brain_in_cohort
 from cortexgraph.data.names import check_name, slug
 from cortexgraph.derivatives import Derivatives, StageId, StageRun
 from cortexgraph.derivatives.inputs import brain_inputs
 from cortexgraph.derivatives.layout import maps3d_dir
-from cortexgraph.errors import CortexgraphError, ParameterError
+from cortexgraph.errors import ParameterError
 
 __all__ = [
     "MapOptions",
@@ -104,13 +104,7 @@ def _source(source: str) -> str:
 
 def _areas(brain: Brain):
     """The brain's cohort area table (areas.tsv); refuses a brain outside a cohort."""
-    if brain.cohort is None:
-        raise CortexgraphError(
-            "the brain is not inside a cohort (no area table)",
-            file=brain.root,
-            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
-        )
-    return brain.cohort.areas
+    return brain_in_cohort(brain)[1].areas
 
 
 def _area(brain: Brain, area: str | int):

@@ -450,7 +450,7 @@ def area_picture(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cortexgraph.outputs import atomic_path
+    from cortexgraph.outputs import save_figure
 
     verts = np.asarray(vertices_mm, dtype=float)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
@@ -514,8 +514,4 @@ def area_picture(
             lines += textwrap.wrap(f"{r['hemisphere']}: {r['note']}", 62, subsequent_indent="  ")
     text.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)

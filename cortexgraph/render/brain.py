@@ -53,7 +53,7 @@ from cortexgraph.data.colors import (
     colour_classes,
     scalar_colours,
 )
-from cortexgraph.data.manifest import AreaTable, Brain, find_brain, read_tsv
+from cortexgraph.data.manifest import AreaTable, Brain, brain_in_cohort, read_tsv
 from cortexgraph.data.names import slug
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.gnn.stage import run_settings
@@ -432,14 +432,7 @@ def render_brain(
     from cortexgraph.derivatives import Derivatives, StageId, StageRun
     from cortexgraph.derivatives.layout import render_dir
 
-    if not isinstance(brain, Brain):
-        brain = find_brain(brain, root)
-    if brain.cohort is None:
-        raise CortexgraphError(
-            "the brain is not inside a cohort (no area table)",
-            file=brain.root,
-            fix="keep the brain folder inside its cohort folder (cohort.toml, areas.tsv)",
-        )
+    brain, _ = brain_in_cohort(brain, root)
     specs = parse_specs(labels)
     unknown_views = [v for v in views if v not in VIEWS]
     if unknown_views:

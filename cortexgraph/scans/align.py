@@ -962,11 +962,11 @@ def alignment_accuracy(
 def read_transform_table(path) -> dict[tuple[int, int], np.ndarray]:
     """A transforms.tsv (docs/data-format.md) as ``{(moving, fixed): 3x3}``, without the brain's
     checks (used for a phantom's ground truth)."""
-    from cortexgraph.data.manifest import TRANSFORM_COLUMNS, read_tsv
+    from cortexgraph.data.manifest import MATRIX_COLUMNS, TRANSFORM_COLUMNS, read_tsv
 
     out = {}
     for row in read_tsv(path, TRANSFORM_COLUMNS):
-        matrix = np.array([float(row[c]) for c in TRANSFORM_COLUMNS[2:]]).reshape(3, 3)
+        matrix = np.array([float(row[c]) for c in MATRIX_COLUMNS]).reshape(3, 3)
         out[(int(row["moving"]), int(row["fixed"]))] = matrix
     return out
 

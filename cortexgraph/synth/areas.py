@@ -53,6 +53,43 @@ class LaminarProfile:
     blur: float = 0.03  # width of layer transitions as a fraction of depth
 
 
+#: the laminar profiles of the areas named after real ones, in place of the smooth random field's:
+#: ``name: (fraction, density, size_um, thickness_mm, blur)`` as in :class:`LaminarProfile`
+#: (``fraction`` before it is normalised to sum 1)
+NAMED_PROFILES: dict[
+    str, tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], float, float]
+] = {
+    "hOc1": (
+        (0.10, 0.07, 0.18, 0.33, 0.14, 0.18),
+        (0.10, 1.20, 0.75, 1.45, 0.35, 0.80),
+        (7.0, 8.0, 11.0, 7.0, 18.0, 11.0),
+        2.0,
+        0.03,
+    ),
+    "hOc2": (
+        (0.10, 0.08, 0.26, 0.16, 0.18, 0.22),
+        (0.12, 1.10, 0.70, 1.15, 0.40, 0.70),
+        (7.0, 9.0, 13.0, 8.0, 18.0, 12.0),
+        2.2,
+        0.03,
+    ),
+    "4p": (
+        (0.08, 0.05, 0.32, 0.01, 0.32, 0.22),
+        (0.10, 0.60, 0.45, 0.30, 0.40, 0.55),
+        (8.0, 11.0, 20.0, 10.0, 42.0, 15.0),
+        3.6,
+        0.03,
+    ),
+    "p24a": (
+        (0.12, 0.06, 0.28, 0.02, 0.30, 0.22),
+        (0.15, 0.70, 0.60, 0.55, 0.75, 0.70),
+        (8.0, 12.0, 15.0, 10.0, 17.0, 14.0),
+        2.8,
+        0.12,
+    ),
+}
+
+
 @dataclass(frozen=True)
 class AreaLayout:
     """Areas (ids 1..K), the template vertex -> area index map and the profiles."""
@@ -216,28 +253,10 @@ def build_area_layout(
         size = BASE_SIZE_UM * np.exp(0.25 * f[12:18] + JITTER * rng.normal(size=6))
         thickness = BASE_THICKNESS_MM * float(np.exp(0.12 * f[18]))
         blur = 0.03
-        name = names[area_id]
-        if name == "hOc1":
-            fraction = np.array([0.10, 0.07, 0.18, 0.33, 0.14, 0.18])
-            density = np.array([0.10, 1.20, 0.75, 1.45, 0.35, 0.80])
-            size = np.array([7.0, 8.0, 11.0, 7.0, 18.0, 11.0])
-            thickness = 2.0
-        elif name == "hOc2":
-            fraction = np.array([0.10, 0.08, 0.26, 0.16, 0.18, 0.22])
-            density = np.array([0.12, 1.10, 0.70, 1.15, 0.40, 0.70])
-            size = np.array([7.0, 9.0, 13.0, 8.0, 18.0, 12.0])
-            thickness = 2.2
-        elif name == "4p":
-            fraction = np.array([0.08, 0.05, 0.32, 0.01, 0.32, 0.22])
-            density = np.array([0.10, 0.60, 0.45, 0.30, 0.40, 0.55])
-            size = np.array([8.0, 11.0, 20.0, 10.0, 42.0, 15.0])
-            thickness = 3.6
-        elif name == "p24a":
-            fraction = np.array([0.12, 0.06, 0.28, 0.02, 0.30, 0.22])
-            density = np.array([0.15, 0.70, 0.60, 0.55, 0.75, 0.70])
-            size = np.array([8.0, 12.0, 15.0, 10.0, 17.0, 14.0])
-            thickness = 2.8
-            blur = 0.12
+        named = NAMED_PROFILES.get(names[area_id])
+        if named is not None:  # drawn all the same: the random stream stays the same
+            fraction, density, size = (np.array(v) for v in named[:3])
+            thickness, blur = named[3:]
         profiles[area_id] = LaminarProfile(
             fraction=fraction / fraction.sum(),
             density=density,

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -382,7 +383,13 @@ def _section_job(n: int) -> SectionRecord:
     seed: int = state["seed"]
     root: Path = state["root"]
     name = _name(n)
-    chunk = spec.chunk_px
+
+    def write(path: Path, raster: np.ndarray, spacing_um: float, kind: str) -> None:
+        """One raster of the section (``kind``: intensity or labels; ``spacing_um``: its pixel
+        spacing), in the preset's chunks, with the section number among its attributes."""
+        write_raster(
+            path, raster, spacing_um, kind=kind, chunk_px=spec.chunk_px, attrs={"section": n}
+        )
 
     # tissue mask level (whole canvas) -> artefacts, tissue bounding box
     mask_shape = geometry.raster_shape(spec.mask_spacing_um)
@@ -391,14 +398,7 @@ def _section_job(n: int) -> SectionRecord:
     artefacts = draw_artefacts(rng, coarse.tissue, spec.mask_spacing_um, spec.artefacts_per_section)
     mask = coarse.tissue.copy()
     mask[artefacts.removed(raw_points(mask_shape, spec.mask_spacing_um))] = 0
-    write_raster(
-        root / "masks" / f"{name}.h5",
-        mask,
-        spec.mask_spacing_um,
-        kind="labels",
-        chunk_px=chunk,
-        attrs={"section": n},
-    )
+    write(root / "masks" / f"{name}.h5", mask, spec.mask_spacing_um, "labels")
 
     # image level, only inside the tissue bounding box (glass elsewhere)
     image_shape = geometry.raster_shape(spec.image_spacing_um)
@@ -426,14 +426,7 @@ def _section_job(n: int) -> SectionRecord:
             artefacts.removed(xy),
         )
         image[rows, cols] = window
-    write_raster(
-        root / "images" / f"{name}.h5",
-        image,
-        spec.image_spacing_um,
-        kind="intensity",
-        chunk_px=chunk,
-        attrs={"section": n},
-    )
+    write(root / "images" / f"{name}.h5", image, spec.image_spacing_um, "intensity")
 
     # canonical coordinates
     cc = sample_section(template, brain, geometry, n, spec.coords_spacing_um)
@@ -445,27 +438,15 @@ def _section_job(n: int) -> SectionRecord:
     coords_shape = geometry.raster_shape(spec.coords_spacing_um)
     lost = artefacts.removed(raw_points(coords_shape, spec.coords_spacing_um))
     coords[(cc.tissue == 0) | lost] = np.nan
-    write_raster(
-        root / "coords" / f"{name}.h5",
-        coords,
-        spec.coords_spacing_um,
-        kind="intensity",
-        chunk_px=chunk,
-        attrs={"section": n},
-    )
+    write(root / "coords" / f"{name}.h5", coords, spec.coords_spacing_um, "intensity")
 
     # ground-truth labels and (sparse, partial) annotations
     if spec.annotation_spacing_um == spec.mask_spacing_um:
         labels = coarse.area
     else:
         labels = sample_section(template, brain, geometry, n, spec.annotation_spacing_um).area
-    write_raster(
-        state["truth_root"] / "labels" / f"{name}.h5",
-        labels,
-        spec.annotation_spacing_um,
-        kind="labels",
-        chunk_px=chunk,
-        attrs={"section": n},
+    write(
+        state["truth_root"] / "labels" / f"{name}.h5", labels, spec.annotation_spacing_um, "labels"
     )
     record = SectionRecord(
         section=n,
@@ -477,26 +458,20 @@ def _section_job(n: int) -> SectionRecord:
     if n in geometry.annotated:
         annotation = _annotation(labels, brain, spec, brain_rng(seed, brain.brain_id, 7, n))
         if annotation.any():
-            write_raster(
+            write(
                 root / "annotations" / f"{name}.h5",
                 annotation,
                 spec.annotation_spacing_um,
-                kind="labels",
-                chunk_px=chunk,
-                attrs={"section": n},
+                "labels",
             )
             contours = label_image_to_contours(
                 annotation, spec.annotation_spacing_um, state["names"]
             )
             write_contours(root / "annotations" / f"{name}.geojson", contours)
-            record = SectionRecord(
-                section=n,
-                image=record.image,
-                mask=record.mask,
-                coords=record.coords,
+            record = replace(
+                record,
                 annotation=f"annotations/{name}.h5",
                 contours=f"annotations/{name}.geojson",
-                mirrored=record.mirrored,
             )
     return record
 

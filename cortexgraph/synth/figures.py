@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexgraph.errors import CortexgraphError
+from cortexgraph.outputs import save_figure
 
 
 def _colour_table(cohort) -> np.ndarray:
@@ -74,10 +75,7 @@ def section_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
         ax.axis("off")
     fig.suptitle(f"phantom {brain_id}, section {best} ({cohort.name})")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=90)
 
 
 def areas_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
@@ -126,10 +124,7 @@ def areas_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
         ax.set_title(title)
         ax.axis("off")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=80)
 
 
 def harder_figure(
@@ -220,10 +215,7 @@ def harder_figure(
         ax.set_xlabel("mm")
     fig.suptitle(f"phantom {preset} seed {seed}, {brain_id} section {n}, {spacing_um:g} um pixels")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=80)
 
 
 class _AreasOnly:

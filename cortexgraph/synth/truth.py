@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
-from cortexgraph.data.manifest import Brain, format_tsv
+from cortexgraph.data.manifest import MATRIX_COLUMNS, Brain, format_tsv
 from cortexgraph.meshes import io as meshes_io
 from cortexgraph.outputs import atomic_path, write_json_atomic, write_text_atomic
 from cortexgraph.synth.deform import BrainModel
@@ -203,18 +203,7 @@ def write_ground_truth(
     write_text_atomic(
         root / "misalignment.tsv",
         format_tsv(
-            (
-                "section",
-                "m00",
-                "m01",
-                "m02",
-                "m10",
-                "m11",
-                "m12",
-                "mirrored",
-                "missing",
-                "annotated",
-            ),
+            ("section", *MATRIX_COLUMNS[:6], "mirrored", "missing", "annotated"),
             rows,
         ),
     )

@@ -41,6 +41,18 @@ def _index_of(labels: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(sorted_labels[pos] == y, order[pos], -1).astype(np.int64)
 
 
+def _class_indices(y_true, y_pred, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, ti, pi)``: the class ids (:func:`_resolve_labels`) and each sample's position in
+    them for the true and the predicted class (int64, -1 for a class not in ``labels``); checks that
+    both arrays hold integer class ids for the same number of samples."""
+    y_true = _as_1d(y_true, "y_true")
+    y_pred = _as_1d(y_pred, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {y_true.size} samples, y_pred {y_pred.size}")
+    labels = _resolve_labels(y_true, y_pred, labels)
+    return labels, _index_of(labels, y_true), _index_of(labels, y_pred)
+
+
 def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
     """Confusion matrix ``CM[i, j]`` = number of samples of class ``labels[i]`` predicted ``labels[j]``.
 
@@ -55,13 +67,8 @@ def confusion_matrix(y_true, y_pred, labels=None) -> np.ndarray:
     -------
     numpy.ndarray of int64, shape (C, C)
     """
-    y_true = _as_1d(y_true, "y_true")
-    y_pred = _as_1d(y_pred, "y_pred")
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {y_true.size} samples, y_pred {y_pred.size}")
-    labels = _resolve_labels(y_true, y_pred, labels)
+    labels, ti, pi = _class_indices(y_true, y_pred, labels)
     c = labels.size
-    ti, pi = _index_of(labels, y_true), _index_of(labels, y_pred)
     keep = (ti >= 0) & (pi >= 0)
     flat = ti[keep] * c + pi[keep]
     return np.bincount(flat, minlength=c * c).reshape(c, c).astype(np.int64)
@@ -77,13 +84,8 @@ def per_class_f1(y_true, y_pred, labels=None) -> tuple[np.ndarray, np.ndarray]:
         0 for a class that occurs but is never correctly predicted; NaN for a class absent from both
         ``y_true`` and ``y_pred``.
     """
-    y_true = _as_1d(y_true, "y_true")
-    y_pred = _as_1d(y_pred, "y_pred")
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {y_true.size} samples, y_pred {y_pred.size}")
-    labels = _resolve_labels(y_true, y_pred, labels)
+    labels, ti, pi = _class_indices(y_true, y_pred, labels)
     c = labels.size
-    ti, pi = _index_of(labels, y_true), _index_of(labels, y_pred)
     # counted over all samples, so a prediction of class k for a sample whose true class is not in
     # ``labels`` is still a false positive of k (as in scikit-learn)
     n_true = np.bincount(ti[ti >= 0], minlength=c).astype(np.float64)

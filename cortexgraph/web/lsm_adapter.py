@@ -56,6 +56,7 @@ from cortexgraph.web.security import NotFoundError
 __all__ = [
     "CLASS_AREA",
     "OUTSIDE_ROI",
+    "IntervalTraining",
     "PredictionSet",
     "jobs_root",
     "launcher_of",
@@ -153,27 +154,36 @@ def source_of(arch: str, interval: tuple[int, int]) -> str:
     return f"lsm-{arch}-{layout.interval_name(interval)}"
 
 
+@dataclass(frozen=True)
+class IntervalTraining:
+    """How the local model of an interval is trained: the options of ``cortexgraph lsm train`` that
+    the web app sets."""
+
+    arch: str = "ms"  #: --arch: the network architecture
+    preset: str = "auto"  #: --preset
+    iterations: int | None = None  #: --iterations; None: the preset's
+    seed: int = 0  #: --seed
+    max_interval_mm: float | None = None  #: --max-interval-mm (mm); None: the command's default
+
+
 def interval_argv(
     brain: Brain,
     area: Area,
     interval: tuple[int, int],
-    *,
-    arch: str = "ms",
-    preset: str = "auto",
-    iterations: int | None = None,
-    seed: int = 0,
-    max_interval_mm: float | None = None,
+    training: IntervalTraining | None = None,
 ) -> list[str]:
-    """The command (after ``cortexgraph``) that trains the local model of ``interval`` and predicts
-    the sections between its two ends (``max_interval_mm``: the ``--max-interval-mm`` of the
-    command; None: its default)."""
+    """The command (after ``cortexgraph``) that trains the local model of ``interval`` (two section
+    numbers) with ``training`` (default :class:`IntervalTraining`) and predicts the sections between
+    its two ends."""
+    training = training or IntervalTraining()
     s, t = sorted(int(v) for v in interval)
     argv = ["lsm", "train", str(brain.root), "--area", str(area.id), "--sections", f"{s},{t}"]
-    argv += ["--arch", arch, "--preset", preset, "--seed", str(int(seed)), "--predict"]
-    if iterations is not None:
-        argv += ["--iterations", str(int(iterations))]
-    if max_interval_mm is not None:
-        argv += ["--max-interval-mm", f"{float(max_interval_mm):g}"]
+    argv += ["--arch", training.arch, "--preset", training.preset]
+    argv += ["--seed", str(int(training.seed)), "--predict"]
+    if training.iterations is not None:
+        argv += ["--iterations", str(int(training.iterations))]
+    if training.max_interval_mm is not None:
+        argv += ["--max-interval-mm", f"{float(training.max_interval_mm):g}"]
     return argv
 
 
@@ -181,33 +191,22 @@ def start_interval_job(
     brain: Brain,
     area: Area,
     interval: tuple[int, int],
+    training: IntervalTraining | None = None,
     *,
-    arch: str = "ms",
-    preset: str = "auto",
-    iterations: int | None = None,
-    seed: int = 0,
     threads: int | None = None,
-    max_interval_mm: float | None = None,
 ) -> str:
-    """Submit the local model of ``interval`` as a job of the cohort's engine; returns the job id.
+    """Submit the local model of ``interval`` (:func:`interval_argv`) as a job of the cohort's
+    engine; returns the job id.
 
     ``threads``: the CPU cores the job asks the engine for, and ``OMP_NUM_THREADS`` of its process.
     """
     from cortexgraph.execution.launcher import JobSpec
 
+    training = training or IntervalTraining()
     s, t = sorted(int(v) for v in interval)
-    argv = interval_argv(
-        brain,
-        area,
-        (s, t),
-        arch=arch,
-        preset=preset,
-        iterations=iterations,
-        seed=seed,
-        max_interval_mm=max_interval_mm,
-    )
+    argv = interval_argv(brain, area, (s, t), training)
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}
-    name = f"web-{layout.area_slug(area)}-{arch}-{s}-{t}"
+    name = f"web-{layout.area_slug(area)}-{training.arch}-{s}-{t}"
     spec = JobSpec(name=name, argv=argv, cpus=int(threads or 1), env=env, cwd=str(brain.root))
     return launcher_of(brain).submit(spec)
 

@@ -15,6 +15,8 @@ Endpoints::
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Header, Request, Response
 
@@ -26,6 +28,9 @@ from cortexgraph.web.annotations import (
 )
 from cortexgraph.web.routes import state_of
 from cortexgraph.web.security import InvalidError
+
+if TYPE_CHECKING:
+    from cortexgraph.data.manifest import Brain
 
 router = APIRouter()
 
@@ -49,6 +54,28 @@ async def _json_body(request: Request) -> object:
         raise InvalidError(f"the body is not JSON ({exc})") from None
 
 
+async def _write(
+    request: Request,
+    brain_id: str,
+    section: int,
+    write: Callable[[Brain, int, Any, str], dict],
+    value: Any,
+    if_match: str,
+) -> dict:
+    """``write(brain, section, value, version)`` (:func:`save_annotation` or
+    :func:`restore_version`) in a worker thread, ``version`` the If-Match header without its
+    quotes; afterwards the app forgets its cached copy of the brain (the write rewrote the section
+    table). Returns what ``write`` returns."""
+    from starlette.concurrency import run_in_threadpool
+
+    state = state_of(request)
+    brain = state.brain(brain_id)
+    state.section(brain, section)
+    result = await run_in_threadpool(write, brain, section, value, if_match.strip('"'))
+    state.forget(brain.id)
+    return result
+
+
 @router.put("/brains/{brain_id}/sections/{section}/annotation")
 async def save(
     request: Request,
@@ -56,15 +83,8 @@ async def save(
     section: int,
     if_match: str = Header(..., alias="If-Match"),
 ) -> dict:
-    from starlette.concurrency import run_in_threadpool
-
-    state = state_of(request)
     payload = await _json_body(request)
-    brain = state.brain(brain_id)
-    state.section(brain, section)
-    result = await run_in_threadpool(save_annotation, brain, section, payload, if_match.strip('"'))
-    state.forget(brain.id)
-    return result
+    return await _write(request, brain_id, section, save_annotation, payload, if_match)
 
 
 @router.get("/brains/{brain_id}/sections/{section}/annotation/history")
@@ -82,18 +102,11 @@ async def restore(
     section: int,
     if_match: str = Header(..., alias="If-Match"),
 ) -> dict:
-    from starlette.concurrency import run_in_threadpool
-
-    state = state_of(request)
     payload = await _json_body(request)
     entry = payload.get("id") if isinstance(payload, dict) else None
     if not isinstance(entry, str):
         raise InvalidError('restore needs {"id": "<version id from the history>"}')
-    brain = state.brain(brain_id)
-    state.section(brain, section)
-    result = await run_in_threadpool(restore_version, brain, section, entry, if_match.strip('"'))
-    state.forget(brain.id)
-    return result
+    return await _write(request, brain_id, section, restore_version, entry, if_match)
 
 
 @router.get("/brains/{brain_id}/annotations/{area_key}.geojson")

@@ -114,16 +114,15 @@ async def start(request: Request, brain_id: str) -> dict:
                 "two sections where the area is drawn",
                 section=section,
             )
-    job_id = lsm_adapter.start_interval_job(
-        brain,
-        area,
-        (s, t),
+    training = lsm_adapter.IntervalTraining(
         arch=arch,
         preset=preset,
         iterations=iterations,
         seed=int(defaults.get("seed", 0)),
-        threads=state.settings.job_threads,
         max_interval_mm=max_interval_mm,
+    )
+    job_id = lsm_adapter.start_interval_job(
+        brain, area, (s, t), training, threads=state.settings.job_threads
     )
     return _summary(brain, lsm_adapter.job_status(brain, job_id))
 
