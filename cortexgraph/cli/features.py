@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
@@ -12,15 +11,10 @@ from cortexgraph.cli.common import (
     BrainArgument,
     DeviceOption,
     NoAmpOption,
-    OverwriteOption,
-    RootOption,
     StageFlags,
-    VerboseOption,
     command,
     console,
     log,
-    reports_errors,
-    setup_logging,
     stage_progress,
     with_progress,
 )
@@ -69,10 +63,8 @@ def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> N
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train-encoder")
-    @reports_errors
+    @command(app, "train-encoder", STAGE)
     def train_encoder_cmd(
-        root: Path = RootOption,
         preset: str = typer.Option(
             "auto",
             help="Encoder preset: full, full-base, phantom-full, demo, tiny, or auto (by the "
@@ -140,8 +132,8 @@ def register(app: typer.Typer) -> None:
             help="Processes that read patches while the model trains (default: 0 on 2 CPUs, "
             "else min(4, CPUs - 2)). Any number gives the same batches.",
         ),
-        overwrite: bool = OverwriteOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Train the patch encoder (SCL + linear evaluation) and the CE baseline of a cohort, or a
         distance pre-training (--method distance).
@@ -157,9 +149,8 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.features.train import train_encoder
 
-        setup_logging(verbose)
         started = time.time()
-        cohort = find_cohort(root)
+        cohort = find_cohort(flags.root)
         _announce_encoder(cohort, preset, device, epochs)
         overrides = {
             "scl_epochs": epochs,
@@ -185,7 +176,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 device=device,
                 amp=not no_amp,
-                overwrite=overwrite,
+                overwrite=flags.overwrite,
+                wait_s=flags.wait_s,
                 tsne=tsne,
                 overrides={k: v for k, v in overrides.items() if v is not None},
                 progress=callback,

@@ -13,16 +13,11 @@ from cortexgraph.cli.common import (
     STAGE,
     BrainsArgument,
     DeviceOption,
-    OverwriteOption,
-    RootOption,
     StageFlags,
-    VerboseOption,
     command,
     console,
     log,
     progress_bar,
-    reports_errors,
-    setup_logging,
 )
 from cortexgraph.errors import CortexgraphError
 
@@ -151,8 +146,7 @@ def register(app: typer.Typer) -> None:
             )
         console.print(f"[bold green]run written to {run_dir}[/]")
 
-    @app.command("evaluate")
-    @reports_errors
+    @command(app, "evaluate", STAGE)
     def evaluate_cmd(
         runs: list[str] = typer.Argument(
             None, metavar="RUNS", help="Run names or folders to score."
@@ -169,21 +163,20 @@ def register(app: typer.Typer) -> None:
         transfer: str = typer.Option("B07", "--transfer", help="Transfer brain for --compare."),
         seed: int = typer.Option(0, "--seed", help="Seed of runs trained by --compare."),
         device: str = DeviceOption,
-        root: Path = RootOption,
-        overwrite: bool = OverwriteOption,
-        verbose: bool = VerboseOption,
+        *,
+        flags: StageFlags,
     ) -> None:
         """Macro F1 on test sections and on the transfer brain, per-area F1, comparisons."""
         from rich.table import Table
 
         from cortexgraph.gnn.evaluate import compare_models, evaluate_run
 
-        setup_logging(verbose)
+        root, overwrite, wait_s = flags.root, flags.overwrite, flags.wait_s
         if not runs and not compare:
             raise CortexgraphError("nothing to evaluate", fix="name runs, or use --compare")
         table = Table("run", "test F1", "test nodes", "transfer F1", "transfer nodes")
         for run in runs or []:
-            result = evaluate_run(run, root, device=device, overwrite=overwrite)
+            result = evaluate_run(run, root, device=device, overwrite=overwrite, wait_s=wait_s)
             table.add_row(
                 result["name"],
                 _fmt(result["test_f1"]),
@@ -210,6 +203,7 @@ def register(app: typer.Typer) -> None:
                     device=device,
                     overwrite=overwrite,
                     progress=lambda _m, _d, _t: advance(1),
+                    wait_s=wait_s,
                 )
             comparison = Table("model", "test F1", "transfer F1")
             for row in rows:

@@ -306,6 +306,7 @@ def train_distance_encoder(
     overwrite: bool = False,
     cache_mb: float = 1024.0,
     progress=None,
+    wait_s: float = 0.0,
 ) -> Path:
     """Run (or reuse) the distance pre-training stage (module docstring).
 
@@ -317,7 +318,7 @@ def train_distance_encoder(
     name : the encoder folder.
     settings : :class:`~cortexgraph.features.distance.DistanceSettings`.
     branch : ``features`` or ``lsm-hr`` (E_HR of the LSM configuration of ``lsm_preset``).
-    seed, device, amp, overwrite, cache_mb, progress : as for ``train_encoder``.
+    seed, device, amp, overwrite, cache_mb, progress, wait_s : as for ``train_encoder``.
 
     Returns
     -------
@@ -390,6 +391,7 @@ def train_distance_encoder(
         inputs=files,
         upstream=upstream,
         overwrite=overwrite,
+        wait_s=wait_s,
     ) as run:
         if run.reuse:
             return out / "distance.pt"

@@ -749,6 +749,7 @@ def train_encoder(
     branch: str = "features",
     lsm_preset: str = "auto",
     loader_workers: int | None = None,
+    wait_s: float = 0.0,
 ) -> Path:
     """Train the patch encoder of a cohort (SCL + linear evaluation, and the CE baseline).
 
@@ -763,6 +764,8 @@ def train_encoder(
         takes its local GPU.
     amp : mixed precision on GPUs (ignored on CPU).
     overwrite : retrain even when the encoder is current (its checkpoints are removed).
+    wait_s : seconds to wait for another process training the same encoder (its lock) before
+        refusing with exit status 3 (:class:`~cortexgraph.derivatives.StageRun`).
     tsne : add a t-SNE panel to ``embedding.png`` (sklearn; seconds for a few thousand patches).
     cache_mb : memory for cached patch windows (:class:`PatchReader`).
     overrides : preset fields to replace (``scl_epochs``, ``samples_per_area``, ...;
@@ -803,7 +806,7 @@ def train_encoder(
         return train_distance_encoder(
             cohort, preset, name, settings=DistanceSettings().with_overrides(**(distance or {})),
             branch=branch, lsm_preset=lsm_preset, seed=seed, device=device, amp=amp,
-            overwrite=overwrite, cache_mb=cache_mb, progress=progress,
+            overwrite=overwrite, cache_mb=cache_mb, progress=progress, wait_s=wait_s,
         )  # fmt: skip
     if method != "scl":
         raise CortexgraphError(f"unknown method {method!r}", fix="use scl or distance")
@@ -842,6 +845,7 @@ def train_encoder(
         inputs=[*files, cohort.area_table_path],
         upstream=upstream,
         overwrite=overwrite,
+        wait_s=wait_s,
         follower=not is_main_process(),
     ) as run:
         if run.reuse:

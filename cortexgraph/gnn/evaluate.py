@@ -122,6 +122,7 @@ def evaluate_run(
     device: str | None = None,
     overwrite: bool = False,
     batch_size: int = 8192,
+    wait_s: float = 0.0,
 ) -> dict[str, Any]:
     """Score one trained run on test sections and on the transfer brain; write ``evaluation/``.
 
@@ -133,9 +134,12 @@ def evaluate_run(
         Default: the run's cohort.
     device : str, optional
     overwrite : bool
-        Recompute even if ``evaluation/metrics.json`` is newer than ``model.pt``.
+        Recompute even when the evaluation record is current.
     batch_size : int
         Scored nodes per forward pass (each computed on its exact k-hop neighbourhood).
+    wait_s : float
+        Seconds to wait for another process evaluating the same run (its lock) before refusing
+        (:class:`~cortexgraph.derivatives.StageRun`).
 
     Returns
     -------
@@ -173,6 +177,7 @@ def evaluate_run(
         inputs=[cohort.area_table_path],
         upstream=upstream,
         overwrite=overwrite,
+        wait_s=wait_s,
     ) as stage:
         if stage.reuse:
             return json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -305,9 +310,13 @@ def evaluate_runs(
     *,
     device: str | None = None,
     overwrite: bool = False,
+    wait_s: float = 0.0,
 ) -> list[dict[str, Any]]:
     """:func:`evaluate_run` for each run, in order."""
-    return [evaluate_run(r, cohort_root, device=device, overwrite=overwrite) for r in runs]
+    return [
+        evaluate_run(r, cohort_root, device=device, overwrite=overwrite, wait_s=wait_s)
+        for r in runs
+    ]
 
 
 def _display_name(model: str, layers: int, features: Sequence[str]) -> str:
@@ -327,6 +336,7 @@ def compare_models(
     overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     specs: Sequence[tuple[str, int, Sequence[str]]] | None = None,
+    wait_s: float = 0.0,
 ) -> tuple[Path, Path, list[dict[str, Any]]]:
     """Train (or reuse) and evaluate the runs of one of the GNN paper's comparisons; table + bar chart.
 
@@ -345,6 +355,8 @@ def compare_models(
         ``progress(mode, done, total)`` after each run.
     specs : sequence of (model, layers, features), optional
         Run these instead of :func:`comparison_runs` ``(mode)`` (a partial comparison).
+    wait_s : float
+        Seconds each training and evaluation waits for another process holding its lock.
 
     Returns
     -------
@@ -372,8 +384,11 @@ def compare_models(
             seed=seed,
             device=device,
             overwrite=overwrite,
+            wait_s=wait_s,
         )
-        result = evaluate_run(run_dir, cohort.root, device=device, overwrite=overwrite)
+        result = evaluate_run(
+            run_dir, cohort.root, device=device, overwrite=overwrite, wait_s=wait_s
+        )
         rows.append(
             {
                 "label": _display_name(model, layers, features),

@@ -55,12 +55,16 @@ def test_device_and_wait_read_the_same_everywhere():
         if "wait" in params and name != "run-cohort":  # the engine's tasks wait (default 3600 s)
             assert params["wait"].default == 0.0 and params["wait"].opts == ["--wait"], name
         names = [p.name for p in command.params]
+        # every command that recomputes on request takes a lock, so it can also wait for it
+        # (ingest writes a brain's input files, not a stage's outputs: no lock)
+        assert "overwrite" not in names or "wait" in names or name == "ingest", name
         if {"root", "overwrite", "wait", "verbose"} <= set(names) and "flags" not in names:
             stages.append(name)
             assert names[-5:] == ["root", "overwrite", "wait", "verbose", "debug"], name
     assert {"train-gnn", "predict", "features", "lsm chain", "lsm gsm", "lsm train",
             "lsm predict"} <= set(devices)  # fmt: skip
-    assert {"map3d", "stats", "build-graph", "align", "lsm chain", "lsm evaluate"} <= set(stages)
+    assert {"map3d", "stats", "build-graph", "align", "lsm chain", "lsm evaluate", "train-encoder",
+            "evaluate"} <= set(stages)  # fmt: skip
 
 
 def test_map3d_and_stats_share_their_map_options():
