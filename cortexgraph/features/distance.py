@@ -58,7 +58,8 @@ from torch import nn
 
 from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.features.encoders import encoder_feature_dim
-from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
+from cortexgraph.features.payload import cpu_state, read_payload, write_payload
+from cortexgraph.training.checkpoint import plain
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,10 @@ class DistanceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"distance setting {name} = {value!r} must be an integer >= 1")
-        if isinstance(self.test_every, bool) or not isinstance(self.test_every, int) or (
-            self.test_every < 2
+        if (
+            isinstance(self.test_every, bool)
+            or not isinstance(self.test_every, int)
+            or (self.test_every < 2)
         ):
             raise ParameterError(f"test_every = {self.test_every!r} must be an integer >= 2")
         for name in ("pairs_per_patch", "lr", "alpha", "degree_exponent"):

@@ -325,7 +325,6 @@ def train_distance_encoder(
     Path of ``distance.pt``.
     """
     from cortexgraph.features.dataset import PatchReader, PatchTable, build_patch_table
-    from cortexgraph.features.payload import plain
     from cortexgraph.features.train import (
         _cluster_table,
         _evaluate,
@@ -336,6 +335,7 @@ def train_distance_encoder(
     )
     from cortexgraph.lsm.config import config_to_dict
     from cortexgraph.outputs import write_json_atomic
+    from cortexgraph.training.checkpoint import plain
     from cortexgraph.training.runtime import pick_device, seed_everything
 
     settings = settings or DistanceSettings()

@@ -17,16 +17,7 @@ from torch import nn
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.outputs import atomic_path
 
-__all__ = ["plain", "cpu_state", "write_payload", "read_payload"]
-
-
-def plain(value):
-    """Nested values for ``torch.save(weights_only)``: tuples -> lists, dict keys -> strings."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
+__all__ = ["cpu_state", "write_payload", "read_payload"]
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -81,10 +81,10 @@ from cortexgraph.features.encoders import (
     count_parameters,
     encoder_feature_dim,
 )
-from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
+from cortexgraph.features.payload import cpu_state, read_payload, write_payload
 from cortexgraph.features.presets import EncoderPreset, get_preset, preset_for_spacing
 from cortexgraph.outputs import write_json_atomic
-from cortexgraph.training.checkpoint import load_checkpoint, save_checkpoint
+from cortexgraph.training.checkpoint import load_checkpoint, plain, save_checkpoint
 from cortexgraph.training.lars import LARS, lars_param_groups
 from cortexgraph.training.losses import supervised_contrastive_loss
 from cortexgraph.training.metrics import macro_f1, per_class_f1

@@ -638,12 +638,12 @@ def train_gnn(
         if not is_main_process():
             return run_dir
 
-        from cortexgraph.gnn.train import _plain
+        from cortexgraph.training.checkpoint import plain
 
         payload = {
             "format": MODEL_FORMAT,
             "version": MODEL_VERSION,
-            "model_config": _plain(net.config),
+            "model_config": plain(net.config),
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "features": list(features),
             "encoder": encoder,

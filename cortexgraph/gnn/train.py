@@ -33,7 +33,12 @@ import torch.nn.functional as F
 from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.gnn.models import NodeClassifier
 from cortexgraph.gnn.sampler import NodeBatch, NodeBatcher
-from cortexgraph.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from cortexgraph.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    plain,
+    save_checkpoint,
+)
 from cortexgraph.training.lars import LARS, lars_param_groups
 from cortexgraph.training.runtime import (
     all_reduce_sum,
@@ -399,20 +404,11 @@ def train_node_classifier(
                     optimizer,
                     epoch=epoch + 1,
                     scaler=scaler,
-                    extra={"history": history, "model_config": _plain(base.config)},
+                    extra={"history": history, "model_config": plain(base.config)},
                 )
             if progress is not None:
                 progress(dict(record))
     return history
-
-
-def _plain(obj):
-    """Config as plain Python values (safe for ``torch.load(weights_only=True)``)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from cortexgraph.outputs import atomic_path
 from cortexgraph.training.runtime import unwrap_model
 
 __all__ = [
+    "plain",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
@@ -34,6 +35,16 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 LAST_NAME = "last.pt"
+
+
+def plain(value: Any) -> Any:
+    """Nested values for ``torch.save`` files read with ``weights_only=True``: tuples -> lists, dict
+    keys -> strings; other values as they are."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def get_rng_state() -> dict[str, Any]:

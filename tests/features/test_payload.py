@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cortexgraph.errors import CortexgraphError
-from cortexgraph.features.payload import cpu_state, plain, read_payload, write_payload
+from cortexgraph.features.payload import cpu_state, read_payload, write_payload
+from cortexgraph.training.checkpoint import plain
 
 
 def test_payload_round_trip_and_errors(tmp_path):
