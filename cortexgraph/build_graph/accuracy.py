@@ -53,7 +53,7 @@ __all__ = [
 
 def truth_folder(brain: Brain) -> Path | None:
     """``<cohort>/ground_truth/<brain>`` if the brain belongs to a phantom cohort, else None."""
-    folder = brain.root.parent / "ground_truth" / brain.id
+    folder = brain.ground_truth
     return folder if (folder / "midsurface_lh.gii").is_file() else None
 
 
@@ -121,7 +121,7 @@ def build_graph_accuracy(brain: Brain, truth: Path | None = None) -> dict:
     if truth is None:
         raise CortexgraphError(
             f"brain {brain.id} has no phantom ground truth",
-            file=brain.root.parent / "ground_truth" / brain.id,
+            file=brain.ground_truth,
             fix="accuracy can only be measured on a cohort made by `cortexgraph synth`",
         )
     outputs = build_graph_outputs(brain)

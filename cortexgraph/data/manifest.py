@@ -63,6 +63,8 @@ MATRIX_COLUMNS = ("m00", "m01", "m02", "m10", "m11", "m12", "m20", "m21", "m22")
 TRANSFORM_COLUMNS = ("moving", "fixed", *MATRIX_COLUMNS)
 AREA_COLUMNS = ("id", "name", "color")
 DERIVATIVES = Path("derivatives") / "cortexgraph"
+#: folder of a phantom cohort's ground truth, next to its brains (docs/phantom.md)
+GROUND_TRUTH = "ground_truth"
 
 MAX_AREA_ID = 65535
 """Area ids are stored in uint16 label images."""
@@ -589,6 +591,13 @@ class Brain:
         """Output folder of this brain: ``<cohort>/derivatives/cortexgraph/<brain>``."""
         base = self.cohort.root if self.cohort is not None else self.root.parent
         return base / DERIVATIVES / self.id
+
+    @property
+    def ground_truth(self) -> Path:
+        """Ground-truth folder of this brain in a phantom cohort: ``<cohort>/ground_truth/<brain>``
+        (written by ``cortexgraph synth``; absent for real brains)."""
+        base = self.cohort.root if self.cohort is not None else self.root.parent
+        return base / GROUND_TRUTH / self.id
 
     def path(
         self,
@@ -1373,6 +1382,7 @@ __all__ = [
     "COHORT_MANIFEST",
     "DATA_ROOT_PREFIX",
     "DERIVATIVES",
+    "GROUND_TRUTH",
     "FORMAT_VERSION",
     "MATRIX_COLUMNS",
     "SECTION_COLUMNS",

@@ -91,7 +91,7 @@ def truth_labels_dir(brain) -> Path | None:
     """The phantom's full ground truth ``<cohort>/ground_truth/<brain>/labels`` (None if absent)."""
     if brain.cohort is None:
         return None
-    folder = brain.cohort.root / "ground_truth" / brain.id / "labels"
+    folder = brain.ground_truth / "labels"
     return folder if folder.is_dir() else None
 
 

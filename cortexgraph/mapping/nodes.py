@@ -261,7 +261,7 @@ def ground_truth_graphs(
 
     if brain.cohort is None:
         raise CortexgraphError("the brain is not inside a cohort", file=brain.root)
-    truth = brain.cohort.root / "ground_truth" / brain.id
+    truth = brain.ground_truth
     written = []
     stack = SectionStack(brain)
     for hemi in hemis:

@@ -84,7 +84,7 @@ def truth_labels_folder(brain: Brain) -> Path | None:
     """The phantom's full true label images ``ground_truth/<brain>/labels`` (None elsewhere)."""
     if brain.cohort is None:
         return None
-    candidate = brain.cohort.root / "ground_truth" / brain.id / "labels"
+    candidate = brain.ground_truth / "labels"
     return candidate if candidate.is_dir() else None
 
 

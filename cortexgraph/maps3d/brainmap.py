@@ -130,8 +130,7 @@ def _raster_reader(path: Path) -> Callable[[], tuple[np.ndarray, float]]:
 
 
 def _truth_folder(brain: Brain) -> Path:
-    base = brain.cohort.root if brain.cohort is not None else brain.root.parent
-    return base / "ground_truth" / brain.id / "labels"
+    return brain.ground_truth / "labels"
 
 
 def _section_of(name: str) -> int | None:

@@ -206,7 +206,7 @@ def _true_measures(brain: Brain) -> dict[tuple[str, str], dict]:
 
     if brain.cohort is None:
         return {}
-    path = brain.cohort.root / "ground_truth" / brain.id / "area_measures.tsv"
+    path = brain.ground_truth / "area_measures.tsv"
     if not path.is_file():
         return {}
     out: dict[tuple[str, str], dict] = {}

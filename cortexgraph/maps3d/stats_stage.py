@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from cortexgraph.data.manifest import Brain
+from cortexgraph.data.manifest import GROUND_TRUTH, Brain
 from cortexgraph.data.names import slug
 from cortexgraph.derivatives import Derivatives, StageId, StageRun
 from cortexgraph.derivatives.inputs import brain_inputs
@@ -120,7 +120,7 @@ def reference_for(brain: Brain, reference: str | Path | None = None) -> tuple[di
             )
         values, files = {}, []
         for other in cohort.brain_ids:
-            path = cohort.root / "ground_truth" / other / "area_measures.tsv"
+            path = cohort.root / GROUND_TRUTH / other / "area_measures.tsv"
             if not path.is_file():
                 continue
             files.append(path)

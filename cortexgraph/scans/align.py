@@ -997,7 +997,7 @@ def truth_transforms_path(brain):
     """``<cohort>/ground_truth/<brain>/transforms.tsv`` when the brain is a phantom's, else None."""
     if brain.cohort is None:
         return None
-    path = brain.cohort.root / "ground_truth" / brain.id / "transforms.tsv"
+    path = brain.ground_truth / "transforms.tsv"
     return path if path.is_file() else None
 
 

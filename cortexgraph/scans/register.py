@@ -427,7 +427,7 @@ def truth_coordinate_files(brain, sections: Sequence[int]) -> dict[int, Path]:
     """
     if brain.cohort is None:
         return {}
-    truth = brain.cohort.root / "ground_truth" / brain.id
+    truth = brain.ground_truth
     for folder in (truth / "coords", truth / "inputs" / "coords"):
         found = {s: folder / f"s{s:04d}.h5" for s in sections}
         if all(p.is_file() for p in found.values()):

@@ -534,8 +534,7 @@ def segment_brain(
     )
     if overrides:
         files = [*files, Path(overrides)]
-    truth_root = (brain.cohort.root if brain.cohort else brain.root.parent) / "ground_truth"
-    truth_root = truth_root / brain.id / "inputs" / "masks"
+    truth_root = brain.ground_truth / "inputs" / "masks"
     store = Derivatives.of(brain)
     out_root = brain.derivatives / "segment"
     report = progress or (lambda stage, done, total: None)

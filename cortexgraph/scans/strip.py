@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortexgraph.data.manifest import Cohort
+from cortexgraph.data.manifest import GROUND_TRUTH, Cohort
 from cortexgraph.data.raster import Raster
 from cortexgraph.errors import ParameterError
 from cortexgraph.outputs import atomic_path, write_text_atomic
@@ -161,7 +161,7 @@ def strip_to_scans(
             report(stage, done, len(records))
         listing = write_text_atomic(scans / "sections.tsv", "\n".join(rows) + "\n")
         lists.append(listing)
-        target = cohort.root / "ground_truth" / brain_id / TRUTH_INPUTS
+        target = cohort.root / GROUND_TRUTH / brain_id / TRUTH_INPUTS
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)

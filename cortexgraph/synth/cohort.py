@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from cortexgraph.data.annotations import label_image_to_contours, write_contours
-from cortexgraph.data.manifest import AreaTable, Brain, Cohort, SectionRecord, format_tsv
+from cortexgraph.data.manifest import (
+    GROUND_TRUTH,
+    AreaTable,
+    Brain,
+    Cohort,
+    SectionRecord,
+    format_tsv,
+)
 from cortexgraph.data.raster import write_raster
 from cortexgraph.outputs import _json_default, write_json_atomic, write_text_atomic
 from cortexgraph.synth import truth
@@ -158,7 +165,7 @@ def prepare_cohort(
             len(template.layout.areas), spec.transition_mm, spec.area_seed
         )
         write_text_atomic(
-            out / "ground_truth" / "transition_widths.tsv",
+            out / GROUND_TRUTH / "transition_widths.tsv",
             format_tsv(
                 ("area_id", "area", "transition_mm"),
                 [(a.id, a.name, f"{widths[a.id]:.4f}") for a in template.layout.areas],
@@ -276,7 +283,7 @@ def synthesize_brain(
     )
     if spec.profile_variability > 0:
         write_profiles(
-            cohort.root / "ground_truth" / brain_id / "laminar_profiles.tsv", profiles, names
+            cohort.root / GROUND_TRUTH / brain_id / "laminar_profiles.tsv", profiles, names
         )
     return cohort.root / brain_id
 
@@ -313,7 +320,7 @@ def _synthesize_brain(
     brain_model = make_brain(template, spec, brain_id, seed)
     geometry = plan_sections(template, brain_model, spec, seed)
     root = cohort.root / brain_id
-    truth_root = cohort.root / "ground_truth" / brain_id
+    truth_root = cohort.root / GROUND_TRUTH / brain_id
     brain = Brain(
         id=brain_id,
         root=root,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cortexgraph.data.manifest import GROUND_TRUTH
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.outputs import save_figure
 
@@ -59,7 +60,7 @@ def section_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
     mask = Raster(brain.path(record.mask)).read_level(0)
     annotation = Raster(brain.path(record.annotation)).read_level(0)
     truth = Raster(
-        cohort_root / "ground_truth" / brain_id / "labels" / f"s{best:04d}.h5"
+        cohort_root / GROUND_TRUTH / brain_id / "labels" / f"s{best:04d}.h5"
     ).read_level(0)
     tissue_colours = np.array([[1, 1, 1], [0.75, 0.75, 0.95], [0.45, 0.3, 0.55]])
     fig, axes = plt.subplots(1, 4, figsize=(20, 5.6))
@@ -99,7 +100,7 @@ def areas_figure(cohort_root: Path, out: Path, brain_id: str = "B07") -> Path:
         (surface.vertices_mm, surface.faces, layout.vertex_area, (0, 180), "template, lateral"),
         (surface.vertices_mm, surface.faces, layout.vertex_area, (0, 0), "template, medial"),
     ]
-    gt = cohort_root / "ground_truth" / brain_id / "midsurface_lh.gii"
+    gt = cohort_root / GROUND_TRUTH / brain_id / "midsurface_lh.gii"
     if gt.is_file():
         vertices, faces, labels = read_gifti_surface(gt)
         meshes.append((vertices, faces, labels, (10, 180), f"{brain_id} true midsurface (world)"))

@@ -137,8 +137,7 @@ def _ids_cached(path: Path) -> list[int]:
 
 
 def _truth_path(brain: Brain, section: int) -> Path:
-    base = brain.cohort.root if brain.cohort is not None else brain.root.parent
-    return base / "ground_truth" / brain.id / "labels" / f"s{int(section):04d}.h5"
+    return brain.ground_truth / "labels" / f"s{int(section):04d}.h5"
 
 
 def section_overlays(brain: Brain, section: int, with_legend: bool = True) -> list[Overlay]:
