@@ -47,9 +47,9 @@ class BuildGraphParameters:
     hemispheres : ``auto`` (brain.toml's ``hemispheres`` when declared, else found:
         :func:`~cortexgraph.reconstruct.hemispheres.find_hemispheres`), ``both``, ``lh`` or ``rh`` (a brain of one hemisphere).
     min_hemisphere_fraction, max_fissure_tissue_ratio : when found, two hemispheres need at least this
-        share of the cortex on each side of the fissure plane, and the plane (or one within two
-        voxels) may cut at most this share of the median tissue of a sagittal plane (the fissure is
-        nearly empty; a plane through one hemisphere cuts white and gray matter).
+        share of the cortex on each side of the fissure plane, and the plane must lie in a valley of
+        the tissue per sagittal plane: at most this share of the larger planes on either side
+        (:func:`~cortexgraph.reconstruct.hemispheres.fissure_dip`; one hemisphere has no valley).
     max_hole_edges : holes of the remeshed midsurfaces bounded by at most this many edges are
         closed (the cut ends of a slab are longer loops); 0 keeps them.
     max_spike_ratio : vertices sticking out of their neighbours by more than this many median edge
@@ -78,7 +78,7 @@ class BuildGraphParameters:
     tissue_patch_mm: float = 4.0
     hemispheres: str = "auto"
     min_hemisphere_fraction: float = 0.2
-    max_fissure_tissue_ratio: float = 0.35
+    max_fissure_tissue_ratio: float = 0.8
     max_hole_edges: int = 30
     max_spike_ratio: float = 1.0
 

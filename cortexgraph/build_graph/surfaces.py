@@ -202,12 +202,14 @@ def _hemispheres(
         )
         if len(hemispheres) == 1:
             log.warning(
-                "found one hemisphere (%.0f%% of the cortex left of the best plane, which cuts "
-                "%.0f%% of a typical sagittal plane's tissue): building it as %s. Fix: "
+                "found one hemisphere (%.0f%% of the cortex left of the best plane, which holds "
+                "%.0f%% of the tissue of the larger planes on its two sides; two hemispheres need "
+                "a valley, at most %.0f%%): building it as %s. Fix: "
                 'declare hemispheres = ["lh"] or ["rh"] in brain.toml (or ["lh", "rh"] if both '
                 "are there)",
                 100 * measures["cortex_left_fraction"],
                 100 * measures["fissure_tissue_ratio"],
+                100 * params.max_fissure_tissue_ratio,
                 hemispheres[0],
             )
         return hemispheres, midline, {**measures, "source": "found"}

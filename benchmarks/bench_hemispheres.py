@@ -1,0 +1,88 @@
+"""Benchmark: are both hemispheres of a whole phantom brain found, and how accurate is each midsurface?
+
+For each seed: one whole brain (no posterior slab) at the tiny preset's resolution (every 60th
+section, 160 µm/px) through the library's ``synthesize_cohort``, then ``cortexgraph build-graph``
+with the default ``--hemispheres auto``; the report lists the hemispheres found, the fissure plane,
+its dip ratio (``reconstruct.hemispheres.fissure_dip``), the share of the cortex left of it, and the
+mean distance of each hemisphere's midsurface to the phantom's true one.
+
+    python benchmarks/bench_hemispheres.py OUT --seeds 0,1,2 [--voxel-mm 1.2] [--md FILE]
+
+OUT is a work folder (outside the repository); a cohort per seed is written there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def whole_brain(out: Path, seed: int) -> Path:
+    """A one-brain (B07) whole-brain cohort at the tiny preset's resolution in ``out``."""
+    from cortexgraph.synth.cohort import synthesize_cohort
+    from cortexgraph.synth.presets import PRESETS
+
+    spec = replace(PRESETS["tiny"], name="tiny-whole", slab_posterior_mm=None, brains=("B07",))
+    if not (out / "synth.json").exists():
+        synthesize_cohort(out, spec, seed=seed, workers=1)
+    return out
+
+
+def build(root: Path, voxel_mm: float) -> dict:
+    """``cortexgraph build-graph B07`` with automatic hemispheres; the measures of its reports."""
+    argv = [sys.executable, "-m", "cortexgraph.cli.main", "build-graph", "B07", "--root", str(root)]
+    argv += ["--voxel-mm", str(voxel_mm), "--edge-mm", str(voxel_mm)]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    qc = root / "derivatives" / "cortexgraph" / "B07" / "qc"
+    report = json.loads((qc / "build-graph.json").read_text())["midsurfaces"]
+    accuracy = json.loads((qc / "build-graph-accuracy.json").read_text())
+    row = {
+        "wall_s": wall,
+        "hemispheres": report["hemispheres"],
+        "midline_x_mm": report["midline_x_mm"],
+        "dip": report["fissure"].get("fissure_tissue_ratio"),
+        "left": report["fissure"].get("cortex_left_fraction"),
+    }
+    for hemi in ("lh", "rh"):
+        if hemi in accuracy:
+            row[f"{hemi}_mean_mm"] = accuracy[hemi]["distance_mm_mean"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--voxel-mm", type=float, default=1.2)
+    parser.add_argument("--md", type=Path, default=None, help="append a table to this file")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    lines = [
+        "| seed | hemispheres found | plane x mm | dip ratio | cortex left | lh mean mm | rh mean mm "
+        "| build-graph s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        root = whole_brain(args.out / f"seed{seed}", seed)
+        row = build(root, args.voxel_mm)
+        lines.append(
+            f"| {seed} | {' '.join(row['hemispheres'])} | {row['midline_x_mm']:.1f} | "
+            f"{row['dip']:.2f} | {row['left']:.2f} | {row.get('lh_mean_mm', float('nan')):.3f} | "
+            f"{row.get('rh_mean_mm', float('nan')):.3f} | {row['wall_s']:.0f} |"
+        )
+        print(lines[-1], flush=True)
+    if args.md is not None:
+        with args.md.open("a") as out:
+            out.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
