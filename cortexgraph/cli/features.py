@@ -11,13 +11,18 @@ from cortexgraph.cli.common import (
     BrainArgument,
     DeviceOption,
     NoAmpOption,
+    ParametersFile,
     StageFlags,
     command,
     console,
     log,
+    parameters_group,
     stage_progress,
     with_progress,
 )
+
+#: the parameters dataclass of features (imported when the command runs)
+FEATURES_PARAMETERS = "cortexgraph.features.parameters:FeaturesParameters"
 
 
 def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> None:
@@ -215,7 +220,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"{run}: macro F1 {text}", highlight=False)
         console.print(f"[bold green]encoder written to {path}[/]")
 
-    @command(app, "features", STAGE)
+    @command(app, "features", parameters_group(FEATURES_PARAMETERS, "features"), STAGE)
     def features_cmd(
         brain: str = BrainArgument,
         encoder: str = typer.Option(
@@ -224,9 +229,19 @@ def register(app: typer.Typer) -> None:
             help="Encoder name under derivatives/cortexgraph/encoders/ (default: the preset for "
             "the brain's image spacing).",
         ),
+        test_every: int = typer.Option(
+            5,
+            "--test-every",
+            help="Every TEST_EVERY-th annotated section is a test section of the node labels "
+            "(keep the encoder's: 5).",
+        ),
+        test_offset: int = typer.Option(
+            4, "--test-offset", help="Position of the test section in each run (0-based; 4)."
+        ),
         device: str = DeviceOption,
         no_amp: bool = NoAmpOption,
         *,
+        parameters: ParametersFile,
         flags: StageFlags,
     ) -> None:
         """Node features of a brain's graphs: CO and PM (node-priors), Y and the train/test split
@@ -234,17 +249,25 @@ def register(app: typer.Typer) -> None:
 
         Each set goes to its own files under derivatives/cortexgraph/BRAIN/features/ (the graph
         files are not touched) and is reused while its inputs are unchanged.
+
+        Every parameter (FeaturesParameters) can be set in a TOML file given to --params (print
+        one with --params-template); the options above win over the file. The stages record the
+        resolved values: a rerun with the same values reuses the outputs.
         """
         from cortexgraph.data.manifest import find_brain
         from cortexgraph.features.nodes import compute_node_features
 
+        options = {"encoder": encoder, "test_every": test_every, "test_offset": test_offset}
+        params = parameters.resolve(options)
         brain_obj = find_brain(brain, flags.root)
         results = with_progress(
             compute_node_features,
             brain_obj,
-            encoder,
+            params.encoder,
             device=device,
             amp=not no_amp,
+            test_every=params.test_every,
+            test_offset=params.test_offset,
             overwrite=flags.overwrite,
             wait_s=flags.wait_s,
         )

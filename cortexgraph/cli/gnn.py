@@ -13,10 +13,12 @@ from cortexgraph.cli.common import (
     STAGE,
     BrainsArgument,
     DeviceOption,
+    ParametersFile,
     StageFlags,
     command,
     console,
     log,
+    parameters_group,
     progress_bar,
 )
 from cortexgraph.errors import CortexgraphError
@@ -44,6 +46,10 @@ def _transfer_brain(cohort_root: Path, transfer: str | None) -> str | None:
     )
 
 
+#: the parameters dataclass of train-gnn (imported when the command runs)
+PARAMETERS = "cortexgraph.gnn.parameters:TrainGNNParameters"
+
+
 def _fmt(value) -> str:
     try:
         return f"{float(value):.3f}"
@@ -52,7 +58,7 @@ def _fmt(value) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "train-gnn", STAGE)
+    @command(app, "train-gnn", parameters_group(PARAMETERS, "train-gnn"), STAGE)
     def train_gnn_cmd(
         model: str = typer.Option("gat", "--model", help="gat, sage, mlp or linear."),
         layers: int = typer.Option(3, "--layers", help="GNN/FC layers (3, 5, 7 in the method)."),
@@ -63,7 +69,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--transfer",
             help="Brain held out entirely ('none': train on all). Required on your own cohort; "
-            "a phantom cohort defaults to B07.",
+            "a phantom cohort defaults to B07 ('auto').",
         ),
         epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the preset's)."),
         name: str = typer.Option(None, "--name", help="Run name (default: e.g. gat3-cy-pm-co)."),
@@ -92,25 +98,45 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = DeviceOption,
         *,
+        parameters: ParametersFile,
         flags: StageFlags,
     ) -> None:
         """Train a node classifier over all brains but the transfer brain.
 
         The run (derivatives/cortexgraph/runs/NAME) is reused when its settings and inputs are
         unchanged; an interrupted run of the same settings resumes from its last epoch.
+
+        Every parameter (TrainGNNParameters) can be set in a TOML file given to --params (print
+        one with --params-template); the options above win over the file. The run records the
+        resolved settings: a rerun with the same values reuses it.
         """
-        from cortexgraph.errors import ParameterError
-        from cortexgraph.gnn.models import KINDS
         from cortexgraph.gnn.stage import PRESETS, resolve_preset, train_gnn
         from cortexgraph.training.runtime import pick_device
 
-        if model not in KINDS:  # before the progress bar shows a run that cannot start
-            raise ParameterError(f"unknown model {model!r}", fix=f"use one of {', '.join(KINDS)}")
+        options = {
+            "model": model,
+            "layers": layers,
+            "features": features,
+            "transfer": transfer,
+            "preset": preset,
+            "epochs": epochs,
+            "hidden": hidden,
+            "batch_size": batch_size,
+            "lr": lr,
+            "full_batch": full_batch,
+            "sampler": sampler,
+            "seed": seed,
+            "encoder": encoder,
+        }
+        # checked before the progress bar shows a run that cannot start
+        params = parameters.resolve(options)
         cohort_root = _cohort_root(flags.root)
-        transfer_brain = _transfer_brain(cohort_root, transfer)
-        chosen = resolve_preset(preset, pick_device(device).type)
-        total = epochs or PRESETS.get(chosen, {}).get("epochs")
-        with progress_bar(f"train-gnn {model}{layers}", total=total) as advance:
+        transfer_brain = _transfer_brain(
+            cohort_root, None if params.transfer == "auto" else params.transfer
+        )
+        chosen = resolve_preset(params.preset, pick_device(device).type)
+        total = params.epochs or PRESETS.get(chosen, {}).get("epochs")
+        with progress_bar(f"train-gnn {params.model}{params.layers}", total=total) as advance:
 
             def on_epoch(record: dict) -> None:
                 advance(1)
@@ -125,21 +151,10 @@ def register(app: typer.Typer) -> None:
 
             run_dir = train_gnn(
                 cohort_root,
-                model=model,
-                layers=layers,
-                features=features,
+                **params.stage_arguments(),
                 transfer=transfer_brain,
-                epochs=epochs,
                 name=name,
-                preset=preset,
-                hidden=hidden,
-                batch_size=batch_size,
-                lr=lr,
-                full_batch=full_batch,
-                sampler=sampler,
-                seed=seed,
                 device=device,
-                encoder=encoder,
                 overwrite=flags.overwrite,
                 wait_s=flags.wait_s,
                 progress=on_epoch,

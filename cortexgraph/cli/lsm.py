@@ -16,11 +16,13 @@ from cortexgraph.cli.common import (
     STAGE,
     BrainArgument,
     DeviceOption,
+    ParametersFile,
     RootOption,
     StageFlags,
     command,
     console,
     json_option,
+    parameters_group,
     reports_errors,
     resolve_device,
     split_list,
@@ -49,6 +51,11 @@ jobs_app = typer.Typer(
     name="jobs", help="Background jobs of a brain.", no_args_is_help=True, rich_markup_mode=None
 )
 lsm_app.add_typer(jobs_app, name="jobs")
+
+#: the parameters dataclass of lsm chain, gsm and train (imported when a command runs)
+PARAMETERS = "cortexgraph.lsm.parameters:LSMParameters"
+#: fields of LSMParameters whose option (and LSMRun keyword) has another name
+OPTION_NAMES = {"predict_batch_size": "batch_size"}
 
 AreaOption = typer.Option(..., "--area", help="Area name or id from areas.tsv.")
 ArchOption = typer.Option("ms", "--arch", help="hr, lr or ms.")
@@ -279,33 +286,69 @@ def _model_options(
     return dict(locals())
 
 
-def _run_options(training: dict, flags: StageFlags, **more) -> tuple[str, dict]:
-    """``(--device, the other options of a run)`` from :func:`_training_options` (checked)."""
+def _run_options(
+    training: dict, parameters: ParametersFile, flags: StageFlags, **more
+) -> tuple[str, dict, dict]:
+    """``(--device, the run's settings, the model configuration overrides)`` from
+    :func:`_training_options` and ``more`` (the command's own run options), resolved with the
+    parameters file (:class:`~cortexgraph.lsm.parameters.LSMParameters`; the options given win)
+    and checked. The settings are keyword arguments of :class:`~cortexgraph.lsm.stages.LSMRun`
+    (by option name); the overrides its ``config_overrides``."""
+    from cortexgraph.derivatives.parameters import overrides_of
+
     options = {**training, **more}
     device = options.pop("device")
+    fields = {_field(name): name for name in options}
+    params = parameters.resolve({f: options[n] for f, n in fields.items()}, OPTION_NAMES)
+    shared = {name: getattr(params, field) for field, name in fields.items()}
     _check_options(
-        options["tile_px"], options["batch_size"], flags.wait_s, options["iterations"],
-        options["seed"], options.get("step", 1),
+        shared["tile_px"], shared["batch_size"], flags.wait_s, shared["iterations"],
+        shared["seed"], shared.get("step", 1),
     )  # fmt: skip
-    return device, options
+    return device, shared, overrides_of(params)
+
+
+def _field(option: str) -> str:
+    """The field of LSMParameters of an option (by parameter name)."""
+    return next((f for f, o in OPTION_NAMES.items() if o == option), option)
+
+
+def _params_argv(parameters: ParametersFile) -> dict:
+    """``--params FILE`` for the command line of a background job (absolute: a job runs
+    elsewhere), or nothing."""
+    return {} if parameters.path is None else {"params": str(parameters.path.resolve())}
 
 
 def _model_command(name: str):
     """Decorators of ``lsm chain`` and ``lsm gsm``: the command ``name`` with the options of
     :func:`_model_options` (keyword ``model``), :func:`_training_options` (``training``) and the
     stage options (``flags``)."""
-    return command(lsm_app, name, ("model", _model_options), ("training", _training_options), STAGE)
+    return command(
+        lsm_app,
+        name,
+        ("model", _model_options),
+        ("training", _training_options),
+        parameters_group(PARAMETERS, f"lsm {name}"),
+        STAGE,
+    )
 
 
 def _chain_or_gsm(
-    command: str, model: dict, training: dict, flags: StageFlags, **chain_options
+    command: str,
+    model: dict,
+    training: dict,
+    parameters: ParametersFile,
+    flags: StageFlags,
+    **chain_options,
 ) -> None:
     """``lsm chain`` / ``lsm gsm`` (``chain_options``: the chain's --max-interval-mm and
     --allow-long-intervals)."""
     from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.stages import run_chain, run_gsm
 
-    device, shared = _run_options(training, flags, step=model["step"], **chain_options)
+    device, shared, config = _run_options(
+        training, parameters, flags, step=model["step"], **chain_options
+    )
     brain = _brain(model["brain_name"], flags.root)
     area = resolve_area(brain, model["area_key"])
     kind = "lsm" if command == "chain" else "gsm"
@@ -323,6 +366,7 @@ def _chain_or_gsm(
                 extent=None if extent is None else f"{extent[0]},{extent[1]}",
                 no_predict=model["no_predict"],
                 **shared,
+                **_params_argv(parameters),
             )
             _launch(brain, argv, f"{command}-{run_name}-{area.name}")
         return
@@ -330,8 +374,9 @@ def _chain_or_gsm(
     with progress:
         for a, run_name in runs:
             run = _settings(
-                brain, area, a, run_name, callback, flags, device, kind=kind, extent=extent, **shared
-            )
+                brain, area, a, run_name, callback, flags, device, kind=kind, extent=extent,
+                config_overrides=config, **shared,
+            )  # fmt: skip
             result = (run_chain if command == "chain" else run_gsm)(run, not model["no_predict"])
             plan = result["plan"]
             console.print(
@@ -349,6 +394,7 @@ def chain(
     *,
     model: dict,
     training: dict,
+    parameters: ParametersFile,
     flags: StageFlags,
 ) -> None:
     """Chain of LSMs over an area's extent: plan it, train one model per interval between
@@ -357,11 +403,16 @@ def chain(
     the sections to annotate next.
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ and pred/sNNNN.h5.
+
+    Every parameter (LSMParameters: these options and every field of the model configuration)
+    can be set in a TOML file given to --params (print one with --params-template); the options
+    given win over the file.
     """
     _chain_or_gsm(
         "chain",
         model,
         training,
+        parameters,
         flags,
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
@@ -369,16 +420,23 @@ def chain(
 
 
 @_model_command("gsm")
-def gsm(*, model: dict, training: dict, flags: StageFlags) -> None:
+def gsm(*, model: dict, training: dict, parameters: ParametersFile, flags: StageFlags) -> None:
     """Global model (GSM) of an area: one model on all training sections of its chain, predicting
     the chain's sections within the same ROIs (the baseline of Table 5.1 of Schiffer, PhD thesis).
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/global/ and pred/sNNNN.h5 (run gsm-<arch>).
+    Parameters file: as `lsm chain` (--params, --params-template).
     """
-    _chain_or_gsm("gsm", model, training, flags)
+    _chain_or_gsm("gsm", model, training, parameters, flags)
 
 
-@command(lsm_app, "train", ("training", _training_options), STAGE)
+@command(
+    lsm_app,
+    "train",
+    ("training", _training_options),
+    parameters_group(PARAMETERS, "lsm train"),
+    STAGE,
+)
 def train(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -395,20 +453,26 @@ def train(
     background: bool = BackgroundOption,
     *,
     training: dict,
+    parameters: ParametersFile,
     flags: StageFlags,
 ) -> None:
     """Train one LSM on the annotated sections s and t of an area: a run whose plan is [s, t].
 
     Writes <brain>/lsm/<run>/<area>/chain.json, models/sSSSS-sTTTT/ (model.pt, history.json,
-    rois.npz) and, with --predict, pred/sNNNN.h5.
+    rois.npz) and, with --predict, pred/sNNNN.h5. Parameters file: as `lsm chain` (--params,
+    --params-template; `step` does not apply).
     """
     from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.layout import check_run_name, interval_name
     from cortexgraph.lsm.plan import parse_sections
     from cortexgraph.lsm.stages import run_interval
 
-    device, shared = _run_options(
-        training, flags, max_interval_mm=max_interval_mm, allow_long_intervals=allow_long_intervals
+    device, shared, config = _run_options(
+        training,
+        parameters,
+        flags,
+        max_interval_mm=max_interval_mm,
+        allow_long_intervals=allow_long_intervals,
     )
     brain = _brain(brain_name, flags.root)
     area = resolve_area(brain, area_key)
@@ -427,11 +491,15 @@ def train(
             name=run_name,
             predict=predict,
             **shared,
+            **_params_argv(parameters),
         )
         _launch(brain, argv, f"train-{run_name}-{area.name}")
         return
     progress, callback = _progress()
-    run = _settings(brain, area, arch, run_name, callback, flags, device, interval=interval, **shared)
+    run = _settings(
+        brain, area, arch, run_name, callback, flags, device, interval=interval,
+        config_overrides=config, **shared,
+    )  # fmt: skip
     with progress:
         result = run_interval(run, predict)
     console.print(f"[bold green]model[/] {result['models'][0]}", highlight=False)

@@ -7,18 +7,22 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    ParametersFile,
     VerboseOption,
+    command,
     console,
-    reports_errors,
+    parameters_group,
     setup_logging,
     split_list,
     stage_progress,
 )
 
+#: the parameters dataclass of synth (imported when the command runs)
+PARAMETERS = "cortexgraph.synth.parameters:SynthParameters"
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("synth")
-    @reports_errors
+    @command(app, "synth", parameters_group(PARAMETERS, "synth"))
     def synth(
         out: Path = typer.Argument(..., help="Folder of the new cohort."),
         preset: str = typer.Option(
@@ -75,6 +79,8 @@ def register(app: typer.Typer) -> None:
             "ome-tiff", "--scan-format", help="Scans of --scans-only: ome-tiff, ome-zarr or png."
         ),
         verbose: bool = VerboseOption,
+        *,
+        parameters: ParametersFile,
     ) -> None:
         """Make a phantom cohort from real anatomy, with ground truth for every stage.
 
@@ -82,33 +88,41 @@ def register(app: typer.Typer) -> None:
         that differ in their laminar profiles, gradual area borders, less exact transforms,
         sections distorted by mounting. Their
         values are recorded in synth.json; the exact values per brain are in ground_truth/.
+
+        Every parameter (SynthParameters: these options and every number of the preset) can be
+        set in a TOML file given to --params (print one with --params-template); the options
+        given win over the file. synth.json records the resolved preset.
         """
         from cortexgraph.synth.cohort import synthesize_cohort
-        from cortexgraph.synth.presets import harder_preset
 
         setup_logging(verbose)
-        brain_ids = split_list(brains) or None
-        spec = harder_preset(
-            preset,
-            area_seed=area_seed,
-            profile_variability=profile_variability,
-            transition_mm=transition_mm,
-            transform_noise_deg=transform_noise_deg,
-            transform_noise_um=transform_noise_um,
-            distortion_scale_sd=distortion_scale_sd,
-            distortion_warp_mm=distortion_warp_mm,
-        )
+        brain_ids = split_list(brains)
+        options = {
+            "preset": preset,
+            "seed": seed,
+            "scans_only": scans_only,
+            "scan_format": scan_format,
+            "brains": tuple(brain_ids) if brain_ids else None,
+            "area_seed": area_seed,
+            "profile_variability": profile_variability,
+            "transition_mm": transition_mm,
+            "transform_noise_deg": transform_noise_deg,
+            "transform_noise_um": transform_noise_um,
+            "distortion_scale_sd": distortion_scale_sd,
+            "distortion_warp_mm": distortion_warp_mm,
+        }
+        params = parameters.resolve(options)
         progress, callback = stage_progress()
         with progress:
             root = synthesize_cohort(
-                out, preset=spec, brains=brain_ids, seed=seed, progress=callback
+                out, preset=params.preset_spec(), seed=params.seed, progress=callback
             )
-            if scans_only:
+            if params.scans_only:
                 from cortexgraph.scans.strip import strip_to_scans
 
-                strip_to_scans(root, scan_format, progress=callback)
+                strip_to_scans(root, params.scan_format, progress=callback)
         console.print(f"[bold green]phantom cohort written to {root}[/]")
-        if scans_only:
+        if params.scans_only:
             console.print(
                 f"scans and section lists in {root / 'scans'}; make each brain with "
                 f"`cortexgraph ingest {root} <brain> --scans {root / 'scans'}/<brain>`"

@@ -17,6 +17,12 @@ and raises :class:`cortexgraph.errors.ParameterError`. This module adds what eve
   :func:`read_parameters` of the template gives the defaults back.
 
 TOML has no null: an optional field (``float | None``) is unset with the string ``"none"``.
+
+Stages whose defaults come from a named preset (``lsm``: :class:`~cortexgraph.lsm.networks.LSMConfig`;
+``synth``: :class:`~cortexgraph.synth.presets.Preset`) declare their own fields (the preset's name
+among them) and add every field of the preset's dataclass as an override with
+:func:`with_overrides`: typed ``T | None``, default ``None`` (``"none"``: the preset's value);
+:func:`overrides_of` gives the overrides that were set.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import textwrap
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,8 +99,9 @@ def _type_words(kind: Any) -> str:
     if origin is typing.Literal:
         return "one of " + ", ".join(json.dumps(a) for a in args)
     if origin in (tuple, list) or kind in (tuple, list):
-        item = args[0] if args else Any
-        return f"a list of {_type_words(item).removeprefix('a ').removeprefix('an ')}s"
+        item = _type_words(args[0] if args else Any).removeprefix("a ").removeprefix("an ")
+        plural = {"text (in quotes)": "texts (in quotes)", "path (in quotes)": "paths (in quotes)"}
+        return f"a list of {plural.get(item, item + 's')}"
     return {
         bool: "true or false",
         int: "an integer",
@@ -352,3 +359,62 @@ def parameters_as_toml(params: Any) -> str:
     return "".join(
         f"{f.name} = {_toml_value(getattr(params, f.name))}\n" for f in dataclasses.fields(params)
     )
+
+
+#: metadata key of the fields :func:`with_overrides` adds
+OVERRIDE = "override_of"
+
+
+def with_overrides(
+    base: type,
+    *,
+    exclude: Iterable[str] = (),
+    keeps: str = "the preset's value",
+    presets: Mapping[str, Any] | None = None,
+) -> Callable[[type[P]], type[P]]:
+    """Class decorator: the frozen dataclass ``cls`` (the stage's own parameters, each with a
+    default) extended by every init field of dataclass ``base`` that ``cls`` does not declare and
+    ``exclude`` does not name, as an override: typed ``T | None``, default ``None`` (``"none"`` in
+    a file: ``keeps``), described as in ``base``'s docstring (with each preset's value where
+    ``presets``, name -> instance of ``base``, is given). The result is a subclass of ``cls``
+    with its name, module and docstring (so it pickles, and ``cls.__post_init__`` checks it);
+    :func:`overrides_of` gives the values set.
+
+    Inputs: ``base`` (a dataclass whose defaults a preset chooses), the names to leave out.
+    Output: the decorator."""
+    skip = set(exclude)
+
+    def decorate(cls: type[P]) -> type[P]:
+        own = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        helps = _field_help(base)
+        extra = []
+        for name, (_field, kind) in _fields(base).items():
+            if name in own or name in skip:
+                continue
+            optional = kind if type(None) in typing.get_args(kind) else kind | None
+            about = helps.get(name, "")
+            keep = keeps
+            if presets:
+                keep += ": " + ", ".join(
+                    f"{key} {_toml_value(getattr(preset, name))}" for key, preset in presets.items()
+                )
+            text = f'{about} ("{NONE}": {keep})' if about else f'"{NONE}": {keep}'
+            meta = {"help": text, OVERRIDE: base.__name__}
+            extra.append((name, optional, dataclasses.field(default=None, metadata=meta)))
+        made = dataclasses.make_dataclass(
+            cls.__name__, extra, bases=(cls,), frozen=True, namespace={"__doc__": cls.__doc__}
+        )
+        made.__module__ = cls.__module__
+        made.__qualname__ = cls.__qualname__
+        return made
+
+    return decorate
+
+
+def overrides_of(params: Any) -> dict[str, Any]:
+    """The override fields (:func:`with_overrides`) of ``params`` that are set (not None)."""
+    return {
+        f.name: getattr(params, f.name)
+        for f in dataclasses.fields(params)
+        if OVERRIDE in f.metadata and getattr(params, f.name) is not None
+    }

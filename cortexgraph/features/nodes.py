@@ -719,11 +719,14 @@ def compute_node_features(
     root: str | Path | None = None,
     device: str | torch.device = "auto",
     amp: bool = True,
+    test_every: int = 5,
+    test_offset: int = 4,
     overwrite: bool = False,
     wait_s: float = 0.0,
     progress=None,
 ) -> dict:
-    """The ``features`` command: stages ``node-priors``, ``node-labels`` and ``features@<encoder>``.
+    """The ``features`` command: stages ``node-priors``, ``node-labels`` (split ``test_every``,
+    ``test_offset``: :func:`compute_node_labels`) and ``features@<encoder>``.
 
     Each stage is reused when its key matches (:mod:`cortexgraph.derivatives`).
 
@@ -736,7 +739,13 @@ def compute_node_features(
         brain = find_brain(brain, root)
     return {
         "priors": compute_node_priors(brain, overwrite=overwrite, wait_s=wait_s),
-        "labels": compute_node_labels(brain, overwrite=overwrite, wait_s=wait_s),
+        "labels": compute_node_labels(
+            brain,
+            test_every=test_every,
+            test_offset=test_offset,
+            overwrite=overwrite,
+            wait_s=wait_s,
+        ),
         "cy": compute_node_cy(
             brain,
             encoder,

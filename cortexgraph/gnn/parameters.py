@@ -1,0 +1,102 @@
+"""Parameters of ``train-gnn``: one frozen dataclass, validated on creation (docs/conventions.md,
+"Parameters"); :func:`cortexgraph.gnn.stage.train_gnn` records the settings it resolves from them
+(the preset's width, epochs, batch size and rate where these are ``None``) in the run's stage record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cortexgraph.errors import CortexgraphError, ParameterError
+
+#: the node classifiers (:data:`cortexgraph.gnn.models.KINDS`; repeated here so that reading a
+#: parameters file does not import torch; a test keeps the two equal)
+MODELS = ("gat", "sage", "mlp", "linear")
+#: ``preset``: ``auto`` or one of :data:`cortexgraph.gnn.stage.PRESETS`
+PRESET_NAMES = ("auto", "seeds", "demo")
+SAMPLERS = ("auto", "own", "pyg")
+
+
+@dataclass(frozen=True)
+class TrainGNNParameters:
+    """Every parameter of ``cortexgraph train-gnn`` (the run name, ``--device`` and the stage options
+    are not parameters: they do not change the model).
+
+    model : gat, sage, mlp or linear.
+    layers : GNN / FC layers after the input projections (3, 5, 7 in the method; ignored by linear).
+    features : comma-separated subset of cy, pm, co.
+    transfer : the brain held out entirely; ``auto``: B07 in a phantom cohort (the thesis's choice),
+        required on a lab's cohort; ``none``: train on every brain.
+    preset : auto (seeds on a GPU, demo on a CPU), seeds (the method: width 512, 100 epochs) or demo
+        (width 64, 6 epochs).
+    epochs, hidden, batch_size, lr : override the preset (epochs; width of every layer; output nodes
+        per step; LARS learning rate); ``None``: the preset's.
+    full_batch : one step per epoch on all graphs at once (small graphs).
+    sampler : neighbourhood sampling: auto, own (this package's) or pyg (PyG's NeighborLoader).
+    seed : seeds initialisation, dropout, sampling and batch order.
+    encoder : the encoder whose CY features to use; ``None``: the only one computed for every
+        training brain.
+    """
+
+    model: str = "gat"
+    layers: int = 3
+    features: str = "cy,pm,co"
+    transfer: str = "auto"
+    preset: str = "auto"
+    epochs: int | None = None
+    hidden: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    full_batch: bool = False
+    sampler: str = "auto"
+    seed: int = 0
+    encoder: str | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ParameterError:
+            return ParameterError(
+                f"train-gnn parameter {name} = {getattr(self, name)!r}: must be {rule}",
+                fix=f"give {name} {rule}",
+            )
+
+        if self.model not in MODELS:
+            raise ParameterError(
+                f"unknown model {self.model!r}", fix=f"use one of {', '.join(MODELS)}"
+            )
+        if self.preset not in PRESET_NAMES:
+            raise bad("preset", f"one of {', '.join(PRESET_NAMES)}")
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", f"one of {', '.join(SAMPLERS)}")
+        if not _integer(self.layers) or not 1 <= self.layers <= 64:
+            raise bad("layers", "an integer in 1..64")
+        for name in ("epochs", "hidden", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not _integer(value) or value < 1):
+                raise bad(name, 'an integer >= 1, or "none" (the preset\'s)')
+        if self.lr is not None and not (
+            isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise bad("lr", 'a finite number > 0, or "none" (the preset\'s)')
+        if not _integer(self.seed) or not 0 <= self.seed < 2**32:
+            raise bad("seed", "an integer in 0..4294967295")
+        if not isinstance(self.transfer, str) or not self.transfer:
+            raise bad("transfer", 'a brain id, "auto" or "none"')
+        from cortexgraph.derivatives.graphs import parse_features
+
+        try:
+            parse_features(self.features)
+        except CortexgraphError:
+            raise bad("features", "a feature selection (comma-separated cy, pm, co)") from None
+
+    def stage_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~cortexgraph.gnn.stage.train_gnn` but ``transfer``
+        (which needs the cohort: ``auto`` and ``none`` are resolved by the command)."""
+        values = asdict(self)
+        del values["transfer"]
+        return values
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

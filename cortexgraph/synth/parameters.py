@@ -1,0 +1,116 @@
+"""Parameters of ``synth``: one frozen dataclass, validated on creation (docs/conventions.md,
+"Parameters").
+
+Its own fields are the preset's name, the cohort seed and the form of the output; every field of the
+preset (:class:`~cortexgraph.synth.presets.Preset`) but its name and ``extra`` is an override of the
+preset's value (``"none"``: the preset's), the options that make a phantom harder among them
+(``area_seed``, ``profile_variability``, ``transition_mm``, ``transform_noise_deg``,
+``transform_noise_um``, ``distortion_scale_sd``, ``distortion_warp_mm``) and ``brains``. The
+resolved preset is what ``synth.json`` records (``parameters``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import cast
+
+from cortexgraph.derivatives.parameters import overrides_of, with_overrides
+from cortexgraph.errors import ParameterError
+from cortexgraph.synth.presets import PRESETS, Preset, get_preset
+
+#: ``scan_format`` of ``scans_only`` (:func:`cortexgraph.scans.strip.strip_to_scans`)
+SCAN_FORMATS = ("ome-tiff", "ome-zarr", "png")
+#: overrides that must be > 0 (all other numbers must be >= 0)
+_POSITIVE = frozenset({
+    "image_spacing_um", "mask_spacing_um", "annotation_spacing_um", "coords_spacing_um",
+    "template_mm", "slab_posterior_mm", "truth_voxel_mm", "midsurface_voxel_mm", "atlas_voxel_mm",
+    "exclusion_voxel_mm", "atlas_blur_mm", "section_thickness_um", "deformation_length_mm",
+})  # fmt: skip
+
+
+@with_overrides(Preset, exclude=("name", "extra"), presets=PRESETS)
+@dataclass(frozen=True)
+class SynthParameters:
+    """Every parameter of ``cortexgraph synth`` (the output folder and ``--verbose`` are not in it).
+
+    preset : tiny (seconds), demo (minutes) or full (the publications' scale): the values of every
+        field below that is "none".
+    seed : cohort seed; the same parameters and seed give byte-identical files.
+    scans_only : keep only scans and section lists (scans/<brain>/); the brain folders move to
+        ground_truth/<brain>/inputs/.
+    scan_format : the scans of ``scans_only``: ome-tiff, ome-zarr or png.
+    """
+
+    preset: str = "demo"
+    seed: int = 0
+    scans_only: bool = False
+    scan_format: str = "ome-tiff"
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> ParameterError:
+            option = f" (option --{name.replace('_', '-')})" if name in _OPTIONS else ""
+            return ParameterError(
+                f"synth parameter {name} = {getattr(self, name)!r}: must be {rule}",
+                fix=f"give {name}{option} {rule}",
+            )
+
+        if self.preset not in PRESETS:
+            raise bad("preset", f"one of {', '.join(PRESETS)}")
+        if not _integer(self.seed) or not 0 <= self.seed < 2**32:
+            raise bad("seed", "an integer in 0..4294967295")
+        if self.scan_format not in SCAN_FORMATS:
+            raise bad("scan_format", f"one of {', '.join(SCAN_FORMATS)}")
+        for name, value in overrides_of(self).items():
+            _check_override(name, value, bad)
+
+    def preset_spec(self) -> Preset:
+        """The preset with the overrides that are set (the generator's input)."""
+        return replace(get_preset(self.preset), **overrides_of(self))
+
+
+#: fields with an option of their own (the rest only through the file)
+_OPTIONS = frozenset({
+    "preset", "seed", "scans_only", "scan_format", "brains", "area_seed", "profile_variability",
+    "transition_mm", "transform_noise_deg", "transform_noise_um", "distortion_scale_sd",
+    "distortion_warp_mm",
+})  # fmt: skip
+
+
+def _check_override(name: str, value: object, bad) -> None:
+    """The range of a Preset override (consistency of the spacings is the generator's to check)."""
+    if name == "brains":
+        if not (isinstance(value, tuple) and value and all(isinstance(b, str) and b for b in value)):
+            raise bad(name, 'a non-empty list of brain ids (e.g. ["B01", "B07"])')
+    elif name == "mapped_area_fraction":
+        low, high = cast(tuple[float, float], value)  # a pair (read as tuple[float, float])
+        if not (_number(low) and _number(high) and 0 <= low <= high <= 1):
+            raise bad(name, "two numbers [low, high] with 0 <= low <= high <= 1")
+    elif name == "area_seed":
+        if not _integer(value) or not 0 <= value < 2**32:  # type: ignore[operator]
+            raise bad(name, "an integer in 0..4294967295")
+    elif _integer(value):
+        if value < 1:  # type: ignore[operator]
+            raise bad(name, "an integer >= 1")
+    elif _number(value):
+        number = float(value)  # type: ignore[arg-type]
+        if name in _POSITIVE and number <= 0:
+            raise bad(name, "a finite number > 0")
+        if number < 0:
+            raise bad(name, "a finite number >= 0")
+        if name.endswith("_fraction") and number > 1:
+            raise bad(name, "a number in [0, 1]")
+        if name == "profile_variability" and number > 1:
+            raise bad(name, "a number in 0..1 (a log-normal s.d.; 0.1 is a 10% spread)")
+    else:
+        raise bad(name, "a finite number")
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
