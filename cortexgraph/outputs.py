@@ -77,6 +77,25 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: float | None = None) -> 
     return path
 
 
+def write_nifti_mm(path: str | os.PathLike, data: Any, affine: Any) -> Path:
+    """Write a volume as NIfTI-1 to ``path`` atomically; return the path.
+
+    Inputs: ``data``, the voxel array (its dtype is stored as is); ``affine``, the 4x4 voxel ->
+    world mm matrix. The header's spatial unit is mm, and the qform and sform both hold ``affine``
+    with code 1 (``NIFTI_XFORM_SCANNER_ANAT``: the brain's own mm frame), so every viewer places
+    the volume the same way. Output: ``path`` (``.nii`` or ``.nii.gz``, from the suffix).
+    """
+    import nibabel as nib
+
+    with atomic_path(path) as tmp:
+        image = nib.Nifti1Image(data, affine)
+        image.header.set_xyzt_units("mm")
+        image.set_qform(affine, code=1)
+        image.set_sform(affine, code=1)
+        nib.save(image, str(tmp))
+    return Path(path)
+
+
 def write_h5_dataset(group: Any, name: str, **create: Any) -> Any:
     """Create an HDF5 dataset in ``group`` (an open h5py File or Group) and flush the file.
 

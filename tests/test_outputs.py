@@ -51,3 +51,28 @@ def test_node_array_files_have_the_same_bytes_when_a_dataset_is_held(tmp_path, m
     again = write_node_arrays(tmp_path / "held.h5", "k", 1763, co=co, pm=pm).read_bytes()
     held.clear()
     assert again == plain
+
+
+def test_nifti_mm_keeps_data_affine_and_scanner_mm_frame(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from cortexgraph.outputs import write_nifti_mm
+
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7.0
+    affine = np.array(
+        [[0.5, 0, 0, -12.25], [0, 0.02, 0, 3.5], [0, 0, 0.5, 40.0], [0, 0, 0, 1]], dtype=float
+    )
+    path = write_nifti_mm(tmp_path / "volume.nii.gz", data, affine)
+    assert path == tmp_path / "volume.nii.gz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume.nii.gz"]  # no temporary left
+    image = nib.load(str(path))
+    assert image.get_data_dtype() == np.float32
+    np.testing.assert_allclose(np.asarray(image.dataobj), data, rtol=0, atol=0)
+    np.testing.assert_allclose(image.affine, affine, rtol=0, atol=1e-6)
+    qform, qcode = image.get_qform(coded=True)
+    sform, scode = image.get_sform(coded=True)
+    assert (int(qcode), int(scode)) == (1, 1)  # NIFTI_XFORM_SCANNER_ANAT
+    np.testing.assert_allclose(qform, affine, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(sform, affine, rtol=0, atol=1e-6)
+    assert image.header.get_xyzt_units()[0] == "mm"

@@ -42,7 +42,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from cortexgraph.build_graph.nodes import map_hemispheres
@@ -60,7 +59,7 @@ from cortexgraph.mapping.nodes import (
 )
 from cortexgraph.meshes.graph import save_graph_h5
 from cortexgraph.meshes.io import STRUCTURES, write_gifti_surface, write_ply
-from cortexgraph.outputs import atomic_path, write_json_atomic
+from cortexgraph.outputs import write_json_atomic, write_nifti_mm
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +84,6 @@ def build_graph_outputs(brain: Brain, hemispheres=HEMISPHERES) -> dict[str, Path
 
 
 # -- the whole command ------------------------------------------------------------------------------
-
-
-def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        image = nib.Nifti1Image(data, affine)
-        image.header.set_xyzt_units("mm")
-        image.set_qform(affine, code=1)  # NIFTI_XFORM_SCANNER_ANAT: the brain's own mm frame
-        image.set_sform(affine, code=1)
-        nib.save(image, str(tmp))
 
 
 def build_graph_stage(brain: Brain) -> StageId:
@@ -188,8 +178,8 @@ def _build(
     voxel_mm = float(affine[0, 0])
     report["reconstruct"] = info
     seconds["reconstruct"] = time.perf_counter() - start
-    _save_nifti(outputs["tissue"], tissue.astype(np.uint8), affine)
-    _save_nifti(outputs["excluded"], excluded.astype(np.uint8), affine)
+    write_nifti_mm(outputs["tissue"], tissue.astype(np.uint8), affine)
+    write_nifti_mm(outputs["excluded"], excluded.astype(np.uint8), affine)
 
     start = time.perf_counter()
     if progress is not None:
@@ -197,7 +187,7 @@ def _build(
     depth, info = depth_field(tissue, voxel_mm, params)
     report["laplace"] = info
     seconds["laplace"] = time.perf_counter() - start
-    _save_nifti(outputs["depth"], depth.astype(np.float32), affine)
+    write_nifti_mm(outputs["depth"], depth.astype(np.float32), affine)
     if progress is not None:
         progress("laplace depth", 1, 1)
 

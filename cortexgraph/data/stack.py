@@ -283,20 +283,26 @@ class SectionStack:
         base = np.column_stack([points[:, 0] + u0, v0 - points[:, 2]])
         return apply_transform(self.from_base[section], base)
 
-    def world_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
-        """World bounding box (min, max) in mm of the stacked sections, from headers only.
-
-        x and z: the canvases of the sections in :attr:`sections`, mapped to the world; y: the planes
-        of the first and last digitized sections (missing ones included). Nothing is allocated
-        beyond a few corners per section.
-        """
+    def canvas_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """World bounding box (min, max), each (3,) in mm, of the four canvas corners of every
+        section in :attr:`sections` (available ones), mapped to the world by its transform; from
+        headers only. Its y runs from the first to the last available section's plane."""
         corners = []
         for s in self.sections:
             width, height = self.section_extent_mm(s)
             square = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
             corners.append(self.section_to_world(s, square))
         points = np.vstack(corners)
-        lo, hi = points.min(axis=0), points.max(axis=0)
+        return points.min(axis=0), points.max(axis=0)
+
+    def world_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """World bounding box (min, max) in mm of the stacked sections, from headers only.
+
+        x and z: the canvases of the sections in :attr:`sections`, mapped to the world
+        (:meth:`canvas_bounds_mm`); y: the planes of the first and last digitized sections (missing
+        ones included). Nothing is allocated beyond a few corners per section.
+        """
+        lo, hi = self.canvas_bounds_mm()
         numbers = [r.section for r in self.brain.sections]
         lo[1], hi[1] = self.plane_y_mm(min(numbers)), self.plane_y_mm(max(numbers))
         return lo, hi

@@ -60,13 +60,19 @@ class _Terminated(Exception):
     pass
 
 
-def read_result(job_dir: str | os.PathLike) -> dict | None:
-    """The ``result.json`` of a job (None while it has none)."""
+def _read_json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable, not JSON or not an
+    object (a job's files are written atomically, so None means "not written yet")."""
     try:
-        data = json.loads((Path(job_dir) / "result.json").read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_result(job_dir: str | os.PathLike) -> dict | None:
+    """The ``result.json`` of a job (None while it has none)."""
+    return _read_json_object(Path(job_dir) / "result.json")
 
 
 def write_cancelled(job_dir: str | os.PathLike, message: str) -> None:
@@ -101,20 +107,12 @@ def write_progress(stage: str, done: int, total: int, job_dir: Path | None = Non
 
 def read_progress(job_dir: str | os.PathLike) -> dict:
     """The ``progress.json`` of a job (``{}`` when it has none)."""
-    try:
-        data = json.loads((Path(job_dir) / "progress.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return _read_json_object(Path(job_dir) / "progress.json") or {}
 
 
 def read_started(job_dir: str | os.PathLike) -> dict:
     """The ``started.json`` of a job: its current attempt (``{}`` before the first one)."""
-    try:
-        data = json.loads((Path(job_dir) / "started.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return _read_json_object(Path(job_dir) / "started.json") or {}
 
 
 def progress_text(progress: dict) -> str:

@@ -283,9 +283,9 @@ def lattice_origin_mm(stack: SectionStack, voxel_size_mm: float) -> np.ndarray:
     inside the minimum x and z of all available section images (voxels tile the canvases as pixels
     do), and the plane of the first section of the table.
     """
-    from cortexgraph.reconstruct.volume import lattice_origin, stack_extent_mm
+    from cortexgraph.reconstruct.volume import lattice_origin
 
-    lo, _ = stack_extent_mm(stack)
+    lo, _ = stack.canvas_bounds_mm()
     lo = np.asarray(lo, dtype=float).copy()
     lo[1] = stack.plane_y_mm(min(r.section for r in stack.brain.sections))
     return lattice_origin(lo, voxel_size_mm)
@@ -477,23 +477,13 @@ def write_area_map(out_dir: str | Path, stem: str, amap: AreaMap) -> list[Path]:
     Files: ``<stem>.nii.gz`` (uint8, world affine, qform/sform code 1 = scanner mm), ``<stem>.gii``
     and ``<stem>.ply`` (full surface), ``<stem>_preview.gii`` / ``.ply``. Returns the paths.
     """
-    import nibabel as nib
-
     from cortexgraph.meshes.io import write_gifti_surface, write_ply
-    from cortexgraph.outputs import atomic_path
+    from cortexgraph.outputs import write_nifti_mm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    path = out_dir / f"{stem}.nii.gz"
     data = np.asarray(amap.mask).view(np.uint8) if amap.mask.dtype == bool else amap.mask
-    image = nib.Nifti1Image(data, amap.affine)
-    image.header.set_xyzt_units("mm")
-    image.set_qform(amap.affine, code=1)
-    image.set_sform(amap.affine, code=1)
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
-    written.append(path)
+    written = [write_nifti_mm(out_dir / f"{stem}.nii.gz", data, amap.affine)]
     for suffix, verts, faces in (
         ("", amap.vertices_mm, amap.faces),
         ("_preview", amap.preview_vertices_mm, amap.preview_faces),

@@ -35,6 +35,7 @@ __all__ = [
     "write_ply",
     "hemisphere_structure",
     "STRUCTURES",
+    "mesh_problem",
 ]
 
 #: GIfTI ``AnatomicalStructurePrimary`` of the hemispheres (the names Connectome Workbench uses)
@@ -58,15 +59,28 @@ def gifti_structure_meta(structure: str | None, secondary: str | None = None) ->
     return meta
 
 
+def mesh_problem(vertices: np.ndarray, faces: np.ndarray) -> str | None:
+    """What makes ``(vertices, faces)`` no triangle mesh, in words, or None when it is one.
+
+    Inputs: ``vertices`` (N, 3) positions, ``faces`` (M, 3) vertex indices (arrays). A mesh needs
+    both shapes and every index in ``0..N-1``. The caller raises the error class that fits (a file
+    it read: :class:`DataFormatError`; an argument: :class:`CortexgraphError`).
+    """
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        return f"vertices must have shape (N, 3), got {vertices.shape}"
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        return f"faces must have shape (M, 3), got {faces.shape}"
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        return "faces reference vertices that do not exist"
+    return None
+
+
 def _check(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vertices = np.asarray(vertices)
     faces = np.asarray(faces)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise DataFormatError(f"vertices must have shape (N, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise DataFormatError(f"faces must have shape (M, 3), got {faces.shape}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise DataFormatError("faces reference vertices that do not exist")
+    problem = mesh_problem(vertices, faces)
+    if problem is not None:
+        raise DataFormatError(problem)
     return vertices, faces
 
 

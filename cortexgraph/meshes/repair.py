@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from cortexgraph.errors import CortexgraphError
+from cortexgraph.meshes.io import mesh_problem
 
 __all__ = [
     "hemisphere_faces",
@@ -33,12 +34,9 @@ __all__ = [
 def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise CortexgraphError(f"vertices must have shape (N, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise CortexgraphError(f"faces must have shape (M, 3), got {faces.shape}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise CortexgraphError("faces reference vertices that do not exist")
+    problem = mesh_problem(vertices, faces)
+    if problem is not None:
+        raise CortexgraphError(problem)
     return vertices, faces
 
 

@@ -26,17 +26,6 @@ from cortexgraph.data.stack import SectionStack
 from cortexgraph.errors import DataFormatError
 
 
-def stack_extent_mm(stack: SectionStack) -> tuple[np.ndarray, np.ndarray]:
-    """World bounding box (min, max) in mm of all available sections' images."""
-    corners = []
-    for s in stack.sections:
-        width, height = stack.section_extent_mm(s)
-        square = np.array([[0, 0], [width, 0], [0, height], [width, height]], dtype=np.float64)
-        corners.append(stack.section_to_world(s, square))
-    points = np.vstack(corners)
-    return points.min(axis=0), points.max(axis=0)
-
-
 def lattice_origin(corner_mm: np.ndarray, voxel_size_mm: float) -> np.ndarray:
     """World position of voxel (0, 0, 0) for the stack's corner ``(x, y, z)``: the centre of the
     first voxel in x and z (half a voxel inside the corner), the first section plane in y."""
@@ -118,7 +107,7 @@ def stack_tissue_volume(
     brain = stack.brain
     if voxel_size_mm is None:
         voxel_size_mm = brain.digitization_step * brain.thickness_um / 1000.0
-    lo, hi = stack_extent_mm(stack)
+    lo, hi = stack.canvas_bounds_mm()
     lo_y = stack.plane_y_mm(min(r.section for r in brain.sections))
     hi_y = stack.plane_y_mm(max(r.section for r in brain.sections))
     lo[1], hi[1] = lo_y, hi_y

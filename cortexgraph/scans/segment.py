@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cortexgraph.data.manifest import Brain, SectionRecord, read_tsv_lines
+from cortexgraph.data.manifest import Brain, read_tsv_lines
 from cortexgraph.data.raster import Raster, resample_grid, write_raster
 from cortexgraph.errors import DataFormatError, ParameterError
 
@@ -668,20 +668,7 @@ def segment_brain(
                 measured[f"dice_{cls}_min"] = float(np.min(values)) if values else math.nan
             measured["worst_gray"] = [[n, round(d["gray"], 4)] for n, d in dice_rows[:5]]
         if new_masks:
-            updated = [
-                SectionRecord(
-                    section=r.section,
-                    image=r.image,
-                    mask=new_masks.get(r.section, r.mask),
-                    annotation=r.annotation,
-                    contours=r.contours,
-                    coords=r.coords,
-                    missing=r.missing,
-                    mirrored=r.mirrored,
-                    excluded=r.excluded,
-                )
-                for r in records
-            ]
+            updated = [replace(r, mask=new_masks.get(r.section, r.mask)) for r in records]
             if brain.mask_spacing_um != spacing:
                 brain.mask_spacing_um = spacing
                 brain.write_manifest()

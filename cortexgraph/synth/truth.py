@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from skimage import measure
 
 from cortexgraph.data.manifest import MATRIX_COLUMNS, Brain, format_tsv
 from cortexgraph.meshes import io as meshes_io
-from cortexgraph.outputs import atomic_path, write_json_atomic, write_text_atomic
+from cortexgraph.outputs import write_json_atomic, write_nifti_mm, write_text_atomic
 from cortexgraph.synth.deform import BrainModel
 from cortexgraph.synth.presets import Preset
 from cortexgraph.synth.sectioning import SectionGeometry
@@ -78,13 +77,7 @@ def write_exclusion_mask(
         plane = np.zeros(len(grid_xz), dtype=np.uint8)
         plane[inside] = ((sample.tissue == GRAY) & ~sample.cortex).astype(np.uint8)
         mask[:, j, :] = plane.reshape(shape[0], shape[2])
-    with atomic_path(path) as tmp:
-        image = nib.Nifti1Image(mask, affine)
-        image.header.set_xyzt_units("mm")
-        image.set_qform(affine, code=1)  # NIFTI_XFORM_SCANNER_ANAT: the brain's own mm frame
-        image.set_sform(affine, code=1)
-        nib.save(image, str(tmp))
-    return path
+    return write_nifti_mm(path, mask, affine)
 
 
 def _resampled_fields(template: Template, spacing_mm: float, box_mm: np.ndarray):

@@ -46,3 +46,29 @@ def test_gifti_vertex_labels_round_trip(tmp_path):
     assert read_gifti_vertex_labels(path).tolist() == [3, 7, 7]
     v, f = read_gifti_surface(path)
     assert np.array_equal(f, faces)
+
+
+def test_bad_mesh_is_named_with_each_callers_error_class(tmp_path):
+    """One check (``mesh_problem``) serves the writers (a ``DataFormatError``) and the repair
+    functions (a plain ``CortexgraphError``), with the same words."""
+    import pytest
+
+    from cortexgraph.errors import CortexgraphError, DataFormatError
+    from cortexgraph.meshes.io import mesh_problem
+    from cortexgraph.meshes.repair import keep_large_components
+
+    vertices, faces = mesh()
+    assert mesh_problem(np.asarray(vertices), np.asarray(faces)) is None
+    bad = np.asarray(faces).copy()
+    bad[0, 0] = len(vertices)
+    assert mesh_problem(np.asarray(vertices), bad) == "faces reference vertices that do not exist"
+    assert mesh_problem(np.asarray(vertices)[:, :2], bad) == (
+        f"vertices must have shape (N, 3), got ({len(vertices)}, 2)"
+    )
+    with pytest.raises(DataFormatError, match="faces reference vertices") as written:
+        write_ply(tmp_path / "bad.ply", vertices, bad)
+    assert type(written.value) is DataFormatError
+    with pytest.raises(CortexgraphError, match="faces reference vertices") as repaired:
+        keep_large_components(vertices, bad, min_faces=1)
+    assert type(repaired.value) is CortexgraphError
+    assert not (tmp_path / "bad.ply").exists()
