@@ -23,12 +23,24 @@ from cortexgraph.cli.common import (
 
 #: the parameters dataclass of features (imported when the command runs)
 FEATURES_PARAMETERS = "cortexgraph.features.parameters:FeaturesParameters"
+#: the parameters dataclass of train-encoder
+ENCODER_PARAMETERS = "cortexgraph.features.parameters:TrainEncoderParameters"
+#: fields of TrainEncoderParameters whose option has another name
+ENCODER_OPTION_NAMES = {
+    "scl_epochs": "epochs",
+    "recompute_batch_norm": "keep_running_bn",
+    "distance_patches_per_brain": "distance_patches",
+}
 
 
-def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> None:
-    """Before training: the preset, and on a CPU the estimated time (a timed training step of the
-    preset's encoder on this machine, :func:`cortexgraph.features.presets.estimate_training_seconds`);
-    a warning with the fix when it is more than a few hours."""
+def _announce_encoder(
+    cohort, preset, device: str, epochs: int | None = None, *, auto: bool = False
+) -> None:
+    """Before training: the preset (a name, ``auto``: by the image spacing, or the resolved
+    :class:`~cortexgraph.features.presets.EncoderPreset`, picked by the image spacing where
+    ``auto``), and on a CPU the estimated time (a timed training step of the preset's encoder on
+    this machine, :func:`cortexgraph.features.presets.estimate_training_seconds`); a warning with
+    the fix when it is more than a few hours. ``epochs`` replaces a named preset's SCL epochs."""
     from cortexgraph.features.presets import (
         GPU_PRESETS,
         estimate_training_seconds,
@@ -38,15 +50,15 @@ def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> N
     from cortexgraph.gnn.stage import _duration
     from cortexgraph.training.runtime import pick_device
 
-    chosen = (
-        preset_for_spacing(cohort.brain(cohort.brain_ids[0]).image_spacing_um)
-        if preset == "auto"
-        else get_preset(preset)
-    )
-    if epochs is not None:
-        chosen = chosen.with_overrides(scl_epochs=epochs)
+    if isinstance(preset, str):
+        auto = preset == "auto"
+        spacing_um = cohort.brain(cohort.brain_ids[0]).spacing_of("image")
+        preset = preset_for_spacing(spacing_um) if auto else get_preset(preset)
+        if epochs is not None:
+            preset = preset.with_overrides(scl_epochs=epochs)
+    chosen = preset
     kind = pick_device(device).type
-    how = " (auto: by the image spacing)" if preset == "auto" else ""
+    how = " (auto: by the image spacing)" if auto else ""
     if kind != "cpu":
         log.info("train-encoder: preset %s%s on %s", chosen.name, how, kind)
         return
@@ -68,7 +80,7 @@ def _announce_encoder(cohort, preset: str, device: str, epochs: int | None) -> N
 
 
 def register(app: typer.Typer) -> None:
-    @command(app, "train-encoder", STAGE)
+    @command(app, "train-encoder", parameters_group(ENCODER_PARAMETERS, "train-encoder"), STAGE)
     def train_encoder_cmd(
         preset: str = typer.Option(
             "auto",
@@ -138,6 +150,7 @@ def register(app: typer.Typer) -> None:
             "else min(4, CPUs - 2)). Any number gives the same batches.",
         ),
         *,
+        parameters: ParametersFile,
         flags: StageFlags,
     ) -> None:
         """Train the patch encoder (SCL + linear evaluation) and the CE baseline of a cohort, or a
@@ -148,16 +161,29 @@ def register(app: typer.Typer) -> None:
         with --method distance: distance.pt, metrics.json, pairs.tsv (and for the features branch
         encoder.pt with a linear evaluation, clusters.tsv). Under torchrun every process takes one
         GPU (or one share of the CPU cores with the gloo back end).
+
+        Every parameter (TrainEncoderParameters: these options, every field of the encoder preset
+        and of the distance pre-training) can be set in a TOML file given to --params (print one
+        with --params-template); the options given win over the file. The encoder records the
+        resolved preset: a rerun with the same values reuses it, a changed value retrains it.
         """
         import time
 
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.features.train import train_encoder
 
-        started = time.time()
-        cohort = find_cohort(flags.root)
-        _announce_encoder(cohort, preset, device, epochs)
-        overrides = {
+        options = {
+            "preset": preset,
+            "seed": seed,
+            "transfer": transfer,
+            "method": method,
+            "init": init,
+            "tsne": tsne,
+            "distance": distance,
+            "branch": branch,
+            "lsm_preset": lsm_preset,
+            "distance_epochs": distance_epochs,
+            "distance_patches_per_brain": distance_patches,
             "scl_epochs": epochs,
             "linear_epochs": linear_epochs,
             "samples_per_area": samples_per_area,
@@ -166,35 +192,32 @@ def register(app: typer.Typer) -> None:
             "linear_lr": linear_lr,
             "ce_lr": ce_lr,
             "recompute_batch_norm": False if keep_running_bn else None,
-            "transfer_brain": None
-            if transfer is None
-            else ("" if transfer == "none" else transfer),
         }
+        params = parameters.resolve(options, ENCODER_OPTION_NAMES)  # before the cohort is read
+        started = time.time()
+        cohort = find_cohort(flags.root)
+        spec = params.preset_spec(cohort.brain(cohort.brain_ids[0]).spacing_of("image"))
+        _announce_encoder(cohort, spec, device, auto=params.preset == "auto")
         from cortexgraph.derivatives import Derivatives, StageId
 
         progress, callback = stage_progress()
         with progress:
             path = train_encoder(
                 cohort,
-                preset,
+                spec,
                 name,
-                seed=seed,
+                seed=params.seed,
                 device=device,
                 amp=not no_amp,
                 overwrite=flags.overwrite,
                 wait_s=flags.wait_s,
-                tsne=tsne,
-                overrides={k: v for k, v in overrides.items() if v is not None},
+                tsne=params.tsne,
                 progress=callback,
-                method=method,
-                init=init,
-                distance={
-                    "distance": distance,
-                    "epochs": distance_epochs,
-                    "patches_per_brain": distance_patches,
-                },
-                branch=branch,
-                lsm_preset=lsm_preset,
+                method=params.method,
+                init=params.init,
+                distance=params.distance_settings(),
+                branch=params.branch,
+                lsm_preset=params.lsm_preset,
                 loader_workers=loader_workers,
             )
         record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))

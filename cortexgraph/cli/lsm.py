@@ -54,6 +54,8 @@ lsm_app.add_typer(jobs_app, name="jobs")
 
 #: the parameters dataclass of lsm chain, gsm and train (imported when a command runs)
 PARAMETERS = "cortexgraph.lsm.parameters:LSMParameters"
+#: the parameters dataclass of lsm predict
+PREDICT_PARAMETERS = "cortexgraph.lsm.parameters:LSMPredictParameters"
 #: fields of LSMParameters whose option (and LSMRun keyword) has another name
 OPTION_NAMES = {"predict_batch_size": "batch_size"}
 
@@ -509,7 +511,7 @@ def train(
         )
 
 
-@command(lsm_app, "predict", STAGE)
+@command(lsm_app, "predict", parameters_group(PREDICT_PARAMETERS, "lsm predict"), STAGE)
 def predict(
     brain_name: str = BrainArgument,
     area_key: str = AreaOption,
@@ -526,6 +528,7 @@ def predict(
     device: str = DeviceOption,
     background: bool = BackgroundOption,
     *,
+    parameters: ParametersFile,
     flags: StageFlags,
 ) -> None:
     """Predict an area on every section of a run's plan with the run's trained models, tiled over
@@ -533,12 +536,19 @@ def predict(
 
     Writes <brain>/lsm/<run>/<area>/pred/sNNNN.h5 (uint8: 0 slide, 1 white matter, 2 other cortex,
     3 the area, 255 outside the ROI).
+
+    Its parameters (LSMPredictParameters: tile_px, predict_batch_size) can be set in a TOML file
+    given to --params (print one with --params-template); the options given win over the file.
+    The prediction stage records them.
     """
     from cortexgraph.errors import CortexgraphError
     from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.layout import run_kind
     from cortexgraph.lsm.stages import predict_stage
 
+    options = {"tile_px": tile_px, "predict_batch_size": batch_size}
+    params = parameters.resolve(options, OPTION_NAMES)
+    tile_px, batch_size = params.tile_px, params.predict_batch_size
     _check_options(tile_px, batch_size, flags.wait_s)
     if kind not in ("lsm", "gsm"):
         raise CortexgraphError(f"--kind {kind!r}", fix="use lsm or gsm")

@@ -22,13 +22,18 @@ Stages whose defaults come from a named preset (``lsm``: :class:`~cortexgraph.ls
 ``synth``: :class:`~cortexgraph.synth.presets.Preset`) declare their own fields (the preset's name
 among them) and add every field of the preset's dataclass as an override with
 :func:`with_overrides`: typed ``T | None``, default ``None`` (``"none"``: the preset's value);
-:func:`overrides_of` gives the overrides that were set.
+:func:`overrides_of` gives the overrides that were set. Where the preset's own value may be
+``None`` (``slab_posterior_mm``: the whole brain; ``output_patch_um``: the full valid output;
+``ce_epochs``: the SCL + linear budget), ``"none"`` still keeps the preset's value and the TOML
+boolean ``false`` (:data:`NO_VALUE` in Python) gives the field no value: ``slab_posterior_mm =
+false`` sections the whole brain at any preset's resolution.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import inspect
 import json
 import math
@@ -48,6 +53,20 @@ P = TypeVar("P")
 
 #: the string that stands for ``None`` in a parameters file (TOML has no null)
 NONE = "none"
+
+
+class NoValue(enum.Enum):
+    """The type of :data:`NO_VALUE`."""
+
+    NO_VALUE = "false"
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+#: the value of an override (:func:`with_overrides`) that gives a field whose preset value may be
+#: ``None`` no value (``None``), where ``None`` itself keeps the preset's; ``false`` in a file
+NO_VALUE = NoValue.NO_VALUE
 
 #: units read from the end of a field's name (docs/conventions.md, "Units"); the longest suffix wins
 _UNITS = (
@@ -95,6 +114,8 @@ def _type_words(kind: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
         words = " or ".join(_type_words(a) for a in rest)
+        if NoValue in rest:
+            words = words.replace(" or false (no value)", ", false (no value)")
         return f'{words} or "{NONE}"' if len(rest) < len(args) else words
     if origin is typing.Literal:
         return "one of " + ", ".join(json.dumps(a) for a in args)
@@ -103,6 +124,8 @@ def _type_words(kind: Any) -> str:
         plural = {"text (in quotes)": "texts (in quotes)", "path (in quotes)": "paths (in quotes)"}
         return f"a list of {plural.get(item, item + 's')}"
     return {
+        NoValue: "false (no value)",
+        dict: "a table ({key = value, ...})",
         bool: "true or false",
         int: "an integer",
         float: "a number",
@@ -124,6 +147,8 @@ def _coerce(value: Any, kind: Any) -> Any:
         optional = type(None) in args
         if optional and isinstance(value, str) and value.lower() == NONE:
             return None
+        if NoValue in args and value is False:
+            return NO_VALUE
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, arg)
@@ -164,6 +189,12 @@ def _coerce(value: Any, kind: Any) -> Any:
         if isinstance(value, str):
             return Path(value)
         raise _Mismatch
+    if kind is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise _Mismatch
+    if kind is NoValue:
+        raise _Mismatch  # only ``false``, taken above
     return value
 
 
@@ -171,6 +202,8 @@ def _toml_value(value: Any) -> str:
     """One value in TOML syntax (None -> ``"none"``)."""
     if value is None:
         return json.dumps(NONE)
+    if value is NO_VALUE:
+        return "false"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -186,7 +219,16 @@ def _toml_value(value: Any) -> str:
         return json.dumps(os.fspath(value), ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     raise TypeError(f"no TOML form for {value!r}")
+
+
+def _toml_key(key: Any) -> str:
+    """A key of an inline table (bare where TOML allows it)."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_-]+", text) else json.dumps(text, ensure_ascii=False)
 
 
 def _read_toml(path: Path, stage: str) -> dict[str, Any]:
@@ -235,10 +277,12 @@ def _values_from(
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, dict):  # a [table] of the file
+        return "a table"
     try:
         return _toml_value(value)
-    except TypeError:  # a table
-        return "a table" if isinstance(value, dict) else repr(value)
+    except TypeError:
+        return repr(value)
 
 
 def read_parameters(cls: type[P], path: str | os.PathLike[str], *, stage: str) -> P:
@@ -295,9 +339,10 @@ def _valid(cls: type, values: Mapping[str, Any]) -> bool:
     return True
 
 
-def _field_help(cls: type) -> dict[str, str]:
+def _field_help(cls: type, none: str = f'"{NONE}"') -> dict[str, str]:
     """``name -> description`` from each field's ``metadata["help"]``, else from entries
-    ``name[, name...] : text`` of the class docstring (continuation lines indented)."""
+    ``name[, name...] : text`` of the class docstring (continuation lines indented); ``None`` of the
+    docstring is written ``none`` (how a file spells it)."""
     helps: dict[str, str] = {}
     doc = inspect.cleandoc(cls.__doc__ or "")
     entry = re.compile(r"^([a-z_][a-z0-9_]*(?:\s*,\s*[a-z_][a-z0-9_]*)*)\s+:\s+(.*)$")
@@ -316,12 +361,13 @@ def _field_help(cls: type) -> dict[str, str]:
     for f in dataclasses.fields(cls):
         if "help" in f.metadata:
             helps[f.name] = str(f.metadata["help"])
-    return {k: _plain(v) for k, v in helps.items()}
+    return {k: _plain(v, none) for k, v in helps.items()}
 
 
-def _plain(text: str) -> str:
-    """reStructuredText markup of a docstring as plain text (``None`` -> "none", as in the file)."""
-    text = text.replace("``None``", f'"{NONE}"')
+def _plain(text: str, none: str = f'"{NONE}"') -> str:
+    """reStructuredText markup of a docstring as plain text (``None`` -> ``none``: "none", as in
+    the file)."""
+    text = text.replace("``None``", none)
     # :func:`~a.b.c` -> c, :func:`a.b.c` -> a.b.c
     text = re.sub(r":\w+:`~[^`]*?([^.`\s]+)`", r"\1", text)
     text = re.sub(r":\w+:`([^`]*)`", r"\1", text)
@@ -338,6 +384,18 @@ def parameters_template(cls: type, *, stage: str) -> str:
         "# Every key may be left out (it keeps the default written here); the stage records the",
         '# resolved values. TOML has no null: "none" unsets an optional value.',
     ]
+    overrides = [f for f in dataclasses.fields(cls) if OVERRIDE in f.metadata]
+    if overrides:
+        lines.append(
+            f'# A field of the preset ({overrides[0].metadata[OVERRIDE]}) set to "none" keeps the '
+            "preset's value."
+        )
+    nullable = [f.name for f in overrides if f.metadata.get(NULLABLE)]
+    if nullable:
+        lines.append(
+            f"# false gives {', '.join(nullable)} no value (e.g. {nullable[0]} = false); "
+            "each says what that means."
+        )
     for name, (field, kind) in _fields(cls).items():
         default = _default(field)
         lines.append("")
@@ -363,6 +421,8 @@ def parameters_as_toml(params: Any) -> str:
 
 #: metadata key of the fields :func:`with_overrides` adds
 OVERRIDE = "override_of"
+#: metadata key of the overrides whose preset value may be None (``false`` / :data:`NO_VALUE`)
+NULLABLE = "nullable"
 
 
 def with_overrides(
@@ -376,9 +436,10 @@ def with_overrides(
     default) extended by every init field of dataclass ``base`` that ``cls`` does not declare and
     ``exclude`` does not name, as an override: typed ``T | None``, default ``None`` (``"none"`` in
     a file: ``keeps``), described as in ``base``'s docstring (with each preset's value where
-    ``presets``, name -> instance of ``base``, is given). The result is a subclass of ``cls``
-    with its name, module and docstring (so it pickles, and ``cls.__post_init__`` checks it);
-    :func:`overrides_of` gives the values set.
+    ``presets``, name -> instance of ``base``, is given). A field that ``base`` types ``T | None``
+    also takes :data:`NO_VALUE` (``false`` in a file): ``None`` for the preset's field. The result
+    is a subclass of ``cls`` with its name, module and docstring (so it pickles, and
+    ``cls.__post_init__`` checks it); :func:`overrides_of` gives the values set.
 
     Inputs: ``base`` (a dataclass whose defaults a preset chooses), the names to leave out.
     Output: the decorator."""
@@ -386,20 +447,28 @@ def with_overrides(
 
     def decorate(cls: type[P]) -> type[P]:
         own = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        helps = _field_help(base)
+        helps, helps_nullable = _field_help(base), _field_help(base, "false")
         extra = []
         for name, (_field, kind) in _fields(base).items():
             if name in own or name in skip:
                 continue
-            optional = kind if type(None) in typing.get_args(kind) else kind | None
-            about = helps.get(name, "")
+            nullable = type(None) in typing.get_args(kind)
+            if nullable and bool in typing.get_args(kind):
+                raise TypeError(f"{base.__name__}.{name}: false would mean both no value and false")
+            optional = kind | NoValue if nullable else kind | None
+            about = (helps_nullable if nullable else helps).get(name, "")
             keep = keeps
             if presets:
-                keep += ": " + ", ".join(
-                    f"{key} {_toml_value(getattr(preset, name))}" for key, preset in presets.items()
-                )
+                shown = {
+                    key: _toml_value(_no_value_if_none(getattr(preset, name)))
+                    for key, preset in presets.items()
+                }
+                if len(presets) > 1 and len(set(shown.values())) == 1:
+                    keep += f": {next(iter(shown.values()))} in every preset"
+                else:
+                    keep += ": " + ", ".join(f"{key} {value}" for key, value in shown.items())
             text = f'{about} ("{NONE}": {keep})' if about else f'"{NONE}": {keep}'
-            meta = {"help": text, OVERRIDE: base.__name__}
+            meta = {"help": text, OVERRIDE: base.__name__, NULLABLE: nullable}
             extra.append((name, optional, dataclasses.field(default=None, metadata=meta)))
         made = dataclasses.make_dataclass(
             cls.__name__, extra, bases=(cls,), frozen=True, namespace={"__doc__": cls.__doc__}
@@ -411,10 +480,26 @@ def with_overrides(
     return decorate
 
 
+def _no_value_if_none(value: Any) -> Any:
+    return NO_VALUE if value is None else value
+
+
 def overrides_of(params: Any) -> dict[str, Any]:
-    """The override fields (:func:`with_overrides`) of ``params`` that are set (not None)."""
-    return {
-        f.name: getattr(params, f.name)
-        for f in dataclasses.fields(params)
-        if OVERRIDE in f.metadata and getattr(params, f.name) is not None
-    }
+    """The override fields (:func:`with_overrides`) of ``params`` that are set (not None), with
+    :data:`NO_VALUE` as ``None`` (the preset's field gets no value). Raises
+    :class:`~cortexgraph.errors.ParameterError` for :data:`NO_VALUE` in a field whose preset value
+    cannot be None."""
+    values = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if OVERRIDE not in f.metadata or value is None:
+            continue
+        if value is NO_VALUE:
+            if not f.metadata.get(NULLABLE):
+                raise ParameterError(
+                    f"{f.name} = false: {f.name} must have a value",
+                    fix=f'give {f.name} a value, or "{NONE}" (the preset\'s)',
+                )
+            value = None
+        values[f.name] = value
+    return values

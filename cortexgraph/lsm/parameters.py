@@ -5,8 +5,12 @@ The run's own settings (preset, iterations, seed, chain planning, prediction til
 their own; every field of the model configuration :class:`~cortexgraph.lsm.networks.LSMConfig` but
 ``arch`` (``--arch``), ``iterations`` (a field of its own: it also scales the learning-rate
 milestones), ``n_classes`` and ``in_channels`` (fixed by the method) is an override of the preset's
-value (``"none"``: the preset's). The stages record what they resolve: the plan its settings, each
-model's training stage the whole configuration (``config`` of its record), prediction the tiling.
+value (``"none"``: the preset's; ``output_patch_um = false``: the full valid output). The stages
+record what they resolve: the plan its settings, each model's training stage the whole configuration
+(``config`` of its record), prediction the tiling.
+
+``lsm predict`` has the prediction fields alone (:class:`LSMPredictParameters`, spelled as in
+:class:`LSMParameters`, so that the lines of a chain's file can be copied).
 """
 
 from __future__ import annotations
@@ -89,7 +93,30 @@ class LSMParameters:
         ):
             raise bad("max_interval_mm", 'a finite number > 0, or "none" (no limit)')
         for name, value in overrides.items():
-            _check_override(name, value, bad)
+            if value is not None:  # NO_VALUE (false): no value, where the preset allows it
+                _check_override(name, value, bad)
+
+
+@dataclass(frozen=True)
+class LSMPredictParameters:
+    """Every parameter of ``cortexgraph lsm predict`` (the brain, area, runs, ``--device`` and the
+    stage options are not in it); the prediction stage records both.
+
+    tile_px : output tile edge (px).
+    predict_batch_size : tiles per forward pass (option --batch-size).
+    """
+
+    tile_px: int = 64
+    predict_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("tile_px", "predict_batch_size"):
+            value = getattr(self, name)
+            if not _integer(value) or not 1 <= value <= 4096:
+                raise ParameterError(
+                    f"lsm predict parameter {name} = {value!r}: must be an integer in 1..4096",
+                    fix=f"give {name} (option {_option(name)}) an integer in 1..4096",
+                )
 
 
 def _check_override(name: str, value: object, bad) -> None:

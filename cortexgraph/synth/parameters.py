@@ -62,7 +62,8 @@ class SynthParameters:
         if self.scan_format not in SCAN_FORMATS:
             raise bad("scan_format", f"one of {', '.join(SCAN_FORMATS)}")
         for name, value in overrides_of(self).items():
-            _check_override(name, value, bad)
+            if value is not None:  # NO_VALUE (false): no value, where the preset allows it
+                _check_override(name, value, bad)
 
     def preset_spec(self) -> Preset:
         """The preset with the overrides that are set (the generator's input)."""
