@@ -50,7 +50,8 @@ from cortexgraph.synth.deform import BrainModel, brain_rng, make_brain
 from cortexgraph.synth.presets import Preset, get_preset
 from cortexgraph.synth.render import (
     draw_artefacts,
-    raw_points,
+    glass_image,
+    raw_axes,
     render_image,
     sample_section,
     section_stain,
@@ -400,11 +401,13 @@ def _section_job(n: int) -> SectionRecord:
 
     # tissue mask level (whole canvas) -> artefacts, tissue bounding box
     mask_shape = geometry.raster_shape(spec.mask_spacing_um)
-    coarse = sample_section(template, brain, geometry, n, spec.mask_spacing_um)
+    coarse = sample_section(
+        template, brain, geometry, n, spec.mask_spacing_um, keep_template_mm=False
+    )
     rng = brain_rng(seed, brain.brain_id, 5, n)
     artefacts = draw_artefacts(rng, coarse.tissue, spec.mask_spacing_um, spec.artefacts_per_section)
     mask = coarse.tissue.copy()
-    mask[artefacts.removed(raw_points(mask_shape, spec.mask_spacing_um))] = 0
+    mask[artefacts.removed_on_grid(*raw_axes(mask_shape, spec.mask_spacing_um))] = 0
     write(root / "masks" / f"{name}.h5", mask, spec.mask_spacing_um, "labels")
 
     # image level, only inside the tissue bounding box (glass elsewhere)
@@ -413,15 +416,15 @@ def _section_job(n: int) -> SectionRecord:
     occupied = np.argwhere(coarse.tissue > 0)
     gain, gamma, ramp = section_stain(brain, seed, n, image_shape[1])
     noise_rng = brain_rng(seed, brain.brain_id, 6, n)
-    image = np.clip(np.rint(250.0 + noise_rng.normal(0, 1.5, size=image_shape)), 0, 255).astype(
-        np.uint8
-    )
+    image = glass_image(noise_rng, image_shape)
     if len(occupied):
         lo = np.maximum((occupied.min(0) - 2) * ratio, 0).astype(int)
         hi = np.minimum((occupied.max(0) + 3) * ratio, image_shape).astype(int)
         rows, cols = slice(lo[0], hi[0]), slice(lo[1], hi[1])
-        fine = sample_section(template, brain, geometry, n, spec.image_spacing_um, rows, cols)
-        xy = raw_points(image_shape, spec.image_spacing_um, rows, cols)
+        fine = sample_section(
+            template, brain, geometry, n, spec.image_spacing_um, rows, cols, keep_template_mm=False
+        )
+        xs, ys = raw_axes(image_shape, spec.image_spacing_um, rows, cols)
         window = render_image(
             fine,
             state["luts"],
@@ -429,21 +432,22 @@ def _section_job(n: int) -> SectionRecord:
             noise_rng,
             gain * ramp[None, cols],
             gamma,
-            artefacts.folded(xy),
-            artefacts.removed(xy),
+            artefacts.folded_on_grid(xs, ys),
+            artefacts.removed_on_grid(xs, ys),
         )
         image[rows, cols] = window
     write(root / "images" / f"{name}.h5", image, spec.image_spacing_um, "intensity")
 
     # canonical coordinates
     cc = sample_section(template, brain, geometry, n, spec.coords_spacing_um)
+    assert cc.template_mm is not None
     lo_box, hi_box = np.array(BOX_MIN_MM), np.array(BOX_MAX_MM)
     coords = 2.0 * (cc.template_mm - lo_box) / (hi_box - lo_box) - 1.0
     # the MNI volume ends at z = -72 mm (the box edge); the brainstem tissue interpolated up to half a
     # voxel below it is clipped onto the box
     coords = np.clip(coords, -1.0, 1.0).astype(np.float32)
     coords_shape = geometry.raster_shape(spec.coords_spacing_um)
-    lost = artefacts.removed(raw_points(coords_shape, spec.coords_spacing_um))
+    lost = artefacts.removed_on_grid(*raw_axes(coords_shape, spec.coords_spacing_um))
     coords[(cc.tissue == 0) | lost] = np.nan
     write(root / "coords" / f"{name}.h5", coords, spec.coords_spacing_um, "intensity")
 
@@ -451,7 +455,9 @@ def _section_job(n: int) -> SectionRecord:
     if spec.annotation_spacing_um == spec.mask_spacing_um:
         labels = coarse.area
     else:
-        labels = sample_section(template, brain, geometry, n, spec.annotation_spacing_um).area
+        labels = sample_section(
+            template, brain, geometry, n, spec.annotation_spacing_um, keep_template_mm=False
+        ).area
     write(
         state["truth_root"] / "labels" / f"{name}.h5", labels, spec.annotation_spacing_um, "labels"
     )
