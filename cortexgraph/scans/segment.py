@@ -15,17 +15,26 @@ each section image at a working spacing (64 µm/px in the thesis):
    (Márquez-Neila et al. 2014, a variant of Chan & Vese 1999; ``chan_vese_iterations``,
    ``chan_vese_smoothing``), started from Otsu's split of the enhanced tissue; of its two regions the
    darker one inside the tissue is gray matter (cell bodies stain dark), the rest of the tissue white
-   matter.
+   matter. The split is accepted only when the two classes are separable (Chan-Vese always finds
+   two): the mean optical density (``ln(glass / grey value)`` of the smoothed image) of the light
+   class must be at most ``max_white_gray_od_ratio`` times the dark class's; otherwise the section
+   has no white matter (a section through gray matter only, whose stain levels, e.g. a fold or two
+   kinds of non-cortical gray matter, Chan-Vese would split into "gray" and "white"), and all its
+   tissue is gray.
 3. **Cleaning** by areas only (no closing, so tight sulci stay open): tissue pieces below
    ``min_tissue_mm2`` are removed, background holes below ``max_hole_mm2`` filled; gray-matter pieces
    below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter. Before
    that, white matter within ``border_rim_um`` of the background and thinner than twice it (the
    partial-volume band of the tissue border, which the contrast enhancement makes as bright as white
-   matter) becomes gray matter.
+   matter) becomes gray matter. Last, white-matter pieces paler than white matter (mean optical
+   density below ``min_white_gray_od_ratio`` times the gray matter's) and bordering the background
+   along at least ``pale_white_min_background_fraction`` of their outline (tangential cuts through the
+   cell-sparse upper cortical layers) become gray matter.
 
 Per-section overrides (``--overrides FILE``, tab-separated, header ``section`` and any of
 ``tissue_threshold`` (grey value on the 8-bit scale), ``chan_vese_iterations``,
-``chan_vese_smoothing``, ``skip`` (1: leave the section's mask as it is)) fix sections where the
+``chan_vese_smoothing``, ``max_white_gray_od_ratio``, ``skip`` (1: leave the section's mask as it
+is)) fix sections where the
 automatic choice fails; the QC picture shows the histogram, the threshold used and the mask.
 
 Outputs
@@ -34,7 +43,8 @@ Outputs
     working spacing, with file attributes ``section`` and ``source = "cortexgraph segment"``;
     ``sections.tsv`` names them and ``brain.toml`` gets ``spacing_um.mask``.
 ``derivatives/cortexgraph/<brain>/segment/segment.tsv``  per section: thresholds, tissue and gray
-    fractions, overrides used.
+    fractions, the optical-density ratio of the gray/white split and whether it was accepted,
+    overrides used.
 ``derivatives/cortexgraph/<brain>/segment/qc/sNNNN.png``  QC picture per section.
 ``derivatives/cortexgraph/<brain>/segment/dice.tsv``  phantom cohorts with true masks under
     ``ground_truth/<brain>/inputs/masks/`` (``cortexgraph synth --scans-only``) only: Dice per class and section (worst first).
@@ -66,8 +76,11 @@ OVERRIDE_COLUMNS = (
     "tissue_threshold",
     "chan_vese_iterations",
     "chan_vese_smoothing",
+    "max_white_gray_od_ratio",
     "skip",
 )
+#: the override columns that replace a field of :class:`SegmentParameters` for one section
+PARAMETER_OVERRIDES = ("chan_vese_iterations", "chan_vese_smoothing", "max_white_gray_od_ratio")
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,27 @@ class SegmentParameters:
     after a morphological opening with a disk of this radius) becomes gray matter: the partial-volume
     rim of the pial border, brighter than gray matter, that Chan-Vese otherwise labels white. 0 keeps
     it."""
+    max_white_gray_od_ratio: float = 0.5
+    """The gray/white split of Chan-Vese is accepted only when the two classes are separable: the
+    mean optical density of the light class (``ln(glass / grey value)`` of the smoothed image,
+    glass = median grey value of the background) is at most this fraction of the dark class's.
+    Otherwise the section has no white matter and all its tissue is gray (Chan-Vese always finds
+    two classes: on a section without white matter it splits gray matter by its stain levels, e.g.
+    a fold or two kinds of non-cortical gray). The stain scales optical density by a per-section
+    factor (gain and gamma), so the ratio is free of it. Measured on the phantoms (published
+    cutting and tiny preset, seeds 0 and 1): 0.32-0.35 on every section with white matter, 0.72-0.82
+    where the split cuts gray matter; 0.5 lies between. 1 or more accepts every split (the thesis
+    method)."""
+    min_white_gray_od_ratio: float = 0.27
+    """After cleaning, a white-matter piece that is paler than white matter (mean optical density
+    below this fraction of the section's gray matter's) and borders the background along at least
+    ``pale_white_min_background_fraction`` of its outline becomes gray matter: a cap of cortex cut
+    tangentially through its cell-sparse upper layers (white matter lies inside the cortex and meets
+    the background only where it is cut). Measured on the phantoms (as above): every true
+    white-matter piece 0.31-0.45, the pale caps labelled white 0.21-0.24. 0 keeps them."""
+    pale_white_min_background_fraction: float = 0.25
+    """See ``min_white_gray_od_ratio``: the fraction of a pale piece's outline (the pixels
+    8-adjacent to it) that must be background. The pale caps of the phantoms: 0.31-1.0."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +150,10 @@ class SectionResult:
     minima: tuple[int, ...]
     histogram: np.ndarray
     overridden: tuple[str, ...] = ()
+    split_od_ratio: float = math.nan
+    """Mean optical density of Chan-Vese's light class over its dark class's (NaN: no split)."""
+    split_accepted: bool = True
+    """False when the ratio exceeded ``max_white_gray_od_ratio`` and all tissue became gray."""
 
     @property
     def tissue_fraction(self) -> float:
@@ -232,6 +270,64 @@ def _pial_rim_to_gray(
     return gray | rim, white & ~rim
 
 
+def split_od_ratio(
+    smoothed: np.ndarray,
+    tissue: np.ndarray,
+    box: tuple[slice, slice],
+    gray: np.ndarray,
+    white: np.ndarray,
+) -> float:
+    """Separability of a gray/white split: mean optical density of ``white`` over that of ``gray``.
+
+    ``smoothed``: the smoothed 8-bit image; ``tissue``: its tissue mask (same grid); ``gray`` and
+    ``white``: the two classes on the window ``box`` of that grid. Optical density of a pixel is
+    ``ln(glass / value)`` with glass the median of the background (255 without background). Returns
+    NaN when a class is empty or the gray class has no positive optical density.
+    """
+    if not gray.any() or not white.any():
+        return math.nan
+    glass = float(np.median(smoothed[~tissue])) if (~tissue).any() else 255.0
+    od = np.log(max(glass, 1.0) / np.clip(smoothed[box], 1.0, None))
+    od_gray, od_white = float(od[gray].mean()), float(od[white].mean())
+    return od_white / od_gray if od_gray > 0 else math.nan
+
+
+def pale_white_pieces(
+    smoothed: np.ndarray,
+    tissue: np.ndarray,
+    box: tuple[slice, slice],
+    gray: np.ndarray,
+    white: np.ndarray,
+    min_ratio: float,
+    min_background_fraction: float,
+) -> np.ndarray:
+    """The 8-connected pieces of ``white`` whose mean optical density is below ``min_ratio`` times
+    the mean optical density of ``gray`` and whose outline (pixels 8-adjacent to the piece) is
+    background (outside ``tissue``) for at least ``min_background_fraction`` of its pixels. Inputs
+    as in :func:`split_od_ratio`; returns a boolean image of the window ``box``, empty when either
+    class is empty."""
+    out = np.zeros_like(white)
+    if not gray.any() or not white.any():
+        return out
+    glass = float(np.median(smoothed[~tissue])) if (~tissue).any() else 255.0
+    od = np.log(max(glass, 1.0) / np.clip(smoothed[box], 1.0, None))
+    od_gray = float(od[gray].mean())
+    if od_gray <= 0:
+        return out
+    labels, count = ndimage.label(white, structure=np.ones((3, 3)))
+    mean_od = ndimage.mean(od, labels, np.arange(1, count + 1))
+    background = ~tissue[box]
+    windows = ndimage.find_objects(labels)
+    for piece in np.flatnonzero(np.asarray(mean_od) < min_ratio * od_gray) + 1:
+        where = windows[piece - 1]
+        grown = tuple(slice(max(w.start - 1, 0), w.stop + 1) for w in where)
+        inside = labels[grown] == piece
+        outline = ndimage.binary_dilation(inside, structure=np.ones((3, 3))) & ~inside
+        if outline.any() and background[grown][outline].mean() >= min_background_fraction:
+            out[grown] |= inside
+    return out
+
+
 def segment_image(
     image: np.ndarray,
     spacing_um: float,
@@ -286,6 +382,10 @@ def segment_image(
     else:
         gray = ~level & tissue
     white = tissue & ~gray
+    ratio = split_od_ratio(smoothed, full_tissue, box, gray, white)
+    accepted = not ratio > params.max_white_gray_od_ratio
+    if not accepted:
+        gray, white = tissue, np.zeros_like(tissue)
     if params.border_rim_um > 0:
         gray, white = _pial_rim_to_gray(gray, white, tissue, params.border_rim_um / spacing_um)
     min_island = params.min_island_mm2 / pixel_mm2
@@ -295,10 +395,31 @@ def segment_image(
     white_kept = _remove_small(white, min_island)
     gray = gray | (white & ~white_kept)
     white = white_kept
+    if params.min_white_gray_od_ratio > 0:
+        pale = pale_white_pieces(
+            smoothed,
+            full_tissue,
+            box,
+            gray,
+            white,
+            params.min_white_gray_od_ratio,
+            params.pale_white_min_background_fraction,
+        )
+        gray, white = gray | pale, white & ~pale
     mask[box][white] = WHITE
     mask[box][gray] = GRAY
     assert not (mask.astype(bool) & ~full_tissue).any()
-    return SectionResult(section, mask, spacing_um, used, otsu, minima, hist)
+    return SectionResult(
+        section,
+        mask,
+        spacing_um,
+        used,
+        otsu,
+        minima,
+        hist,
+        split_od_ratio=ratio,
+        split_accepted=accepted,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -331,6 +452,10 @@ def read_overrides(path: str | Path) -> dict[int, dict]:
                     values[key] = float(text)
                     if not 0 <= values[key] <= 256:
                         raise ValueError
+                elif key == "max_white_gray_od_ratio":
+                    values[key] = float(text)
+                    if not values[key] >= 0:
+                        raise ValueError
                 elif key == "skip":
                     if text.lower() not in ("0", "1", "true", "false"):
                         raise ValueError
@@ -344,7 +469,7 @@ def read_overrides(path: str | Path) -> dict[int, dict]:
                 f"line {number}: a value is not valid ({line!r})",
                 file=path,
                 fix="tissue_threshold 0..256, chan_vese_iterations and chan_vese_smoothing "
-                "integers >= 0, skip 0 or 1",
+                "integers >= 0, max_white_gray_od_ratio a number >= 0, skip 0 or 1",
             ) from None
         if section in out:
             raise DataFormatError(
@@ -474,8 +599,9 @@ def segment_brain(
 
     Returns
     -------
-    The stage summary: per-section thresholds and fractions, and on phantom cohorts the Dice per
-    class (``dice``: mean per class; ``worst``: the five sections of lowest gray-matter Dice).
+    The stage summary: per-section thresholds and fractions, ``split_rejected`` (the sections whose
+    gray/white split was not separable: all gray matter), and on phantom cohorts the Dice per class
+    (``dice``: mean per class; ``worst``: the five sections of lowest gray-matter Dice).
     Files: module docstring.
     """
     from cortexgraph.derivatives.inputs import brain_inputs
@@ -557,6 +683,7 @@ def segment_brain(
         outputs: list[Path] = []
         rows = []
         dice_rows = []
+        rejected: list[int] = []
         new_masks: dict[int, str] = {}
         stage = f"segment {brain.id}"
         report(stage, 0, len(chosen))
@@ -567,7 +694,7 @@ def segment_brain(
             if extra.get("skip"):
                 if record.mask:
                     outputs.append(brain.path(record.mask, section=n))
-                    rows.append([n, "skipped", "", "", "", "", "skip"])
+                    rows.append([n, "skipped", "", "", "", "", "", "", "skip"])
                     report(stage, done, len(chosen))
                     continue
                 raise DataFormatError(
@@ -578,11 +705,7 @@ def segment_brain(
                 )
             local = replace(
                 params,
-                **{
-                    k: v
-                    for k, v in extra.items()
-                    if k in ("chan_vese_iterations", "chan_vese_smoothing")
-                },
+                **{k: v for k, v in extra.items() if k in PARAMETER_OVERRIDES},
             )
             with Raster(brain.path(record.image, section=n)) as raster:
                 image = raster.read_at_spacing(spacing)
@@ -594,6 +717,8 @@ def segment_brain(
             result = segment_image(
                 image, spacing, local, threshold=extra.get("tissue_threshold"), section=n
             )
+            if not result.split_accepted:
+                rejected.append(n)
             if not (result.mask > 0).any():
                 log.warning(
                     "section %d: no tissue found (threshold %.1f)", n, result.tissue_threshold
@@ -615,6 +740,8 @@ def segment_brain(
                     result.otsu_threshold,
                     result.tissue_fraction,
                     result.gray_fraction,
+                    result.split_od_ratio,
+                    int(result.split_accepted),
                     ",".join(sorted(extra)) or "",
                 ]
             )
@@ -631,6 +758,8 @@ def segment_brain(
                 title = f"{brain.id} section {n}: threshold {result.tissue_threshold:.1f}" + (
                     f", gray Dice {dice['gray']:.3f}" if dice else ""
                 )
+                if not result.split_accepted:
+                    title += f" (gray/white split rejected: OD ratio {result.split_od_ratio:.2f})"
                 outputs.append(
                     qc_picture(out_root / "qc" / f"{_name(n)}.png", image, result, title)
                 )
@@ -642,6 +771,8 @@ def segment_brain(
             "otsu_threshold",
             "tissue_fraction",
             "gray_fraction_of_tissue",
+            "split_od_ratio",
+            "split_accepted",
             "overrides",
         ]
         text = (
@@ -654,6 +785,7 @@ def segment_brain(
             "sections": len(chosen),
             "segmented": len(new_masks),
             "spacing_um": spacing,
+            "split_rejected": rejected,
         }
         if dice_rows:
             dice_rows.sort(key=lambda item: (item[1]["gray"], item[0]))

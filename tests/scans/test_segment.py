@@ -116,6 +116,8 @@ def test_overrides_file_is_validated(tmp_path):
     path = tmp_path / "overrides.tsv"
     path.write_text("section\ttissue_threshold\tskip\n12\t180\t\n24\t\t1\n")
     assert read_overrides(path) == {12: {"tissue_threshold": 180.0}, 24: {"skip": True}}
+    path.write_text("section\tmax_white_gray_od_ratio\n12\t1.0\n")
+    assert read_overrides(path) == {12: {"max_white_gray_od_ratio": 1.0}}
     path.write_text("section\tthreshold\n12\t180\n")
     with pytest.raises(DataFormatError, match="header"):
         read_overrides(path)
@@ -221,3 +223,75 @@ def test_the_brains_own_masks_are_not_replaced_silently(tiny_cohort, tmp_path):
     assert "--replace-masks" in caught.value.fix and caught.value.section == 902
     result = CliRunner().invoke(app, ["segment", str(root / "B01"), "--sections", "902"])
     assert result.exit_code == 2 and "--replace-masks" in result.output
+
+
+def _gray_only_section(spacing_um: float = 64.0, seed: int = 2):
+    """Glass (250) and one 30 x 20 mm piece of gray matter only, with two close stain levels: 140
+    and, in a 6 mm wide strip, 105 (a fold, or two kinds of non-cortical gray matter); returns
+    (image uint8, true mask: all tissue gray)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    size = int(40_000 / spacing_um)
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * spacing_um / 1000.0  # mm
+    tissue = (np.abs(xx - 20) < 15) & (np.abs(yy - 20) < 10)
+    truth = np.where(tissue, GRAY, 0).astype(np.uint8)
+    level = np.where(tissue, np.where(np.abs(xx - 28) < 3, 105.0, 140.0), 250.0)
+    noise = ndimage.gaussian_filter(rng.normal(0, 12, level.shape), 0.7)
+    image = np.clip(np.rint(level + noise * tissue + rng.normal(0, 1.5, level.shape)), 0, 255)
+    return image.astype(np.uint8), truth
+
+
+def test_gray_matter_with_two_stain_levels_is_not_split_into_gray_and_white():
+    """Chan-Vese always finds two classes; on a section of gray matter only, whose two stain levels
+    differ by a factor 1.4 in optical density, the split is rejected (optical-density ratio of the
+    classes about 0.7, above max_white_gray_od_ratio 0.5) and all tissue stays gray. The thesis
+    method (every split accepted) labels the paler level white."""
+    image, truth = _gray_only_section()
+    result = segment_image(image, 64.0)
+    assert not result.split_accepted
+    assert 0.6 < result.split_od_ratio < 0.8, result.split_od_ratio
+    dice = dice_per_class(result.mask, truth)
+    assert dice["gray"] > 0.99, dice
+    assert (result.mask == WHITE).sum() == 0
+    old = segment_image(image, 64.0, SegmentParameters(max_white_gray_od_ratio=1.0))
+    assert old.split_accepted
+    assert (old.mask == WHITE).sum() / (old.mask > 0).sum() > 0.5
+    assert dice_per_class(old.mask, truth)["gray"] < 0.6
+
+
+def test_separable_gray_and_white_still_split_and_pale_caps_become_gray():
+    """A drawn hemisphere (gray 140, white 212: optical-density ratio about 0.28) is still split;
+    a separate pale piece (grey value 226, ratio 0.17; a tangential cut through the upper cortical
+    layers) that Chan-Vese labels white becomes gray, while white matter as pale but inside the
+    cortex stays white."""
+    image, truth = _drawn_section()
+    result = segment_image(image, 64.0)
+    assert result.split_accepted
+    assert 0.2 < result.split_od_ratio < 0.4, result.split_od_ratio
+    dice = dice_per_class(result.mask, truth)
+    assert dice["gray"] > 0.95 and dice["white"] > 0.95, dice
+    # a pale cap: a 4 mm disc of grey value 226 next to the hemisphere
+    size = image.shape[0]
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * 64.0 / 1000.0
+    cap = np.hypot(xx - 55, yy - 55) < 2.0
+    rng = np.random.default_rng(3)
+    capped = image.copy()
+    capped[cap] = np.clip(np.rint(226 + rng.normal(0, 3, cap.sum())), 0, 255).astype(np.uint8)
+    truth_capped = truth.copy()
+    truth_capped[cap] = GRAY
+    new = segment_image(capped, 64.0)
+    off = segment_image(capped, 64.0, SegmentParameters(min_white_gray_od_ratio=0.0))
+    inner = cap & (np.hypot(xx - 55, yy - 55) < 1.5)
+    assert (off.mask[inner] == WHITE).mean() > 0.9  # without the rule the cap is white ...
+    assert (new.mask[inner] == GRAY).mean() > 0.99  # ... with it, gray
+    assert dice_per_class(new.mask, truth_capped)["white"] > 0.95
+    assert (
+        dice_per_class(new.mask, truth_capped)["gray"]
+        > dice_per_class(off.mask, truth_capped)["gray"] + 0.005
+    )
+    # white matter of the same paleness inside the cortex (not bordering the background) stays
+    paler = image.copy()
+    paler[truth == WHITE] = np.clip(paler[truth == WHITE].astype(int) + 14, 0, 255).astype(np.uint8)
+    kept = segment_image(paler, 64.0)
+    assert dice_per_class(kept.mask, truth)["white"] > 0.95
