@@ -124,7 +124,7 @@ def main() -> None:
     setup: list[dict] = []
     command = (
         f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} .venv/bin/python benchmarks/bench_full_brain.py "
-        f"--out {out} --preset {args.preset} --brain {b} --voxel-mm {voxel} --stages {','.join(stages)}"
+        f"--out OUT --preset {args.preset} --brain {b} --voxel-mm {voxel} --stages {','.join(stages)}"
     )
 
     def report() -> None:

@@ -1,7 +1,8 @@
 """Benchmark: are both hemispheres of a whole phantom brain found, and how accurate is each midsurface?
 
 For each seed: one whole brain (no posterior slab) at the tiny preset's resolution (every 60th
-section, 160 µm/px) through the library's ``synthesize_cohort``, then ``cortexgraph build-graph``
+section, 160 µm/px) from ``cortexgraph synth --preset tiny --params`` (``slab_posterior_mm = false``),
+then ``cortexgraph build-graph``
 with the default ``--hemispheres auto``; the report lists the hemispheres found, the fissure plane,
 its dip ratio (``reconstruct.hemispheres.fissure_dip``), the share of the cortex left of it, and the
 mean distance of each hemisphere's midsurface to the phantom's true one.
@@ -19,18 +20,20 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 
 def whole_brain(out: Path, seed: int) -> Path:
-    """A one-brain (B07) whole-brain cohort at the tiny preset's resolution in ``out``."""
-    from cortexgraph.synth.cohort import synthesize_cohort
-    from cortexgraph.synth.presets import PRESETS
-
-    spec = replace(PRESETS["tiny"], name="tiny-whole", slab_posterior_mm=None, brains=("B07",))
+    """A one-brain (B07) whole-brain cohort at the tiny preset's resolution in ``out``:
+    ``cortexgraph synth OUT --preset tiny --brains B07 --seed S --params whole.toml`` with
+    ``slab_posterior_mm = false`` (no posterior slab) in the file."""
     if not (out / "synth.json").exists():
-        synthesize_cohort(out, spec, seed=seed, workers=1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        params = out.parent / "whole.toml"
+        params.write_text("slab_posterior_mm = false  # the whole brain\n")
+        argv = [sys.executable, "-m", "cortexgraph.cli.main", "synth", str(out), "--preset", "tiny"]
+        argv += ["--brains", "B07", "--seed", str(seed), "--params", str(params)]
+        subprocess.run(argv, check=True, capture_output=True)
     return out
 
 
