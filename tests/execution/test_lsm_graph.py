@@ -56,7 +56,7 @@ def test_lsm_tasks_plan_train_per_interval_predict_then_map3d(tiny_cohort):
     assert by_key["stats-table/B01"].kwargs["source"] == "lsm-hr"
     for t in tasks:
         assert all(position[d] < position[t.key] for d in t.dependencies())
-    # the seed of the graph is the run's, and nothing was written while the graph was made
+    # the graph's random seed goes to the LSM run; making the graph wrote nothing
     assert by_key["lsm-plan/B01/hOc1"].kwargs["settings"]["seed"] == 0
     assert not [r for r in records(tiny_cohort) if "lsm-" in r]
 
