@@ -111,6 +111,20 @@ def task_progress(total_hint: str = "tasks"):
     return _Context(), callback
 
 
+def _extent(text: str) -> tuple[int, int]:
+    """``--lsm-extent S,T`` as two section numbers."""
+    from cortexgraph.errors import ParameterError
+
+    parts = split_list(text)
+    try:
+        first, last = (int(p) for p in parts)
+    except ValueError:
+        raise ParameterError(
+            f"--lsm-extent {text!r} is not two section numbers", fix="give S,T (e.g. 722,962)"
+        ) from None
+    return first, last
+
+
 def _quiet_dask(verbose: bool) -> None:
     if not verbose:
         for name in ("distributed", "dask_jobqueue"):
@@ -125,8 +139,8 @@ def register(app: typer.Typer) -> None:
         brains: str = typer.Option(None, help="Brains to process, comma-separated (default: all)."),
         until: str = typer.Option(
             "map3d",
-            help="Last step: check, build-graph, train-encoder, features, train-gnn, evaluate, "
-            "predict, project, render, map3d.",
+            help="Last step: check, lsm, build-graph, train-encoder, features, train-gnn, "
+            "evaluate, predict, project, render, map3d.",
         ),
         encoder_preset: str = typer.Option("auto", help="Encoder preset (train-encoder --preset)."),
         model: str = typer.Option("gat", help="GNN: gat, sage, mlp or linear."),
@@ -141,7 +155,35 @@ def register(app: typer.Typer) -> None:
             None, "--map3d", metavar="AREA", help="Area to map in 3D and measure (repeatable)."
         ),
         map3d_source: str = typer.Option(
-            "gnn", help="Labels of the 3D maps: gnn (this run's), truth or annotation."
+            "gnn",
+            help="Labels of the 3D maps: gnn (this run's), truth, annotation or lsm (this run's "
+            "local segmentation models; the areas must be --lsm areas).",
+        ),
+        lsm: list[str] = typer.Option(
+            None,
+            "--lsm",
+            metavar="AREA",
+            help="Area to segment with local segmentation models on every brain (repeatable): "
+            "chain plan, one training task per interval, prediction (step lsm).",
+        ),
+        lsm_arch: str = typer.Option("ms", help="LSM architecture: hr, lr or ms."),
+        lsm_name: str = typer.Option(
+            None, help="LSM run name (lsm-<x> or gsm-<x>; default lsm-<arch>)."
+        ),
+        lsm_preset: str = typer.Option("auto", help="LSM model preset (lsm chain --preset)."),
+        lsm_iterations: int = typer.Option(
+            None, help="LSM training iterations (default: the preset's)."
+        ),
+        lsm_step: int = typer.Option(
+            2, help="Every n-th annotated section trains (lsm chain --step)."
+        ),
+        lsm_extent: str = typer.Option(
+            None, metavar="S,T", help="Predict only sections S..T (lsm chain --extent)."
+        ),
+        lsm_allow_long_intervals: bool = typer.Option(
+            False,
+            "--lsm-allow-long-intervals",
+            help="Plan intervals longer than 2.4 mm anyway (lsm chain --allow-long-intervals).",
         ),
         no_render: bool = typer.Option(False, "--no-render", help="No surface pictures."),
         seed: int = typer.Option(0, help="Seed of the learners."),
@@ -165,8 +207,8 @@ def register(app: typer.Typer) -> None:
         verbose: bool = VerboseOption,
     ) -> None:
         """Run the graph path (check, build-graph, encoder, node features, GNN, evaluation,
-        predictions, projection, pictures, 3D maps) for every brain of a cohort on the execution
-        engine. Stages whose outputs are up to date are reused; a failed task stops only what
+        predictions, projection, pictures, 3D maps; with --lsm also local segmentation models) for
+        every brain of a cohort on the execution engine. Stages whose outputs are up to date are reused; a failed task stops only what
         depends on it. Exit status: 0 when every task finished, else that of the first failure.
         """
         from cortexgraph.data.manifest import DERIVATIVES, find_cohort
@@ -179,6 +221,18 @@ def register(app: typer.Typer) -> None:
         cohort = find_cohort(root)
         options = engine_options(engine_config, scheduler, workers, retries, wait, gpu_tasks)
         selected = tuple(split_list(brains)) or None
+        lsm_settings: dict = {
+            "arch": lsm_arch,
+            "preset": lsm_preset,
+            "step": lsm_step,
+            "allow_long_intervals": lsm_allow_long_intervals,
+        }
+        if lsm_name:
+            lsm_settings["name"] = lsm_name
+        if lsm_iterations is not None:
+            lsm_settings["iterations"] = lsm_iterations
+        if lsm_extent:
+            lsm_settings["extent"] = _extent(lsm_extent)
         settings = CohortSettings(
             brains=selected,
             seed=seed,
@@ -194,6 +248,8 @@ def register(app: typer.Typer) -> None:
             },
             map3d_areas=tuple(map3d or ()),
             map3d_source=map3d_source,
+            lsm_areas=tuple(lsm or ()),
+            lsm=lsm_settings,
             render=not no_render,
             until=until,
             device=device,

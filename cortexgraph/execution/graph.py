@@ -5,6 +5,8 @@
 independent brains (and the encoder beside the graphs) at the same time::
 
     synth (cohort files) -> synth/<brain> -> synth-done                  (phantoms: demo only)
+    check/<brain> -> lsm-plan/<brain>/<area> -> lsm-train/<brain>/<area>/<interval> (one per
+                     interval) -> lsm-predict/<brain>/<area> -> map3d/<brain>/<area> (source lsm)
     check/<brain> -> build-graph/<brain> -----------------------> features/<brain>
     check/<every brain> -> train-encoder ------------------------/           |
     features/<every brain> -> train-gnn -> evaluate                          |
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 STEPS = (
     "synth",
     "check",
+    "lsm",
     "build-graph",
     "train-encoder",
     "features",
@@ -136,7 +139,15 @@ class CohortSettings:
     gnn : keyword arguments of :func:`cortexgraph.gnn.stage.train_gnn` (model, layers, features,
         preset, ...); ``transfer="auto"`` holds out B07 when the cohort has it.
     map3d_areas : areas to map in 3D (and measure) per brain, from ``map3d_source``.
-    map3d_source : ``gnn`` (the trained run's projected labels), ``truth`` or ``annotation``.
+    map3d_source : ``gnn`` (the trained run's projected labels), ``truth``, ``annotation`` or
+        ``lsm`` (the predictions of the graph's LSM run; every area of ``map3d_areas`` must be in
+        ``lsm_areas``).
+    lsm_areas : areas to segment with local segmentation models on every selected brain (step
+        ``lsm``): the chain plan, one training task per interval, the prediction of the plan's
+        sections (:mod:`cortexgraph.lsm.stages`). Empty (the default): no LSM task.
+    lsm : keyword arguments of :class:`cortexgraph.lsm.stages.LSMRun` (``arch``, ``name``,
+        ``preset``, ``iterations``, ``step``, ``extent``, ``interval``, ``max_interval_mm``,
+        ``allow_long_intervals``, ``tile_px``, ``batch_size``, ...; ``seed`` defaults to ``seed``).
     render : surface pictures of the run's labels.
     until : the last step to run (one of :data:`STEPS`).
     device : ``auto``, ``cpu`` or ``cuda`` for the learners.
@@ -160,6 +171,8 @@ class CohortSettings:
     )
     map3d_areas: tuple[str, ...] = ()
     map3d_source: str = "gnn"
+    lsm_areas: tuple[str, ...] = ()
+    lsm: Mapping[str, Any] = field(default_factory=lambda: {"arch": "ms"})
     render: bool = True
     until: str = "map3d"
     device: str = "auto"
@@ -244,6 +257,22 @@ def cohort_graph(
     check_deps = ("synth-done",) if settings.synth_preset is not None else ()
     for b in brains:
         tasks.append(Task(f"check/{b}", T.check, {"cohort_root": root, "brain_id": b}, check_deps))
+    lsm_run = None
+    if settings.map3d_source == "lsm" or (wanted("lsm") and settings.lsm_areas):
+        lsm_run = _lsm_run_name(settings)
+    if settings.map3d_source == "lsm":
+        from cortexgraph.data.names import slug
+
+        missing = [
+            a for a in settings.map3d_areas if slug(a) not in {slug(x) for x in settings.lsm_areas}
+        ]
+        if missing:
+            raise ParameterError(
+                f"3D maps from the LSM run need its predictions of {', '.join(missing)}",
+                fix="add the area(s) to the LSM areas (run-cohort --lsm AREA)",
+            )
+    if wanted("lsm") and settings.lsm_areas:
+        tasks += _lsm_tasks(root, selected, settings, wait_s, gpu)
     if wanted("train-encoder"):
         tasks.append(
             Task(
@@ -377,6 +406,9 @@ def cohort_graph(
                 if settings.map3d_source == "gnn":
                     source_kwargs = {"run": run}
                     deps: tuple[str, ...] = (f"project/{b}", f"build-graph/{b}")
+                elif settings.map3d_source == "lsm":
+                    source_kwargs = {"source": lsm_run}
+                    deps = (f"build-graph/{b}", f"lsm-predict/{b}/{slug(area)}")
                 else:
                     source_kwargs = {"source": settings.map3d_source}
                     deps = (f"build-graph/{b}",)
@@ -411,12 +443,119 @@ def cohort_graph(
                         **(
                             {"run": run}
                             if settings.map3d_source == "gnn"
+                            else {"source": lsm_run}
+                            if settings.map3d_source == "lsm"
                             else {"source": settings.map3d_source}
                         ),
                     },
                     tuple(keys),
                     records=(f"{b}/records/stats-table@*.json",),
                 )  # fmt: skip
+            )
+    return tasks
+
+
+def _lsm_settings(settings: CohortSettings) -> dict[str, Any]:
+    """Keyword arguments of :class:`~cortexgraph.lsm.stages.LSMRun` of the graph's LSM run."""
+    lsm = dict(settings.lsm)
+    lsm.setdefault("seed", settings.seed)
+    for key in ("extent", "interval"):
+        if lsm.get(key) is not None:
+            lsm[key] = [int(v) for v in lsm[key]]
+    return lsm
+
+
+def _lsm_run_name(settings: CohortSettings) -> str:
+    """The name of the graph's LSM run (``lsm.name``, else ``<kind>-<arch>``)."""
+    from cortexgraph.lsm.layout import check_run_name, default_run_name
+
+    lsm = settings.lsm
+    name = lsm.get("name") or default_run_name(lsm.get("kind", "lsm"), lsm.get("arch", "ms"))
+    return check_run_name(str(name))
+
+
+def _lsm_tasks(
+    root: str,
+    brains: Sequence[str],
+    settings: CohortSettings,
+    wait_s: float,
+    gpu: Mapping[str, float] | None,
+) -> list[Task]:
+    """The LSM tasks of every brain and area: plan -> train (one task per interval) -> predict.
+
+    The intervals come from :func:`cortexgraph.lsm.stages.preview_plan` (the current annotations,
+    nothing written); on a phantom that the graph makes first they are not known yet, and one
+    training task trains every model of the plan. A gsm run has one training task (its global
+    model). Prediction is one task per area: ``lsm-predict`` is one stage execution per (run,
+    area) whose record lists every predicted section, so a task per interval or per section would
+    be a second writer of that record.
+    """
+    from cortexgraph.data.names import slug
+    from cortexgraph.lsm.layout import interval_name, run_kind
+
+    lsm = _lsm_settings(settings)
+    name = _lsm_run_name(settings)
+    kind = run_kind(name)
+    tasks: list[Task] = []
+    for b in brains:
+        for area in settings.lsm_areas:
+            area_key = slug(area)
+            common = {
+                "cohort_root": root,
+                "brain_id": b,
+                "area": area,
+                "settings": lsm,
+                "device": settings.device,
+                "wait_s": wait_s,
+            }
+            plan_key = f"lsm-plan/{b}/{area_key}"
+            tasks.append(
+                Task(
+                    plan_key,
+                    T.lsm_plan,
+                    common,
+                    (f"check/{b}",),
+                    records=(f"{b}/records/lsm-plan@{name}@{area_key}.json",),
+                )
+            )
+            intervals: list[tuple[int, int] | None]
+            if kind == "gsm" or settings.synth_preset is not None:
+                intervals = [None]
+            else:
+                from cortexgraph.lsm.stages import preview_plan
+
+                run = T._lsm_run(root, b, area, lsm, "cpu", 0.0)
+                intervals = list(preview_plan(run).intervals)
+            train_keys = []
+            for interval in intervals:
+                if interval is not None:
+                    part, record = interval_name(interval), f"@{interval_name(interval)}"
+                else:
+                    part, record = ("global", "") if kind == "gsm" else ("all", "@*")
+                key = f"lsm-train/{b}/{area_key}/{part}"
+                train_keys.append(key)
+                tasks.append(
+                    Task(
+                        key,
+                        T.lsm_train,
+                        {
+                            **common,
+                            "plan": Ref(plan_key),
+                            "interval": None if interval is None else list(interval),
+                        },
+                        records=(f"{b}/records/lsm-train@{name}@{area_key}{record}.json",),
+                        resources=gpu,
+                        priority=5,
+                    )
+                )
+            tasks.append(
+                Task(
+                    f"lsm-predict/{b}/{area_key}",
+                    T.lsm_predict,
+                    common,
+                    tuple(train_keys),
+                    records=(f"{b}/records/lsm-predict@{name}@{area_key}.json",),
+                )
             )
     return tasks
 

@@ -184,6 +184,89 @@ def stats_table(cohort_root: str, brain_id: str, source: str, wait_s: float) -> 
     return None if path is None else str(path)
 
 
+def _lsm_run(
+    cohort_root: str, brain_id: str, area: str, settings: dict, device: str, wait_s: float
+):
+    """The :class:`~cortexgraph.lsm.stages.LSMRun` of a brain's area with ``settings`` (keyword
+    arguments of LSMRun: arch, name, preset, iterations, seed, step, extent, interval, ...)."""
+    from cortexgraph.lsm.data import resolve_area
+    from cortexgraph.lsm.stages import LSMRun
+    from cortexgraph.training.runtime import pick_device
+
+    brain = _brain(cohort_root, brain_id)
+    options = dict(settings)
+    for key in ("extent", "interval"):
+        if options.get(key) is not None:
+            options[key] = tuple(int(v) for v in options[key])
+    if device in (None, "auto"):
+        device = pick_device("auto").type
+    return LSMRun(
+        brain=brain, area=resolve_area(brain, area), device=device, wait_s=wait_s, **options
+    )
+
+
+def lsm_plan(
+    cohort_root: str, brain_id: str, area: str, settings: dict, device: str, wait_s: float
+) -> dict:
+    """``lsm-plan@<run>@<area>`` of a brain; returns the plan's ``intervals`` and ``sections``."""
+    from cortexgraph.lsm.stages import plan_stage
+
+    plan = plan_stage(_lsm_run(cohort_root, brain_id, area, settings, device, wait_s))
+    return {
+        "intervals": [list(p) for p in plan.intervals],
+        "sections": [int(s) for s in plan.sections],
+    }
+
+
+def lsm_train(
+    cohort_root: str,
+    brain_id: str,
+    area: str,
+    settings: dict,
+    device: str,
+    wait_s: float,
+    plan: dict,
+    interval: list[int] | None = None,
+) -> list[str]:
+    """``lsm-train@<run>@<area>@<interval>`` of a brain after its plan task (``plan``: its return
+    value): the model of ``interval``; with ``interval`` None every model of the plan (an LSM run
+    whose intervals were not known when the graph was made) or the GSM of a gsm run. Returns the
+    model files."""
+    from cortexgraph.errors import CortexgraphError
+    from cortexgraph.lsm.layout import plan_id
+    from cortexgraph.lsm.stages import _output, read_plan, train_stage
+
+    run = _lsm_run(cohort_root, brain_id, area, settings, device, wait_s)
+    chain = read_plan(run.store, run.store.require(plan_id(brain_id, run.run_name, run.area)))
+    if run.kind == "gsm":
+        intervals: list[tuple[int, int] | None] = [None]
+    elif interval is None:
+        intervals = list(chain.intervals)
+    else:
+        wanted = (int(interval[0]), int(interval[1]))
+        if wanted not in chain.intervals:
+            raise CortexgraphError(
+                f"interval {wanted[0]}-{wanted[1]} is not in the plan of {run.run_name} for "
+                f"{run.area.name} on {brain_id} (its intervals: "
+                + ", ".join(f"{s}-{t}" for s, t in chain.intervals)
+                + "); the annotations changed after the task graph was made",
+                fix="run the same command again: the graph is made from the current plan",
+            )
+        intervals = [wanted]
+    return [str(_output(run.store, train_stage(run, chain, iv), "model.pt")) for iv in intervals]
+
+
+def lsm_predict(
+    cohort_root: str, brain_id: str, area: str, settings: dict, device: str, wait_s: float
+) -> list[str]:
+    """``lsm-predict@<run>@<area>`` of a brain: every section of the plan, each with the model of
+    its interval (sections whose key is unchanged are kept). Returns the prediction files."""
+    from cortexgraph.lsm.stages import predict_stage
+
+    paths = predict_stage(_lsm_run(cohort_root, brain_id, area, settings, device, wait_s))
+    return [str(p) for p in paths]
+
+
 def _plain(value: Any) -> Any:
     """Small JSON-like values (paths as strings, arrays as lists)."""
     if isinstance(value, dict):

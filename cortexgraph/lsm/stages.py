@@ -99,6 +99,8 @@ __all__ = [
     "StageEvent",
     "LSMRun",
     "plan_stage",
+    "preview_plan",
+    "read_plan",
     "train_stage",
     "predict_stage",
     "run_chain",
@@ -417,14 +419,7 @@ def plan_stage(run: LSMRun) -> ChainPlan:
     sid = plan_id(brain.id, run.run_name, area)
     path = plan_path(run.out_dir, run.run_name, area)
     with SectionStack(brain) as stack:
-        available = [int(s) for s in stack.sections]
-        annotated = [s for s in brain.annotated_sections if s in set(available)]
-        if run.interval is not None:
-            _check_available(stack, run.interval)
-            s, t = run.interval
-            candidates = [a for a in annotated if s <= a <= t]
-        else:
-            candidates = annotated
+        available, annotated, candidates = _plan_sections(run, stack)
         parameters = {
             **run.area_fields(),
             "step": run.step,
@@ -443,29 +438,7 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                 assert stage.record is not None  # a reused stage holds its record
                 return read_plan(run.store, stage.record)
             remove_stale_temporaries(path.parent, ["chain.json"])
-            shows = []
-            for done, section in enumerate(candidates, start=1):
-                if np.any(stack.annotation(section) == area.id):
-                    shows.append(section)
-                run.report("plan", done, len(candidates))
-            limits: dict[str, Any] = {
-                "max_interval": run.max_interval,
-                "allow_long": run.allow_long_intervals,
-            }
-            if run.interval is not None:
-                plan = plan_single_interval(
-                    shows, available, run.interval, area_id=area.id, **limits
-                )
-            else:
-                plan = plan_chain(
-                    shows,
-                    available,
-                    area_id=area.id,
-                    step=run.step,
-                    brain_annotated=annotated,
-                    extent=run.extent,
-                    **limits,
-                )
+            plan = _make_plan(run, stack, available, annotated, candidates)
             write_json_atomic(path, plan.to_dict())
             stage.commit(
                 [path],
@@ -487,6 +460,60 @@ def plan_stage(run: LSMRun) -> ChainPlan:
                 )
             run.emit(stage, detail)
             return plan
+
+
+def _plan_sections(run: LSMRun, stack: SectionStack) -> tuple[list[int], list[int], list[int]]:
+    """``(available, annotated, candidates)``: the available sections of the brain, its annotated
+    available sections, and those the plan reads (all annotated ones, or those of the run's single
+    interval)."""
+    available = [int(s) for s in stack.sections]
+    annotated = [s for s in run.brain.annotated_sections if s in set(available)]
+    if run.interval is None:
+        return available, annotated, annotated
+    _check_available(stack, run.interval)
+    s, t = run.interval
+    return available, annotated, [a for a in annotated if s <= a <= t]
+
+
+def _make_plan(
+    run: LSMRun,
+    stack: SectionStack,
+    available: list[int],
+    annotated: list[int],
+    candidates: list[int],
+) -> ChainPlan:
+    """The chain (or single interval) of the run's area from the annotations of ``candidates``."""
+    area = run.area
+    shows = []
+    for done, section in enumerate(candidates, start=1):
+        if np.any(stack.annotation(section) == area.id):
+            shows.append(section)
+        run.report("plan", done, len(candidates))
+    limits: dict[str, Any] = {
+        "max_interval": run.max_interval,
+        "allow_long": run.allow_long_intervals,
+    }
+    if run.interval is not None:
+        return plan_single_interval(shows, available, run.interval, area_id=area.id, **limits)
+    return plan_chain(
+        shows,
+        available,
+        area_id=area.id,
+        step=run.step,
+        brain_annotated=annotated,
+        extent=run.extent,
+        **limits,
+    )
+
+
+def preview_plan(run: LSMRun) -> ChainPlan:
+    """The plan :func:`plan_stage` makes for ``run`` from the current annotations, without writing
+    anything (no lock, no record): what a task graph needs to know to make one training task per
+    interval before the plan stage runs. Raises as :func:`plan_stage` does (e.g. an interval longer
+    than ``max_interval_mm``)."""
+    with SectionStack(run.brain) as stack:
+        available, annotated, candidates = _plan_sections(run, stack)
+        return _make_plan(run, stack, available, annotated, candidates)
 
 
 def read_plan(store: Derivatives, record: StageRecord) -> ChainPlan:

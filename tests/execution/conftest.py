@@ -86,7 +86,25 @@ def _content(path: Path, root: Path):
     if path.suffix == ".tsv":
         rows = list(csv.DictReader(io.StringIO(path.read_text()), delimiter="\t"))
         return [_strip(r, str(root)) for r in rows]
+    if path.suffix == ".pt":
+        # a torch zip archive names its folder after the (random) temporary file of the atomic
+        # write: compare what it holds, tensors by dtype, shape and bytes
+        import torch
+
+        return _tensors(torch.load(path, map_location="cpu", weights_only=True))
     return path.read_bytes()
+
+
+def _tensors(value):
+    """A torch checkpoint with its tensors as ``(dtype, shape, bytes)``."""
+    if isinstance(value, dict):
+        return {k: _tensors(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tensors(v) for v in value]
+    if hasattr(value, "detach"):
+        array = value.detach().cpu().numpy()
+        return (str(array.dtype), array.shape, array.tobytes())
+    return value
 
 
 def records(root: Path) -> dict[str, dict]:
