@@ -46,6 +46,7 @@ from cortexgraph.outputs import _json_default, write_json_atomic, write_text_ato
 from cortexgraph.synth import truth
 from cortexgraph.synth.areas import brain_profiles, depth_profiles, transition_widths_mm
 from cortexgraph.synth.atlas import build_atlas
+from cortexgraph.synth.cells import check_spacing
 from cortexgraph.synth.deform import BrainModel, brain_rng, make_brain
 from cortexgraph.synth.presets import Preset, get_preset
 from cortexgraph.synth.render import (
@@ -152,6 +153,8 @@ def prepare_cohort(
     """Write the cohort-level files of a phantom: ``areas.tsv``, ``atlas/pmaps.{nii.gz,tsv}`` and
     ``cohort.toml`` (listing every brain). Returns the brain ids (:func:`cohort_brain_ids`)."""
     spec = get_preset(preset) if isinstance(preset, str) else preset
+    if spec.cell_texture:
+        check_spacing(spec.image_spacing_um)
     brain_ids = cohort_brain_ids(spec, brains)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,12 @@ def synth_description(spec: Preset, brain_ids: list[str], seed: int) -> dict:
         "template_space": TEMPLATE_SPACE,
         "anatomy": "MNI152 2009a GM/WM maps (nilearn) + conte69 32k midthickness with "
         "Schaefer-400 parcels merged to 100 areas (brainspace data files)",
-        "parameters": {k: v for k, v in vars(spec).items() if k != "extra"},
+        # cell_texture only when on: cohorts made without it keep the synth.json of before
+        "parameters": {
+            k: v
+            for k, v in vars(spec).items()
+            if k != "extra" and not (k == "cell_texture" and not v)
+        },
     }
 
 
@@ -266,6 +274,8 @@ def synthesize_brain(
     The brain folder.
     """
     spec = get_preset(preset) if isinstance(preset, str) else preset
+    if spec.cell_texture:
+        check_spacing(spec.image_spacing_um)
     cohort = Cohort.read(out_dir)
     template = _template(spec.template_mm, spec.area_seed)
     layout = template.layout
@@ -434,6 +444,7 @@ def _section_job(n: int) -> SectionRecord:
             gamma,
             artefacts.folded_on_grid(xs, ys),
             artefacts.removed_on_grid(xs, ys),
+            cell_rng=brain_rng(seed, brain.brain_id, 10, n) if spec.cell_texture else None,
         )
         image[rows, cols] = window
     write(root / "images" / f"{name}.h5", image, spec.image_spacing_um, "intensity")

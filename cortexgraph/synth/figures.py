@@ -10,6 +10,10 @@
 ``python -m cortexgraph.synth.figures --harder OUT_DIR`` writes ``phantom_harder.png``: one window of
 a section across the hOc1/hOc2 border rendered with the default phantom and with the options that
 make it harder (:func:`harder_figure`).
+
+``python -m cortexgraph.synth.figures --cells OUT_DIR`` writes ``phantom_cells.png``: one window
+across the hOc1/hOc2 border at 2 µm pixels without and with the cell-level texture
+(:func:`cells_figure`).
 """
 
 from __future__ import annotations
@@ -150,38 +154,13 @@ def harder_figure(
 
     from cortexgraph.data.manifest import AreaTable
     from cortexgraph.synth.areas import brain_profiles, depth_profiles
-    from cortexgraph.synth.deform import brain_rng, make_brain
-    from cortexgraph.synth.presets import get_preset
+    from cortexgraph.synth.deform import brain_rng
     from cortexgraph.synth.render import render_image, sample_section
-    from cortexgraph.synth.sectioning import plan_sections
-    from cortexgraph.synth.template import build_template
 
-    spec = get_preset(preset)
-    template = build_template(spec.template_mm, spec.area_seed)
+    template, brain, geometry, n, rows, cols = _border_window(
+        preset, seed, brain_id, spacing_um, window_mm
+    )
     layout = template.layout
-    ids = {a.name: a.id for a in layout.areas}
-    brain = make_brain(template, spec, brain_id, seed)
-    geometry = plan_sections(template, brain, spec, seed)
-    best: tuple[int, int | None, np.ndarray | None] = (-1, None, None)
-    for n in geometry.available:
-        labels = sample_section(template, brain, geometry, n, spec.mask_spacing_um).area
-        border = (labels[:, :-1] == ids["hOc1"]) & (labels[:, 1:] == ids["hOc2"])
-        border |= (labels[:, :-1] == ids["hOc2"]) & (labels[:, 1:] == ids["hOc1"])
-        if border.sum() > best[0]:
-            border_rows, border_cols = np.nonzero(border)
-            centre_px = (np.median(border_rows) + 0.5, np.median(border_cols) + 1.0)
-            best = (int(border.sum()), n, np.array(centre_px) * spec.mask_spacing_um / 1000)
-    _, best_n, centre_mm = best
-    if best_n is None or centre_mm is None:
-        raise CortexgraphError(
-            f"brain {brain_id}: no section shows a border between hOc1 and hOc2",
-            fix="pick another brain or seed",
-        )
-    n = best_n
-    half = int(window_mm * 500 / spacing_um)
-    shape = geometry.raster_shape(spacing_um)
-    r0, c0 = (int(v) for v in np.clip(centre_mm * 1000 / spacing_um - half, 0, None))
-    rows, cols = slice(r0, min(r0 + 2 * half, shape[0])), slice(c0, min(c0 + 2 * half, shape[1]))
     sample = sample_section(template, brain, geometry, n, spacing_um, rows, cols)
     none = np.zeros(sample.tissue.shape, dtype=bool)
     own = brain_profiles(layout.profiles, brain_rng(seed, brain_id, 8), variability)
@@ -219,6 +198,123 @@ def harder_figure(
     return save_figure(fig, out, dpi=80)
 
 
+def _border_window(preset: str, seed: int, brain_id: str, spacing_um: float, window_mm: float):
+    """Template, brain, sections, the section number and the (rows, cols) slices of a
+    ``window_mm`` square window at ``spacing_um`` centred on the longest hOc1/hOc2 border of the
+    brain's sections (found on the mask raster)."""
+    from cortexgraph.synth.deform import make_brain
+    from cortexgraph.synth.presets import get_preset
+    from cortexgraph.synth.render import sample_section
+    from cortexgraph.synth.sectioning import plan_sections
+    from cortexgraph.synth.template import build_template
+
+    spec = get_preset(preset)
+    template = build_template(spec.template_mm, spec.area_seed)
+    layout = template.layout
+    ids = {a.name: a.id for a in layout.areas}
+    brain = make_brain(template, spec, brain_id, seed)
+    geometry = plan_sections(template, brain, spec, seed)
+    best: tuple[int, int | None, np.ndarray | None] = (-1, None, None)
+    for n in geometry.available:
+        labels = sample_section(template, brain, geometry, n, spec.mask_spacing_um).area
+        border = (labels[:, :-1] == ids["hOc1"]) & (labels[:, 1:] == ids["hOc2"])
+        border |= (labels[:, :-1] == ids["hOc2"]) & (labels[:, 1:] == ids["hOc1"])
+        if border.any() and border.sum() > best[0]:
+            border_rows, border_cols = np.nonzero(border)
+            centre_px = (np.median(border_rows) + 0.5, np.median(border_cols) + 1.0)
+            best = (int(border.sum()), n, np.array(centre_px) * spec.mask_spacing_um / 1000)
+    _, best_n, centre_mm = best
+    if best_n is None or centre_mm is None:
+        raise CortexgraphError(
+            f"brain {brain_id}: no section shows a border between hOc1 and hOc2",
+            fix="pick another brain or seed",
+        )
+    n = best_n
+    half = int(window_mm * 500 / spacing_um)
+    shape = geometry.raster_shape(spacing_um)
+    r0, c0 = (int(v) for v in np.clip(centre_mm * 1000 / spacing_um - half, 0, None))
+    rows, cols = slice(r0, min(r0 + 2 * half, shape[0])), slice(c0, min(c0 + 2 * half, shape[1]))
+    return template, brain, geometry, n, rows, cols
+
+
+def cells_figure(
+    out: Path,
+    preset: str = "tiny",
+    seed: int = 0,
+    brain_id: str = "B01",
+    spacing_um: float = 2.0,
+    window_mm: float = 1.6,
+    zoom_mm: float = 0.4,
+) -> Path:
+    """The same window rendered without and with the cell-level texture (``cell_texture``,
+    :mod:`cortexgraph.synth.cells`), a ``zoom_mm`` square of the latter at full resolution, and the
+    true labels. The window (``window_mm`` square, ``spacing_um`` pixels, no artefacts, the areas'
+    own profiles) is centred on the longest hOc1/hOc2 border of the brain's sections; both images
+    share the stain noise (``rng``), the cells have their own stream."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from cortexgraph.data.manifest import AreaTable
+    from cortexgraph.synth.areas import depth_profiles
+    from cortexgraph.synth.deform import brain_rng
+    from cortexgraph.synth.render import render_image, sample_section
+
+    template, brain, geometry, n, rows, cols = _border_window(
+        preset, seed, brain_id, spacing_um, window_mm
+    )
+    layout = template.layout
+    sample = sample_section(template, brain, geometry, n, spacing_um, rows, cols)
+    none = np.zeros(sample.tissue.shape, dtype=bool)
+    luts = depth_profiles(layout.profiles, len(layout.areas))
+    smooth = render_image(sample, luts, spacing_um, np.random.default_rng(seed), 1.0, 1.0, none, none)
+    cells = render_image(
+        sample, luts, spacing_um, np.random.default_rng(seed), 1.0, 1.0, none, none,
+        cell_rng=brain_rng(seed, brain_id, 10, n),
+    )  # fmt: skip
+    area_colours = _colour_table(_AreasOnly(AreaTable(layout.areas)))
+    height_mm = (rows.stop - rows.start) * spacing_um / 1000
+    width_mm = (cols.stop - cols.start) * spacing_um / 1000
+    extent = (0, width_mm, height_mm, 0)
+    # the zoom: the square with most cortex, the nearest the window's centre among equals
+    z = int(zoom_mm * 1000 / spacing_um)
+    cortex = np.isfinite(sample.depth).astype(np.float64)
+    centre = np.array(cortex.shape) / 2
+    best, corner = (-1.0, 0.0), (0, 0)
+    for r in range(0, max(cortex.shape[0] - z, 0) + 1, max(z // 4, 1)):
+        for c in range(0, max(cortex.shape[1] - z, 0) + 1, max(z // 4, 1)):
+            share = round(float(cortex[r : r + z, c : c + z].mean()), 2)
+            offset = float(np.hypot(*(np.array([r, c]) + z / 2 - centre)))
+            if (share, -offset) > best:
+                best, corner = (share, -offset), (r, c)
+    r, c = corner
+    fig, axes = plt.subplots(1, 4, figsize=(21, 5.6))
+    for ax, image, title in (
+        (axes[0], smooth, "default: smooth laminar profile + noise"),
+        (axes[1], cells, "cell_texture = true: cell bodies per layer"),
+    ):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+    s = spacing_um / 1000
+    axes[1].add_patch(
+        Rectangle((c * s, r * s), z * s, z * s, fill=False, edgecolor="red", linewidth=1.2)
+    )
+    axes[2].imshow(
+        cells[r : r + z, c : c + z], cmap="gray", vmin=0, vmax=255, interpolation="nearest",
+        extent=(c * s, (c + z) * s, (r + z) * s, r * s),
+    )  # fmt: skip
+    axes[2].set_title(f"cell texture, {zoom_mm:g} mm (red square)", fontsize=10)
+    axes[3].imshow(area_colours[sample.area], extent=extent, interpolation="nearest")
+    axes[3].set_title("true labels (hOc1, hOc2, ...)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("mm")
+    fig.suptitle(f"phantom {preset} seed {seed}, {brain_id} section {n}, {spacing_um:g} um pixels")
+    fig.tight_layout()
+    return save_figure(fig, out, dpi=90)
+
+
 class _AreasOnly:
     """An area table in the shape :func:`_colour_table` reads (``cohort.areas``)."""
 
@@ -230,6 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "--harder":
         harder_figure(Path(args[1]) / "phantom_harder.png")
+        return
+    if args and args[0] == "--cells":
+        cells_figure(Path(args[1]) / "phantom_cells.png")
         return
     cohort, out_dir = Path(args[0]), Path(args[1])
     brain_id = args[2] if len(args) > 2 else "B07"

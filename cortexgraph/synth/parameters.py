@@ -64,6 +64,18 @@ class SynthParameters:
         for name, value in overrides_of(self).items():
             if value is not None:  # NO_VALUE (false): no value, where the preset allows it
                 _check_override(name, value, bad)
+        spec = self.preset_spec()
+        if spec.cell_texture:
+            from cortexgraph.synth.cells import CELL_TEXTURE_MAX_SPACING_UM
+
+            if not spec.image_spacing_um <= CELL_TEXTURE_MAX_SPACING_UM:
+                raise ParameterError(
+                    f"synth parameter cell_texture = true with image_spacing_um = "
+                    f"{spec.image_spacing_um:g} (preset {self.preset}): pixels coarser than "
+                    f"{CELL_TEXTURE_MAX_SPACING_UM:g} um do not resolve cell bodies",
+                    fix=f"set image_spacing_um <= {CELL_TEXTURE_MAX_SPACING_UM:g} in the same "
+                    "file, or cell_texture = false",
+                )
 
     def preset_spec(self) -> Preset:
         """The preset with the overrides that are set (the generator's input)."""
@@ -80,7 +92,10 @@ _OPTIONS = frozenset({
 
 def _check_override(name: str, value: object, bad) -> None:
     """The range of a Preset override (consistency of the spacings is the generator's to check)."""
-    if name == "brains":
+    if name == "cell_texture":
+        if not isinstance(value, bool):
+            raise bad(name, "true or false")
+    elif name == "brains":
         if not (isinstance(value, tuple) and value and all(isinstance(b, str) and b for b in value)):
             raise bad(name, 'a non-empty list of brain ids (e.g. ["B01", "B07"])')
     elif name == "mapped_area_fraction":

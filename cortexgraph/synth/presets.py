@@ -100,6 +100,10 @@ class Preset:
     transition_mm : mean width of the transition zones of the laminar pattern at area borders
         (0: abrupt borders); the width of each area's borders is in
         ``ground_truth/transition_widths.tsv``.
+    cell_texture : draw the cell-body stain cell by cell (:mod:`cortexgraph.synth.cells`: somata
+        with the density, size and elongation of the area's laminar profile at their depth) instead
+        of a smooth laminar profile plus noise; needs ``image_spacing_um`` <= 4 (no preset has it:
+        set both in a ``--params`` file). ``synth.json`` records it only when true.
     workers : default number of processes (sections are generated in parallel).
     """
 
@@ -140,6 +144,7 @@ class Preset:
     transition_mm: float = 0.0
     distortion_scale_sd: float = 0.0
     distortion_warp_mm: float = 0.0
+    cell_texture: bool = False
     workers: int = 2
     extra: dict = field(default_factory=dict)
 

@@ -396,11 +396,16 @@ def render_image(
     gamma: float,
     folded: np.ndarray,
     removed: np.ndarray,
+    cell_rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """uint8 stain image of a sampled window (0 = dark stain, 255 = bright glass).
 
     The per-pixel arithmetic runs in compiled loops (float32, in the order of
     :func:`render_image_reference`, which gives the same bytes); ``exp`` and the power stay numpy's.
+    With ``cell_rng`` (a random stream of the section's own) the texture is drawn cell by cell
+    (:mod:`cortexgraph.synth.cells`; spacing at most
+    :data:`~cortexgraph.synth.cells.CELL_TEXTURE_MAX_SPACING_UM`) instead of the smooth profile
+    plus noise; ``rng`` then draws the stain-inhomogeneity and pixel noise only.
     """
     shape = sample.tissue.shape
     bins = luts["density"].shape[1]
@@ -408,6 +413,11 @@ def render_image(
     density, size = laminar_fields(
         sample.area, depth_bin, luts, spacing_um, luts.get("transition_mm")
     )
+    if cell_rng is not None:
+        od = _cell_optical_density(
+            sample, density, size, spacing_um, rng, cell_rng, folded, removed
+        )
+        return _stain(od, gain, gamma, rng, shape)
     cell_sigma = max(0.5 * 13.0 / spacing_um, 0.0)
     fine = _band_noise(rng, shape, cell_sigma)
     coarse = _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
@@ -416,12 +426,52 @@ def render_image(
         size.astype(np.float32, copy=False), fine, coarse, folded, removed, float(spacing_um),
     )  # fmt: skip
     del fine, coarse, density, size
-    # 250 * exp(-gain * od) ** gamma, in place (float32, numpy's exp and power)
+    return _stain(od, gain, gamma, rng, shape)
+
+
+def _stain(od: np.ndarray, gain, gamma: float, rng: np.random.Generator, shape) -> np.ndarray:
+    """``clip(rint(250 * exp(-gain * od) ** gamma + N(0, 1.5)), 0, 255)`` as uint8, in place on
+    ``od`` (float32, numpy's exp and power)."""
     np.multiply(np.negative(np.asarray(gain, dtype=np.float32)), od, out=od)
     np.exp(od, out=od)
     np.power(od, np.float32(gamma), out=od)
     np.multiply(np.float32(BACKGROUND_LEVEL), od, out=od)
     return _to_uint8(od, rng.normal(0, 1.5, size=shape))
+
+
+def _cell_optical_density(
+    sample: SectionSample,
+    density: np.ndarray,
+    size: np.ndarray,
+    spacing_um: float,
+    rng: np.random.Generator,
+    cell_rng: np.random.Generator,
+    folded: np.ndarray,
+    removed: np.ndarray,
+) -> np.ndarray:
+    """Optical density of the cell-level texture (:mod:`cortexgraph.synth.cells`): the smooth
+    model's density without noise sets each pixel's mean, cells and neuropil are drawn from
+    ``cell_rng``; then the stain inhomogeneity of the smooth model (``rng``, 150 µm, the same
+    amplitudes per tissue class), folds (doubled density) and lost tissue (0)."""
+    from cortexgraph.synth.cells import cell_kind, cell_layer, check_spacing
+
+    check_spacing(spacing_um)
+    shape = sample.tissue.shape
+    coarse = _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
+    zero = np.zeros(shape, dtype=np.float32)
+    never = np.zeros(shape, dtype=bool)
+    smooth = _optical_density(
+        sample.tissue, sample.depth, density.astype(np.float32, copy=False),
+        size.astype(np.float32, copy=False), zero, zero, never, never, float(spacing_um),
+    )  # fmt: skip
+    kind = cell_kind(sample.tissue, sample.depth)
+    od, _ = cell_layer(cell_rng, kind, sample.depth, density, size, smooth, spacing_um)
+    amplitude = np.array([0.0, 0.08, 0.06, 0.05], dtype=np.float32)[kind]
+    od *= 1 + amplitude * coarse
+    fold = folded & (sample.tissue > 0)
+    od[fold] = 2.0 * od[fold] + 0.05
+    od[removed] = 0.0
+    return np.maximum(od, np.float32(0.0)).astype(np.float32, copy=False)
 
 
 def render_image_reference(
