@@ -127,14 +127,18 @@ def main() -> None:
         f"--out OUT --preset {args.preset} --brain {b} --voxel-mm {voxel} --stages {','.join(stages)}"
     )
 
+    def without_paths(entries: list[dict]) -> list[dict]:
+        # the page is shipped: no path of this machine in its commands
+        return [{**e, "command": e["command"].replace(str(out), "OUT")} for e in entries]
+
     def report() -> None:
         # rewritten after every stage: a stage that fails or is stopped leaves the ones before it
         write_report(
             Path(args.out_md),
             command,
             out / "derivatives" / "cortexgraph" / b,
-            rows,
-            setup,
+            without_paths(rows),
+            without_paths(setup),
             [x for x in stages if x not in {r["stage"] for r in rows}],
         )
 
