@@ -12,7 +12,8 @@ each section image at a working spacing (64 µm/px in the thesis):
    grey value of the section's background); a section whose optical density lies above the brain's
    median by more than ``brain_threshold_max_z`` robust standard deviations (a valley inside the
    tissue: few tissue pixels, no white matter, a fold or a pale tangential cut of cortex) is
-   segmented at the brain's median optical density instead (:func:`brain_level_thresholds`).
+   segmented at the brain's median optical density instead (:func:`brain_level_thresholds`);
+   white pieces lying mostly in the pale tissue only that threshold finds become gray matter.
 2. **Gray vs white matter.** Contrast enhancement: minimum, maximum and mean filters (each
    ``filter_um``, 5 px at 64 µm), contrast-limited adaptive histogram equalisation (CLAHE, Pizer et
    al. 1987; kernel ``clahe_kernel_um``, 250 px at 64 µm), Gaussian blur (``blur_um``, σ = 1 px at
@@ -85,6 +86,9 @@ OVERRIDE_COLUMNS = (
     "max_white_gray_od_ratio",
     "skip",
 )
+#: a white piece with at least this share of its pixels at least as pale as ``gray_from`` becomes
+#: gray matter (:func:`segment_image`)
+GRAY_FROM_MIN_SHARE = 0.5
 #: the override columns that replace a field of :class:`SegmentParameters` for one section
 PARAMETER_OVERRIDES = ("chan_vese_iterations", "chan_vese_smoothing", "max_white_gray_od_ratio")
 
@@ -149,7 +153,12 @@ class SegmentParameters:
     A section whose threshold is darker than the brain's median by more than this many robust
     standard deviations (modified z-score, Iglewicz & Hoaglin 1993: ``(od - median) / (1.4826
     MAD)`` over the sections segmented together; 3.5 is their outlier limit) takes the brain's
-    median optical density instead (``threshold = glass * exp(-median)``). Its histogram picked a
+    median optical density instead (``threshold = glass * exp(-median)``), and white pieces lying
+    mostly (``GRAY_FROM_MIN_SHARE``, half their pixels) in the tissue that only the brain's
+    threshold finds (at least as pale as the section's own threshold) become gray matter: that
+    tissue is the pale cortex the own threshold lost, which Chan-Vese labels white (on the
+    published phantom such "white" in sections without white matter, s121 and s151, moved the rh
+    midsurface by +0.03 mm mean). Its histogram picked a
     valley inside the tissue (between a fold and gray matter, or gray matter and a pale
     tangential cut on a section without white matter, or with few tissue pixels), not the one
     between tissue and glass. Only darker thresholds are replaced: the glass mode dominates every
@@ -427,12 +436,16 @@ def segment_image(
     params: SegmentParameters = SegmentParameters(),
     *,
     threshold: float | None = None,
+    gray_from: float | None = None,
     section: int = -1,
 ) -> SectionResult:
     """Segment one image (2D, uint8 or uint16, dark tissue on bright glass) at ``spacing_um``.
 
-    ``threshold`` (8-bit grey value) replaces the automatic tissue threshold. Returns a
-    :class:`SectionResult` whose mask is uint8 0/1/2 on the image's grid.
+    ``threshold`` (8-bit grey value) replaces the automatic tissue threshold. ``gray_from`` (8-bit
+    grey value of the smoothed image): tissue at least this pale is gray matter whatever the
+    gray/white split says (the brain-level threshold of ``segment_brain`` passes the section's own
+    threshold: the pale tissue that only the brain's threshold finds is cortex cut tangentially).
+    Returns a :class:`SectionResult` whose mask is uint8 0/1/2 on the image's grid.
     """
     from skimage.filters import threshold_otsu
     from skimage.segmentation import morphological_chan_vese
@@ -479,6 +492,13 @@ def segment_image(
     accepted = not ratio > params.max_white_gray_od_ratio
     if not accepted:
         gray, white = tissue, np.zeros_like(tissue)
+    if gray_from is not None and white.any():
+        # white pieces lying mostly in the tissue that only the brighter threshold finds
+        labels, count = ndimage.label(white, structure=np.ones((3, 3)))
+        share = ndimage.mean(smoothed[box] >= gray_from, labels, np.arange(1, count + 1))
+        keep = np.concatenate([[False], np.asarray(share) < GRAY_FROM_MIN_SHARE])
+        pale = white & ~keep[labels]
+        gray, white = gray | pale, white & ~pale
     if params.border_rim_um > 0:
         gray, white = _pial_rim_to_gray(gray, white, tissue, params.border_rim_um / spacing_um)
     min_island = params.min_island_mm2 / pixel_mm2
@@ -844,7 +864,14 @@ def segment_brain(
                     chosen_threshold.z,
                     threshold,
                 )
-            result = segment_image(image, spacing, local, threshold=threshold, section=n)
+            result = segment_image(
+                image,
+                spacing,
+                local,
+                threshold=threshold,
+                gray_from=chosen_threshold.section_threshold if source == "brain" else None,
+                section=n,
+            )
             if not result.split_accepted:
                 rejected.append(n)
             if not (result.mask > 0).any():

@@ -427,3 +427,24 @@ def test_brain_level_thresholds_need_enough_sections_and_replace_only_darker_one
     assert all(chosen[n].source == "section" for n in (1, 2, 3, 4))
     few, few_stats = brain_level_thresholds({n: (own[n], glass) for n in (1, 2, 5)}, params)
     assert not few_stats["used"] and few[5].source == "section" and np.isnan(few[5].z)
+
+
+def test_gray_from_makes_white_pieces_in_the_pale_band_gray():
+    """``gray_from`` (the section's own threshold when the brain's replaces it): a white piece most
+    of whose pixels are at least that pale (a pale cap, grey value 226) becomes gray matter; white
+    matter (212) stays white."""
+    image, truth = _drawn_section()
+    size = image.shape[0]
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * 64.0 / 1000.0
+    cap = np.hypot(xx - 55, yy - 55) < 2.0
+    rng = np.random.default_rng(3)
+    image[cap] = np.clip(np.rint(226 + rng.normal(0, 3, cap.sum())), 0, 255).astype(np.uint8)
+    truth[cap] = GRAY
+    params = SegmentParameters(min_white_gray_od_ratio=0.0)  # the pale-cap rule off
+    off = segment_image(image, 64.0, params)
+    assert (off.mask[cap] == WHITE).mean() > 0.8
+    on = segment_image(image, 64.0, params, gray_from=220.0)
+    assert (on.mask[cap & (np.hypot(xx - 55, yy - 55) < 1.5)] == GRAY).all()
+    dice = dice_per_class(on.mask, truth)
+    assert dice["white"] > 0.95 and dice["gray"] > 0.95, dice
+    assert np.array_equal(on.mask[~cap], off.mask[~cap])
