@@ -442,9 +442,10 @@ def segment_image(
     """Segment one image (2D, uint8 or uint16, dark tissue on bright glass) at ``spacing_um``.
 
     ``threshold`` (8-bit grey value) replaces the automatic tissue threshold. ``gray_from`` (8-bit
-    grey value of the smoothed image): tissue at least this pale is gray matter whatever the
-    gray/white split says (the brain-level threshold of ``segment_brain`` passes the section's own
-    threshold: the pale tissue that only the brain's threshold finds is cortex cut tangentially).
+    grey value of the smoothed image): a white piece (8-connected, after the split) with at least
+    ``GRAY_FROM_MIN_SHARE`` of its pixels this pale or paler becomes gray matter (the brain-level
+    threshold of ``segment_brain`` passes the section's own threshold: the pale tissue that only
+    the brain's threshold finds is cortex cut tangentially).
     Returns a :class:`SectionResult` whose mask is uint8 0/1/2 on the image's grid.
     """
     from skimage.filters import threshold_otsu
