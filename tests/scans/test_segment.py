@@ -295,3 +295,156 @@ def test_separable_gray_and_white_still_split_and_pale_caps_become_gray():
     paler[truth == WHITE] = np.clip(paler[truth == WHITE].astype(int) + 14, 0, 255).astype(np.uint8)
     kept = segment_image(paler, 64.0)
     assert dice_per_class(kept.mask, truth)["white"] > 0.95
+
+
+def _stack_section(kind: str, seed: int, spacing_um: float = 64.0):
+    """A 32 x 32 mm section on glass (250): ``"hemisphere"``, an oval of white matter (212) with a
+    2 mm cortical ribbon (140); ``"gray only"``, a 14 x 10 mm piece of gray matter (140) with a
+    fold (105) and, apart from it, a pale tangential cut of cortex (224; its cell-sparse upper
+    layers). Returns (image uint8, true mask)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    size = int(32_000 / spacing_um)
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * spacing_um / 1000.0  # mm
+    truth = np.zeros((size, size), np.uint8)
+    if kind == "hemisphere":
+        tissue = np.hypot((xx - 16) / 11, (yy - 16) / 8) < 1
+        depth_mm = ndimage.distance_transform_edt(tissue) * spacing_um / 1000.0
+        truth[tissue] = WHITE
+        truth[tissue & (depth_mm < 2.0)] = GRAY
+        level = np.where(truth == GRAY, 140.0, np.where(truth == WHITE, 212.0, 250.0))
+    else:
+        piece = (np.abs(xx - 12) < 7) & (np.abs(yy - 16) < 5)
+        cut = np.hypot((xx - 25) / 4, (yy - 16) / 3) < 1
+        truth[piece | cut] = GRAY
+        level = np.where(
+            piece, np.where(np.abs(xx - 14) < 2, 105.0, 140.0), np.where(cut, 224.0, 250.0)
+        )
+    noise = ndimage.gaussian_filter(rng.normal(0, 12, level.shape), 0.7)
+    noise *= (truth > 0) * np.where(level > 200, 0.3, 1.0)
+    image = np.clip(np.rint(level + noise + rng.normal(0, 1.5, level.shape)), 0, 255)
+    return image.astype(np.uint8), truth
+
+
+def _stack_brain(root, sections: dict[int, tuple[np.ndarray, np.ndarray]]):
+    """A brain folder ``root/B01`` (no cohort) with the images of ``sections`` at 64 µm."""
+    from cortexgraph.data.manifest import Brain
+    from cortexgraph.data.raster import write_raster
+
+    folder = root / "B01"
+    (folder / "images").mkdir(parents=True)
+    (folder / "brain.toml").write_text(
+        'format_version = 1\nid = "B01"\nshrinkage_factor = 1.0\ndigitization_step = 15\n\n'
+        "[spacing_um]\nimage = 64.0\n"
+    )
+    lines = ["section\timage\tmask\tannotation\tcontours\tcoords\tmissing\tmirrored\texcluded"]
+    for n, (image, _) in sections.items():
+        write_raster(folder / "images" / f"s{n:04d}.h5", image, 64.0, kind="intensity")
+        lines.append(f"{n}\timages/s{n:04d}.h5\t\t\t\t\t0\t0\t0")
+    (folder / "sections.tsv").write_text("\n".join(lines) + "\n")
+    return Brain.read(folder)
+
+
+def test_a_section_whose_own_threshold_is_wrong_takes_the_brains(tmp_path):
+    """Five hemisphere sections (own thresholds 229.5, optical density ln(250/229.5) = 0.085) and
+    one of gray matter only with a dark fold and a pale tangential cut of cortex: its histogram's
+    valley lies between the gray matter and the cut (own threshold about 188, optical density
+    0.28, z >> 3.5), which loses the cut (gray Dice 0.88). The brain-level fallback segments it
+    at the brains' median optical density (grey value about 229.5) and finds the cut (gray Dice
+    above 0.98); the other sections keep their own threshold and masks."""
+    hemispheres = (1, 16, 31, 61, 76)
+    sections = {n: _stack_section("hemisphere", i) for i, n in enumerate(hemispheres)}
+    sections[46] = _stack_section("gray only", 5)
+    brain = _stack_brain(tmp_path, dict(sorted(sections.items())))
+    out = tmp_path / "derivatives" / "cortexgraph" / "B01" / "segment"
+
+    def run(params: SegmentParameters):
+        summary = segment_brain(brain, params, qc=False, overwrite=True)
+        lines = (out / "segment.tsv").read_text().splitlines()
+        header = lines[0].split("\t")
+        table = {
+            int(r.split("\t")[0]): dict(zip(header, r.split("\t"), strict=True)) for r in lines[1:]
+        }
+        masks = {}
+        for n in sections:
+            with Raster(brain.root / "masks" / f"s{n:04d}.h5") as raster:
+                masks[n] = raster.read_level(0)
+        return summary, table, masks
+
+    old_summary, old_table, old_masks = run(SegmentParameters(brain_threshold_max_z=0.0))
+    new_summary, new_table, new_masks = run(SegmentParameters())
+    # the old behaviour: the section's own, too dark threshold loses the pale cut
+    assert old_table[46]["threshold_source"] == "section"
+    assert 180 < float(old_table[46]["tissue_threshold"]) < 200
+    assert dice_per_class(old_masks[46], sections[46][1])["gray"] < 0.9
+    assert old_summary["brain_threshold"] == []
+    # the brain-level fallback
+    row = new_table[46]
+    assert row["threshold_source"] == "brain"
+    assert float(row["section_threshold"]) == pytest.approx(
+        float(old_table[46]["tissue_threshold"])
+    )
+    assert float(row["section_threshold_od"]) == pytest.approx(np.log(250 / 188), abs=0.03)
+    assert float(row["threshold_od_z"]) > 10
+    assert float(row["tissue_threshold"]) == pytest.approx(229.5, abs=1.5)
+    assert new_summary["brain_threshold"] == [46]
+    assert new_summary["brain_threshold_od_median"] == pytest.approx(np.log(250 / 229.5), abs=0.01)
+    assert dice_per_class(new_masks[46], sections[46][1])["gray"] > 0.98
+    for n in hemispheres:
+        assert new_table[n]["threshold_source"] == "section"
+        assert abs(float(new_table[n]["threshold_od_z"])) < 3.5
+        assert np.array_equal(new_masks[n], old_masks[n])
+        assert dice_per_class(new_masks[n], sections[n][1])["gray"] > 0.95
+    # an override still wins, and is recorded as such
+    overrides = tmp_path / "overrides.tsv"
+    overrides.write_text("section\ttissue_threshold\n46\t200\n")
+    segment_brain(brain, SegmentParameters(), overrides=overrides, qc=False, overwrite=True)
+    lines = (out / "segment.tsv").read_text().splitlines()
+    row = dict(
+        zip(
+            lines[0].split("\t"),
+            next(r for r in lines if r.startswith("46\t")).split("\t"),
+            strict=True,
+        )
+    )
+    assert row["threshold_source"] == "override" and float(row["tissue_threshold"]) == 200.0
+
+
+def test_brain_level_thresholds_need_enough_sections_and_replace_only_darker_ones():
+    from cortexgraph.scans.segment import brain_level_thresholds
+
+    params = SegmentParameters()
+    glass = 250.0
+    own = {1: 229.5, 2: 228.5, 3: 230.5, 4: 229.5, 5: 190.5, 6: 247.5}
+    chosen, stats = brain_level_thresholds({n: (t, glass) for n, t in own.items()}, params)
+    assert stats["median_od"] == pytest.approx(np.log(250 / 229.5), abs=1e-3)
+    assert stats["sd_od"] == pytest.approx(0.01)  # the floor: the sections agree to 1 grey value
+    assert chosen[5].source == "brain"
+    assert chosen[5].threshold == pytest.approx(229.5, abs=0.6)
+    assert chosen[5].z == pytest.approx((np.log(250 / 190.5) - stats["median_od"]) / 0.01, rel=1e-6)
+    assert chosen[6].source == "section" and chosen[6].z < -3.5  # brighter: kept
+    assert all(chosen[n].source == "section" for n in (1, 2, 3, 4))
+    few, few_stats = brain_level_thresholds({n: (own[n], glass) for n in (1, 2, 5)}, params)
+    assert not few_stats["used"] and few[5].source == "section" and np.isnan(few[5].z)
+
+
+def test_gray_from_makes_white_pieces_in_the_pale_band_gray():
+    """``gray_from`` (the section's own threshold when the brain's replaces it): a white piece most
+    of whose pixels are at least that pale (a pale cap, grey value 226) becomes gray matter; white
+    matter (212) stays white."""
+    image, truth = _drawn_section()
+    size = image.shape[0]
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * 64.0 / 1000.0
+    cap = np.hypot(xx - 55, yy - 55) < 2.0
+    rng = np.random.default_rng(3)
+    image[cap] = np.clip(np.rint(226 + rng.normal(0, 3, cap.sum())), 0, 255).astype(np.uint8)
+    truth[cap] = GRAY
+    params = SegmentParameters(min_white_gray_od_ratio=0.0)  # the pale-cap rule off
+    off = segment_image(image, 64.0, params)
+    assert (off.mask[cap] == WHITE).mean() > 0.8
+    on = segment_image(image, 64.0, params, gray_from=220.0)
+    assert (on.mask[cap & (np.hypot(xx - 55, yy - 55) < 1.5)] == GRAY).all()
+    dice = dice_per_class(on.mask, truth)
+    assert dice["white"] > 0.95 and dice["gray"] > 0.95, dice
+    assert np.array_equal(on.mask[~cap], off.mask[~cap])
