@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cortexgraph.derivatives.parameters import invalid_parameter
 from cortexgraph.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,7 @@ class BuildGraphParameters:
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
-            return ParameterError(
-                f"build-graph parameter {name} = {getattr(self, name)!r}: must be {rule}",
-                fix=f"give {name} {rule}",
-            )
+            return invalid_parameter("build-graph", name, getattr(self, name), rule)
 
         if self.exclusion not in ("auto", "mask", "automatic", "none"):
             raise bad("exclusion", "one of auto, mask, automatic, none")

@@ -84,6 +84,22 @@ _UNITS = (
 )
 
 
+def invalid_parameter(
+    stage: str, name: str, value: Any, rule: str, option: str = ""
+) -> ParameterError:
+    """The error of a stage's parameter dataclass for a value that breaks ``rule``:
+    ``"<stage> parameter <name> = <value>: must be <rule>"``, fix ``"give <name><option> <rule>"``
+    (``option``: e.g. ``" (option --tile-px)"`` where the value came from a command-line option)."""
+    return ParameterError(
+        f"{stage} parameter {name} = {value!r}: must be {rule}", fix=f"give {name}{option} {rule}"
+    )
+
+
+def is_integer(value: object) -> bool:
+    """An int that is not a bool (TOML and Python both give ``True`` an int type)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def field_unit(name: str) -> str | None:
     """The unit a field's name declares (``voxel_size_mm`` -> ``millimetres``), or None."""
     for suffix, unit in _UNITS:

@@ -19,7 +19,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cortexgraph.derivatives.parameters import overrides_of, with_overrides
+from cortexgraph.derivatives.parameters import (
+    invalid_parameter,
+    is_integer,
+    overrides_of,
+    with_overrides,
+)
 from cortexgraph.errors import ParameterError
 from cortexgraph.features.presets import PRESETS, EncoderPreset, get_preset, preset_for_spacing
 
@@ -43,21 +48,16 @@ class FeaturesParameters:
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
-            return ParameterError(
-                f"features parameter {name} = {getattr(self, name)!r}: must be {rule}",
-                fix=f"give {name} {rule}",
-            )
+            return invalid_parameter("features", name, getattr(self, name), rule)
 
         if isinstance(self.encoder, str) and not self.encoder:
             raise bad("encoder", 'an encoder name, or "none" (the preset for the image spacing)')
-        if not _integer(self.test_every) or self.test_every < 2:
+        if not is_integer(self.test_every) or self.test_every < 2:
             raise bad("test_every", "an integer >= 2")
-        if not _integer(self.test_offset) or not 0 <= self.test_offset < self.test_every:
+        if not is_integer(self.test_offset) or not 0 <= self.test_offset < self.test_every:
             raise bad("test_offset", f"an integer in 0..{self.test_every - 1} (below test_every)")
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 #: ``method`` of train-encoder
@@ -153,10 +153,7 @@ class TrainEncoderParameters:
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
-            return ParameterError(
-                f"train-encoder parameter {name} = {getattr(self, name)!r}: must be {rule}",
-                fix=f"give {name} {rule}",
-            )
+            return invalid_parameter("train-encoder", name, getattr(self, name), rule)
 
         for name, choices in (
             ("preset", ("auto", *PRESETS)), ("method", METHODS), ("branch", BRANCHES),
@@ -164,7 +161,7 @@ class TrainEncoderParameters:
         ):  # fmt: skip
             if getattr(self, name) not in choices:
                 raise bad(name, f"one of {', '.join(choices)}")
-        if not _integer(self.seed) or not 0 <= self.seed < 2**32:
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
             raise bad("seed", "an integer in 0..4294967295")
         if not isinstance(self.transfer, str) or not self.transfer:
             raise bad("transfer", 'a brain id, "auto" (the preset\'s) or "none"')
@@ -175,7 +172,7 @@ class TrainEncoderParameters:
         for name, (_, kind, low, high) in DISTANCE_FIELDS.items():
             value = getattr(self, name)
             if kind == "int":
-                if not _integer(value) or not low <= value <= high:
+                if not is_integer(value) or not low <= value <= high:
                     raise bad(name, f"an integer >= {low}")
             elif not _number(value) or not (low < value if kind == "open" else low <= value):
                 raise bad(name, f"a number {'>' if kind == 'open' else '>='} {low}")
@@ -222,7 +219,7 @@ def _check_override(name: str, value: object, bad) -> None:
             raise bad(name, 'a table (e.g. {widths = [16, 32], padding = "same"})')
     elif isinstance(value, bool):
         return  # recompute_batch_norm
-    elif _integer(value):
+    elif is_integer(value):
         if value < (0 if name in _ZERO_ALLOWED else 1):  # type: ignore[operator]
             raise bad(name, f"an integer >= {0 if name in _ZERO_ALLOWED else 1}")
     elif _number(value):

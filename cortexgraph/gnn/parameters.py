@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cortexgraph.derivatives.parameters import invalid_parameter, is_integer
 from cortexgraph.errors import CortexgraphError, ParameterError
 
 #: the node classifiers (:data:`cortexgraph.gnn.models.KINDS`; repeated here so that reading a
@@ -56,10 +57,7 @@ class TrainGNNParameters:
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
-            return ParameterError(
-                f"train-gnn parameter {name} = {getattr(self, name)!r}: must be {rule}",
-                fix=f"give {name} {rule}",
-            )
+            return invalid_parameter("train-gnn", name, getattr(self, name), rule)
 
         if self.model not in MODELS:
             raise ParameterError(
@@ -69,17 +67,17 @@ class TrainGNNParameters:
             raise bad("preset", f"one of {', '.join(PRESET_NAMES)}")
         if self.sampler not in SAMPLERS:
             raise bad("sampler", f"one of {', '.join(SAMPLERS)}")
-        if not _integer(self.layers) or not 1 <= self.layers <= 64:
+        if not is_integer(self.layers) or not 1 <= self.layers <= 64:
             raise bad("layers", "an integer in 1..64")
         for name in ("epochs", "hidden", "batch_size"):
             value = getattr(self, name)
-            if value is not None and (not _integer(value) or value < 1):
+            if value is not None and (not is_integer(value) or value < 1):
                 raise bad(name, 'an integer >= 1, or "none" (the preset\'s)')
         if self.lr is not None and not (
             isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0
         ):
             raise bad("lr", 'a finite number > 0, or "none" (the preset\'s)')
-        if not _integer(self.seed) or not 0 <= self.seed < 2**32:
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
             raise bad("seed", "an integer in 0..4294967295")
         if not isinstance(self.transfer, str) or not self.transfer:
             raise bad("transfer", 'a brain id, "auto" or "none"')
@@ -98,5 +96,3 @@ class TrainGNNParameters:
         return values
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

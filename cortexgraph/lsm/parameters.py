@@ -19,7 +19,12 @@ import math
 from dataclasses import dataclass
 from typing import cast
 
-from cortexgraph.derivatives.parameters import overrides_of, with_overrides
+from cortexgraph.derivatives.parameters import (
+    invalid_parameter,
+    is_integer,
+    overrides_of,
+    with_overrides,
+)
 from cortexgraph.errors import ParameterError
 from cortexgraph.lsm.networks import LSMConfig
 from cortexgraph.lsm.schedule import MAX_INTERVAL_MM
@@ -67,10 +72,7 @@ class LSMParameters:
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
             option = "" if name in overrides else f" (option {_option(name)})"
-            return ParameterError(
-                f"lsm parameter {name} = {getattr(self, name)!r}: must be {rule}",
-                fix=f"give {name}{option} {rule}",
-            )
+            return invalid_parameter("lsm", name, getattr(self, name), rule, option)
 
         overrides = overrides_of(self)
 
@@ -82,10 +84,10 @@ class LSMParameters:
         )  # fmt: skip
         for name, low, high in ranges:
             value = getattr(self, name)
-            if not _integer(value) or not low <= value <= high:
+            if not is_integer(value) or not low <= value <= high:
                 raise bad(name, f"an integer in {low}..{high}")
         if self.iterations is not None and (
-            not _integer(self.iterations) or not 1 <= self.iterations <= 10**7
+            not is_integer(self.iterations) or not 1 <= self.iterations <= 10**7
         ):
             raise bad("iterations", 'an integer in 1..10000000, or "none" (the preset\'s)')
         if self.max_interval_mm is not None and not (
@@ -112,7 +114,7 @@ class LSMPredictParameters:
     def __post_init__(self) -> None:
         for name in ("tile_px", "predict_batch_size"):
             value = getattr(self, name)
-            if not _integer(value) or not 1 <= value <= 4096:
+            if not is_integer(value) or not 1 <= value <= 4096:
                 raise ParameterError(
                     f"lsm predict parameter {name} = {value!r}: must be an integer in 1..4096",
                     fix=f"give {name} (option {_option(name)}) an integer in 1..4096",
@@ -132,9 +134,9 @@ def _check_override(name: str, value: object, bad) -> None:
         if name != "beta_range" and low <= 0:
             raise bad(name, "two numbers [low, high] with 0 < low <= high")
     elif isinstance(value, tuple):
-        if not value or not all(_integer(v) and v >= 1 for v in value):
+        if not value or not all(is_integer(v) and v >= 1 for v in value):
             raise bad(name, "a non-empty list of integers >= 1")
-    elif _integer(value):
+    elif is_integer(value):
         if value < 1:  # type: ignore[operator]
             raise bad(name, "an integer >= 1")
     elif _number(value):
@@ -152,8 +154,6 @@ def _option(field: str) -> str:
     return "--batch-size" if field == "predict_batch_size" else "--" + field.replace("_", "-")
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(value: object) -> bool:

@@ -15,7 +15,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import cast
 
-from cortexgraph.derivatives.parameters import overrides_of, with_overrides
+from cortexgraph.derivatives.parameters import (
+    invalid_parameter,
+    is_integer,
+    overrides_of,
+    with_overrides,
+)
 from cortexgraph.errors import ParameterError
 from cortexgraph.synth.presets import PRESETS, Preset, get_preset
 
@@ -50,14 +55,11 @@ class SynthParameters:
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> ParameterError:
             option = f" (option --{name.replace('_', '-')})" if name in _OPTIONS else ""
-            return ParameterError(
-                f"synth parameter {name} = {getattr(self, name)!r}: must be {rule}",
-                fix=f"give {name}{option} {rule}",
-            )
+            return invalid_parameter("synth", name, getattr(self, name), rule, option)
 
         if self.preset not in PRESETS:
             raise bad("preset", f"one of {', '.join(PRESETS)}")
-        if not _integer(self.seed) or not 0 <= self.seed < 2**32:
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
             raise bad("seed", "an integer in 0..4294967295")
         if self.scan_format not in SCAN_FORMATS:
             raise bad("scan_format", f"one of {', '.join(SCAN_FORMATS)}")
@@ -103,9 +105,9 @@ def _check_override(name: str, value: object, bad) -> None:
         if not (_number(low) and _number(high) and 0 <= low <= high <= 1):
             raise bad(name, "two numbers [low, high] with 0 <= low <= high <= 1")
     elif name == "area_seed":
-        if not _integer(value) or not 0 <= value < 2**32:  # type: ignore[operator]
+        if not is_integer(value) or not 0 <= value < 2**32:  # type: ignore[operator]
             raise bad(name, "an integer in 0..4294967295")
-    elif _integer(value):
+    elif is_integer(value):
         if value < 1:  # type: ignore[operator]
             raise bad(name, "an integer >= 1")
     elif _number(value):
@@ -122,8 +124,6 @@ def _check_override(name: str, value: object, bad) -> None:
         raise bad(name, "a finite number")
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(value: object) -> bool:
