@@ -18,11 +18,19 @@ from cortexgraph.reconstruct.clean import (
 
 log = logging.getLogger(__name__)
 
+#: how far from the tissue's centre of mass (mm) the fissure is searched
+SEARCH_MM = 25.0
 
-def tissue_per_plane(tissue: np.ndarray, voxel_mm: float, smooth_mm: float = 2.0) -> np.ndarray:
-    """Tissue voxels in each sagittal plane (axis 0 of ``tissue``), Gaussian-smoothed over
-    ``smooth_mm`` (sigma) so that a single folded gyrus does not make a dip of its own."""
+
+def _per_plane(tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue voxels and gray-matter voxels in each sagittal plane (axis 0 of ``tissue``)."""
     counts = (tissue > 0).sum(axis=(1, 2)).astype(np.float64)
+    return counts, (tissue == GRAY).sum(axis=(1, 2)).astype(np.float64)
+
+
+def tissue_per_plane(counts: np.ndarray, voxel_mm: float, smooth_mm: float = 2.0) -> np.ndarray:
+    """Tissue voxels per sagittal plane (``counts``), Gaussian-smoothed over ``smooth_mm`` (sigma)
+    so that a single folded gyrus does not make a dip of its own."""
     return ndimage.gaussian_filter1d(counts, sigma=max(smooth_mm / voxel_mm, 0.5))
 
 
@@ -40,7 +48,7 @@ def fissure_dip(profile: np.ndarray) -> np.ndarray:
 
 
 def fissure_plane(
-    tissue: np.ndarray, affine: np.ndarray, search_mm: float = 25.0
+    tissue: np.ndarray, affine: np.ndarray, search_mm: float = SEARCH_MM
 ) -> tuple[float, float]:
     """World x (mm) of the interhemispheric fissure and its dip ratio (:func:`fissure_dip`).
 
@@ -52,26 +60,30 @@ def fissure_plane(
     one hemisphere), the plane near the centre that cuts the least gray matter is returned (the
     search then stops at, or outside, the medial face of the hemisphere).
     """
-    voxel_mm = float(affine[0, 0])
-    profile = tissue_per_plane(tissue, voxel_mm)
+    counts, gray = _per_plane(tissue)
+    index, ratio = _fissure_index(counts, gray, float(affine[0, 0]), search_mm)
+    return float(affine[0, 0] * index + affine[0, 3]), ratio
+
+
+def _fissure_index(
+    counts: np.ndarray, gray: np.ndarray, voxel_mm: float, search_mm: float
+) -> tuple[int, float]:
+    """:func:`fissure_plane` on the per-plane counts: (plane index, dip ratio)."""
+    profile = tissue_per_plane(counts, voxel_mm)
     if not profile.any():
-        return float(affine[0, 3]), 1.0
+        return 0, 1.0
     centre = float(np.sum(np.arange(len(profile)) * profile) / profile.sum())
     half = int(round(search_mm / voxel_mm))
     lo = max(int(round(centre)) - half, 0)
     hi = min(int(round(centre)) + half + 1, len(profile))
     dip = fissure_dip(profile)[lo:hi]
     if dip.min() < 1.0 - 1e-6:
-        x_index = lo + int(np.argmin(dip))
-        return float(affine[0, 0] * x_index + affine[0, 3]), float(dip.min())
-    gray = ndimage.gaussian_filter1d(
-        (tissue == GRAY).sum(axis=(1, 2)).astype(np.float64), sigma=max(1.0 / voxel_mm, 0.5)
-    )
-    x_index = lo + int(np.argmin(gray[lo:hi]))
-    return float(affine[0, 0] * x_index + affine[0, 3]), 1.0
+        return lo + int(np.argmin(dip)), float(dip.min())
+    least_gray = ndimage.gaussian_filter1d(gray, sigma=max(1.0 / voxel_mm, 0.5))
+    return lo + int(np.argmin(least_gray[lo:hi])), 1.0
 
 
-def interhemispheric_x_mm(tissue: np.ndarray, affine: np.ndarray, search_mm: float = 25.0) -> float:
+def interhemispheric_x_mm(tissue: np.ndarray, affine: np.ndarray, search_mm: float = SEARCH_MM) -> float:
     """World x of the interhemispheric fissure (:func:`fissure_plane`)."""
     return fissure_plane(tissue, affine, search_mm)[0]
 
@@ -100,8 +112,10 @@ def find_hemispheres(
     Returns ``(hemispheres, plane x mm, measures)``; measures: ``cortex_left_fraction``,
     ``fissure_tissue_ratio`` (the dip ratio) and, for one hemisphere, ``medial_face_x_mm``.
     """
-    midline, ratio = fissure_plane(tissue, affine)
-    gray_per_x = (tissue == GRAY).sum(axis=(1, 2)).astype(np.float64)
+    counts, gray_per_x = _per_plane(tissue)
+    voxel_mm = float(affine[0, 0])
+    index, ratio = _fissure_index(counts, gray_per_x, voxel_mm, SEARCH_MM)
+    midline = float(affine[0, 0] * index + affine[0, 3])
     x_mm = affine[0, 0] * np.arange(len(gray_per_x)) + affine[0, 3]
     total = gray_per_x.sum()
     left = float(gray_per_x[x_mm < midline].sum() / total) if total else 0.0
@@ -109,17 +123,19 @@ def find_hemispheres(
     measures = {"cortex_left_fraction": left, "fissure_tissue_ratio": ratio}
     if both:
         return ("lh", "rh"), midline, measures
-    hemisphere, medial_x = _one_hemisphere(tissue, affine)
+    hemisphere, medial_x = _one_hemisphere(counts, tissue_per_plane(counts, voxel_mm), affine)
     measures["medial_face_x_mm"] = medial_x
     return (hemisphere,), medial_x, measures
 
 
-def _one_hemisphere(tissue: np.ndarray, affine: np.ndarray) -> tuple[str, float]:
+def _one_hemisphere(
+    counts: np.ndarray, profile: np.ndarray, affine: np.ndarray
+) -> tuple[str, float]:
     """Which hemisphere a brain of one is, and the world x of its medial face: the flat medial face
-    is the end of the tissue nearer the widest sagittal plane (a hemisphere narrows slowly towards
-    its lateral convexity), ``rh`` when that end lies left (world x being RAS)."""
-    profile = tissue_per_plane(tissue, float(affine[0, 0]))
-    planes = np.flatnonzero((tissue > 0).any(axis=(1, 2)))
+    is the end of the tissue (``counts`` per plane) nearer the widest plane of the smoothed
+    ``profile`` (a hemisphere narrows slowly towards its lateral convexity), ``rh`` when that end
+    lies left (world x being RAS)."""
+    planes = np.flatnonzero(counts)
     if len(planes) == 0:
         return "lh", float(affine[0, 3])
     first, last = int(planes[0]), int(planes[-1])
