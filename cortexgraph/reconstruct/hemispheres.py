@@ -104,10 +104,11 @@ def find_hemispheres(
     sagittal plane (``rh`` when that end lies left, world x being RAS, else ``lh``). The tissue
     alone cannot always tell which hemisphere it is, so declare ``hemispheres`` in brain.toml.
 
-    Measured on the phantom (``cortexgraph synth``, seed 0; 2 mm smoothing): dip ratios 0.16-0.23
-    between the hemispheres of the tiny preset's posterior slabs (1.2 mm voxels), 0.49-0.59 on whole
-    brains (1.2 mm voxels, three seeds; 0.57 on the full preset at 0.3 mm: the plane cuts the corpus
-    callosum and brainstem), and 1.0 with either hemisphere removed; hence the default 0.8.
+    Measured on the phantom (``benchmarks/bench_hemispheres.py``; 2 mm smoothing): dip ratios
+    0.16-0.23 between the hemispheres of the tiny preset's posterior slabs (1.2 mm voxels), 0.32-0.59
+    on whole brains (1.2 mm voxels, four seeds; 0.57 on the full preset at 0.3 mm: the plane cuts the
+    corpus callosum and brainstem); a single hemisphere has one peak, 1.0 (analytic brains in the
+    tests); hence the default 0.8.
 
     Returns ``(hemispheres, plane x mm, measures)``; measures: ``cortex_left_fraction``,
     ``fissure_tissue_ratio`` (the dip ratio) and, for one hemisphere, ``medial_face_x_mm``.
