@@ -233,6 +233,12 @@ def register(app: typer.Typer) -> None:
                     f"mm (true mean {test['true_mean_mm']:.1f} mm), r {test['pearson_r']:.3f}",
                     highlight=False,
                 )
+                if test.get("collapsed"):
+                    console.print(
+                        "[yellow]warning: the pre-training collapsed (every patch gets nearly the "
+                        "same features); it is no use as an initialisation. Train it again with "
+                        "another --seed or distance_momentum = 0 in --params.[/]"
+                    )
             for run in ("scl_linear", "ce", "linear"):
                 scores = metrics.get(run, {})
                 text = ", ".join(
@@ -240,7 +246,8 @@ def register(app: typer.Typer) -> None:
                     for split in ("test", "transfer")
                     if split in scores
                 )
-                console.print(f"{run}: macro F1 {text}", highlight=False)
+                if text:  # a distance pre-training has no SCL / CE runs, an lsm-hr one no linear
+                    console.print(f"{run}: macro F1 {text}", highlight=False)
         console.print(f"[bold green]encoder written to {path}[/]")
 
     @command(app, "features", parameters_group(FEATURES_PARAMETERS, "features"), STAGE)

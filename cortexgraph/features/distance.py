@@ -30,8 +30,9 @@ What cortexgraph chooses where the publication is silent or its data differ (doc
   coordinate of the right hemisphere reversed; cortexgraph has no inflated surface and uses the
   node's position on the midsurface, its left-right coordinate as the distance from the
   interhemispheric plane (the same reversal), and the other two centred on the brain's nodes.
-* Momentum 0.9 and the batch size (``batch_pairs``) are not stated in the publication; augmentation
-  is the encoder's (:mod:`cortexgraph.features.augment`), which changes no distance.
+* "SGD" is read as plain SGD (momentum 0; momentum 0.9 made the small presets' encoder collapse to
+  one output for every patch); the batch size (``batch_pairs``) is not stated in the publication;
+  augmentation is the encoder's (:mod:`cortexgraph.features.augment`), which changes no distance.
 * The branch is either the encoder of an encoder preset (``branch='features'``: it then
   initialises the SCL and CE encoders, ``train-encoder --init``) or the high-resolution encoder
   ``E_HR`` of a local segmentation model (``branch='lsm-hr'``: it initialises that branch,
@@ -78,6 +79,7 @@ __all__ = [
     "siamese_loss",
     "train_siamese",
     "evaluate_pairs",
+    "collapsed",
     "save_distance",
     "load_distance",
     "matching_state",
@@ -99,8 +101,9 @@ class DistanceSettings:
     distance : ``euclidean`` (default) or ``geodesic``.
     patches_per_brain : training patches drawn per brain (test patches: a twelfth of it, >= 32).
     pairs_per_patch : pairs / patches (the publication: 200k pairs of 200k patches, 1).
-    epochs, lr, lr_halve_every, momentum, batch_pairs : SGD schedule (16, 0.01, 3; 0.9 and 32 are
-        cortexgraph's choices).
+    epochs, lr, lr_halve_every, momentum, batch_pairs : SGD schedule (16, 0.01, 3; the publication's
+        plain SGD: momentum 0; 32 pairs per batch is cortexgraph's choice). Momentum 0.9 made the
+        features branch of the small presets collapse in 2 of 3 training seeds (docs/features.md).
     alpha : weight of the coordinate loss (10).
     l2 : lambda of the L2 penalty on all but the final dense layers (0.001).
     embed_dim : size of ``f`` (32).
@@ -116,7 +119,7 @@ class DistanceSettings:
     epochs: int = 16
     lr: float = 0.01
     lr_halve_every: int = 3
-    momentum: float = 0.9
+    momentum: float = 0.0
     batch_pairs: int = 32
     alpha: float = 10.0
     l2: float = 0.001
@@ -475,7 +478,7 @@ def evaluate_pairs(
         predicted.append(((fa - fb) ** 2).sum(1).cpu().numpy())
     if not predicted:
         return {"err_dist_mm": math.nan, "median_err_mm": math.nan, "pearson_r": math.nan,
-                "true_mean_mm": math.nan, "pairs": 0}  # fmt: skip
+                "true_mean_mm": math.nan, "pairs": 0, "collapsed": False}  # fmt: skip
     p = np.concatenate(predicted).astype(np.float64)
     y = np.asarray(distance_mm, dtype=np.float64)
     err = np.abs(p - y)
@@ -486,7 +489,21 @@ def evaluate_pairs(
         "pearson_r": r,
         "true_mean_mm": float(y.mean()),
         "pairs": int(len(p)),
+        "collapsed": collapsed(p, y),
     }
+
+
+def collapsed(predicted_mm: np.ndarray, true_mm: np.ndarray) -> bool:
+    """Whether a Siamese network has collapsed: its predicted distances of held-out pairs spread by
+    less than 1 % of the true distances' spread (every patch gets nearly the same ``f``, the
+    predicted distances are about 0 and the coordinate head outputs its bias). Seen with SGD
+    momentum 0.9 on the small encoder presets (docs/features.md); a collapsed encoder is useless as
+    an initialisation."""
+    p = np.asarray(predicted_mm, dtype=np.float64)
+    y = np.asarray(true_mm, dtype=np.float64)
+    if len(p) < 3:
+        return False
+    return bool(p.std() < 0.01 * max(float(y.std()), 1e-9))
 
 
 # ------------------------------------------------------------------------------------- files

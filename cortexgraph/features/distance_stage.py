@@ -433,6 +433,12 @@ def train_distance_encoder(
         seconds["training"] = time.perf_counter() - t0
         test = evaluate_pairs(net, reader, pairs["test"][0], pairs["test"][1], device=device_t)
         reader.close()
+        if test["collapsed"]:
+            log.warning(
+                "distance pre-training %s collapsed: its predicted distances of the held-out "
+                "pairs do not vary (every patch gets nearly the same features). Fix: train again "
+                "with plain SGD (distance_momentum = 0, the default) or another --seed", name,
+            )
         metrics: dict = {
             "name": name,
             "method": "distance",
@@ -511,7 +517,14 @@ def _distance_run(cohort: Cohort, name: str) -> tuple[dict, StageId, Path]:
             fix="train one with `cortexgraph train-encoder --method distance --name NAME`",
         )
     path = encoders_folder(cohort, name) / "distance.pt"
-    return load_distance(path), sid, path
+    payload = load_distance(path)
+    if payload.get("extra", {}).get("test_pairs", {}).get("collapsed"):
+        log.warning(
+            "distance run %s collapsed (every patch gets nearly the same features): starting "
+            "from its weights is starting from a dead network; retrain it with plain SGD "
+            "(`--params` with distance_momentum = 0) or another --seed (%s)", name, path,
+        )
+    return payload, sid, path
 
 
 def encoder_init_state(cohort: Cohort, name: str, preset: EncoderPreset) -> tuple[dict, StageId]:

@@ -115,7 +115,7 @@ class TrainEncoderParameters:
     lsm_preset : method distance, branch lsm-hr: the LSM model preset.
     distance_epochs : method distance: epochs (16, as published).
     distance_lr, distance_lr_halve_every, distance_momentum : method distance: SGD rate (0.01),
-        halved every distance_lr_halve_every epochs (3), momentum (0.9).
+        halved every distance_lr_halve_every epochs (3), momentum (0: plain SGD).
     distance_batch_pairs : method distance: pairs per step.
     distance_patches_per_brain : method distance: training patches per brain (option
         --distance-patches).
@@ -142,7 +142,7 @@ class TrainEncoderParameters:
     distance_pairs_per_patch: float = 1.0
     distance_lr: float = 0.01
     distance_lr_halve_every: int = 3
-    distance_momentum: float = 0.9
+    distance_momentum: float = 0.0
     distance_batch_pairs: int = 32
     distance_alpha: float = 10.0
     distance_l2: float = 0.001
