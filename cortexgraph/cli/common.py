@@ -54,8 +54,6 @@ BrainsArgument = typer.Argument(
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Recompute even when the outputs are up to date."
 )
-#: the seed of commands whose randomness is one seed
-RandomSeedOption = typer.Option(0, "--seed", help="Random seed.")
 #: how long ``cancel`` of a background job waits for it to stop (``jobs cancel``, ``lsm jobs cancel``)
 CancelTimeoutOption = typer.Option(60.0, help="Seconds to wait for the job to stop.")
 #: mixed precision off (commands that run an encoder on a GPU)

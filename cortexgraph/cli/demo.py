@@ -14,13 +14,7 @@ from cortexgraph.cli.cohort import (
     engine_options,
     task_progress,
 )
-from cortexgraph.cli.common import (
-    RandomSeedOption,
-    VerboseOption,
-    console,
-    reports_errors,
-    setup_logging,
-)
+from cortexgraph.cli.common import VerboseOption, console, reports_errors, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +23,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Argument(Path("demo-output"), help="Folder for the cohort and results."),
         preset: str = typer.Option("demo", help="Phantom preset."),
-        seed: int = RandomSeedOption,
+        seed: int = typer.Option(0, help="Random seed."),
         scheduler: str = SchedulerOption,
         workers: int = WorkersOption,
         engine_config: Path = EngineConfigOption,

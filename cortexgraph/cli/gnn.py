@@ -14,7 +14,6 @@ from cortexgraph.cli.common import (
     BrainsArgument,
     DeviceOption,
     ParametersFile,
-    RandomSeedOption,
     StageFlags,
     command,
     console,
@@ -90,7 +89,7 @@ def register(app: typer.Typer) -> None:
             False, "--full-batch", help="One step per epoch on all graphs at once (small graphs)."
         ),
         sampler: str = typer.Option("auto", "--sampler", help="auto, own or pyg."),
-        seed: int = RandomSeedOption,
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
         encoder: str = typer.Option(
             None,
             "--encoder",
