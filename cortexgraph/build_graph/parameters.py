@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cortexgraph.derivatives.parameters import invalid_parameter
-from cortexgraph.errors import ParameterError
+from cortexgraph.derivatives.parameters import field_errors
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +83,7 @@ class BuildGraphParameters:
     max_spike_ratio: float = 1.0
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ParameterError:
-            return invalid_parameter("build-graph", name, getattr(self, name), rule)
-
+        bad = field_errors(self, "build-graph")
         if self.exclusion not in ("auto", "mask", "automatic", "none"):
             raise bad("exclusion", "one of auto, mask, automatic, none")
         if self.isosurface_method not in ("flying_edges", "lewiner"):

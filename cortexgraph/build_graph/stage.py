@@ -51,7 +51,7 @@ from cortexgraph.build_graph.volume import reconstruct_volume, require_build_gra
 from cortexgraph.data.check import check_brain
 from cortexgraph.data.manifest import Brain
 from cortexgraph.data.stack import SectionStack
-from cortexgraph.derivatives import Derivatives, StageId, StageRun
+from cortexgraph.derivatives import Derivatives, StageId, StageRun, run_stage
 from cortexgraph.derivatives.inputs import brain_inputs
 from cortexgraph.errors import CortexgraphError
 from cortexgraph.mapping.nodes import (
@@ -140,10 +140,16 @@ def build_graph(
     manifest_values, input_files = brain_inputs(
         brain, ("mask",), exclusion_mask=params.exclusion in ("auto", "mask")
     )
-    store = Derivatives.of(brain)
-    with StageRun(
-        store,
+
+    def compute(run: StageRun) -> dict:
+        report = _build(brain, params, outputs, progress=progress)
+        run.commit(list(outputs.values()), measured=report)
+        return run.summary(report)
+
+    return run_stage(
+        Derivatives.of(brain),
         build_graph_stage(brain),
+        compute,
         parameters={
             "build_graph": asdict(params),
             "qc_picture": qc_picture,
@@ -153,12 +159,7 @@ def build_graph(
         inputs=input_files,
         overwrite=overwrite,
         wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
-        report = _build(brain, params, outputs, progress=progress)
-        run.commit(list(outputs.values()), measured=report)
-    return run.summary(report)
+    )
 
 
 def _build(

@@ -54,6 +54,8 @@ BrainsArgument = typer.Argument(
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Recompute even when the outputs are up to date."
 )
+#: how long ``cancel`` of a background job waits for it to stop (``jobs cancel``, ``lsm jobs cancel``)
+CancelTimeoutOption = typer.Option(60.0, help="Seconds to wait for the job to stop.")
 #: mixed precision off (commands that run an encoder on a GPU)
 NoAmpOption = typer.Option(False, "--no-amp", help="Disable mixed precision on GPUs.")
 

@@ -14,6 +14,7 @@ import typer
 
 from cortexgraph.cli.cohort import EngineConfigOption
 from cortexgraph.cli.common import (
+    CancelTimeoutOption,
     RootOption,
     VerboseOption,
     command,
@@ -245,7 +246,7 @@ def register(app: typer.Typer) -> None:
     @command(jobs_app, "cancel", WHERE)
     def cancel_cmd(
         job_id: str = JobIdArgument,
-        timeout: float = typer.Option(60.0, help="Seconds to wait for the job to stop."),
+        timeout: float = CancelTimeoutOption,
         verbose: bool = VerboseOption,
         *,
         where: dict,

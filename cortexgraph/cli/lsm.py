@@ -15,6 +15,7 @@ import typer
 from cortexgraph.cli.common import (
     STAGE,
     BrainArgument,
+    CancelTimeoutOption,
     DeviceOption,
     ParametersFile,
     RootOption,
@@ -745,7 +746,7 @@ def jobs_follow(
 def jobs_cancel(
     brain_name: str = BrainArgument,
     job_id: str = JobArgument,
-    timeout: float = typer.Option(60.0, help="Seconds to wait for the job to stop."),
+    timeout: float = CancelTimeoutOption,
     root: Path = RootOption,
 ) -> None:
     """Stop a job cleanly: its command gets SIGTERM and unwinds (no half-written outputs remain;

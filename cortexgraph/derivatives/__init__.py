@@ -6,7 +6,7 @@ Modules:
 * :mod:`~cortexgraph.derivatives.identity` -- the identity of a file (content hash or stat rule);
 * :mod:`~cortexgraph.derivatives.record` -- stage records and keys, and what makes one stale;
 * :mod:`~cortexgraph.derivatives.lock` -- lock files that work on network file systems;
-* :mod:`~cortexgraph.derivatives.stage` -- :class:`Derivatives` and :class:`StageRun`;
+* :mod:`~cortexgraph.derivatives.stage` -- :class:`Derivatives`, :class:`StageRun` and :func:`run_stage`;
 * :mod:`~cortexgraph.derivatives.layout` -- where the outputs shared between stages live;
 * :mod:`~cortexgraph.derivatives.external` -- recording files made outside the stages;
 * :mod:`~cortexgraph.derivatives.inputs` -- what a stage reads from a brain folder;
@@ -18,7 +18,7 @@ docs/derivatives.md describes the layout and the record for users.
 """
 
 from cortexgraph.derivatives.record import StageRecord
-from cortexgraph.derivatives.stage import Derivatives, StageRun
+from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
 from cortexgraph.derivatives.stages import STAGES, StageId
 
-__all__ = ["STAGES", "StageId", "StageRecord", "Derivatives", "StageRun"]
+__all__ = ["STAGES", "StageId", "StageRecord", "Derivatives", "StageRun", "run_stage"]

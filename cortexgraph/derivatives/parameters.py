@@ -95,6 +95,19 @@ def invalid_parameter(
     )
 
 
+def field_errors(
+    params: object, stage: str, option: Callable[[str], str] = lambda name: ""
+) -> Callable[[str, str], ParameterError]:
+    """``bad(name, rule)``: the :func:`invalid_parameter` error of field ``name`` of the dataclass
+    ``params`` (with its value), for its ``__post_init__``; ``option(name)``: the text that names the
+    field's command-line option, e.g. ``" (option --tile-px)"`` (default none)."""
+
+    def bad(name: str, rule: str) -> ParameterError:
+        return invalid_parameter(stage, name, getattr(params, name), rule, option(name))
+
+    return bad
+
+
 def is_integer(value: object) -> bool:
     """An int that is not a bool (TOML and Python both give ``True`` an int type)."""
     return isinstance(value, int) and not isinstance(value, bool)

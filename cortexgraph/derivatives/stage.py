@@ -28,9 +28,9 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from cortexgraph.data.manifest import DERIVATIVES
 from cortexgraph.data.names import is_inside
@@ -49,7 +49,7 @@ from cortexgraph.derivatives.record import (
 from cortexgraph.derivatives.stages import STAGES, StageId
 from cortexgraph.errors import UpstreamError
 
-__all__ = ["Derivatives", "StageRun"]
+__all__ = ["Derivatives", "StageRun", "run_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +334,31 @@ class StageRun:
             self.store.cache.save()
         else:  # folders this run created and left empty (a refused or failed first run)
             _remove_empty_folders(self.lock.path.parent, self.store.root.parent.parent)
+
+
+class StageOptions(TypedDict, total=False):
+    """The keywords of :class:`StageRun` that :func:`run_stage` passes on."""
+
+    parameters: Required[Mapping[str, Any]]
+    inputs: Iterable[str | os.PathLike]
+    upstream: Iterable[StageId]
+    overwrite: bool
+    wait_s: float
+
+
+def run_stage(
+    store: Derivatives,
+    sid: StageId,
+    compute: Callable[[StageRun], dict],
+    **options: Unpack[StageOptions],
+) -> dict:
+    """The shape of a stage function that returns its summary: under a :class:`StageRun` (keywords
+    as there), the summary of the current record when the outputs are reused; otherwise
+    ``compute(run)``, which writes the outputs, commits and returns ``run.summary(...)``."""
+    with StageRun(store, sid, **options) as run:
+        if run.reuse:
+            return run.summary()
+        return compute(run)
 
 
 def _remove_empty_folders(folder: Path, stop: Path) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cortexgraph.derivatives.parameters import (
-    invalid_parameter,
+    field_errors,
     is_integer,
     overrides_of,
     with_overrides,
@@ -47,9 +47,7 @@ class FeaturesParameters:
     test_offset: int = 4
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ParameterError:
-            return invalid_parameter("features", name, getattr(self, name), rule)
-
+        bad = field_errors(self, "features")
         if isinstance(self.encoder, str) and not self.encoder:
             raise bad("encoder", 'an encoder name, or "none" (the preset for the image spacing)')
         if not is_integer(self.test_every) or self.test_every < 2:
@@ -152,9 +150,7 @@ class TrainEncoderParameters:
     distance_degree_exponent: float = 2.5
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ParameterError:
-            return invalid_parameter("train-encoder", name, getattr(self, name), rule)
-
+        bad = field_errors(self, "train-encoder")
         for name, choices in (
             ("preset", ("auto", *PRESETS)), ("method", METHODS), ("branch", BRANCHES),
             ("distance", DISTANCES), ("lsm_preset", LSM_PRESETS),

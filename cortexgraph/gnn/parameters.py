@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cortexgraph.derivatives.parameters import invalid_parameter, is_integer
+from cortexgraph.derivatives.parameters import field_errors, is_integer
 from cortexgraph.errors import CortexgraphError, ParameterError
 
 #: the node classifiers (:data:`cortexgraph.gnn.models.KINDS`; repeated here so that reading a
@@ -56,9 +56,7 @@ class TrainGNNParameters:
     encoder: str | None = None
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ParameterError:
-            return invalid_parameter("train-gnn", name, getattr(self, name), rule)
-
+        bad = field_errors(self, "train-gnn")
         if self.model not in MODELS:
             raise ParameterError(
                 f"unknown model {self.model!r}", fix=f"use one of {', '.join(MODELS)}"

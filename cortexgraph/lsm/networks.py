@@ -217,7 +217,6 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
         lr_patch_um = 12096.0 if arch == "lr" else 10048.0
         base = LSMConfig(arch=arch, lr_patch_um=lr_patch_um)
     elif preset == "small":
-        iterations = 600
         base = LSMConfig(
             arch=arch,
             hr_spacing_um=8.0,
@@ -229,14 +228,10 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
             encoder_filters=(8, 16, 32, 32, 64),
             decoder_filters=(64, 32, 16),
             hr_first_stride=2,
-            batch_size=16,
-            iterations=iterations,
-            base_lr=0.01,
-            lr_milestones=scaled_milestones(iterations),
+            **_short_schedule(batch_size=16, iterations=600, base_lr=0.01),
         )
     elif preset == "tiny":
         spacing = float(overrides.pop("spacing_um", 20.0))
-        iterations = 150
         base = LSMConfig(
             arch=arch,
             hr_spacing_um=spacing,
@@ -249,10 +244,7 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
             decoder_filters=(16, 8),
             hr_first_kernel=3,
             hr_first_stride=1,
-            batch_size=8,
-            iterations=iterations,
-            base_lr=0.02,
-            lr_milestones=scaled_milestones(iterations),
+            **_short_schedule(batch_size=8, iterations=150, base_lr=0.02),
         )
     elif preset == "phantom":
         spacing = float(overrides.pop("spacing_um", 100.0))
@@ -267,10 +259,7 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
             decoder_filters=(32, 16),
             hr_first_kernel=5,
             hr_first_stride=2,
-            batch_size=16,
-            iterations=iterations,
-            base_lr=0.02,
-            lr_milestones=scaled_milestones(iterations),
+            **_short_schedule(batch_size=16, iterations=iterations, base_lr=0.02),
         )
         base = with_output_tile(base, output_px)
         if arch == "lr":  # the LR U-Net reads a larger patch than the LR branch of MS (thesis Sect. 5.1.5)
@@ -278,6 +267,17 @@ def lsm_config(preset: str = "full", arch: str = "ms", **overrides) -> LSMConfig
     else:
         raise ValueError(f"unknown preset {preset!r}; use 'full', 'small', 'phantom' or 'tiny'")
     return replace(base, **overrides)
+
+
+def _short_schedule(batch_size: int, iterations: int, base_lr: float) -> dict[str, Any]:
+    """The training schedule of a preset smaller than ``full``: its batch, iterations and base lr,
+    with the published milestones scaled to the iterations (:func:`scaled_milestones`)."""
+    return {
+        "batch_size": batch_size,
+        "iterations": iterations,
+        "base_lr": base_lr,
+        "lr_milestones": scaled_milestones(iterations),
+    }
 
 
 PHANTOM_OUTPUT_PX = 16

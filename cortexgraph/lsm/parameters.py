@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from cortexgraph.derivatives.parameters import (
-    invalid_parameter,
+    field_errors,
     is_integer,
     overrides_of,
     with_overrides,
@@ -70,12 +70,10 @@ class LSMParameters:
     predict_batch_size: int = 8
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ParameterError:
-            option = "" if name in overrides else f" (option {_option(name)})"
-            return invalid_parameter("lsm", name, getattr(self, name), rule, option)
-
         overrides = overrides_of(self)
-
+        bad = field_errors(
+            self, "lsm", lambda name: "" if name in overrides else f" (option {_option(name)})"
+        )
         if self.preset not in PRESET_NAMES:
             raise bad("preset", f"one of {', '.join(PRESET_NAMES)}")
         ranges = (

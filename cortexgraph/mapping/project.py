@@ -250,7 +250,7 @@ def project_brain(
     The content of ``project.json`` (per-section counts, ``pixel_f1`` or None, seconds) with
     ``reused`` and ``why``. Files: ``<brain>/labels/<source>/`` (module docstring).
     """
-    from cortexgraph.derivatives import Derivatives, StageId, StageRun
+    from cortexgraph.derivatives import Derivatives, StageId, StageRun, run_stage
     from cortexgraph.derivatives.graphs import graph_hemispheres, load_brain_graph, node_stages
     from cortexgraph.derivatives.inputs import brain_inputs
     from cortexgraph.derivatives.layout import label_source_dir
@@ -279,17 +279,8 @@ def project_brain(
     upstream = node_stages(
         brain.id, labels=labels == "y", run=run if labels == "pred" else None
     )
-    with StageRun(
-        store,
-        StageId("project", brain.id, (source,)),
-        parameters=parameters,
-        inputs=files,
-        upstream=upstream,
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as stage:
-        if stage.reuse:
-            return stage.summary()
+
+    def compute(stage: StageRun) -> dict:
         graphs = []
         for hemi in graph_hemispheres(store, brain.id):
             data = load_brain_graph(
@@ -328,7 +319,18 @@ def project_brain(
         report["parameters"] = parameters
         measured = {k: v for k, v in report.items() if k != "sections"}
         stage.commit(written, measured)
-    return stage.summary(report)
+        return stage.summary(report)
+
+    return run_stage(
+        store,
+        StageId("project", brain.id, (source,)),
+        compute,
+        parameters=parameters,
+        inputs=files,
+        upstream=upstream,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )
 
 
 def _overlay(stack, s, out_dir, spacing_um, areas, truth_dir, what, role) -> Path:

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypedDict, Unpack, cast
 
 import numpy as np
 
@@ -43,6 +43,7 @@ __all__ = [
     "stats_area",
     "stats_table",
     "stats_brain",
+    "Morphometry",
 ]
 
 log = logging.getLogger(__name__)
@@ -445,21 +446,28 @@ def stats_table(brain: Brain, source: str, *, wait_s: float = 0.0) -> Path | Non
     return out
 
 
+class Morphometry(TypedDict, total=False):
+    """The morphometry keywords of :func:`stats_area` (defaults there) that :func:`stats_brain`
+    passes on to each area."""
+
+    reference: str | Path | None
+    shrinkage: float | None
+    max_depth: float
+    midline_x_mm: float | None
+    depth_voxel_mm: float | None
+    depth_model: str
+
+
 def stats_brain(
     brain: Brain,
     source: str,
     areas: Iterable[str | int] | None = None,
     options: MapOptions | None = None,
     *,
-    reference: str | Path | None = None,
-    shrinkage: float | None = None,
-    max_depth: float = 0.25,
-    midline_x_mm: float | None = None,
-    depth_voxel_mm: float | None = None,
-    depth_model: str = "equivolumetric",
     overwrite: bool = False,
     wait_s: float = 0.0,
     on_area: Callable[[dict], None] | None = None,
+    **morphometry: Unpack[Morphometry],
 ) -> dict:
     """What ``cortexgraph stats <brain>`` does: :func:`stats_area` for each area, then
     :func:`stats_table`.
@@ -471,8 +479,9 @@ def stats_brain(
     areas : area names or ids; None or empty: every area that has a map of ``source``
         (``maps3d/<source>/<area>.nii.gz``); ParameterError when there is none.
     options : map parameters for maps built on the way (:class:`MapOptions`).
-    reference, shrinkage, max_depth, midline_x_mm, depth_voxel_mm, depth_model, overwrite, wait_s :
-        as in :func:`stats_area`.
+    overwrite, wait_s : as in :func:`stats_area`.
+    morphometry : ``reference``, ``shrinkage``, ``max_depth``, ``midline_x_mm``, ``depth_voxel_mm``,
+        ``depth_model`` (:class:`Morphometry`) as in :func:`stats_area`.
     on_area : called with each area's entry (below) as soon as it is done (progress, printing).
 
     Returns
@@ -506,18 +515,7 @@ def stats_brain(
     for rec in records:
         try:
             result = stats_area(
-                brain,
-                rec.id,
-                source,
-                options,
-                reference=reference,
-                shrinkage=shrinkage,
-                max_depth=max_depth,
-                midline_x_mm=midline_x_mm,
-                depth_voxel_mm=depth_voxel_mm,
-                depth_model=depth_model,
-                overwrite=overwrite,
-                wait_s=wait_s,
+                brain, rec.id, source, options, overwrite=overwrite, wait_s=wait_s, **morphometry
             )
         except AreaNotLabelledError as exc:
             entry = {"area": rec.name, "area_id": rec.id, "skipped": str(exc)}

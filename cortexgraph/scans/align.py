@@ -1027,7 +1027,7 @@ def run_align(
     """
     from cortexgraph.data.manifest import format_tsv
     from cortexgraph.derivatives.inputs import brain_inputs
-    from cortexgraph.derivatives.stage import Derivatives, StageRun
+    from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
     from cortexgraph.derivatives.stages import StageId
     from cortexgraph.outputs import write_json_atomic, write_text_atomic
 
@@ -1037,16 +1037,8 @@ def run_align(
     if truth_path is not None:
         files.append(truth_path)
     outputs = align_outputs(brain)
-    with StageRun(
-        Derivatives.of(brain),
-        StageId("align", brain.id),
-        parameters={"align": params.as_dict(), **manifest_values},
-        inputs=files,
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
+
+    def compute(run: StageRun) -> dict:
         start = time.perf_counter()
         result = align_brain(brain, params, progress)
         write_text_atomic(outputs["transforms"], format_transform_table(result.transforms))
@@ -1093,7 +1085,17 @@ def run_align(
             report["accuracy"]["drift"] = accuracy.drift
         write_json_atomic(outputs["report"], report)
         run.commit(list(outputs.values()), measured=report)
-    return run.summary(report)
+        return run.summary(report)
+
+    return run_stage(
+        Derivatives.of(brain),
+        StageId("align", brain.id),
+        compute,
+        parameters={"align": params.as_dict(), **manifest_values},
+        inputs=files,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )
 
 
 def install_alignment(brain, *, accept_flagged: bool = False) -> list:

@@ -458,7 +458,7 @@ def run_register(
     from cortexgraph.data.raster import Raster, write_raster
     from cortexgraph.data.stack import SectionStack
     from cortexgraph.derivatives.inputs import brain_inputs
-    from cortexgraph.derivatives.stage import Derivatives, StageRun
+    from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
     from cortexgraph.derivatives.stages import StageId
     from cortexgraph.outputs import atomic_path, write_json_atomic
     from cortexgraph.reconstruct.volume import stack_tissue_volume
@@ -477,21 +477,8 @@ def run_register(
     spacing_um = params.spacing_um or brain.coords_spacing_um or 640.0
     outputs = register_outputs(brain, sections)
     cohort = brain.cohort
-    with StageRun(
-        Derivatives.of(brain),
-        StageId("register", brain.id),
-        parameters={
-            "register": params.as_dict(),
-            "coords_spacing_um": spacing_um,
-            "canonical_box": [list(cohort.canonical_box_min_mm), list(cohort.canonical_box_max_mm)],
-            **manifest_values,
-        },
-        inputs=files,
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
+
+    def compute(run: StageRun) -> dict:
         start = time.perf_counter()
         volume, affine, volume_info = stack_tissue_volume(
             stack, params.voxel_mm, crop_to_tissue=True, margin_voxels=4
@@ -532,4 +519,19 @@ def run_register(
             report["error_per_section"] = per_section
         write_json_atomic(outputs["report"], report)
         run.commit(list(outputs.values()), measured=report)
-    return run.summary(report)
+        return run.summary(report)
+
+    return run_stage(
+        Derivatives.of(brain),
+        StageId("register", brain.id),
+        compute,
+        parameters={
+            "register": params.as_dict(),
+            "coords_spacing_um": spacing_um,
+            "canonical_box": [list(cohort.canonical_box_min_mm), list(cohort.canonical_box_max_mm)],
+            **manifest_values,
+        },
+        inputs=files,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )

@@ -719,7 +719,7 @@ def segment_brain(
     Files: module docstring.
     """
     from cortexgraph.derivatives.inputs import brain_inputs
-    from cortexgraph.derivatives.stage import Derivatives, StageRun
+    from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
     from cortexgraph.derivatives.stages import StageId
     from cortexgraph.outputs import write_text_atomic
 
@@ -778,22 +778,8 @@ def segment_brain(
     store = Derivatives.of(brain)
     out_root = brain.derivatives / "segment"
     report = progress or (lambda stage, done, total: None)
-    with StageRun(
-        store,
-        StageId("segment", brain.id),
-        parameters={
-            "segment": asdict(params),
-            "working_spacing_um": spacing,
-            "overrides": {str(k): v for k, v in sorted(table.items())},
-            "qc_picture": qc,
-            **manifest_values,
-        },
-        inputs=files,
-        overwrite=overwrite,
-        wait_s=wait_s,
-    ) as run:
-        if run.reuse:
-            return run.summary()
+
+    def compute(run: StageRun) -> dict:
         outputs: list[Path] = []
         rows = []
         dice_rows = []
@@ -961,6 +947,22 @@ def segment_brain(
             brain.write_sections(updated)
         run.commit(outputs, measured)
         return run.summary(measured)
+
+    return run_stage(
+        store,
+        StageId("segment", brain.id),
+        compute,
+        parameters={
+            "segment": asdict(params),
+            "working_spacing_um": spacing,
+            "overrides": {str(k): v for k, v in sorted(table.items())},
+            "qc_picture": qc,
+            **manifest_values,
+        },
+        inputs=files,
+        overwrite=overwrite,
+        wait_s=wait_s,
+    )
 
 
 def _finite(value: float) -> float | None:

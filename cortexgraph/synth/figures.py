@@ -152,16 +152,11 @@ def harder_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cortexgraph.data.manifest import AreaTable
     from cortexgraph.synth.areas import brain_profiles, depth_profiles
     from cortexgraph.synth.deform import brain_rng
-    from cortexgraph.synth.render import render_image, sample_section
+    from cortexgraph.synth.render import render_image
 
-    template, brain, geometry, n, rows, cols = _border_window(
-        preset, seed, brain_id, spacing_um, window_mm
-    )
-    layout = template.layout
-    sample = sample_section(template, brain, geometry, n, spacing_um, rows, cols)
+    layout, n, sample, extent = _border_window(preset, seed, brain_id, spacing_um, window_mm)
     none = np.zeros(sample.tissue.shape, dtype=bool)
     own = brain_profiles(layout.profiles, brain_rng(seed, brain_id, 8), variability)
     widths = np.full(len(layout.areas) + 1, transition_mm)
@@ -172,16 +167,12 @@ def harder_figure(
         luts["transition_mm"] = transition
         rng = np.random.default_rng(seed)  # one noise field for all panels: only tissue differs
         panels.append(render_image(sample, luts, spacing_um, rng, 1.0, 1.0, none, none))
-    area_colours = _colour_table(_AreasOnly(AreaTable(layout.areas)))
     titles = (
         "default: abrupt border,\nevery brain the same profiles",
         f"this brain's own profiles\n(--profile-variability {variability:g})",
         f"+ transition zones\n(--transition-mm {transition_mm:g})",
     )
     fig, axes = plt.subplots(1, 5, figsize=(20, 4.6))
-    width_mm = (cols.stop - cols.start) * spacing_um / 1000
-    height_mm = (rows.stop - rows.start) * spacing_um / 1000
-    extent = (0, width_mm, height_mm, 0)
     for ax, image, title in zip(axes[:3], panels, titles, strict=True):
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent)
         ax.set_title(title, fontsize=10)
@@ -189,19 +180,15 @@ def harder_figure(
     shown = axes[3].imshow(change, cmap="magma", vmin=0, vmax=40, extent=extent)
     axes[3].set_title("what the transition zones changed\n(grey levels)", fontsize=10)
     fig.colorbar(shown, ax=axes[3], fraction=0.046)
-    axes[4].imshow(area_colours[sample.area], extent=extent, interpolation="nearest")
-    axes[4].set_title("true labels (hOc1, hOc2, ...)", fontsize=10)
-    for ax in axes:
-        ax.set_xlabel("mm")
-    fig.suptitle(f"phantom {preset} seed {seed}, {brain_id} section {n}, {spacing_um:g} um pixels")
-    fig.tight_layout()
+    _labels_and_title(fig, axes, layout, sample, extent, preset, seed, brain_id, n, spacing_um)
     return save_figure(fig, out, dpi=80)
 
 
 def _border_window(preset: str, seed: int, brain_id: str, spacing_um: float, window_mm: float):
-    """Template, brain, sections, the section number and the (rows, cols) slices of a
-    ``window_mm`` square window at ``spacing_um`` centred on the longest hOc1/hOc2 border of the
-    brain's sections (found on the mask raster)."""
+    """A ``window_mm`` square window at ``spacing_um`` centred on the longest hOc1/hOc2 border of the
+    brain's sections (found on the mask raster): the template's area layout, the section number,
+    the section sampled in the window (:func:`~cortexgraph.synth.render.sample_section`) and the
+    window's imshow extent in mm."""
     from cortexgraph.synth.deform import make_brain
     from cortexgraph.synth.presets import get_preset
     from cortexgraph.synth.render import sample_section
@@ -234,7 +221,23 @@ def _border_window(preset: str, seed: int, brain_id: str, spacing_um: float, win
     shape = geometry.raster_shape(spacing_um)
     r0, c0 = (int(v) for v in np.clip(centre_mm * 1000 / spacing_um - half, 0, None))
     rows, cols = slice(r0, min(r0 + 2 * half, shape[0])), slice(c0, min(c0 + 2 * half, shape[1]))
-    return template, brain, geometry, n, rows, cols
+    sample = sample_section(template, brain, geometry, n, spacing_um, rows, cols)
+    height_mm = (rows.stop - rows.start) * spacing_um / 1000
+    width_mm = (cols.stop - cols.start) * spacing_um / 1000
+    return layout, n, sample, (0, width_mm, height_mm, 0)
+
+
+def _labels_and_title(fig, axes, layout, sample, extent, preset, seed, brain_id, n, spacing_um):
+    """The last panel of a border-window figure (the true labels), mm axes and the title."""
+    from cortexgraph.data.manifest import AreaTable
+
+    area_colours = _colour_table(_AreasOnly(AreaTable(layout.areas)))
+    axes[-1].imshow(area_colours[sample.area], extent=extent, interpolation="nearest")
+    axes[-1].set_title("true labels (hOc1, hOc2, ...)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("mm")
+    fig.suptitle(f"phantom {preset} seed {seed}, {brain_id} section {n}, {spacing_um:g} um pixels")
+    fig.tight_layout()
 
 
 def cells_figure(
@@ -257,16 +260,11 @@ def cells_figure(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from cortexgraph.data.manifest import AreaTable
     from cortexgraph.synth.areas import depth_profiles
     from cortexgraph.synth.deform import brain_rng
-    from cortexgraph.synth.render import render_image, sample_section
+    from cortexgraph.synth.render import render_image
 
-    template, brain, geometry, n, rows, cols = _border_window(
-        preset, seed, brain_id, spacing_um, window_mm
-    )
-    layout = template.layout
-    sample = sample_section(template, brain, geometry, n, spacing_um, rows, cols)
+    layout, n, sample, extent = _border_window(preset, seed, brain_id, spacing_um, window_mm)
     none = np.zeros(sample.tissue.shape, dtype=bool)
     luts = depth_profiles(layout.profiles, len(layout.areas))
     smooth = render_image(sample, luts, spacing_um, np.random.default_rng(seed), 1.0, 1.0, none, none)
@@ -274,10 +272,6 @@ def cells_figure(
         sample, luts, spacing_um, np.random.default_rng(seed), 1.0, 1.0, none, none,
         cell_rng=brain_rng(seed, brain_id, 10, n),
     )  # fmt: skip
-    area_colours = _colour_table(_AreasOnly(AreaTable(layout.areas)))
-    height_mm = (rows.stop - rows.start) * spacing_um / 1000
-    width_mm = (cols.stop - cols.start) * spacing_um / 1000
-    extent = (0, width_mm, height_mm, 0)
     # the zoom: the square with most cortex, the nearest the window's centre among equals
     z = int(zoom_mm * 1000 / spacing_um)
     cortex = np.isfinite(sample.depth).astype(np.float64)
@@ -306,12 +300,7 @@ def cells_figure(
         extent=(c * s, (c + z) * s, (r + z) * s, r * s),
     )  # fmt: skip
     axes[2].set_title(f"cell texture, {zoom_mm:g} mm (red square)", fontsize=10)
-    axes[3].imshow(area_colours[sample.area], extent=extent, interpolation="nearest")
-    axes[3].set_title("true labels (hOc1, hOc2, ...)", fontsize=10)
-    for ax in axes:
-        ax.set_xlabel("mm")
-    fig.suptitle(f"phantom {preset} seed {seed}, {brain_id} section {n}, {spacing_um:g} um pixels")
-    fig.tight_layout()
+    _labels_and_title(fig, axes, layout, sample, extent, preset, seed, brain_id, n, spacing_um)
     return save_figure(fig, out, dpi=90)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import cast
 
 from cortexgraph.derivatives.parameters import (
-    invalid_parameter,
+    field_errors,
     is_integer,
     overrides_of,
     with_overrides,
@@ -53,10 +53,7 @@ class SynthParameters:
     scan_format: str = "ome-tiff"
 
     def __post_init__(self) -> None:
-        def bad(name: str, rule: str) -> ParameterError:
-            option = f" (option --{name.replace('_', '-')})" if name in _OPTIONS else ""
-            return invalid_parameter("synth", name, getattr(self, name), rule, option)
-
+        bad = field_errors(self, "synth", _option_text)
         if self.preset not in PRESETS:
             raise bad("preset", f"one of {', '.join(PRESETS)}")
         if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
@@ -90,6 +87,11 @@ _OPTIONS = frozenset({
     "transition_mm", "transform_noise_deg", "transform_noise_um", "distortion_scale_sd",
     "distortion_warp_mm",
 })  # fmt: skip
+
+
+def _option_text(name: str) -> str:
+    """How an error names the option of field ``name`` (fields without one: not at all)."""
+    return f" (option --{name.replace('_', '-')})" if name in _OPTIONS else ""
 
 
 def _check_override(name: str, value: object, bad) -> None:

@@ -53,6 +53,15 @@ def _axis(c, n, nearest):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
+def _affine(m, x, y, z):  # pragma: no cover - compiled
+    """``m @ (x, y, z, 1)`` for a 4x4 affine, each row summed left to right (scipy's order)."""
+    a = x * m[0, 0] + y * m[0, 1]
+    b = x * m[1, 0] + y * m[1, 1]
+    c = x * m[2, 0] + y * m[2, 1]
+    return a + z * m[0, 2] + m[0, 3], b + z * m[1, 2] + m[1, 3], c + z * m[2, 2] + m[2, 3]
+
+
+@numba.njit(inline="always")
 def _trilinear(field, i0, i1, j0, j1, k0, k1, wi0, wi1, wj0, wj1, wk0, wk1):  # pragma: no cover
     """scipy's sum over the 8 corners (C order), each ``value * wi * wj * wk``, in float64."""
     t = 0.0
@@ -139,12 +148,7 @@ def _sample_kernel(
             z1 = linear[1, 0] * b0 + linear[1, 1] * b1 + linear[1, 2] * b2 + centre_mm[1]
             z2 = linear[2, 0] * b0 + linear[2, 1] * b1 + linear[2, 2] * b2 + centre_mm[2]
             # displacement u(z): trilinear, mode nearest, float32 results
-            c0 = z0 * displacement_inv[0, 0] + z1 * displacement_inv[0, 1]
-            c0 = c0 + z2 * displacement_inv[0, 2] + displacement_inv[0, 3]
-            c1 = z0 * displacement_inv[1, 0] + z1 * displacement_inv[1, 1]
-            c1 = c1 + z2 * displacement_inv[1, 2] + displacement_inv[1, 3]
-            c2 = z0 * displacement_inv[2, 0] + z1 * displacement_inv[2, 1]
-            c2 = c2 + z2 * displacement_inv[2, 2] + displacement_inv[2, 3]
+            c0, c1, c2 = _affine(displacement_inv, z0, z1, z2)
             _, i0, i1, wi0, wi1 = _axis(c0, dx, True)
             _, j0, j1, wj0, wj1 = _axis(c1, dy, True)
             _, k0, k1, wk0, wk1 = _axis(c2, dz, True)
@@ -159,12 +163,7 @@ def _sample_kernel(
                 mapped_out[i, j, 1] = m1
                 mapped_out[i, j, 2] = m2
             # template voxel coordinates
-            v0 = m0 * template_inv[0, 0] + m1 * template_inv[0, 1]
-            v0 = v0 + m2 * template_inv[0, 2] + template_inv[0, 3]
-            v1 = m0 * template_inv[1, 0] + m1 * template_inv[1, 1]
-            v1 = v1 + m2 * template_inv[1, 2] + template_inv[1, 3]
-            v2 = m0 * template_inv[2, 0] + m1 * template_inv[2, 1]
-            v2 = v2 + m2 * template_inv[2, 2] + template_inv[2, 3]
+            v0, v1, v2 = _affine(template_inv, m0, m1, m2)
             in_a, ai0, ai1, awi0, awi1 = _axis(v0, tx, False)
             in_b, aj0, aj1, awj0, awj1 = _axis(v1, ty, False)
             in_c, ak0, ak1, awk0, awk1 = _axis(v2, tz, False)
