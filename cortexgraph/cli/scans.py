@@ -147,3 +147,12 @@ def register(app: typer.Typer) -> None:
                 + ", ".join(f"s{n} {d:.3f}" for n, d in summary["worst_gray"])
             )
         console.print(f"[bold green]{line}[/] ({summary['why']})")
+        fallback = summary.get("brain_threshold") or []
+        if fallback:
+            console.print(
+                f"[yellow]{len(fallback)} section(s) took the brain's tissue threshold (their own "
+                f"was an outlier): {', '.join(f's{n}' for n in fallback[:12])}"
+                f"{' ...' if len(fallback) > 12 else ''}; check their QC pictures "
+                "(segment.tsv lists each section's threshold)[/]",
+                highlight=False,
+            )

@@ -396,6 +396,11 @@ def test_a_section_whose_own_threshold_is_wrong_takes_the_brains(tmp_path):
         assert abs(float(new_table[n]["threshold_od_z"])) < 3.5
         assert np.array_equal(new_masks[n], old_masks[n])
         assert dice_per_class(new_masks[n], sections[n][1])["gray"] > 0.95
+    # the command line names the sections that took the brain's threshold
+    result = CliRunner().invoke(app, ["segment", str(brain.root), "--no-qc"])
+    assert result.exit_code == 0, result.output
+    assert "1 section(s) took the brain's tissue threshold" in result.output
+    assert "s46;" in result.output
     # an override still wins, and is recorded as such
     overrides = tmp_path / "overrides.tsv"
     overrides.write_text("section\ttissue_threshold\n46\t200\n")
