@@ -32,7 +32,9 @@ each section image at a working spacing (64 µm/px in the thesis):
    below ``min_island_mm2`` become white matter and white-matter pieces below it gray matter. Before
    that, white matter within ``border_rim_um`` of the background and thinner than twice it (the
    partial-volume band of the tissue border, which the contrast enhancement makes as bright as white
-   matter) becomes gray matter. Last, white-matter pieces paler than white matter (mean optical
+   matter, and the cell-sparse molecular layer under it) becomes gray matter, each thin piece that
+   reaches that distance as a whole (``border_rim_whole_pieces``). Last, white-matter pieces paler
+   than white matter (mean optical
    density below ``min_white_gray_od_ratio`` times the gray matter's) and bordering the background
    along at least ``pale_white_min_background_fraction`` of their outline (tangential cuts through the
    cell-sparse upper cortical layers) become gray matter.
@@ -120,11 +122,26 @@ class SegmentParameters:
     min_tissue_mm2: float = 2.0
     max_hole_mm2: float = 0.5
     min_island_mm2: float = 0.3
-    border_rim_um: float = 192.0
+    border_rim_um: float = 320.0
     """White matter within this distance of the background that is thinner than twice it (gone
-    after a morphological opening with a disk of this radius) becomes gray matter: the partial-volume
-    rim of the pial border, brighter than gray matter, that Chan-Vese otherwise labels white. 0 keeps
-    it."""
+    after a morphological opening with a disk of this radius) becomes gray matter: the pale band of
+    the pial border, which Chan-Vese otherwise labels white. 0 keeps it. The band is the
+    partial-volume border, which the contrast enhancement spreads over the width of its filters
+    (``filter_um``, 320 µm: two mean filters of half-width 160 µm, the minimum and maximum filters
+    and a Gaussian blur of 64 µm), and the cell-sparse molecular layer (layer I) under the pia,
+    as pale as white matter in a cell-body stain (``border_rim_whole_pieces``). 192 µm before
+    (the partial-volume ring, about 2 px at 64 µm/px, alone): on the published phantom it left the
+    inner part of the band white (next field)."""
+    border_rim_whole_pieces: bool = True
+    """The rule of ``border_rim_um`` takes every piece (8-connected) of the thin white matter that
+    reaches within ``border_rim_um`` of the background as a whole, not only its part within that
+    distance. The partial-volume rim continues inwards into the molecular layer (layer I), which
+    holds few cell bodies and is as pale as white matter in a cell-body stain (the phantom's layer I:
+    optical density 0.08 against white matter's 0.16): one pale band along the pial border, a few
+    hundred µm wide. Cut at ``border_rim_um``, its inner part stayed white matter, a white band
+    inside the cortex under the pia, around which build-graph put a second, false midsurface.
+    False: only the part within ``border_rim_um`` (the rule before). Measured in
+    benchmarks/results/segment_borders.md."""
     max_white_gray_od_ratio: float = 0.5
     """The gray/white split of Chan-Vese is accepted only when the two classes are separable: the
     mean optical density of the light class (``ln(glass / grey value)`` of the smoothed image,
@@ -351,7 +368,11 @@ def _remove_small(region: np.ndarray, min_px: float) -> np.ndarray:
 
 
 def _pial_rim_to_gray(
-    gray: np.ndarray, white: np.ndarray, tissue: np.ndarray, rim_px: float
+    gray: np.ndarray,
+    white: np.ndarray,
+    tissue: np.ndarray,
+    rim_px: float,
+    whole_pieces: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """White matter within ``rim_px`` of the background and thinner than ``2 rim_px`` -> gray.
 
@@ -362,13 +383,28 @@ def _pial_rim_to_gray(
     voxel and cannot tell non-cortical gray matter by its distance to white matter). White matter
     that reaches the border for real (cut white matter) is thicker than the ring and survives the
     opening.
+
+    ``whole_pieces`` (``SegmentParameters.border_rim_whole_pieces``): every 8-connected piece of the
+    thin white matter (gone after the opening) that reaches within ``rim_px`` of the background
+    becomes gray as a whole, not only its part within ``rim_px``: the cell-sparse molecular layer
+    (layer I) under the pia is as pale as white matter in a cell-body stain and continues the
+    partial-volume band inwards, so the band is wider than the rim; cut at ``rim_px`` its inner part
+    stayed white, a white band inside the cortex.
     """
     from skimage.morphology import disk
 
     radius = max(1, int(round(rim_px)))
     near = ndimage.distance_transform_edt(tissue) <= rim_px + 0.5
     thick = ndimage.binary_opening(white, structure=disk(radius))
-    rim = white & near & ~thick
+    thin = white & ~thick
+    if whole_pieces:
+        labels, count = ndimage.label(thin, structure=np.ones((3, 3)))
+        reached = np.zeros(count + 1, bool)
+        reached[labels[near & thin]] = True
+        reached[0] = False
+        rim = reached[labels]
+    else:
+        rim = thin & near
     return gray | rim, white & ~rim
 
 
@@ -501,7 +537,13 @@ def segment_image(
         pale = white & ~keep[labels]
         gray, white = gray | pale, white & ~pale
     if params.border_rim_um > 0:
-        gray, white = _pial_rim_to_gray(gray, white, tissue, params.border_rim_um / spacing_um)
+        gray, white = _pial_rim_to_gray(
+            gray,
+            white,
+            tissue,
+            params.border_rim_um / spacing_um,
+            whole_pieces=params.border_rim_whole_pieces,
+        )
     min_island = params.min_island_mm2 / pixel_mm2
     gray_kept = _remove_small(gray, min_island)
     white = white | (gray & ~gray_kept)

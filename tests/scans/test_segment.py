@@ -25,9 +25,10 @@ from cortexgraph.scans.segment import (
 )
 
 
-def _drawn_section(spacing_um: float = 64.0, seed: int = 0):
+def _drawn_section(spacing_um: float = 64.0, seed: int = 0, layer_one_mm: float = 0.0):
     """Glass (250), an oval hemisphere with a 2.5 mm cortical ribbon (dark) around white matter
-    (light) and one deep, 0.4 mm wide sulcus; returns (image uint8, true mask)."""
+    (light) and one deep, 0.4 mm wide sulcus; with ``layer_one_mm`` the outer part of the cortex of
+    that depth is pale (226, the cell-sparse molecular layer); returns (image uint8, true mask)."""
     rng = np.random.default_rng(seed)
     size = int(60_000 / spacing_um)
     yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * spacing_um / 1000.0  # mm
@@ -44,6 +45,7 @@ def _drawn_section(spacing_um: float = 64.0, seed: int = 0):
     truth[tissue] = WHITE
     truth[tissue & (depth_mm < 2.5)] = GRAY
     level = np.where(truth == GRAY, 140.0, np.where(truth == WHITE, 212.0, 250.0))
+    level[tissue & (depth_mm < layer_one_mm)] = 226.0
     noise = ndimage.gaussian_filter(rng.normal(0, 12, level.shape), 0.7)
     image = np.clip(np.rint(level + noise * (truth > 0) + rng.normal(0, 1.5, level.shape)), 0, 255)
     return image.astype(np.uint8), truth
@@ -95,6 +97,33 @@ def test_pial_rim_of_white_becomes_gray_but_cut_white_matter_stays():
     mask = segment_image(image, 64.0).mask
     depth = ndimage.distance_transform_edt(mask > 0)
     assert not ((mask == WHITE) & (depth <= rim_px)).any()
+
+
+def test_pale_layer_one_under_the_pia_becomes_gray_as_a_whole():
+    """The drawn section with a pale molecular layer (layer I: the outer 0.35 or 0.45 mm of the
+    cortex at grey value 226, paler than white matter at 212, as in a cell-body stain). The pale
+    band along the pial border is wider than the rim rule reached before (192 µm = 3 px, per pixel):
+    its inner part stayed white, a white band inside the cortex; per pixel at 320 µm a 0.45 mm band
+    still does. With the rim rule's defaults (320 µm, thin pieces that reach it taken whole) no white
+    pixel lies within 1 mm of the background (the cortex is 2.5 mm thick), and white Dice stays
+    above 0.98."""
+    from scipy import ndimage
+
+    before = SegmentParameters(border_rim_um=192.0, border_rim_whole_pieces=False)
+    per_pixel = SegmentParameters(border_rim_whole_pieces=False)
+    for layer_one_mm, old_params in ((0.35, before), (0.45, per_pixel)):
+        image, truth = _drawn_section(layer_one_mm=layer_one_mm)
+        shallow = ndimage.distance_transform_edt(truth > 0) * 0.064 < 1.0
+        new = segment_image(image, 64.0).mask
+        old = segment_image(image, 64.0, old_params).mask
+        assert ((old == WHITE) & shallow).sum() > 1000  # the band's inner part was white ...
+        assert not ((new == WHITE) & shallow).any()  # ... and is gray now
+        dice = dice_per_class(new, truth)
+        assert dice["white"] > 0.98 and dice["gray"] > 0.98, dice
+        assert dice["gray"] > dice_per_class(old, truth)["gray"] + 0.01
+    # without a pale layer I the rule before gives the same mask
+    image, _ = _drawn_section()
+    assert (segment_image(image, 64.0).mask == segment_image(image, 64.0, before).mask).all()
 
 
 def test_threshold_uses_the_minimum_closest_to_otsu():
