@@ -189,7 +189,8 @@ def render_page(results: dict, command: str) -> str:
     n = len(runs)
     cohorts = sorted({r["cohort"] for r in runs})
     lines = [
-        "# Distance pre-training against SCL, CE and random initialisation",
+        "# Distance pre-training against SCL, CE and random initialisation "
+        f"(`{results['args']['scale']}` phantom)",
         "",
         "Command(s) (from the repository root; a rerun reuses finished steps, and runs of "
         "several invocations accumulate in one results.json):",
@@ -264,7 +265,7 @@ def render_page(results: dict, command: str) -> str:
                 f"Pre-trained minus random, median F1 on {label}: {_pm(diffs)} "
                 f"(pre-trained better in {held}/{m} runs)."
             )
-        hr = [r["distance_hr_task"] for r in lsm_runs]
+        hr = list({r["cohort"]: r["distance_hr_task"] for r in lsm_runs}.values())  # one per cohort
         lines.append("")
         lines.append(
             "The `lsm-hr` distance task: mean absolute error "
