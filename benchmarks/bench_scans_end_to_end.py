@@ -60,20 +60,14 @@ def run(*args: str) -> float:
     return seconds
 
 
-def make_published_phantom(out: Path, brain: str, seed: int, slab_mm: float) -> None:
-    """The tiny phantom's brain cut like the published series, reduced to scans.
-
-    Every 15th 20 µm section (0.3 mm apart), images at 64 µm/px (the alignment's working
-    resolution), masks at 128 µm, the posterior ``slab_mm`` of the brain: the phantom of
-    benchmarks/bench_align.py, then :func:`cortexgraph.scans.strip.strip_to_scans`.
-    """
+def published_spec(brain: str, slab_mm: float):
+    """The tiny preset cut like the published series: every 15th 20 µm section (0.3 mm apart),
+    images at 64 µm/px, masks and annotations at 128 µm, the posterior ``slab_mm`` of ``brain``."""
     from dataclasses import replace
 
-    from cortexgraph.scans.strip import strip_to_scans
-    from cortexgraph.synth.cohort import synthesize_cohort
     from cortexgraph.synth.presets import get_preset
 
-    spec = replace(
+    return replace(
         get_preset("tiny"),
         name="published-spacing",
         digitization_step=15,
@@ -84,6 +78,52 @@ def make_published_phantom(out: Path, brain: str, seed: int, slab_mm: float) -> 
         slab_posterior_mm=slab_mm,
         brains=(brain,),
     )
+
+
+def ingest_scans(phantom: Path, scans: Path, brain: str) -> None:
+    """A fresh cohort ``scans`` holding only the phantom's scans of ``brain``, ingested (section
+    list, digitization step, shrinkage and base section from the phantom's true brain.toml)."""
+    truth_inputs = phantom / "ground_truth" / brain / "inputs"
+    meta = tomllib.loads((truth_inputs / "brain.toml").read_text())
+    if scans.exists():
+        shutil.rmtree(scans)
+    scans.mkdir(parents=True)
+    shutil.copytree(phantom / "scans" / brain, scans / "scans" / brain)
+    make_cohort(scans / "_tmp", phantom, truth_inputs, brain)
+    for name in ("cohort.toml", "areas.tsv", "atlas", "ground_truth"):
+        shutil.move(str(scans / "_tmp" / name), str(scans / name))
+    shutil.rmtree(scans / "_tmp")
+    run(
+        "ingest",
+        str(scans),
+        brain,
+        "--scans",
+        str(scans / "scans" / brain),
+        "--digitization-step",
+        str(meta["digitization_step"]),
+        "--shrinkage-factor",
+        str(meta["shrinkage_factor"]),
+    )
+    # the base section of the phantom (the world frame of its true midsurface)
+    text = (scans / brain / "brain.toml").read_text()
+    if "base_section" not in text:
+        text = text.replace(
+            "[spacing_um]", f"base_section = {meta['base_section']}\n\n[spacing_um]"
+        )
+        (scans / brain / "brain.toml").write_text(text)
+
+
+def make_published_phantom(out: Path, brain: str, seed: int, slab_mm: float) -> None:
+    """The tiny phantom's brain cut like the published series, reduced to scans.
+
+    Every 15th 20 µm section (0.3 mm apart), images at 64 µm/px (the alignment's working
+    resolution), masks at 128 µm, the posterior ``slab_mm`` of the brain: the phantom of
+    benchmarks/bench_align.py, then :func:`cortexgraph.scans.strip.strip_to_scans`.
+    """
+    from cortexgraph.scans.strip import strip_to_scans
+    from cortexgraph.synth.cohort import synthesize_cohort
+
+    spec = published_spec(brain, slab_mm)
     print(f"# synthesize_cohort({out}, published spacing, {brain}, seed {seed}) + strip_to_scans")
     t = time.perf_counter()
     root = synthesize_cohort(out, preset=spec, brains=[brain], seed=seed)
@@ -227,37 +267,11 @@ def main() -> None:
             str(args.seed),
         )
     truth_inputs = phantom / "ground_truth" / brain / "inputs"
-    meta = tomllib.loads((truth_inputs / "brain.toml").read_text())
     paths = out / "paths"
 
     # 1. the scans path
     scans = paths / "scans"
-    if scans.exists():
-        shutil.rmtree(scans)
-    scans.mkdir(parents=True)
-    shutil.copytree(phantom / "scans" / brain, scans / "scans" / brain)
-    make_cohort(scans / "_tmp", phantom, truth_inputs, brain)
-    for name in ("cohort.toml", "areas.tsv", "atlas", "ground_truth"):
-        shutil.move(str(scans / "_tmp" / name), str(scans / name))
-    shutil.rmtree(scans / "_tmp")
-    run(
-        "ingest",
-        str(scans),
-        brain,
-        "--scans",
-        str(scans / "scans" / brain),
-        "--digitization-step",
-        str(meta["digitization_step"]),
-        "--shrinkage-factor",
-        str(meta["shrinkage_factor"]),
-    )
-    # the base section of the phantom (the world frame of its true midsurface)
-    text = (scans / brain / "brain.toml").read_text()
-    if "base_section" not in text:
-        text = text.replace(
-            "[spacing_um]", f"base_section = {meta['base_section']}\n\n[spacing_um]"
-        )
-        (scans / brain / "brain.toml").write_text(text)
+    ingest_scans(phantom, scans, brain)
     run("segment", brain, "--root", str(scans), "--no-qc")
     run("align", brain, "--root", str(scans), "--features", "none", "--install", "--accept-flagged")
     if not args.no_register:

@@ -40,7 +40,6 @@ import os
 import shutil
 import sys
 import time
-import tomllib
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
@@ -53,21 +52,7 @@ import bench_scans_end_to_end as e2e  # noqa: E402
 SPACING_UM = 64.0
 
 
-def published_spec(brain: str, slab_mm: float):
-    """The preset of :func:`bench_scans_end_to_end.make_published_phantom`."""
-    from cortexgraph.synth.presets import get_preset
-
-    return replace(
-        get_preset("tiny"),
-        name="published-spacing",
-        digitization_step=15,
-        image_spacing_um=64.0,
-        mask_spacing_um=128.0,
-        annotation_spacing_um=128.0,
-        coords_spacing_um=640.0,
-        slab_posterior_mm=slab_mm,
-        brains=(brain,),
-    )
+published_spec = e2e.published_spec
 
 
 def true_masks_at(spacing_um: float, brain: str, seed: int, slab_mm: float) -> dict[int, dict]:
@@ -239,35 +224,9 @@ def ingested(out: Path, brain: str, seed: int, slab_mm: float) -> tuple[Path, Pa
     phantom = out / "phantom"
     if not (phantom / "ground_truth" / brain / "inputs").is_dir():
         e2e.make_published_phantom(phantom, brain, seed, slab_mm)
-    truth_inputs = phantom / "ground_truth" / brain / "inputs"
     scans = out / "scans"
     if not (scans / brain / "brain.toml").is_file():
-        if scans.exists():
-            shutil.rmtree(scans)
-        scans.mkdir(parents=True)
-        shutil.copytree(phantom / "scans" / brain, scans / "scans" / brain)
-        e2e.make_cohort(scans / "_tmp", phantom, truth_inputs, brain)
-        for name in ("cohort.toml", "areas.tsv", "atlas", "ground_truth"):
-            shutil.move(str(scans / "_tmp" / name), str(scans / name))
-        shutil.rmtree(scans / "_tmp")
-        meta = tomllib.loads((truth_inputs / "brain.toml").read_text())
-        e2e.run(
-            "ingest",
-            str(scans),
-            brain,
-            "--scans",
-            str(scans / "scans" / brain),
-            "--digitization-step",
-            str(meta["digitization_step"]),
-            "--shrinkage-factor",
-            str(meta["shrinkage_factor"]),
-        )
-        text = (scans / brain / "brain.toml").read_text()
-        if "base_section" not in text:
-            text = text.replace(
-                "[spacing_um]", f"base_section = {meta['base_section']}\n\n[spacing_um]"
-            )
-            (scans / brain / "brain.toml").write_text(text)
+        e2e.ingest_scans(phantom, scans, brain)
     return phantom, scans
 
 
