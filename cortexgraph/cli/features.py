@@ -221,7 +221,8 @@ def register(app: typer.Typer) -> None:
                 loader_workers=loader_workers,
             )
         record = Derivatives.of(cohort).record(StageId("train-encoder", None, (path.parent.name,)))
-        if record is not None and record.started_unix < started:
+        reused = record is not None and record.started_unix < started
+        if reused:
             console.print(f"encoder {path.parent.name}: up to date, reused", highlight=False)
         metrics_path = path.parent / "metrics.json"
         if metrics_path.is_file():
@@ -233,12 +234,11 @@ def register(app: typer.Typer) -> None:
                     f"mm (true mean {test['true_mean_mm']:.1f} mm), r {test['pearson_r']:.3f}",
                     highlight=False,
                 )
-                if test.get("collapsed"):
-                    console.print(
-                        "[yellow]warning: the pre-training collapsed (every patch gets nearly the "
-                        "same features); it is no use as an initialisation. Train it again with "
-                        "another --seed or distance_momentum = 0 in --params.[/]"
-                    )
+                if test.get("collapsed") and reused:  # a fresh run has logged it already
+                    from cortexgraph.features.distance import COLLAPSE_WARNING
+
+                    name = path.parent.name
+                    console.print(f"[yellow]warning: {COLLAPSE_WARNING.format(name=name)}[/]")
             for run in ("scl_linear", "ce", "linear"):
                 scores = metrics.get(run, {})
                 text = ", ".join(

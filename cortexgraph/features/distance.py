@@ -80,6 +80,7 @@ __all__ = [
     "train_siamese",
     "evaluate_pairs",
     "collapsed",
+    "COLLAPSE_WARNING",
     "save_distance",
     "load_distance",
     "matching_state",
@@ -491,6 +492,15 @@ def evaluate_pairs(
         "pairs": int(len(p)),
         "collapsed": collapsed(p, y),
     }
+
+
+COLLAPSE_WARNING = (
+    "distance pre-training {name} collapsed: its predicted distances of the held-out pairs do not "
+    "vary (every patch gets nearly the same features), so its weights are no use as an "
+    "initialisation. Fix: train it again with another --seed, with plain SGD "
+    "(distance_momentum = 0, the default)"
+)
+"""The warning for a collapsed run (:func:`collapsed`), formatted with the run's ``name``."""
 
 
 def collapsed(predicted_mm: np.ndarray, true_mm: np.ndarray) -> bool:

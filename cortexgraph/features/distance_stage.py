@@ -37,6 +37,7 @@ from cortexgraph.derivatives.layout import graph_path
 from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.features.distance import (
     BRANCHES,
+    COLLAPSE_WARNING,
     DistanceSettings,
     LSMHRBranch,
     SiameseDistanceNet,
@@ -434,11 +435,7 @@ def train_distance_encoder(
         test = evaluate_pairs(net, reader, pairs["test"][0], pairs["test"][1], device=device_t)
         reader.close()
         if test["collapsed"]:
-            log.warning(
-                "distance pre-training %s collapsed: its predicted distances of the held-out "
-                "pairs do not vary (every patch gets nearly the same features). Fix: train again "
-                "with plain SGD (distance_momentum = 0, the default) or another --seed", name,
-            )
+            log.warning(COLLAPSE_WARNING.format(name=name))
         metrics: dict = {
             "name": name,
             "method": "distance",
@@ -519,11 +516,7 @@ def _distance_run(cohort: Cohort, name: str) -> tuple[dict, StageId, Path]:
     path = encoders_folder(cohort, name) / "distance.pt"
     payload = load_distance(path)
     if payload.get("extra", {}).get("test_pairs", {}).get("collapsed"):
-        log.warning(
-            "distance run %s collapsed (every patch gets nearly the same features): starting "
-            "from its weights is starting from a dead network; retrain it with plain SGD "
-            "(`--params` with distance_momentum = 0) or another --seed (%s)", name, path,
-        )
+        log.warning("%s (%s)", COLLAPSE_WARNING.format(name=name), path)
     return payload, sid, path
 
 
