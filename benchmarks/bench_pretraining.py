@@ -52,6 +52,7 @@ from reproduce import (  # noqa: E402  (the harness's runner, reused as is)
     _write_json,
     _write_text,
     cohort_name,
+    exclusive_folder,
     machine_description,
     mean_sd,
     run_command,
@@ -68,6 +69,10 @@ ENCODER_ROWS = [
     ("distance_scl", "SCL from the distance pre-training, linear evaluation"),
     ("distance_linear", "distance pre-training alone, linear evaluation of its frozen features"),
 ]
+
+#: what makes a cohort's runs comparable: runs of one OUT folder share them (other seeds, training
+#: seeds and --no-lsm may be added by later invocations)
+SETTINGS = ("scale", "profile_variability", "transition_mm", "lsm_iterations", "hr_seed")
 
 #: published orderings (left beats right), test and transfer splits each
 ORDERINGS = [
@@ -190,7 +195,7 @@ def render_page(results: dict, command: str) -> str:
     cohorts = sorted({r["cohort"] for r in runs})
     lines = [
         "# Distance pre-training against SCL, CE and random initialisation "
-        f"(`{results['args']['scale']}` phantom)",
+        f"(`{results['settings']['scale']}` phantom)",
         "",
         "Command(s) (from the repository root; a rerun reuses finished steps, and runs of "
         "several invocations accumulate in one results.json):",
@@ -202,9 +207,9 @@ def render_page(results: dict, command: str) -> str:
         "machine was shared; seconds are upper bounds). Date: " + results["date"] + ".",
         "",
         f"Runs: {n} = {len(cohorts)} phantom cohort(s) ({', '.join(cohorts)}; seed and area "
-        f"seed; `--profile-variability {results['args']['profile_variability']} "
-        f"--transition-mm {results['args']['transition_mm']}`, scale `{results['args']['scale']}`) "
-        f"x training seeds {results['args']['train_seeds']}. Mean ± sample s.d. over the runs; "
+        f"seed; `--profile-variability {results['settings']['profile_variability']} "
+        f"--transition-mm {results['settings']['transition_mm']}`, scale `{results['settings']['scale']}`) "
+        f"x training seeds {sorted({r['train_seed'] for r in runs})}. Mean ± sample s.d. over the runs; "
         "'held' counts the runs in which the ordering holds.",
         "",
         "## Patch encoder: macro F1 of the patch classifiers",
@@ -245,7 +250,7 @@ def render_page(results: dict, command: str) -> str:
             "",
             f"## Local models: LSM-HR on {AREA} of {LSM_BRAIN}, without and with the pre-trained E_HR",
             "",
-            f"One `lsm-hr` distance pre-training per cohort (seed {results['args'].get('hr_seed')}); "
+            f"One `lsm-hr` distance pre-training per cohort (seed {results['settings']['hr_seed']}); "
             f"the local models of each training seed start from it. Runs: {m}.",
             "",
             "| E_HR | median F1, left-out sections | median F1, full truth | mean F1, full truth |",
@@ -307,14 +312,27 @@ def main(argv=None) -> int:
         args.hr_seed = args.train_seeds[0]
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive_folder(out, "bench_pretraining") as held:
+        return _run(args, out) if held else 3
+
+
+def _run(args: argparse.Namespace, out: Path) -> int:
     report = Reporter(out / "bench_pretraining.log")
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    recorded = {k: v for k, v in vars(args).items() if k not in ("out", "page")}
-    recorded["page"] = str(args.page)
-    if results.get("args") not in (None, {**recorded}):
-        report("settings changed: previous results kept only where their steps are reused")
-    results["args"] = recorded
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    earlier = results.get("settings") or (
+        {k: results["args"].get(k) for k in SETTINGS} if "args" in results else None
+    )
+    if earlier not in (None, settings):
+        changed = ", ".join(f"{k} {earlier.get(k)} -> {settings[k]}" for k in SETTINGS
+                            if earlier.get(k) != settings[k])  # fmt: skip
+        print(f"error: {results_path} holds runs made with other settings ({changed}); their "
+              "finished steps would be reused and the runs mixed on one page. Fix: give another "
+              "OUT folder, or the same settings.", file=sys.stderr)  # fmt: skip
+        return 2
+    results.pop("args", None)
+    results["settings"] = settings
     env = dict(os.environ)
     for seed in [int(x) for x in args.seeds.split(",")]:
         for area_seed in [int(x) for x in args.area_seeds.split(",")]:

@@ -47,6 +47,7 @@ present.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -166,6 +167,28 @@ def cortexgraph_command() -> list[str]:
     if script.is_file():
         return [str(script)]
     return [sys.executable, "-m", "cortexgraph.cli.main"]
+
+
+@contextlib.contextmanager
+def exclusive_folder(out: Path, script: str):
+    """One run of ``script`` per work folder at a time (a second one would take the first's
+    unfinished synth for an interrupted one and delete it): holds ``OUT/<script>.lock`` (the
+    stages' lock, :class:`cortexgraph.derivatives.lock.StageLock`) and yields True, or prints who
+    holds it and yields False."""
+    from cortexgraph.derivatives.lock import StageLock
+    from cortexgraph.errors import StageBusyError
+
+    lock = StageLock(out / f"{script}.lock", f"{script} on {out}")
+    try:
+        lock.acquire()
+    except StageBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 class CommandFailed(RuntimeError):
@@ -1098,6 +1121,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with exclusive_folder(args.out, "reproduce") as held:
+        return _main(args, argv) if held else 3
+
+
+def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     settings = Settings(
         scale=args.scale,
         profile_variability=args.profile_variability,
@@ -1109,7 +1138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         gnn_epochs=args.gnn_epochs,
     )
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     report = Reporter(out / "reproduce.log")
     pairs = [(s, a) for s in args.seeds for a in args.area_seeds]
     names = [cohort_name(s, a) for s, a in pairs]
