@@ -124,7 +124,8 @@ def run_cohort(folder: Path, seed: int, area_seed: int, args, env, report, resul
     if not (root / "cohort.toml").is_file() or not (root / "synth.json").is_file():
         if root.exists():  # an interrupted synth: the generator wants a fresh folder
             shutil.rmtree(root)
-        steps.pop(f"{name}/synth", None)
+        for key in [k for k in steps if k.startswith(f"{name}/")]:  # a new cohort: redo them all
+            del steps[key]
     synth = ["synth", str(root), "--preset", args.scale, "--seed", str(seed)]
     synth += ["--area-seed", str(area_seed), "--profile-variability", str(args.profile_variability)]
     synth += ["--transition-mm", str(args.transition_mm)]
