@@ -120,11 +120,15 @@ def main() -> None:
     root = ["--root", str(out)]
     b = args.brain
     voxel = str(args.voxel_mm)
-    rows: list[dict] = []
-    setup: list[dict] = []
+    # rows of earlier invocations on the same OUT are kept (a stage run again replaces its row), so
+    # the page can be made in parts: synth once, then the later stages
+    saved = logs / "rows.json"
+    earlier = json.loads(saved.read_text()) if saved.is_file() else {"rows": [], "setup": []}
+    rows: list[dict] = [r for r in earlier["rows"] if r["stage"] not in stages]
+    setup: list[dict] = [r for r in earlier["setup"] if r.get("for") not in stages]
     command = (
         f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} .venv/bin/python benchmarks/bench_full_brain.py "
-        f"--out OUT --preset {args.preset} --brain {b} --voxel-mm {voxel} --stages {','.join(stages)}"
+        f"--out OUT --preset {args.preset} --brain {b} --voxel-mm {voxel} --stages STAGES"
     )
 
     def without_paths(entries: list[dict]) -> list[dict]:
@@ -133,13 +137,14 @@ def main() -> None:
 
     def report() -> None:
         # rewritten after every stage: a stage that fails or is stopped leaves the ones before it
+        saved.write_text(json.dumps({"rows": rows, "setup": setup}, indent=1))
         write_report(
             Path(args.out_md),
             command,
             out / "derivatives" / "cortexgraph" / b,
             without_paths(rows),
             without_paths(setup),
-            [x for x in stages if x not in {r["stage"] for r in rows}],
+            [x for x in STAGES if x not in {r["stage"] for r in rows}],
         )
 
     encoder = out / "derivatives" / "cortexgraph" / "encoders" / "bench-untrained" / "encoder.pt"
@@ -163,6 +168,7 @@ def main() -> None:
                     env,
                 )
             )
+            setup[-1]["for"] = stage
             argv = [*cli, "features", b, *root, "--encoder", str(encoder), "--device", "cpu",
                     "--overwrite"]  # fmt: skip
         else:  # predict
@@ -186,8 +192,10 @@ def main() -> None:
                     env,
                 )
             )
+            setup[-1]["for"] = stage
             argv = [*cli, "predict", run_name, b, *root, "--device", "cpu"]
         rows.append(run_stage(stage, argv, logs / f"{stage}.log", env))
+        rows.sort(key=lambda r: STAGES.index(r["stage"]))
         report()
     print(Path(args.out_md).read_text())
 
@@ -203,7 +211,8 @@ def write_report(
     lines = [
         "# One whole brain of the full preset: synth, check, build-graph, features, predict",
         "",
-        f"Command: `{command}`",
+        f"Command: `{command}` (STAGES: the stages of this invocation; a later invocation on the "
+        "same OUT keeps the rows of the stages it does not run)",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"date {time.strftime('%Y-%m-%d')}. Each stage is its own process; peak RSS is that "
         "process's (`/usr/bin/time`).",

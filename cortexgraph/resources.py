@@ -32,6 +32,14 @@ _UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a number close to 2^63
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` off Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def parse_bytes(text: str) -> int:
     """``"8G"`` -> 8 * 2**30; plain digits are bytes. Raises ParameterError for anything else."""
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)

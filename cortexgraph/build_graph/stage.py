@@ -34,7 +34,6 @@ The graph files are never edited by later stages (node features and predictions 
 own, :mod:`cortexgraph.derivatives.layout`).
 """
 
-
 from __future__ import annotations
 
 import logging
@@ -60,6 +59,7 @@ from cortexgraph.mapping.nodes import (
 from cortexgraph.meshes.graph import save_graph_h5
 from cortexgraph.meshes.io import STRUCTURES, write_gifti_surface, write_ply
 from cortexgraph.outputs import write_json_atomic, write_nifti_mm
+from cortexgraph.resources import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def build_graph(
     qc_picture: bool = True,
     progress: Progress | None = None,
     wait_s: float = 0.0,
+    workers: int | None = None,
 ) -> dict:
     """Run build-graph for one brain and write its outputs (module docstring).
 
@@ -116,6 +117,9 @@ def build_graph(
     qc_picture : draw ``qc/build-graph.png``.
     progress : optional callable ``(stage, done, total)``.
     wait_s : how long to wait when another process builds this brain (then StageBusyError).
+    workers : hemispheres remeshed at once, in worker processes (default: 2 for a large brain,
+        see :func:`~cortexgraph.build_graph.surfaces.midsurfaces`; at most the usable cores). The
+        outputs do not depend on it, so it is not part of the stage key.
 
     Returns
     -------
@@ -142,7 +146,7 @@ def build_graph(
     )
 
     def compute(run: StageRun) -> dict:
-        report = _build(brain, params, outputs, progress=progress)
+        report = _build(brain, params, outputs, progress=progress, workers=workers)
         run.commit(list(outputs.values()), measured=report)
         return run.summary(report)
 
@@ -168,6 +172,7 @@ def _build(
     outputs: dict[str, Path],
     *,
     progress: Progress | None,
+    workers: int | None = None,
 ) -> dict:
     """The computation of :func:`build_graph` (no reuse decision, no record)."""
     seconds: dict[str, float] = {}
@@ -195,7 +200,14 @@ def _build(
     start = time.perf_counter()
     target_edge_mm = params.target_edge_mm or voxel_mm
     meshes, info = midsurfaces(
-        depth, tissue, affine, params, target_edge_mm, progress, declared=brain.hemispheres
+        depth,
+        tissue,
+        affine,
+        params,
+        target_edge_mm,
+        progress,
+        declared=brain.hemispheres,
+        workers=None if workers is None else min(workers, usable_cores()),
     )
     report["midsurfaces"] = info
     for hemi in HEMISPHERES:  # files of a hemisphere the brain does not hold (any more)

@@ -6,10 +6,11 @@ fissure (:mod:`cortexgraph.reconstruct.hemispheres`), repairs, optionally Poisso
 remeshes to the target edge length and cleans each hemisphere's mesh. Arrays in, arrays out.
 """
 
-
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from scipy import ndimage
@@ -35,6 +36,10 @@ from cortexgraph.reconstruct.clean import (
 from cortexgraph.reconstruct.hemispheres import find_hemispheres, interhemispheric_x_mm
 
 log = logging.getLogger(__name__)
+
+#: isosurface size (faces) from which :func:`midsurfaces` remeshes the two hemispheres in two
+#: processes by default (a whole brain at 0.3 mm has about 4 M; the demo slab about 0.2 M)
+PARALLEL_MIN_FACES = 1_000_000
 
 
 # -- 2. depth ---------------------------------------------------------------------------------------
@@ -91,6 +96,7 @@ def midsurfaces(
     target_edge_mm: float,
     progress: Progress | None = None,
     declared: tuple[str, ...] | None = None,
+    workers: int | None = None,
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
     """The remeshed midsurface of each hemisphere (``{"lh": (v, f), "rh": (v, f)}``, world mm;
     one entry for a brain of one hemisphere: ``declared`` from brain.toml, the parameter, or
@@ -101,7 +107,10 @@ def midsurfaces(
     corner take part. Each hemisphere's mesh is repaired, remeshed, cleaned (small holes closed,
     spikes smoothed, components under ``min_component_fraction`` of the largest dropped) and
     measured (:func:`cortexgraph.meshes.repair.mesh_quality`: components, genus, boundary edges
-    and loops, curvature, spikes; ``before_cleanup`` and ``quality`` in the report).
+    and loops, curvature, spikes; ``before_cleanup`` and ``quality`` in the report), by
+    :func:`hemisphere_midsurface`; ``workers`` hemispheres at once in worker processes (default:
+    2 when the isosurface has at least ``PARALLEL_MIN_FACES`` faces, else 1; the meshes do not
+    depend on it).
     """
     # open the surface at the cut ends of the stack: extend the field by a replicated plane, then keep
     # the faces between the first and the last plane (built in place in float32: no float64 or
@@ -148,41 +157,78 @@ def midsurfaces(
     info["faces_moved_across_plane"] = int(
         (left != (vertices[faces].mean(axis=1)[:, 0] < midline_x)).sum()
     )
+    sides = {
+        hemi: np.ones(len(faces), dtype=bool)
+        if len(hemispheres) == 1
+        else (left if hemi == "lh" else ~left)
+        for hemi in hemispheres
+    }
+
+    jobs = [
+        (vertices, faces[sides[hemi]], hemi, params, target_edge_mm, midline_x)
+        for hemi in hemispheres
+    ]
     meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for k, hemi in enumerate(hemispheres):
-        if progress is not None:
-            progress("midsurfaces", k, len(hemispheres))
-        if len(hemispheres) == 1:
-            side = np.ones(len(faces), dtype=bool)
-        else:
-            side = left if hemi == "lh" else ~left
-        v, f = keep_large_components(
-            vertices, faces[side], min_fraction=params.min_component_fraction
-        )
-        hemi_info: dict = {"isosurface_faces": int(side.sum())}
-        if len(f) == 0:
-            raise CortexgraphError(
-                f"hemisphere {hemi} has no midsurface (no cortex on its side of x = {midline_x:.1f} mm)",
-                fix="check the tissue masks and the exclusion mask of this hemisphere; a brain of "
-                'one hemisphere: declare hemispheres = ["lh"] or ["rh"] in brain.toml',
-            )
-        v, f = repair_mesh(v, f)
-        if params.poisson_depth is not None:
-            v, f = poisson_reconstruct(v, f, depth=params.poisson_depth)
-            v, f = repair_mesh(v, f)
-            hemi_info["poisson_faces"] = int(len(f))
-        v, f = remesh_isotropic(v, f, target_edge_mm, iterations=params.remesh_iterations)
-        v, f = repair_mesh(v, f)
-        v, f = keep_large_components(v, f, min_fraction=params.min_component_fraction)
-        hemi_info["before_cleanup"] = mesh_quality(v, f, params.max_spike_ratio or 1.0)
-        v, f = _clean_mesh(v, f, params, hemi_info)
-        hemi_info.update(mesh_summary(v, f, target_edge_mm))
-        hemi_info["quality"] = mesh_quality(v, f, params.max_spike_ratio or 1.0)
-        info[hemi] = hemi_info
-        meshes[hemi] = (v, f)
     if progress is not None:
-        progress("midsurfaces", len(hemispheres), len(hemispheres))
+        progress("midsurfaces", 0, len(hemispheres))
+    if workers is None:  # a pool's start-up (~2 s) pays off only on large meshes
+        workers = 2 if len(faces) >= PARALLEL_MIN_FACES else 1
+    workers = max(1, min(int(workers), len(hemispheres)))
+    if workers == 1:
+        results = (hemisphere_midsurface(*job) for job in jobs)
+    else:
+        # processes, not threads: PyMeshLab is not safe to call from two threads at once (heap
+        # corruption seen at exit); spawned, so no lock of this process is inherited. Each
+        # hemisphere's result does not depend on where it is computed.
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = (
+            future.result() for future in [pool.submit(hemisphere_midsurface, *job) for job in jobs]
+        )
+    try:
+        for k, (hemi, (v, f, hemi_info)) in enumerate(zip(hemispheres, results, strict=True)):
+            info[hemi] = hemi_info
+            meshes[hemi] = (v, f)
+            if progress is not None:
+                progress("midsurfaces", k + 1, len(hemispheres))
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     return meshes, info
+
+
+def hemisphere_midsurface(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    hemi: str,
+    params: BuildGraphParameters,
+    target_edge_mm: float,
+    midline_x: float = float("nan"),
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One hemisphere's midsurface from its faces of the 0.5 isosurface (world mm): small
+    components dropped, repaired, optionally Poisson-reconstructed, remeshed to
+    ``target_edge_mm``, cleaned (:func:`_clean_mesh`) and measured. Returns ``(vertices, faces,
+    info)``; CortexgraphError when no face is left (``midline_x``, mm, only names the plane)."""
+    v, f = keep_large_components(vertices, faces, min_fraction=params.min_component_fraction)
+    hemi_info: dict = {"isosurface_faces": int(len(faces))}
+    if len(f) == 0:
+        raise CortexgraphError(
+            f"hemisphere {hemi} has no midsurface (no cortex on its side of x = {midline_x:.1f} mm)",
+            fix="check the tissue masks and the exclusion mask of this hemisphere; a brain of "
+            'one hemisphere: declare hemispheres = ["lh"] or ["rh"] in brain.toml',
+        )
+    v, f = repair_mesh(v, f)
+    if params.poisson_depth is not None:
+        v, f = poisson_reconstruct(v, f, depth=params.poisson_depth)
+        v, f = repair_mesh(v, f)
+        hemi_info["poisson_faces"] = int(len(f))
+    v, f = remesh_isotropic(v, f, target_edge_mm, iterations=params.remesh_iterations)
+    v, f = repair_mesh(v, f)
+    v, f = keep_large_components(v, f, min_fraction=params.min_component_fraction)
+    hemi_info["before_cleanup"] = mesh_quality(v, f, params.max_spike_ratio or 1.0)
+    v, f = _clean_mesh(v, f, params, hemi_info)
+    hemi_info.update(mesh_summary(v, f, target_edge_mm))
+    hemi_info["quality"] = mesh_quality(v, f, params.max_spike_ratio or 1.0)
+    return v, f, hemi_info
 
 
 def _hemispheres(

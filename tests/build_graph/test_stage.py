@@ -81,17 +81,25 @@ def test_phantom_accuracy(built):
 
 
 def test_rerun_reuses_and_overwrite_is_deterministic(built):
+    """Reuse returns the first run's report; a recomputation with the hemispheres remeshed one
+    after the other (``workers=1``) instead of at once (two threads) writes the same graphs."""
     _, brain, report = built
     outputs = build_graph_outputs(brain)
-    with h5py.File(outputs["graph_lh"]) as h5:
-        pos = h5["pos"][...]
-        valid = h5["nodes/valid"][...]
+    first = {}
+    for hemi in ("lh", "rh"):
+        with h5py.File(outputs[f"graph_{hemi}"]) as h5:
+            first[hemi] = (h5["pos"][...], h5["edge_index"][...], h5["nodes/valid"][...])
     again = build_graph(brain, BuildGraphParameters())  # reused, nothing recomputed
     assert again["seconds"] == report["seconds"]
-    build_graph(brain, BuildGraphParameters(), overwrite=True, qc_picture=False)
-    with h5py.File(outputs["graph_lh"]) as h5:
-        np.testing.assert_array_equal(h5["pos"][...], pos)
-        np.testing.assert_array_equal(h5["nodes/valid"][...], valid)
+    for workers in (1, 2):
+        build_graph(
+            brain, BuildGraphParameters(), overwrite=True, qc_picture=False, workers=workers
+        )
+        for hemi in ("lh", "rh"):
+            with h5py.File(outputs[f"graph_{hemi}"]) as h5:
+                np.testing.assert_array_equal(h5["pos"][...], first[hemi][0])
+                np.testing.assert_array_equal(h5["edge_index"][...], first[hemi][1])
+                np.testing.assert_array_equal(h5["nodes/valid"][...], first[hemi][2])
 
 
 def test_interhemispheric_plane_and_small_gray_components():
