@@ -26,9 +26,10 @@ def map_hemispheres(
     stack: SectionStack,
     params: BuildGraphParameters,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> tuple[dict[str, NodeSectionTable], dict]:
     """Node -> section point tables of all hemispheres, mapped in one pass over the sections (both
-    hemispheres share each section's midline field)."""
+    hemispheres share each section's midline field), ``workers`` sections at once."""
     offsets, all_v, all_f, start = {}, [], [], 0
     for hemi, (v, f) in meshes.items():
         offsets[hemi] = (start, start + len(v))
@@ -52,6 +53,7 @@ def map_hemispheres(
         min_tissue_share=params.min_tissue_share,
         patch_mm=params.tissue_patch_mm,
         progress=mapping_progress,
+        workers=workers,
     )
     tables = {}
     for hemi, (lo, hi) in offsets.items():

@@ -118,8 +118,9 @@ def build_graph(
     progress : optional callable ``(stage, done, total)``.
     wait_s : how long to wait when another process builds this brain (then StageBusyError).
     workers : hemispheres remeshed at once, in worker processes (default: 2 for a large brain,
-        see :func:`~cortexgraph.build_graph.surfaces.midsurfaces`; at most the usable cores). The
-        outputs do not depend on it, so it is not part of the stage key.
+        see :func:`~cortexgraph.build_graph.surfaces.midsurfaces`; at most the usable cores), and
+        sections mapped at once, in threads (default: the usable cores). The outputs do not depend
+        on it, so it is not part of the stage key.
 
     Returns
     -------
@@ -220,7 +221,9 @@ def _build(
     seconds["midsurfaces"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    tables, info = map_hemispheres(meshes, stack, params, progress)
+    tables, info = map_hemispheres(
+        meshes, stack, params, progress, workers=usable_cores() if workers is None else workers
+    )
     report["mapping"] = info
     seconds["mapping"] = time.perf_counter() - start
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,7 @@ def map_nodes_to_sections(
     min_tissue_share: float = 0.5,
     patch_mm: float = 4.0,
     progress=None,
+    workers: int = 1,
 ) -> tuple[NodeSectionTable, dict]:
     """Map the nodes of a midsurface mesh (world mm) to points of the brain's sections.
 
@@ -149,6 +151,7 @@ def map_nodes_to_sections(
     refine : move points to the cortical midline (at most ``max_move_mm``).
     min_tissue_share : points whose ``patch_mm`` square holds less tissue are marked invalid.
     progress : optional callable ``(done, total)``.
+    workers : sections mapped at once (threads; the result does not depend on it).
 
     Returns
     -------
@@ -159,34 +162,45 @@ def map_nodes_to_sections(
     sections = list(stack.sections if sections is None else sections)
     rows: list[tuple[np.ndarray, ...]] = []
     sor_iterations = []
-    for k, s in enumerate(sections):
+
+    def one(s: int) -> tuple[tuple[np.ndarray, ...] | None, int | None]:
         plane_y = stack.plane_y_mm(s)
         points, node = cut_mesh_with_plane(vertices_mm, faces, axis=1, offset_mm=plane_y)
-        if len(points):
-            xy = stack.world_to_section(s, points)
-            raster = stack.raster(s, "mask")
-            tissue = raster.read_level(0)
-            spacing_um = raster.spacing_um
-            moved = np.zeros(len(xy))
-            if refine:
-                field, _, info = midline_field(tissue == 2, spacing_um)
-                sor_iterations.append(info["iterations"])
-                xy, moved = refine_points(xy, field, spacing_um, max_move_mm=max_move_mm)
-            share = tissue_share(tissue, xy, spacing_um, patch_mm)
-            distance = np.abs(vertices_mm[node, 1] - plane_y)
-            rows.append(
-                (
-                    node,
-                    np.full(len(node), s),
-                    xy[:, 0],
-                    xy[:, 1],
-                    share >= min_tissue_share,
-                    moved,
-                    distance,
-                )
-            )
-        if progress is not None:
-            progress(k + 1, len(sections))
+        if not len(points):
+            return None, None
+        xy = stack.world_to_section(s, points)
+        raster = stack.raster(s, "mask")
+        tissue = raster.read_level(0)
+        spacing_um = raster.spacing_um
+        moved = np.zeros(len(xy))
+        iterations = None
+        if refine:
+            field, _, info = midline_field(tissue == 2, spacing_um)
+            iterations = info["iterations"]
+            xy, moved = refine_points(xy, field, spacing_um, max_move_mm=max_move_mm)
+        share = tissue_share(tissue, xy, spacing_um, patch_mm)
+        distance = np.abs(vertices_mm[node, 1] - plane_y)
+        row = (node, np.full(len(node), s), xy[:, 0], xy[:, 1], share >= min_tissue_share, moved)
+        return (*row, distance), iterations
+
+    if sections:  # the stack's cached geometry, computed once before any thread reads it
+        stack.plane_y_mm(sections[0])
+        stack.world_to_section(sections[0], np.zeros((1, 3)))
+    # sections are independent and the midline kernel releases the GIL: ``workers`` threads cut
+    # and refine sections at once; results are taken in section order, so they do not depend on it
+    pool = ThreadPoolExecutor(workers) if workers > 1 and len(sections) > 1 else None
+    try:
+        results = pool.map(one, sections) if pool is not None else map(one, sections)
+        for k, (row, iterations) in enumerate(results):
+            if row is not None:
+                rows.append(row)
+            if iterations is not None:
+                sor_iterations.append(iterations)
+            if progress is not None:
+                progress(k + 1, len(sections))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if rows:
         node, section, x, y, valid, moved, distance = (
             np.concatenate(c) for c in zip(*rows, strict=True)
