@@ -70,6 +70,13 @@ class DataFormatError(CortexgraphError):
     #: set by readers that collect several problems of a file (all of them, this one first)
     findings: list[DataFormatError]
 
+    @classmethod
+    def unreadable(cls, path: str | os.PathLike[str], exc: OSError, what: str) -> DataFormatError:
+        """The error for an input file the system cannot read (``what``: e.g. ``table``)."""
+        return cls(
+            f"cannot read the {what} ({exc.strerror or exc})", file=path, fix="check the file"
+        )
+
 
 class ParameterError(CortexgraphError):
     """A parameter (option, preset, parameters file) is out of range or of the wrong type."""

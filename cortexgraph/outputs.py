@@ -65,6 +65,13 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
 
 
+def plain_json(obj: Any) -> Any:
+    """``obj`` as it reads back from the JSON :func:`write_json_atomic` writes: numpy values and
+    paths converted as there, tuples as lists, keys as strings (for results sent between
+    processes)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def save_figure(fig: Any, path: str | os.PathLike, dpi: float | None = None) -> Path:
     """Save a matplotlib figure to ``path`` atomically (format from the suffix; ``dpi``: dots per
     inch, None: matplotlib's default) and close it; return the path."""

@@ -76,3 +76,26 @@ def test_nifti_mm_keeps_data_affine_and_scanner_mm_frame(tmp_path):
     np.testing.assert_allclose(qform, affine, rtol=0, atol=1e-5)
     np.testing.assert_allclose(sform, affine, rtol=0, atol=1e-6)
     assert image.header.get_xyzt_units()[0] == "mm"
+
+
+def test_plain_json_is_what_the_json_writer_writes(tmp_path):
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from cortexgraph.outputs import plain_json, write_json_atomic
+
+    value = {
+        "files": [Path("a/b.nii.gz")],
+        "n": np.int64(3),
+        "v": np.float32(0.5),
+        "xs": np.arange(3),
+        "pair": (1, 2),
+        "missing": float("nan"),
+    }
+    plain = plain_json(value)
+    assert plain["files"] == ["a/b.nii.gz"] and plain["xs"] == [0, 1, 2] and plain["pair"] == [1, 2]
+    assert type(plain["n"]) is int and type(plain["v"]) is float and np.isnan(plain["missing"])
+    written = json.loads(write_json_atomic(tmp_path / "v.json", value).read_text())
+    assert json.dumps(plain, sort_keys=True) == json.dumps(written, sort_keys=True)

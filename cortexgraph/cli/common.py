@@ -562,6 +562,11 @@ class StageFlags:
     wait_s: float  #: --wait: seconds to wait for another process running the same stage
     verbose: bool  #: --verbose: debug logging
 
+    @property
+    def stage_keywords(self) -> dict[str, Any]:
+        """What every stage function takes from these flags: ``overwrite`` and ``wait_s``."""
+        return {"overwrite": self.overwrite, "wait_s": self.wait_s}
+
 
 def stage_flags(
     root: Path = RootOption,
@@ -700,9 +705,7 @@ def each_brain(names: list[str], flags: StageFlags, stage: Callable[..., dict], 
 
     for name in names:
         brain = find_brain(name, flags.root)
-        report = with_progress(
-            stage, brain, *args, overwrite=flags.overwrite, wait_s=flags.wait_s, **kwargs
-        )
+        report = with_progress(stage, brain, *args, **flags.stage_keywords, **kwargs)
         yield brain, report
 
 

@@ -209,8 +209,7 @@ def register(app: typer.Typer) -> None:
                 seed=params.seed,
                 device=device,
                 amp=not no_amp,
-                overwrite=flags.overwrite,
-                wait_s=flags.wait_s,
+                **flags.stage_keywords,
                 tsne=params.tsne,
                 progress=callback,
                 method=params.method,
@@ -298,8 +297,7 @@ def register(app: typer.Typer) -> None:
             amp=not no_amp,
             test_every=params.test_every,
             test_offset=params.test_offset,
-            overwrite=flags.overwrite,
-            wait_s=flags.wait_s,
+            **flags.stage_keywords,
         )
         for stage, info in results.items():
             if info["reused"]:

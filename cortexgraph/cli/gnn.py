@@ -155,8 +155,7 @@ def register(app: typer.Typer) -> None:
                 transfer=transfer_brain,
                 name=name,
                 device=device,
-                overwrite=flags.overwrite,
-                wait_s=flags.wait_s,
+                **flags.stage_keywords,
                 progress=on_epoch,
             )
         console.print(f"[bold green]run written to {run_dir}[/]")
@@ -186,12 +185,12 @@ def register(app: typer.Typer) -> None:
 
         from cortexgraph.gnn.evaluate import compare_models, evaluate_run
 
-        root, overwrite, wait_s = flags.root, flags.overwrite, flags.wait_s
+        root = flags.root
         if not runs and not compare:
             raise CortexgraphError("nothing to evaluate", fix="name runs, or use --compare")
         table = Table("run", "test F1", "test nodes", "transfer F1", "transfer nodes")
         for run in runs or []:
-            result = evaluate_run(run, root, device=device, overwrite=overwrite, wait_s=wait_s)
+            result = evaluate_run(run, root, device=device, **flags.stage_keywords)
             table.add_row(
                 result["name"],
                 _fmt(result["test_f1"]),
@@ -216,9 +215,8 @@ def register(app: typer.Typer) -> None:
                     epochs=epochs,
                     seed=seed,
                     device=device,
-                    overwrite=overwrite,
                     progress=lambda _m, _d, _t: advance(1),
-                    wait_s=wait_s,
+                    **flags.stage_keywords,
                 )
             comparison = Table("model", "test F1", "transfer F1")
             for row in rows:
@@ -244,8 +242,7 @@ def register(app: typer.Typer) -> None:
         with progress_bar("predict", total=len(brains)) as advance:
             for brain in brains:
                 for path in predict_brain(
-                    run, brain, flags.root, device=device, overwrite=flags.overwrite,
-                    wait_s=flags.wait_s,
-                ):  # fmt: skip
+                    run, brain, flags.root, device=device, **flags.stage_keywords
+                ):
                     console.print(f"proba, pred of {run}: {path}", highlight=False, soft_wrap=True)
                 advance(1)

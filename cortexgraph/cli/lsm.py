@@ -250,8 +250,7 @@ def _settings(brain, area, arch, name, callback, flags: StageFlags, device, **kw
         progress=callback,
         on_stage=_print_event,
         device=resolve_device(device),
-        overwrite=flags.overwrite,
-        wait_s=flags.wait_s,
+        **flags.stage_keywords,
         **kw,
     )
 
@@ -614,7 +613,7 @@ def evaluate(
     areas = [resolve_area(brain, key) for key in split_list(area_keys)] or None
     runs = [check_run_name(name) for name in split_list(names)] or None
     summaries, rows = evaluate_runs(
-        brain, runs, areas, overwrite=flags.overwrite, wait_s=flags.wait_s, on_stage=_print_event
+        brain, runs, areas, on_stage=_print_event, **flags.stage_keywords
     )
     for summary in summaries:
         for s in summary["areas"]:

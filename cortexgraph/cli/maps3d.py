@@ -222,9 +222,7 @@ def register(app: typer.Typer) -> None:
         for key in split_list(area):
             rec = brain.cohort.areas.resolve(key)
             try:
-                info = map3d_area(
-                    brain, rec.id, labels, options, overwrite=flags.overwrite, wait_s=flags.wait_s
-                )
+                info = map3d_area(brain, rec.id, labels, options, **flags.stage_keywords)
             except AreaNotLabelledError as exc:
                 _skipped(exc)
                 missing.append(rec.name)
@@ -288,8 +286,7 @@ def register(app: typer.Typer) -> None:
             split_list(area),
             options,
             **measure,
-            overwrite=flags.overwrite,
-            wait_s=flags.wait_s,
+            **flags.stage_keywords,
             on_area=show,
         )
         if result["table"] is not None:

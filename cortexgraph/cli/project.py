@@ -72,8 +72,7 @@ def register(app: typer.Typer) -> None:
                 smooth_hops=smooth,
                 contours=contours,
                 overlays=overlays,
-                overwrite=flags.overwrite,
-                wait_s=flags.wait_s,
+                **flags.stage_keywords,
                 progress=progress,
             )
         console.print(

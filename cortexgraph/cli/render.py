@@ -69,8 +69,7 @@ def register(app: typer.Typer) -> None:
             backend=backend,
             compare=compare,
             exports=exports,
-            overwrite=flags.overwrite,
-            wait_s=flags.wait_s,
+            **flags.stage_keywords,
         )
         pictures = [p for p in written if p.suffix == ".png"]
         console.print(

@@ -135,8 +135,7 @@ def register(app: typer.Typer) -> None:
             sections=chosen,
             qc=qc,
             replace_masks=replace_masks,
-            overwrite=flags.overwrite,
-            wait_s=flags.wait_s,
+            **flags.stage_keywords,
         )
         line = f"{found.id}: {summary.get('segmented', 0)} mask(s) at {summary['spacing_um']:g} um"
         if "dice_gray_mean" in summary:

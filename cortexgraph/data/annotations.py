@@ -99,9 +99,7 @@ def read_contours(path: str | os.PathLike) -> list[dict]:
             f"not valid JSON ({exc})", file=path, fix="the file is truncated; export it again"
         ) from None
     except OSError as exc:
-        raise DataFormatError(
-            f"cannot read the file ({exc.strerror or exc})", file=path, fix="check the file"
-        ) from None
+        raise DataFormatError.unreadable(path, exc, "file") from None
     if not isinstance(collection, dict) or collection.get("type") != "FeatureCollection":
         raise DataFormatError(
             "not a GeoJSON FeatureCollection", file=path, fix="see docs/data-format.md"

@@ -26,6 +26,7 @@ from cortexgraph.data.manifest import (
     format_tsv,
     read_tsv_lines,
 )
+from cortexgraph.data.nifti import nifti_data
 from cortexgraph.errors import DataFormatError, ParameterError
 from cortexgraph.outputs import atomic_path, write_text_atomic
 
@@ -92,14 +93,9 @@ class ProbabilisticAtlas:
         num_maps = int(image.shape[3])
         rows, label_found = read_atlas_labels(labels_path, num_maps, area_ids)
         label_found.raise_if_any()
-        try:
-            data = np.asarray(image.dataobj, dtype=np.float32)
-        except Exception as exc:  # nibabel and zlib raise several types for corrupt files
-            raise DataFormatError(
-                f"unreadable NIfTI data ({type(exc).__name__}: {exc})",
-                file=maps_path,
-                fix="the file is truncated or corrupt; copy it again",
-            ) from None
+        data = nifti_data(
+            image, maps_path, "the file is truncated or corrupt; copy it again", np.float32
+        )
         values = Findings(maps_path)
         _value_problems(data, 0, values)
         values.raise_if_any()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from cortexgraph.data.nifti import nifti_data
 from cortexgraph.errors import DataFormatError
 
 if TYPE_CHECKING:
@@ -58,14 +59,7 @@ def read_exclusion_mask(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
             file=path,
             fix="save the mask with its voxel-to-world-mm affine",
         )
-    try:
-        data = np.asarray(image.dataobj)
-    except Exception as exc:  # nibabel and zlib raise several types for corrupt files
-        raise DataFormatError(
-            f"unreadable NIfTI data ({type(exc).__name__}: {exc})",
-            file=path,
-            fix="the file is truncated or corrupt; save the mask again",
-        ) from None
+    data = nifti_data(image, path, "the file is truncated or corrupt; save the mask again")
     if data.dtype.kind == "b":
         mask = data.astype(bool)
     elif data.dtype.kind in "ui":

@@ -172,9 +172,7 @@ def read_tsv_lines(path: Path, required: Sequence[str]) -> list[tuple[int, dict[
             fix="save the table as UTF-8 tab-separated text",
         ) from None
     except OSError as exc:
-        raise DataFormatError(
-            f"cannot read the table ({exc.strerror or exc})", file=path, fix="check the file"
-        ) from None
+        raise DataFormatError.unreadable(path, exc, "table") from None
     reader = csv.reader(io.StringIO(text), delimiter="\t")
     try:
         lines = list(reader)
@@ -243,9 +241,7 @@ def _load_toml(path: Path) -> dict:
             f"not UTF-8 text ({exc.reason})", file=path, fix="save the manifest as UTF-8"
         ) from None
     except OSError as exc:
-        raise DataFormatError(
-            f"cannot read the manifest ({exc.strerror or exc})", file=path, fix="check the file"
-        ) from None
+        raise DataFormatError.unreadable(path, exc, "manifest") from None
 
 
 def _format_version(table: dict, found: Findings, what: str) -> None:

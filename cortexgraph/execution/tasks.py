@@ -169,11 +169,12 @@ def map3d(cohort_root: str, brain_id: str, area: str, source: str, wait_s: float
     """``map3d@<source>@<area>`` then ``stats@<source>@<area>`` of a brain."""
     from cortexgraph.maps3d.stage import map3d_area
     from cortexgraph.maps3d.stats_stage import stats_area
+    from cortexgraph.outputs import plain_json
 
     brain = _brain(cohort_root, brain_id)
     built = map3d_area(brain, area, source, wait_s=wait_s)
     measured = stats_area(brain, area, source, wait_s=wait_s)
-    return {"map3d": _plain(built), "stats": _plain(measured)}
+    return {"map3d": plain_json(built), "stats": plain_json(measured)}
 
 
 def stats_table(cohort_root: str, brain_id: str, source: str, wait_s: float) -> str | None:
@@ -265,16 +266,3 @@ def lsm_predict(
 
     paths = predict_stage(_lsm_run(cohort_root, brain_id, area, settings, device, wait_s))
     return [str(p) for p in paths]
-
-
-def _plain(value: Any) -> Any:
-    """Small JSON-like values (paths as strings, arrays as lists)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value

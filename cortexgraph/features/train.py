@@ -47,6 +47,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -174,6 +176,18 @@ def _gather_order(batch: np.ndarray) -> np.ndarray:
     return np.concatenate([batch[r::world] for r in range(world)])
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The keywords :func:`train_scl`, :func:`train_linear` and :func:`train_ce` share."""
+
+    seed: int
+    device: torch.device
+    checkpoint_dir: Path | None
+    amp: bool
+    progress: Callable[[str, int, int], None] | None
+    loader_workers: int
+
+
 class _Run:
     """One training run (SCL, linear or CE): optimizer, checkpoints and the epoch loop."""
 
@@ -184,13 +198,12 @@ class _Run:
         trainable: nn.Module,
         lr: float,
         preset: EncoderPreset,
-        device: torch.device,
-        checkpoint_dir: Path | None,
-        amp: bool,
+        settings: _Settings,
     ) -> None:
         self.stage = stage
         self.modules = modules
-        self.device = device
+        self.settings = settings
+        self.device = settings.device
         self.preset = preset
         self.optimizer = LARS(
             lars_param_groups(trainable, preset.weight_decay),
@@ -200,9 +213,10 @@ class _Run:
             weight_decay=preset.weight_decay,
             trust_coefficient=preset.trust_coefficient,
         )
-        self.scaler = make_grad_scaler(device, amp)
-        self.amp = amp
-        self.checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / "last.pt"
+        self.scaler = make_grad_scaler(settings.device, settings.amp)
+        self.amp = settings.amp
+        folder = settings.checkpoint_dir
+        self.checkpoint = None if folder is None else Path(folder) / "last.pt"
         self.container = nn.ModuleDict(modules)
         self.history: list[dict] = []
         self.start_epoch = 0
@@ -239,14 +253,7 @@ class _Run:
 
 
 def _fit(
-    run: _Run,
-    table: PatchTable,
-    reader: PatchReader,
-    epochs: int,
-    seed: int,
-    loss_of_batch,
-    progress=None,
-    loader_workers: int = 0,
+    run: _Run, table: PatchTable, reader: PatchReader, epochs: int, loss_of_batch
 ) -> list[dict]:
     """The epoch loop shared by the three runs; ``loss_of_batch(x, labels, batch)`` -> loss.
 
@@ -256,6 +263,7 @@ def _fit(
     model trains. The recorded loss is the mean over processes (the loss of the global batch)."""
     run.resume()
     preset = run.preset
+    seed, progress = run.settings.seed, run.settings.progress
     stream = _STREAMS[run.stage]
     for epoch in range(run.start_epoch, epochs):
         start = time.perf_counter()
@@ -279,7 +287,7 @@ def _fit(
         wait_seconds = 0.0
         t0 = time.perf_counter()
         for (batch, local), x in zip(
-            batches, iterate_batches(reader, plan, loader_workers), strict=True
+            batches, iterate_batches(reader, plan, run.settings.loader_workers), strict=True
         ):
             wait_seconds += time.perf_counter() - t0
             x_t = torch.from_numpy(x[:, None]).to(run.device, non_blocking=True)
@@ -384,6 +392,21 @@ def recompute_batch_norm(
     return seen
 
 
+def _precise_batch_norm(
+    encoder: nn.Module,
+    table: PatchTable,
+    reader: PatchReader,
+    preset: EncoderPreset,
+    settings: _Settings,
+) -> None:
+    """:func:`recompute_batch_norm` of a trained encoder when the preset asks for it."""
+    if preset.recompute_batch_norm:
+        recompute_batch_norm(
+            encoder, table, reader, preset, seed=settings.seed, device=settings.device,
+            amp=settings.amp, loader_workers=settings.loader_workers,
+        )  # fmt: skip
+
+
 def train_scl(
     table: PatchTable,
     reader: PatchReader,
@@ -406,20 +429,12 @@ def train_scl(
     -------
     (encoder, history): the trained encoder (head dropped) on ``device``, one dict per epoch.
     """
-    device = torch.device(device)
+    settings = _Settings(seed, torch.device(device), checkpoint_dir, amp, progress, loader_workers)
+    device = settings.device
     encoder = _initial_encoder(preset, seed, init_state, device)
     head = ProjectionHead(encoder.feature_dim, preset.projection_dim, seed=seed + 1).to(device)
     model = _distributed(nn.Sequential(encoder, head), device)
-    run = _Run(
-        "scl",
-        {"encoder": encoder, "head": head},
-        model,
-        preset.scl_lr,
-        preset,
-        device,
-        checkpoint_dir,
-        amp,
-    )
+    run = _Run("scl", {"encoder": encoder, "head": head}, model, preset.scl_lr, preset, settings)
     labels = torch.from_numpy(table.label)
 
     def loss_of_batch(x, batch, local):
@@ -427,14 +442,8 @@ def train_scl(
         y = labels[batch[_gather_order(np.arange(len(batch)))]].to(z.device)
         return supervised_contrastive_loss(z, y, preset.temperature)
 
-    history = _fit(
-        run, table, reader, preset.scl_epochs, seed, loss_of_batch, progress, loader_workers
-    )
-    if preset.recompute_batch_norm:
-        recompute_batch_norm(
-            encoder, table, reader, preset, seed=seed, device=device, amp=amp,
-            loader_workers=loader_workers,
-        )  # fmt: skip
+    history = _fit(run, table, reader, preset.scl_epochs, loss_of_batch)
+    _precise_batch_norm(encoder, table, reader, preset, settings)
     return encoder, history
 
 
@@ -446,26 +455,18 @@ def _train_classifier(
     preset: EncoderPreset,
     epochs: int,
     lr: float,
-    *,
-    seed: int,
-    device: torch.device,
-    checkpoint_dir: Path | None,
-    amp: bool,
-    progress,
-    loader_workers: int = 0,
+    settings: _Settings,
 ) -> list[dict]:
-    model = _distributed(classifier, device)
+    model = _distributed(classifier, settings.device)
     trainable = classifier.head if classifier.freeze_encoder else classifier
-    run = _Run(
-        stage, {"classifier": classifier}, trainable, lr, preset, device, checkpoint_dir, amp
-    )
+    run = _Run(stage, {"classifier": classifier}, trainable, lr, preset, settings)
     labels = torch.from_numpy(table.label)
 
     def loss_of_batch(x, batch, local):
         logits = model(x).float()
         return F.cross_entropy(logits, labels[batch[local]].to(logits.device))
 
-    return _fit(run, table, reader, epochs, seed, loss_of_batch, progress, loader_workers)
+    return _fit(run, table, reader, epochs, loss_of_batch)
 
 
 def train_linear(
@@ -483,25 +484,14 @@ def train_linear(
     loader_workers: int = 0,
 ) -> tuple[PatchClassifier, list[dict]]:
     """Linear evaluation: a linear classifier on the frozen encoder's features (cross-entropy)."""
-    device = torch.device(device)
+    settings = _Settings(seed, torch.device(device), checkpoint_dir, amp, progress, loader_workers)
     classifier = PatchClassifier(encoder, num_classes, freeze_encoder=True, seed=seed + 2).to(
-        device
+        settings.device
     )
     history = _train_classifier(
-        "linear",
-        classifier,
-        table,
-        reader,
-        preset,
-        preset.linear_epochs,
-        preset.linear_lr,
-        seed=seed,
-        device=device,
-        checkpoint_dir=checkpoint_dir,
-        amp=amp,
-        progress=progress,
-        loader_workers=loader_workers,
-    )
+        "linear", classifier, table, reader, preset, preset.linear_epochs, preset.linear_lr,
+        settings,
+    )  # fmt: skip
     return classifier, history
 
 
@@ -522,29 +512,13 @@ def train_ce(
     """The cross-entropy baseline: encoder + linear classifier trained end to end for the SCL +
     linear epoch budget (``preset.ce_epoch_budget``); from ``init_state`` when given (the
     contrastive paper's ``distance`` baseline starts from the distance pre-training)."""
-    device = torch.device(device)
-    encoder = _initial_encoder(preset, seed, init_state, device)
-    classifier = PatchClassifier(encoder, num_classes, seed=seed + 2).to(device)
+    settings = _Settings(seed, torch.device(device), checkpoint_dir, amp, progress, loader_workers)
+    encoder = _initial_encoder(preset, seed, init_state, settings.device)
+    classifier = PatchClassifier(encoder, num_classes, seed=seed + 2).to(settings.device)
     history = _train_classifier(
-        "ce",
-        classifier,
-        table,
-        reader,
-        preset,
-        preset.ce_epoch_budget,
-        preset.ce_lr,
-        seed=seed,
-        device=device,
-        checkpoint_dir=checkpoint_dir,
-        amp=amp,
-        progress=progress,
-        loader_workers=loader_workers,
+        "ce", classifier, table, reader, preset, preset.ce_epoch_budget, preset.ce_lr, settings
     )
-    if preset.recompute_batch_norm:
-        recompute_batch_norm(
-            classifier.encoder, table, reader, preset, seed=seed, device=device, amp=amp,
-            loader_workers=loader_workers,
-        )  # fmt: skip
+    _precise_batch_norm(classifier.encoder, table, reader, preset, settings)
     return classifier, history
 
 

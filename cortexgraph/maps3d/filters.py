@@ -503,8 +503,8 @@ def remove_small_components_blockwise(
     del results
 
     def keep(b):
-        labels, _ = ndimage.label(np.asarray(mask[slices[b]]) != 0, structure=structure)
-        out[slices[b]] = luts[b][labels]
+        block = np.asarray(mask[slices[b]])
+        out[slices[b]] = _keep_block(block, structure=structure, luts=luts, block_id=b)
 
     dask.compute(
         *[dask.delayed(keep)(b) for b in block_ids], scheduler="threads", num_workers=workers

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MapOptions:
-    """Parameters of an area map (:func:`cortexgraph.maps3d.brainmap.map_area`).
+    """Parameters of an area map: the keywords of the same names of
+    :func:`cortexgraph.maps3d.brainmap.map_area`.
 
     voxel_size_mm : voxel edge; ``None`` = the labels' pixel spacing (at least 0.02 mm).
     exclude_sections : sections treated as gaps (besides those flagged in sections.tsv).
@@ -163,15 +164,7 @@ def map3d_area(
             brain,
             rec.id,
             source,
-            voxel_size_mm=options.voxel_size_mm,
-            exclude_sections=options.exclude_sections,
-            median_size=options.median_size,
-            min_component_mm3=options.min_component_mm3,
-            interpolation=options.interpolation,
-            preview_factor=options.preview_factor,
-            memory_budget_gb=options.memory_budget_gb,
-            chunk_vox=options.chunk_vox,
-            num_workers=options.num_workers,
+            **asdict(options),  # the fields are map_area's keywords of the same names
             workdir=workdir,
             progress=progress or (lambda step: log.debug("%s %s: %s", brain.id, rec.name, step)),
         )

@@ -242,6 +242,20 @@ def _band_noise(rng: np.random.Generator, shape, sigma_px: float) -> np.ndarray:
     return noise
 
 
+def _stain_noise(rng: np.random.Generator, shape, spacing_um: float) -> np.ndarray:
+    """The stain inhomogeneity: unit noise smooth over 150 µm (at least 2 pixels)."""
+    return _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
+
+
+def _smooth_noise(
+    rng: np.random.Generator, shape, spacing_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The smooth texture's two noises, drawn in this order: the cell-scale noise (half a 13 µm
+    cell body) and the stain inhomogeneity (:func:`_stain_noise`)."""
+    fine = _band_noise(rng, shape, max(0.5 * 13.0 / spacing_um, 0.0))
+    return fine, _stain_noise(rng, shape, spacing_um)
+
+
 def laminar_fields(
     area: np.ndarray,
     depth_bin: np.ndarray,
@@ -418,9 +432,7 @@ def render_image(
             sample, density, size, spacing_um, rng, cell_rng, folded, removed
         )
         return _stain(od, gain, gamma, rng, shape)
-    cell_sigma = max(0.5 * 13.0 / spacing_um, 0.0)
-    fine = _band_noise(rng, shape, cell_sigma)
-    coarse = _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
+    fine, coarse = _smooth_noise(rng, shape, spacing_um)
     od = _optical_density(
         sample.tissue, sample.depth, density.astype(np.float32, copy=False),
         size.astype(np.float32, copy=False), fine, coarse, folded, removed, float(spacing_um),
@@ -457,7 +469,7 @@ def _cell_optical_density(
 
     check_spacing(spacing_um)
     shape = sample.tissue.shape
-    coarse = _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
+    coarse = _stain_noise(rng, shape, spacing_um)
     zero = np.zeros(shape, dtype=np.float32)
     never = np.zeros(shape, dtype=bool)
     smooth = _optical_density(
@@ -493,9 +505,7 @@ def render_image_reference(
     density, size = laminar_fields(
         sample.area, depth_bin, luts, spacing_um, luts.get("transition_mm")
     )
-    cell_sigma = max(0.5 * 13.0 / spacing_um, 0.0)
-    fine = _band_noise(rng, shape, cell_sigma)
-    coarse = _band_noise(rng, shape, max(2.0, 150.0 / spacing_um))
+    fine, coarse = _smooth_noise(rng, shape, spacing_um)
     resolve = np.sqrt(np.minimum(1.0, size / spacing_um))
     od_cortex = 0.9 * density * np.sqrt(size / 14.0)
     od_cortex = od_cortex * (1 + 0.45 * resolve * fine + 0.05 * coarse)

@@ -87,3 +87,16 @@ def test_map_out_of_core_equals_in_memory(brain, tmp_path):
     assert triangle_areas_mm2(ooc.vertices_mm, ooc.faces).sum() == pytest.approx(area, rel=1e-6)
     remove_workdir(ooc)
     assert not (tmp_path / "work").exists()
+
+
+def test_map_options_are_keywords_of_map_area():
+    """map3d passes MapOptions to map_area field by field (``**asdict(options)``)."""
+    import dataclasses
+    import inspect
+
+    from cortexgraph.maps3d.stage import MapOptions
+
+    keywords = inspect.signature(map_area).parameters
+    for f in dataclasses.fields(MapOptions):
+        assert keywords[f.name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert keywords[f.name].default == getattr(MapOptions(), f.name)
