@@ -147,7 +147,7 @@ def main() -> None:
             [x for x in STAGES if x not in {r["stage"] for r in rows}],
         )
 
-    encoder = out / "derivatives" / "cortexgraph" / "encoders" / "bench-untrained" / "encoder.pt"
+    encoder_name = "bench-untrained"  # written by write_untrained_encoder
     run_name = "bench-gnn"
     for stage in stages:
         if stage == "synth":
@@ -169,7 +169,7 @@ def main() -> None:
                 )
             )
             setup[-1]["for"] = stage
-            argv = [*cli, "features", b, *root, "--encoder", str(encoder), "--device", "cpu",
+            argv = [*cli, "features", b, *root, "--encoder", encoder_name, "--device", "cpu",
                     "--overwrite"]  # fmt: skip
         else:  # predict
             setup.append(
