@@ -356,17 +356,24 @@ def row_median(args) -> list[str]:
 
 def row_gat(args) -> list[str]:
     load0 = _load()
-    extra = ["--gat-nodes", str(args.gat_nodes), "--repeats", str(args.repeats)]
-    ours = _subprocess("gat-ours", args, extra)
-    peer = _subprocess("gat-pyg", args, extra)
-    peer_reg = _subprocess("gat-pyg-reg", args, extra)
-    print(f"# gat ours {ours}\n# gat pyg {peer}\n# gat pyg-reg {peer_reg}", flush=True)
-    o, p, q = (statistics.median(r["seconds"]) for r in (ours, peer, peer_reg))
+    # one timed pass per subprocess (after a warm-up pass), the methods taking turns, so that a
+    # change of the machine's load falls on all of them alike
+    extra = ["--gat-nodes", str(args.gat_nodes), "--repeats", "1"]
+    methods = ("ours", "pyg", "pyg-reg")
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for _ in range(args.repeats):
+        for method in methods:
+            runs[method].append(_subprocess(f"gat-{method}", args, extra))
+    seconds = {m: [r["seconds"][0] for r in runs[m]] for m in methods}
+    rss = {m: max(r["peak_rss_gb"] for r in runs[m]) for m in methods}
+    print("".join(f"# gat {m} {seconds[m]} s, {rss[m]:.2f} GB\n" for m in methods), end="", flush=True)
+    o, p, q = (statistics.median(seconds[m]) for m in methods)
+    nodes = runs["ours"][0]["nodes"]
     load = f"{load0:.1f} / {_load():.1f}"
     return [
-        f"| GAT3 forward+backward, {ours['nodes']:,} nodes | {o:.1f} s ({ours['peak_rss_gb']:.1f} GB) | "
-        f"PyG GATv2Conv stack {p:.1f} s ({peer['peak_rss_gb']:.1f} GB); the same stack with the "
-        f"method's input dropout and noise {q:.1f} s ({peer_reg['peak_rss_gb']:.1f} GB) | "
+        f"| GAT3 forward+backward, {nodes:,} nodes | {o:.1f} s ({rss['ours']:.1f} GB) | "
+        f"PyG GATv2Conv stack {p:.1f} s ({rss['pyg']:.1f} GB); the same stack with the "
+        f"method's input dropout and noise {q:.1f} s ({rss['pyg-reg']:.1f} GB) | "
         f"{p / o:.2f}x; {q / o:.2f}x | >= 1x | {load} |"
     ]
 
