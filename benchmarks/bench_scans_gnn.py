@@ -53,7 +53,8 @@ Writes ``OUT/bench_scans_gnn.json`` (after every cohort): the commands with seco
 machine, per phantom seed the segment Dice, alignment and registration errors, the mirror flags
 found, the annotation frame check, and per path the midsurface accuracy of every brain and per
 training seed the encoder's and the GNN's test and transfer macro F1; and ``OUT/bench_scans_gnn.md``,
-the table. A rerun with the same OUT reuses the phantoms, the scans path and the stages' outputs.
+the table. A rerun with the same OUT reuses the phantoms, the scans path and the stages' outputs;
+one with other ``--seeds`` keeps the results of the earlier phantoms in both files.
 """
 
 from __future__ import annotations
@@ -282,7 +283,15 @@ def gnn_path(cohort: Path, train_seeds: list[int], out: dict) -> None:
     for brain in BRAINS:
         acc = e2e.accuracy(cohort, brain)
         out["midsurface"][brain] = {
-            h: {k: acc[h][k] for k in ("mean_mm", "median_mm", "p95_mm") if k in acc[h]}
+            h: {
+                k: acc[h][k]
+                for k in (
+                    "distance_mm_mean",
+                    "distance_mm_median",
+                    "distance_mm_p95",
+                    "valid_points",
+                )
+            }
             for h in ("lh", "rh")
             if h in acc
         }
@@ -362,6 +371,23 @@ def summary(result: dict) -> str:
             lines.append(
                 f"| {seed} | {t} | {name} | {r['gnn_test_f1']:.3f} | {r['gnn_transfer_f1']:.3f} |"
             )
+    lines += [
+        "",
+        "| phantom seed | path | midsurface mean distance to the truth, mm (B01, B03, B07; lh / rh) |",
+        "|---|---|---|",
+    ]
+    for seed, per_seed in result["phantoms"].items():
+        for name, p in per_seed.get("paths", {}).items():
+            cells = [
+                " / ".join(
+                    f"{hemis[h]['distance_mm_mean']:.2f}"
+                    if "distance_mm_mean" in hemis.get(h, {})
+                    else "-"
+                    for h in ("lh", "rh")
+                )
+                for hemis in p.get("midsurface", {}).values()
+            ]
+            lines.append(f"| {seed} | {name} | {', '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -388,6 +414,18 @@ def main() -> None:
         "phantoms": {},
         "commands": e2e.LOG,
     }
+    previous = out / "bench_scans_gnn.json"
+    if previous.is_file():  # the commands of earlier invocations on this OUT (a rerun reuses them)
+        earlier = json.loads(previous.read_text())
+        result["earlier_invocations"] = [
+            *earlier.get("earlier_invocations", []),
+            {k: earlier.get(k) for k in ("argv", "commands", "seconds_total")},
+        ]
+        # phantoms of earlier invocations that this one does not run stay in the results
+        for seed, per_seed in earlier.get("phantoms", {}).items():
+            if int(seed) not in seeds:
+                result["phantoms"][seed] = per_seed
+    result["argv"] = sys.argv[1:]
     start = time.perf_counter()
 
     def save() -> None:
