@@ -81,36 +81,43 @@ def published_spec(brain: str, slab_mm: float):
 
 
 def ingest_scans(phantom: Path, scans: Path, brain: str) -> None:
-    """A fresh cohort ``scans`` holding only the phantom's scans of ``brain``, ingested (section
-    list, digitization step, shrinkage and base section from the phantom's true brain.toml)."""
+    """A fresh cohort ``scans`` holding only the phantom's scans of ``brain``, ingested
+    (:func:`ingest_brain`)."""
+    make_cohort_of(scans, phantom, [brain], files=("areas.tsv",))
+    ingest_brain(phantom, scans, brain)
+
+
+def ingest_brain(phantom: Path, cohort: Path, brain: str) -> None:
+    """The phantom's scans of ``brain`` copied into ``cohort`` (which lists the brain) and ingested:
+    section list, digitization step, shrinkage and base section from the phantom's true
+    brain.toml (the base section written into the new brain.toml, so that the reconstruction
+    shares the world frame of the true midsurface)."""
     truth_inputs = phantom / "ground_truth" / brain / "inputs"
     meta = tomllib.loads((truth_inputs / "brain.toml").read_text())
-    if scans.exists():
-        shutil.rmtree(scans)
-    scans.mkdir(parents=True)
-    shutil.copytree(phantom / "scans" / brain, scans / "scans" / brain)
-    make_cohort(scans / "_tmp", phantom, truth_inputs, brain)
-    for name in ("cohort.toml", "areas.tsv", "atlas", "ground_truth"):
-        shutil.move(str(scans / "_tmp" / name), str(scans / name))
-    shutil.rmtree(scans / "_tmp")
+    target = cohort / "scans" / brain
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(phantom / "scans" / brain, target)
+    if (cohort / brain).exists():
+        shutil.rmtree(cohort / brain)
     run(
         "ingest",
-        str(scans),
+        str(cohort),
         brain,
         "--scans",
-        str(scans / "scans" / brain),
+        str(target),
         "--digitization-step",
         str(meta["digitization_step"]),
         "--shrinkage-factor",
         str(meta["shrinkage_factor"]),
     )
     # the base section of the phantom (the world frame of its true midsurface)
-    text = (scans / brain / "brain.toml").read_text()
+    text = (cohort / brain / "brain.toml").read_text()
     if "base_section" not in text:
         text = text.replace(
             "[spacing_um]", f"base_section = {meta['base_section']}\n\n[spacing_um]"
         )
-        (scans / brain / "brain.toml").write_text(text)
+        (cohort / brain / "brain.toml").write_text(text)
 
 
 def make_published_phantom(out: Path, brain: str, seed: int, slab_mm: float) -> None:
@@ -140,22 +147,37 @@ def make_published_phantom(out: Path, brain: str, seed: int, slab_mm: float) -> 
 def make_cohort(folder: Path, template: Path, brain_folder: Path, brain: str) -> Path:
     """A one-brain cohort at ``folder``: cohort files of ``template``, the given brain folder, and
     the phantom's ground truth of the brain (for the accuracy)."""
+    return make_cohort_of(folder, template, [brain], {brain: brain_folder})[brain]
+
+
+def make_cohort_of(
+    folder: Path,
+    template: Path,
+    brains: list[str],
+    brain_folders: dict[str, Path] | None = None,
+    files: tuple[str, ...] = ("areas.tsv", "synth.json"),
+) -> dict[str, Path]:
+    """A cohort at ``folder`` (made anew) listing ``brains``: the cohort ``files`` and atlas of
+    ``template``, copies of the given brain folders (a brain without one is listed only, for
+    ``ingest``), and the phantom's ground truth of every brain. Returns the brain folders."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    for name in ("areas.tsv", "synth.json"):
+    for name in files:
         if (template / name).is_file():
             shutil.copy2(template / name, folder / name)
     shutil.copytree(template / "atlas", folder / "atlas")
     text = (template / "cohort.toml").read_text()
     cohort = tomllib.loads(text)
     listed = "\n".join(f'    "{b}",' for b in cohort["brains"])
-    text = text.replace(listed, f'    "{brain}",')
+    text = text.replace(listed, "\n".join(f'    "{b}",' for b in brains))
     (folder / "cohort.toml").write_text(text)
-    shutil.copytree(brain_folder, folder / brain)
     (folder / "ground_truth").mkdir()
-    shutil.copytree(template / "ground_truth" / brain, folder / "ground_truth" / brain)
-    return folder / brain
+    for brain in brains:
+        if brain_folders and brain in brain_folders:
+            shutil.copytree(brain_folders[brain], folder / brain)
+        shutil.copytree(template / "ground_truth" / brain, folder / "ground_truth" / brain)
+    return {brain: folder / brain for brain in brains}
 
 
 def swap(brain_folder: Path, source: Path, names: tuple[str, ...]) -> None:
