@@ -7,13 +7,13 @@ Every brain of a tiny phantom made as scans only (``cortexgraph synth OUT --pres
         --shrinkage-factor F                      (base_section of the phantom written after it)
     cortexgraph segment BRAIN --root COHORT --no-qc
     cortexgraph align BRAIN --root COHORT --features none --install --accept-flagged
-    cortexgraph register BRAIN --root COHORT
+    cortexgraph register BRAIN --root COHORT --install
 
-and gets two inputs that ``ingest`` cannot make:
+(``--install`` copies the coordinate maps into the brain folder, ``coords-registered/`` and the
+``coords`` column of sections.tsv, where the CO and PM features read them; the measured runs of
+results/scans_end_to_end.md copied the same files into ``coords/`` with a function of this
+script, before ``register --install`` existed) and gets one input that the scans cannot give:
 
-* the **coordinate maps** of ``register`` (``derivatives/cortexgraph/BRAIN/register/coords/``),
-  copied into the brain folder (``coords`` column of sections.tsv, ``spacing_um.coords``): the CO
-  and PM features read them from there, and ``register`` has no install step;
 * the **annotations** of the phantom (``ground_truth/BRAIN/inputs/annotations/``: an expert's work
   on the images, docs/scans-in.md), copied unchanged with their ``annotation`` / ``contours``
   columns and ``spacing_um.annotation``. They are in the pixel frame of the scan (the phantom
@@ -134,18 +134,6 @@ def add_annotations(cohort: Path, brain: str, truth_inputs: Path) -> None:
     )
 
 
-def install_coords(cohort: Path, brain: str) -> None:
-    """``register``'s coordinate maps into the brain folder (``coords`` column and spacing)."""
-    register = cohort / "derivatives" / "cortexgraph" / brain / "register"
-    spacing = json.loads((register / "register.json").read_text())["coords_spacing_um"]
-    target = cohort / brain / "coords"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(register / "coords", target)
-    files = {int(p.name[1:5]): f"coords/{p.name}" for p in sorted(target.glob("s*.h5"))}
-    edit_brain(cohort, brain, {"coords": files}, {"coords": float(spacing)})
-
-
 def use_true_coords(cohort: Path, brain: str, truth_inputs: Path) -> None:
     """The phantom's coordinate maps in a brain made from scans."""
     target = cohort / brain / "coords"
@@ -222,8 +210,7 @@ def scans_cohort(phantom: Path, cohort: Path, result: dict) -> None:
                 "align", brain, "--root", str(cohort), "--features", "none", "--install",
                 "--accept-flagged",
             )  # fmt: skip
-            e2e.run("register", brain, "--root", str(cohort))
-            install_coords(cohort, brain)
+            e2e.run("register", brain, "--root", str(cohort), "--install")
             add_annotations(cohort, brain, truth_inputs)
             marker.write_text("done\n")
         derivatives = cohort / "derivatives" / "cortexgraph" / brain

@@ -118,6 +118,12 @@ def register(app: typer.Typer) -> None:
         spacing_um: float = typer.Option(
             None, help="Pixel spacing of the coordinate maps [default: brain.toml's coords]."
         ),
+        install: bool = typer.Option(
+            False,
+            "--install",
+            help="Copy the coordinate maps into the brain folder (coords-registered/, the coords "
+            "column of sections.tsv; the old tables kept as *.before-register.*).",
+        ),
         *,
         flags: StageFlags,
     ) -> None:
@@ -127,11 +133,16 @@ def register(app: typer.Typer) -> None:
         Needs SimpleITK (pip install 'cortexgraph[scans]'). Writes
         <cohort>/derivatives/cortexgraph/<brain>/register/: coords/sNNNN.h5, world_to_template.h5,
         register.json (with the error in mm against the brain's coordinate maps when it has them,
-        e.g. on a phantom).
+        e.g. on a phantom). With --install: <brain>/coords-registered/sNNNN.h5 and the coords
+        column of sections.tsv, so that features reads CO and PM from them.
         """
         from rich.markup import escape
 
-        from cortexgraph.scans.register import RegisterParameters, run_register
+        from cortexgraph.scans.register import (
+            RegisterParameters,
+            install_registration,
+            run_register,
+        )
 
         params = RegisterParameters(voxel_mm=voxel_mm, bspline_mm=bspline_mm, spacing_um=spacing_um)
         for brain, report in each_brain(brains, flags, run_register, params):
@@ -143,3 +154,11 @@ def register(app: typer.Typer) -> None:
                     f"mean {error['mean_mm']:.2f}, 95th percentile {error['p95_mm']:.2f}"
                 )
             console.print(line, highlight=False)
+            if install:
+                written = install_registration(brain)
+                console.print(
+                    f"  installed: {len(written)} files ("
+                    f"{escape(str(brain.root / 'coords-registered'))}, "
+                    f"{escape(str(brain.section_table_path))})",
+                    highlight=False,
+                )

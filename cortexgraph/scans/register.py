@@ -535,3 +535,62 @@ def run_register(
         overwrite=overwrite,
         wait_s=wait_s,
     )
+
+
+#: folder of a brain that ``install_registration`` copies the coordinate maps into
+INSTALLED_COORDS_FOLDER = "coords-registered"
+
+
+def install_registration(brain) -> list[Path]:
+    """Copy the register stage's coordinate maps into the brain's own files, so that ``features``
+    (CO, PM) and the web app read them like coordinate maps a lab supplies.
+
+    The maps go to ``<brain>/coords-registered/sNNNN.h5`` (a folder of their own: coordinate maps
+    the brain already has are never overwritten); sections.tsv's ``coords`` column points to them
+    and brain.toml's ``[spacing_um] coords`` becomes the maps' spacing. The brain's sections.tsv
+    and brain.toml are first copied to ``sections.before-register.tsv`` /
+    ``brain.before-register.toml`` beside them (when no such copy exists). Every file is written
+    atomically. Raises ParameterError when the stage has not run (or its maps are incomplete).
+    Returns the paths written.
+    """
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from cortexgraph.errors import ParameterError
+    from cortexgraph.outputs import atomic_path
+
+    available = [r.section for r in brain.sections if not r.missing]
+    outputs = register_outputs(brain, available)
+    if not outputs["report"].is_file():
+        raise ParameterError(
+            "no registration to install",
+            file=str(outputs["report"]),
+            fix=f"run `cortexgraph register {brain.id}` first",
+        )
+    missing = [s for s in available if not outputs[f"coords:{s}"].is_file()]
+    if missing:
+        raise ParameterError(
+            f"the registration has no coordinate map of {len(missing)} available section(s), "
+            f"first {missing[0]}",
+            file=str(outputs[f"coords:{missing[0]}"]),
+            section=missing[0],
+            fix=f"run `cortexgraph register {brain.id}` again (the sections changed since)",
+        )
+    report = json.loads(outputs["report"].read_text(encoding="utf-8"))
+    written: list[Path] = []
+    for table in (brain.section_table_path, brain.manifest_path):
+        backup = table.with_name(f"{table.stem}.before-register{table.suffix}")
+        if table.is_file() and not backup.exists():
+            shutil.copy2(table, backup)
+            written.append(backup)
+    names = {s: f"{INSTALLED_COORDS_FOLDER}/s{s:04d}.h5" for s in available}
+    for s, name in names.items():
+        with atomic_path(brain.root / name) as tmp:
+            shutil.copyfile(outputs[f"coords:{s}"], tmp)
+        written.append(brain.root / name)
+    brain.coords_spacing_um = float(report["coords_spacing_um"])
+    written.append(brain.write_manifest())
+    records = [r if r.missing else replace(r, coords=names[r.section]) for r in brain.sections]
+    written.append(brain.write_sections(records))
+    return written

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cortexgraph.errors import ParameterError
 from cortexgraph.scans.register import (
     RegisterParameters,
     initial_similarity,
+    install_registration,
     template_intensity,
 )
 
@@ -71,6 +73,8 @@ def test_run_register_writes_coordinate_maps_and_measures(tiny_cohort, tmp_path)
     root = tmp_path / "tiny"
     shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("B03", "B07"))
     brain = find_brain("B01", root)
+    with pytest.raises(ParameterError, match="no registration to install"):
+        install_registration(brain)
     params = RegisterParameters(voxel_mm=2.4, bspline_mm=0.0, affine_iterations=40)
     report = run_register(brain, params)
     error = report["error_against_coords"]
@@ -88,3 +92,18 @@ def test_run_register_writes_coordinate_maps_and_measures(tiny_cohort, tmp_path)
     finite = np.isfinite(coords).all(axis=2)
     assert finite.any() and np.nanmax(np.abs(coords)) <= 1.0
     assert (out / "world_to_template.h5").is_file()
+
+    # --install: the maps become the brain's own (a folder of their own; old tables backed up)
+    own_before = {p.name: p.read_bytes() for p in (brain.root / "coords").glob("s*.h5")}
+    written = install_registration(brain)
+    assert (brain.root / "sections.before-register.tsv").is_file()
+    assert (brain.root / "brain.before-register.toml").is_file()
+    assert {p.name: p.read_bytes() for p in (brain.root / "coords").glob("s*.h5")} == own_before
+    again = find_brain("B01", root)
+    assert again.coords_spacing_um == report["coords_spacing_um"]
+    for record in again.sections:
+        if not record.missing:
+            assert record.coords == f"coords-registered/s{record.section:04d}.h5"
+    assert again.root / "coords-registered" / "s0842.h5" in written
+    with Raster(again.root / again.section(842).coords) as raster:
+        np.testing.assert_array_equal(raster.read_level(0), coords)
