@@ -358,7 +358,9 @@ def _named_encoder(store: Derivatives, brains: Sequence[str], encoder: str) -> s
 
 def _refuse_transfer_leak(store: Derivatives, encoder: str, transfer: str | None) -> None:
     """A run's transfer brain must be the brain its encoder held out: otherwise the transfer brain is
-    scored with features learned from its own sections."""
+    scored with features learned from its own sections. Nothing to check without a transfer brain."""
+    if not transfer:
+        return
     record = store.record(StageId("train-encoder", None, (encoder,)))
     if record is None:
         log.warning(
@@ -369,7 +371,7 @@ def _refuse_transfer_leak(store: Derivatives, encoder: str, transfer: str | None
         )
         return
     held_out = record.parameters.get("preset", {}).get("transfer_brain") or None
-    if transfer and held_out != transfer:
+    if held_out != transfer:
         seen = f"held out {held_out}" if held_out else "held out no brain"
         raise ParameterError(
             f"encoder {encoder} {seen} and was trained on sections of {transfer}; a run with "

@@ -183,3 +183,21 @@ def test_predict_writes_proba_and_pred(cohort, tmp_path):
     # a second model's predictions never share a file with the first's
     other = train_gnn(root, model="linear", epochs=1, features="co", **FAST)
     assert predict_brain(other.name, "B07", root)[0].parent.name == other.name
+
+
+def test_transfer_leak_check_warns_only_when_there_is_a_transfer_brain(tmp_path, caplog):
+    """An encoder trained elsewhere (no train-encoder record) cannot be checked against the
+    transfer brain: a warning naming it; a run without a transfer brain has nothing to check."""
+    import logging
+
+    from cortexgraph.gnn.stage import _refuse_transfer_leak
+
+    store = Derivatives(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="cortexgraph.gnn.stage"):
+        _refuse_transfer_leak(store, "outside", None)
+        assert not caplog.records
+        _refuse_transfer_leak(store, "outside", "B07")
+    assert [r.getMessage() for r in caplog.records] == [
+        "encoder outside has no train-encoder record (trained elsewhere): cannot check that it "
+        "never saw the transfer brain B07"
+    ]
