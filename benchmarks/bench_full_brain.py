@@ -193,7 +193,7 @@ def main() -> None:
                 )
             )
             setup[-1]["for"] = stage
-            argv = [*cli, "predict", run_name, b, *root, "--device", "cpu"]
+            argv = [*cli, "predict", run_name, b, *root, "--device", "cpu", "--overwrite"]
         rows.append(run_stage(stage, argv, logs / f"{stage}.log", env))
         rows.sort(key=lambda r: STAGES.index(r["stage"]))
         report()

@@ -71,6 +71,12 @@ RUNS_DIR = DERIVATIVES / "runs"
 MODEL_FORMAT = "cortexgraph-node-classifier"
 MODEL_VERSION = 1
 
+#: graph size (nodes) from which ``predict`` on a CPU computes a GAT or SAGE model layer by layer
+#: (:func:`cortexgraph.gnn.inference.layerwise_proba`: bounded memory, float16 activations) instead
+#: of exact k-hop batches (a whole brain's hemisphere at 0.3 mm has about 430k nodes; k-hop batches
+#: of both hemispheres of one peaked at 11.5 GB, benchmarks/results/full_brain.md)
+LAYERWISE_MIN_NODES = 200_000
+
 #: Training settings per preset. ``seeds``: the published settings (GNN paper). ``demo``: a narrower
 #: network, fewer epochs and smaller batches (more steps per epoch) with a larger learning rate, so
 #: the demo phantom trains in about a minute on two CPU cores.
@@ -698,7 +704,9 @@ def predict_brain(
     device : str, optional
     batch_size : int
         Output nodes per forward pass (each on its exact k-hop neighbourhood; same result as one
-        whole-graph pass, so not part of the stage key).
+        whole-graph pass, so not part of the stage key). On a CPU, a GAT or SAGE graph of at least
+        ``LAYERWISE_MIN_NODES`` nodes is computed layer by layer instead (bounded memory; float16
+        activations, within 5e-3 of the exact pass); the record's ``method`` says which.
     overwrite, wait_s : see :class:`~cortexgraph.derivatives.StageRun`.
 
     Returns
@@ -708,6 +716,7 @@ def predict_brain(
         the cohort's areas, class index = rank of the area id) and ``pred`` int64 (N,) = argmax.
     """
     from cortexgraph.gnn.train import predict_proba
+    from cortexgraph.training.runtime import pick_device
 
     run_dir = resolve_run(run, cohort_root)
     cohort_root = cohort_of_run(run_dir, cohort_root)
@@ -734,14 +743,26 @@ def predict_brain(
         model, config = load_run(run_dir)
         graph_key = stage.upstream_records[f"{brain}/build-graph"].key
         written, measured = [], {}
+        on_cpu = pick_device(device).type == "cpu"
         for item in graph_items(store, [brain]):
             load_graphs(store, [item], features, encoder=encoder, labels=False)
-            proba = predict_proba([item.data], model, batch_size=batch_size, device=device)[0]
+            layerwise = (
+                on_cpu
+                and model.kind in ("gat", "sage")
+                and int(item.data.num_nodes) >= LAYERWISE_MIN_NODES
+            )
+            proba = predict_proba(
+                [item.data], model, batch_size=batch_size, device=device, layerwise=layerwise
+            )[0]
             pred = proba.argmax(1).astype(np.int64)
             item.data = None
             out = prediction_path(store.root, brain, run_name, item.hemi)
             write_node_arrays(out, graph_key, len(pred), proba=proba.astype(np.float32), pred=pred)
             written.append(out)
-            measured[item.hemi] = {"nodes": int(proba.shape[0]), "classes": int(proba.shape[1])}
+            measured[item.hemi] = {
+                "nodes": int(proba.shape[0]),
+                "classes": int(proba.shape[1]),
+                "method": "layerwise" if layerwise else "k-hop",
+            }
         stage.commit(written, measured)
     return written

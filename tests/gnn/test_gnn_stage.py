@@ -201,3 +201,24 @@ def test_transfer_leak_check_warns_only_when_there_is_a_transfer_brain(tmp_path,
         "encoder outside has no train-encoder record (trained elsewhere): cannot check that it "
         "never saw the transfer brain B07"
     ]
+
+
+def test_predict_computes_a_large_graph_layer_by_layer_on_a_cpu(cohort, tmp_path, monkeypatch):
+    """From ``LAYERWISE_MIN_NODES`` nodes on (here lowered to 0) a GAT is predicted layer by layer
+    (bounded memory, float16 activations): the same probabilities as the whole-graph pass within
+    5e-3, and the record says which method ran."""
+    import cortexgraph.gnn.stage as stage
+
+    root = _copy(cohort, tmp_path)
+    run = train_gnn(root, model="gat", layers=2, epochs=1, features="cy,co", **FAST)
+    model, _ = load_run(run)
+    store = Derivatives(root)
+    monkeypatch.setattr(stage, "LAYERWISE_MIN_NODES", 0)
+    written = predict_brain(run.name, "B07", root, device="cpu")
+    record = store.record(StageId("predict", "B07", (run.name,)))
+    for path, item in zip(written, graph_items(store, ["B07"]), strict=True):
+        assert record.measured[item.hemi]["method"] == "layerwise"
+        data = load_graphs(store, [item], ("cy", "co"), encoder="synthetic", labels=False)[0].data
+        with torch.no_grad():
+            expected = torch.softmax(model(data), 1).numpy()
+        np.testing.assert_allclose(read_node_arrays(path)["proba"], expected, atol=5e-3)
