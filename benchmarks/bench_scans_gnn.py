@@ -115,39 +115,35 @@ def edit_brain(cohort: Path, brain_id: str, columns: dict[str, dict[int, str]], 
     brain.write_sections(records)
 
 
-def add_annotations(cohort: Path, brain: str, truth_inputs: Path) -> None:
-    """The phantom's annotations of ``brain``, unchanged, into its brain folder (module docstring)."""
-    target = cohort / brain / "annotations"
+def copy_truth_files(
+    cohort: Path, brain: str, truth_inputs: Path, folder: str, columns: tuple[str, ...], role: str
+) -> None:
+    """The phantom's ``folder`` of ``brain`` (its true inputs), unchanged, into the brain folder of
+    ``cohort``, with the sections.tsv ``columns`` that name its files and ``[spacing_um] role``."""
+    target = cohort / brain / folder
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(truth_inputs / "annotations", target)
+    shutil.copytree(truth_inputs / folder, target)
     rows = truth_rows(truth_inputs)
     meta = tomllib.loads((truth_inputs / "brain.toml").read_text())
     edit_brain(
         cohort,
         brain,
-        {
-            "annotation": {s: r["annotation"] for s, r in rows.items()},
-            "contours": {s: r["contours"] for s, r in rows.items()},
-        },
-        {"annotation": meta["spacing_um"]["annotation"]},
+        {c: {s: r[c] for s, r in rows.items()} for c in columns},
+        {role: meta["spacing_um"][role]},
+    )
+
+
+def add_annotations(cohort: Path, brain: str, truth_inputs: Path) -> None:
+    """The phantom's annotations of ``brain``, unchanged, into its brain folder (module docstring)."""
+    copy_truth_files(
+        cohort, brain, truth_inputs, "annotations", ("annotation", "contours"), "annotation"
     )
 
 
 def use_true_coords(cohort: Path, brain: str, truth_inputs: Path) -> None:
     """The phantom's coordinate maps in a brain made from scans."""
-    target = cohort / brain / "coords"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(truth_inputs / "coords", target)
-    rows = truth_rows(truth_inputs)
-    meta = tomllib.loads((truth_inputs / "brain.toml").read_text())
-    edit_brain(
-        cohort,
-        brain,
-        {"coords": {s: r["coords"] for s, r in rows.items()}},
-        {"coords": meta["spacing_um"]["coords"]},
-    )
+    copy_truth_files(cohort, brain, truth_inputs, "coords", ("coords",), "coords")
 
 
 def use_true_mirrors(cohort: Path, brain: str, truth_inputs: Path) -> None:
