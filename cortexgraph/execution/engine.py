@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from cortexgraph.errors import CortexgraphError, ParameterError
+from cortexgraph.resources import usable_cores
 
 __all__ = ["EngineOptions", "Engine", "open_engine", "default_workers", "slurm_cluster_kwargs"]
 
@@ -161,10 +162,7 @@ class EngineOptions:
 
 def default_workers(max_parallel: int | None = None) -> int:
     """Workers of a local cluster: the CPU cores this process may use, at most ``max_parallel``."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     if max_parallel is not None:
         cores = min(cores, max(1, int(max_parallel)))
     return max(1, cores)

@@ -45,6 +45,7 @@ from pathlib import Path
 from cortexgraph.data.manifest import DERIVATIVES
 from cortexgraph.errors import CortexgraphError, ResourceError, StageBusyError
 from cortexgraph.execution.guard import process_identity, same_process
+from cortexgraph.resources import usable_cores
 
 __all__ = [
     "engine_folder",
@@ -105,13 +106,6 @@ def service_client(cohort_root: str | os.PathLike, timeout_s: float = 5.0):
         return Client(scheduler_file=str(path), timeout=f"{timeout_s}s")
     except (OSError, TimeoutError, ValueError):
         return None
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _gpu_count() -> int:
@@ -366,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     owner = process_identity(args.owner) if args.owner else None
     gpus = _gpu_count() if args.gpus is None else args.gpus
-    cpus = args.cpus or _cores()
+    cpus = args.cpus or usable_cores()
     path = args.folder / SCHEDULER_FILE
     record_path = args.folder / SERVICE_FILE
     from cortexgraph.outputs import write_json_atomic

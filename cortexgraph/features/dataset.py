@@ -59,6 +59,7 @@ from cortexgraph.features.patches import (
 )
 from cortexgraph.features.presets import EncoderPreset
 from cortexgraph.features.sampling import balanced_resample, centres_from_annotation
+from cortexgraph.resources import usable_cores
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -430,13 +431,7 @@ BatchPlan = list[tuple[np.ndarray, "list[AugmentationParams] | None"]]
 def default_loader_workers() -> int:
     """DataLoader workers for patch reading when none are asked for: 0 with 2 CPUs or fewer (a
     reader process would compete with training for the cores), else ``min(4, cpus - 2)``."""
-    import os
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(4, cpus - 2))
+    return max(0, min(4, usable_cores() - 2))
 
 
 class _PlannedBatches:
