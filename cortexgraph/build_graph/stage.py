@@ -199,6 +199,7 @@ def _build(
         progress("laplace depth", 1, 1)
 
     start = time.perf_counter()
+    cores = usable_cores()
     target_edge_mm = params.target_edge_mm or voxel_mm
     meshes, info = midsurfaces(
         depth,
@@ -208,7 +209,7 @@ def _build(
         target_edge_mm,
         progress,
         declared=brain.hemispheres,
-        workers=None if workers is None else min(workers, usable_cores()),
+        workers=None if workers is None else min(workers, cores),
     )
     report["midsurfaces"] = info
     for hemi in HEMISPHERES:  # files of a hemisphere the brain does not hold (any more)
@@ -222,7 +223,7 @@ def _build(
 
     start = time.perf_counter()
     tables, info = map_hemispheres(
-        meshes, stack, params, progress, workers=usable_cores() if workers is None else workers
+        meshes, stack, params, progress, workers=cores if workers is None else workers
     )
     report["mapping"] = info
     seconds["mapping"] = time.perf_counter() - start

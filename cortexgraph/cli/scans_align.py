@@ -139,6 +139,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from cortexgraph.scans.register import (
+            INSTALLED_COORDS_FOLDER,
             RegisterParameters,
             install_registration,
             run_register,
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
                 written = install_registration(brain)
                 console.print(
                     f"  installed: {len(written)} files ("
-                    f"{escape(str(brain.root / 'coords-registered'))}, "
+                    f"{escape(str(brain.root / INSTALLED_COORDS_FOLDER))}, "
                     f"{escape(str(brain.section_table_path))})",
                     highlight=False,
                 )
