@@ -408,6 +408,10 @@ def summarize_errors(errors_mm: np.ndarray) -> dict:
 
 
 # -- the stage ----------------------------------------------------------------------------------------
+#: folder of a brain that ``install_registration`` copies the coordinate maps into
+INSTALLED_COORDS_FOLDER = "coords-registered"
+
+
 def register_outputs(brain, sections: Sequence[int]) -> dict[str, Path]:
     """Files of the register stage under ``<derivatives>/<brain>/register/``."""
     folder = brain.derivatives / "register"
@@ -452,8 +456,9 @@ def run_register(
     (parameters, registration scores, seconds; on a brain whose sections.tsv lists coordinate maps,
     e.g. a phantom, or whose phantom keeps them in ``ground_truth/<brain>/coords/sNNNN.h5`` or, made
     with ``synth --scans-only``, ``ground_truth/<brain>/inputs/coords/sNNNN.h5``, the
-    error in mm against those maps per section and overall). The brain's own coordinate maps are not
-    touched.
+    error in mm against those maps per section and overall; maps installed by
+    :func:`install_registration` are this stage's own output and never the reference). The brain's
+    own coordinate maps are not touched.
     """
     from cortexgraph.data.raster import Raster, write_raster
     from cortexgraph.data.stack import SectionStack
@@ -468,7 +473,13 @@ def run_register(
     report_progress = progress or (lambda stage, done, total: None)
     stack = SectionStack(brain)
     sections = list(stack.sections)
-    own_coords = all(brain.section(s).coords for s in sections)
+    # maps this stage installed earlier (``install_registration``) are its own output, not a
+    # reference to measure against
+    own_coords = all(
+        brain.section(s).coords
+        and Path(brain.section(s).coords).parts[0] != INSTALLED_COORDS_FOLDER
+        for s in sections
+    )
     kinds = ("mask", "coords") if own_coords else ("mask",)
     manifest_values, files = brain_inputs(brain, kinds)
     truth_files = {} if own_coords else truth_coordinate_files(brain, sections)
@@ -535,10 +546,6 @@ def run_register(
         overwrite=overwrite,
         wait_s=wait_s,
     )
-
-
-#: folder of a brain that ``install_registration`` copies the coordinate maps into
-INSTALLED_COORDS_FOLDER = "coords-registered"
 
 
 def install_registration(brain) -> list[Path]:

@@ -107,3 +107,7 @@ def test_run_register_writes_coordinate_maps_and_measures(tiny_cohort, tmp_path)
     assert again.root / "coords-registered" / "s0842.h5" in written
     with Raster(again.root / again.section(842).coords) as raster:
         np.testing.assert_array_equal(raster.read_level(0), coords)
+    # registered again, the stage does not measure itself against the maps it installed
+    rerun = run_register(again, params)
+    error = rerun.get("error_against_coords")
+    assert error is None or error["median_mm"] > 0.5
