@@ -7,9 +7,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from cortexgraph.derivatives.parameters import field_errors
+from cortexgraph.derivatives.parameters import (
+    check_fields,
+    field_errors,
+    integers,
+    numbers,
+    one_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,46 +88,27 @@ class BuildGraphParameters:
 
     def __post_init__(self) -> None:
         bad = field_errors(self, "build-graph")
-        if self.exclusion not in ("auto", "mask", "automatic", "none"):
-            raise bad("exclusion", "one of auto, mask, automatic, none")
-        if self.isosurface_method not in ("flying_edges", "lewiner"):
-            raise bad("isosurface_method", "flying_edges or lewiner")
-        if self.hemispheres not in ("auto", "both", "lh", "rh"):
-            raise bad("hemispheres", "one of auto, both, lh, rh")
-        positive = (
-            "voxel_size_mm", "target_edge_mm", "max_cortex_thickness_mm", "laplace_tol",
-            "max_move_mm", "tissue_patch_mm",
-        )  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if value is None and name in ("voxel_size_mm", "target_edge_mm"):
-                continue
-            if not _finite_number(value) or value <= 0:
-                raise bad(name, "a finite number > 0")
-        for name in ("exclusion_grow_mm", "min_defect_mm3", "max_spike_ratio"):
-            if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
-                raise bad(name, "a finite number >= 0")
-        for name in (
-            "min_tissue_fraction", "min_cortex_fraction", "min_component_fraction",
-            "min_tissue_share", "min_hemisphere_fraction", "max_fissure_tissue_ratio",
-        ):  # fmt: skip
-            if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
-                raise bad(name, "a number in [0, 1)")
-        for name in ("max_gap_planes", "laplace_max_iter", "remesh_iterations", "max_hole_edges"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise bad(name, "an integer >= 0")
-        if self.laplace_max_iter < 1:
-            raise bad("laplace_max_iter", "an integer >= 1")
-        if self.poisson_depth is not None and (
-            isinstance(self.poisson_depth, bool)
-            or not isinstance(self.poisson_depth, int)
-            or not 4 <= self.poisson_depth <= 14
-        ):
-            raise bad("poisson_depth", "an integer in 4..14, or none")
+        check_fields(self, bad, _RULES)
 
 
-def _finite_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
-    )
+#: the fields of :class:`BuildGraphParameters` that are shares (of the largest component, ...)
+_SHARES = (
+    "min_tissue_fraction", "min_cortex_fraction", "min_component_fraction", "min_tissue_share",
+    "min_hemisphere_fraction", "max_fissure_tissue_ratio",
+)  # fmt: skip
+#: the ranges of :class:`BuildGraphParameters` (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+_RULES = (
+    ("exclusion", one_of(("auto", "mask", "automatic", "none"))),
+    ("isosurface_method", one_of(("flying_edges", "lewiner"), "flying_edges or lewiner")),
+    ("hemispheres", one_of(("auto", "both", "lh", "rh"))),
+    (("voxel_size_mm", "target_edge_mm"), numbers(0, low_open=True).or_none("a finite number > 0")),
+    (
+        ("max_cortex_thickness_mm", "laplace_tol", "max_move_mm", "tissue_patch_mm"),
+        numbers(0, low_open=True),
+    ),
+    (("exclusion_grow_mm", "min_defect_mm3", "max_spike_ratio"), numbers(0)),
+    (_SHARES, numbers(0, 1, high_open=True)),
+    (("max_gap_planes", "laplace_max_iter", "remesh_iterations", "max_hole_edges"), integers(0)),
+    ("laplace_max_iter", integers(1)),
+    ("poisson_depth", integers(4, 14).or_none("an integer in 4..14, or none")),
+)

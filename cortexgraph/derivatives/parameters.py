@@ -15,6 +15,9 @@ and raises :class:`cortexgraph.errors.ParameterError`. This module adds what eve
 - :func:`parameters_template`: every field with its default, its type and its unit (from the name:
   ``_mm`` millimetres, ``_um`` micrometres, ``_s`` seconds, ...) as a commented TOML file;
   :func:`read_parameters` of the template gives the defaults back.
+- :func:`check_fields`: the ``__post_init__`` range checks as a table of field names and
+  :class:`Rule` s (:func:`one_of`, :func:`integers`, :func:`numbers`, :func:`texts`, :data:`SEED`),
+  each error made by :func:`field_errors`; :func:`check_preset_number` for a preset's overrides.
 
 TOML has no null: an optional field (``float | None``) is unset with the string ``"none"``.
 
@@ -111,6 +114,117 @@ def field_errors(
 def is_integer(value: object) -> bool:
     """An int that is not a bool (TOML and Python both give ``True`` an int type)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> bool:
+    """An int or float that is not a bool, nan or infinite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What the value of a parameter field must be, for a ``__post_init__``: ``test(value)`` is
+    true; ``words`` says it in the error (``"a finite number > 0"``: the rule of
+    :func:`invalid_parameter`). Made by :func:`one_of`, :func:`integers` and :func:`numbers`."""
+
+    test: Callable[[Any], bool]
+    words: str
+
+    def check(self, params: object, bad: Callable[[str, str], ParameterError], *names: str) -> None:
+        """Raise ``bad(name, words)`` (:func:`field_errors`) for the first of the fields ``names``
+        of ``params`` whose value breaks the rule."""
+        for name in names:
+            if not self.test(getattr(params, name)):
+                raise bad(name, self.words)
+
+    def or_none(self, words: str | None = None) -> Rule:
+        """The rule, or ``None`` (``"none"`` in a file), said as ``words`` (default the rule's)."""
+        return Rule(lambda value: value is None or self.test(value), words or self.words)
+
+
+def one_of(choices: Iterable[Any], words: str | None = None) -> Rule:
+    """A value among ``choices``; words ``"one of a, b, c"`` unless given."""
+    allowed = tuple(choices)
+    return Rule(lambda value: value in allowed, words or f"one of {', '.join(map(str, allowed))}")
+
+
+def texts(words: str) -> Rule:
+    """A non-empty str (a name, a brain id, ...), said as ``words``."""
+    return Rule(lambda value: isinstance(value, str) and bool(value), words)
+
+
+def integers(low: int, high: float = math.inf, words: str | None = None) -> Rule:
+    """An integer (not a bool) in ``low..high``; words ``"an integer >= low"`` (no ``high``) or
+    ``"an integer in low..high"`` unless given."""
+    said = f"an integer >= {low}" if high == math.inf else f"an integer in {low}..{high}"
+    return Rule(lambda value: is_integer(value) and low <= value <= high, words or said)
+
+
+def numbers(
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    words: str | None = None,
+) -> Rule:
+    """A finite number (not a bool) between ``low`` and ``high``, each end excluded where ``*_open``;
+    words ``"a finite number > low"`` (``>=`` when closed; no ``high``) or ``"a number in [low,
+    high)"`` (brackets by the ends) unless given."""
+
+    def test(value: Any) -> bool:
+        if not is_finite_number(value):
+            return False
+        above = low < value if low_open else low <= value
+        return above and (value < high if high_open else value <= high)
+
+    if high == math.inf:
+        said = f"a finite number {'>' if low_open else '>='} {low}"
+    else:
+        said = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    return Rule(test, words or said)
+
+
+#: rules of a parameters dataclass for :func:`check_fields`: (a field's name or several names, rule)
+FieldRules = Iterable[tuple[str | Iterable[str], Rule]]
+
+
+def check_fields(
+    params: object, bad: Callable[[str, str], ParameterError], rules: FieldRules
+) -> None:
+    """The ``__post_init__`` check of a parameters dataclass by a table: raises ``bad(name, words)``
+    (:func:`field_errors`) for the first field, in the order of ``rules``, whose value breaks its
+    rule."""
+    for names, rule in rules:
+        rule.check(params, bad, *((names,) if isinstance(names, str) else names))
+
+
+#: a seed of numpy and torch random streams
+SEED = integers(0, 2**32 - 1)
+
+
+def check_preset_number(
+    name: str,
+    value: object,
+    bad: Callable[[str, str], ParameterError],
+    zero_allowed: Iterable[str] = (),
+    below_one: Iterable[str] = ("momentum",),
+) -> None:
+    """The range of an override of a preset's number (:func:`with_overrides`): an integer >= 1 or a
+    finite number > 0, ``>= 0`` for the fields ``zero_allowed`` names; a number in ``[0, 1)`` for
+    those ``below_one`` names. Raises ``bad(name, rule)`` (:func:`field_errors`) when ``value`` breaks it
+    (a value that is no number breaks it)."""
+    zero = name in zero_allowed
+    if is_integer(value):
+        rule = integers(0 if zero else 1)
+    elif not is_finite_number(value):
+        raise bad(name, "a finite number")
+    elif name in below_one:
+        rule = numbers(0, 1, high_open=True)
+    else:
+        rule = numbers(0, low_open=not zero)
+    if not rule.test(value):
+        raise bad(name, rule.words)
 
 
 def field_unit(name: str) -> str | None:

@@ -57,8 +57,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from cortexgraph.derivatives.parameters import check_fields, field_errors
 from cortexgraph.errors import CortexgraphError, ParameterError
 from cortexgraph.features.encoders import encoder_feature_dim
+from cortexgraph.features.parameters import BRANCHES, DISTANCE_RULES, DISTANCES
 from cortexgraph.features.payload import cpu_state, read_payload, write_payload
 from cortexgraph.training.checkpoint import plain
 
@@ -86,10 +88,6 @@ __all__ = [
     "matching_state",
 ]
 
-BRANCHES = ("features", "lsm-hr")
-"""What the Siamese branch is: the encoder of an encoder preset, or the E_HR of an LSM."""
-DISTANCES = ("euclidean", "geodesic")
-"""Ground-truth distance of a pair: straight in 3D, or along the midsurface."""
 DISTANCE_FORMAT = "cortexgraph-distance"
 
 
@@ -134,27 +132,7 @@ class DistanceSettings:
             raise ParameterError(
                 f"unknown distance {self.distance!r}", fix=f"use {' or '.join(DISTANCES)}"
             )
-        positive_int = ("patches_per_brain", "epochs", "lr_halve_every", "batch_pairs", "embed_dim")
-        for name in positive_int:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"distance setting {name} = {value!r} must be an integer >= 1")
-        if (
-            isinstance(self.test_every, bool)
-            or not isinstance(self.test_every, int)
-            or (self.test_every < 2)
-        ):
-            raise ParameterError(f"test_every = {self.test_every!r} must be an integer >= 2")
-        for name in ("pairs_per_patch", "lr", "alpha", "degree_exponent"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ParameterError(f"distance setting {name} = {value!r} must be a number > 0")
-        for name, high in (("momentum", 1.0), ("l2", math.inf), ("max_oblique_deg", 90.0)):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 <= value <= high:
-                raise ParameterError(f"distance setting {name} = {value!r} must lie in [0, {high}]")
-        if self.degree_exponent <= 1:
-            raise ParameterError("degree_exponent must be > 1 (a power law with a finite mean)")
+        check_fields(self, field_errors(self, "distance pre-training"), DISTANCE_RULES)
 
     def with_overrides(self, **overrides) -> DistanceSettings:
         """A copy with some settings replaced (``None`` values ignored; unknown names refused)."""

@@ -15,14 +15,20 @@ the same values reuse the encoder, a changed one retrains it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cortexgraph.derivatives.parameters import (
+    SEED,
+    Rule,
+    check_fields,
+    check_preset_number,
     field_errors,
-    is_integer,
+    integers,
+    numbers,
+    one_of,
     overrides_of,
+    texts,
     with_overrides,
 )
 from cortexgraph.errors import ParameterError
@@ -48,43 +54,41 @@ class FeaturesParameters:
 
     def __post_init__(self) -> None:
         bad = field_errors(self, "features")
-        if isinstance(self.encoder, str) and not self.encoder:
-            raise bad("encoder", 'an encoder name, or "none" (the preset for the image spacing)')
-        if not is_integer(self.test_every) or self.test_every < 2:
-            raise bad("test_every", "an integer >= 2")
-        if not is_integer(self.test_offset) or not 0 <= self.test_offset < self.test_every:
-            raise bad("test_offset", f"an integer in 0..{self.test_every - 1} (below test_every)")
+        encoder = texts('an encoder name, or "none" (the preset for the image spacing)')
+        encoder.or_none().check(self, bad, "encoder")
+        integers(2).check(self, bad, "test_every")
+        _below_test_every(self.test_every).check(self, bad, "test_offset")
 
 
+def _below_test_every(test_every: int) -> Rule:
+    """The rule of ``test_offset``: a section position below ``test_every``."""
+    return integers(0, test_every - 1, f"an integer in 0..{test_every - 1} (below test_every)")
 
 
 #: ``method`` of train-encoder
 METHODS = ("scl", "distance")
-#: ``branch`` and ``distance`` of a distance pre-training (:data:`cortexgraph.features.distance.BRANCHES`,
-#: ``DISTANCES``; repeated so that reading a parameters file does not import torch; a test keeps
-#: them equal)
+#: ``branch`` of a distance pre-training: the Siamese branch is the encoder of an encoder preset,
+#: or the E_HR of an LSM (defined here, where reading a parameters file does not import torch;
+#: :mod:`cortexgraph.features.distance` has it and :data:`DISTANCES` from here)
 BRANCHES = ("features", "lsm-hr")
+#: ``distance``: the ground-truth distance of a pair, straight in 3D or along the midsurface
 DISTANCES = ("euclidean", "geodesic")
 #: ``lsm_preset``: :data:`cortexgraph.lsm.config.PRESETS`
 LSM_PRESETS = ("auto", "full", "small", "phantom", "tiny")
-#: the ``distance_*`` fields -> (field of :class:`~cortexgraph.features.distance.DistanceSettings`,
-#: kind, low, high); kind ``int``: an integer in [low, high]; ``open``: a number in (low, high];
-#: ``closed``: a number in [low, high]
-DISTANCE_FIELDS: dict[str, tuple[str, str, float, float]] = {
-    "distance_epochs": ("epochs", "int", 1, math.inf),
-    "distance_patches_per_brain": ("patches_per_brain", "int", 1, math.inf),
-    "distance_pairs_per_patch": ("pairs_per_patch", "open", 0, math.inf),
-    "distance_lr": ("lr", "open", 0, math.inf),
-    "distance_lr_halve_every": ("lr_halve_every", "int", 1, math.inf),
-    "distance_momentum": ("momentum", "closed", 0, 1),
-    "distance_batch_pairs": ("batch_pairs", "int", 1, math.inf),
-    "distance_alpha": ("alpha", "open", 0, math.inf),
-    "distance_l2": ("l2", "closed", 0, math.inf),
-    "distance_embed_dim": ("embed_dim", "int", 1, math.inf),
-    "distance_test_every": ("test_every", "int", 2, math.inf),
-    "distance_max_oblique_deg": ("max_oblique_deg", "closed", 0, 90),
-    "distance_degree_exponent": ("degree_exponent", "open", 1, math.inf),
-}
+#: the ranges of the settings of a distance pre-training: the fields of
+#: :class:`~cortexgraph.features.distance.DistanceSettings` but ``distance`` (its
+#: ``__post_init__`` checks them), which train-encoder has as ``distance_<field>``
+DISTANCE_RULES: tuple[tuple[tuple[str, ...], Rule], ...] = (
+    (("epochs", "patches_per_brain", "lr_halve_every", "batch_pairs", "embed_dim"), integers(1)),
+    (("test_every",), integers(2)),
+    (("pairs_per_patch", "lr", "alpha"), numbers(0, low_open=True, words="a number > 0")),
+    (("momentum",), numbers(0, 1)),
+    (("l2",), numbers(0, words="a number >= 0")),
+    (("max_oblique_deg",), numbers(0, 90)),
+    (("degree_exponent",), numbers(1, low_open=True, words="a number > 1")),
+)
+#: the train-encoder fields of the distance settings: ``distance_<field>`` -> field
+DISTANCE_FIELDS = {f"distance_{name}": name for names, _ in DISTANCE_RULES for name in names}
 #: EncoderPreset fields that may be 0 (all other numbers must be > 0)
 _ZERO_ALLOWED = ("weight_decay", "momentum", "max_translation_um", "test_offset")
 
@@ -151,35 +155,13 @@ class TrainEncoderParameters:
 
     def __post_init__(self) -> None:
         bad = field_errors(self, "train-encoder")
-        for name, choices in (
-            ("preset", ("auto", *PRESETS)), ("method", METHODS), ("branch", BRANCHES),
-            ("distance", DISTANCES), ("lsm_preset", LSM_PRESETS),
-        ):  # fmt: skip
-            if getattr(self, name) not in choices:
-                raise bad(name, f"one of {', '.join(choices)}")
-        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
-            raise bad("seed", "an integer in 0..4294967295")
-        if not isinstance(self.transfer, str) or not self.transfer:
-            raise bad("transfer", 'a brain id, "auto" (the preset\'s) or "none"')
-        if self.init is not None and not (isinstance(self.init, str) and self.init):
-            raise bad("init", 'the name of a distance pre-training, or "none"')
-        if not isinstance(self.tsne, bool):
-            raise bad("tsne", "true or false")
-        for name, (_, kind, low, high) in DISTANCE_FIELDS.items():
-            value = getattr(self, name)
-            if kind == "int":
-                if not is_integer(value) or not low <= value <= high:
-                    raise bad(name, f"an integer >= {low}")
-            elif not _number(value) or not (low < value if kind == "open" else low <= value):
-                raise bad(name, f"a number {'>' if kind == 'open' else '>='} {low}")
-            elif value > high:
-                raise bad(name, f"a number <= {high}")
+        check_fields(self, bad, _RULES)
         for name, value in overrides_of(self).items():
             if value is not None:  # ce_epochs = false: the SCL + linear budget
                 _check_override(name, value, bad)
         offset, every = self.test_offset, self.test_every  # type: ignore[attr-defined]
-        if offset is not None and every is not None and not offset < every:
-            raise bad("test_offset", f"an integer in 0..{every - 1} (below test_every)")
+        if offset is not None and every is not None:
+            _below_test_every(every).check(self, bad, "test_offset")
 
     def preset_spec(self, image_spacing_um: float) -> EncoderPreset:
         """The preset (``auto``: the one made for ``image_spacing_um``, the cohort's first brain's)
@@ -201,7 +183,7 @@ class TrainEncoderParameters:
 
     def distance_settings(self) -> dict[str, Any]:
         """The fields of :class:`~cortexgraph.features.distance.DistanceSettings` (method distance)."""
-        values = {field: getattr(self, name) for name, (field, *_) in DISTANCE_FIELDS.items()}
+        values = {field: getattr(self, name) for name, field in DISTANCE_FIELDS.items()}
         return {"distance": self.distance, **values}
 
 
@@ -213,21 +195,21 @@ def _check_override(name: str, value: object, bad) -> None:
     elif name == "encoder_kwargs":
         if not isinstance(value, dict):
             raise bad(name, 'a table (e.g. {widths = [16, 32], padding = "same"})')
-    elif isinstance(value, bool):
-        return  # recompute_batch_norm
-    elif is_integer(value):
-        if value < (0 if name in _ZERO_ALLOWED else 1):  # type: ignore[operator]
-            raise bad(name, f"an integer >= {0 if name in _ZERO_ALLOWED else 1}")
-    elif _number(value):
-        if name == "momentum" and not 0 <= value < 1:  # type: ignore[operator]
-            raise bad(name, "a number in [0, 1)")
-        if value < 0 or (value == 0 and name not in _ZERO_ALLOWED):  # type: ignore[operator]
-            raise bad(name, f"a finite number {'>= 0' if name in _ZERO_ALLOWED else '> 0'}")
-    else:
-        raise bad(name, "a finite number")
+    elif not isinstance(value, bool):  # recompute_batch_norm: either
+        check_preset_number(name, value, bad, _ZERO_ALLOWED)
 
 
-def _number(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+#: the ranges of :class:`TrainEncoderParameters`'s own fields
+#: (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+_RULES = (
+    ("preset", one_of(("auto", *PRESETS))),
+    ("method", one_of(METHODS)),
+    ("branch", one_of(BRANCHES)),
+    ("distance", one_of(DISTANCES)),
+    ("lsm_preset", one_of(LSM_PRESETS)),
+    ("seed", SEED),
+    ("transfer", texts('a brain id, "auto" (the preset\'s) or "none"')),
+    ("init", texts('the name of a distance pre-training, or "none"').or_none()),
+    ("tsne", Rule(lambda value: isinstance(value, bool), "true or false")),
+    *((tuple(f"distance_{name}" for name in names), rule) for names, rule in DISTANCE_RULES),
+)

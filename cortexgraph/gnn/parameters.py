@@ -5,11 +5,17 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cortexgraph.derivatives.parameters import field_errors, is_integer
+from cortexgraph.derivatives.parameters import (
+    SEED,
+    check_fields,
+    field_errors,
+    integers,
+    numbers,
+    one_of,
+)
 from cortexgraph.errors import CortexgraphError, ParameterError
 
 #: the node classifiers (:data:`cortexgraph.gnn.models.KINDS`; repeated here so that reading a
@@ -61,22 +67,7 @@ class TrainGNNParameters:
             raise ParameterError(
                 f"unknown model {self.model!r}", fix=f"use one of {', '.join(MODELS)}"
             )
-        if self.preset not in PRESET_NAMES:
-            raise bad("preset", f"one of {', '.join(PRESET_NAMES)}")
-        if self.sampler not in SAMPLERS:
-            raise bad("sampler", f"one of {', '.join(SAMPLERS)}")
-        if not is_integer(self.layers) or not 1 <= self.layers <= 64:
-            raise bad("layers", "an integer in 1..64")
-        for name in ("epochs", "hidden", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and (not is_integer(value) or value < 1):
-                raise bad(name, 'an integer >= 1, or "none" (the preset\'s)')
-        if self.lr is not None and not (
-            isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0
-        ):
-            raise bad("lr", 'a finite number > 0, or "none" (the preset\'s)')
-        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
-            raise bad("seed", "an integer in 0..4294967295")
+        check_fields(self, bad, _RULES)
         if not isinstance(self.transfer, str) or not self.transfer:
             raise bad("transfer", 'a brain id, "auto" or "none"')
         from cortexgraph.derivatives.graphs import parse_features
@@ -94,3 +85,15 @@ class TrainGNNParameters:
         return values
 
 
+#: the ranges of :class:`TrainGNNParameters` (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+_RULES = (
+    ("preset", one_of(PRESET_NAMES)),
+    ("sampler", one_of(SAMPLERS)),
+    ("layers", integers(1, 64)),
+    (
+        ("epochs", "hidden", "batch_size"),
+        integers(1).or_none('an integer >= 1, or "none" (the preset\'s)'),
+    ),
+    ("lr", numbers(0, low_open=True).or_none('a finite number > 0, or "none" (the preset\'s)')),
+    ("seed", SEED),
+)

@@ -15,17 +15,22 @@ record what they resolve: the plan its settings, each model's training stage the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import cast
 
 from cortexgraph.derivatives.parameters import (
+    SEED,
+    check_fields,
+    check_preset_number,
     field_errors,
+    integers,
+    is_finite_number,
     is_integer,
+    numbers,
+    one_of,
     overrides_of,
     with_overrides,
 )
-from cortexgraph.errors import ParameterError
 from cortexgraph.lsm.networks import LSMConfig
 from cortexgraph.lsm.schedule import MAX_INTERVAL_MM
 
@@ -74,24 +79,7 @@ class LSMParameters:
         bad = field_errors(
             self, "lsm", lambda name: "" if name in overrides else f" (option {_option(name)})"
         )
-        if self.preset not in PRESET_NAMES:
-            raise bad("preset", f"one of {', '.join(PRESET_NAMES)}")
-        ranges = (
-            ("tile_px", 1, 4096), ("predict_batch_size", 1, 4096), ("seed", 0, 2**32 - 1),
-            ("step", 1, 10**6),
-        )  # fmt: skip
-        for name, low, high in ranges:
-            value = getattr(self, name)
-            if not is_integer(value) or not low <= value <= high:
-                raise bad(name, f"an integer in {low}..{high}")
-        if self.iterations is not None and (
-            not is_integer(self.iterations) or not 1 <= self.iterations <= 10**7
-        ):
-            raise bad("iterations", 'an integer in 1..10000000, or "none" (the preset\'s)')
-        if self.max_interval_mm is not None and not (
-            _number(self.max_interval_mm) and self.max_interval_mm > 0
-        ):
-            raise bad("max_interval_mm", 'a finite number > 0, or "none" (no limit)')
+        check_fields(self, bad, _RULES)
         for name, value in overrides.items():
             if value is not None:  # NO_VALUE (false): no value, where the preset allows it
                 _check_override(name, value, bad)
@@ -110,13 +98,8 @@ class LSMPredictParameters:
     predict_batch_size: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("tile_px", "predict_batch_size"):
-            value = getattr(self, name)
-            if not is_integer(value) or not 1 <= value <= 4096:
-                raise ParameterError(
-                    f"lsm predict parameter {name} = {value!r}: must be an integer in 1..4096",
-                    fix=f"give {name} (option {_option(name)}) an integer in 1..4096",
-                )
+        bad = field_errors(self, "lsm predict", lambda name: f" (option {_option(name)})")
+        check_fields(self, bad, _PREDICT_RULES)
 
 
 def _check_override(name: str, value: object, bad) -> None:
@@ -127,24 +110,15 @@ def _check_override(name: str, value: object, bad) -> None:
             raise bad(name, "same or valid")
     elif name in ("alpha_range", "beta_range", "gamma_range"):
         low, high = cast(tuple[float, float], value)  # a pair (read as tuple[float, float])
-        if not (_number(low) and _number(high) and low <= high):
+        if not (is_finite_number(low) and is_finite_number(high) and low <= high):
             raise bad(name, "two finite numbers [low, high] with low <= high")
         if name != "beta_range" and low <= 0:
             raise bad(name, "two numbers [low, high] with 0 < low <= high")
     elif isinstance(value, tuple):
         if not value or not all(is_integer(v) and v >= 1 for v in value):
             raise bad(name, "a non-empty list of integers >= 1")
-    elif is_integer(value):
-        if value < 1:  # type: ignore[operator]
-            raise bad(name, "an integer >= 1")
-    elif _number(value):
-        if name == "momentum" and not 0 <= value < 1:  # type: ignore[operator]
-            raise bad(name, "a number in [0, 1)")
-        if value < 0 or (value == 0 and name not in _ZERO_ALLOWED):  # type: ignore[operator]
-            rule = ">= 0" if name in _ZERO_ALLOWED else "> 0"
-            raise bad(name, f"a finite number {rule}")
     else:
-        raise bad(name, "a finite number")
+        check_preset_number(name, value, bad, _ZERO_ALLOWED)
 
 
 def _option(field: str) -> str:
@@ -152,9 +126,20 @@ def _option(field: str) -> str:
     return "--batch-size" if field == "predict_batch_size" else "--" + field.replace("_", "-")
 
 
-
-
-def _number(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+#: the ranges of :class:`LSMPredictParameters` (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+_PREDICT_RULES = ((("tile_px", "predict_batch_size"), integers(1, 4096)),)
+#: the ranges of :class:`LSMParameters`'s own fields
+_RULES = (
+    ("preset", one_of(PRESET_NAMES)),
+    *_PREDICT_RULES,
+    ("seed", SEED),
+    ("step", integers(1, 10**6)),
+    (
+        "iterations",
+        integers(1, 10**7).or_none('an integer in 1..10000000, or "none" (the preset\'s)'),
+    ),
+    (
+        "max_interval_mm",
+        numbers(0, low_open=True).or_none('a finite number > 0, or "none" (no limit)'),
+    ),
+)
