@@ -206,19 +206,14 @@ def run_suffix(
 
 
 def default_run_name(
-    model: str,
-    layers: int,
-    features: Sequence[str],
-    preset: str = "seeds",
-    transfer: str | None = "B07",
-    seed: int = 0,
-    epochs: int | None = None,
-    overrides: dict | None = None,
+    model: str, layers: int, features: Sequence[str], *settings: Any, **named_settings: Any
 ) -> str:
     """``<model><layers>-<features>`` (e.g. ``gat3-cy-pm-co``, ``linear-cy``) followed by
-    :func:`run_suffix`, so runs of other settings never share a folder."""
+    :func:`run_suffix` of the other arguments (``preset``, ``transfer``, ``seed``, ``epochs``,
+    ``overrides``, by position or name, with its defaults), so runs of other settings never share a
+    folder."""
     name = f"{model}{'' if model == 'linear' else layers}-{'-'.join(parse_features(features))}"
-    return name + run_suffix(preset, transfer, seed, epochs, overrides)
+    return name + run_suffix(*settings, **named_settings)
 
 
 def resolve_run(run: str | os.PathLike, cohort_root: str | os.PathLike | None = None) -> Path:

@@ -37,7 +37,7 @@ from cortexgraph.data.raster import Raster
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.errors import CortexgraphError, DataFormatError
 from cortexgraph.lsm.roi import training_roi
-from cortexgraph.lsm.sampling import array_window, sample_patch, superior_angle
+from cortexgraph.lsm.sampling import array_window, extract_patch, superior_angle
 
 CLASS_BACKGROUND, CLASS_WHITE, CLASS_CORTEX, CLASS_AREA = 0, 1, 2, 3
 CLASS_NAMES = ("background", "white matter", "other cortex", "area")
@@ -114,7 +114,7 @@ class _ImageSource:
             float(centre_mm[0]) * 1000.0 / source_spacing_um - 0.5,
         )
         scale = spacing_um / source_spacing_um
-        patch = sample_patch(window, centre_rc, size_px, scale, angle_rad, order=1, fill=fill)
+        patch = extract_patch(window, centre_rc, size_px, scale, angle_rad, order=1, fill=fill)
         return patch.astype(np.float32, copy=False)
 
 

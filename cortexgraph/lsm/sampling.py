@@ -22,7 +22,7 @@ Angle convention (same as ``cortexgraph.data.raster.Raster.read_patch``): a patc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,8 +173,18 @@ def superior_rot90(superior_xy: Sequence[float]) -> int:
 # patch extraction
 
 
+def array_window(image: np.ndarray):
+    """``f(row0, col0, rows, cols, fill) -> window`` of an in-memory image (:func:`read_window`), the
+    window reader :func:`extract_patch` takes."""
+
+    def window(row0: int, col0: int, rows: int, cols: int, fill_value) -> np.ndarray:
+        return read_window(image, row0, col0, rows, cols, fill_value)
+
+    return window
+
+
 def extract_patch(
-    image: np.ndarray,
+    image: np.ndarray | Callable[..., np.ndarray],
     centre_rc: Sequence[float] | np.ndarray,
     size_px: int,
     scale: float = 1.0,
@@ -183,11 +193,14 @@ def extract_patch(
     order: int = 1,
     fill: float = 0.0,
 ) -> np.ndarray:
-    """Square patch of an in-memory image, centred at a (continuous) pixel position.
+    """Square patch of an image, centred at a (continuous) pixel position.
 
     Parameters
     ----------
-    image : (rows, cols) array.
+    image : (rows, cols) array, or a window reader ``f(row0, col0, rows, cols, fill) -> array`` of
+        any image (in memory, :func:`array_window`, or chunked on disk) that returns a window of it
+        (pixels outside it set to ``fill``); only the window under the (rotated) patch is
+        requested, so a lazily read raster touches only the chunks it needs.
     centre_rc : centre in pixel coordinates of ``image`` (pixel centres at integers; the centre of
         pixel (i, j) is (i, j)).
     size_px : patch edge in output pixels.
@@ -202,37 +215,7 @@ def extract_patch(
     (size_px, size_px) array (float32 for order 1, the image dtype for order 0). Output pixel (r, c) is
     sampled at offset ``((r - (n-1)/2), (c - (n-1)/2)) * scale`` from the centre, rotated by the angle.
     """
-    window = array_window(np.asarray(image))
-    return sample_patch(window, centre_rc, size_px, scale, angle_rad, order=order, fill=fill)
-
-
-def array_window(image: np.ndarray):
-    """``f(row0, col0, rows, cols, fill) -> window`` of an in-memory image (:func:`read_window`), the
-    window reader :func:`sample_patch` takes."""
-
-    def window(row0: int, col0: int, rows: int, cols: int, fill_value) -> np.ndarray:
-        return read_window(image, row0, col0, rows, cols, fill_value)
-
-    return window
-
-
-def sample_patch(
-    read_window_fn,
-    centre_rc: Sequence[float] | np.ndarray,
-    size_px: int,
-    scale: float = 1.0,
-    angle_rad: float = 0.0,
-    *,
-    order: int = 1,
-    fill: float = 0.0,
-) -> np.ndarray:
-    """:func:`extract_patch` on any image that can hand out windows (in memory or chunked on disk).
-
-    ``read_window_fn(row0, col0, rows, cols, fill) -> array`` returns a window of the source image
-    (pixels outside it set to ``fill``); only the window under the (rotated) patch is requested, so a
-    lazily read raster touches only the chunks it needs. Other arguments and the result as in
-    :func:`extract_patch`.
-    """
+    read_window_fn = image if callable(image) else array_window(np.asarray(image))
     n = int(size_px)
     cr, cc = float(centre_rc[0]), float(centre_rc[1])
     half = (n - 1) / 2.0
