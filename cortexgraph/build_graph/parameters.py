@@ -96,7 +96,8 @@ _SHARES = (
     "min_tissue_fraction", "min_cortex_fraction", "min_component_fraction", "min_tissue_share",
     "min_hemisphere_fraction", "max_fissure_tissue_ratio",
 )  # fmt: skip
-#: the ranges of :class:`BuildGraphParameters` (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+#: the ranges of :class:`BuildGraphParameters` (checked by
+#: :func:`~cortexgraph.derivatives.parameters.check_fields`)
 _RULES = (
     ("exclusion", one_of(("auto", "mask", "automatic", "none"))),
     ("isosurface_method", one_of(("flying_edges", "lewiner"), "flying_edges or lewiner")),

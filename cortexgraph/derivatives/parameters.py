@@ -46,7 +46,7 @@ import textwrap
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,7 +125,8 @@ def is_finite_number(value: object) -> bool:
 class Rule:
     """What the value of a parameter field must be, for a ``__post_init__``: ``test(value)`` is
     true; ``words`` says it in the error (``"a finite number > 0"``: the rule of
-    :func:`invalid_parameter`). Made by :func:`one_of`, :func:`integers` and :func:`numbers`."""
+    :func:`invalid_parameter`). Made by :func:`one_of`, :func:`texts`, :func:`integers` and
+    :func:`numbers`."""
 
     test: Callable[[Any], bool]
     words: str
@@ -207,13 +208,13 @@ def check_preset_number(
     name: str,
     value: object,
     bad: Callable[[str, str], ParameterError],
-    zero_allowed: Iterable[str] = (),
-    below_one: Iterable[str] = ("momentum",),
+    zero_allowed: Collection[str] = (),
+    below_one: Collection[str] = ("momentum",),
 ) -> None:
     """The range of an override of a preset's number (:func:`with_overrides`): an integer >= 1 or a
     finite number > 0, ``>= 0`` for the fields ``zero_allowed`` names; a number in ``[0, 1)`` for
-    those ``below_one`` names. Raises ``bad(name, rule)`` (:func:`field_errors`) when ``value`` breaks it
-    (a value that is no number breaks it)."""
+    those ``below_one`` names. Raises ``bad(name, rule)`` (:func:`field_errors`) when ``value``
+    breaks it (a value that is no number breaks it)."""
     zero = name in zero_allowed
     if is_integer(value):
         rule = integers(0 if zero else 1)

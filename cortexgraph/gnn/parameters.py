@@ -85,7 +85,8 @@ class TrainGNNParameters:
         return values
 
 
-#: the ranges of :class:`TrainGNNParameters` (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+#: the ranges of :class:`TrainGNNParameters` (checked by
+#: :func:`~cortexgraph.derivatives.parameters.check_fields`)
 _RULES = (
     ("preset", one_of(PRESET_NAMES)),
     ("sampler", one_of(SAMPLERS)),

@@ -126,7 +126,8 @@ def _option(field: str) -> str:
     return "--batch-size" if field == "predict_batch_size" else "--" + field.replace("_", "-")
 
 
-#: the ranges of :class:`LSMPredictParameters` (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+#: the ranges of :class:`LSMPredictParameters` (checked by
+#: :func:`~cortexgraph.derivatives.parameters.check_fields`)
 _PREDICT_RULES = ((("tile_px", "predict_batch_size"), integers(1, 4096)),)
 #: the ranges of :class:`LSMParameters`'s own fields
 _RULES = (
