@@ -48,6 +48,7 @@ from cortexgraph.derivatives.record import (
 )
 from cortexgraph.derivatives.stages import STAGES, StageId
 from cortexgraph.errors import UpstreamError
+from cortexgraph.outputs import write_json_atomic
 
 __all__ = ["Derivatives", "StageRun", "run_stage"]
 
@@ -315,6 +316,16 @@ class StageRun:
         self.record = record
         store.cache.save()
         return record
+
+    def commit_report(
+        self, outputs: Mapping[str, str | os.PathLike], report: Mapping[str, Any]
+    ) -> dict:
+        """The end of a stage whose measurements are its JSON report: write ``report`` to
+        ``outputs["report"]``, :meth:`commit` every file of ``outputs`` (``{name: path}``) with
+        ``report`` as the measurements, and return its :meth:`summary`."""
+        write_json_atomic(outputs["report"], report)
+        self.commit(list(outputs.values()), measured=report)
+        return self.summary(report)
 
     def _remove_leftovers(self, written: set[str]) -> None:
         """Delete outputs of the previous run that this run did not write (inside derivatives)."""

@@ -29,6 +29,7 @@ import functools
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,20 @@ def _fit(vertices: np.ndarray, direction: np.ndarray, up: np.ndarray, aspect: fl
 def _prepare_vtk_environment() -> None:
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
+#: VTK lighting of the mesh, by ``shading``: (ambient, diffuse, specular) weights; without shading
+#: the colours show exactly (ambient light only)
+_VTK_LIGHT = {True: (0.15, 0.85, 0.05), False: (1.0, 0.0, 0.0)}
+
+
+def _vtk_new(vtk_class: Callable[[], Any], *calls: tuple) -> Any:
+    """A new VTK object ``vtk_class()`` after its method calls, in order: each of ``calls`` is
+    ``(method name, *arguments)``. Returns the object."""
+    made = vtk_class()
+    for name, *arguments in calls:
+        getattr(made, name)(*arguments)
+    return made
 
 
 _PROBE = """
@@ -254,35 +269,42 @@ class SurfaceRenderer:
             numpy_to_vtkIdTypeArray(offsets, deep=True),
             numpy_to_vtkIdTypeArray(np.ascontiguousarray(self.faces.ravel()), deep=True),
         )
-        poly = vtk.vtkPolyData()
-        poly.SetPoints(points)
-        poly.SetPolys(cells)
-        normals = vtk.vtkPolyDataNormals()
-        normals.SetInputData(poly)
-        normals.SplittingOff()
-        normals.ComputePointNormalsOn()
-        normals.Update()
+        poly = _vtk_new(vtk.vtkPolyData, ("SetPoints", points), ("SetPolys", cells))
+        normals = _vtk_new(
+            vtk.vtkPolyDataNormals,
+            ("SetInputData", poly),
+            ("SplittingOff",),
+            ("ComputePointNormalsOn",),
+            ("Update",),
+        )
         surface = normals.GetOutput()
-        mapper = vtk.vtkPolyDataMapper()
-        mapper.SetInputData(surface)
-        mapper.SetColorModeToDirectScalars()
-        mapper.SetScalarModeToUsePointData()
-        mapper.ScalarVisibilityOn()
-        actor = vtk.vtkActor()
-        actor.SetMapper(mapper)
-        renderer = vtk.vtkRenderer()
-        renderer.AddActor(actor)
-        renderer.SetBackground(*(c / 255.0 for c in BACKGROUND_RGB))
-        renderer.TwoSidedLightingOn()
-        window = vtk.vtkRenderWindow()
-        window.SetOffScreenRendering(1)
-        window.SetMultiSamples(0)
-        window.SetSize(*self.size_px)
-        window.AddRenderer(renderer)
-        grabber = vtk.vtkWindowToImageFilter()
-        grabber.SetInput(window)
-        grabber.SetInputBufferTypeToRGB()
-        grabber.ReadFrontBufferOff()
+        mapper = _vtk_new(
+            vtk.vtkPolyDataMapper,
+            ("SetInputData", surface),
+            ("SetColorModeToDirectScalars",),
+            ("SetScalarModeToUsePointData",),
+            ("ScalarVisibilityOn",),
+        )
+        actor = _vtk_new(vtk.vtkActor, ("SetMapper", mapper))
+        renderer = _vtk_new(
+            vtk.vtkRenderer,
+            ("AddActor", actor),
+            ("SetBackground", *(c / 255.0 for c in BACKGROUND_RGB)),
+            ("TwoSidedLightingOn",),
+        )
+        window = _vtk_new(
+            vtk.vtkRenderWindow,
+            ("SetOffScreenRendering", 1),
+            ("SetMultiSamples", 0),
+            ("SetSize", *self.size_px),
+            ("AddRenderer", renderer),
+        )
+        grabber = _vtk_new(
+            vtk.vtkWindowToImageFilter,
+            ("SetInput", window),
+            ("SetInputBufferTypeToRGB",),
+            ("ReadFrontBufferOff",),
+        )
         return {
             "vtk": vtk,
             "numpy_to_vtk": numpy_to_vtk,
@@ -305,16 +327,11 @@ class SurfaceRenderer:
         state["surface"].GetPointData().SetScalars(colours)
         state["surface"].Modified()
         prop = state["actor"].GetProperty()
-        if shading:
-            prop.LightingOn()
-            prop.SetAmbient(0.15)
-            prop.SetDiffuse(0.85)
-            prop.SetSpecular(0.05)
-        else:
-            prop.LightingOff()
-            prop.SetAmbient(1.0)
-            prop.SetDiffuse(0.0)
-            prop.SetSpecular(0.0)
+        ambient, diffuse, specular = _VTK_LIGHT[shading]
+        prop.SetLighting(shading)
+        prop.SetAmbient(ambient)
+        prop.SetDiffuse(diffuse)
+        prop.SetSpecular(specular)
         width, height = self.size_px
         centre, half_height = _fit(self.vertices, direction, up, width / height)
         extent = np.ptp(self.vertices, axis=0).max() + 1.0

@@ -1029,7 +1029,7 @@ def run_align(
     from cortexgraph.derivatives.inputs import brain_inputs
     from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
     from cortexgraph.derivatives.stages import StageId
-    from cortexgraph.outputs import write_json_atomic, write_text_atomic
+    from cortexgraph.outputs import write_text_atomic
 
     params = params or AlignParameters()
     manifest_values, files = brain_inputs(brain, ("image",), transforms=False)
@@ -1083,9 +1083,7 @@ def run_align(
             ]
             report["accuracy"]["per_pair"] = accuracy.pairs
             report["accuracy"]["drift"] = accuracy.drift
-        write_json_atomic(outputs["report"], report)
-        run.commit(list(outputs.values()), measured=report)
-        return run.summary(report)
+        return run.commit_report(outputs, report)
 
     return run_stage(
         Derivatives.of(brain),

@@ -465,7 +465,7 @@ def run_register(
     from cortexgraph.derivatives.inputs import brain_inputs
     from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
     from cortexgraph.derivatives.stages import StageId
-    from cortexgraph.outputs import atomic_path, write_json_atomic
+    from cortexgraph.outputs import atomic_path
     from cortexgraph.reconstruct.volume import stack_tissue_volume
 
     sitk = require_simpleitk()
@@ -528,9 +528,7 @@ def run_register(
         if has_truth:
             report["error_against_coords"] = summarize_errors(np.concatenate(errors))
             report["error_per_section"] = per_section
-        write_json_atomic(outputs["report"], report)
-        run.commit(list(outputs.values()), measured=report)
-        return run.summary(report)
+        return run.commit_report(outputs, report)
 
     return run_stage(
         Derivatives.of(brain),

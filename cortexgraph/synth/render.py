@@ -90,6 +90,18 @@ def sample_section_reference(
     return SectionSample(tissue=sample.tissue, area=area, depth=sample.depth, template_mm=mapped)
 
 
+def _polyline_distance_mm(points_mm: np.ndarray, line_mm: np.ndarray) -> np.ndarray:
+    """Distance (mm, (M,)) of each of the points ``points_mm`` (M, 2) to the polyline ``line_mm``
+    (K, 2): the least over its segments of the distance to the segment's nearest point."""
+    best = np.full(len(points_mm), np.inf)
+    for a, b in zip(line_mm[:-1], line_mm[1:], strict=True):
+        ab = b - a
+        t = np.clip(((points_mm - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
+        closest = a + t[:, None] * ab
+        best = np.minimum(best, np.hypot(*(points_mm - closest).T))
+    return best
+
+
 @dataclass
 class Artefacts:
     """Artefact geometry of one section in raw-scan mm."""
@@ -106,14 +118,7 @@ class Artefacts:
         box = np.all((xy >= lo) & (xy <= hi), axis=-1)
         if not box.any():
             return out
-        pts = xy[box]
-        best = np.full(len(pts), np.inf)
-        for a, b in zip(line[:-1], line[1:], strict=True):
-            ab = b - a
-            t = np.clip(((pts - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
-            closest = a + t[:, None] * ab
-            best = np.minimum(best, np.hypot(*(pts - closest).T))
-        out[box] = best <= half
+        out[box] = _polyline_distance_mm(xy[box], line) <= half
         return out
 
     @staticmethod
@@ -131,13 +136,8 @@ class Artefacts:
             return out
         gx, gy = np.meshgrid(x_mm[c0:c1], y_mm[r0:r1])
         pts = np.stack([gx.ravel(), gy.ravel()], axis=-1)
-        best = np.full(len(pts), np.inf)
-        for a, b in zip(line[:-1], line[1:], strict=True):
-            ab = b - a
-            t = np.clip(((pts - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
-            closest = a + t[:, None] * ab
-            best = np.minimum(best, np.hypot(*(pts - closest).T))
-        out[r0:r1, c0:c1] = (best <= half).reshape(r1 - r0, c1 - c0)
+        near = _polyline_distance_mm(pts, line) <= half
+        out[r0:r1, c0:c1] = near.reshape(r1 - r0, c1 - c0)
         return out
 
     def removed_on_grid(self, x_mm: np.ndarray, y_mm: np.ndarray) -> np.ndarray:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from cortexgraph.web.annotations import (
     current_annotation,
@@ -54,37 +55,44 @@ async def _json_body(request: Request) -> object:
         raise InvalidError(f"the body is not JSON ({exc})") from None
 
 
-async def _write(
-    request: Request,
-    brain_id: str,
-    section: int,
-    write: Callable[[Brain, int, Any, str], dict],
-    value: Any,
-    if_match: str,
-) -> dict:
-    """``write(brain, section, value, version)`` (:func:`save_annotation` or
-    :func:`restore_version`) in a worker thread, ``version`` the If-Match header without its
-    quotes; afterwards the app forgets its cached copy of the brain (the write rewrote the section
-    table). Returns what ``write`` returns."""
-    from starlette.concurrency import run_in_threadpool
+@dataclass(frozen=True)
+class _SectionWrite:
+    """A write to one section's annotation: the request, the path's brain id and section, and
+    ``version``, the If-Match header (the version the client read) without its quotes."""
 
-    state = state_of(request)
-    brain = state.brain(brain_id)
-    state.section(brain, section)
-    result = await run_in_threadpool(write, brain, section, value, if_match.strip('"'))
-    state.forget(brain.id)
-    return result
+    request: Request
+    brain_id: str
+    section: int
+    version: str
+
+    async def apply(self, write: Callable[[Brain, int, Any, str], dict], value: Any) -> dict:
+        """``write(brain, section, value, version)`` (:func:`save_annotation` or
+        :func:`restore_version`) in a worker thread; afterwards the app forgets its cached copy of
+        the brain (the write rewrote the section table). Returns what ``write`` returns."""
+        from starlette.concurrency import run_in_threadpool
+
+        state = state_of(self.request)
+        brain = state.brain(self.brain_id)
+        state.section(brain, self.section)
+        result = await run_in_threadpool(write, brain, self.section, value, self.version)
+        state.forget(brain.id)
+        return result
 
 
-@router.put("/brains/{brain_id}/sections/{section}/annotation")
-async def save(
+async def _section_write(
     request: Request,
     brain_id: str,
     section: int,
     if_match: str = Header(..., alias="If-Match"),
-) -> dict:
-    payload = await _json_body(request)
-    return await _write(request, brain_id, section, save_annotation, payload, if_match)
+) -> _SectionWrite:
+    """The parameters of a write endpoint (path and If-Match header) as a :class:`_SectionWrite`."""
+    return _SectionWrite(request, brain_id, section, if_match.strip('"'))
+
+
+@router.put("/brains/{brain_id}/sections/{section}/annotation")
+async def save(target: _SectionWrite = Depends(_section_write)) -> dict:
+    payload = await _json_body(target.request)
+    return await target.apply(save_annotation, payload)
 
 
 @router.get("/brains/{brain_id}/sections/{section}/annotation/history")
@@ -96,17 +104,12 @@ def annotation_history(request: Request, brain_id: str, section: int) -> dict:
 
 
 @router.post("/brains/{brain_id}/sections/{section}/annotation/restore")
-async def restore(
-    request: Request,
-    brain_id: str,
-    section: int,
-    if_match: str = Header(..., alias="If-Match"),
-) -> dict:
-    payload = await _json_body(request)
+async def restore(target: _SectionWrite = Depends(_section_write)) -> dict:
+    payload = await _json_body(target.request)
     entry = payload.get("id") if isinstance(payload, dict) else None
     if not isinstance(entry, str):
         raise InvalidError('restore needs {"id": "<version id from the history>"}')
-    return await _write(request, brain_id, section, restore_version, entry, if_match)
+    return await target.apply(restore_version, entry)
 
 
 @router.get("/brains/{brain_id}/annotations/{area_key}.geojson")
