@@ -7,23 +7,14 @@ from pathlib import Path
 
 import typer
 
-from cortexgraph.cli.common import (
-    BrainArgument,
-    RootOption,
-    VerboseOption,
-    console,
-    json_option,
-    reports_errors,
-    setup_logging,
-)
+from cortexgraph.cli.common import LOGGING, BrainArgument, RootOption, command, console, json_option
 
 EXIT_PROBLEMS = 2
 """Exit status when check finds problems: the status of every data error (cortexgraph.errors)."""
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("check")
-    @reports_errors
+    @command(app, "check", LOGGING)
     def check(
         brain: str = BrainArgument,
         root: Path = RootOption,
@@ -31,7 +22,8 @@ def register(app: typer.Typer) -> None:
         deep: bool = typer.Option(
             False, "--deep", help="Decode every chunk of every raster, values at full resolution."
         ),
-        verbose: bool = VerboseOption,
+        *,
+        verbose: bool,
     ) -> None:
         """Validate a brain: manifests, tables, rasters, transforms, atlas, exclusion mask.
 
@@ -41,7 +33,6 @@ def register(app: typer.Typer) -> None:
 
         from cortexgraph.data.check import check_brain, problems_as_json
 
-        setup_logging(verbose)
         problems = check_brain(brain, root=root, deep=deep)
         if as_json:
             typer.echo(

@@ -1,6 +1,7 @@
 """``cortexgraph run-cohort``: the whole graph path for every brain of a cohort, on the execution
 engine (a local Dask cluster, an existing scheduler, or Dask workers as Slurm jobs), skipping what is
-up to date. Also the engine options shared with ``cortexgraph demo``."""
+up to date; ``cortexgraph demo OUT``: the whole pipeline on a new phantom cohort, for `make demo`.
+Both share the engine options."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from pathlib import Path
 import typer
 
 from cortexgraph.cli.common import (
+    LOGGING,
     DeviceOption,
     RootOption,
-    VerboseOption,
+    command,
     console,
     json_option,
     log,
     progress_bar,
-    reports_errors,
-    setup_logging,
     split_list,
 )
 
@@ -132,8 +132,32 @@ def _quiet_dask(verbose: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run-cohort")
-    @reports_errors
+    @command(app, "demo", LOGGING)
+    def demo(
+        out: Path = typer.Argument(Path("demo-output"), help="Folder for the cohort and results."),
+        preset: str = typer.Option("demo", help="Phantom preset."),
+        seed: int = typer.Option(0, help="Random seed."),
+        scheduler: str = SchedulerOption,
+        workers: int = WorkersOption,
+        engine_config: Path = EngineConfigOption,
+        *,
+        verbose: bool,
+    ) -> None:
+        """Make a phantom cohort and run every available stage on it, as tasks of the execution
+        engine (a local Dask cluster by default; --scheduler for an existing one); list what was
+        written."""
+        from cortexgraph.pipeline import run_demo
+
+        _quiet_dask(verbose)
+        options = engine_options(engine_config, scheduler, workers)
+        context, callback = task_progress("demo tasks")
+        with context:
+            written = run_demo(out, preset=preset, seed=seed, engine=options, progress=callback)
+        console.print("[bold green]demo finished.[/] Files written:")
+        for label, path in written:
+            console.print(f"  {label:<40} {path}", highlight=False)
+
+    @command(app, "run-cohort", LOGGING)
     def run_cohort(
         root: Path = RootOption,
         brains: str = typer.Option(None, help="Brains to process, comma-separated (default: all)."),
@@ -204,7 +228,8 @@ def register(app: typer.Typer) -> None:
             help="How long a task waits for a stage another process runs (default 3600).",
         ),
         as_json: bool = json_option("the report"),
-        verbose: bool = VerboseOption,
+        *,
+        verbose: bool,
     ) -> None:
         """Run the graph path (check, build-graph, encoder, node features, GNN, evaluation,
         predictions, projection, pictures, 3D maps; with --lsm also local segmentation models) for
@@ -216,7 +241,6 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.execution.graph import CohortSettings, cohort_graph, run_graph
         from cortexgraph.gnn.data import parse_features
 
-        setup_logging(verbose)
         _quiet_dask(verbose)
         cohort = find_cohort(root)
         options = engine_options(engine_config, scheduler, workers, retries, wait, gpu_tasks)

@@ -534,7 +534,9 @@ def option_group(build: Callable[..., Any], into: str) -> Callable[[Callable], C
             return func(*args, **kwargs)
 
         parameters = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=func_hints.get(p.name, p.annotation))
+            p.replace(
+                kind=inspect.Parameter.KEYWORD_ONLY, annotation=func_hints.get(p.name, p.annotation)
+            )
             for p in own
         ]
         at = len(parameters)
@@ -584,6 +586,18 @@ def stage_flags(
 #: :func:`stage_flags` and receives them as the keyword argument ``flags`` (:class:`StageFlags`),
 #: logging set up
 STAGE = ("flags", stage_flags)
+
+
+def logging_flag(verbose: bool = VerboseOption) -> bool:
+    """``--verbose`` of a command without the stage options: sets up logging
+    (:func:`setup_logging`) and returns the flag."""
+    setup_logging(verbose)
+    return verbose
+
+
+#: the option group of a command that is no stage (:func:`command`): it ends with ``--verbose``
+#: and receives its value as the keyword argument ``verbose``, logging set up
+LOGGING = ("verbose", logging_flag)
 
 
 def command(app: typer.Typer, name: str, *groups: tuple[str, Callable], **settings: Any):
@@ -696,17 +710,22 @@ def with_progress(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return stage(*args, progress=callback, **kwargs)
 
 
-def each_brain(names: list[str], flags: StageFlags, stage: Callable[..., dict], *args, **kwargs):
-    """Run a stage on each brain of a command's BRAINS argument: yields ``(brain, report)`` with
-    ``report = stage(brain, *args, overwrite=, wait_s=, progress=, **kwargs)`` (the flags' values,
-    :func:`with_progress`). Brains are looked up one at a time: an unknown one fails when the loop
-    reaches it, after the ones before it ran."""
+def on_brain(name: str, flags: StageFlags, stage: Callable[..., Any], *args, **kwargs):
+    """Run a stage on the brain of a command's BRAIN argument: ``(brain, report)`` with the brain
+    looked up in ``flags.root`` and ``report = stage(brain, *args, overwrite=, wait_s=, progress=,
+    **kwargs)`` (the flags' values, :func:`with_progress`)."""
     from cortexgraph.data.manifest import find_brain
 
+    brain = find_brain(name, flags.root)
+    return brain, with_progress(stage, brain, *args, **flags.stage_keywords, **kwargs)
+
+
+def each_brain(names: list[str], flags: StageFlags, stage: Callable[..., dict], *args, **kwargs):
+    """Run a stage on each brain of a command's BRAINS argument: yields ``(brain, report)`` of
+    :func:`on_brain`. Brains are looked up one at a time: an unknown one fails when the loop
+    reaches it, after the ones before it ran."""
     for name in names:
-        brain = find_brain(name, flags.root)
-        report = with_progress(stage, brain, *args, **flags.stage_keywords, **kwargs)
-        yield brain, report
+        yield on_brain(name, flags, stage, *args, **kwargs)
 
 
 def split_list(values: str | list[str] | tuple[str, ...] | None) -> list[str]:

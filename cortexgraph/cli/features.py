@@ -16,9 +16,10 @@ from cortexgraph.cli.common import (
     command,
     console,
     log,
+    on_brain,
     parameters_group,
+    reuse_state,
     stage_progress,
-    with_progress,
 )
 
 #: the parameters dataclass of features (imported when the command runs)
@@ -283,25 +284,23 @@ def register(app: typer.Typer) -> None:
         one with --params-template); the options above win over the file. The stages record the
         resolved values: a rerun with the same values reuses the outputs.
         """
-        from cortexgraph.data.manifest import find_brain
         from cortexgraph.features.nodes import compute_node_features
 
         options = {"encoder": encoder, "test_every": test_every, "test_offset": test_offset}
         params = parameters.resolve(options)
-        brain_obj = find_brain(brain, flags.root)
-        results = with_progress(
+        brain_obj, results = on_brain(
+            brain,
+            flags,
             compute_node_features,
-            brain_obj,
             params.encoder,
             device=device,
             amp=not no_amp,
             test_every=params.test_every,
             test_offset=params.test_offset,
-            **flags.stage_keywords,
         )
         for stage, info in results.items():
             if info["reused"]:
-                console.print(f"{stage}: up to date, reused", highlight=False)
+                console.print(f"{stage}: {reuse_state(info)}", highlight=False)
                 continue
             parts = []
             for hemi in ("lh", "rh"):
@@ -321,7 +320,7 @@ def register(app: typer.Typer) -> None:
                 else:
                     parts.append(f"{hemi} {h['nodes']} nodes, {h['co']['sampled']} CO sampled")
             console.print(
-                f"{stage}: computed ({info['why']}): {'; '.join(parts)}",
+                f"{stage}: {reuse_state(info)}: {'; '.join(parts)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -14,14 +14,12 @@ import typer
 
 from cortexgraph.cli.cohort import EngineConfigOption
 from cortexgraph.cli.common import (
+    LOGGING,
     CancelTimeoutOption,
     RootOption,
-    VerboseOption,
     command,
     console,
     json_option,
-    reports_errors,
-    setup_logging,
 )
 
 jobs_app = typer.Typer(
@@ -146,6 +144,7 @@ def register(app: typer.Typer) -> None:
         jobs_app,
         "submit",
         WHERE,
+        LOGGING,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def submit(
@@ -165,9 +164,9 @@ def register(app: typer.Typer) -> None:
             1, help="Processes under torchrun (data-parallel training over that many GPUs)."
         ),
         backend: str = BackendOption,
-        verbose: bool = VerboseOption,
         *,
         where: dict,
+        verbose: bool,
     ) -> None:
         """Submit `cortexgraph ARGS...` (after --) as a job; print its id.
 
@@ -176,7 +175,6 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.execution.launcher import JobSpec
 
-        setup_logging(verbose)
         spec = JobSpec(
             name=name,
             argv=list(ctx.args),
@@ -196,15 +194,9 @@ def register(app: typer.Typer) -> None:
             f"submitted to {backend}; follow: cortexgraph jobs follow {job_id}", highlight=False
         )
 
-    @command(jobs_app, "list", WHERE)
-    def list_cmd(
-        as_json: bool = json_option("the jobs"),
-        verbose: bool = VerboseOption,
-        *,
-        where: dict,
-    ) -> None:
+    @command(jobs_app, "list", WHERE, LOGGING)
+    def list_cmd(as_json: bool = json_option("the jobs"), *, where: dict, verbose: bool) -> None:
         """List the jobs of the folder: id, state, where, command."""
-        setup_logging(verbose)
         with _opened(where) as launcher:
             jobs = launcher.list()
         if as_json:
@@ -215,50 +207,41 @@ def register(app: typer.Typer) -> None:
         for status in jobs:
             _print_status(status)
 
-    @command(jobs_app, "status", WHERE)
-    def status_cmd(
-        job_id: str = JobIdArgument,
-        verbose: bool = VerboseOption,
-        *,
-        where: dict,
-    ) -> None:
+    @command(jobs_app, "status", WHERE, LOGGING)
+    def status_cmd(job_id: str = JobIdArgument, *, where: dict, verbose: bool) -> None:
         """Print one job's state as JSON."""
-        setup_logging(verbose)
         with _opened(where) as launcher:
             typer.echo(json.dumps(launcher.status(job_id), indent=2))
 
-    @command(jobs_app, "follow", WHERE)
+    @command(jobs_app, "follow", WHERE, LOGGING)
     def follow_cmd(
         job_id: str = JobIdArgument,
         timeout: float = typer.Option(None, help="Stop following after SECONDS."),
-        verbose: bool = VerboseOption,
         *,
         where: dict,
+        verbose: bool,
     ) -> None:
         """Print the job's log as it grows until it ends. Exit status 0 when it ended done."""
-        setup_logging(verbose)
         with _opened(where) as launcher:
             status = launcher.follow(job_id, timeout_s=timeout)
         _print_status(status)
         if status["state"] != "done":
             raise typer.Exit(code=1)
 
-    @command(jobs_app, "cancel", WHERE)
+    @command(jobs_app, "cancel", WHERE, LOGGING)
     def cancel_cmd(
         job_id: str = JobIdArgument,
         timeout: float = CancelTimeoutOption,
-        verbose: bool = VerboseOption,
         *,
         where: dict,
+        verbose: bool,
     ) -> None:
         """Cancel a job: a queued one never starts; a running one is stopped (its outputs being
         written are discarded); jobs waiting for it fail."""
-        setup_logging(verbose)
         with _opened(where) as launcher:
             _print_status(launcher.cancel(job_id, timeout_s=timeout))
 
-    @engine_app.command("start")
-    @reports_errors
+    @command(engine_app, "start", LOGGING)
     def engine_start(
         root: Path = RootOption,
         gpus: int = typer.Option(None, help="GPUs for jobs (default: all torch sees)."),
@@ -266,28 +249,26 @@ def register(app: typer.Typer) -> None:
         idle_timeout: float = typer.Option(
             3600.0, help="Stop after SECONDS without work (the jobs' results stay)."
         ),
-        verbose: bool = VerboseOption,
+        *,
+        verbose: bool,
     ) -> None:
         """Start the cohort's local engine (jobs start it themselves when needed)."""
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.execution.service import start_service
 
-        setup_logging(verbose)
         client = start_service(
             find_cohort(root).root, gpus=gpus, cpus=cpus, idle_timeout_s=idle_timeout
         )
         console.print(f"local engine at {client.scheduler.address}", highlight=False)
         client.close()
 
-    @engine_app.command("status")
-    @reports_errors
-    def engine_status(root: Path = RootOption, verbose: bool = VerboseOption) -> None:
+    @command(engine_app, "status", LOGGING)
+    def engine_status(root: Path = RootOption, *, verbose: bool) -> None:
         """Show the cohort's local engine: scheduler, workers and their resources, running jobs.
         Exit status 1 when it does not run."""
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.execution.service import service_client
 
-        setup_logging(verbose)
         client = service_client(find_cohort(root).root)
         if client is None:
             console.print("the local engine is not running")
@@ -306,14 +287,12 @@ def register(app: typer.Typer) -> None:
         finally:
             client.close()
 
-    @engine_app.command("stop")
-    @reports_errors
-    def engine_stop(root: Path = RootOption, verbose: bool = VerboseOption) -> None:
+    @command(engine_app, "stop", LOGGING)
+    def engine_stop(root: Path = RootOption, *, verbose: bool) -> None:
         """Stop the cohort's local engine with SIGTERM: it cancels its jobs (running commands stop
         without half-written outputs, queued ones are recorded cancelled), then ends."""
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.execution.service import stop_service
 
-        setup_logging(verbose)
         stopped = stop_service(find_cohort(root).root)
         console.print("local engine stopped" if stopped else "the local engine was not running")

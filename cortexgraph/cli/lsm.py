@@ -8,7 +8,10 @@ rules: docs/lsm.md.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -24,7 +27,6 @@ from cortexgraph.cli.common import (
     console,
     json_option,
     parameters_group,
-    reports_errors,
     resolve_device,
     split_list,
     stage_progress,
@@ -180,19 +182,74 @@ def _print_event(event) -> None:
         typer.echo(event.line())
 
 
-def _common_argv(brain, area, flags: StageFlags, device, **options) -> list[str]:
-    argv = [str(brain.root), "--area", str(area.id), "--wait", str(flags.wait_s)]
-    argv += ["--device", resolve_device(device)]
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        flag = "--" + key.replace("_", "-")
-        argv += [flag] if value is True else [flag, str(value)]
-    if flags.overwrite:
-        argv.append("--overwrite")
-    if flags.verbose:
-        argv.append("--verbose")
-    return argv
+@dataclass(frozen=True)
+class _AreaTarget:
+    """What a command that trains or predicts works on: one area of one brain, with the command's
+    stage flags and ``--device``; its runs go to this process (:meth:`run`) or to background jobs
+    (:meth:`submit`)."""
+
+    brain: Any  #: the brain (:func:`cortexgraph.data.manifest.find_brain`)
+    area: Any  #: the area (:func:`cortexgraph.lsm.data.resolve_area`)
+    flags: StageFlags
+    device: str  #: --device as given (resolved where used)
+
+    @classmethod
+    def of(cls, brain_name: str, area_key: str, flags: StageFlags, device: str) -> _AreaTarget:
+        """The brain ``brain_name`` (in ``flags.root``) and its area ``area_key``."""
+        from cortexgraph.lsm.data import resolve_area
+
+        brain = _brain(brain_name, flags.root)
+        return cls(brain, resolve_area(brain, area_key), flags, device)
+
+    def submit(self, command: str, **options: Any) -> None:
+        """``cortexgraph lsm COMMAND`` on the area as a background job named
+        ``COMMAND-<run>-<area>`` (:func:`_launch`). ``options``: the command's options by parameter
+        name (``name``: the run); None and False are left out, True is a flag."""
+        brain, flags = self.brain, self.flags
+        argv = ["lsm", command, str(brain.root), "--area", str(self.area.id)]
+        argv += ["--wait", str(flags.wait_s), "--device", resolve_device(self.device)]
+        for key, value in options.items():
+            if value is None or value is False:
+                continue
+            flag = "--" + key.replace("_", "-")
+            argv += [flag] if value is True else [flag, str(value)]
+        if flags.overwrite:
+            argv.append("--overwrite")
+        if flags.verbose:
+            argv.append("--verbose")
+        _launch(brain, argv, f"{command}-{options['name']}-{self.area.name}")
+
+    def run(self, arch: str, name: str, callback, **settings: Any):
+        """The :class:`~cortexgraph.lsm.stages.LSMRun` of run ``name`` (architecture ``arch``) on
+        the area in this process; ``callback``: the progress of :func:`_progress`; ``settings``:
+        more keyword arguments of LSMRun."""
+        from cortexgraph.lsm.stages import LSMRun
+
+        return LSMRun(
+            brain=self.brain,
+            area=self.area,
+            arch=arch,
+            name=name,
+            progress=callback,
+            on_stage=_print_event,
+            device=resolve_device(self.device),
+            **self.flags.stage_keywords,
+            **settings,
+        )
+
+
+@contextmanager
+def _cohort_launcher(brain):
+    """The launcher of ``brain``'s cohort (its jobs folder on the cohort's local engine), closed
+    after the ``with`` block."""
+    from cortexgraph.derivatives import Derivatives
+    from cortexgraph.execution.launcher import cohort_launcher
+
+    launcher = cohort_launcher(Derivatives.of(brain).cohort_root)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
 
 
 def _launch(brain, argv: list[str], name: str) -> None:
@@ -202,8 +259,7 @@ def _launch(brain, argv: list[str], name: str) -> None:
     command runs with ``--device cuda`` on it) and for every core of the largest worker that
     offers it.
     """
-    from cortexgraph.derivatives import Derivatives
-    from cortexgraph.execution.launcher import JobSpec, cohort_launcher
+    from cortexgraph.execution.launcher import JobSpec
 
     argv = list(argv)
     gpus = 0
@@ -211,21 +267,21 @@ def _launch(brain, argv: list[str], name: str) -> None:
         at = argv.index("--device") + 1
         if argv[at].startswith("cuda"):
             gpus, argv[at] = 1, "cuda"
-    launcher = cohort_launcher(Derivatives.of(brain).cohort_root)
-    try:
+    with _cohort_launcher(brain) as launcher:
         cpus = max(1, launcher.largest_cpus(gpus))
         spec = JobSpec(name=name, argv=argv, gpus=gpus, cpus=cpus, cwd=str(Path.cwd()))
         job_id = launcher.submit(spec)
-    finally:
-        launcher.close()
     console.print(f"[bold green]submitted job[/] {job_id}", highlight=False)
     console.print(f"  follow: cortexgraph lsm jobs follow {argv[2]} {job_id}", highlight=False)
     typer.echo(job_id)
 
 
+@contextmanager
 def _progress():
-    """A progress callback: rich bars in a terminal, and the job's ``progress.json`` when this
-    process runs as a job (:class:`cortexgraph.execution.runjob.ProgressWriter`)."""
+    """Yields a progress callback for the ``with`` block: rich bars in a terminal (plain progress
+    lines otherwise, :func:`~cortexgraph.cli.common.stage_progress`), and the job's
+    ``progress.json`` when this process runs as a job
+    (:class:`cortexgraph.execution.runjob.ProgressWriter`)."""
     from cortexgraph.execution.runjob import ProgressWriter
 
     progress, callback = stage_progress()
@@ -235,24 +291,8 @@ def _progress():
         callback(stage, done, total)
         job(stage, done, total)
 
-    return progress, both
-
-
-def _settings(brain, area, arch, name, callback, flags: StageFlags, device, **kw):
-    """The :class:`~cortexgraph.lsm.stages.LSMRun` of one run of a command."""
-    from cortexgraph.lsm.stages import LSMRun
-
-    return LSMRun(
-        brain=brain,
-        area=area,
-        arch=arch,
-        name=name,
-        progress=callback,
-        on_stage=_print_event,
-        device=resolve_device(device),
-        **flags.stage_keywords,
-        **kw,
-    )
+    with progress:
+        yield both
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,24 +385,19 @@ def _chain_or_gsm(
 ) -> None:
     """``lsm chain`` / ``lsm gsm`` (``chain_options``: the chain's --max-interval-mm and
     --allow-long-intervals)."""
-    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.stages import run_chain, run_gsm
 
     device, shared, config = _run_options(
         training, parameters, flags, step=model["step"], **chain_options
     )
-    brain = _brain(model["brain_name"], flags.root)
-    area = resolve_area(brain, model["area_key"])
+    target = _AreaTarget.of(model["brain_name"], model["area_key"], flags, device)
     kind = "lsm" if command == "chain" else "gsm"
     runs = _names(model["name"], kind, _archs(model["arch"]))
     extent = _extent(model["extent"])
     if model["background"]:
         for a, run_name in runs:
-            argv = ["lsm", command] + _common_argv(
-                brain,
-                area,
-                flags,
-                device,
+            target.submit(
+                command,
                 arch=a,
                 name=run_name,
                 extent=None if extent is None else f"{extent[0]},{extent[1]}",
@@ -370,20 +405,17 @@ def _chain_or_gsm(
                 **shared,
                 **_params_argv(parameters),
             )
-            _launch(brain, argv, f"{command}-{run_name}-{area.name}")
         return
-    progress, callback = _progress()
-    with progress:
+    with _progress() as callback:
         for a, run_name in runs:
-            run = _settings(
-                brain, area, a, run_name, callback, flags, device, kind=kind, extent=extent,
-                config_overrides=config, **shared,
-            )  # fmt: skip
+            run = target.run(
+                a, run_name, callback, kind=kind, extent=extent, config_overrides=config, **shared
+            )
             result = (run_chain if command == "chain" else run_gsm)(run, not model["no_predict"])
             plan = result["plan"]
             console.print(
-                f"[bold green]{run_name}[/] {area.name}: {len(result['models'])} model(s), training "
-                f"sections {list(plan.training_sections)}, test sections "
+                f"[bold green]{run_name}[/] {target.area.name}: {len(result['models'])} model(s), "
+                f"training sections {list(plan.training_sections)}, test sections "
                 f"{list(plan.test_sections)}, {len(result['predictions'])} section(s) predicted",
                 highlight=False,
             )
@@ -464,7 +496,6 @@ def train(
     rois.npz) and, with --predict, pred/sNNNN.h5. Parameters file: as `lsm chain` (--params,
     --params-template; `step` does not apply).
     """
-    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.layout import check_run_name, interval_name
     from cortexgraph.lsm.plan import parse_sections
     from cortexgraph.lsm.stages import run_interval
@@ -476,18 +507,14 @@ def train(
         max_interval_mm=max_interval_mm,
         allow_long_intervals=allow_long_intervals,
     )
-    brain = _brain(brain_name, flags.root)
-    area = resolve_area(brain, area_key)
+    target = _AreaTarget.of(brain_name, area_key, flags, device)
     (arch,) = _archs(arch)
     first, last = sorted(parse_sections(sections))
     interval = (first, last)
     run_name = check_run_name(name or f"lsm-{arch}-{interval_name(interval)}", "lsm")
     if background:
-        argv = ["lsm", "train"] + _common_argv(
-            brain,
-            area,
-            flags,
-            device,
+        target.submit(
+            "train",
             sections=f"{interval[0]},{interval[1]}",
             arch=arch,
             name=run_name,
@@ -495,14 +522,11 @@ def train(
             **shared,
             **_params_argv(parameters),
         )
-        _launch(brain, argv, f"train-{run_name}-{area.name}")
         return
-    progress, callback = _progress()
-    run = _settings(
-        brain, area, arch, run_name, callback, flags, device, interval=interval,
-        config_overrides=config, **shared,
-    )  # fmt: skip
-    with progress:
+    with _progress() as callback:
+        run = target.run(
+            arch, run_name, callback, interval=interval, config_overrides=config, **shared
+        )
         result = run_interval(run, predict)
     console.print(f"[bold green]model[/] {result['models'][0]}", highlight=False)
     if result["predictions"]:
@@ -542,7 +566,6 @@ def predict(
     The prediction stage records them.
     """
     from cortexgraph.errors import CortexgraphError
-    from cortexgraph.lsm.data import resolve_area
     from cortexgraph.lsm.layout import run_kind
     from cortexgraph.lsm.stages import predict_stage
 
@@ -552,32 +575,18 @@ def predict(
     _check_options(tile_px, batch_size, flags.wait_s)
     if kind not in ("lsm", "gsm"):
         raise CortexgraphError(f"--kind {kind!r}", fix="use lsm or gsm")
-    brain = _brain(brain_name, flags.root)
-    area = resolve_area(brain, area_key)
+    target = _AreaTarget.of(brain_name, area_key, flags, device)
     if name is not None:
         kind = run_kind(name)
     runs = _names(name, kind, _archs(arch) if name is None else ["ms"])
     if background:
         for _, run_name in runs:
-            argv = ["lsm", "predict"] + _common_argv(
-                brain,
-                area,
-                flags,
-                device,
-                name=run_name,
-                tile_px=tile_px,
-                batch_size=batch_size,
-            )
-            _launch(brain, argv, f"predict-{run_name}-{area.name}")
+            target.submit("predict", name=run_name, tile_px=tile_px, batch_size=batch_size)
         return
-    progress, callback = _progress()
     total = 0
-    with progress:
+    with _progress() as callback:
         for a, run_name in runs:
-            run = _settings(
-                brain, area, a, run_name, callback, flags, device, tile_px=tile_px,
-                batch_size=batch_size,
-            )  # fmt: skip
+            run = target.run(a, run_name, callback, tile_px=tile_px, batch_size=batch_size)
             total += len(predict_stage(run))
     console.print(f"[bold green]{total} section prediction(s) current[/]", highlight=False)
 
@@ -631,8 +640,7 @@ def evaluate(
         )
 
 
-@lsm_app.command("runs")
-@reports_errors
+@command(lsm_app, "runs")
 def runs(
     brain_name: str = BrainArgument,
     root: Path = RootOption,
@@ -654,16 +662,7 @@ def runs(
 # jobs
 
 
-def _brain_launcher(brain):
-    """The cohort's launcher (its jobs folder on its local engine)."""
-    from cortexgraph.derivatives import Derivatives
-    from cortexgraph.execution.launcher import cohort_launcher
-
-    return cohort_launcher(Derivatives.of(brain).cohort_root)
-
-
-@jobs_app.command("list")
-@reports_errors
+@command(jobs_app, "list")
 def jobs_list(
     brain_name: str = BrainArgument,
     root: Path = RootOption,
@@ -676,11 +675,8 @@ def jobs_list(
     from cortexgraph.lsm.layout import brain_jobs
 
     brain = _brain(brain_name, root)
-    launcher = _brain_launcher(brain)
-    try:
+    with _cohort_launcher(brain) as launcher:
         jobs = brain_jobs(launcher, brain)
-    finally:
-        launcher.close()
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
         return
@@ -697,66 +693,57 @@ def jobs_list(
 JobArgument = typer.Argument(..., help="Job id (from `lsm jobs list`).")
 
 
-@jobs_app.command("status")
-@reports_errors
-def jobs_status(
-    brain_name: str = BrainArgument,
-    job_id: str = JobArgument,
-    root: Path = RootOption,
-) -> None:
+def _job_options(
+    brain_name: str = BrainArgument, job_id: str = JobArgument, root: Path = RootOption
+) -> dict:
+    """The job of ``lsm jobs status``, ``follow`` and ``cancel``: the brain, the job's id and
+    ``--root`` (:func:`cortexgraph.cli.common.option_group`), as a dict by parameter name."""
+    return dict(locals())
+
+
+#: the option group of a command on one of a brain's jobs (keyword ``job``)
+JOB = ("job", _job_options)
+
+
+@contextmanager
+def _brain_job(job: dict):
+    """Yields ``(launcher, record)`` for the ``with`` block: the launcher of the brain's cohort
+    and the record of ``job`` (:func:`_job_options`), once the job is known to be one of the
+    brain's (:func:`cortexgraph.lsm.layout.brain_job`)."""
+    from cortexgraph.lsm.layout import brain_job
+
+    brain = _brain(job["brain_name"], job["root"])
+    with _cohort_launcher(brain) as launcher:
+        yield launcher, brain_job(launcher, brain, job["job_id"])
+
+
+@command(jobs_app, "status", JOB)
+def jobs_status(*, job: dict) -> None:
     """Print one job's record and state as JSON."""
     import json
 
-    from cortexgraph.lsm.layout import brain_job
-
-    brain = _brain(brain_name, root)
-    launcher = _brain_launcher(brain)
-    try:
-        typer.echo(json.dumps(brain_job(launcher, brain, job_id), indent=2))
-    finally:
-        launcher.close()
+    with _brain_job(job) as (_, record):
+        typer.echo(json.dumps(record, indent=2))
 
 
-@jobs_app.command("follow")
-@reports_errors
+@command(jobs_app, "follow", JOB)
 def jobs_follow(
-    brain_name: str = BrainArgument,
-    job_id: str = JobArgument,
     timeout: float = typer.Option(None, help="Stop following after this many seconds."),
-    root: Path = RootOption,
+    *,
+    job: dict,
 ) -> None:
     """Print a job's log as it grows until the job ends; exit 1 unless it ended ``done``."""
-    from cortexgraph.lsm.layout import brain_job
-
-    brain = _brain(brain_name, root)
-    launcher = _brain_launcher(brain)
-    try:
-        brain_job(launcher, brain, job_id)
-        status = launcher.follow(job_id, timeout_s=timeout)
-    finally:
-        launcher.close()
-    console.print(f"job {job_id}: {status.get('state')}", highlight=False)
+    with _brain_job(job) as (launcher, _):
+        status = launcher.follow(job["job_id"], timeout_s=timeout)
+    console.print(f"job {job['job_id']}: {status.get('state')}", highlight=False)
     if status.get("state") not in ("done", "running", "queued"):
         raise typer.Exit(code=1)
 
 
-@jobs_app.command("cancel")
-@reports_errors
-def jobs_cancel(
-    brain_name: str = BrainArgument,
-    job_id: str = JobArgument,
-    timeout: float = CancelTimeoutOption,
-    root: Path = RootOption,
-) -> None:
+@command(jobs_app, "cancel", JOB)
+def jobs_cancel(timeout: float = CancelTimeoutOption, *, job: dict) -> None:
     """Stop a job cleanly: its command gets SIGTERM and unwinds (no half-written outputs remain;
     finished stages are kept); a queued job never starts (docs/lsm.md, "Jobs")."""
-    from cortexgraph.lsm.layout import brain_job
-
-    brain = _brain(brain_name, root)
-    launcher = _brain_launcher(brain)
-    try:
-        brain_job(launcher, brain, job_id)
-        status = launcher.cancel(job_id, timeout_s=timeout)
-    finally:
-        launcher.close()
-    typer.echo(f"{job_id}\t{status.get('state')}")
+    with _brain_job(job) as (launcher, _):
+        status = launcher.cancel(job["job_id"], timeout_s=timeout)
+    typer.echo(f"{job['job_id']}\t{status.get('state')}")

@@ -11,7 +11,6 @@ from cortexgraph import __version__
 from cortexgraph.cli import build_graph as build_graph_cmd
 from cortexgraph.cli import check as check_cmd
 from cortexgraph.cli import cohort as cohort_cmd
-from cortexgraph.cli import demo as demo_cmd
 from cortexgraph.cli import features as features_cmd
 from cortexgraph.cli import gnn as gnn_cmd
 from cortexgraph.cli import jobs as jobs_cmd
@@ -20,7 +19,6 @@ from cortexgraph.cli import maps3d as maps3d_cmd
 from cortexgraph.cli import project as project_cmd
 from cortexgraph.cli import render as render_cmd
 from cortexgraph.cli import scans as scans_cmd
-from cortexgraph.cli import scans_align as scans_align_cmd
 from cortexgraph.cli import serve as serve_cmd
 from cortexgraph.cli import status as status_cmd
 from cortexgraph.cli import synth as synth_cmd
@@ -84,10 +82,8 @@ synth_cmd.register(app)
 check_cmd.register(app)
 status_cmd.register(app)
 build_graph_cmd.register(app)
-scans_cmd.register(app)
-scans_align_cmd.register(app)
-demo_cmd.register(app)
-cohort_cmd.register(app)
+scans_cmd.register(app)  # ingest, segment, align, register
+cohort_cmd.register(app)  # demo, run-cohort
 gnn_cmd.register(app)
 project_cmd.register(app)
 render_cmd.register(app)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import typer
 
-from cortexgraph.cli.common import RootOption, console, reports_errors
+from cortexgraph.cli.common import RootOption, command, console
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("serve")
-    @reports_errors
+    @command(app, "serve")
     def serve(
         root: Path = RootOption,
         host: str = typer.Option("127.0.0.1", help="Address to bind (others need a token)."),

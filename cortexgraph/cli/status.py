@@ -7,28 +7,21 @@ from pathlib import Path
 
 import typer
 
-from cortexgraph.cli.common import (
-    RootOption,
-    VerboseOption,
-    console,
-    json_option,
-    reports_errors,
-    setup_logging,
-)
+from cortexgraph.cli.common import LOGGING, RootOption, command, console, json_option
 
 _STYLE = {"done": "green", "stale": "yellow", "missing": "dim", "running": "cyan"}
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("status")
-    @reports_errors
+    @command(app, "status", LOGGING)
     def status(
         brains: list[str] = typer.Argument(
             None, metavar="BRAINS", help="Brains to show (default: all)."
         ),
         root: Path = RootOption,
         as_json: bool = json_option("the states"),
-        verbose: bool = VerboseOption,
+        *,
+        verbose: bool,
     ) -> None:
         """Show every stage of the cohort's brains: done, stale (with what changed), missing,
         running; and the model runs and encoders that exist. Computes nothing.
@@ -39,7 +32,6 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.data.names import check_name
         from cortexgraph.derivatives.status import cohort_status
 
-        setup_logging(verbose)
         cohort = find_cohort(root)
         for brain in brains or []:
             check_name(brain, "brain id")
