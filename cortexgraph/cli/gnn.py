@@ -20,6 +20,7 @@ from cortexgraph.cli.common import (
     log,
     parameters_group,
     progress_bar,
+    with_progress,
 )
 from cortexgraph.errors import CortexgraphError
 
@@ -239,10 +240,8 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.gnn.stage import predict_brain
 
-        with progress_bar("predict", total=len(brains)) as advance:
-            for brain in brains:
-                for path in predict_brain(
-                    run, brain, flags.root, device=device, **flags.stage_keywords
-                ):
-                    console.print(f"proba, pred of {run}: {path}", highlight=False, soft_wrap=True)
-                advance(1)
+        for brain in brains:
+            for path in with_progress(
+                predict_brain, run, brain, flags.root, device=device, **flags.stage_keywords
+            ):
+                console.print(f"proba, pred of {run}: {path}", highlight=False, soft_wrap=True)

@@ -28,6 +28,7 @@ LARS at a constant learning rate of 0.008); ``"demo"`` is sized for the demo pha
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -685,6 +686,7 @@ def predict_brain(
     batch_size: int = 8192,
     overwrite: bool = False,
     wait_s: float = 0.0,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[Path]:
     """Stage ``predict@<run>`` of a brain: per-node class probabilities and labels of a trained run.
 
@@ -703,6 +705,8 @@ def predict_brain(
         ``LAYERWISE_MIN_NODES`` nodes is computed layer by layer instead (bounded memory; float16
         activations, within 5e-3 of the exact pass); the record's ``method`` says which.
     overwrite, wait_s : see :class:`~cortexgraph.derivatives.StageRun`.
+    progress : callable (stage, done, total), optional
+        Called after every batch, ``stage`` = ``predict <hemi>``.
 
     Returns
     -------
@@ -746,9 +750,13 @@ def predict_brain(
                 and model.kind in ("gat", "sage")
                 and int(item.data.num_nodes) >= LAYERWISE_MIN_NODES
             )
+            report = None
+            if progress is not None:
+                report = functools.partial(progress, f"predict {item.hemi}")
             proba = predict_proba(
-                [item.data], model, batch_size=batch_size, device=device, layerwise=layerwise
-            )[0]
+                [item.data], model, batch_size=batch_size, device=device, layerwise=layerwise,
+                progress=report,
+            )[0]  # fmt: skip
             pred = proba.argmax(1).astype(np.int64)
             item.data = None
             out = prediction_path(store.root, brain, run_name, item.hemi)

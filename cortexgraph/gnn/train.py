@@ -423,6 +423,7 @@ def predict_proba(
     feature_dtype: torch.dtype | str | None = "auto",
     nodes: Sequence[torch.Tensor] | None = None,
     layerwise: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[np.ndarray]:
     """Class probabilities of every node of every graph (model in evaluation mode).
 
@@ -436,6 +437,10 @@ def predict_proba(
     ----------
     nodes : sequence of BoolTensor (N_g,), optional
         Compute only these nodes of each graph (e.g. the evaluated ones); other rows are NaN.
+    progress : callable (done, total), optional
+        Called after every batch with the batches done and the total of the graph being computed
+        (restarting for each graph; with ``layerwise``, the batches of all its layers). Not called
+        by the whole-graph pass.
 
     Returns
     -------
@@ -450,8 +455,9 @@ def predict_proba(
         for gi, g in enumerate(graphs):
             feats = {name: getattr(g, f"x_{name}") for name in base.feature_dims}
             proba = layerwise_proba(
-                base, feats, g.edge_index, int(g.num_nodes), batch_size=batch_size
-            )
+                base, feats, g.edge_index, int(g.num_nodes), batch_size=batch_size,
+                progress=progress,
+            )  # fmt: skip
             if nodes is not None:
                 proba[~torch.as_tensor(nodes[gi]).bool().cpu().numpy()] = np.nan
             results.append(proba)
@@ -482,11 +488,14 @@ def predict_proba(
             shuffle=False,
             device=device,
         )
-        for b in batcher:
+        batches = len(batcher)
+        for done, b in enumerate(batcher, 1):
             with autocast(device, enabled=amp):
                 x = store.gather(gi, b.node_ids)
                 logits = base(x, b.edge_index, b.hop_offsets)[b.seed_positions]
             out[b.seed_nodes.cpu()] = torch.softmax(logits.float(), 1).cpu()
+            if progress is not None:
+                progress(done, batches)
         results.append(out.numpy())
     base.train(was_training)
     return results

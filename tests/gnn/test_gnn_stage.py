@@ -214,11 +214,37 @@ def test_predict_computes_a_large_graph_layer_by_layer_on_a_cpu(cohort, tmp_path
     model, _ = load_run(run)
     store = Derivatives(root)
     monkeypatch.setattr(stage, "LAYERWISE_MIN_NODES", 0)
-    written = predict_brain(run.name, "B07", root, device="cpu")
+    calls: list[tuple[str, int, int]] = []
+    written = predict_brain(
+        run.name, "B07", root, device="cpu", batch_size=64, progress=lambda *a: calls.append(a)
+    )
     record = store.record(StageId("predict", "B07", (run.name,)))
+    expected_by_hemi = {}
     for path, item in zip(written, graph_items(store, ["B07"]), strict=True):
         assert record.measured[item.hemi]["method"] == "layerwise"
         data = load_graphs(store, [item], ("cy", "co"), encoder="synthetic", labels=False)[0].data
         with torch.no_grad():
             expected = torch.softmax(model(data), 1).numpy()
         np.testing.assert_allclose(read_node_arrays(path)["proba"], expected, atol=5e-3)
+        expected_by_hemi[item.hemi] = expected
+        # progress per batch of every layer (3 passes over the batches: 2 layers + the encoders)
+        mine = [c for c in calls if c[0] == f"predict {item.hemi}"]
+        batches = -(-int(data.num_nodes) // 64)
+        assert [c[1] for c in mine] == list(range(1, 3 * batches + 1))
+        assert {c[2] for c in mine} == {3 * batches}
+
+    # below the threshold: exact k-hop batches, progress per batch up to its total
+    monkeypatch.setattr(stage, "LAYERWISE_MIN_NODES", 10**9)
+    calls.clear()
+    written = predict_brain(
+        run.name, "B07", root, device="cpu", batch_size=64, overwrite=True,
+        progress=lambda *a: calls.append(a),
+    )  # fmt: skip
+    record = store.record(StageId("predict", "B07", (run.name,)))
+    for path, item in zip(written, graph_items(store, ["B07"]), strict=True):
+        assert record.measured[item.hemi]["method"] == "k-hop"
+        np.testing.assert_allclose(
+            read_node_arrays(path)["proba"], expected_by_hemi[item.hemi], atol=1e-5
+        )
+        mine = [c for c in calls if c[0] == f"predict {item.hemi}"]
+        assert mine and mine[-1][1] == mine[-1][2] and len(mine) == mine[-1][2]
