@@ -148,6 +148,7 @@ def reports_errors(func: Callable) -> Callable:
     def wrapper(*args, debug: bool = False, **kwargs):
         if debug:
             os.environ["CORTEXGRAPH_DEBUG"] = "1"
+        _SIGTERM.clear()
         previous = _terminate_on_sigterm()
         heartbeat = nullcontext() if _interactive() else _Heartbeat(command, progress_interval_s())
         try:
@@ -178,6 +179,10 @@ def reports_errors(func: Callable) -> Callable:
             )
             raise typer.Exit(code=2) from None
         except Exception as exc:
+            if _SIGTERM.is_set():  # Terminated turned into another error on its way up (a C
+                # extension's module initialisation reports any exception as an ImportError)
+                _report("[bold red]terminated[/] (SIGTERM): outputs being written were discarded")
+                raise typer.Exit(code=143) from None
             _report(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. This is a bug in "
                 "cortexgraph: rerun with --debug and report the traceback"
@@ -197,7 +202,34 @@ class Terminated(BaseException):  # noqa: N818 - a signal, not an error
     are released and temporary files removed on the way out."""
 
 
+#: set when a command got SIGTERM (cleared when a command starts)
+_SIGTERM = threading.Event()
+#: seconds after which a SIGTERM that arrived during an import is delivered again
+SIGTERM_RETRY_S = 0.05
+
+
+def _inside_import(frame) -> bool:
+    """Whether ``frame`` or a caller of it runs the import machinery (a module being executed)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _raise_terminated(signum, frame) -> None:
+    """The SIGTERM handler of commands: raise :class:`Terminated` in the main thread.
+
+    Not while a module is being imported: an exception there leaves a half-initialised module
+    (a C extension's initialisation turns it into ``ImportError: initialization failed``, and a
+    later use of that module can crash the process). The signal is then sent again after
+    :data:`SIGTERM_RETRY_S`, until it lands outside the import."""
+    _SIGTERM.set()
+    if _inside_import(frame):
+        retry = threading.Timer(SIGTERM_RETRY_S, os.kill, (os.getpid(), signum))
+        retry.daemon = True
+        retry.start()
+        return
     raise Terminated
 
 
