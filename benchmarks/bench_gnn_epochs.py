@@ -152,6 +152,11 @@ def render_page(results: dict, epochs: Sequence[int], modes: Sequence[str], info
             cells.append(rp._pm(*rp.mean_sd(vals)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Seconds per comparison (sum over modes)", ""]
+    lines += [
+        "Wall time of this invocation's `evaluate --compare` commands. A run an earlier "
+        "invocation trained is reused (the stage is up to date), and only its reading counts.",
+        "",
+    ]
     lines += ["| cohort | " + " | ".join(f"{e} epochs" for e in epochs) + " |"]
     lines += ["|---|" + "---|" * len(epochs)]
     for n in names:
