@@ -15,6 +15,7 @@ from cortexgraph.derivatives.parameters import (
     integers,
     numbers,
     one_of,
+    texts,
 )
 from cortexgraph.errors import CortexgraphError, ParameterError
 
@@ -68,8 +69,6 @@ class TrainGNNParameters:
                 f"unknown model {self.model!r}", fix=f"use one of {', '.join(MODELS)}"
             )
         check_fields(self, bad, _RULES)
-        if not isinstance(self.transfer, str) or not self.transfer:
-            raise bad("transfer", 'a brain id, "auto" or "none"')
         from cortexgraph.derivatives.graphs import parse_features
 
         try:
@@ -97,4 +96,5 @@ _RULES = (
     ),
     ("lr", numbers(0, low_open=True).or_none('a finite number > 0, or "none" (the preset\'s)')),
     ("seed", SEED),
+    ("transfer", texts('a brain id, "auto" or "none"')),
 )

@@ -11,13 +11,16 @@ resolved preset is what ``synth.json`` records (``parameters``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import cast
 
 from cortexgraph.derivatives.parameters import (
+    SEED,
+    check_fields,
     field_errors,
+    is_finite_number,
     is_integer,
+    one_of,
     overrides_of,
     with_overrides,
 )
@@ -54,12 +57,7 @@ class SynthParameters:
 
     def __post_init__(self) -> None:
         bad = field_errors(self, "synth", _option_text)
-        if self.preset not in PRESETS:
-            raise bad("preset", f"one of {', '.join(PRESETS)}")
-        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
-            raise bad("seed", "an integer in 0..4294967295")
-        if self.scan_format not in SCAN_FORMATS:
-            raise bad("scan_format", f"one of {', '.join(SCAN_FORMATS)}")
+        check_fields(self, bad, _RULES)
         for name, value in overrides_of(self).items():
             if value is not None:  # NO_VALUE (false): no value, where the preset allows it
                 _check_override(name, value, bad)
@@ -104,15 +102,15 @@ def _check_override(name: str, value: object, bad) -> None:
             raise bad(name, 'a non-empty list of brain ids (e.g. ["B01", "B07"])')
     elif name == "mapped_area_fraction":
         low, high = cast(tuple[float, float], value)  # a pair (read as tuple[float, float])
-        if not (_number(low) and _number(high) and 0 <= low <= high <= 1):
+        if not (is_finite_number(low) and is_finite_number(high) and 0 <= low <= high <= 1):
             raise bad(name, "two numbers [low, high] with 0 <= low <= high <= 1")
     elif name == "area_seed":
-        if not is_integer(value) or not 0 <= value < 2**32:  # type: ignore[operator]
-            raise bad(name, "an integer in 0..4294967295")
+        if not SEED.test(value):
+            raise bad(name, SEED.words)
     elif is_integer(value):
         if value < 1:  # type: ignore[operator]
             raise bad(name, "an integer >= 1")
-    elif _number(value):
+    elif is_finite_number(value):
         number = float(value)  # type: ignore[arg-type]
         if name in _POSITIVE and number <= 0:
             raise bad(name, "a finite number > 0")
@@ -126,9 +124,10 @@ def _check_override(name: str, value: object, bad) -> None:
         raise bad(name, "a finite number")
 
 
-
-
-def _number(value: object) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+#: the ranges of :class:`SynthParameters`'s own fields
+#: (:func:`~cortexgraph.derivatives.parameters.check_fields`)
+_RULES = (
+    ("preset", one_of(PRESETS)),
+    ("seed", SEED),
+    ("scan_format", one_of(SCAN_FORMATS)),
+)
