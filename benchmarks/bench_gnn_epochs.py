@@ -59,10 +59,7 @@ def prepare_cohort(root: Path, seed: int, area_seed: int, logs: Path, env: dict,
     if not (root / "cohort.toml").is_file() or not (root / "synth.json").is_file():
         if root.exists():
             raise SystemExit(f"error: {root} holds an unfinished phantom; delete it and run again")
-        commands.append(
-            ["synth", str(root), "--preset", SCALE, "--seed", str(seed), "--area-seed",
-             str(area_seed), "--profile-variability", "0.1", "--transition-mm", "1.0"]
-        )  # fmt: skip
+        commands.append(rp.synth_args(root, seed, area_seed, rp.Settings(scale=SCALE)))
     commands.append(["build-graph", *BRAINS, *R, "--no-qc-picture"])
     commands.append(["train-encoder", *R, "--seed", str(seed)])
     commands += [["features", b, *R] for b in BRAINS]
@@ -74,14 +71,9 @@ def prepare_cohort(root: Path, seed: int, area_seed: int, logs: Path, env: dict,
 
 def compare(root: Path, seed: int, mode: str, epochs: int, logs: Path, env: dict) -> dict:
     """One ``evaluate --compare`` run: {label: {run, test_f1, transfer_f1}}, seconds, load."""
-    from cortexgraph.gnn.stage import run_suffix
-
-    args = ["evaluate", "--root", str(root), "--compare", mode, "--preset", GNN_PRESET]
-    args += ["--seed", str(seed), "--transfer", rp.TRANSFER, "--epochs", str(epochs)]
+    args, table = rp.comparison_args(root, mode, GNN_PRESET, seed, epochs)
     r = rp.run_command(args, logs / f"compare-{mode}-e{epochs}.log", env)
-    suffix = run_suffix(GNN_PRESET, rp.TRANSFER, seed, epochs)
-    table = rp.read_comparison(root / "derivatives/cortexgraph/comparisons" / f"{mode}{suffix}.tsv")
-    return {"gnn": table, "seconds": r["seconds"], "load": r["load"]}
+    return {"gnn": rp.read_comparison(table), "seconds": r["seconds"], "load": r["load"]}
 
 
 def gnn_claims_for(modes: Sequence[str]) -> list[rp.Claim]:

@@ -304,6 +304,34 @@ def read_true_volumes(path: Path, area: str) -> dict[str, float]:
 # ------------------------------------------------------------------------------- one cohort
 
 
+def synth_args(root: Path, seed: int, area_seed: int, settings: Settings) -> list[str]:
+    """The ``cortexgraph synth`` arguments of a cohort of the harness."""
+    args = ["synth", str(root), "--preset", settings.scale, "--seed", str(seed)]
+    args += ["--area-seed", str(area_seed)]
+    args += ["--profile-variability", str(settings.profile_variability)]
+    args += ["--transition-mm", str(settings.transition_mm)]
+    if settings.transform_noise_deg is not None:
+        args += ["--transform-noise-deg", str(settings.transform_noise_deg)]
+    if settings.transform_noise_um is not None:
+        args += ["--transform-noise-um", str(settings.transform_noise_um)]
+    return args
+
+
+def comparison_args(
+    root: Path, mode: str, preset: str, seed: int, epochs: int | None
+) -> tuple[list[str], Path]:
+    """The ``cortexgraph evaluate --compare MODE`` arguments of the harness (transfer brain
+    :data:`TRANSFER`) and the comparison table they write."""
+    from cortexgraph.gnn.stage import run_suffix
+
+    args = ["evaluate", "--root", str(root), "--compare", mode, "--preset", preset]
+    args += ["--seed", str(seed), "--transfer", TRANSFER]
+    if epochs is not None:
+        args += ["--epochs", str(epochs)]
+    suffix = run_suffix(preset, TRANSFER, seed, epochs)
+    return args, root / "derivatives/cortexgraph/comparisons" / f"{mode}{suffix}.tsv"
+
+
 def run_cohort(
     folder: Path,
     seed: int,
@@ -349,14 +377,7 @@ def run_cohort(
         report(f"[{name}] {label}: done in {total['seconds']:.0f} s (load {total['load']:.1f})")
         _write_json(results_path, results)
 
-    synth = ["synth", str(root), "--preset", settings.scale, "--seed", str(seed)]
-    synth += ["--area-seed", str(area_seed)]
-    synth += ["--profile-variability", str(settings.profile_variability)]
-    synth += ["--transition-mm", str(settings.transition_mm)]
-    if settings.transform_noise_deg is not None:
-        synth += ["--transform-noise-deg", str(settings.transform_noise_deg)]
-    if settings.transform_noise_um is not None:
-        synth += ["--transform-noise-um", str(settings.transform_noise_um)]
+    synth = synth_args(root, seed, area_seed, settings)
     if not (root / "cohort.toml").is_file() or not (root / "synth.json").is_file():
         if root.exists():  # an interrupted synth: the generator wants a fresh folder
             shutil.rmtree(root)
@@ -377,17 +398,11 @@ def run_cohort(
 
     step("features", [["features", b, *R] for b in brains])
 
-    from cortexgraph.gnn.stage import run_suffix
-
-    gnn_opts = ["--preset", gnn_preset, "--seed", str(seed), "--transfer", TRANSFER]
-    if gnn_epochs is not None:
-        gnn_opts += ["--epochs", str(gnn_epochs)]
-    suffix = run_suffix(gnn_preset, TRANSFER, seed, gnn_epochs)
-    comparisons = root / "derivatives/cortexgraph/comparisons"
     gnn: dict[str, dict] = {}
     for mode in ("features", "depth"):
-        step(f"compare-{mode}", [["evaluate", *R, "--compare", mode, *gnn_opts]])
-        gnn.update(read_comparison(comparisons / f"{mode}{suffix}.tsv"))
+        args, table = comparison_args(root, mode, gnn_preset, seed, gnn_epochs)
+        step(f"compare-{mode}", [args])
+        gnn.update(read_comparison(table))
     results["gnn"] = gnn
 
     # the best published model's labels on the transfer brain
