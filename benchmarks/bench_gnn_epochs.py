@@ -33,7 +33,6 @@ date, so a rerun only adds what is missing), ``OUT/cohorts/<name>/logs/``, ``OUT
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -176,15 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not modes or any(m not in ("depth", "features") for m in modes):
         raise SystemExit(f"error: --modes {args.modes!r}: give depth, features or both")
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    with rp.exclusive_folder(out, "bench_gnn_epochs") as held:
-        if not held:
+    with rp.bench_folder(out, "bench_gnn_epochs") as bench:
+        if bench is None:
             return 3
-        report = rp.Reporter(out / "bench_gnn_epochs.log")
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        results_path = out / "results.json"
-        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        report, env, results = bench.report, bench.env, bench.results
+        results_path = bench.results_path
         loads, seconds = [os.getloadavg()[0]], 0.0
         for seed in args.seeds:
             for area_seed in args.area_seeds:

@@ -191,6 +191,35 @@ def exclusive_folder(out: Path, script: str):
         lock.release()
 
 
+@dataclass
+class BenchFolder:
+    """What a benchmark built on this harness works with: progress (``report``), the commands'
+    environment (``env``: OMP_NUM_THREADS=1 unless set) and its ``results.json`` read back
+    (``results``; empty when absent) at ``results_path``."""
+
+    report: Reporter
+    env: dict[str, str]
+    results_path: Path
+    results: dict
+
+
+@contextlib.contextmanager
+def bench_folder(out: Path, script: str):
+    """Open the work folder of a benchmark script: creates it, holds it
+    (:func:`exclusive_folder`), yields a :class:`BenchFolder` with the progress log
+    ``OUT/<script>.log``, or None when another run holds the folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive_folder(out, script) as held:
+        if not held:
+            yield None
+            return
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        path = out / "results.json"
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        yield BenchFolder(Reporter(out / f"{script}.log"), env, path, results)
+
+
 class CommandFailed(RuntimeError):
     pass
 

@@ -172,17 +172,27 @@ def require_memory(
 class StackVolumeEstimate:
     """Shape of a brain's stacked volume at one voxel size, computed without allocating it.
 
-    ``largest_mask_bytes``: the largest level-0 tissue mask (the reconstruction reads one at a time).
+    ``shape``: the uncropped grid (the section canvases), allocated once as uint8 while stacking;
+    ``cropped_shape``: that grid cut to the tissue's bounding box plus the reconstruction's margin
+    (:func:`cortexgraph.reconstruct.volume.stack_tissue_volume` with ``crop_to_tissue``), from the
+    masks' coarse pyramid levels, so at least the size of the real crop; every later step holds
+    arrays of this size. ``largest_mask_bytes``: the largest level-0 tissue mask (the
+    reconstruction reads one at a time).
     """
 
     shape: tuple[int, int, int]
     voxel_size_mm: float
     origin_mm: tuple[float, float, float]
     largest_mask_bytes: int
+    cropped_shape: tuple[int, int, int]
 
     @property
     def voxels(self) -> int:
         return int(self.shape[0]) * int(self.shape[1]) * int(self.shape[2])
+
+    @property
+    def cropped_voxels(self) -> int:
+        return int(self.cropped_shape[0]) * int(self.cropped_shape[1]) * int(self.cropped_shape[2])
 
     def nbytes(self, bytes_per_voxel: float) -> float:
         """Memory of ``bytes_per_voxel`` bytes per voxel (e.g. 1 per uint8 copy, 8 per float64)."""
@@ -205,6 +215,8 @@ def estimate_stack_volume(brain, voxel_size_mm: float | None = None) -> StackVol
     to the world by the composed transforms (x, z), planes of the first and last digitized section
     (y). Opens the mask headers; validates the transforms against the canvases first
     (DataFormatError for a translation far beyond the canvas), so nothing large is ever computed.
+    The cropped shape reads each mask at the coarsest level not coarser than the voxel
+    (:meth:`cortexgraph.data.stack.SectionStack.tissue_bounds_mm`).
     """
 
     from cortexgraph.data.stack import SectionStack
@@ -228,12 +240,22 @@ def estimate_stack_volume(brain, voxel_size_mm: float | None = None) -> StackVol
             raster = stack.raster(s, "mask")
             rows, cols = raster.shape[:2]
             largest = max(largest, rows * cols * raster.dtype.itemsize)
+        tissue = stack.tissue_bounds_mm(1000.0 * float(voxel_size_mm))
     from cortexgraph.reconstruct.volume import lattice_origin, lattice_shape
 
-    shape = lattice_shape(lo, hi, float(voxel_size_mm))
+    voxel = float(voxel_size_mm)
+    shape = lattice_shape(lo, hi, voxel)
+    origin = lattice_origin(lo, voxel)
+    cropped = list(shape)
+    if tissue is not None:  # the voxel range of the tissue box, with the crop's margin of 2
+        for axis in (0, 2):
+            first = max(math.floor((tissue[0][axis] - origin[axis]) / voxel) - 2, 0)
+            last = min(math.ceil((tissue[1][axis] - origin[axis]) / voxel) + 3, shape[axis])
+            cropped[axis] = max(1, last - first)
     return StackVolumeEstimate(
         shape=shape,  # type: ignore[arg-type]
-        voxel_size_mm=float(voxel_size_mm),
-        origin_mm=tuple(float(v) for v in lattice_origin(lo, float(voxel_size_mm))),  # type: ignore[arg-type]
+        voxel_size_mm=voxel,
+        origin_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
         largest_mask_bytes=int(largest),
+        cropped_shape=tuple(cropped),  # type: ignore[arg-type]
     )

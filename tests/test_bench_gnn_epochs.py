@@ -3,28 +3,12 @@ claims it scores per epoch count and the page. Numbers exact to 1e-3 (the page p
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_gnn_epochs", ROOT / "benchmarks" / "bench_gnn_epochs.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_gnn_epochs"] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+def bench(benchmark_module):
+    return benchmark_module("bench_gnn_epochs")
 
 
 def _depth_result(gat: float, sage: float, mlp: float, linear: float) -> dict:

@@ -123,6 +123,22 @@ def test_stack_estimate_equals_the_reconstructed_shape(valid_cohort):
         estimate_stack_volume(brain, 0.0)
 
 
+def test_cropped_estimate_covers_the_reconstructed_crop(valid_cohort):
+    """The cropped shape from the masks' coarse levels is never smaller than the crop the
+    reconstruction makes, and at most a coarse pixel plus a voxel larger on each side."""
+    brain = Cohort.read(valid_cohort).brain("B01")
+    for voxel in (0.1, 0.25, 0.5):
+        estimate = estimate_stack_volume(brain, voxel)
+        volume, _, info = stack_tissue_volume(SectionStack(brain), voxel, crop_to_tissue=True)
+        assert estimate.cropped_shape[1] == volume.shape[1] == estimate.shape[1]
+        for axis in (0, 2):
+            assert volume.shape[axis] <= estimate.cropped_shape[axis] <= estimate.shape[axis]
+            # one pixel of the mask level read (<= the voxel) and one voxel of rounding per side
+            assert estimate.cropped_shape[axis] <= volume.shape[axis] + 4
+        if voxel == 0.1:  # the fixture's canvas holds glass; at 0.5 mm the margin covers it
+            assert estimate.cropped_voxels < 0.8 * estimate.voxels
+
+
 def test_stack_estimate_refuses_a_huge_translation_without_allocating(valid_cohort):
     path = valid_cohort / "B01/transforms.tsv"
     c.transform_row(path, 115, lambda m: m + np.array([[0, 0, 300.0], [0, 0, 0], [0, 0, 0]]))

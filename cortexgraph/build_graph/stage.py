@@ -45,7 +45,7 @@ import numpy as np
 
 from cortexgraph.build_graph.nodes import map_hemispheres
 from cortexgraph.build_graph.parameters import HEMISPHERES, BuildGraphParameters, Progress
-from cortexgraph.build_graph.surfaces import depth_field, midsurfaces
+from cortexgraph.build_graph.surfaces import depth_field, midsurfaces, noncortical_pieces
 from cortexgraph.build_graph.volume import reconstruct_volume, require_build_graph_memory
 from cortexgraph.data.check import check_brain
 from cortexgraph.data.manifest import Brain
@@ -219,6 +219,14 @@ def _build(
                 if stale is not None:
                     stale.unlink(missing_ok=True)
     report["target_edge_mm"] = target_edge_mm
+    if report["reconstruct"]["exclusion"]["method"] != "automatic":
+        pieces = noncortical_pieces(
+            meshes, tissue, excluded, affine, params.max_cortex_thickness_mm
+        )
+        info["noncortical_pieces"] = pieces
+        for hemi, found in pieces.items():
+            for piece in found:
+                log.warning("%s %s: %s", brain.id, hemi, noncortical_piece_text(piece, params))
     seconds["midsurfaces"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -249,3 +257,24 @@ def _build(
     report["seconds"] = seconds | {"total": float(sum(seconds.values()))}
     write_json_atomic(outputs["qc_json"], report)
     return report
+
+
+def noncortical_piece_text(piece: dict, params: BuildGraphParameters) -> str:
+    """The warning for midsurface nodes in gray matter too thick to be cortex
+    (:func:`~cortexgraph.build_graph.surfaces.noncortical_pieces`)."""
+    lo, hi = piece["bbox_mm"]
+    where = ", ".join(f"{axis} {a:.1f}..{b:.1f}" for axis, a, b in zip("xyz", lo, hi, strict=True))
+    if params.exclusion == "none":
+        fix = "run with --exclusion automatic, or give the brain an exclusion mask"
+    else:
+        fix = (
+            "check that the exclusion mask matches this reconstruction (it is in world mm: a mask "
+            "drawn on a reconstruction made with other transforms does not), correct it, or run "
+            "with --exclusion automatic"
+        )
+    return (
+        f"{piece['vertices']} of {piece['mesh_vertices']} midsurface nodes (in a piece of "
+        f"{piece['component_vertices']} nodes; at {where} mm) lie in gray matter too thick to be "
+        f"cortex (more than {params.max_cortex_thickness_mm:g} mm from both the background and the "
+        "white matter: cerebellum, deep nuclei?) that the exclusion left in. Fix: " + fix
+    )

@@ -23,6 +23,7 @@ from cortexgraph.meshes.repair import (
     close_small_holes,
     hemisphere_faces,
     keep_large_components,
+    mask_clusters,
     mesh_quality,
     poisson_reconstruct,
     remesh_isotropic,
@@ -32,6 +33,7 @@ from cortexgraph.meshes.repair import (
 from cortexgraph.reconstruct.clean import (
     GRAY,
     WHITE,
+    automatic_noncortical_mask,
 )
 from cortexgraph.reconstruct.hemispheres import find_hemispheres, interhemispheric_x_mm
 
@@ -40,6 +42,12 @@ log = logging.getLogger(__name__)
 #: isosurface size (faces) from which :func:`midsurfaces` remeshes the two hemispheres in two
 #: processes by default (a whole brain at 0.3 mm has about 4 M; the demo slab about 0.2 M)
 PARALLEL_MIN_FACES = 1_000_000
+
+#: :func:`noncortical_pieces` reports a group of connected midsurface nodes in gray matter too thick
+#: to be cortex from this share of the hemisphere's nodes (on the demo phantom no node of a true
+#: cortical sheet lies there; sheets through a cerebellum that a misplaced exclusion mask left in
+#: had 1200-2500 of about 20 000 nodes there)
+NONCORTICAL_PIECE_SHARE = 0.005
 
 
 # -- 2. depth ---------------------------------------------------------------------------------------
@@ -278,3 +286,75 @@ def _clean_mesh(
         info["spikes"] = spikes
     v, f = repair_mesh(v, f)
     return keep_large_components(v, f, min_fraction=params.min_component_fraction)
+
+
+# -- 3b. check ---------------------------------------------------------------------------------------
+
+
+def noncortical_pieces(
+    meshes: dict[str, tuple[np.ndarray, np.ndarray]],
+    tissue: np.ndarray,
+    excluded: np.ndarray,
+    affine: np.ndarray,
+    max_cortex_thickness_mm: float,
+    min_share: float = NONCORTICAL_PIECE_SHARE,
+) -> dict[str, list[dict]]:
+    """Midsurface nodes that lie in gray matter too thick to be cortex.
+
+    An exclusion mask removes non-cortical gray matter (cerebellum, deep nuclei) in world mm; when it
+    does not match the reconstruction (drawn on a reconstruction made with other transforms, or from
+    another brain), gray matter it should remove stays in, and build-graph puts a midsurface sheet
+    through it. This finds such sheets: the thickness criterion of the automatic exclusion
+    (:func:`~cortexgraph.reconstruct.clean.automatic_noncortical_mask`, without growth) on the
+    volume before exclusion, restricted to the gray matter that was kept, and the groups of
+    connected midsurface nodes in it (:func:`~cortexgraph.meshes.repair.mask_clusters`), summed
+    per connected piece of the midsurface, whether the sheet is a piece of its own or joined to the
+    cortex.
+
+    Parameters
+    ----------
+    meshes : {hemisphere: (vertices world mm, faces)}.
+    tissue : uint8 (X, Y, Z) after exclusion (0 background, 1 white, 2 gray); excluded : bool, the
+        gray matter removed; affine : 4x4 voxel -> world mm.
+    max_cortex_thickness_mm : the automatic criterion's thickness.
+    min_share : report a piece when at least this share of the hemisphere's nodes lie in thick
+        gray matter in it.
+
+    Returns
+    -------
+    {hemisphere: [{``vertices`` (nodes in thick gray matter), ``clusters`` (connected groups of
+    them), ``bbox_mm`` (their world box), ``component_vertices`` (nodes of the piece),
+    ``mesh_vertices`` (nodes of the hemisphere)}, largest first]} for the hemispheres with such
+    pieces (empty when none).
+    """
+    before = tissue.copy()
+    before[excluded] = GRAY
+    voxel_mm = float(affine[0, 0])
+    thick = automatic_noncortical_mask(before, voxel_mm, max_cortex_thickness_mm, 0.0)
+    thick &= tissue == GRAY
+    if not thick.any():
+        return {}
+    found: dict[str, list[dict]] = {}
+    for hemi, (vertices, faces) in meshes.items():
+        by_component: dict[int, list[dict]] = {}
+        for cluster in mask_clusters(vertices, faces, thick, affine):
+            by_component.setdefault(cluster["component"], []).append(cluster)
+        pieces = []
+        for clusters in by_component.values():
+            nodes = sum(c["vertices"] for c in clusters)
+            if nodes < min_share * len(vertices):
+                continue
+            lo = np.min([c["bbox_mm"][0] for c in clusters], axis=0)
+            hi = np.max([c["bbox_mm"][1] for c in clusters], axis=0)
+            pieces.append(
+                {
+                    "vertices": int(nodes),
+                    "clusters": len(clusters),
+                    "bbox_mm": [[float(x) for x in lo], [float(x) for x in hi]],
+                    "component_vertices": clusters[0]["component_vertices"],
+                    "mesh_vertices": int(len(vertices)),
+                }
+            )
+        if pieces:
+            found[hemi] = sorted(pieces, key=lambda c: -c["vertices"])
+    return found

@@ -30,6 +30,7 @@ from cortexgraph.reconstruct.clean import (
     small_components,
 )
 from cortexgraph.reconstruct.volume import stack_tissue_volume
+from cortexgraph.resources import StackVolumeEstimate
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,25 @@ def exclusion_mask_volume(
     return resample_mask_to_grid(data, mask_affine, shape, affine)
 
 
-#: Peak memory of build-graph per voxel of the (uncropped) stacked volume, measured on the demo slab
-#: at 0.3 mm (53.7 M voxels, 2.0 GB peak after cropping to the tissue; benchmarks/results/
-#: full_brain.md) and rounded up, so the estimate errs on the safe side.
-BYTES_PER_STACK_VOXEL = 40.0
+#: Peak memory of build-graph per voxel of the stacked volume cropped to the tissue, and what the
+#: process holds whatever the volume (interpreter, libraries). Fitted to two measured peaks
+#: (benchmarks/results/full_brain.md, build_graph_accuracy.md), each minus the uncropped uint8
+#: stack: the whole phantom brain at 0.3 mm, 7.1 GB for 88.9 M cropped voxels, and the demo slab's
+#: B07 at 0.3 mm, 1.73 GB for 19.9 M: 75 bytes per voxel plus 0.19 GB. Both rounded up (80 bytes,
+#: 0.5 GB), so the estimate errs on the safe side (7.9 and 2.1 GB for the two).
+BYTES_PER_CROPPED_VOXEL = 80.0
+BUILD_GRAPH_BASE_BYTES = 0.5e9
+
+
+def build_graph_memory_bytes(estimate: StackVolumeEstimate) -> float:
+    """Estimated peak memory of build-graph: :data:`BUILD_GRAPH_BASE_BYTES`, the uncropped uint8
+    stack (allocated once while the sections are stacked) and :data:`BYTES_PER_CROPPED_VOXEL` per
+    voxel of the cropped volume."""
+    return (
+        BUILD_GRAPH_BASE_BYTES
+        + estimate.nbytes(1)
+        + estimate.cropped_voxels * BYTES_PER_CROPPED_VOXEL
+    )
 
 
 def require_build_graph_memory(brain: Brain, params: BuildGraphParameters) -> None:
@@ -60,11 +76,11 @@ def require_build_graph_memory(brain: Brain, params: BuildGraphParameters) -> No
     from cortexgraph.resources import estimate_stack_volume, require_memory
 
     estimate = estimate_stack_volume(brain, params.voxel_size_mm)
-    shape = " x ".join(str(n) for n in estimate.shape)
+    shape = " x ".join(str(n) for n in estimate.cropped_shape)
     require_memory(
-        estimate.nbytes(BYTES_PER_STACK_VOXEL),
+        build_graph_memory_bytes(estimate),
         f"build-graph of {brain.id}: a stacked volume of {shape} voxels of "
-        f"{estimate.voxel_size_mm:g} mm",
+        f"{estimate.voxel_size_mm:g} mm (cropped to the tissue)",
         fix="reconstruct at a coarser voxel size (--voxel-mm)",
         file=brain.manifest_path,
     )

@@ -92,6 +92,7 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.build_graph import build_graph
         from cortexgraph.build_graph.accuracy import truth_folder, write_build_graph_accuracy
+        from cortexgraph.build_graph.stage import noncortical_piece_text
 
         options = {
             "voxel_size_mm": voxel_mm,
@@ -138,6 +139,9 @@ def register(app: typer.Typer) -> None:
                         f"{q['boundary_edges']} boundary edges in {q['boundary_loops']} loop(s), "
                         f"max curvature {q['max_curvature_per_mm']:.2f}/mm, {q['spikes']} spike(s)"
                     )
+                for piece in report["midsurfaces"].get("noncortical_pieces", {}).get(hemi, []):
+                    text = noncortical_piece_text(piece, params)
+                    lines.append(f"      [yellow]warning:[/] {text}")
             for gap in report["reconstruct"].get("open_gaps", []):
                 lines.append(
                     f"  [yellow]open gap[/] at y {gap['y_mm'][0]:.1f}..{gap['y_mm'][1]:.1f} mm "

@@ -295,6 +295,43 @@ class SectionStack:
         points = np.vstack(corners)
         return points.min(axis=0), points.max(axis=0)
 
+    def tissue_bounds_mm(self, spacing_um: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """World bounding box (min, max), each (3,) in mm, of the tissue of every section in
+        :attr:`sections`, or None when no mask holds tissue.
+
+        Each tissue mask is read at the coarsest pyramid level not coarser than ``spacing_um``
+        (one small array at a time); the first and last tissue pixel of every row, grown by one
+        pixel of that level on every side (a coarse level may miss a thin rim), are mapped to the
+        world by the section's transform: the box of the transformed tissue, not of its
+        transformed box. y runs from the first to the last available section's plane, as in
+        :meth:`canvas_bounds_mm`.
+        """
+        corners = []
+        for s in self.sections:
+            raster = self.raster(s, "mask")
+            level = raster.level_for_spacing(spacing_um)
+            data = raster.read_level(level.index)
+            tissue = np.asarray((data > 0).any(axis=2) if data.ndim == 3 else data > 0)
+            rows = np.flatnonzero(tissue.any(axis=1))
+            if rows.size == 0:
+                continue
+            # every vertex of the tissue's convex hull is the first or last tissue pixel of its
+            # row, so the corners of those pixels (grown by one) bound the tissue under any
+            # rigid transform
+            first = np.argmax(tissue[rows], axis=1)
+            last = tissue.shape[1] - 1 - np.argmax(tissue[rows, ::-1], axis=1)
+            u = np.concatenate([first - 1, last + 2, first - 1, last + 2]).astype(np.float64)
+            v = np.concatenate([rows - 1, rows - 1, rows + 2, rows + 2]).astype(np.float64)
+            points = np.column_stack([u, v]) * (level.spacing_um / 1000.0)
+            corners.append(self.section_to_world(s, points))
+        if not corners:
+            return None
+        points = np.vstack(corners)
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        planes = self.plane_y_mm(np.array(self.sections))
+        lo[1], hi[1] = float(planes.min()), float(planes.max())
+        return lo, hi
+
     def world_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """World bounding box (min, max) in mm of the stacked sections, from headers only.
 

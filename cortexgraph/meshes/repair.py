@@ -23,6 +23,7 @@ __all__ = [
     "close_small_holes",
     "smooth_spikes",
     "keep_large_components",
+    "mask_clusters",
     "split_hemispheres",
     "repair_mesh",
     "poisson_reconstruct",
@@ -86,6 +87,63 @@ def keep_large_components(
     threshold = min_faces if min_faces is not None else min_fraction * sizes.max()
     keep = sizes[labels] >= threshold
     return remove_unreferenced_vertices(vertices, faces[keep])
+
+
+def mask_clusters(
+    vertices: np.ndarray, faces: np.ndarray, mask: np.ndarray, affine: np.ndarray
+) -> list[dict]:
+    """The vertices of a mesh that lie in a voxel mask, grouped by mesh connectivity.
+
+    Parameters
+    ----------
+    vertices : (N, 3) world mm; faces : (F, 3) vertex indices.
+    mask : bool (X, Y, Z) volume; affine : 4x4 voxel -> world mm (axis-aligned, as build-graph's).
+        A vertex is in the mask when its nearest voxel is set (outside the grid: not).
+
+    Returns
+    -------
+    One dict per cluster (vertices in the mask connected through edges of the mesh whose two ends
+    are in the mask), largest first: ``vertices`` (count), ``bbox_mm`` ([x, y, z] min, [x, y, z]
+    max), ``component`` (label of the connected mesh component that holds it, components
+    numbered by their lowest vertex) and ``component_vertices`` (its vertices).
+    """
+    v, f = _check_mesh(vertices, faces)
+    if len(f) == 0:
+        return []
+    affine = np.asarray(affine, dtype=np.float64)
+    index = np.rint((v - affine[:3, 3]) / np.diag(affine)[:3]).astype(np.int64)
+    inside_grid = np.all((index >= 0) & (index < np.array(mask.shape)), axis=1)
+    hit = np.zeros(len(v), dtype=bool)
+    i = index[inside_grid]
+    hit[inside_grid] = mask[i[:, 0], i[:, 1], i[:, 2]]
+    if not hit.any():
+        return []
+    edges, _ = _edges(f)
+    graph = sp.csr_matrix(
+        (np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(len(v), len(v))
+    )
+    _, component = connected_components(graph, directed=False)
+    component_size = np.bincount(component)
+    inner = edges[hit[edges[:, 0]] & hit[edges[:, 1]]]
+    sub = sp.csr_matrix(
+        (np.ones(len(inner), dtype=np.int8), (inner[:, 0], inner[:, 1])), shape=(len(v), len(v))
+    )
+    _, cluster = connected_components(sub, directed=False)
+    out = []
+    for label in np.unique(cluster[hit]):
+        members = hit & (cluster == label)
+        out.append(
+            {
+                "vertices": int(members.sum()),
+                "bbox_mm": [
+                    [round(float(x), 2) for x in v[members].min(axis=0)],
+                    [round(float(x), 2) for x in v[members].max(axis=0)],
+                ],
+                "component": int(component[members][0]),
+                "component_vertices": int(component_size[component[members][0]]),
+            }
+        )
+    return sorted(out, key=lambda c: -c["vertices"])
 
 
 def split_hemispheres(

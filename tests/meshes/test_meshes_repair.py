@@ -158,3 +158,33 @@ def test_hemisphere_faces_return_a_medial_strip_a_tilted_fissure_cut_off():
     assert left[: len(lf)].all() and not left[len(lf) :].any()
     plane = v[f, 0].mean(axis=1) < 0.0
     assert (~plane[: len(lf)]).sum() > 0  # the plane alone cut the strip off
+
+
+def test_mask_clusters_group_by_mesh_edges_and_name_their_component():
+    from cortexgraph.meshes.repair import mask_clusters
+
+    # a strip of 6 squares along x (vertices at x = 0, 2, ..., 12; y = 0, 2) and a separate square
+    # at x = 40; 2 mm voxels centred at -0.5 + 2 i mm (no ties in rounding)
+    xs = np.arange(0.0, 13.0, 2.0)
+    strip = np.array([[x, y, 0.0] for x in xs for y in (0.0, 2.0)])
+    square = np.array([[40.0, 0, 0], [42, 0, 0], [40, 2, 0], [42, 2, 0]])
+    vertices = np.vstack([strip, square])
+    faces = [[2 * i, 2 * i + 2, 2 * i + 1] for i in range(6)]
+    faces += [[2 * i + 2, 2 * i + 3, 2 * i + 1] for i in range(6)]
+    faces += [[14, 15, 16], [15, 17, 16]]
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -0.5
+    mask = np.zeros((22, 4, 4), dtype=bool)  # x up to 42.5 mm
+    mask[1, :, :] = True  # x = 2 (voxel centred at 1.5)
+    mask[4:6, :, :] = True  # x = 8, 10 (voxels centred at 7.5, 9.5): not joined to x = 2
+    mask[20:22, :, :] = True  # x = 40, 42: the separate square
+    out = mask_clusters(vertices, np.array(faces), mask, affine)
+    assert [c["vertices"] for c in out] == [4, 4, 2]
+    strip_parts = [c for c in out if c["component_vertices"] == 14]
+    assert len(strip_parts) == 2 and len({c["component"] for c in strip_parts}) == 1
+    assert sorted(c["bbox_mm"][0][0] for c in strip_parts) == [2.0, 8.0]
+    (separate,) = [c for c in out if c["component_vertices"] == 4]
+    assert separate["bbox_mm"] == [[40.0, 0.0, 0.0], [42.0, 2.0, 0.0]]
+    assert separate["component"] != strip_parts[0]["component"]
+    assert mask_clusters(vertices, np.array(faces), np.zeros_like(mask), affine) == []
+    assert mask_clusters(vertices[:0], np.zeros((0, 3), dtype=int), mask, affine) == []
