@@ -41,6 +41,7 @@ sections, moving the posterior section of each pair of consecutive available sec
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,8 @@ from cortexgraph.data.transforms import (
     invert_rigid,
 )
 from cortexgraph.errors import DataFormatError
+
+log = logging.getLogger(__name__)
 
 #: a point or vector in pixels: (x, y) as a tuple, list or array
 PointLike = Sequence[float] | np.ndarray
@@ -1102,7 +1105,8 @@ def install_alignment(brain, *, accept_flagged: bool = False) -> list:
     The brain's transforms.tsv (and sections.tsv when a mirror flag changes) are first copied to
     ``transforms.before-align.tsv`` / ``sections.before-align.tsv`` beside them (when no such copy
     exists), then replaced atomically. Refuses (ParameterError) while flagged pairs remain, unless
-    ``accept_flagged``. Returns the paths written.
+    ``accept_flagged``. When the transforms change and the brain has an exclusion mask (world mm,
+    drawn with the previous transforms), logs a warning with the fix. Returns the paths written.
     """
     import json
     import shutil
@@ -1157,6 +1161,18 @@ def install_alignment(brain, *, accept_flagged: bool = False) -> list:
             ]
         )
         written.append(brain.section_table_path)
-    brain.write_transforms(read_transform_table(outputs["transforms"]))
+    new = read_transform_table(outputs["transforms"])
+    old = read_transform_table(table) if table.is_file() else {}
+    changed = set(old) != set(new) or any(not np.allclose(old[k], new[k]) for k in new)
+    brain.write_transforms(new)
     written.append(table)
+    if changed and brain.exclusion_mask:
+        log.warning(
+            "%s: the transforms changed, and the exclusion mask %s is in world mm: drawn on a "
+            "reconstruction stacked with the previous transforms, it may no longer cover the "
+            "non-cortical gray matter. Fix: redraw it on a reconstruction made with the new "
+            "transforms, or build with --exclusion automatic (build-graph warns about midsurface "
+            "nodes left in gray matter too thick to be cortex)",
+            brain.id, brain.exclusion_mask,
+        )  # fmt: skip
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import replace
 
@@ -97,7 +98,7 @@ def small_brain(tiny_cohort, tmp_path_factory):
     return root
 
 
-def test_run_align_detects_the_mirror_flags_and_measures(small_brain):
+def test_run_align_detects_the_mirror_flags_and_measures(small_brain, caplog):
     brain = find_brain("B01", small_brain)
     report = run_align(brain, FAST)
     assert report["pairs"] == 3
@@ -120,7 +121,14 @@ def test_run_align_detects_the_mirror_flags_and_measures(small_brain):
     # install refuses flagged pairs, then installs them when accepted
     with pytest.raises(ParameterError):
         install_alignment(brain)
-    install_alignment(brain, accept_flagged=True)
+    assert brain.exclusion_mask  # the phantom's, in world mm: the new transforms move it
+    with caplog.at_level(logging.WARNING, logger="cortexgraph.scans.align"):
+        install_alignment(brain, accept_flagged=True)
+    assert "the transforms changed, and the exclusion mask" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cortexgraph.scans.align"):
+        install_alignment(find_brain("B01", small_brain), accept_flagged=True)  # the same again
+    assert "exclusion mask" not in caplog.text
     brain = find_brain("B01", small_brain)
     assert brain.section(842).mirrored
     assert (brain.root / "transforms.before-align.tsv").is_file()
