@@ -198,10 +198,28 @@ def midsurfaces(
             meshes[hemi] = (v, f)
             if progress is not None:
                 progress("midsurfaces", k + 1, len(hemispheres))
-    finally:
-        if workers > 1:
-            pool.shutdown(cancel_futures=True)
+    except BaseException:
+        if workers > 1:  # Ctrl-C, SIGTERM, an error: end the other hemisphere's remeshing now
+            _stop_process_pool(pool)
+        raise
+    if workers > 1:
+        pool.shutdown()
     return meshes, info
+
+
+def _stop_process_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate a process pool's workers and shut it down without waiting for their tasks.
+
+    ``ProcessPoolExecutor.shutdown`` waits for running tasks (a whole hemisphere's remeshing, minutes);
+    Python 3.14 has ``terminate_workers`` for this, older versions only the pool's process table."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def hemisphere_midsurface(

@@ -161,9 +161,11 @@ def reports_errors(func: Callable) -> Callable:
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             _report("[bold red]interrupted[/]: outputs being written were discarded")
+            _end_despite_busy_threads(130)
             raise typer.Exit(code=130) from None
         except Terminated:
             _report("[bold red]terminated[/] (SIGTERM): outputs being written were discarded")
+            _end_despite_busy_threads(143)
             raise typer.Exit(code=143) from None
         except MemoryError:
             _report(
@@ -182,6 +184,7 @@ def reports_errors(func: Callable) -> Callable:
             if _SIGTERM.is_set():  # Terminated turned into another error on its way up (a C
                 # extension's module initialisation reports any exception as an ImportError)
                 _report("[bold red]terminated[/] (SIGTERM): outputs being written were discarded")
+                _end_despite_busy_threads(143)
                 raise typer.Exit(code=143) from None
             _report(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {exc}. This is a bug in "
@@ -195,6 +198,37 @@ def reports_errors(func: Callable) -> Callable:
     wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**getattr(func, "__annotations__", {}), "debug": "bool"}
     return wrapper
+
+
+#: set by :func:`cortexgraph.cli.main.main`, the ``cortexgraph`` process itself: only there may an
+#: interrupted command end the process while worker threads still run (never in a library
+#: caller's process, nor in tests that invoke commands in-process)
+END_PROCESS_ON_INTERRUPT = False
+#: seconds an interrupted command waits for busy worker threads before it ends the process
+THREAD_GRACE_S = 10.0
+
+
+def _end_despite_busy_threads(code: int) -> None:
+    """After Ctrl-C or SIGTERM, once locks are released and temporary files removed: worker
+    threads still computing (a thread pool's current section, a solver) would keep the
+    interpreter from exiting, since it joins them. Wait up to :data:`THREAD_GRACE_S` for them, then
+    end the process with ``code`` (``os._exit``, after flushing the output and the logs). Only when
+    :data:`END_PROCESS_ON_INTERRUPT` is set."""
+    if not END_PROCESS_ON_INTERRUPT:
+        return
+
+    def busy() -> list[threading.Thread]:
+        main = threading.main_thread()
+        return [t for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+
+    deadline = time.monotonic() + THREAD_GRACE_S
+    for thread in busy():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if busy():
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
 
 
 class Terminated(BaseException):  # noqa: N818 - a signal, not an error

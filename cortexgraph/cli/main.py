@@ -11,6 +11,7 @@ from cortexgraph import __version__
 from cortexgraph.cli import build_graph as build_graph_cmd
 from cortexgraph.cli import check as check_cmd
 from cortexgraph.cli import cohort as cohort_cmd
+from cortexgraph.cli import common
 from cortexgraph.cli import features as features_cmd
 from cortexgraph.cli import gnn as gnn_cmd
 from cortexgraph.cli import jobs as jobs_cmd
@@ -95,6 +96,7 @@ jobs_cmd.register(app)
 
 
 def main() -> None:
+    common.END_PROCESS_ON_INTERRUPT = True  # this process is the command: it may end itself
     app()
 
 

@@ -198,9 +198,12 @@ def map_nodes_to_sections(
                 sor_iterations.append(iterations)
             if progress is not None:
                 progress(k + 1, len(sections))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    except BaseException:
+        if pool is not None:  # Ctrl-C, SIGTERM, an error: do not wait for the sections in work
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    if pool is not None:
+        pool.shutdown()
     if rows:
         node, section, x, y, valid, moved, distance = (
             np.concatenate(c) for c in zip(*rows, strict=True)

@@ -782,11 +782,15 @@ def _pcg(
     p = np.zeros(n + 1, dtype=np.float32)
     ap = np.zeros(n + 1, dtype=np.float32)
     iterations = 0
+    true_relative = 0.0
     while True:
         # (re)start CG from the true residual
         rz = _cycle(levels, 0, r, z, smoothing_steps)
         p[:] = z
-        relative = float(np.sqrt(_dot(r, r, n))) / norm_b
+        # after a restart the float64 residual decides: the float32 one can lie at or just below
+        # tol while the float64 one is just above it, and a restart that takes no step would
+        # repeat forever; every restart takes at least one step, so max_iter bounds the loop
+        relative = max(float(np.sqrt(_dot(r, r, n))) / norm_b, true_relative)
         while relative > tol and iterations < max_iter:
             pap = fine.apply_dot(p, ap)
             if pap <= 0.0:

@@ -101,3 +101,27 @@ def test_the_thickness_limit_decides():
     assert noncortical_pieces(mesh, tissue, excluded, affine, 5.0)
     # the block's centre is 9 mm from the background and 20 mm from the white matter
     assert noncortical_pieces(mesh, tissue, excluded, affine, 40.0) == {}
+
+
+def test_stopping_the_remeshing_pool_ends_its_busy_workers():
+    """Ctrl-C or SIGTERM during the two-process remeshing: the workers are ended at once, not
+    after their hemisphere (minutes on a whole brain)."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cortexgraph.build_graph.surfaces import _stop_process_pool
+
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(f.running() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    processes = list(pool._processes.values())
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
+    start = time.monotonic()
+    _stop_process_pool(pool)
+    for p in processes:
+        p.join(timeout=30)
+    assert not any(p.is_alive() for p in processes)
+    assert time.monotonic() - start < 30

@@ -126,3 +126,55 @@ def test_sigterm_during_a_slow_import_waits_for_it_then_exits_143(tmp_path):
     assert proc.returncode == 143, out
     assert "terminated" in out and "internal error" not in out
     assert (tmp_path / "slowmod.py.done").exists()  # the import finished before the exception
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
+def test_sigterm_ends_the_process_although_a_worker_thread_never_ends(tmp_path):
+    """A real process, started like the ``cortexgraph`` entry point (END_PROCESS_ON_INTERRUPT):
+    a worker thread computes without end (as a solver loop did) when SIGTERM comes. The command
+    reports "terminated" and the process exits 143 after the grace period, instead of waiting on
+    the thread for ever (the interpreter joins worker threads at exit)."""
+    script = textwrap.dedent(
+        """
+        import os, signal, threading, time, typer
+        from cortexgraph.cli import common
+        from cortexgraph.cli.common import command
+        common.END_PROCESS_ON_INTERRUPT = True
+        common.THREAD_GRACE_S = 1.0
+        app = typer.Typer()
+
+        @command(app, "work")
+        def work() -> None:
+            threading.Thread(target=lambda: time.sleep(3600)).start()  # not a daemon
+            open(os.environ["STARTED"], "w").close()
+            time.sleep(60)
+
+        @app.command("other")
+        def other() -> None:
+            pass
+
+        app(["work"])
+        """
+    )
+    started = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "STARTED": str(started)},
+    )
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert started.exists()
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the process waited for its worker thread after SIGTERM")
+    assert proc.returncode == 143, out
+    assert "terminated" in out
+    assert time.monotonic() - sent < 25  # the grace period (1 s here), not the thread's hour

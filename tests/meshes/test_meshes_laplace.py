@@ -131,3 +131,44 @@ def test_big_endian_and_bool_labels_are_accepted():
     np.testing.assert_array_equal(depth, swapped)
     none, info = solve_laplace_depth(labels == 1, 0.5)  # True == white: no cortex
     assert np.all(np.isnan(none)) and info["unknowns"] == 0
+
+
+def test_a_restart_on_a_float32_residual_at_tol_takes_a_step_and_ends(monkeypatch):
+    """The float32 CG residual at tol, the float64 one just above it: a restart must take a step.
+
+    Seen on a phantom section (87 275 unknowns, both residuals printed as 1.000e-05): the restart
+    recomputed the residual in float32, found it at tol, took no step, checked float64 again, and
+    looped forever. Here the float64 check answers "just above tol" for as long as x has not
+    moved since it first said so; the solve must end, converged, with at least one more step."""
+    import threading
+
+    from cortexgraph.meshes import laplace
+
+    real = laplace._relative_residual
+    first_x: list[np.ndarray] = []
+
+    def float64_just_above_tol(level, x, rhs):
+        value = real(level, x, rhs)
+        if not first_x:
+            first_x.append(x.copy())
+        if np.array_equal(x, first_x[0]):
+            return max(value, 1.0001e-5)
+        return value
+
+    labels, _ = shell_labels(0.3)
+    reference, reference_info = solve_laplace_depth(labels, 0.3, tol=1e-5)
+    monkeypatch.setattr(laplace, "_relative_residual", float64_just_above_tol)
+    out: dict = {}
+
+    def solve():
+        out["result"] = solve_laplace_depth(labels, 0.3, tol=1e-5)
+
+    worker = threading.Thread(target=solve, daemon=True)  # daemon: a hang must not block pytest
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the solver loops on a restart that takes no step"
+    depth, info = out["result"]
+    assert info["converged"] and info["residual"] <= 1e-5
+    assert info["iterations"] >= reference_info["iterations"] + 1
+    cortex = labels == 2
+    assert np.abs(depth[cortex] - reference[cortex]).max() < 1e-4
