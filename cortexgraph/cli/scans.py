@@ -240,7 +240,9 @@ def register(app: typer.Typer) -> None:
                     highlight=False,
                 )
             if install:
-                written = install_alignment(brain, accept_flagged=accept_flagged)
+                written = install_alignment(
+                    brain, accept_flagged=accept_flagged, wait_s=flags.wait_s
+                )
                 console.print(
                     "  installed: " + ", ".join(escape(str(p)) for p in written), highlight=False
                 )
@@ -293,7 +295,7 @@ def register(app: typer.Typer) -> None:
                 )
             console.print(line, highlight=False)
             if install:
-                written = install_registration(brain)
+                written = install_registration(brain, wait_s=flags.wait_s)
                 console.print(
                     f"  installed: {len(written)} files ("
                     f"{escape(str(brain.root / INSTALLED_COORDS_FOLDER))}, "

@@ -18,7 +18,9 @@ docs/derivatives.md describes the layout and the record for users.
 """
 
 from cortexgraph.derivatives.record import StageRecord
-from cortexgraph.derivatives.stage import Derivatives, StageRun, run_stage
+from cortexgraph.derivatives.stage import Derivatives, StageRun, installing, run_stage
 from cortexgraph.derivatives.stages import STAGES, StageId
 
-__all__ = ["STAGES", "StageId", "StageRecord", "Derivatives", "StageRun", "run_stage"]
+__all__ = [
+    "STAGES", "StageId", "StageRecord", "Derivatives", "StageRun", "installing", "run_stage",
+]  # fmt: skip

@@ -50,7 +50,7 @@ from cortexgraph.derivatives.stages import STAGES, StageId
 from cortexgraph.errors import UpstreamError
 from cortexgraph.outputs import write_json_atomic
 
-__all__ = ["Derivatives", "StageRun", "run_stage"]
+__all__ = ["Derivatives", "StageRun", "installing", "run_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -408,3 +408,20 @@ def canonical_measured(value: Any) -> Any:
         if hasattr(value, "tolist"):
             return value.tolist()
         return str(value)
+
+
+@contextlib.contextmanager
+def installing(brain: Any, stage: str, wait_s: float = 0.0):
+    """Hold what installing ``stage``'s outputs into ``brain``'s own files needs: the stage's lock
+    (so that no run of the stage rewrites the outputs being copied) and the brain's install lock
+    ``<derivatives>/<brain>/locks/install.lock`` (so that two installs do not rewrite sections.tsv
+    at once and lose one's change). Raises StageBusyError (exit status 3) naming the holder when
+    either is held after ``wait_s`` seconds."""
+    store = Derivatives.of(brain)
+    stage_id = StageId(stage, brain.id)
+    brain_lock = StageLock(
+        stage_id.folder(store.root) / "locks" / "install.lock", f"{brain.id}/install", wait_s=wait_s
+    )
+    stage_lock = StageLock(stage_id.lock_path(store.root), stage_id.label, wait_s=wait_s)
+    with brain_lock, stage_lock:
+        yield

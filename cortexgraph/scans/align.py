@@ -1099,15 +1099,25 @@ def run_align(
     )
 
 
-def install_alignment(brain, *, accept_flagged: bool = False) -> list:
+def install_alignment(brain, *, accept_flagged: bool = False, wait_s: float = 0.0) -> list:
     """Copy the align stage's transforms (and detected mirror flags) into the brain's own files.
 
     The brain's transforms.tsv (and sections.tsv when a mirror flag changes) are first copied to
     ``transforms.before-align.tsv`` / ``sections.before-align.tsv`` beside them (when no such copy
     exists), then replaced atomically. Refuses (ParameterError) while flagged pairs remain, unless
     ``accept_flagged``. When the transforms change and the brain has an exclusion mask (world mm,
-    drawn with the previous transforms), logs a warning with the fix. Returns the paths written.
+    drawn with the previous transforms), logs a warning with the fix. Holds the align stage's lock
+    and the brain's install lock (:func:`cortexgraph.derivatives.installing`; StageBusyError when
+    another process holds one after ``wait_s`` seconds). Returns the paths written.
     """
+    from cortexgraph.derivatives import installing
+
+    with installing(brain, "align", wait_s):
+        return _install_alignment(brain, accept_flagged)
+
+
+def _install_alignment(brain, accept_flagged: bool) -> list:
+    """:func:`install_alignment` with its locks held."""
     import json
     import shutil
     from dataclasses import replace

@@ -546,7 +546,7 @@ def run_register(
     )
 
 
-def install_registration(brain) -> list[Path]:
+def install_registration(brain, wait_s: float = 0.0) -> list[Path]:
     """Copy the register stage's coordinate maps into the brain's own files, so that ``features``
     (CO, PM) and the web app read them like coordinate maps a lab supplies.
 
@@ -556,8 +556,18 @@ def install_registration(brain) -> list[Path]:
     and brain.toml are first copied to ``sections.before-register.tsv`` /
     ``brain.before-register.toml`` beside them (when no such copy exists). Every file is written
     atomically. Raises ParameterError when the stage has not run (or its maps are incomplete).
-    Returns the paths written.
+    Holds the register stage's lock and the brain's install lock
+    (:func:`cortexgraph.derivatives.installing`; StageBusyError when another process holds one after
+    ``wait_s`` seconds). Returns the paths written.
     """
+    from cortexgraph.derivatives import installing
+
+    with installing(brain, "register", wait_s):
+        return _install_registration(brain)
+
+
+def _install_registration(brain) -> list[Path]:
+    """:func:`install_registration` with its locks held."""
     import json
     import shutil
     from dataclasses import replace

@@ -13,7 +13,8 @@ from scipy import ndimage
 from cortexgraph.data.manifest import find_brain
 from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.data.transforms import apply_transform, rigid_matrix, rotation_about
-from cortexgraph.errors import ParameterError
+from cortexgraph.derivatives.lock import StageLock
+from cortexgraph.errors import ParameterError, StageBusyError
 from cortexgraph.scans.align import (
     AlignParameters,
     align_pair,
@@ -129,6 +130,11 @@ def test_run_align_detects_the_mirror_flags_and_measures(small_brain, caplog):
     with caplog.at_level(logging.WARNING, logger="cortexgraph.scans.align"):
         install_alignment(find_brain("B01", small_brain), accept_flagged=True)  # the same again
     assert "exclusion mask" not in caplog.text
+    # another install of this brain, or a run of align, holds a lock: refused, exit status 3
+    for lock in ("install.lock", "align.lock"):
+        with StageLock(brain.derivatives / "locks" / lock, "another process"):
+            with pytest.raises(StageBusyError, match="is running already"):
+                install_alignment(brain, accept_flagged=True)
     brain = find_brain("B01", small_brain)
     assert brain.section(842).mirrored
     assert (brain.root / "transforms.before-align.tsv").is_file()
