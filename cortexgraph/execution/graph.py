@@ -576,26 +576,34 @@ def _stats_table(cohort_root, brain_id, wait_s, source=None, run=None):
 # running
 
 
-def _computed_here(derivatives: Path, globs: Sequence[str], since_unix: float) -> bool | None:
-    """Whether this process wrote one of the records matching ``globs`` since ``since_unix`` (the
-    stage computed); False when they exist but were written by another run (reused, possibly after
-    waiting for its lock); None when the task has no records."""
-    if not globs:
-        return None
-    host, pid = socket.gethostname(), os.getpid()
+def _record_stamps(derivatives: Path, globs: Sequence[str]) -> dict[Path, tuple]:
+    """``{record path: (host, pid, started_unix)}`` of the records matching ``globs`` (unreadable
+    ones are left out)."""
+    stamps: dict[Path, tuple] = {}
     for pattern in globs:
         for path in derivatives.glob(pattern):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if (
-                record.get("host") == host
-                and record.get("pid") == pid
-                and float(record.get("started_unix") or 0) >= since_unix - 1.0
-            ):
-                return True
-    return False
+            stamps[path] = (record.get("host"), record.get("pid"), record.get("started_unix"))
+    return stamps
+
+
+def _computed_here(
+    derivatives: Path, globs: Sequence[str], before: Mapping[Path, tuple]
+) -> bool | None:
+    """Whether this process wrote one of the records matching ``globs`` while the task ran: a
+    record that is new or changed since ``before`` (:func:`_record_stamps` taken when the task
+    started) and names this host and process (the stage computed). False when the records were
+    there already, or were written by another run (reused, possibly after waiting for its lock);
+    None when the task has no records. Comparing stamps rather than times keeps two runs of the
+    same stage in one process within a second of each other apart."""
+    if not globs:
+        return None
+    here = (socket.gethostname(), os.getpid())
+    after = _record_stamps(derivatives, globs)
+    return any(stamp[:2] == here and before.get(path) != stamp for path, stamp in after.items())
 
 
 _WORKER_LOGGING = False
@@ -631,6 +639,7 @@ def execute(task: Task, derivatives: str | os.PathLike, values: Mapping[str, Any
     derivatives = Path(derivatives)
     kwargs = {k: values[v.key] if isinstance(v, Ref) else v for k, v in task.kwargs.items()}
     started = time.time()
+    before = _record_stamps(derivatives, task.records)
     start, cpu = time.perf_counter(), time.process_time()
     try:
         value = task.func(**kwargs)
@@ -640,7 +649,7 @@ def execute(task: Task, derivatives: str | os.PathLike, values: Mapping[str, Any
         raise TaskFailed(task.key, str(exc), exc.exit_code) from exc
     except Exception as exc:  # a bug, or an error of a library: keep the type in the message
         raise TaskFailed(task.key, f"{type(exc).__name__}: {exc}", 1) from exc
-    computed = _computed_here(derivatives, task.records, started)
+    computed = _computed_here(derivatives, task.records, before)
     return {
         "key": task.key,
         "value": value,

@@ -23,9 +23,10 @@ gives byte-identical files.
 from __future__ import annotations
 
 import functools
+import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -67,6 +68,7 @@ from cortexgraph.synth.sectioning import (
 )
 from cortexgraph.synth.template import Template, build_template
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 GENERATOR_VERSION = 1
 MIN_ANNOTATION_PX = 4
@@ -372,6 +374,9 @@ def _synthesize_brain(
         for done, n in enumerate(sections, 1):
             records[n] = _section_job(n)
             report(stage, done, len(sections))
+    empty = sorted(n for n, record in records.items() if record.missing)
+    if empty:
+        _drop_empty_sections(geometry, empty, brain)
     rows = []
     for n in geometry.digitized:
         if n in geometry.missing:
@@ -389,6 +394,26 @@ def _synthesize_brain(
     truth.write_ground_truth(truth_root, template, brain_model, geometry, spec, names)
     report(f"{brain_id} ground truth", 1, 1)
     _STATE.clear()
+
+
+def _drop_empty_sections(geometry: SectionGeometry, empty: Sequence[int], brain: Brain) -> None:
+    """Sections whose tissue mask came out empty (:func:`_section_job` wrote nothing for them)
+    become missing ones: left out of the transforms, the annotations and the ground truth, and the
+    base section is picked again if it was one of them (the manifest rewritten)."""
+    log.info(
+        "%s: section(s) %s hold no tissue on the mask grid; written as missing",
+        brain.id,
+        ", ".join(str(n) for n in empty),
+    )
+    geometry.missing.update(empty)
+    geometry.annotated.difference_update(empty)
+    if geometry.base_section in geometry.missing:
+        candidates = [n for n in geometry.available if n not in geometry.mirrored]
+        if not candidates:
+            raise ValueError(f"{brain.id}: no section of the phantom holds tissue")
+        geometry.base_section = int(candidates[(len(candidates) - 1) // 2])
+        brain.base_section = geometry.base_section
+        brain.write_manifest()
 
 
 def _section_job(n: int) -> SectionRecord:
@@ -418,6 +443,10 @@ def _section_job(n: int) -> SectionRecord:
     artefacts = draw_artefacts(rng, coarse.tissue, spec.mask_spacing_um, spec.artefacts_per_section)
     mask = coarse.tissue.copy()
     mask[artefacts.removed_on_grid(*raw_axes(mask_shape, spec.mask_spacing_um))] = 0
+    if not mask.any():
+        # a section past the pole's tip, or whose little tissue an artefact took: a lab would not
+        # digitize it; it becomes a missing section (nothing written)
+        return SectionRecord(section=n, missing=True)
     write(root / "masks" / f"{name}.h5", mask, spec.mask_spacing_um, "labels")
 
     # image level, only inside the tissue bounding box (glass elsewhere)

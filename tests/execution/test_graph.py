@@ -104,6 +104,33 @@ def test_a_failure_stops_only_what_depends_on_it(tmp_path):
     assert error.value.exit_code == 2
 
 
+def _record_once(path):
+    """A stage that computes (writes its record, naming this process) only when it has none."""
+    import socket
+
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "started_unix": time.time()}
+        path.write_text(json.dumps(record), encoding="utf-8")
+    return path.name
+
+
+def test_computed_or_reused_is_told_apart_within_one_second(tmp_path):
+    # a second run of a stage right after the first, in the same process (a fast stage, a warm
+    # cache): its record is within a second of the second run's start but was not written by it
+    task = Task("s", _record_once, {"path": str(tmp_path / "derivatives/cortexgraph/B01/records/s.json")},
+                records=("B01/records/s.json",))  # fmt: skip
+    engine = Engine(EngineOptions(workers=0))
+    first = run_graph([task], engine, tmp_path)
+    again = run_graph([task], engine, tmp_path)
+    assert first.results["s"]["reused"] is False
+    assert again.results["s"]["reused"] is True
+    assert again.results["s"]["started_unix"] - first.results["s"]["started_unix"] < 1.0
+    # a task without records says neither
+    assert run_graph([Task("e", _echo, {"x": 1})], engine, tmp_path).results["e"]["reused"] is None
+
+
 def test_engine_options_from_a_file(tmp_path):
     path = tmp_path / "engine.toml"
     path.write_text("[engine]\nworkers = 3\nretries = 1\n[engine.slurm]\njobs = 2\ncores = 8\n")

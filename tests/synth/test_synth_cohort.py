@@ -106,3 +106,36 @@ def test_unknown_preset_is_rejected(tmp_path):
     with pytest.raises(ParameterError, match="tiny, demo, full"):
         synthesize_cohort(tmp_path, preset="huge")
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_sections_without_tissue_become_missing(tmp_path, monkeypatch):
+    """Sections past the occipital pole (the planned stack moved 3 mm behind the tissue) hold no
+    tissue: they are written as missing, nothing else of them is written, and the cohort passes
+    `check` (a lab does not digitize empty glass)."""
+    import cortexgraph.synth.cohort as cohort_module
+    from cortexgraph.synth.sectioning import plan_sections
+
+    def planned_behind(template, brain, preset, seed):
+        geometry = plan_sections(template, brain, preset, seed)
+        geometry.first_y_mm -= 3.0
+        return geometry
+
+    monkeypatch.setattr(cohort_module, "plan_sections", planned_behind)
+    mini = dataclasses.replace(PRESETS["tiny"], slab_posterior_mm=5.0, digitization_step=30)
+    root = synthesize_cohort(tmp_path / "c", preset=mini, brains=["B07"], seed=3)
+    brain = Cohort.read(root).brain("B07")
+    records = brain.sections
+    empty = [r.section for r in records if r.missing]
+    # the first digitized sections, and only they, fell on empty glass (the plan's tissue extent
+    # is sampled every second template voxel, so how many is not exact: 2 to 5 of 0.6 mm each)
+    assert 2 <= len(empty) <= 5, empty
+    assert empty == [r.section for r in records[: len(empty)]]
+    first_two = empty[:2]
+    for n in first_two:
+        assert not (brain.root / "masks" / f"s{n:04d}.h5").exists()
+        assert not (brain.root / "images" / f"s{n:04d}.h5").exists()
+        assert not (root / "ground_truth" / "B07" / "labels" / f"s{n:04d}.h5").exists()
+    assert not any(n in pair for pair in brain.transforms for n in first_two)
+    assert brain.base_section not in empty
+    problems = check_brain(brain, deep=True)
+    assert problems == [], "\n".join(str(p) for p in problems)
