@@ -36,7 +36,6 @@ import argparse
 import os
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,35 +96,13 @@ def render_page(results: dict, epochs: Sequence[int], modes: Sequence[str], info
         "batches of 512, rate 0.3), the cohort's seed for the learners, transfer brain B07. "
         "Mean ± s.d. over cohorts; *held* counts the cohorts where the ordering holds.",
         "",
-        f"* Command: `{info['command']}`",
-        f"* Cohorts: {', '.join(names)} (phantom options `--profile-variability 0.1 "
-        "--transition-mm 1.0`, as in the harness)",
-        f"* Machine: {info['machine']}; no GPU.",
-        f"* Load: load average (1 min) {info['load_min']:.1f}-{info['load_max']:.1f} during the "
-        "comparisons; other jobs shared the machine",
-        f"* Run time: {info['minutes']:.1f} min of command wall time",
-        f"* Date: {info['date']}",
+        *rp.budget_run_lines(info, ", ".join(names), "comparisons"),
         "",
         "## The orderings per epoch count",
         "",
-        "| ordering (published) | "
-        + " | ".join(f"{e} epochs: margin (held)" for e in epochs)
-        + " |",
-        "|---|" + "---|" * len(epochs),
     ]
-    for claim in claim_list:
-        cells = []
-        for e in epochs:
-            per = [results[n][str(e)] for n in names if str(e) in results[n]]
-            a = rp.aggregate_claim(claim, per)
-            cells.append(
-                f"{rp._pm(a['margin_mean'], a['margin_sd'])} ({a['held']}/{a['n']})"
-                if a["n"] else "n/a"
-            )  # fmt: skip
-        lines.append(f"| {claim.statement} | " + " | ".join(cells) + " |")
+    lines += rp.budget_claim_table(results, epochs, claim_list, "epochs")
     lines += [
-        "",
-        "(margin: left - right of the ordering, as in docs/reproduction.md; positive: it holds.)",
         "",
         "## Test macro F1 per model and epoch count (mean ± s.d. over cohorts)",
         "",
@@ -148,12 +125,7 @@ def render_page(results: dict, epochs: Sequence[int], modes: Sequence[str], info
         "invocation trained is reused (the stage is up to date), and only its reading counts.",
         "",
     ]
-    lines += ["| cohort | " + " | ".join(f"{e} epochs" for e in epochs) + " |"]
-    lines += ["|---|" + "---|" * len(epochs)]
-    for n in names:
-        cells = [f"{results[n][str(e)]['seconds']:.0f}" if str(e) in results[n] else "n/a"
-                 for e in epochs]  # fmt: skip
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += rp.budget_seconds_table(results, epochs, "epochs")
     lines.append("")
     return "\n".join(lines)
 
@@ -206,14 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "--area-seeds", ",".join(map(str, args.area_seeds)),
              "--epochs", ",".join(map(str, args.epochs)), "--modes", ",".join(modes)]
         )  # fmt: skip
-        info = {
-            "command": command,
-            "machine": rp.machine_description(),
-            "load_min": min(loads),
-            "load_max": max(loads),
-            "minutes": seconds / 60.0,
-            "date": time.strftime("%Y-%m-%d"),
-        }
+        info = rp.budget_info(command, loads, seconds)
         chosen = {rp.cohort_name(s, a) for s in args.seeds for a in args.area_seeds}
         page = render_page({n: results[n] for n in sorted(chosen)}, args.epochs, modes, info)
         rp._write_text(args.page, page)

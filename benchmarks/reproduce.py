@@ -1023,6 +1023,76 @@ def machine_description() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+def budget_info(command: str, loads: Sequence[float], seconds: float) -> dict:
+    """The run's description for :func:`budget_run_lines`: the command, this machine, the range
+    of the load averages read around the commands, their wall time, today's date."""
+    return {
+        "command": command,
+        "machine": machine_description(),
+        "load_min": min(loads),
+        "load_max": max(loads),
+        "minutes": seconds / 60.0,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def budget_run_lines(info: dict, cohorts: str, what: str) -> list[str]:
+    """The run's description on the page of a budget script (bench_gnn_epochs,
+    bench_lsm_iterations): command, cohorts, machine, load, run time, date. ``info`` holds
+    ``command``, ``machine``, ``load_min``, ``load_max``, ``minutes`` and ``date``; ``what`` names
+    the commands the load was read around."""
+    return [
+        f"* Command: `{info['command']}`",
+        f"* Cohorts: {cohorts} (phantom options `--profile-variability 0.1 --transition-mm 1.0`, "
+        "as in the harness)",
+        f"* Machine: {info['machine']}; no GPU.",
+        f"* Load: load average (1 min) {info['load_min']:.1f}-{info['load_max']:.1f} during the "
+        f"{what}; other jobs shared the machine",
+        f"* Run time: {info['minutes']:.1f} min of command wall time",
+        f"* Date: {info['date']}",
+    ]
+
+
+def budget_claim_table(
+    results: dict, budgets: Sequence[int], claim_list: Sequence[Claim], unit: str
+) -> list[str]:
+    """The table of a budget script: one row per claim, one column per budget (``unit``: epochs,
+    iterations) with the margin's mean ± s.d. over cohorts and the cohorts where it held.
+    ``results``: ``{cohort: {str(budget): harness-like results}}``."""
+    names = sorted(results)
+    lines = [
+        "| ordering (published) | "
+        + " | ".join(f"{b} {unit}: margin (held)" for b in budgets)
+        + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for claim in claim_list:
+        cells = []
+        for b in budgets:
+            a = aggregate_claim(claim, [results[n][str(b)] for n in names if str(b) in results[n]])
+            cells.append(
+                f"{_pm(a['margin_mean'], a['margin_sd'])} ({a['held']}/{a['n']})"
+                if a["n"] else "n/a"
+            )  # fmt: skip
+        lines.append(f"| {claim.statement} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "(margin: left - right of the ordering, as in docs/reproduction.md; positive: it holds.)",
+    ]
+    return lines
+
+
+def budget_seconds_table(results: dict, budgets: Sequence[int], unit: str) -> list[str]:
+    """Seconds per cohort and budget (``results[cohort][str(budget)]["seconds"]``)."""
+    lines = ["| cohort | " + " | ".join(f"{b} {unit}" for b in budgets) + " |"]
+    lines += ["|---|" + "---|" * len(budgets)]
+    for n in sorted(results):
+        cells = [f"{results[n][str(b)]['seconds']:.0f}" if str(b) in results[n] else "n/a"
+                 for b in budgets]  # fmt: skip
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 READING_START, READING_END = "<!-- reading -->", "<!-- /reading -->"
 
 
