@@ -5,9 +5,10 @@ At the ``demo`` scale the reproduction harness (benchmarks/reproduce.py) trains 
 global model 150 iterations (published: 3000) and finds that the worst LSM does not beat the best
 GSM and that the LSMs do not vary less than the GSMs. This script tests whether that is a
 property of the models on the phantom or of the budget: for every cohort it runs exactly the
-harness's ``lsm chain`` / ``lsm gsm`` / ``lsm evaluate`` commands at each iteration count (HR, LR
-and MS; hOc1 of B01; the cohort's seed) and scores the harness's local-model claims
-(:func:`reproduce._lsm_claims`) per count.
+harness's ``lsm chain`` / ``lsm gsm`` / ``lsm evaluate`` / ``stats`` commands at each iteration
+count (HR, LR and MS; hOc1 of B01; the cohort's seed; the hOc1 volume of the LSM-MS map), and
+scores the harness's local-model and volume claims (:func:`reproduce._lsm_claims`,
+:func:`reproduce._volume_claims`) per count.
 
 Commands per cohort and iteration count N (one subprocess each, as a user would type them; the
 runs are named ``lsm-<arch>`` / ``gsm-<arch>`` at the harness's count, so the harness's own runs
@@ -19,6 +20,7 @@ are reused, and ``lsm-<arch>-iN`` / ``gsm-<arch>-iN`` otherwise)::
         --preset phantom --allow-long-intervals --name lsm-ARCH[-iN]  (every architecture)
     cortexgraph lsm gsm B01 --root COHORT ... --name gsm-ARCH[-iN]
     cortexgraph lsm evaluate B01 --root COHORT --area hOc1 --name RUNS
+    cortexgraph stats B01 --root COHORT --labels truth|lsm-ms[-iN] --area hOc1 --reference none
 
 Usage (on the reproduction harness's cohorts)::
 
@@ -71,7 +73,24 @@ def lsm_commands(
                          "--name", names[f"gsm-{arch}"], *R])  # fmt: skip
     runs = ",".join(names.values())
     commands.append(["lsm", "evaluate", rp.LSM_BRAIN, "--area", area, "--name", runs, *R])
+    for labels in ("truth", names["lsm-ms"]):  # the volumes, as the harness measures them
+        commands.append(["stats", rp.LSM_BRAIN, "--labels", labels, "--area", area,
+                         "--reference", "none", *R])  # fmt: skip
     return commands
+
+
+def read_volumes(root: Path, names: dict[str, str], area: str) -> dict[str, dict]:
+    """``{brain: {"truth", "lsm-ms", "exact": {lh, rh, both: mm^3}}}`` as the harness reads them."""
+    maps = root / f"derivatives/cortexgraph/{rp.LSM_BRAIN}/maps3d"
+    return {
+        rp.LSM_BRAIN: {
+            "truth": rp.read_stats(maps / "truth" / f"{area}_stats.tsv"),
+            "lsm-ms": rp.read_stats(maps / names["lsm-ms"] / f"{area}_stats.tsv"),
+            "exact": rp.read_true_volumes(
+                root / f"ground_truth/{rp.LSM_BRAIN}/area_measures.tsv", area
+            ),
+        }
+    }
 
 
 def read_scores(root: Path, names: dict[str, str]) -> dict[str, dict]:
@@ -84,9 +103,9 @@ def read_scores(root: Path, names: dict[str, str]) -> dict[str, dict]:
     return out
 
 
-def render_page(results: dict, iterations: Sequence[int], info: dict) -> str:
+def render_page(results: dict, iterations: Sequence[int], info: dict, area: str = "hOc1") -> str:
     names = sorted(results)
-    claim_list = rp._lsm_claims()
+    claim_list = rp._lsm_claims() + rp._volume_claims(area)
     lines = [
         "# Local-model orderings against the training budget (demo phantom)",
         "",
@@ -123,7 +142,13 @@ def render_page(results: dict, iterations: Sequence[int], info: dict) -> str:
                 )
             )
         lines.append(f"| {source.upper()} | " + " | ".join(cells) + " |")
-    lines += ["", "## Seconds per cohort (all six runs and the evaluation)", ""]
+    cells = []
+    for n in iterations:
+        rows = [results[c][str(n)] for c in names if "volumes" in results[c].get(str(n), {})]
+        errors = [rp._volume_error_pct(r, rp.LSM_BRAIN, "lsm-ms") for r in rows]
+        cells.append(f"{rp._pm(*rp.mean_sd(errors), digits=1)} %" if errors else "n/a")
+    lines.append(f"| LSM-MS {area} volume error ({rp.LSM_BRAIN}) | " + " | ".join(cells) + " |")
+    lines += ["", "## Seconds per cohort (all six runs, the evaluation and the volumes)", ""]
     lines += [
         "Wall time of this invocation's commands. A run an earlier invocation trained (the "
         "harness's, at its own count) is reused, and only its reading counts.",
@@ -185,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results.setdefault(name, {})[str(n)] = {
                         "cohort": name,
                         "lsm": read_scores(root, names),
+                        "volumes": read_volumes(root, names, args.area),
                         "seconds": spent,
                     }
                     rp._write_json(bench.results_path, results)
@@ -199,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         info = rp.budget_info(command, loads, seconds)
         chosen = {rp.cohort_name(s, a) for s in args.seeds for a in args.area_seeds}
         page = render_page({c: results[c] for c in sorted(chosen) if c in results},
-                           args.iterations, info)  # fmt: skip
+                           args.iterations, info, args.area)  # fmt: skip
         rp._write_text(args.page, page)
         report(f"page written: {args.page}")
     return 0
