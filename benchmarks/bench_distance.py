@@ -89,11 +89,7 @@ def encoders(root: Path, seeds: list[int], preset: str, distance: dict) -> dict:
         def metrics(name):
             return json.loads((encoders_folder(cohort, name) / "metrics.json").read_text())
 
-        scl, dist, init = (
-            metrics(f"scl-s{seed}"),
-            metrics(f"dist-s{seed}"),
-            metrics(f"init-s{seed}"),
-        )
+        scl, dist, init = metrics(f"scl-s{seed}"), metrics(f"dist-s{seed}"), metrics(f"init-s{seed}")
 
         def f1(block):
             return {s: block[s]["macro_f1"] for s in ("test", "transfer") if s in block}
@@ -168,14 +164,9 @@ def lsm(root: Path, brain_id: str, areas: list[str], seeds: list[int], iteration
             test = [f for a in summary["areas"] for f in a["test_f1"]]
             truth = [f for a in summary["areas"] for f in a["truth_f1"]]
             results.setdefault(label, []).append(
-                {
-                    "test_median": float(np.median(test)),
-                    "test_mean": float(np.mean(test)),
-                    "truth_median": float(np.median(truth)),
-                    "truth_mean": float(np.mean(truth)),
-                    "test_sections": len(test),
-                    "truth_sections": len(truth),
-                }  # fmt: skip
+                {"test_median": float(np.median(test)), "test_mean": float(np.mean(test)),
+                 "truth_median": float(np.median(truth)), "truth_mean": float(np.mean(truth)),
+                 "test_sections": len(test), "truth_sections": len(truth)}  # fmt: skip
             )
         print(f"seed {seed}: distance pre-training {t1 - t0:.0f} s, chains {t2 - t1:.0f} s",
               flush=True)  # fmt: skip

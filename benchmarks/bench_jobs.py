@@ -119,6 +119,7 @@ def launcher_rows(work: Path, repeats: int) -> None:
     print(f"engine stop (SIGTERM, no jobs): {1000 * stop_s:.0f} ms")
 
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)

@@ -321,9 +321,7 @@ def compare_phantom(root: Path, brains: list[str], sources: list[str]) -> None:
                 f"| {pial / t['pial'] - 1:+.1%} |"
             )
     print()
-    print(
-        "| brain | area | labels | midline x mm | lh mm^3 | true lh | diff | rh mm^3 | true rh | diff |"
-    )
+    print("| brain | area | labels | midline x mm | lh mm^3 | true lh | diff | rh mm^3 | true rh | diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for (brain, source), rows in reports.items():
         truth = read_truth(root, brain)
@@ -361,9 +359,7 @@ def shell_sector(voxels_mm: list[float]) -> None:
     }
     print(f"sector of a shell, white radius {r1:g} mm, pial {r2:g} mm, within 50 deg of z; "
           f"outer cap {cap:.1f} mm^2")  # fmt: skip
-    print(
-        "| voxel mm | depth | closed form mm^2 | measured mm^2 | diff | pial cap + wall to r mm |"
-    )
+    print("| voxel mm | depth | closed form mm^2 | measured mm^2 | diff | pial cap + wall to r mm |")
     print("|---|---|---|---|---|---|")
     for h in voxels_mm:
         n = int(math.ceil(2 * r2 / h)) + 8
@@ -379,9 +375,7 @@ def shell_sector(voxels_mm: list[float]) -> None:
         verts, faces = mask_surface(sector, affine)
         for name, depth in models.items():
             look = np.where(tissue == 1, 1.0, np.where(tissue == 2, depth, 0.0)).astype(np.float32)
-            m = hemisphere_measures(
-                sector, affine, verts, faces, sample_at_vertices(look, affine, verts)
-            )
+            m = hemisphere_measures(sector, affine, verts, faces, sample_at_vertices(look, affine, verts))
             got = m["both"]["surface_mm2"]
             exact = cap + math.pi * math.sin(theta) * (r2**2 - r_cut[name] ** 2)
             print(f"| {h:g} | {name} | {exact:.1f} | {got:.1f} | {got / exact - 1:+.1%} "
@@ -434,11 +428,7 @@ def pial_thresholds(
         exclusion = (np.asarray(image.dataobj) > 0, image.affine)
     with SectionStack(brain) as stack:
         depth_vol, depth_aff, _ = tissue_depth_volume(
-            stack,
-            round(float(affine[0, 0]), 6),
-            verts.min(0),
-            verts.max(0),
-            exclusion=exclusion,
+            stack, round(float(affine[0, 0]), 6), verts.min(0), verts.max(0), exclusion=exclusion,
             depth_model=depth_model,
         )
     depth = sample_at_vertices(depth_vol, depth_aff, verts)[faces].max(axis=1)

@@ -94,9 +94,7 @@ def _encoder_metrics(root: Path, name: str) -> dict:
 def _lsm_summary(root: Path, run: str) -> dict:
     path = root / f"derivatives/cortexgraph/{LSM_BRAIN}/lsm/{run}/evaluation/summary.json"
     row = json.loads(path.read_text(encoding="utf-8"))["table"][0]
-    return {
-        k: row[k] for k in ("n", "median", "mean", "std", "truth_n", "truth_median", "truth_mean")
-    }
+    return {k: row[k] for k in ("n", "median", "mean", "std", "truth_n", "truth_median", "truth_mean")}
 
 
 def run_cohort(folder: Path, seed: int, area_seed: int, args, env, report, results: dict) -> None:
@@ -138,14 +136,10 @@ def run_cohort(folder: Path, seed: int, area_seed: int, args, env, report, resul
     for k in args.train_seeds:
         K = ["--seed", str(k)]
         step(f"scratch-k{k}", ["train-encoder", *R, "--name", f"scratch-k{k}", *K])
-        step(
-            f"distance-k{k}",
-            ["train-encoder", *R, "--method", "distance", "--name", f"distance-k{k}", *K],
-        )
-        step(
-            f"init-k{k}",
-            ["train-encoder", *R, "--init", f"distance-k{k}", "--name", f"init-k{k}", *K],
-        )
+        step(f"distance-k{k}", ["train-encoder", *R, "--method", "distance",
+                                "--name", f"distance-k{k}", *K])
+        step(f"init-k{k}", ["train-encoder", *R, "--init", f"distance-k{k}",
+                            "--name", f"init-k{k}", *K])
         scratch = _encoder_metrics(root, f"scratch-k{k}")
         distance = _encoder_metrics(root, f"distance-k{k}")
         init = _encoder_metrics(root, f"init-k{k}")
@@ -167,50 +161,14 @@ def run_cohort(folder: Path, seed: int, area_seed: int, args, env, report, resul
             # one E_HR pre-training per cohort (seed --hr-seed; it is the costly step on a CPU),
             # the local models of every training seed start from it
             hr_name = f"distance-hr-k{args.hr_seed}"
-            step(
-                hr_name,
-                [
-                    "train-encoder",
-                    *R,
-                    "--method",
-                    "distance",
-                    "--branch",
-                    "lsm-hr",
-                    "--name",
-                    hr_name,
-                    "--seed",
-                    str(args.hr_seed),
-                ],
-            )
-            lsm = [
-                "lsm",
-                "chain",
-                LSM_BRAIN,
-                "--area",
-                AREA,
-                "--arch",
-                "hr",
-                "--iterations",
-                str(iterations),
-                *K,
-                "--allow-long-intervals",
-                *R,
-            ]
+            step(hr_name, ["train-encoder", *R, "--method", "distance", "--branch", "lsm-hr",
+                           "--name", hr_name, "--seed", str(args.hr_seed)])
+            lsm = ["lsm", "chain", LSM_BRAIN, "--area", AREA, "--arch", "hr", "--iterations",
+                   str(iterations), *K, "--allow-long-intervals", *R]
             step(f"lsm-scratch-k{k}", [*lsm, "--name", f"lsm-hr-scratch-k{k}"])
             step(f"lsm-init-k{k}", [*lsm, "--name", f"lsm-hr-init-k{k}", "--init-hr", hr_name])
-            step(
-                f"lsm-evaluate-k{k}",
-                [
-                    "lsm",
-                    "evaluate",
-                    LSM_BRAIN,
-                    "--area",
-                    AREA,
-                    "--name",
-                    f"lsm-hr-scratch-k{k},lsm-hr-init-k{k}",
-                    *R,
-                ],
-            )
+            step(f"lsm-evaluate-k{k}", ["lsm", "evaluate", LSM_BRAIN, "--area", AREA, "--name",
+                                        f"lsm-hr-scratch-k{k},lsm-hr-init-k{k}", *R])
             run["lsm_scratch"] = _lsm_summary(root, f"lsm-hr-scratch-k{k}")
             run["lsm_init"] = _lsm_summary(root, f"lsm-hr-init-k{k}")
             hr = _encoder_metrics(root, hr_name)
@@ -330,12 +288,8 @@ def render_page(results: dict, command: str) -> str:
     for key, s in results.get("steps", {}).items():
         label = key.split("/", 1)[1].split("-k")[0]
         seconds[label] = seconds.get(label, 0.0) + s["seconds"]
-    lines += [
-        "",
-        "Command wall time by step, summed over the runs (s): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
-        + ".",
-    ]
+    lines += ["", "Command wall time by step, summed over the runs (s): "
+              + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -350,12 +304,8 @@ def main(argv=None) -> int:
     p.add_argument("--transition-mm", type=float, default=1.0)
     p.add_argument("--lsm-iterations", type=int, default=None)
     p.add_argument("--no-lsm", action="store_true", help="encoder comparison only")
-    p.add_argument(
-        "--hr-seed",
-        type=int,
-        default=None,
-        help="seed of the one lsm-hr pre-training per cohort (default: first training seed)",
-    )
+    p.add_argument("--hr-seed", type=int, default=None,
+                   help="seed of the one lsm-hr pre-training per cohort (default: first training seed)")
     p.add_argument("--page", type=Path, default=Path("benchmarks/results/pretraining.md"))
     args = p.parse_args(argv)
     args.train_seeds = [int(x) for x in args.train_seeds.split(",")]
@@ -393,20 +343,10 @@ def _run(args: argparse.Namespace, out: Path) -> int:
     results["machine"] = machine_description()
     results["date"] = time.strftime("%Y-%m-%d")
     _write_json(results_path, results)
-    argv_shown = [
-        "OMP_NUM_THREADS=" + env.get("OMP_NUM_THREADS", "?"),
-        ".venv/bin/python",
-        "benchmarks/bench_pretraining.py",
-        "OUT",
-        "--scale",
-        args.scale,
-        "--seeds",
-        args.seeds,
-        "--area-seeds",
-        args.area_seeds,
-        "--train-seeds",
-        ",".join(map(str, args.train_seeds)),
-    ]
+    argv_shown = ["OMP_NUM_THREADS=" + env.get("OMP_NUM_THREADS", "?"), ".venv/bin/python",
+                  "benchmarks/bench_pretraining.py", "OUT", "--scale", args.scale, "--seeds",
+                  args.seeds, "--area-seeds", args.area_seeds, "--train-seeds",
+                  ",".join(map(str, args.train_seeds))]
     if args.lsm_iterations:
         argv_shown += ["--lsm-iterations", str(args.lsm_iterations)]
     if args.no_lsm:

@@ -366,9 +366,7 @@ def row_gat(args) -> list[str]:
             runs[method].append(_subprocess(f"gat-{method}", args, extra))
     seconds = {m: [r["seconds"][0] for r in runs[m]] for m in methods}
     rss = {m: max(r["peak_rss_gb"] for r in runs[m]) for m in methods}
-    print(
-        "".join(f"# gat {m} {seconds[m]} s, {rss[m]:.2f} GB\n" for m in methods), end="", flush=True
-    )
+    print("".join(f"# gat {m} {seconds[m]} s, {rss[m]:.2f} GB\n" for m in methods), end="", flush=True)
     o, p, q = (statistics.median(seconds[m]) for m in methods)
     nodes = runs["ours"][0]["nodes"]
     load = f"{load0:.1f} / {_load():.1f}"
