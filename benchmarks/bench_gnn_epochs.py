@@ -119,13 +119,10 @@ def render_page(results: dict, epochs: Sequence[int], modes: Sequence[str], info
                     if label in results[n].get(str(e), {}).get("gnn", {})]  # fmt: skip
             cells.append(rp._pm(*rp.mean_sd(vals)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "## Seconds per comparison (sum over modes)", ""]
-    lines += [
-        "Wall time of this invocation's `evaluate --compare` commands. A run an earlier "
-        "invocation trained is reused (the stage is up to date), and only its reading counts.",
-        "",
-    ]
-    lines += rp.budget_seconds_table(results, epochs, "epochs")
+    lines += rp.budget_seconds_section(
+        results, epochs, "epochs", "Seconds per comparison (sum over modes)",
+        "`evaluate --compare` commands",
+    )  # fmt: skip
     lines.append("")
     return "\n".join(lines)
 

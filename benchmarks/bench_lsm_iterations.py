@@ -36,7 +36,6 @@ left-out sections and against the full truth, per model), ``OUT/bench_lsm_iterat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -48,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reproduce as rp  # noqa: E402
 
 ARCHS = ("hr", "lr", "ms")
-STATS = ("n", "median", "mean", "std", "truth_n", "truth_median", "truth_mean")
 
 
 def run_names(iterations: int, default_iterations: int) -> dict[str, str]:
@@ -74,33 +72,14 @@ def lsm_commands(
     runs = ",".join(names.values())
     commands.append(["lsm", "evaluate", rp.LSM_BRAIN, "--area", area, "--name", runs, *R])
     for labels in ("truth", names["lsm-ms"]):  # the volumes, as the harness measures them
-        commands.append(["stats", rp.LSM_BRAIN, "--labels", labels, "--area", area,
-                         "--reference", "none", *R])  # fmt: skip
+        commands.append(rp.stats_args(root, rp.LSM_BRAIN, labels, area))
     return commands
 
 
-def read_volumes(root: Path, names: dict[str, str], area: str) -> dict[str, dict]:
-    """``{brain: {"truth", "lsm-ms", "exact": {lh, rh, both: mm^3}}}`` as the harness reads them."""
-    maps = root / f"derivatives/cortexgraph/{rp.LSM_BRAIN}/maps3d"
-    return {
-        rp.LSM_BRAIN: {
-            "truth": rp.read_stats(maps / "truth" / f"{area}_stats.tsv"),
-            "lsm-ms": rp.read_stats(maps / names["lsm-ms"] / f"{area}_stats.tsv"),
-            "exact": rp.read_true_volumes(
-                root / f"ground_truth/{rp.LSM_BRAIN}/area_measures.tsv", area
-            ),
-        }
-    }
-
-
-def read_scores(root: Path, names: dict[str, str]) -> dict[str, dict]:
-    """``{"lsm-ms": {n, median, ..., truth_mean}}`` from each run's evaluation summary."""
-    out = {}
-    for source, run in names.items():
-        summary = root / f"derivatives/cortexgraph/{rp.LSM_BRAIN}/lsm/{run}/evaluation/summary.json"
-        row = json.loads(summary.read_text(encoding="utf-8"))["table"][0]
-        out[source] = {k: row[k] for k in STATS}
-    return out
+def volume_sources(names: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The maps whose volumes are read (:func:`reproduce.read_volumes`): the true labels and the
+    LSM-MS run of this iteration count."""
+    return [(rp.LSM_BRAIN, "truth", "truth"), (rp.LSM_BRAIN, names["lsm-ms"], "lsm-ms")]
 
 
 def render_page(results: dict, iterations: Sequence[int], info: dict, area: str = "hOc1") -> str:
@@ -111,10 +90,10 @@ def render_page(results: dict, iterations: Sequence[int], info: dict, area: str 
         "",
         "The local-model experiment of the reproduction harness (docs/reproduction-demo.md) rerun "
         "on the same cohorts with more training iterations per model. Everything else is the "
-        f"harness's: hOc1 of {rp.LSM_BRAIN}, HR / LR / MS, LSM chains with "
-        "`--allow-long-intervals`, the GSM on all of the chain's training sections, preset "
-        "`phantom`, the cohort's seed. Mean ± s.d. over cohorts; *held* counts the cohorts where "
-        "the ordering holds.",
+        f"harness's: {area} of {rp.LSM_BRAIN}, HR / LR / MS, LSM chains with "
+        "`--allow-long-intervals`, the GSM on all of the chain's training sections, preset `auto` "
+        "(`phantom` at the demo's 100 µm), the cohort's seed. Mean ± s.d. over cohorts; *held* "
+        "counts the cohorts where the ordering holds.",
         "",
         *rp.budget_run_lines(info, ", ".join(names), "commands"),
         "",
@@ -148,13 +127,11 @@ def render_page(results: dict, iterations: Sequence[int], info: dict, area: str 
         errors = [rp._volume_error_pct(r, rp.LSM_BRAIN, "lsm-ms") for r in rows]
         cells.append(f"{rp._pm(*rp.mean_sd(errors), digits=1)} %" if errors else "n/a")
     lines.append(f"| LSM-MS {area} volume error ({rp.LSM_BRAIN}) | " + " | ".join(cells) + " |")
-    lines += ["", "## Seconds per cohort (all six runs, the evaluation and the volumes)", ""]
-    lines += [
-        "Wall time of this invocation's commands. A run an earlier invocation trained (the "
-        "harness's, at its own count) is reused, and only its reading counts.",
-        "",
-    ]
-    lines += rp.budget_seconds_table(results, iterations, "iterations")
+    lines += rp.budget_seconds_section(
+        results, iterations, "iterations",
+        "Seconds per cohort (all six runs, the evaluation and the volumes)",
+        "commands (the harness's runs are reused at its own count)",
+    )  # fmt: skip
     lines.append("")
     return "\n".join(lines)
 
@@ -209,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seconds += spent
                     results.setdefault(name, {})[str(n)] = {
                         "cohort": name,
-                        "lsm": read_scores(root, names),
-                        "volumes": read_volumes(root, names, args.area),
+                        "lsm": rp.read_lsm_scores(root, names),
+                        "volumes": rp.read_volumes(root, volume_sources(names), args.area),
                         "seconds": spent,
                     }
                     rp._write_json(bench.results_path, results)

@@ -60,7 +60,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -454,17 +454,9 @@ def run_cohort(
             ["lsm", "evaluate", LSM_BRAIN, "--area", area, *R],
         ],
     )
-    lsm = {}
-    for kind in ("lsm", "gsm"):
-        for arch in ("hr", "lr", "ms"):
-            summary = root / f"derivatives/cortexgraph/{LSM_BRAIN}/lsm/{kind}-{arch}"
-            data = json.loads((summary / "evaluation/summary.json").read_text())
-            row = data["table"][0]
-            lsm[f"{kind}-{arch}"] = {
-                k: row[k]
-                for k in ("n", "median", "mean", "std", "truth_n", "truth_median", "truth_mean")
-            }
-    results["lsm"] = lsm
+    results["lsm"] = read_lsm_scores(
+        root, {f"{k}-{a}": f"{k}-{a}" for k in ("lsm", "gsm") for a in ("hr", "lr", "ms")}
+    )
 
     sources = [
         (TRANSFER, f"gnn-{run}", "gnn"),
@@ -472,13 +464,41 @@ def run_cohort(
         (LSM_BRAIN, "lsm-ms", "lsm-ms"),
         (LSM_BRAIN, "truth", "truth"),
     ]
-    step(
-        "volumes",
-        [
-            ["stats", b, "--labels", src, "--area", area, "--reference", "none", *R]
-            for b, src, _ in sources
-        ],
-    )
+    step("volumes", [stats_args(root, b, src, area) for b, src, _ in sources])
+    results["volumes"] = read_volumes(root, sources, area)
+
+    results["seconds"] = sum(s["seconds"] for s in results["steps"].values())
+    results["complete"] = True
+    _write_json(results_path, results)
+    _write_text(folder / "results.tsv", results_tsv(results))
+    return results
+
+
+LSM_STATS = ("n", "median", "mean", "std", "truth_n", "truth_median", "truth_mean")
+
+
+def read_lsm_scores(root: Path, runs: Mapping[str, str]) -> dict[str, dict]:
+    """``{source: {n, median, mean, std, truth_n, truth_median, truth_mean}}`` of the LSM brain's
+    model runs (``runs``: ``{source: run name}``), from each run's ``evaluation/summary.json``."""
+    out = {}
+    for source, run in runs.items():
+        summary = root / f"derivatives/cortexgraph/{LSM_BRAIN}/lsm/{run}/evaluation/summary.json"
+        row = json.loads(summary.read_text(encoding="utf-8"))["table"][0]
+        out[source] = {k: row[k] for k in LSM_STATS}
+    return out
+
+
+def stats_args(root: Path, brain: str, labels: str, area: str) -> list[str]:
+    """The ``cortexgraph stats`` arguments that measure ``area``'s volume in the map of
+    ``labels`` (a label source: ``truth``, a model run)."""
+    return ["stats", brain, "--labels", labels, "--area", area, "--reference", "none",
+            "--root", str(root)]  # fmt: skip
+
+
+def read_volumes(root: Path, sources: Sequence[tuple[str, str, str]], area: str) -> dict[str, dict]:
+    """``{brain: {label: {lh, rh, both: mm^3}, "exact": {...}}}`` for ``sources`` given as
+    ``(brain, label source, label)``: the volumes :func:`stats_args` measured, and the exact ones
+    of the phantom's ground truth."""
     volumes: dict[str, dict] = {}
     for brain, src, label in sources:
         measured = read_stats(
@@ -489,13 +509,7 @@ def run_cohort(
         volumes[brain]["exact"] = read_true_volumes(
             root / f"ground_truth/{brain}/area_measures.tsv", area
         )
-    results["volumes"] = volumes
-
-    results["seconds"] = sum(s["seconds"] for s in results["steps"].values())
-    results["complete"] = True
-    _write_json(results_path, results)
-    _write_text(folder / "results.tsv", results_tsv(results))
-    return results
+    return volumes
 
 
 def results_tsv(results: dict) -> str:
@@ -1082,9 +1096,19 @@ def budget_claim_table(
     return lines
 
 
-def budget_seconds_table(results: dict, budgets: Sequence[int], unit: str) -> list[str]:
-    """Seconds per cohort and budget (``results[cohort][str(budget)]["seconds"]``)."""
-    lines = ["| cohort | " + " | ".join(f"{b} {unit}" for b in budgets) + " |"]
+def budget_seconds_section(
+    results: dict, budgets: Sequence[int], unit: str, title: str, commands: str
+) -> list[str]:
+    """The seconds section of a budget script: heading ``title``, what the seconds are (the wall
+    time of this invocation's ``commands``; reused runs count only their reading), and the
+    seconds per cohort and budget (``results[cohort][str(budget)]["seconds"]``)."""
+    lines = ["", f"## {title}", ""]
+    lines += [
+        f"Wall time of this invocation's {commands}. A run an earlier invocation trained is "
+        "reused (the stage is up to date), and only its reading counts.",
+        "",
+    ]
+    lines += ["| cohort | " + " | ".join(f"{b} {unit}" for b in budgets) + " |"]
     lines += ["|---|" + "---|" * len(budgets)]
     for n in sorted(results):
         cells = [f"{results[n][str(b)]['seconds']:.0f}" if str(b) in results[n] else "n/a"

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -106,8 +107,6 @@ def test_a_failure_stops_only_what_depends_on_it(tmp_path):
 
 def _record_once(path):
     """A stage that computes (writes its record, naming this process) only when it has none."""
-    import socket
-
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
