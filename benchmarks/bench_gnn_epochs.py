@@ -167,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         loads.append(r["load"])
                     merged["cohort"] = name
                     seconds += merged["seconds"]
+                    earlier = results.get(name, {}).get(str(e))
+                    merged.update(rp.seconds_so_far(earlier, merged["seconds"]))
                     results.setdefault(name, {})[str(e)] = merged
                     rp._write_json(results_path, results)
         loads.append(os.getloadavg()[0])

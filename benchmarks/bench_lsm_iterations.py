@@ -184,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         spent += r["seconds"]
                         loads.append(r["load"])
                     seconds += spent
+                    earlier = results.get(name, {}).get(str(n))
                     results.setdefault(name, {})[str(n)] = {
                         "cohort": name,
                         "lsm": rp.read_lsm_scores(root, names),
                         "volumes": rp.read_volumes(root, volume_sources(names), args.area),
-                        "seconds": spent,
+                        **rp.seconds_so_far(earlier, spent),
                     }
                     rp._write_json(bench.results_path, results)
                     report(f"[{name}] {n} iterations: done in {spent:.0f} s")

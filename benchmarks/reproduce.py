@@ -224,6 +224,18 @@ class CommandFailed(RuntimeError):
     pass
 
 
+def seconds_so_far(earlier: dict | None, spent: float) -> dict:
+    """The wall time of a step or run over every invocation that ran it: ``{"seconds":
+    earlier + spent, "invocations": n}``. A rerun that finds the work up to date adds only the
+    seconds it took to find that, so an interrupted and resumed step keeps the time of both
+    halves instead of reporting the resumed half alone."""
+    earlier = earlier or {}
+    return {
+        "seconds": float(earlier.get("seconds", 0.0)) + float(spent),
+        "invocations": int(earlier.get("invocations", 1 if earlier else 0)) + 1,
+    }
+
+
 def run_command(args: Sequence[str], log_path: Path, env: dict[str, str]) -> dict:
     """Run ``cortexgraph ARGS``; output to ``log_path``. Returns seconds, load, exit code.
 
@@ -378,6 +390,9 @@ def run_cohort(
     root = folder / "cohort"
     logs = folder / "logs"
     results_path = folder / "results.json"
+    earlier = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if earlier.get("settings_key") != settings.key():
+        earlier = {}  # another settings' run: its seconds are not this run's
     results: dict = {
         "cohort": name,
         "seed": seed,
@@ -402,8 +417,9 @@ def run_cohort(
             total["load"].append(r["load"])
             total["commands"].append("cortexgraph " + shlex.join(args))
         total["load"] = sum(total["load"]) / len(total["load"])
-        results["steps"][label] = total
         report(f"[{name}] {label}: done in {total['seconds']:.0f} s (load {total['load']:.1f})")
+        total.update(seconds_so_far(earlier.get("steps", {}).get(label), total["seconds"]))
+        results["steps"][label] = total
         _write_json(results_path, results)
 
     synth = synth_args(root, seed, area_seed, settings)
@@ -412,7 +428,9 @@ def run_cohort(
             shutil.rmtree(root)
         step("synth", [synth])
     else:
-        results["steps"]["synth"] = {"seconds": 0.0, "load": 0.0, "commands": ["(reused)"]}
+        results["steps"]["synth"] = earlier.get("steps", {}).get("synth") or {
+            "seconds": 0.0, "load": 0.0, "commands": ["(reused)"], "invocations": 0,
+        }  # fmt: skip
     brains = list(scale["brains"])
 
     step("build-graph", [["build-graph", *brains, *R, "--no-qc-picture"]])
@@ -1062,7 +1080,8 @@ def budget_run_lines(info: dict, cohorts: str, what: str) -> list[str]:
         f"* Machine: {info['machine']}; no GPU.",
         f"* Load: load average (1 min) {info['load_min']:.1f}-{info['load_max']:.1f} during the "
         f"{what}; other jobs shared the machine",
-        f"* Run time: {info['minutes']:.1f} min of command wall time",
+        f"* Run time: {info['minutes']:.1f} min of command wall time in the invocation that "
+        "wrote this page",
         f"* Date: {info['date']}",
     ]
 
@@ -1100,12 +1119,13 @@ def budget_seconds_section(
     results: dict, budgets: Sequence[int], unit: str, title: str, commands: str
 ) -> list[str]:
     """The seconds section of a budget script: heading ``title``, what the seconds are (the wall
-    time of this invocation's ``commands``; reused runs count only their reading), and the
+    time of the ``commands`` over every invocation, :func:`seconds_so_far`), and the
     seconds per cohort and budget (``results[cohort][str(budget)]["seconds"]``)."""
     lines = ["", f"## {title}", ""]
     lines += [
-        f"Wall time of this invocation's {commands}. A run an earlier invocation trained is "
-        "reused (the stage is up to date), and only its reading counts.",
+        f"Wall time of the {commands}, summed over every invocation of the script that ran "
+        "them (:func:`seconds_so_far`; a rerun that finds a run up to date adds only the "
+        "seconds it took to find that).",
         "",
     ]
     lines += ["| cohort | " + " | ".join(f"{b} {unit}" for b in budgets) + " |"]
@@ -1204,6 +1224,12 @@ def render_page(
         digits = 1 if group == "volume" else 3
         lines.append(f"| {group} | {item} | {_pm(m, s, digits)} | {n} |")
     lines += ["", "## Time per cohort and step (s)", ""]
+    lines += [
+        "Wall time of each step's commands, summed over every invocation that ran the step (an "
+        "interrupted cohort resumed by a later invocation keeps the time of both; a step found "
+        "up to date adds only the seconds that took).",
+        "",
+    ]
     steps = [s for s in STEPS]
     lines += ["| cohort | " + " | ".join(steps) + " | total |", "|---|" + "---|" * (len(steps) + 1)]
     for r in results:

@@ -178,3 +178,35 @@ def test_the_reading_is_kept(rp):
     info.update(load="x", time="x", date="x")
     new = rp.render_page(rp.aggregate(results), results, info, reading=reading)
     assert new.index("SCL < CE.") < new.index("## Per cohort")
+
+
+def test_a_resumed_cohort_keeps_the_seconds_of_earlier_invocations(rp, tmp_path, monkeypatch):
+    """An interrupted cohort run resumed: its steps' seconds add up over the invocations (they
+    used to report the resumed invocation alone), and another settings' seconds are not kept."""
+    settings = rp.Settings(scale="tiny")
+    folder = tmp_path / "s1-a11"
+    (folder / "cohort").mkdir(parents=True)
+    (folder / "cohort/cohort.toml").write_text("")
+    (folder / "cohort/synth.json").write_text("{}")
+    synth = {"seconds": 40.0, "load": 1.0, "commands": ["cortexgraph synth"], "invocations": 1}
+    earlier = {"settings_key": settings.key(), "complete": False,
+               "steps": {"synth": synth, "build-graph": {"seconds": 100.0, "invocations": 1}}}  # fmt: skip
+    (folder / "results.json").write_text(rp.json.dumps(earlier))
+
+    def run_command(args, log_path, env):
+        if args[0] == "train-encoder":
+            raise rp.CommandFailed("interrupted")
+        return {"seconds": 5.0, "load": 1.0, "exit": 0}
+
+    monkeypatch.setattr(rp, "run_command", run_command)
+    with pytest.raises(rp.CommandFailed):
+        rp.run_cohort(folder, 1, 11, settings, {}, lambda message: None)
+    steps = rp.json.loads((folder / "results.json").read_text())["steps"]
+    assert steps["synth"]["seconds"] == 40.0
+    assert steps["build-graph"]["seconds"] == 105.0 and steps["build-graph"]["invocations"] == 2
+
+    other = rp.Settings(scale="tiny", transition_mm=2.0)
+    with pytest.raises(rp.CommandFailed):
+        rp.run_cohort(folder, 1, 11, other, {}, lambda message: None)
+    steps = rp.json.loads((folder / "results.json").read_text())["steps"]
+    assert steps["build-graph"]["seconds"] == 5.0 and steps["build-graph"]["invocations"] == 1
