@@ -151,7 +151,7 @@ def main() -> None:
     run_name = "bench-gnn"
     for stage in stages:
         if stage == "synth":
-            argv = [*cli, "synth", str(out), "--preset", args.preset, "--brains", b]
+            argv = [*cli, "synth", str(out), "--preset", args.preset, "--brains", b, "--overwrite"]
         elif stage == "check":
             argv = [*cli, "check", b, *root]
         elif stage == "build-graph":

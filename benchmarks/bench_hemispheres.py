@@ -31,7 +31,7 @@ def phantom(out: Path, seed: int, slabs: bool) -> Path:
     if not (out / "synth.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "cortexgraph.cli.main", "synth", str(out), "--preset", "tiny"]
-        argv += ["--seed", str(seed)]
+        argv += ["--seed", str(seed), "--overwrite"]  # an unfinished phantom is replaced
         if not slabs:
             params = out.parent / "whole.toml"
             params.write_text("slab_posterior_mm = false  # the whole brain\n")

@@ -47,12 +47,11 @@ from cortexgraph.build_graph.nodes import map_hemispheres
 from cortexgraph.build_graph.parameters import HEMISPHERES, BuildGraphParameters, Progress
 from cortexgraph.build_graph.surfaces import depth_field, midsurfaces, noncortical_pieces
 from cortexgraph.build_graph.volume import reconstruct_volume, require_build_graph_memory
-from cortexgraph.data.check import check_brain
+from cortexgraph.data.check import require_clean
 from cortexgraph.data.manifest import Brain
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.derivatives import Derivatives, StageId, StageRun, run_stage
 from cortexgraph.derivatives.inputs import brain_inputs
-from cortexgraph.errors import CortexgraphError
 from cortexgraph.mapping.nodes import (
     node_arrays_from_table,
 )
@@ -129,15 +128,7 @@ def build_graph(
     """
     params = params or BuildGraphParameters()
     if check:  # before anything is written: bad input leaves the derivatives folder untouched
-        problems = check_brain(brain)
-        if problems:
-            first = problems[0]
-            raise CortexgraphError(
-                f"brain {brain.id} fails check ({len(problems)} problem(s)); first: {first.message}",
-                file=first.file,
-                section=first.section,
-                fix=f"{first.fix}; run `cortexgraph check {brain.id}` for the full list",
-            )
+        require_clean(brain, "build-graph")
     require_build_graph_memory(brain, params)
     outputs = build_graph_outputs(brain)
     if not qc_picture:

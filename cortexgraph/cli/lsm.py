@@ -511,7 +511,9 @@ def train(
     (arch,) = _archs(arch)
     first, last = sorted(parse_sections(sections))
     interval = (first, last)
-    run_name = check_run_name(name or f"lsm-{arch}-{interval_name(interval)}", "lsm")
+    run_name = check_run_name(
+        f"lsm-{arch}-{interval_name(interval)}" if name is None else name, "lsm"
+    )
     if background:
         target.submit(
             "train",

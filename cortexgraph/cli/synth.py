@@ -86,7 +86,13 @@ def register(app: typer.Typer) -> None:
         app, "synth", ("options", synth_options), parameters_group(PARAMETERS, "synth"), LOGGING
     )
     def synth(
-        out: Path = typer.Argument(..., help="Folder of the new cohort."),
+        out: Path = typer.Argument(..., help="Folder of the new cohort (new or empty)."),
+        overwrite: bool = typer.Option(
+            False,
+            "--overwrite",
+            help="Replace the phantom cohort in OUT (deleted first; a folder holding anything "
+            "synth does not write is refused).",
+        ),
         *,
         options: dict,
         parameters: ParametersFile,
@@ -111,7 +117,11 @@ def register(app: typer.Typer) -> None:
         progress, callback = stage_progress()
         with progress:
             root = synthesize_cohort(
-                out, preset=params.preset_spec(), seed=params.seed, progress=callback
+                out,
+                preset=params.preset_spec(),
+                seed=params.seed,
+                progress=callback,
+                overwrite=overwrite,
             )
             if params.scans_only:
                 from cortexgraph.scans.strip import strip_to_scans

@@ -116,6 +116,22 @@ class _Collector:
             )
 
 
+def require_clean(brain: Brain, command: str) -> None:
+    """Stop a stage on a brain that fails :func:`check_brain`: CortexgraphError with the first
+    problem's file, section and fix, the number of problems and the command that lists them all.
+    Stages call it before they write anything, so bad input leaves the derivatives untouched."""
+    problems = check_brain(brain)
+    if problems:
+        first = problems[0]
+        raise CortexgraphError(
+            f"brain {brain.id} fails check ({len(problems)} problem(s)), so {command} does not "
+            f"run on it; first: {first.message}",
+            file=first.file,
+            section=first.section,
+            fix=f"{first.fix}; run `cortexgraph check {brain.id}` for the full list",
+        )
+
+
 def check_brain(
     brain: Brain | str | os.PathLike, root: str | os.PathLike | None = None, deep: bool = False
 ) -> list[Problem]:

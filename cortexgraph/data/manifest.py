@@ -576,7 +576,15 @@ class Brain:
 
     @property
     def thickness_um(self) -> float:
-        return self.cohort.section_thickness_um if self.cohort is not None else 20.0
+        """Section thickness (µm), the cohort's ``section_thickness_um``; DataFormatError for a
+        brain read without its cohort (never assumed)."""
+        if self.cohort is None:
+            raise DataFormatError(
+                "the brain was read without its cohort, so its section thickness is unknown",
+                file=self.manifest_path,
+                fix="open the brain through its cohort (cohort.toml)",
+            )
+        return self.cohort.section_thickness_um
 
     @property
     def data_roots(self) -> dict[str, Path]:
@@ -1281,8 +1289,9 @@ def find_brain(name: str | os.PathLike, root: str | os.PathLike | None = None) -
     * With a cohort (``root`` or ``$CORTEXGRAPH_ROOT``): ``name`` is a brain id
       (:data:`~cortexgraph.data.names.NAME_RULE`) listed in the cohort's ``brains``, found as
       ``<root>/<id>``; a folder path is accepted only when it is a folder of that cohort.
-    * Without: ``name`` is the path of a brain folder; its parent is the cohort when it holds a
-      cohort.toml (the brain must then be listed there).
+    * Without: ``name`` is the path of a brain folder; its parent is the cohort, which must hold a
+      cohort.toml listing the brain (a brain is never read without its cohort: the section
+      thickness, area table and atlas are the cohort's).
 
     The brain keeps the folder path as the cohort names it (symbolic links are not resolved), so its
     outputs go to ``<the cohort given>/derivatives/cortexgraph/<id>``.
@@ -1316,8 +1325,23 @@ def find_brain(name: str | os.PathLike, root: str | os.PathLike | None = None) -
         folder = Path(os.path.abspath(text))
         cohort_root = folder.parent
     manifest = folder / BRAIN_MANIFEST
+    if root and not cohort_root.is_dir():
+        raise DataFormatError(
+            f"the cohort folder {root} "
+            + ("is a file" if cohort_root.exists() else "does not exist"),
+            file=cohort_root,
+            fix="give --root (or CORTEXGRAPH_ROOT) the cohort folder, the one holding cohort.toml",
+        )
+    if not manifest.is_file() and (cohort_root / COHORT_MANIFEST).is_file():
+        listed = Cohort.read(cohort_root).brain_ids
+        if folder.name not in listed:
+            raise DataFormatError(
+                f"brain {folder.name!r} is not listed in the cohort (brains: {', '.join(listed)})",
+                file=cohort_root / COHORT_MANIFEST,
+                fix="pick a listed brain, or add the brain's folder and its id to 'brains'",
+            )
     if not manifest.is_file():
-        where = f"in {cohort_root}" if root else f"at {folder}"
+        where = f"in {folder}" if root else f"at {folder}"
         raise DataFormatError(
             f"brain {text!r} not found (no {BRAIN_MANIFEST} {where})",
             file=manifest,
@@ -1339,6 +1363,13 @@ def find_brain(name: str | os.PathLike, root: str | os.PathLike | None = None) -
             f"no {COHORT_MANIFEST} in {root}",
             file=cohort_root / COHORT_MANIFEST,
             fix="pass --root <cohort folder> or set CORTEXGRAPH_ROOT",
+        )
+    else:  # the section thickness, area table and atlas are the cohort's: never assumed
+        raise DataFormatError(
+            f"brain folder {folder.name!r} has no cohort: no {COHORT_MANIFEST} in {cohort_root}",
+            file=cohort_root / COHORT_MANIFEST,
+            fix="put the brain folder in a cohort folder whose cohort.toml lists it "
+            "(docs/data-format.md), or pass --root <cohort folder>",
         )
     return Brain.read(folder, cohort=cohort)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -29,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from cortexgraph.errors import StageBusyError
+from cortexgraph.errors import ParameterError, StageBusyError
 
 __all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "StageLock", "read_lock", "lock_is_held"]
 
@@ -101,13 +102,31 @@ def lock_is_held(path: Path) -> dict | None:
     return holder
 
 
+#: the longest wait for a lock (--wait), seconds: a week, as ``lsm`` allows
+MAX_WAIT_S = 7 * 86400.0
+
+
+def check_wait_s(wait_s: object) -> float:
+    """``wait_s`` as float when it is a number of seconds in 0..:data:`MAX_WAIT_S`; else
+    ParameterError (a NaN used to wait for ever and a negative number like 0)."""
+    if isinstance(wait_s, int | float) and not isinstance(wait_s, bool):
+        value = float(wait_s)
+        if math.isfinite(value) and 0.0 <= value <= MAX_WAIT_S:
+            return value
+    raise ParameterError(
+        f"--wait {wait_s!r}: not a number of seconds in 0..{MAX_WAIT_S:.0f}",
+        fix="give --wait SECONDS with 0 <= SECONDS <= 604800 (0: refuse at once when another "
+        "process runs the stage)",
+    )
+
+
 class StageLock:
     """An exclusive lock file (module docstring). Use as a context manager or acquire/release."""
 
     def __init__(self, path: Path, label: str, wait_s: float = 0.0, poll_s: float = 0.5) -> None:
         self.path = Path(path)
         self.label = label
-        self.wait_s = float(wait_s)
+        self.wait_s = check_wait_s(wait_s)
         self.poll_s = float(poll_s)
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()

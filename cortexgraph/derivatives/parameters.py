@@ -385,6 +385,18 @@ def _read_toml(path: Path, stage: str) -> dict[str, Any]:
             file=path,
             fix=f"give an existing file to --params (print one with `cortexgraph {stage} --params-template`)",
         ) from None
+    except UnicodeDecodeError as exc:
+        raise ParameterError(
+            f"not UTF-8 text (byte {exc.start}): a parameters file is TOML, which is UTF-8",
+            file=path,
+            fix="save the file as UTF-8 text",
+        ) from None
+    except IsADirectoryError:
+        raise ParameterError(
+            f"{stage} parameters file is a folder",
+            file=path,
+            fix=f"give a file to --params (print one with `cortexgraph {stage} --params-template`)",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ParameterError(
             f"not a TOML file: {exc}",

@@ -15,7 +15,9 @@ On entry the stage's lock is taken (:mod:`~.lock`), every upstream record is req
 stage key is computed from the parameters, the identities of the inputs and the upstream keys. The
 outputs are reused when the previous record has the same key and its outputs are intact; otherwise
 the previous record is deleted *before* any output is replaced (so an interrupted run leaves no record
-and nothing is trusted), and :attr:`StageRun.reasons` says why the stage recomputes.
+and nothing is trusted), and :attr:`StageRun.reasons` says why the stage recomputes. A recomputation
+that fails or is interrupted also deletes the previous run's outputs (inside the derivatives), so
+the folder never holds a mix of an old run's and a new run's files.
 :meth:`StageRun.commit` checks that no input and no upstream changed while the stage ran, writes the
 record, and deletes outputs of the previous run that this run did not write again.
 """
@@ -340,7 +342,14 @@ class StageRun:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.follower:
             return
-        self.lock.release()
+        try:
+            if exc_type is not None and self.record is None and self._started:
+                # a recomputation that failed or was interrupted: its previous outputs lost their
+                # record when it began, and some may be rewritten already; none is left, so that
+                # no one reads a mix of two runs (the next run recomputes them all anyway)
+                self._remove_leftovers(set())
+        finally:
+            self.lock.release()
         if exc_type is None:
             self.store.cache.save()
         else:  # folders this run created and left empty (a refused or failed first run)

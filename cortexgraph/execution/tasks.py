@@ -26,10 +26,12 @@ def _brain(cohort_root: str, brain_id: str):
 
 
 def synth_prepare(cohort_root: str, preset: str, brains: list[str] | None, seed: int) -> list[str]:
-    """Cohort-level files of a phantom (:func:`cortexgraph.synth.cohort.prepare_cohort`)."""
+    """Cohort-level files of a phantom (:func:`cortexgraph.synth.cohort.prepare_cohort`). The
+    graph makes a phantom only where none is complete (``cortexgraph demo``): an unfinished or
+    other phantom in ``cohort_root`` is replaced, anything else refused."""
     from cortexgraph.synth.cohort import prepare_cohort
 
-    return prepare_cohort(cohort_root, preset, brains, seed)
+    return prepare_cohort(cohort_root, preset, brains, seed, overwrite=True)
 
 
 def synth_brain(
@@ -52,20 +54,12 @@ def synth_finish(cohort_root: str, preset: str, brains: list[str] | None, seed: 
 
 
 def check(cohort_root: str, brain_id: str) -> list[str]:
-    """``cortexgraph check``: CortexgraphError naming the first problem of a brain with problems."""
-    from cortexgraph.data.check import check_brain
-    from cortexgraph.errors import CortexgraphError
+    """``cortexgraph check``: CortexgraphError naming the first problem of a brain with problems
+    (:func:`cortexgraph.data.check.require_clean`); [] for a clean brain."""
+    from cortexgraph.data.check import require_clean
 
-    brain = _brain(cohort_root, brain_id)
-    problems = [str(p) for p in check_brain(brain)]
-    if problems:
-        raise CortexgraphError(
-            f"brain {brain_id} fails check: {problems[0]}"
-            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-            file=str(brain.root),
-            fix=f"run `cortexgraph check {brain_id}` for the full list and fix the data",
-        )
-    return problems
+    require_clean(_brain(cohort_root, brain_id), "the cohort run")
+    return []
 
 
 def build_graph(cohort_root: str, brain_id: str, phantom: bool, wait_s: float) -> dict:

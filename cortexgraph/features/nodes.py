@@ -59,6 +59,7 @@ import torch
 from scipy import sparse
 
 from cortexgraph.data.atlas import ProbabilisticAtlas
+from cortexgraph.data.check import require_clean
 from cortexgraph.data.manifest import Brain, Cohort, find_brain
 from cortexgraph.data.names import check_name
 from cortexgraph.data.stack import SectionStack
@@ -666,7 +667,7 @@ def compute_node_cy(
     Writes ``<brain>/features/cy-<encoder>/<hemi>.h5`` (``cy`` float32 (N, D), ``cy_measured`` bool).
     """
     cohort = _cohort_of(brain)
-    name = check_name(encoder or default_encoder_name(brain), "encoder name")
+    name = check_name(default_encoder_name(brain) if encoder is None else encoder, "encoder name")
     store = Derivatives.of(brain)
     encoder_ids, encoder_files = encoder_upstream(cohort, name)
     values, files = brain_inputs(brain, ("image",), transforms=False)
@@ -737,6 +738,7 @@ def compute_node_features(
     """
     if not isinstance(brain, Brain):
         brain = find_brain(brain, root)
+    require_clean(brain, "features")  # before anything is written
     return {
         "priors": compute_node_priors(brain, overwrite=overwrite, wait_s=wait_s),
         "labels": compute_node_labels(

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cortexgraph.data.check import require_clean
 from cortexgraph.data.manifest import Cohort
 from cortexgraph.data.names import check_name
 from cortexgraph.data.stack import SectionStack
@@ -772,7 +773,9 @@ def train_encoder(
             "the encoder's transfer brain %s is not in the cohort: no brain is held out",
             preset.transfer_brain,
         )
-    name = check_name(name or preset.name, "encoder name")
+    name = check_name(preset.name if name is None else name, "encoder name")
+    for brain_id in cohort.brain_ids:  # before anything is written
+        require_clean(cohort.brain(brain_id), "train-encoder")
     if method == "distance":
         from cortexgraph.features.distance import DistanceSettings
         from cortexgraph.features.distance_stage import train_distance_encoder

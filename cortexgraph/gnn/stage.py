@@ -512,7 +512,9 @@ def train_gnn(
     if not train_brains:
         raise ParameterError("no brain left to train on", fix="choose another transfer brain")
     if "cy" in features:
-        encoder = check_name(encoder or default_encoder(store, train_brains), "encoder name")
+        encoder = check_name(
+            default_encoder(store, train_brains) if encoder is None else encoder, "encoder name"
+        )
         _refuse_transfer_leak(store, encoder, transfer)
     else:
         encoder = None
@@ -527,7 +529,9 @@ def train_gnn(
         else _named_encoder(store, train_brains, encoder),
     }
     run_name = check_name(
-        name or default_run_name(model, layers, features, preset, transfer, seed, epochs, overrides),
+        default_run_name(model, layers, features, preset, transfer, seed, epochs, overrides)
+        if name is None
+        else name,
         "run name",
     )
     run_dir = Path(cohort_root) / RUNS_DIR / run_name

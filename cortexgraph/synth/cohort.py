@@ -35,6 +35,7 @@ import numpy as np
 
 from cortexgraph.data.annotations import label_image_to_contours, write_contours
 from cortexgraph.data.manifest import (
+    DERIVATIVES,
     GROUND_TRUTH,
     AreaTable,
     Brain,
@@ -43,6 +44,7 @@ from cortexgraph.data.manifest import (
     format_tsv,
 )
 from cortexgraph.data.raster import write_raster
+from cortexgraph.errors import DataFormatError
 from cortexgraph.outputs import _json_default, write_json_atomic, write_text_atomic
 from cortexgraph.synth import truth
 from cortexgraph.synth.areas import brain_profiles, depth_profiles, transition_widths_mm
@@ -90,6 +92,7 @@ def synthesize_cohort(
     seed: int = 0,
     progress: Progress | None = None,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Generate a phantom cohort in ``out_dir`` and return its path.
 
@@ -99,12 +102,14 @@ def synthesize_cohort(
 
     Parameters
     ----------
-    out_dir : cohort folder (created; existing files of the same names are replaced).
+    out_dir : cohort folder: new or empty, or with ``overwrite`` a phantom cohort to replace
+        (:func:`clear_for_phantom`).
     preset : ``"tiny"``, ``"demo"``, ``"full"`` or a :class:`~cortexgraph.synth.presets.Preset`.
     brains : brain ids (default: the preset's); B07 is added when missing (the transfer brain).
     seed : cohort seed; the same seed gives byte-identical files.
     progress : optional ``callable(stage, done, total)``.
     workers : processes for the sections (default: the preset's, at most the CPU count).
+    overwrite : replace the phantom cohort in ``out_dir`` (else a non-empty folder is refused).
 
     Returns
     -------
@@ -112,7 +117,7 @@ def synthesize_cohort(
     """
     spec = (get_preset(preset) if isinstance(preset, str) else preset).with_brains(brains)
     workers = max(1, min(workers or spec.workers, os.cpu_count() or 1))
-    brain_ids = prepare_cohort(out_dir, spec, None, seed, progress)
+    brain_ids = prepare_cohort(out_dir, spec, None, seed, progress, overwrite=overwrite)
     for index, brain_id in enumerate(brain_ids):
         synthesize_brain(
             out_dir,
@@ -145,20 +150,78 @@ def _template(template_mm: float, area_seed: int) -> Template:
     return build_template(template_mm, area_seed)
 
 
+#: what a phantom cohort folder holds (besides its brain folders): the generator's files, the
+#: scans of ``--scans-only`` and the outputs of the pipeline run on it
+PHANTOM_ENTRIES = frozenset(
+    {"areas.tsv", "atlas", "cohort.toml", "synth.json", GROUND_TRUTH, "scans", DERIVATIVES.parts[0]}
+)
+
+
+def clear_for_phantom(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Make ``out_dir`` ready for a new phantom: a new or empty folder is left as it is; with
+    ``overwrite`` a phantom cohort (only :data:`PHANTOM_ENTRIES` and brain folders with a
+    ``brain.toml``) is deleted. Anything else is refused (DataFormatError), so that no file of
+    another cohort or another seed stays beside the new phantom, and nothing that synth did not
+    make is deleted."""
+    import shutil
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataFormatError(
+            "the phantom's folder is a file", file=out, fix="give a new or empty folder"
+        )
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    if not overwrite:
+        shown = ", ".join(p.name for p in entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise DataFormatError(
+            f"folder not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}: "
+            f"{shown}): a phantom is written into a "
+            "new or empty folder, so that no file of another cohort stays beside it",
+            file=out,
+            fix="give a new folder, or add --overwrite to replace the phantom cohort there",
+        )
+    foreign = [
+        p.name
+        for p in entries
+        if p.name not in PHANTOM_ENTRIES and not (p.is_dir() and (p / "brain.toml").is_file())
+    ]
+    if foreign:
+        raise DataFormatError(
+            f"not a phantom cohort: it holds {', '.join(foreign[:3])}"
+            + (", ..." if len(foreign) > 3 else "")
+            + ", which synth does not write; --overwrite deletes only phantom cohorts",
+            file=out,
+            fix="remove the folder yourself, or give a new folder",
+        )
+    log.info("replacing the phantom cohort in %s", out)
+    for p in entries:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def prepare_cohort(
     out_dir: str | os.PathLike,
     preset: str | Preset = "tiny",
     brains: list[str] | tuple[str, ...] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    *,
+    overwrite: bool = False,
 ) -> list[str]:
     """Write the cohort-level files of a phantom: ``areas.tsv``, ``atlas/pmaps.{nii.gz,tsv}`` and
-    ``cohort.toml`` (listing every brain). Returns the brain ids (:func:`cohort_brain_ids`)."""
+    ``cohort.toml`` (listing every brain). Returns the brain ids (:func:`cohort_brain_ids`).
+    ``out_dir`` must be new or empty, or with ``overwrite`` a phantom cohort, which is deleted
+    first (:func:`clear_for_phantom`)."""
     spec = get_preset(preset) if isinstance(preset, str) else preset
     if spec.cell_texture:
         check_spacing(spec.image_spacing_um)
     brain_ids = cohort_brain_ids(spec, brains)
     out = Path(out_dir)
+    clear_for_phantom(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     report = progress or (lambda stage, done, total: None)
 

@@ -159,6 +159,33 @@ def test_area_table_of_a_brain_read_without_its_cohort_is_a_data_format_error(va
     assert alone.cohort is None
     with pytest.raises(DataFormatError, match="without its cohort"):
         alone.area_table  # noqa: B018 - the property raises
+    with pytest.raises(DataFormatError, match="section thickness is unknown"):
+        alone.thickness_um  # noqa: B018 - was 20 µm, assumed without a word
+
+
+def test_a_brain_folder_outside_a_cohort_is_refused(valid_cohort, tmp_path):
+    """A brain folder copied out of its cohort used to be built with an assumed 20 µm section
+    thickness and outputs next to it."""
+    import shutil
+
+    lone = tmp_path / "lone"
+    shutil.copytree(valid_cohort / "B01", lone / "B01")
+    with pytest.raises(DataFormatError, match="brain folder 'B01' has no cohort") as error:
+        find_brain(lone / "B01")
+    assert error.value.file == str(lone / "cohort.toml")
+    assert find_brain(valid_cohort / "B01").cohort is not None  # inside its cohort: found
+    assert not (lone / "derivatives").exists()
+
+
+def test_a_wrong_brain_id_or_cohort_folder_is_named_as_such(valid_cohort, tmp_path):
+    """These used to say "no brain.toml in <cohort>", naming neither the listed brains nor the
+    missing or mistaken cohort folder."""
+    with pytest.raises(DataFormatError, match=r"brain 'B02' is not listed in the cohort \(brains: B01"):
+        find_brain("B02", valid_cohort)
+    with pytest.raises(DataFormatError, match="cohort folder .*absent does not exist"):
+        find_brain("B01", tmp_path / "absent")
+    with pytest.raises(DataFormatError, match="cohort folder .*cohort.toml is a file"):
+        find_brain("B01", valid_cohort / "cohort.toml")
 
 
 def test_area_resolve_refuses_a_missing_key_with_a_data_format_error(valid_cohort):

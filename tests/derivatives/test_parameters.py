@@ -124,6 +124,18 @@ def test_missing_file_is_a_parameter_error(tmp_path):
         read_parameters(Toy, tmp_path / "absent.toml", stage="toy")
 
 
+def test_a_file_that_is_not_utf8_or_a_folder_is_a_parameter_error(tmp_path):
+    """Both used to end as "internal error" (UnicodeDecodeError, IsADirectoryError)."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"\xff\xfe mode = 'caf\xe9'\n")
+    with pytest.raises(ParameterError) as caught:
+        read_parameters(Toy, path, stage="toy")
+    assert str(caught.value).startswith(f"{path}: not UTF-8 text (byte 0)")
+    assert "Fix: save the file as UTF-8 text" in str(caught.value)
+    with pytest.raises(ParameterError, match="parameters file is a folder"):
+        read_parameters(Toy, tmp_path, stage="toy")
+
+
 def test_overrides_win_over_the_file_and_errors_name_their_origin(tmp_path):
     path = _write(tmp_path, "spacing_um = 3.0\nsteps = 7\n")
     assert resolve_parameters(Toy, path, {"steps": 9}, stage="toy") == Toy(3.0, 9)

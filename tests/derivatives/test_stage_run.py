@@ -87,6 +87,35 @@ def test_interrupted_run_leaves_no_record_and_the_rerun_recomputes(store):
     assert not reused and why.startswith("no record yet") and out.read_text() == "2"
 
 
+def test_an_interrupted_recomputation_leaves_neither_old_nor_new_outputs(store):
+    """Before, the outputs the interrupted run had rewritten stood beside the previous run's
+    others (e.g. new volumes beside old meshes), unrecorded."""
+    sid = StageId("build-graph", "B01")
+    a, b = store.root / "B01" / "a.txt", store.root / "B01" / "b.txt"
+    with StageRun(store, sid, parameters={"v": 1}) as run:
+        for f in (a, b):
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text("1")
+        run.commit([a, b])
+    outside = store.root.parent / "outside.txt"
+    outside.write_text("not an output")
+    with pytest.raises(KeyboardInterrupt):
+        with StageRun(store, sid, parameters={"v": 2}) as run:
+            a.write_text("2")  # rewritten, then the run is interrupted before b
+            raise KeyboardInterrupt
+    assert not a.exists() and not b.exists() and store.record(sid) is None
+    assert outside.read_text() == "not an output"
+    # a failure before a recomputation starts (here: the stage is reused) deletes nothing
+    with StageRun(store, sid, parameters={"v": 3}) as run:
+        a.write_text("3")
+        run.commit([a])
+    with pytest.raises(RuntimeError):
+        with StageRun(store, sid, parameters={"v": 3}) as run:
+            assert run.reuse
+            raise RuntimeError("a caller's error after reuse")
+    assert a.read_text() == "3" and store.record(sid) is not None
+
+
 def test_leftover_outputs_of_the_previous_run_are_removed(store):
     sid = StageId("build-graph", "B01")
     a, b = store.root / "B01" / "a.txt", store.root / "B01" / "b.txt"
@@ -146,6 +175,17 @@ def test_lock_refuses_a_second_process_waits_and_breaks_stale_locks(store, tmp_p
     assert read_lock(path)["pid"] == os.getpid()
     lock.release()
     assert not path.exists()
+
+
+@pytest.mark.parametrize("wait_s", [float("nan"), -1.0, float("inf"), 8 * 86400.0, "10", True])
+def test_a_wait_that_is_not_a_number_of_seconds_is_refused(store, wait_s):
+    """--wait nan used to wait for ever, and --wait -1 acted as 0."""
+    from cortexgraph.derivatives.lock import check_wait_s
+    from cortexgraph.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="--wait .*not a number of seconds in 0..604800"):
+        StageLock(StageId("build-graph", "B01").lock_path(store.root), "x", wait_s=wait_s)
+    assert check_wait_s(0) == 0.0 and check_wait_s(7 * 86400) == 7 * 86400.0
 
 
 def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(store, tmp_path):

@@ -23,6 +23,11 @@ def test_train_encoder_reuses_and_prints_scores(features_cohort, encoder_overrid
     assert "up to date" in result.output  # the same settings as the fixture's: reused
     assert "scl_linear: macro F1 test" in result.output and "transfer" in result.output
     assert str(encoder_path) in result.output.replace("\n", "")
+    # an empty name is refused (it used to train under the preset's name)
+    empty = runner.invoke(
+        app, ["train-encoder", "--root", str(root), "--name", "", "--device", "cpu"]
+    )
+    assert empty.exit_code == 2 and "encoder name '' is not a valid name" in empty.output
 
 
 def test_features_command_and_errors(features_graphs, tmp_path):
@@ -45,3 +50,22 @@ def test_features_command_and_errors(features_graphs, tmp_path):
     # a name that would become a path
     result = runner.invoke(app, ["features", "B01", "--root", str(root), "--encoder", "../x"])
     assert result.exit_code == 2 and "not a valid name" in result.output
+
+
+def test_features_and_train_encoder_refuse_a_brain_that_fails_check(features_graphs, tmp_path):
+    """Both used to run on such a brain and record success (build-graph refused it)."""
+    import shutil
+
+    root, _, _ = features_graphs
+    copy = tmp_path / "broken"
+    shutil.copytree(root, copy)
+    annotation = sorted((copy / "B01" / "annotations").glob("*.geojson"))[0]
+    annotation.write_text('{"type": "FeatureCollection", "features": [')
+    records = copy / "derivatives" / "cortexgraph" / "B01" / "records"
+    before = sorted(p.name for p in records.iterdir())
+    for argv in (["features", "B01", "--overwrite"], ["train-encoder", "--overwrite"]):
+        result = runner.invoke(app, [*argv, "--root", str(copy)])
+        assert result.exit_code == 2, result.output
+        assert "brain B01 fails check" in result.output and annotation.name in result.output
+        assert "cortexgraph check B01" in result.output
+    assert sorted(p.name for p in records.iterdir()) == before  # nothing recorded

@@ -147,6 +147,11 @@ def test_errors_name_the_problem(cohort, tmp_path):
         train_gnn(root, model="gcn", **FAST)
     with pytest.raises(CortexgraphError, match="not a valid name"):
         train_gnn(root, name="../../x", **FAST)
+    # an empty name or encoder is refused, not replaced by the default
+    with pytest.raises(CortexgraphError, match="run name '' is not a valid name"):
+        train_gnn(root, name="", **FAST)
+    with pytest.raises(CortexgraphError, match="encoder name '' is not a valid name"):
+        train_gnn(root, encoder="", **FAST)
     assert not (tmp_path / "x").exists()
     (root / "derivatives/cortexgraph/B03/records/build-graph.json").unlink()
     with pytest.raises(UpstreamError, match="B03/build-graph has not been computed") as err:

@@ -357,9 +357,14 @@ def _stack_section(kind: str, seed: int, spacing_um: float = 64.0):
 
 
 def _stack_brain(root, sections: dict[int, tuple[np.ndarray, np.ndarray]]):
-    """A brain folder ``root/B01`` (no cohort) with the images of ``sections`` at 64 µm."""
-    from cortexgraph.data.manifest import Brain
+    """A brain folder ``root/B01`` of a cohort of 20 µm sections with the images of ``sections``
+    at 64 µm (no masks, no annotations: the input of tissue segmentation)."""
+    from cortexgraph.data.manifest import AreaTable, Brain, Cohort
     from cortexgraph.data.raster import write_raster
+
+    cohort = Cohort(root=root, name="test", section_thickness_um=20.0, brain_ids=["B01"])
+    cohort.write_manifest()
+    AreaTable([]).write(root / "areas.tsv")
 
     folder = root / "B01"
     (folder / "images").mkdir(parents=True)
@@ -372,7 +377,7 @@ def _stack_brain(root, sections: dict[int, tuple[np.ndarray, np.ndarray]]):
         write_raster(folder / "images" / f"s{n:04d}.h5", image, 64.0, kind="intensity")
         lines.append(f"{n}\timages/s{n:04d}.h5\t\t\t\t\t0\t0\t0")
     (folder / "sections.tsv").write_text("\n".join(lines) + "\n")
-    return Brain.read(folder)
+    return Brain.read(folder, cohort=Cohort.read(root))
 
 
 def test_a_section_whose_own_threshold_is_wrong_takes_the_brains(tmp_path):

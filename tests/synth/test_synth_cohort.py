@@ -102,6 +102,32 @@ def test_same_seed_gives_identical_files(tmp_path):
     assert digest_c["B07/transforms.tsv"] != digest_a["B07/transforms.tsv"]
 
 
+def test_a_folder_that_is_not_empty_is_refused_or_replaced_only_when_a_phantom(tmp_path):
+    """synth into a non-empty folder used to exit 0 and leave the other seed's sections beside
+    the new ones (check then passed)."""
+    from cortexgraph.errors import DataFormatError
+
+    mini = dataclasses.replace(PRESETS["tiny"], slab_posterior_mm=5.0, digitization_step=30)
+    root = synthesize_cohort(tmp_path / "c", preset=mini, brains=["B07"], seed=3)
+    first = _tree_digest(root)
+    with pytest.raises(DataFormatError, match="folder not empty .*add --overwrite"):
+        synthesize_cohort(root, preset=mini, brains=["B07"], seed=4)
+    assert _tree_digest(root) == first  # nothing written
+    # a file of the old phantom that the new one would not write, and derivatives of a run
+    stale = root / "B07" / "images" / "s9999.h5"
+    stale.write_bytes(b"old")
+    (root / "derivatives" / "cortexgraph").mkdir(parents=True)
+    again = synthesize_cohort(root, preset=mini, brains=["B07"], seed=3, overwrite=True)
+    assert _tree_digest(again) == first  # the same seed again: the same files, nothing else
+    # a folder with anything synth does not write is never deleted
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(DataFormatError, match="not a phantom cohort: it holds notes.txt"):
+        synthesize_cohort(mine, preset=mini, brains=["B07"], seed=3, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 def test_unknown_preset_is_rejected(tmp_path):
     with pytest.raises(ParameterError, match="tiny, demo, full"):
         synthesize_cohort(tmp_path, preset="huge")
