@@ -102,13 +102,10 @@ def render_page(results: dict, epochs: Sequence[int], modes: Sequence[str], info
         "",
     ]
     lines += rp.budget_claim_table(results, epochs, claim_list, "epochs")
-    lines += [
-        "",
-        "## Test macro F1 per model and epoch count (mean ± s.d. over cohorts)",
-        "",
-        "| model | " + " | ".join(f"{e} epochs" for e in epochs) + " |",
-        "|---|" + "---|" * len(epochs),
-    ]
+    lines += rp.table_section(
+        "Test macro F1 per model and epoch count (mean ± s.d. over cohorts)",
+        "model", [f"{e} epochs" for e in epochs],
+    )  # fmt: skip
     labels = sorted(
         {lab for n in names for e in epochs for lab in results[n].get(str(e), {}).get("gnn", {})}
     )

@@ -1115,6 +1115,18 @@ def budget_claim_table(
     return lines
 
 
+def table_section(title: str, first: str, columns: Sequence[str]) -> list[str]:
+    """The lines that open a page section holding one table: a blank line, ``## title``, a blank
+    line, the header (``first`` then ``columns``) and its rule."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        f"| {first} | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+
+
 def budget_seconds_section(
     results: dict, budgets: Sequence[int], unit: str, title: str, commands: str
 ) -> list[str]:

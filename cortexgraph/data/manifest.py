@@ -1338,7 +1338,8 @@ def find_brain(name: str | os.PathLike, root: str | os.PathLike | None = None) -
             raise DataFormatError(
                 f"brain {folder.name!r} is not listed in the cohort (brains: {', '.join(listed)})",
                 file=cohort_root / COHORT_MANIFEST,
-                fix="pick a listed brain, or add the brain's folder and its id to 'brains'",
+                fix="pick a listed brain, give the brain's own cohort with --root (or "
+                "CORTEXGRAPH_ROOT), or add the brain's folder and its id to 'brains'",
             )
     if not manifest.is_file():
         where = f"in {folder}" if root else f"at {folder}"

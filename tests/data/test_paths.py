@@ -55,7 +55,7 @@ def check(root: Path | None, brain: str):
         ("B 01", "is not a brain id of the cohort"),
         ("-B01", "is not a brain id of the cohort"),
         ("", "is empty"),
-        ("B09", "not found"),
+        ("B09", "is not listed in the cohort (brains: B01"),
         ("/etc", "is not a brain id of the cohort"),
     ],
 )

@@ -103,8 +103,8 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 
 def test_a_folder_that_is_not_empty_is_refused_or_replaced_only_when_a_phantom(tmp_path):
-    """synth into a non-empty folder used to exit 0 and leave the other seed's sections beside
-    the new ones (check then passed)."""
+    """synth into a non-empty folder used to exit 0 and leave the previous phantom's sections
+    beside the new ones (check then passed)."""
     from cortexgraph.errors import DataFormatError
 
     mini = dataclasses.replace(PRESETS["tiny"], slab_posterior_mm=5.0, digitization_step=30)
