@@ -189,8 +189,11 @@ def read_tsv_lines(path: Path, required: Sequence[str]) -> list[tuple[int, dict[
     header = [h.strip() for h in lines[0]]
     missing = [c for c in required if c not in header]
     if missing:
+        near = [h for h in header if h not in required and h.strip().lower() in missing]
         raise DataFormatError(
-            f"missing column(s) {', '.join(missing)}",
+            f"missing column(s) {', '.join(missing)}"
+            + (f" (found {', '.join(repr(h) for h in near)}: column names are lower case)"
+               if near else ""),
             file=path,
             fix=f"the header must contain (tab-separated): {', '.join(required)}",
         )

@@ -135,11 +135,14 @@ def inside(
             fix="remove the loop of symbolic links",
         ) from None
     if not contained:
+        real = os.path.realpath(candidate)
+        via_link = real != os.path.normpath(os.path.abspath(candidate))
         raise DataFormatError(
-            f"{what} {text!r} points outside {folder}",
+            f"{what} {text!r} points outside {folder}: it resolves to {real}"
+            + (" through a symbolic link" if via_link and ".." not in rel.parts else ""),
             file=None if file is None else str(file),
             section=section,
-            fix="keep the files inside the brain or cohort folder, or declare a data root in "
+            fix=f"keep the file inside {folder}, or declare a data root in "
             "cohort.toml ([data_roots], docs/data-format.md) and write it as '@<root>/<path>'",
         )
     return candidate

@@ -122,6 +122,12 @@ def drop_column(path: Path, column: str) -> None:
     write_rows(path, [r[:k] + r[k + 1 :] for r in rows])
 
 
+def rename_column(path: Path, column: str, new: str) -> None:
+    rows = read_rows(path)
+    rows[0][rows[0].index(column)] = new
+    write_rows(path, rows)
+
+
 def transform_row(path: Path, moving: int, edit) -> None:
     """Apply ``edit(matrix 3x3) -> matrix`` to the row of transforms.tsv whose moving section is
     ``moving``."""

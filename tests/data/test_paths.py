@@ -200,3 +200,26 @@ def test_resolve_data_path_names_file_and_section(tmp_path):
     os.symlink("/", tmp_path / "root-link")
     with pytest.raises(DataFormatError, match="points outside"):
         resolve_data_path("root-link/etc/passwd", tmp_path, {})
+
+
+def test_a_path_outside_its_folder_says_where_it_leads_and_names_the_folder(tmp_path):
+    """The message used to say neither where the path leads nor that a symbolic link took it
+    there, and its fix named "the brain or cohort folder" for a path that was in the cohort."""
+    from cortexgraph.data.names import inside
+    from cortexgraph.errors import DataFormatError
+
+    brain, outside = tmp_path / "cohort" / "B01", tmp_path / "elsewhere"
+    (brain / "masks").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "s0001.h5").write_bytes(b"x")
+    (brain / "masks" / "s0001.h5").symlink_to(outside / "s0001.h5")
+    with pytest.raises(DataFormatError) as error:
+        inside(brain, "masks/s0001.h5", what="mask path")
+    message = str(error.value)
+    real = os.path.realpath(outside / "s0001.h5")
+    assert f"resolves to {real} through a symbolic link" in message
+    assert f"keep the file inside {brain}" in message
+    with pytest.raises(DataFormatError) as error:
+        inside(brain, "../B03/masks/s0002.h5", what="mask path")
+    message = str(error.value)
+    assert "symbolic link" not in message and f"keep the file inside {brain}" in message
