@@ -566,28 +566,27 @@ class Brain:
             )
         return float(value)
 
-    @property
-    def area_table(self) -> AreaTable:
-        """The area table of the brain's cohort; DataFormatError when read without its cohort."""
+    def _own_cohort(self, what: str) -> Cohort:
+        """The brain's cohort, for ``what`` it holds; DataFormatError when the brain was read
+        without it (the cohort's values are never assumed)."""
         if self.cohort is None:
             raise DataFormatError(
-                "the brain was read without its cohort, so its area table is unknown",
+                f"the brain was read without its cohort, so its {what} is unknown",
                 file=self.manifest_path,
                 fix="open the brain through its cohort (cohort.toml)",
             )
-        return self.cohort.areas
+        return self.cohort
+
+    @property
+    def area_table(self) -> AreaTable:
+        """The area table of the brain's cohort; DataFormatError when read without its cohort."""
+        return self._own_cohort("area table").areas
 
     @property
     def thickness_um(self) -> float:
         """Section thickness (µm), the cohort's ``section_thickness_um``; DataFormatError for a
         brain read without its cohort (never assumed)."""
-        if self.cohort is None:
-            raise DataFormatError(
-                "the brain was read without its cohort, so its section thickness is unknown",
-                file=self.manifest_path,
-                fix="open the brain through its cohort (cohort.toml)",
-            )
-        return self.cohort.section_thickness_um
+        return self._own_cohort("section thickness").section_thickness_um
 
     @property
     def data_roots(self) -> dict[str, Path]:
