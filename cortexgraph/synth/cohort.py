@@ -115,21 +115,29 @@ def synthesize_cohort(
     -------
     ``Path(out_dir)``.
     """
+    from cortexgraph.derivatives.lock import StageLock
+
     spec = (get_preset(preset) if isinstance(preset, str) else preset).with_brains(brains)
     workers = max(1, min(workers or spec.workers, os.cpu_count() or 1))
-    brain_ids = prepare_cohort(out_dir, spec, None, seed, progress, overwrite=overwrite)
-    for index, brain_id in enumerate(brain_ids):
-        synthesize_brain(
-            out_dir,
-            brain_id,
-            spec,
-            seed,
-            workers=workers,
-            progress=progress,
-            index=index,
-            total=len(brain_ids),
-        )
-    return finish_cohort(out_dir, spec, None, seed)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        clear_for_phantom(out)  # refuses a file
+    out.mkdir(parents=True, exist_ok=True)
+    # one synth per folder: a second one started at the same moment would find it empty too
+    with StageLock(out / SYNTH_LOCK, f"synth into {out}"):
+        brain_ids = prepare_cohort(out, spec, None, seed, progress, overwrite=overwrite)
+        for index, brain_id in enumerate(brain_ids):
+            synthesize_brain(
+                out,
+                brain_id,
+                spec,
+                seed,
+                workers=workers,
+                progress=progress,
+                index=index,
+                total=len(brain_ids),
+            )
+        return finish_cohort(out, spec, None, seed)
 
 
 def cohort_brain_ids(
@@ -152,6 +160,8 @@ def _template(template_mm: float, area_seed: int) -> Template:
 
 #: what a phantom cohort folder holds (besides its brain folders): the generator's files, the
 #: scans of ``--scans-only`` and the outputs of the pipeline run on it
+#: the lock ``synthesize_cohort`` holds in the folder while it writes (not an entry of the phantom)
+SYNTH_LOCK = ".synth.lock"
 PHANTOM_ENTRIES = frozenset(
     {"areas.tsv", "atlas", "cohort.toml", "synth.json", GROUND_TRUTH, "scans", DERIVATIVES.parts[0]}
 )
@@ -170,7 +180,7 @@ def clear_for_phantom(out_dir: str | os.PathLike, overwrite: bool = False) -> No
         raise DataFormatError(
             "the phantom's folder is a file", file=out, fix="give a new or empty folder"
         )
-    entries = sorted(out.iterdir()) if out.is_dir() else []
+    entries = sorted(p for p in out.iterdir() if not p.name.startswith(SYNTH_LOCK)) if out.is_dir() else []
     if not entries:
         return
     if not overwrite:

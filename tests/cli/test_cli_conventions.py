@@ -56,7 +56,8 @@ def test_device_and_wait_read_the_same_everywhere():
             assert params["wait"].default == 0.0 and params["wait"].opts == ["--wait"], name
         names = [p.name for p in command.params]
         # every command that recomputes on request takes a lock, so it can also wait for it
-        # (ingest writes a brain's input files, synth a new cohort: not a stage's outputs, no lock)
+        # (ingest writes a brain's input files and synth a new cohort, not a stage's outputs;
+        # synth's folder lock refuses a second synth at once)
         assert "overwrite" not in names or "wait" in names or name in ("ingest", "synth"), name
         if {"root", "overwrite", "wait", "verbose"} <= set(names) and "flags" not in names:
             stages.append(name)

@@ -128,6 +128,23 @@ def test_a_folder_that_is_not_empty_is_refused_or_replaced_only_when_a_phantom(t
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
+def test_a_second_synth_into_the_same_folder_waits_for_none_and_is_refused(tmp_path):
+    """Two synth runs started at the same moment both found the folder empty and wrote into it;
+    the folder's lock lets one write and refuses the other (exit status 3)."""
+    from cortexgraph.derivatives.lock import StageLock
+    from cortexgraph.errors import StageBusyError
+    from cortexgraph.synth.cohort import SYNTH_LOCK
+
+    out = tmp_path / "c"
+    out.mkdir()
+    with StageLock(out / SYNTH_LOCK, "the first synth"):  # held by a live process (this one)
+        with pytest.raises(StageBusyError, match="synth into .* is running already") as error:
+            synthesize_cohort(out, preset="tiny", seed=3)
+        assert error.value.exit_code == 3
+        assert [p.name for p in out.iterdir()] == [SYNTH_LOCK]  # nothing written
+    assert not any(out.iterdir())
+
+
 def test_unknown_preset_is_rejected(tmp_path):
     with pytest.raises(ParameterError, match="tiny, demo, full"):
         synthesize_cohort(tmp_path, preset="huge")
