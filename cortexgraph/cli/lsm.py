@@ -508,8 +508,16 @@ def train(
         allow_long_intervals=allow_long_intervals,
     )
     target = _AreaTarget.of(brain_name, area_key, flags, device)
-    (arch,) = _archs(arch)
-    first, last = sorted(parse_sections(sections))
+    from cortexgraph.errors import ParameterError
+
+    archs = _archs(arch)
+    if len(archs) != 1:
+        raise ParameterError(
+            f"--arch {arch!r}: `lsm train` trains one model, of one architecture",
+            fix="give one of hr, lr, ms (`lsm chain` and `lsm gsm` take several)",
+        )
+    arch = archs[0]
+    first, last = sorted(parse_sections(sections))  # two sections (checked with the options)
     interval = (first, last)
     run_name = check_run_name(
         f"lsm-{arch}-{interval_name(interval)}" if name is None else name, "lsm"

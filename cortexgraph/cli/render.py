@@ -50,6 +50,10 @@ def register(app: typer.Typer) -> None:
         """
         from cortexgraph.errors import ParameterError
         from cortexgraph.render.brain import render_brain
+        from cortexgraph.render.surface import BACKENDS
+
+        if backend not in BACKENDS:  # before the stage starts (it was an internal error there)
+            raise ParameterError(f"unknown --backend {backend!r}", fix=f"use {', '.join(BACKENDS)}")
 
         try:
             width, height = (int(v) for v in size.lower().split("x"))

@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.web.security import is_loopback, new_token
         from cortexgraph.web.state import WebSettings
 
+        _check_serve_options(port, lsm_arch, lsm_preset, lsm_iterations, max_interval_mm)
+        if port == 0:  # any free port, chosen here so that the address printed is the real one
+            port = _free_port(host)
         try:
             import uvicorn
         except ImportError:
@@ -91,6 +94,40 @@ def register(app: typer.Typer) -> None:
 
             threading.Timer(1.0, webbrowser.open, args=(url,)).start()
         server.run()
+
+
+def _check_serve_options(
+    port: int, arch: str, preset: str, iterations: int | None, max_interval_mm: float
+) -> None:
+    """Refuse what ``lsm train`` would refuse, before the server starts (the app used to start and
+    fail only when a local model was started in the page), and a port outside 0..65535."""
+    import math
+
+    from cortexgraph.errors import ParameterError
+    from cortexgraph.lsm.config import PRESETS
+    from cortexgraph.lsm.networks import ARCHITECTURES
+
+    checks = [
+        (0 <= port <= 65535, "--port", port, "0..65535 (0: any free port)"),
+        (arch in ARCHITECTURES, "--lsm-arch", arch, ", ".join(ARCHITECTURES)),
+        (preset in PRESETS, "--lsm-preset", preset, ", ".join(PRESETS)),
+        (iterations is None or 1 <= iterations <= 10**7, "--lsm-iterations", iterations,
+         "1..10000000"),
+        (math.isfinite(max_interval_mm) and max_interval_mm > 0, "--max-interval-mm",
+         max_interval_mm, "a number of mm > 0"),
+    ]  # fmt: skip
+    for ok, option, value, allowed in checks:
+        if not ok:
+            raise ParameterError(f"{option} {value!r} is out of range", fix=f"give {allowed}")
+
+
+def _free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (the operating system's pick)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _warm_engine(cohort_root) -> None:

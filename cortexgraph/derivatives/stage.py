@@ -16,8 +16,9 @@ stage key is computed from the parameters, the identities of the inputs and the 
 outputs are reused when the previous record has the same key and its outputs are intact; otherwise
 the previous record is deleted *before* any output is replaced (so an interrupted run leaves no record
 and nothing is trusted), and :attr:`StageRun.reasons` says why the stage recomputes. A recomputation
-that fails or is interrupted also deletes the previous run's outputs (inside the derivatives), so
-the folder never holds a mix of an old run's and a new run's files.
+that fails or is interrupted before it changed any of the previous run's outputs (a refusal of bad
+input, say) writes the previous record back, so that run stands as it was; one that changed some
+deletes all of them (inside the derivatives), so the folder never holds a mix of two runs.
 :meth:`StageRun.commit` checks that no input and no upstream changed while the stage ran, writes the
 record, and deletes outputs of the previous run that this run did not write again.
 """
@@ -339,15 +340,30 @@ class StageRun:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
+    def _after_failure(self) -> None:
+        """A recomputation that failed, was refused or was interrupted. When it changed none of
+        the previous run's outputs (e.g. refused bad input before writing), the previous record is
+        written back: that run stands, as it was. Otherwise the previous outputs are deleted, also
+        those already rewritten, so that no one reads a mix of two runs (the next run recomputes
+        them all anyway)."""
+        previous = self.previous
+        if previous is None:
+            return
+        store = self.store
+        touched = [p for p in store.problems(previous) if p.startswith("output ")]
+        if not touched:
+            write_record(store.record_path(self.sid), previous)
+            log.info("%s: not recomputed; the previous run's outputs are untouched and its "
+                     "record is kept", self.sid.label)  # fmt: skip
+            return
+        self._remove_leftovers(set())
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.follower:
             return
         try:
             if exc_type is not None and self.record is None and self._started:
-                # a recomputation that failed or was interrupted: its previous outputs lost their
-                # record when it began, and some may be rewritten already; none is left, so that
-                # no one reads a mix of two runs (the next run recomputes them all anyway)
-                self._remove_leftovers(set())
+                self._after_failure()
         finally:
             self.lock.release()
         if exc_type is None:

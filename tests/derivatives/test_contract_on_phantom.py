@@ -201,6 +201,7 @@ def test_names_that_would_become_paths_are_refused(cohort, tmp_path):
 def test_sigterm_releases_the_lock_and_leaves_no_temporary_file(cohort):
     store = Derivatives(cohort)
     sid = StageId("build-graph", "B03")
+    before = store.record(sid)
     proc = subprocess.Popen(
         _cli("build-graph", "B03", "--root", str(cohort), "--overwrite", "--no-qc-picture"),
         env=_env(),
@@ -216,6 +217,13 @@ def test_sigterm_releases_the_lock_and_leaves_no_temporary_file(cohort):
     proc.send_signal(signal.SIGTERM)  # what a scheduler sends at its time limit
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "terminated" in err
-    assert not lock.exists() and store.record(sid) is None
+    assert not lock.exists()
+    # stopped before it rewrote an output: the previous run stands (its record written back);
+    # after: no record, and none of the previous outputs is left beside the new ones
+    after = store.record(sid)
+    if after is not None:
+        assert before is not None and after.key == before.key and not store.problems(after)
+    else:
+        assert before is None or not any(store.output(before, n).exists() for n in before.outputs)
     leftovers = [p for p in (store.root / "B03").rglob(".*") if p.is_file()]
     assert leftovers == []

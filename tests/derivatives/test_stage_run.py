@@ -116,6 +116,24 @@ def test_an_interrupted_recomputation_leaves_neither_old_nor_new_outputs(store):
     assert a.read_text() == "3" and store.record(sid) is not None
 
 
+def test_a_refused_recomputation_that_wrote_nothing_keeps_the_previous_run(store):
+    """A rerun with other parameters refused for bad input before it wrote anything used to
+    delete the previous record, so a working run became unusable (e.g. `lsm train --name RUN` over
+    an existing run with sections that do not show the area: its plan was gone)."""
+    from cortexgraph.errors import DataFormatError
+
+    sid = StageId("build-graph", "B01")
+    reused, _, out = run_stage(store, sid, 1)
+    before = store.record(sid)
+    with pytest.raises(DataFormatError, match="not annotated"):
+        with StageRun(store, sid, parameters={"value": 2}) as run:
+            assert not run.reuse and store.record(sid) is None  # not trusted while it runs
+            raise DataFormatError("area 4 is not annotated on this section")
+    after = store.record(sid)
+    assert after is not None and after.key == before.key and out.read_text() == "1"
+    assert run_stage(store, sid, 1)[:2] == (True, "up to date")  # the previous run stands
+
+
 def test_leftover_outputs_of_the_previous_run_are_removed(store):
     sid = StageId("build-graph", "B01")
     a, b = store.root / "B01" / "a.txt", store.root / "B01" / "b.txt"

@@ -1,0 +1,53 @@
+"""Option values a command cannot use are usage errors (exit 2, the option and its range), checked
+before any work: each of these used to end as "internal error" (exit 1) or start a server whose
+first local model would fail."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from cortexgraph.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--port", "70000"], "--port 70000 is out of range"),
+        (["--port", "-1"], "--port -1 is out of range"),
+        (["--lsm-arch", "xx"], "--lsm-arch 'xx' is out of range"),
+        (["--lsm-preset", "bogus"], "--lsm-preset 'bogus' is out of range"),
+        (["--lsm-iterations", "0"], "--lsm-iterations 0 is out of range"),
+        (["--max-interval-mm", "-1"], "--max-interval-mm -1.0 is out of range"),
+        (["--max-interval-mm", "nan"], "--max-interval-mm nan is out of range"),
+    ],
+)
+def test_serve_refuses_options_before_it_starts(tmp_path, options, words):
+    result = runner.invoke(app, ["serve", "--root", str(tmp_path), *options])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split())
+
+
+def test_port_zero_is_a_free_port_chosen_before_the_address_is_printed():
+    from cortexgraph.cli.serve import _free_port
+
+    port = _free_port("127.0.0.1")
+    assert 1 <= port <= 65535
+    with socket.socket() as again:  # free: it can be bound
+        again.bind(("127.0.0.1", port))
+
+
+def test_lsm_train_and_render_refuse_what_they_cannot_use(tiny_cohort):
+    root = ["--root", str(tiny_cohort)]
+    result = runner.invoke(
+        app, ["lsm", "train", "B01", *root, "--area", "hOc1", "--sections", "424,484",
+              "--arch", "hr,ms"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "trains one model" in result.output, result.output
+    result = runner.invoke(app, ["render", "B01", *root, "--backend", "foo"])
+    assert result.exit_code == 2 and "unknown --backend 'foo'" in result.output, result.output
+    assert not (tiny_cohort / "derivatives" / "cortexgraph" / "B01" / "render").exists()
