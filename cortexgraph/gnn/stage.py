@@ -385,28 +385,6 @@ def _refuse_transfer_leak(store: Derivatives, encoder: str, transfer: str | None
         )
 
 
-def _refuse_other_settings(store: Derivatives, sid: StageId, settings: dict) -> None:
-    """A run named by the user is not retrained with other settings (but ``epochs``: more epochs
-    continue it) without ``overwrite``: ParameterError naming the differences. (A default name
-    encodes the settings, so another setting gives another run.)"""
-    from cortexgraph.derivatives.record import describe_changes
-
-    previous = store.record(sid)
-    if previous is None:
-        return
-    same_epochs = {**settings, "epochs": previous.parameters.get("epochs")}
-    changes = describe_changes(previous, code_version=previous.code_version,
-                               parameters=same_epochs, inputs=previous.inputs,
-                               upstream=previous.upstream)  # fmt: skip
-    if changes:
-        raise ParameterError(
-            f"run {sid.scope[0]!r} exists with other settings: {'; '.join(changes[:3])}"
-            + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else ""),
-            file=store.record_path(sid),
-            fix="give another --name, or add --overwrite to retrain this run with the new settings",
-        )
-
-
 def train_gnn(
     cohort_root: str | os.PathLike,
     *,
@@ -586,8 +564,6 @@ def train_gnn(
         "area_ids": area_ids,
     }
     sid = StageId("train-gnn", None, (run_name,))
-    if name is not None and not overwrite:
-        _refuse_other_settings(store, sid, settings_record)
     with StageRun(
         store,
         sid,

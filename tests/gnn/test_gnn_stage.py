@@ -254,23 +254,3 @@ def test_predict_computes_a_large_graph_layer_by_layer_on_a_cpu(cohort, tmp_path
         mine = [c for c in calls if c[0] == f"predict {item.hemi}"]
         assert mine and mine[-1][1] == mine[-1][2] and len(mine) == mine[-1][2]
 
-
-def test_a_named_run_is_not_retrained_with_other_settings_without_overwrite(cohort, tmp_path):
-    """`train-gnn --name mlp-x --model gat` over an MLP run used to retrain it silently, so the run
-    called mlp-x held a GAT; the docs said it is an error."""
-    from cortexgraph.errors import ParameterError
-
-    root = _copy(cohort, tmp_path)
-    run = train_gnn(root, model="mlp", layers=2, epochs=1, features="co", name="mine", **FAST)
-    weights = (run / "model.pt").read_bytes()
-    with pytest.raises(ParameterError, match=r"run 'mine' exists with other settings: .*model"):
-        train_gnn(root, model="gat", layers=2, epochs=1, features="co", name="mine", **FAST)
-    with pytest.raises(ParameterError, match="parameter lr changed"):
-        train_gnn(root, model="mlp", layers=2, epochs=1, features="co", name="mine",
-                  **{**FAST, "lr": 0.05})  # fmt: skip
-    assert (run / "model.pt").read_bytes() == weights  # untouched
-    # more epochs continue the named run; --overwrite retrains with the new settings
-    train_gnn(root, model="mlp", layers=2, epochs=2, features="co", name="mine", **FAST)
-    train_gnn(root, model="gat", layers=2, epochs=1, features="co", name="mine", overwrite=True,
-              **FAST)  # fmt: skip
-    assert load_run(run)[1]["model"] == "gat"
