@@ -211,7 +211,11 @@ def render_page(
         "0.3), transfer brain B07. Mean ± s.d. over cohorts x learner seeds "
         f"({len(cohorts)} x {len(seeds)} = {n_runs} runs per cell).",
         "",
-        *rp.budget_run_lines(info, ", ".join(cohorts), "training runs"),
+        *rp.budget_run_lines(
+            info, ", ".join(cohorts), "training runs",
+            f"over every invocation (the training runs' own wall time, divided by the {args.jobs} "
+            "run at a time)",
+        ),  # fmt: skip
         f"* Learner seeds: {', '.join(map(str, seeds))}",
         "",
         "## The variants",

@@ -1068,11 +1068,13 @@ def budget_info(command: str, loads: Sequence[float], seconds: float) -> dict:
     }
 
 
-def budget_run_lines(info: dict, cohorts: str, what: str) -> list[str]:
+def budget_run_lines(
+    info: dict, cohorts: str, what: str, minutes_are: str = "in the invocation that wrote this page"
+) -> list[str]:
     """The run's description on the page of a budget script (bench_gnn_epochs,
     bench_lsm_iterations): command, cohorts, machine, load, run time, date. ``info`` holds
     ``command``, ``machine``, ``load_min``, ``load_max``, ``minutes`` and ``date``; ``what`` names
-    the commands the load was read around."""
+    the commands the load was read around; ``minutes_are`` says whose wall time ``minutes`` is."""
     return [
         f"* Command: `{info['command']}`",
         f"* Cohorts: {cohorts} (phantom options `--profile-variability 0.1 --transition-mm 1.0`, "
@@ -1080,8 +1082,7 @@ def budget_run_lines(info: dict, cohorts: str, what: str) -> list[str]:
         f"* Machine: {info['machine']}; no GPU.",
         f"* Load: load average (1 min) {info['load_min']:.1f}-{info['load_max']:.1f} during the "
         f"{what}; other jobs shared the machine",
-        f"* Run time: {info['minutes']:.1f} min of command wall time in the invocation that "
-        "wrote this page",
+        f"* Run time: {info['minutes']:.1f} min of command wall time {minutes_are}",
         f"* Date: {info['date']}",
     ]
 

@@ -89,7 +89,7 @@ def test_page_numbers(bench, tmp_path):
             "gat\t3\tCY\tgat3-cy-demo-s1\t0.3330\t0.1665",  # gat, s1-a11, seed 1, depth 3: 0.323
             "sage\t3\tCY\tsage3-cy-demo-s1\t0.3730\t0.1865"]  # fmt: skip
     (table / "depth-demo-s1.tsv").write_text("\n".join(rows) + "\n")
-    args = argparse.Namespace(depths=[3, 5], learner_seeds=[1, 2],
+    args = argparse.Namespace(depths=[3, 5], learner_seeds=[1, 2], jobs=2,
                               variants=["gat", "gat-ad0", "sage"], harness=harness)  # fmt: skip
     info = {"command": "x", "machine": "m", "load_min": 1.0, "load_max": 2.0, "minutes": 5.0,
             "date": "2026-12-07"}  # fmt: skip

@@ -158,10 +158,10 @@ def _template(template_mm: float, area_seed: int) -> Template:
     return build_template(template_mm, area_seed)
 
 
-#: what a phantom cohort folder holds (besides its brain folders): the generator's files, the
-#: scans of ``--scans-only`` and the outputs of the pipeline run on it
 #: the lock ``synthesize_cohort`` holds in the folder while it writes (not an entry of the phantom)
 SYNTH_LOCK = ".synth.lock"
+#: what a phantom cohort folder holds (besides its brain folders): the generator's files, the
+#: scans of ``--scans-only`` and the outputs of the pipeline run on it
 PHANTOM_ENTRIES = frozenset(
     {"areas.tsv", "atlas", "cohort.toml", "synth.json", GROUND_TRUTH, "scans", DERIVATIVES.parts[0]}
 )
