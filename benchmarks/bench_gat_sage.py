@@ -16,7 +16,17 @@ the transfer brain B07):
 * ``gat-h4``: GAT with 4 attention heads of 16 channels (the width stays 64);
 * ``gat-f3``: GAT on 3 sampled neighbours, as SAGE; ``gat-ad0-f3``: both changes, so that GAT
   is regularised exactly as SAGE is;
+* ``gat-mean-f3``: ``gat-ad0-f3`` with its attention fixed at the mean of the neighbours (attention
+  vectors zero and not trained): the function of a SAGE layer, with the GAT layer's parameters and
+  initialisation; it separates what learned attention does from what the rest of the GAT layer
+  does;
 * ``sage-full``: SAGE on all neighbours, as GAT.
+
+For every GAT at one of ``--attention-depths`` it also measures what the trained attention does
+(:func:`attention_summary`: how far each node's attention is from the plain mean, whether it
+favours neighbours of the node's own area at area borders, and the F1 of the same model with its
+attention replaced by the mean), and per cohort how many scored nodes have neighbours of two
+areas at all (:func:`neighbourhoods`).
 
 Everything else is ``train-gnn --preset demo`` (width 64, 6 epochs, batches of 512, LARS at rate
 0.3): the models are built and trained with the library functions ``train-gnn`` calls
@@ -34,7 +44,8 @@ Usage::
 cohorts, read only). Outputs: ``OUT/results.json`` (one entry per cohort, variant, depth and
 learner seed: test and transfer F1, seconds; a rerun adds only what is missing),
 ``OUT/invocations.json`` (runs and load range of every invocation that trained runs; the page's
-load), ``OUT/bench_gat_sage.log``, and the page ``--page`` (default benchmarks/results/gat_sage.md).
+load), ``OUT/neighbourhoods.json`` (per cohort, how mixed the scored nodes' neighbourhoods are),
+``OUT/bench_gat_sage.log``, and the page ``--page`` (default benchmarks/results/gat_sage.md).
 """
 
 from __future__ import annotations
@@ -67,6 +78,14 @@ VARIANTS: dict[str, tuple[str, dict, int | None, str]] = {
         3,
         "GAT without attention dropout, on 3 sampled neighbours (regularised as SAGE)",
     ),
+    "gat-mean-f3": (
+        "gat",
+        {"attention_dropout": 0.0, "mean_attention": True},
+        3,
+        "GAT whose attention is fixed at the mean (not trained), without attention dropout, on 3 "
+        "sampled neighbours: the function of a SAGE layer with the GAT layer's parameters and "
+        "initialisation",
+    ),
     "sage": ("sage", {}, 3, "SAGE, the method: 3 sampled neighbours"),
     "sage-full": ("sage", {}, None, "SAGE on all neighbours"),
 }
@@ -92,20 +111,22 @@ def _cohort_graphs(root: str) -> tuple:
     return _GRAPHS[root]
 
 
-def run_variant(root: str, variant: str, depth: int, seed: int) -> dict:
+def run_variant(
+    root: str, variant: str, depth: int, seed: int, attention_depths: Sequence[int] = ()
+) -> dict:
     """Train one variant as ``train-gnn --preset demo`` would and score it as ``evaluate`` does.
     Returns test_f1, transfer_f1, seconds (training), wall_seconds (training and scoring),
-    cpu_seconds."""
-    import numpy as np
+    cpu_seconds, and for a GAT at one of ``attention_depths`` what its attention does
+    (``attention``: :func:`attention_summary`)."""
     import torch
 
-    from cortexgraph.gnn.evaluate import evaluation_nodes
     from cortexgraph.gnn.models import NodeClassifier
     from cortexgraph.gnn.stage import PRESETS
-    from cortexgraph.gnn.train import predict_proba, train_node_classifier
-    from cortexgraph.training.metrics import macro_f1
+    from cortexgraph.gnn.train import train_node_classifier
 
     kind, options, fanout, _ = VARIANTS[variant]
+    options = dict(options)
+    fixed_mean = options.pop("mean_attention", False)
     items, held, k = _cohort_graphs(root)
     graphs = [item.data for item in items]
     preset = PRESETS[GNN_PRESET]
@@ -114,12 +135,32 @@ def run_variant(root: str, variant: str, depth: int, seed: int) -> dict:
         {"cy": int(graphs[0].x_cy.shape[1])}, k, kind=kind, num_layers=depth,
         hidden=preset["hidden"], **options,
     )  # fmt: skip
+    if fixed_mean:  # attention vectors at zero and frozen: every neighbour weighted 1 / degree
+        for layer in net.layers:
+            layer.att.data.zero_()
+            layer.att.requires_grad_(False)
     start, cpu0 = time.perf_counter(), time.process_time()
     history = train_node_classifier(
         graphs, net, epochs=preset["epochs"], batch_size=preset["batch_size"], lr=preset["lr"],
         fanout=fanout, seed=seed, device="cpu", use_pyg=False,
     )  # fmt: skip
     seconds, cpu = sum(history["seconds"]), time.process_time() - cpu0
+    result: dict = {**_scores(net, items, held, k), "seconds": seconds}
+    if kind == "gat" and depth in attention_depths:
+        result["attention"] = attention_summary(net, items, held, k)
+    wall = time.perf_counter() - start
+    return {**result, "wall_seconds": wall, "cpu_seconds": cpu}
+
+
+def _scores(net, items, held, k: int) -> dict:
+    """Macro F1 over the labelled test nodes of the training brains (``test_f1``) and over all
+    labelled nodes of the transfer brain (``transfer_f1``), as ``evaluate`` scores a run."""
+    import numpy as np
+
+    from cortexgraph.gnn.evaluate import evaluation_nodes
+    from cortexgraph.gnn.train import predict_proba
+    from cortexgraph.training.metrics import macro_f1
+
     scores = {}
     for split, group in (("test", items), ("transfer", held)):
         y_true, y_pred = [], []
@@ -132,8 +173,84 @@ def run_variant(root: str, variant: str, depth: int, seed: int) -> dict:
         scores[f"{split}_f1"] = macro_f1(
             np.concatenate(y_true), np.concatenate(y_pred), np.arange(k)
         )
-    wall = time.perf_counter() - start
-    return {**scores, "seconds": seconds, "wall_seconds": wall, "cpu_seconds": cpu}
+    return scores
+
+
+def attention_summary(net, items, held, k: int) -> dict:
+    """What a trained GAT attends to, on the labelled test nodes of the training brains:
+
+    * ``entropy``: per layer, the mean normalised entropy of a node's attention over its
+      neighbours (1: the plain mean; :func:`cortexgraph.gnn.attention.normalised_entropy`);
+    * ``border_excess``: per layer, at border nodes (labelled neighbours of their own area and of
+      another), the attention share on their own area minus that share under the mean
+      (:func:`cortexgraph.gnn.attention.same_label_attention`); ``border_nodes``: how many;
+    * ``test_f1`` / ``transfer_f1``: the model scored with every layer's attention replaced by
+      the mean (:func:`cortexgraph.gnn.attention.mean_attention`), everything else as trained.
+    """
+    import numpy as np
+
+    from cortexgraph.gnn.attention import (
+        attention_per_layer,
+        mean_attention,
+        normalised_entropy,
+        same_label_attention,
+    )
+    from cortexgraph.gnn.evaluate import evaluation_nodes
+
+    entropy: list[list[float]] = []
+    excess: list[list[float]] = []
+    border = 0
+    for item in items:
+        graph = item.data
+        source, target = graph.edge_index.numpy()
+        labels = graph.y.numpy()
+        scored = evaluation_nodes(graph, False).numpy()
+        for layer, alpha in enumerate(attention_per_layer(net, graph)):
+            if len(entropy) <= layer:
+                entropy.append([])
+                excess.append([])
+            ratio = normalised_entropy(target, alpha, graph.num_nodes)[scored]
+            entropy[layer] += ratio[np.isfinite(ratio)].tolist()
+            attended, uniform = same_label_attention(source, target, alpha, labels)
+            at_border = scored & (uniform > 0) & (uniform < 1)
+            excess[layer] += (attended - uniform)[at_border].tolist()
+            border += int(at_border.sum()) if layer == 0 else 0
+    with mean_attention(net):
+        scores = _scores(net, items, held, k)
+    return {
+        "entropy": [float(np.mean(v)) for v in entropy],
+        "border_excess": [float(np.mean(v)) if v else float("nan") for v in excess],
+        "border_nodes": border,
+        **scores,
+    }
+
+
+def neighbourhoods(root: str) -> dict:
+    """How mixed the neighbourhoods of a cohort's scored nodes are (labelled test nodes of the
+    training brains): ``test_nodes``, ``border_nodes`` (labelled neighbours of their own area
+    and of another: where weighting neighbours could matter), ``same_area_share`` (mean share of
+    a node's labelled neighbours in its own area) and ``mean_degree``."""
+    import numpy as np
+
+    from cortexgraph.gnn.attention import same_label_attention
+    from cortexgraph.gnn.evaluate import evaluation_nodes
+
+    items, _, _ = _cohort_graphs(root)
+    shares, degrees = [], []
+    for item in items:
+        graph = item.data
+        source, target = graph.edge_index.numpy()
+        scored = evaluation_nodes(graph, False).numpy()
+        _, share = same_label_attention(source, target, np.ones(source.size), graph.y.numpy())
+        shares.append(share[scored])
+        degrees.append(np.bincount(target, minlength=graph.num_nodes)[scored])
+    share, degree = np.concatenate(shares), np.concatenate(degrees)
+    return {
+        "test_nodes": int(share.size),
+        "border_nodes": int(((share > 0) & (share < 1)).sum()),
+        "same_area_share": float(np.nanmean(share)),
+        "mean_degree": float(degree.mean()),
+    }
 
 
 def _one_thread() -> None:
@@ -254,11 +371,25 @@ def render_page(
         lines.append(f"| `{a}` | `{b}` | {rp._pm(*rp.mean_sd(m))} | {_held(m)} |")
     depth_columns = [f"depth {d}" for d in depths]
     lines += rp.table_section(
+        "GAT - SAGE at each depth (test F1, paired by cohort and learner seed)",
+        "GAT variant - SAGE variant", depth_columns,
+    )  # fmt: skip
+    lines += [_change_row(results, cohorts, seeds, depths, b, a, f"`{a}` - `{b}`")
+              for a, b in pairs]  # fmt: skip
+    lines += [
+        "",
+        "(mean ± s.d.; in brackets the runs where GAT is ahead. For two equally good models the "
+        "smallest margin over several depths is negative in the mean, the per-depth margins "
+        "are not.)",
+    ]
+    lines += rp.table_section(
         "What one change does (test F1, paired by cohort, learner seed and depth)",
         "change", depth_columns,
     )  # fmt: skip
     for base, changed in (("gat", v) for v in variants if v != "gat" and VARIANTS[v][0] == "gat"):
         lines.append(_change_row(results, cohorts, seeds, depths, base, changed))
+    if "gat-ad0-f3" in variants and "gat-mean-f3" in variants:  # learned attention vs the mean
+        lines.append(_change_row(results, cohorts, seeds, depths, "gat-ad0-f3", "gat-mean-f3"))
     if "sage" in variants and "sage-full" in variants:
         lines.append(_change_row(results, cohorts, seeds, depths, "sage", "sage-full"))
     lines += [
@@ -285,6 +416,8 @@ def render_page(
                 f"| `{v}` | {d} | {rp._fmt(rp.mean_sd(within)[0])} | "
                 f"{rp._fmt(rp.mean_sd(means)[1])} |"
             )
+    lines += _attention_section(results, cohorts, seeds, variants, args.attention_depths)
+    lines += _neighbourhood_section(getattr(args, "neighbourhoods", {}), cohorts)
     lines += ["", "## Check against the harness", "", *harness_check(results, args.harness,
                                                                      cohorts, depths)]  # fmt: skip
     lines += rp.table_section(
@@ -301,7 +434,87 @@ def render_page(
     return "\n".join(lines)
 
 
-def _change_row(results, cohorts, seeds, depths, base: str, changed: str) -> str:
+def _attention_section(results, cohorts, seeds, variants, depths) -> list[str]:
+    """What the GATs' attention does: entropy, border share, and F1 with the mean instead."""
+    gats = [v for v in variants if VARIANTS[v][0] == "gat"]
+    rows = []
+    for v in gats:
+        for d in depths:
+            runs = [results[task_key(c, v, d, s)] for c in cohorts for s in seeds
+                    if "attention" in results.get(task_key(c, v, d, s), {})]  # fmt: skip
+            if not runs:
+                continue
+            att = [r["attention"] for r in runs]
+
+            def cell(values: list[float]) -> str:
+                return rp._pm(*rp.mean_sd(values))
+
+            per_layer = " / ".join(
+                rp._fmt(rp.mean_sd([a["entropy"][i] for a in att])[0]) for i in range(d)
+            )
+            excess = [float(sum(a["border_excess"]) / d) for a in att]
+            drop = [a["test_f1"] - r["test_f1"] for a, r in zip(att, runs, strict=True)]
+            drop_t = [a["transfer_f1"] - r["transfer_f1"] for a, r in zip(att, runs, strict=True)]
+            rows.append(
+                f"| `{v}` | {d} | {len(runs)} | {per_layer} | {cell(excess)} | "
+                f"{cell([r['test_f1'] for r in runs])} | {cell(drop)} ({_held(drop)}) | "
+                f"{cell(drop_t)} ({_held(drop_t)}) |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## What the attention does",
+        "",
+        "Measured on the labelled test nodes of the training brains after training "
+        "(`cortexgraph.gnn.attention`). *Entropy*: a node's attention over its neighbours, as a "
+        "fraction of the entropy of the plain mean (1: every neighbour weighted 1/degree), mean "
+        "over nodes, per layer. *Border excess*: at nodes with labelled neighbours of their own "
+        "area and of another, the attention share on their own area minus the share those "
+        "neighbours have under the mean (positive: attention favours the node's own area), mean "
+        "over the layers. *Mean instead*: the same trained model with every layer's attention "
+        "replaced by the mean of the neighbours (a GAT layer then computes what a SAGE layer "
+        "does), F1 change against the learned attention; in brackets the runs where the mean "
+        "scored higher.",
+        "",
+        "| variant | depth | runs | entropy per layer | border excess | test F1 | "
+        "mean instead: test F1 change | mean instead: transfer F1 change |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _neighbourhood_section(found: dict, cohorts) -> list[str]:
+    """Per cohort: how many scored nodes have neighbours of two areas (:func:`neighbourhoods`)."""
+    rows = []
+    for c in cohorts:
+        if (n := found.get(c)) is not None:
+            percent = 100 * n["border_nodes"] / max(n["test_nodes"], 1)
+            rows.append(
+                f"| {c} | {n['test_nodes']} | {n['border_nodes']} ({percent:.1f} %) | "
+                f"{n['same_area_share']:.3f} | {n['mean_degree']:.2f} |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Where attention could matter",
+        "",
+        "The scored nodes of each cohort (labelled test nodes of the training brains): how many "
+        "are border nodes (labelled neighbours of their own area and of another), the mean share "
+        "of a node's labelled neighbours in its own area, and the mean number of neighbours.",
+        "",
+        "| cohort | test nodes | border nodes | own-area share of neighbours | mean degree |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _change_row(
+    results, cohorts, seeds, depths, base: str, changed: str, label: str = ""
+) -> str:
+    """A table row: per depth, mean ± s.d. of ``changed`` - ``base`` test F1 over paired runs and
+    how many are positive; labelled ``label`` (default: base -> changed)."""
     cells = []
     for d in depths:
         diffs = [results[task_key(c, changed, d, s)]["test_f1"]
@@ -309,10 +522,19 @@ def _change_row(results, cohorts, seeds, depths, base: str, changed: str) -> str
                  for c in cohorts for s in seeds
                  if task_key(c, changed, d, s) in results and task_key(c, base, d, s) in results]  # fmt: skip
         cells.append(f"{rp._pm(*rp.mean_sd(diffs))} ({_held(diffs)})")
-    return f"| `{base}` -> `{changed}` | " + " | ".join(cells) + " |"
+    return f"| {label or f'`{base}` -> `{changed}`'} | " + " | ".join(cells) + " |"
 
 
 # ---------------------------------------------------------------------------------------- main
+
+
+def _missing(results: dict, args: argparse.Namespace, c: str, v: str, d: int, s: int) -> bool:
+    """A run to do: not in ``results``, or a GAT at an attention depth stored without its
+    attention summary (the run is repeated; same learner seed, same model)."""
+    stored = results.get(task_key(c, v, d, s))
+    if stored is None:
+        return True
+    return VARIANTS[v][0] == "gat" and d in args.attention_depths and "attention" not in stored
 
 
 def harness_cohorts(harness: Path, names: Sequence[str] | None) -> list[str]:
@@ -347,6 +569,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learner-seeds", type=rp._ints, default=[1, 2, 3], help="e.g. 1,2,3")
     p.add_argument("--variants", default="gat,gat-ad0,sage,sage-full",
                    help=f"comma-separated, of {', '.join(VARIANTS)}")  # fmt: skip
+    p.add_argument("--attention-depths", type=rp._ints, default=[3],
+                   help="depths at which a GAT's attention is measured, e.g. 3,5")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="training runs at a time (one thread each)")
     p.add_argument("--page", type=Path, default=Path("benchmarks/results/gat_sage.md"))
     args = p.parse_args(argv)
@@ -357,6 +581,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 f"choose from {', '.join(VARIANTS)}")  # fmt: skip
     if any(d < 1 for d in args.depths) or args.jobs < 1:
         p.error("--depths and --jobs must be >= 1")
+    args.attention_depths = [d for d in args.attention_depths if d in args.depths]
     return args
 
 
@@ -369,13 +594,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 3
         report, results = bench.report, bench.results
         todo = [(c, v, d, s) for c in cohorts for s in args.learner_seeds for d in args.depths
-                for v in args.variants if task_key(c, v, d, s) not in results]  # fmt: skip
+                for v in args.variants if _missing(results, args, c, v, d, s)]  # fmt: skip
         report(f"{len(todo)} training runs to do, {args.jobs} at a time")
         loads = [os.getloadavg()[0]]
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_one_thread) as pool:
             futures = {
-                pool.submit(run_variant, str(args.harness / "cohorts" / c / "cohort"), v, d, s):
+                pool.submit(run_variant, str(args.harness / "cohorts" / c / "cohort"), v, d, s,
+                            args.attention_depths):
                 (c, v, d, s) for c, v, d, s in todo
             }  # fmt: skip
             try:
@@ -393,7 +619,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = "python benchmarks/bench_gat_sage.py OUT --harness REPRO_OUT " + shlex.join(
             ["--depths", ",".join(map(str, args.depths)),
              "--learner-seeds", ",".join(map(str, args.learner_seeds)),
-             "--variants", ",".join(args.variants), "--jobs", str(args.jobs)]
+             "--variants", ",".join(args.variants),
+             "--attention-depths", ",".join(map(str, args.attention_depths)),
+             "--jobs", str(args.jobs)]
         )  # fmt: skip
         chosen = {task_key(c, v, d, s) for c in cohorts for v in args.variants
                   for d in args.depths for s in args.learner_seeds}  # fmt: skip
@@ -406,6 +634,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "load_max": max(loads), "date": time.strftime("%Y-%m-%d")})  # fmt: skip
             rp._write_json(invocations_path, invocations)
         loads = [x for i in invocations for x in (i["load_min"], i["load_max"])] or loads
+        found_path = args.out / "neighbourhoods.json"
+        found = json.loads(found_path.read_text()) if found_path.is_file() else {}
+        for c in cohorts:
+            if c not in found:
+                found[c] = neighbourhoods(str(args.harness / "cohorts" / c / "cohort"))
+                rp._write_json(found_path, found)
+        args.neighbourhoods = found
         done = [r for k, r in results.items() if k in chosen]
         seconds = sum(r["wall_seconds"] for r in done) / args.jobs
         info = rp.budget_info(command, loads, seconds)

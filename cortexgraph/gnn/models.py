@@ -186,6 +186,7 @@ class NodeClassifier(nn.Module):
         x,
         edge_index: torch.Tensor | None = None,
         hop_offsets: tuple[list[int], list[int]] | None = None,
+        attention_out: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits for every node.
 
@@ -202,6 +203,11 @@ class NodeClassifier(nn.Module):
             computes only the nodes within ``L - 1 - l`` hops (its targets) from those within
             ``L - l`` hops (its sources). The seed nodes' logits are unchanged in evaluation mode;
             in training, batch-norm statistics are taken over the nodes each layer computes.
+        attention_out : list, optional
+            GAT only: each layer appends its attention coefficients to this list, a tensor
+            (E, heads) in the order of the layer's edges (``edge_index``, or its hop-trimmed
+            prefix), after attention dropout (none in evaluation mode). Read by
+            :mod:`cortexgraph.gnn.attention`.
 
         Returns
         -------
@@ -240,13 +246,19 @@ class NodeClassifier(nn.Module):
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
             if self.kind == "mlp":
                 h = layer(h)
-            elif trim:
-                assert edge_index is not None  # gat and sage refuse a missing edge_index above
-                n_src = node_off[self.num_layers - i]
-                n_dst = node_off[self.num_layers - 1 - i]
-                e = edge_index[:, : edge_off[self.num_layers - 1 - i]]
-                h = layer((h[:n_src], h[:n_dst]), e)
             else:
-                h = layer(h, edge_index)
+                assert edge_index is not None  # gat and sage refuse a missing edge_index above
+                inputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = h
+                e = edge_index
+                if trim:
+                    n_src = node_off[self.num_layers - i]
+                    n_dst = node_off[self.num_layers - 1 - i]
+                    inputs = (h[:n_src], h[:n_dst])
+                    e = edge_index[:, : edge_off[self.num_layers - 1 - i]]
+                if attention_out is not None and self.kind == "gat":
+                    h, (_, alpha) = layer(inputs, e, return_attention_weights=True)
+                    attention_out.append(alpha)
+                else:
+                    h = layer(inputs, e)
             h = self.dropout(torch.relu(norm(h)))
         return self.classifier(h)
