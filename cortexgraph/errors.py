@@ -22,6 +22,7 @@ code  class                           meaning
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 
 class CortexgraphError(Exception):
@@ -80,6 +81,14 @@ class DataFormatError(CortexgraphError):
 
 class ParameterError(CortexgraphError):
     """A parameter (option, preset, parameters file) is out of range or of the wrong type."""
+
+    @classmethod
+    def check_ranges(cls, checks: Iterable[tuple[bool, str, object, str]]) -> None:
+        """Raise for the first ``(ok, option, value, allowed)`` whose ``ok`` is False:
+        ``"<option> <value!r> is out of range"``, fix ``"give <allowed>"``."""
+        for ok, option, value, allowed in checks:
+            if not ok:
+                raise cls(f"{option} {value!r} is out of range", fix=f"give {allowed}")
 
 
 class ConvergenceError(CortexgraphError):

@@ -552,10 +552,12 @@ def predict(
     name: str = typer.Option(
         None, "--name", help="Model run (default: <kind>-<arch> for each --arch)."
     ),
-    arch: str = ArchListOption,
+    arch: str = typer.Option(
+        None, "--arch", help="hr, lr, ms, or a comma-separated list (default ms); not with --name."
+    ),
     kind: str = typer.Option(
-        "lsm",
-        help="lsm (the chain's local models) or gsm (the global model); with --name: the name's.",
+        None,
+        help="lsm (the chain's local models, default) or gsm (the global model); not with --name.",
     ),
     tile_px: int = TileOption,
     batch_size: int = BatchOption,
@@ -583,12 +585,19 @@ def predict(
     params = parameters.resolve(options, OPTION_NAMES)
     tile_px, batch_size = params.tile_px, params.predict_batch_size
     _check_options(tile_px, batch_size, flags.wait_s)
-    if kind not in ("lsm", "gsm"):
+    if name is not None and (arch is not None or kind is not None):
+        given = " and ".join(o for o, v in (("--arch", arch), ("--kind", kind)) if v is not None)
+        raise CortexgraphError(
+            f"--name {name} names the run; {given} would pick other runs by their default names",
+            fix=f"give --name alone (the run keeps its own kind and architecture), or {given} "
+            "without --name",
+        )
+    if kind not in (None, "lsm", "gsm"):
         raise CortexgraphError(f"--kind {kind!r}", fix="use lsm or gsm")
     target = _AreaTarget.of(brain_name, area_key, flags, device)
     if name is not None:
         kind = run_kind(name)
-    runs = _names(name, kind, _archs(arch) if name is None else ["ms"])
+    runs = _names(name, kind or "lsm", _archs(arch or "ms") if name is None else ["ms"])
     if background:
         for _, run_name in runs:
             target.submit("predict", name=run_name, tile_px=tile_px, batch_size=batch_size)

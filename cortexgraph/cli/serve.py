@@ -107,7 +107,7 @@ def _check_serve_options(
     from cortexgraph.lsm.config import PRESETS
     from cortexgraph.lsm.networks import ARCHITECTURES
 
-    checks = [
+    ParameterError.check_ranges([
         (0 <= port <= 65535, "--port", port, "0..65535 (0: any free port)"),
         (arch in ARCHITECTURES, "--lsm-arch", arch, ", ".join(ARCHITECTURES)),
         (preset in PRESETS, "--lsm-preset", preset, ", ".join(PRESETS)),
@@ -115,10 +115,7 @@ def _check_serve_options(
          "1..10000000"),
         (math.isfinite(max_interval_mm) and max_interval_mm > 0, "--max-interval-mm",
          max_interval_mm, "a number of mm > 0"),
-    ]  # fmt: skip
-    for ok, option, value, allowed in checks:
-        if not ok:
-            raise ParameterError(f"{option} {value!r} is out of range", fix=f"give {allowed}")
+    ])  # fmt: skip
 
 
 def _free_port(host: str) -> int:

@@ -393,6 +393,7 @@ class AreaTable:
         self.areas = sorted(areas, key=lambda a: a.id)
         self.by_id = {a.id: a for a in self.areas}
         self.by_name = {a.name: a for a in self.areas}
+        self.by_slug = {slug(a.name): a for a in self.areas}  # unique: read() checks
         self.ids = np.array([a.id for a in self.areas], dtype=np.int64)
 
     def __len__(self) -> int:
@@ -411,13 +412,19 @@ class AreaTable:
         return out.astype(np.int64)
 
     def resolve(self, key: object) -> Area:
-        """An area by id (int or digits) or by name; DataFormatError for anything else."""
+        """An area by id (int or digits), by name, or by the file-name form of its name (the form
+        in output paths and record scopes, :func:`~cortexgraph.data.names.slug`); DataFormatError
+        for anything else."""
         if isinstance(key, (int, np.integer)) or (isinstance(key, str) and _INTEGER.fullmatch(key)):
             area = self.by_id.get(int(key))
         else:
-            area = self.by_name.get(str(key))
+            area = self.by_name.get(str(key)) or self.by_slug.get(str(key))
         if area is None:
-            raise DataFormatError(f"unknown area {key!r}", fix="use a name or id from areas.tsv")
+            near = difflib.get_close_matches(str(key), list(self.by_name), n=3, cutoff=0.6)
+            hint = f" (close: {', '.join(near)})" if near else ""
+            raise DataFormatError(
+                f"unknown area {key!r}{hint}", fix="use a name or id from areas.tsv"
+            )
         return area
 
     @classmethod

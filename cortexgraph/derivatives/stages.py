@@ -18,6 +18,7 @@ of every stage key (:mod:`cortexgraph.derivatives.record`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,24 @@ class StageSpec:
     level: str
     command: str | Callable[[StageId], str]
     summary: str
+
+
+def _lsm_rerun(sid: StageId) -> str:
+    """The command that plans, trains and predicts one area of one LSM/GSM model run again (scope
+    ``run@area`` or ``run@area@sSSSS-sTTTT``). The architecture is spelled out where the run has
+    a default name (``lsm-ms``, ``gsm-hr``, ``lsm-ms-s0511-s0751`` of ``lsm train``)."""
+    run, area = sid.scope[0], sid.scope[1]
+    single = re.fullmatch(r"lsm-(hr|lr|ms)-s(\d+)-s(\d+)", run)
+    if single:  # the default name of a run of its own made by `lsm train`
+        arch, first, last = single.group(1), int(single.group(2)), int(single.group(3))
+        return (
+            f"cortexgraph lsm train {sid.brain} --name {run} --area {area} --arch {arch} "
+            f"--sections {first},{last} --predict"
+        )
+    command = "gsm" if run.startswith("gsm") else "chain"
+    default = re.fullmatch(r"(?:lsm|gsm)-(hr|lr|ms)", run)
+    options = f"--arch {default.group(1)}" if default else "(with the run's --arch and options)"
+    return f"cortexgraph lsm {command} {sid.brain} --name {run} --area {area} {options}"
 
 
 STAGES: dict[str, StageSpec] = {
@@ -138,25 +157,24 @@ STAGES: dict[str, StageSpec] = {
         ),
         StageSpec(
             "lsm-plan",
-            2,
+            3,
             "brain",
-            "cortexgraph lsm chain {brain} --name RUN --area AREA (RUN@AREA = {scope}; "
-            "lsm gsm for a gsm-* run)",
+            lambda sid: _lsm_rerun(sid),
             "the chain plan of one area in one LSM/GSM model run",
         ),
         StageSpec(
             "lsm-train",
             2,
             "brain",
-            "cortexgraph lsm chain {brain} --name RUN --area AREA (RUN@AREA[@INTERVAL] = {scope}; "
-            "lsm gsm for a gsm-* run, lsm train --sections for a single interval)",
+            lambda sid: _lsm_rerun(sid),
             "a local (or global) segmentation model of one area",
         ),
         StageSpec(
             "lsm-predict",
             1,
             "brain",
-            "cortexgraph lsm predict {brain} --name RUN --area AREA (RUN@AREA = {scope})",
+            lambda sid: f"cortexgraph lsm predict {sid.brain} --name {sid.scope[0]} --area "
+            f"{sid.scope[1]} (if it reports a stale model: {_lsm_rerun(sid)})",
             "one area's class predictions on its sections from one model run",
         ),
         StageSpec(

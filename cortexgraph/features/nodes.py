@@ -739,6 +739,11 @@ def compute_node_features(
     if not isinstance(brain, Brain):
         brain = find_brain(brain, root)
     require_clean(brain, "features")  # before anything is written
+    # the encoder too: a missing or stale one used to fail only after PM, CO and labels were made
+    name = check_name(default_encoder_name(brain) if encoder is None else encoder, "encoder name")
+    store = Derivatives.of(brain)
+    for sid in encoder_upstream(_cohort_of(brain), name)[0]:
+        store.require(sid)
     return {
         "priors": compute_node_priors(brain, overwrite=overwrite, wait_s=wait_s),
         "labels": compute_node_labels(

@@ -116,6 +116,7 @@ def plan_chain(
     extent: tuple[int, int] | None = None,
     max_interval: int | None = None,
     allow_long: bool = False,
+    trim_to_extent: bool = False,
 ) -> ChainPlan:
     """Plan the chain of models of one area.
 
@@ -136,6 +137,10 @@ def plan_chain(
         callers derive it from :data:`MAX_INTERVAL_MM` and the section thickness.
     allow_long : plan longer intervals anyway, with a warning; the plan's ``notes`` list them
         (``long_intervals``) and the sections to annotate (``suggested_sections``).
+    trim_to_extent : keep only the intervals whose model predicts a section of the extent (those
+        that overlap it; the closest one when the extent lies beyond every interval), with their
+        test sections: an explicit extent over part of the area then trains only the models it
+        needs. The default extent overlaps every interval.
 
     Returns
     -------
@@ -166,6 +171,8 @@ def plan_chain(
         hi = after[0] - 1 if after else max(available + annotated)
         extent = (lo, hi)
     lo, hi = int(extent[0]), int(extent[1])
+    if trim_to_extent:
+        intervals, tests = _intervals_for_extent(intervals, tests, lo, hi)
     sections = tuple(s for s in available if lo <= s <= hi)
     if not sections:
         raise CortexgraphError(
@@ -186,6 +193,17 @@ def plan_chain(
 
 class LongIntervalError(ParameterError):
     """A planned interval is longer than the limit (exit status 2)."""
+
+
+def _intervals_for_extent(
+    intervals: tuple[tuple[int, int], ...], tests: tuple[tuple[int, ...], ...], lo: int, hi: int
+) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, ...], ...]]:
+    """The intervals (and their test sections) whose model predicts a section of ``lo..hi``: those
+    overlapping it, or the closest end interval when none does (:meth:`ChainPlan.interval_of`)."""
+    keep = [i for i, (s, t) in enumerate(intervals) if s <= hi and t >= lo]
+    if not keep:
+        keep = [0 if hi < intervals[0][0] else len(intervals) - 1]
+    return tuple(intervals[i] for i in keep), tuple(tests[i] for i in keep)
 
 
 def long_intervals(plan: ChainPlan, max_interval: int) -> list[tuple[int, int]]:

@@ -54,6 +54,7 @@ from cortexgraph.data.raster import Raster, write_raster
 from cortexgraph.data.stack import SectionStack
 from cortexgraph.derivatives import Derivatives, StageRecord, StageRun
 from cortexgraph.derivatives.identity import file_identity
+from cortexgraph.derivatives.lock import check_wait_s
 from cortexgraph.derivatives.stages import STAGES, StageId
 from cortexgraph.errors import CortexgraphError, ParameterError, UpstreamError
 from cortexgraph.lsm.config import config_to_dict, make_config
@@ -148,33 +149,18 @@ def check_settings(
     seed: int,
     step: int,
 ) -> None:
-    """Refuse settings out of range with a ParameterError naming the option."""
-    checks = [
+    """Refuse settings out of range with a ParameterError naming the option (``--wait``:
+    :func:`~cortexgraph.derivatives.lock.check_wait_s`, as every stage checks it)."""
+    check_wait_s(wait_s)
+    ParameterError.check_ranges([
         (isinstance(tile_px, int) and 1 <= tile_px <= 4096, "--tile-px", tile_px, "1..4096"),
-        (
-            isinstance(batch_size, int) and 1 <= batch_size <= 4096,
-            "--batch-size",
-            batch_size,
-            "1..4096",
-        ),
-        (
-            isinstance(wait_s, int | float) and 0 <= wait_s <= 7 * 86400,
-            "--wait",
-            wait_s,
-            "0..604800 s",
-        ),
-        (
-            iterations is None or (isinstance(iterations, int) and 1 <= iterations <= 10**7),
-            "--iterations",
-            iterations,
-            "1..10000000",
-        ),
+        (isinstance(batch_size, int) and 1 <= batch_size <= 4096, "--batch-size", batch_size,
+         "1..4096"),
+        (iterations is None or (isinstance(iterations, int) and 1 <= iterations <= 10**7),
+         "--iterations", iterations, "1..10000000"),
         (isinstance(seed, int) and 0 <= seed < 2**32, "--seed", seed, "0..4294967295"),
         (isinstance(step, int) and 1 <= step <= 10**6, "--step", step, "1 or more"),
-    ]
-    for ok, option, value, allowed in checks:
-        if not ok:
-            raise ParameterError(f"{option} {value!r} is out of range", fix=f"use {allowed}")
+    ])  # fmt: skip
 
 
 @dataclass
@@ -502,6 +488,7 @@ def _make_plan(
         step=run.step,
         brain_annotated=annotated,
         extent=run.extent,
+        trim_to_extent=run.kind == "lsm",  # a GSM is trained on every training section
         **limits,
     )
 

@@ -172,6 +172,16 @@ def label_source(
 
     usable = set(stack.sections)
     user = {int(s) for s in exclude_sections}
+    listed = [r.section for r in brain.sections]
+    unknown = sorted(user - set(listed))
+    if unknown:
+        raise DataFormatError(
+            f"--exclude-sections names section(s) {', '.join(map(str, unknown[:10]))} that "
+            f"brain {brain.id} does not have (its sections: {listed[0]}..{listed[-1]}, "
+            f"{len(listed)} in the section table)",
+            file=brain.section_table_path,
+            fix="give section numbers from sections.tsv",
+        )
     upstream: list = []
     inputs: list[Path] = []
     if source == SOURCE_ANNOTATION:

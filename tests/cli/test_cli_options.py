@@ -51,3 +51,25 @@ def test_lsm_train_and_render_refuse_what_they_cannot_use(tiny_cohort):
     result = runner.invoke(app, ["render", "B01", *root, "--backend", "foo"])
     assert result.exit_code == 2 and "unknown --backend 'foo'" in result.output, result.output
     assert not (tiny_cohort / "derivatives" / "cortexgraph" / "B01" / "render").exists()
+
+
+def test_lsm_predict_refuses_kind_or_arch_beside_name(tiny_cohort):
+    """--name picks the run; --arch and --kind pick runs by their default names. Given both, the
+    name used to win in silence."""
+    root = ["--root", str(tiny_cohort), "--area", "hOc1"]
+    for extra in (["--arch", "hr"], ["--kind", "gsm"], ["--arch", "ms", "--kind", "lsm"]):
+        result = runner.invoke(app, ["lsm", "predict", "B01", *root, "--name", "lsm-ms", *extra])
+        assert result.exit_code == 2, result.output
+        assert "--name lsm-ms names the run" in " ".join(result.output.split())
+    assert not (tiny_cohort / "derivatives" / "cortexgraph" / "B01" / "lsm").exists()
+
+
+def test_map3d_refuses_sections_the_brain_does_not_have(tiny_cohort):
+    result = runner.invoke(
+        app, ["map3d", "B01", "--root", str(tiny_cohort), "--labels", "truth", "--area", "hOc1",
+              "--exclude-sections", "99999"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "99999" in text and "sections.tsv" in text
+    assert not (tiny_cohort / "derivatives" / "cortexgraph" / "B01" / "maps3d").exists()

@@ -196,3 +196,17 @@ def test_area_resolve_refuses_a_missing_key_with_a_data_format_error(valid_cohor
     assert areas.resolve(first.name) is first
     with pytest.raises(DataFormatError, match="unknown area None"):
         areas.resolve(None)  # a web request without "area"
+
+
+def test_an_area_is_found_by_the_file_name_form_of_its_name(tmp_path):
+    """Output paths and record scopes hold an area's slug ("Area_hOc1_V1"): a fix that names the
+    area that way must resolve, and a near miss is named."""
+    from cortexgraph.data.manifest import AreaTable
+
+    path = tmp_path / "areas.tsv"
+    path.write_text("id\tname\tcolor\n1\tArea hOc1 (V1)\t#ff0000\n2\thOc2\t#00ff00\n")
+    areas = AreaTable.read(path)
+    assert areas.resolve("Area_hOc1_V1") is areas.resolve("Area hOc1 (V1)") is areas.resolve(1)
+    assert areas.resolve("hOc2").id == 2
+    with pytest.raises(DataFormatError, match=r"unknown area 'hOc3' \(close: hOc2\)"):
+        areas.resolve("hOc3")

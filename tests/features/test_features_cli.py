@@ -42,11 +42,16 @@ def test_features_command_and_errors(features_graphs, tmp_path):
     result = runner.invoke(app, ["features", "B03", "--root", str(root)])
     assert result.exit_code == 4
     assert "cortexgraph build-graph B03" in result.output
-    # an encoder name that was never trained
+    # an encoder name that was never trained: refused before PM, CO and labels are made again
+    # (they used to be recomputed, and the command failed only at the CY stage)
+    records = root / "derivatives" / "cortexgraph" / "B01" / "records"
+    before = {p.name: p.stat().st_mtime_ns for p in records.iterdir()}
     result = runner.invoke(
         app, ["features", "B01", "--root", str(root), "--encoder", "nope", "--overwrite"]
     )
     assert result.exit_code == 4 and "cortexgraph train-encoder --name nope" in result.output
+    assert "node-priors" not in result.output and "node-labels" not in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in records.iterdir()} == before
     # a name that would become a path
     result = runner.invoke(app, ["features", "B01", "--root", str(root), "--encoder", "../x"])
     assert result.exit_code == 2 and "not a valid name" in result.output

@@ -57,6 +57,10 @@ def test_train_resume_evaluate_predict(tmp_path):
     assert 0.0 <= metrics["test_f1"] <= 1.0 and 0.0 <= metrics["transfer_f1"] <= 1.0
     assert metrics["test_nodes"] > 0 and metrics["transfer_nodes"] > 0
     assert runner.invoke(app, ["evaluate", str(run), "--device", "cpu"]).exit_code == 0
+    # a brain the cohort does not have is refused before any brain is predicted
+    bad = runner.invoke(app, ["predict", run.name, "B07", "B99", "--root", str(root)])
+    assert bad.exit_code == 2 and "B99" in bad.output, bad.output
+    assert not (root / "derivatives/cortexgraph/B07/predictions").exists()
     # predict writes the run's own files for the transfer brain
     pr = runner.invoke(app, ["predict", run.name, "B07", "--root", str(root), "--device", "cpu"])
     assert pr.exit_code == 0, pr.output

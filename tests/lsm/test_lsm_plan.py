@@ -66,6 +66,28 @@ def test_plan_variants():
         plan_chain([100], available)
 
 
+def test_an_explicit_extent_trains_only_the_models_that_predict_it():
+    available = list(range(0, 401, 20))
+    annotated = [40, 80, 120, 160, 200, 240, 280, 320]  # step 1: 7 intervals of 40
+    full = plan_chain(annotated, available, step=1)
+    assert len(full.intervals) == 7
+    # the default extent reaches every interval: trimming changes nothing
+    assert plan_chain(annotated, available, step=1, trim_to_extent=True) == full
+    # 130..210 is predicted by (120, 160), (160, 200), (200, 240)
+    part = plan_chain(annotated, available, step=1, extent=(130, 210), trim_to_extent=True)
+    assert part.intervals == ((120, 160), (160, 200), (200, 240))
+    assert all(part.intervals[part.interval_of(s)][0] <= s for s in part.sections)
+    assert [full.intervals[full.interval_of(s)] for s in part.sections] == [
+        part.intervals[part.interval_of(s)] for s in part.sections
+    ]  # every section keeps the model it had in the whole chain
+    # an extent beyond the last interval: its closest model, as interval_of picks it
+    end = plan_chain(annotated, available, step=2, extent=(340, 400), trim_to_extent=True)
+    assert end.intervals == ((280, 320),) and end.sections == (340, 360, 380, 400)
+    # step 2: the test sections go with their intervals
+    two = plan_chain(annotated, available, step=2, extent=(50, 110), trim_to_extent=True)
+    assert two.intervals == ((40, 120),) and two.tests == ((80,),)
+
+
 def test_plan_of_a_single_interval():
     available = list(range(0, 301, 20))
     plan = plan_single_interval([60, 100, 160, 220, 280], available, (220, 100), area_id=3)
