@@ -16,10 +16,10 @@ the transfer brain B07):
 * ``gat-h4``: GAT with 4 attention heads of 16 channels (the width stays 64);
 * ``gat-f3``: GAT on 3 sampled neighbours, as SAGE; ``gat-ad0-f3``: both changes, so that GAT
   is regularised exactly as SAGE is;
-* ``gat-mean-f3``: ``gat-ad0-f3`` with its attention fixed at the mean of the neighbours (attention
-  vectors zero and not trained): the function of a SAGE layer, with the GAT layer's parameters and
-  initialisation; it separates what learned attention does from what the rest of the GAT layer
-  does;
+* ``gat-mean``, ``gat-mean-f3``: ``gat-ad0`` and ``gat-ad0-f3`` with their attention fixed at
+  the mean of the neighbours (attention vectors zero and not trained): the function of a SAGE
+  layer, with the GAT layer's parameters and initialisation; they separate what learned attention
+  does from what the rest of the GAT layer does;
 * ``sage-full``: SAGE on all neighbours, as GAT.
 
 For every GAT at one of ``--attention-depths`` it also measures what the trained attention does
@@ -77,6 +77,14 @@ VARIANTS: dict[str, tuple[str, dict, int | None, str]] = {
         {"attention_dropout": 0.0},
         3,
         "GAT without attention dropout, on 3 sampled neighbours (regularised as SAGE)",
+    ),
+    "gat-mean": (
+        "gat",
+        {"attention_dropout": 0.0, "mean_attention": True},
+        None,
+        "GAT whose attention is fixed at the mean (not trained), without attention dropout, on all "
+        "neighbours: the function of a SAGE layer with the GAT layer's parameters and "
+        "initialisation",
     ),
     "gat-mean-f3": (
         "gat",
@@ -388,8 +396,9 @@ def render_page(
     )  # fmt: skip
     for base, changed in (("gat", v) for v in variants if v != "gat" and VARIANTS[v][0] == "gat"):
         lines.append(_change_row(results, cohorts, seeds, depths, base, changed))
-    if "gat-ad0-f3" in variants and "gat-mean-f3" in variants:  # learned attention vs the mean
-        lines.append(_change_row(results, cohorts, seeds, depths, "gat-ad0-f3", "gat-mean-f3"))
+    for learned, mean in (("gat-ad0", "gat-mean"), ("gat-ad0-f3", "gat-mean-f3")):
+        if learned in variants and mean in variants:  # learned attention vs the mean
+            lines.append(_change_row(results, cohorts, seeds, depths, learned, mean))
     if "sage" in variants and "sage-full" in variants:
         lines.append(_change_row(results, cohorts, seeds, depths, "sage", "sage-full"))
     lines += [

@@ -61,7 +61,8 @@ def test_every_variant_changes_what_it_names(bench):
         "gat": ("gat", 0.5, 1, None), "gat-ad0": ("gat", 0.0, 1, None),
         "gat-ad25": ("gat", 0.25, 1, None), "gat-h4": ("gat", 0.5, 4, None),
         "gat-f3": ("gat", 0.5, 1, 3),
-        "gat-ad0-f3": ("gat", 0.0, 1, 3), "gat-mean-f3": ("gat", 0.0, 1, 3),
+        "gat-ad0-f3": ("gat", 0.0, 1, 3), "gat-mean": ("gat", 0.0, 1, None),
+        "gat-mean-f3": ("gat", 0.0, 1, 3),
         "sage": ("sage", 0.5, 1, 3),
         "sage-full": ("sage", 0.5, 1, None),
     }  # fmt: skip
