@@ -239,19 +239,10 @@ def register(app: typer.Typer) -> None:
         touched); reused when the run and the brain's features are unchanged.
         """
         from cortexgraph.data.manifest import find_cohort
-        from cortexgraph.errors import DataFormatError
         from cortexgraph.gnn.stage import cohort_of_run, predict_brain, resolve_run
 
         # every brain is checked before the first is predicted
-        cohort = find_cohort(cohort_of_run(resolve_run(run, flags.root), flags.root))
-        unknown = [b for b in brains if b not in cohort.brain_ids]
-        if unknown:
-            raise DataFormatError(
-                f"brain(s) {', '.join(unknown)} not listed in the cohort of run {run} (brains: "
-                f"{', '.join(cohort.brain_ids)}); nothing was predicted",
-                file=cohort.manifest_path,
-                fix="pick listed brains",
-            )
+        find_cohort(cohort_of_run(resolve_run(run, flags.root), flags.root)).require_listed(brains)
         for brain in brains:
             for path in with_progress(
                 predict_brain, run, brain, flags.root, device=device, **flags.stage_keywords

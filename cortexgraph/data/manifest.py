@@ -189,7 +189,7 @@ def read_tsv_lines(path: Path, required: Sequence[str]) -> list[tuple[int, dict[
     header = [h.strip() for h in lines[0]]
     missing = [c for c in required if c not in header]
     if missing:
-        near = [h for h in header if h not in required and h.strip().lower() in missing]
+        near = [h for h in header if h not in required and h.lower() in missing]
         raise DataFormatError(
             f"missing column(s) {', '.join(missing)}"
             + (f" (found {', '.join(repr(h) for h in near)}: column names are lower case)"
@@ -1196,14 +1196,20 @@ class Cohort:
             self._areas = AreaTable.read(self.area_table_path)
         return self._areas
 
-    def brain(self, brain_id: str) -> Brain:
-        """The brain ``<cohort>/<brain_id>``; the id must be listed in cohort.toml."""
-        if brain_id not in self.brain_ids:
+    def require_listed(self, brain_ids: Sequence[str]) -> None:
+        """DataFormatError naming every id of ``brain_ids`` that cohort.toml does not list."""
+        unknown = [b for b in brain_ids if b not in self.brain_ids]
+        if unknown:
+            names = ", ".join(repr(b) for b in unknown)
             raise DataFormatError(
-                f"brain {brain_id!r} is not listed in the cohort (brains: {', '.join(self.brain_ids)})",
+                f"brain {names} is not listed in the cohort (brains: {', '.join(self.brain_ids)})",
                 file=self.manifest_path,
                 fix="add it to 'brains' or pick a listed brain",
             )
+
+    def brain(self, brain_id: str) -> Brain:
+        """The brain ``<cohort>/<brain_id>``; the id must be listed in cohort.toml."""
+        self.require_listed([brain_id])
         folder = self.root / brain_id
         if not (folder / BRAIN_MANIFEST).is_file():
             raise DataFormatError(

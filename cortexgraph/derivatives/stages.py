@@ -159,14 +159,14 @@ STAGES: dict[str, StageSpec] = {
             "lsm-plan",
             3,
             "brain",
-            lambda sid: _lsm_rerun(sid),
+            _lsm_rerun,
             "the chain plan of one area in one LSM/GSM model run",
         ),
         StageSpec(
             "lsm-train",
             2,
             "brain",
-            lambda sid: _lsm_rerun(sid),
+            _lsm_rerun,
             "a local (or global) segmentation model of one area",
         ),
         StageSpec(

@@ -726,8 +726,9 @@ def compute_node_features(
     wait_s: float = 0.0,
     progress=None,
 ) -> dict:
-    """The ``features`` command: stages ``node-priors``, ``node-labels`` (split ``test_every``,
-    ``test_offset``: :func:`compute_node_labels`) and ``features@<encoder>``.
+    """The ``features`` command: stages ``features@<encoder>`` (first: it needs the encoder),
+    ``node-priors`` and ``node-labels`` (split ``test_every``, ``test_offset``:
+    :func:`compute_node_labels`).
 
     Each stage is reused when its key matches (:mod:`cortexgraph.derivatives`).
 
@@ -739,11 +740,12 @@ def compute_node_features(
     if not isinstance(brain, Brain):
         brain = find_brain(brain, root)
     require_clean(brain, "features")  # before anything is written
-    # the encoder too: a missing or stale one used to fail only after PM, CO and labels were made
-    name = check_name(default_encoder_name(brain) if encoder is None else encoder, "encoder name")
-    store = Derivatives.of(brain)
-    for sid in encoder_upstream(_cohort_of(brain), name)[0]:
-        store.require(sid)
+    # CY first: it needs the encoder, and a missing or stale one must refuse the command before
+    # PM, CO and labels are made (none of them depends on CY)
+    cy = compute_node_cy(
+        brain, encoder, device=device, amp=amp, overwrite=overwrite, wait_s=wait_s,
+        progress=progress,
+    )  # fmt: skip
     return {
         "priors": compute_node_priors(brain, overwrite=overwrite, wait_s=wait_s),
         "labels": compute_node_labels(
@@ -753,13 +755,5 @@ def compute_node_features(
             overwrite=overwrite,
             wait_s=wait_s,
         ),
-        "cy": compute_node_cy(
-            brain,
-            encoder,
-            device=device,
-            amp=amp,
-            overwrite=overwrite,
-            wait_s=wait_s,
-            progress=progress,
-        ),
+        "cy": cy,
     }
