@@ -21,11 +21,22 @@ input, say) writes the previous record back, so that run stands as it was; one t
 deletes all of them (inside the derivatives), so the folder never holds a mix of two runs.
 :meth:`StageRun.commit` checks that no input and no upstream changed while the stage ran, writes the
 record, and deletes outputs of the previous run that this run did not write again.
+
+Files that no record backs are listed, while a run is under way, in the stage's journal
+``locks/<stage>[@<scope>].unrecorded.json`` beside its lock: the previous run's outputs once its
+record is deleted, and every output the run declares with :meth:`StageRun.writing` before it writes
+it (stages that write many files one by one, such as the predictions of every section). A run that
+fails or is interrupted deletes them (keeping the previous run's outputs when it stands again, see
+above); :meth:`StageRun.commit` deletes the declared files it does not record. A run killed outright
+(SIGKILL, power loss) cannot clean up: the next run of the stage, holding the lock, deletes what the
+journal lists before it decides anything (not the outputs of a record that stands). So a first run
+that is interrupted leaves no files behind either, and nothing in the folder is half a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -179,6 +190,8 @@ class StageRun:
         self.upstream_records: dict[str, StageRecord] = {}
         self.key = ""
         self._started = 0.0
+        self._declared: set[str] = set()  # names declared with writing(), not yet recorded
+        self._orphans: set[str] = set()  # the previous run's outputs once its record is deleted
 
     # -- entry: decide ------------------------------------------------------------------------------
     def __enter__(self) -> StageRun:
@@ -187,6 +200,7 @@ class StageRun:
             return self
         self.lock.acquire()
         try:
+            self._clear_interrupted_run()
             self._decide()
         except BaseException:
             self.lock.release()
@@ -232,10 +246,92 @@ class StageRun:
             log.info("%s: up to date, reused (key %s)", self.sid.label, self.key[:12])
             return
         if previous is not None and not self.follower:
+            self._orphans = set(previous.outputs)
+            self._write_journal()  # before the record goes: a kill from here on is cleaned up
             with contextlib.suppress(FileNotFoundError):
                 record_path.unlink()  # from here on the old outputs are not trusted
         log.info("%s: computing (%s)", self.sid.label, "; ".join(reasons[:4]))
         self._started = time.time()
+
+    # -- files that no record backs yet ------------------------------------------------------------
+    @property
+    def journal_path(self) -> Path:
+        """The journal of unrecorded files: ``locks/<stage>[@<scope>].unrecorded.json``."""
+        return self.lock.path.with_name(f"{self.sid.file_stem}.unrecorded.json")
+
+    def writing(self, paths: Iterable[str | os.PathLike]) -> None:
+        """Declare outputs before writing them (inside the derivatives; others are ignored).
+
+        Until :meth:`commit` they are listed in the stage's journal; a run that fails or is
+        interrupted deletes them, and so does the next run of the stage after a kill (module
+        docstring). Declare a file before its first byte is written; declaring one twice is a
+        no-op. A reused stage and a follower declare nothing."""
+        if self.follower or self.reuse:
+            return
+        names = {
+            self.store.namer.name(Path(p))
+            for p in paths
+            if is_inside(Path(p), self.store.root)
+        }
+        if names - self._declared:
+            self._declared |= names
+            self._write_journal()
+
+    def _write_journal(self) -> None:
+        write_json_atomic(
+            self.journal_path,
+            {
+                "stage": self.sid.label,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_unix": round(self._started or time.time(), 3),
+                "unrecorded": sorted(self._declared | self._orphans),
+            },
+        )
+
+    def _delete_unrecorded(self, names: Iterable[str]) -> int:
+        """Delete the files ``names`` (inside the derivatives); returns how many were there."""
+        removed = 0
+        for name in sorted(set(names)):
+            path = self.store.namer.path(name)
+            if is_inside(path, self.store.root):
+                try:
+                    path.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    def _end_journal(self) -> None:
+        self._declared, self._orphans = set(), set()
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+
+    def _clear_interrupted_run(self) -> None:
+        """Under the lock, before deciding: delete the files a killed run listed in the journal,
+        except the outputs of a record that stands."""
+        path = self.journal_path
+        if not path.is_file():
+            return
+        try:
+            journal = json.loads(path.read_text(encoding="utf-8"))
+            names = [str(n) for n in journal.get("unrecorded", [])]
+        except (OSError, ValueError, AttributeError):
+            journal, names = {}, []  # an unreadable journal: nothing can be trusted to delete
+        record = read_record(self.store.record_path(self.sid))
+        kept = set(record.outputs) if record is not None else set()
+        removed = self._delete_unrecorded(set(names) - kept)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if removed:
+            log.warning(
+                "%s: deleted %d unrecorded file(s) of an earlier run that was stopped before it "
+                "finished (pid %s on %s)",
+                self.sid.label,
+                removed,
+                journal.get("pid", "?"),
+                journal.get("host", "?"),
+            )
 
     def summary(self, measured: Mapping[str, Any] | None = None, **extra: Any) -> dict:
         """What a stage function returns: its measurements (the record's when reused) with
@@ -315,6 +411,8 @@ class StageRun:
         record.measured = canonical_measured(record.measured)
         write_record(store.record_path(self.sid), record)
         self._remove_leftovers(set(output_ids))
+        self._delete_unrecorded(self._declared - set(output_ids))  # declared, then not recorded
+        self._end_journal()
         _remove_stale_temporaries(output_paths, self._started)
         self.record = record
         store.cache.save()
@@ -345,18 +443,25 @@ class StageRun:
         the previous run's outputs (e.g. refused bad input before writing), the previous record is
         written back: that run stands, as it was. Otherwise the previous outputs are deleted, also
         those already rewritten, so that no one reads a mix of two runs (the next run recomputes
-        them all anyway)."""
+        them all anyway). Either way the files this run declared (:meth:`writing`) and does not
+        leave to a standing record are deleted: a failed first run leaves nothing."""
         previous = self.previous
-        if previous is None:
-            return
-        store = self.store
-        touched = [p for p in store.problems(previous) if p.startswith("output ")]
-        if not touched:
-            write_record(store.record_path(self.sid), previous)
-            log.info("%s: not recomputed; the previous run's outputs are untouched and its "
-                     "record is kept", self.sid.label)  # fmt: skip
-            return
-        self._remove_leftovers(set())
+        try:
+            if previous is None:
+                self._delete_unrecorded(self._declared)
+                return
+            store = self.store
+            touched = [p for p in store.problems(previous) if p.startswith("output ")]
+            if not touched:
+                write_record(store.record_path(self.sid), previous)
+                self._delete_unrecorded(self._declared - set(previous.outputs))
+                log.info("%s: not recomputed; the previous run's outputs are untouched and its "
+                         "record is kept", self.sid.label)  # fmt: skip
+                return
+            self._remove_leftovers(set())
+            self._delete_unrecorded(self._declared)
+        finally:
+            self._end_journal()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.follower:

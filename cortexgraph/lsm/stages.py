@@ -726,6 +726,7 @@ def predict_stage(run: LSMRun) -> list[Path]:
                 ):
                     measured[str(u)] = old
                 else:
+                    stage.writing([out])  # an interrupted run leaves no section behind
                     measured[str(u)] = {"key": key} | _predict_one(
                         run, stack, model, u, geometry[str(u)], out
                     )

@@ -281,6 +281,12 @@ def project_brain(
     )
 
     def compute(stage: StageRun) -> dict:
+        from cortexgraph.data.stack import SectionStack
+
+        with SectionStack(brain) as stack:  # the label files of every section: declared first,
+            sections = list(stack.sections)  # so an interrupted run leaves none behind
+        label_files = [out_dir / f"s{s:04d}.h5" for s in sections]
+        stage.writing(label_files + [p.with_suffix(".geojson") for p in label_files])
         graphs = []
         for hemi in graph_hemispheres(store, brain.id):
             data = load_brain_graph(

@@ -30,6 +30,10 @@ nothing else in :mod:`cortexgraph.web` knows the layout):
                             the files written so far (each complete: written atomically), so the
                             sections appear one by one before the stage's record exists
 :func:`job_target`          the source, area and interval a job's predictions land in (from its argv)
+:func:`job_predictions`     the sections of a job's interval whose prediction the job has written or
+                            kept: the first ``done`` sections of the run's plan (``chain.json``),
+                            ``done`` from the job's own ``progress.json``, since the predict stage
+                            handles the plan's sections in order
 =========================  ===========================================================================
 
 Prediction files are label rasters of classes: 0 slide, 1 white matter, 2 other cortex, 3 the area,
@@ -67,6 +71,7 @@ __all__ = [
     "list_jobs",
     "job_status",
     "cancel_job",
+    "job_predictions",
     "job_target",
     "prediction_sets",
     "prediction_files",
@@ -252,6 +257,36 @@ def job_target(brain: Brain, job: dict) -> dict | None:
     if name is None:
         name = layout.default_run_name("lsm", arch)
     return {"source": name, "area_id": area.id, "interval": interval}
+
+
+def job_predictions(brain: Brain, job: dict, target: dict | None) -> list[int]:
+    """The sections strictly inside a local-model job's interval whose prediction the job has
+    written, or kept because it was current, so far (ascending; empty for other jobs).
+
+    Read from the job itself, never from file times: the predict stage handles the sections of the
+    run's plan in the plan's order and reports ``predict [done, total]`` to the job's
+    ``progress.json``, so the first ``done`` plan sections are the ones it has finished. A job that
+    ended ``done`` without a predict report reused the whole stage (its predictions were current):
+    every plan section counts. A file that another job wrote into the same folder is never counted,
+    and a prediction the job kept is.
+    """
+    if not target or not target.get("interval") or brain.cohort is None:
+        return []
+    from cortexgraph.lsm.plan import ChainPlan
+
+    s, t = (int(v) for v in target["interval"])
+    area = brain.cohort.areas.resolve(target["area_id"])
+    done = (job.get("progress") or {}).get("predict")
+    if done is None and job.get("state") != "done":
+        return []
+    path = layout.plan_path(brain.derivatives, target["source"], area)
+    try:
+        plan = ChainPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # no plan yet: nothing predicted
+    handled = plan.sections if done is None else plan.sections[: int(done[0])]
+    files = prediction_files(brain, target["source"], area)
+    return sorted(u for u in handled if s < u < t and u in files)
 
 
 def list_jobs(brain: Brain) -> list[dict]:

@@ -249,3 +249,102 @@ def test_reused_outputs_are_the_record_files_and_refused_when_computing(store):
         assert not run.reuse
         with pytest.raises(RuntimeError, match="of a run that computes"):
             run.reused_outputs()
+
+
+def _sections(store, names):
+    folder = store.root / "B01" / "pred"
+    return [folder / f"{n}.h5" for n in names]
+
+
+def test_an_interrupted_first_run_deletes_the_files_it_declared(store):
+    """Before, a first run stopped after some sections left their files, unrecorded, where the web
+    app's viewer lists predictions by folder."""
+    sid = StageId("lsm-predict", "B01", ("lsm-ms", "hOc1"))
+    files = _sections(store, ["s0100", "s0200", "s0300"])
+    outside = store.cohort_root / "B01-notes.txt"
+    outside.write_text("not an output")
+    with pytest.raises(KeyboardInterrupt):
+        with StageRun(store, sid, parameters={"v": 1}) as run:
+            for f in files[:2]:
+                run.writing([f, outside])  # a path outside the derivatives is never declared
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text("1")
+            journal = json.loads(run.journal_path.read_text())
+            assert [store.namer.path(n) for n in journal["unrecorded"]] == files[:2]
+            raise KeyboardInterrupt
+    assert not any(f.exists() for f in files) and store.record(sid) is None
+    assert outside.read_text() == "not an output"
+    assert not run.journal_path.exists()
+    # a complete run: declared files it records stay, one it declared and did not record goes
+    with StageRun(store, sid, parameters={"v": 1}) as run:
+        for f in files:
+            run.writing([f])
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text("2")
+        run.commit(files[:2])
+    assert [f.exists() for f in files] == [True, True, False]
+    assert not run.journal_path.exists()
+    assert {store.namer.path(n) for n in store.record(sid).outputs} == set(files[:2])
+
+
+def test_a_refused_rerun_keeps_the_previous_run_and_deletes_only_its_own_new_files(store):
+    sid = StageId("lsm-predict", "B01", ("lsm-ms", "hOc1"))
+    old, new = _sections(store, ["s0100", "s0400"])
+    with StageRun(store, sid, parameters={"v": 1}) as run:
+        run.writing([old])
+        old.parent.mkdir(parents=True, exist_ok=True)
+        old.write_text("1")
+        run.commit([old])
+    with pytest.raises(RuntimeError):
+        with StageRun(store, sid, parameters={"v": 2}) as run:
+            run.writing([old, new])
+            new.write_text("2")  # a new section; the previous run's file is untouched
+            raise RuntimeError("refused")
+    assert old.read_text() == "1" and not new.exists()
+    assert store.record(sid) is not None and store.problems(store.record(sid)) == []
+
+
+KILLED_STAGE = (
+    "import sys, time\n"
+    "from cortexgraph.derivatives import Derivatives, StageId, StageRun\n"
+    "store = Derivatives(sys.argv[1])\n"
+    "sid = StageId('lsm-predict', 'B01', ('lsm-ms', 'hOc1'))\n"
+    "folder = store.root / 'B01' / 'pred'\n"
+    "with StageRun(store, sid, parameters={'v': int(sys.argv[2])}) as run:\n"
+    "    sections = [int(s) for s in sys.argv[3].split(',')]\n"
+    "    files = [folder / f's{s:04d}.h5' for s in sections]\n"
+    "    for f in files:\n"
+    "        run.writing([f])\n"
+    "        f.parent.mkdir(parents=True, exist_ok=True)\n"
+    "        f.write_text(sys.argv[2])\n"
+    "    if sys.argv[4] == 'stall':\n"
+    "        print('written', flush=True)\n"
+    "        time.sleep(60)\n"
+    "    run.commit(files)\n"
+)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_files_of_a_killed_run_are_deleted_by_the_next_run_of_the_stage(store, tmp_path, first):
+    """SIGKILL cannot be cleaned up after; the next run of the stage deletes what the journal lists
+    (the files the killed run declared and, for a recomputation, the previous run's outputs) and
+    keeps nothing of it, even files it does not write itself (here: section 500)."""
+    script = tmp_path / "stage.py"
+    script.write_text(KILLED_STAGE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    root = str(store.cohort_root)
+    folder = store.root / "B01" / "pred"
+    if not first:  # a previous run (sections 100, 200) stands, then a recomputation is killed
+        subprocess.run([sys.executable, str(script), root, "1", "100,200", "go"], check=True,
+                       env=env, timeout=60)  # fmt: skip
+    killed = subprocess.Popen([sys.executable, str(script), root, "2", "100,500", "stall"],
+                              stdout=subprocess.PIPE, env=env, text=True)  # fmt: skip
+    assert killed.stdout.readline().strip() == "written"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    assert (folder / "s0500.h5").exists()  # left by the killed run, unrecorded
+    subprocess.run([sys.executable, str(script), root, "3", "100,300", "go"], check=True, env=env,
+                   timeout=60)  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == ["s0100.h5", "s0300.h5"]
+    record = store.record(StageId("lsm-predict", "B01", ("lsm-ms", "hOc1")))
+    assert record is not None and record.parameters == {"v": 3}

@@ -272,6 +272,8 @@ def test_locked_predict_refuses_or_waits_and_a_killed_prediction_reruns_cleanly(
     with pytest.raises(UpstreamError, match="has not been computed"):
         lsm_area_sections(run.store, run.brain, "lsm-hr", "hOc1")
     assert lock_path.exists()  # left behind by the killed process: stale, broken by the next run
+    journal = lock_path.with_name(lock_path.name.replace(".lock", ".unrecorded.json"))
+    assert journal.is_file()  # what the killed run wrote (and the previous outputs): unrecorded
 
     events = []
     predict_stage(settings(cohort, events, **slow))
@@ -281,9 +283,37 @@ def test_locked_predict_refuses_or_waits_and_a_killed_prediction_reruns_cleanly(
     for section in reference:
         np.testing.assert_array_equal(rerun[section], reference[section])
     assert not [p for p in pred_dir.iterdir() if p.name.startswith(".")]  # no temporary file left
-    assert not lock_path.exists()
+    assert not lock_path.exists() and not journal.exists()
     record = json.loads(run.store.record_path(predict_id("B01", "lsm-hr", run.area)).read_text())
     assert record["measured"]["predicted"] == len(FIRST)
+
+
+def test_an_interrupted_first_prediction_leaves_no_section_behind(cohort, monkeypatch):
+    """Before, a first `lsm predict` stopped after some sections left their files, unrecorded,
+    where the web app lists the predictions of a run by folder; the next run overwrote only the
+    sections it predicted again."""
+    import cortexgraph.lsm.stages as lsm_stages
+
+    run = settings(cohort, name="lsm-hr-first", extent=(722, 842))
+    run_chain(run, predict=False)
+    pred_dir = prediction_path(run.out_dir, run.name, run.area, 0).parent
+    original, calls = lsm_stages._predict_one, []
+
+    def stop_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C, or the job's SIGTERM, while the third section runs
+        calls.append(args[3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lsm_stages, "_predict_one", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        predict_stage(settings(cohort, name="lsm-hr-first", extent=(722, 842)))
+    assert len(calls) == 2  # two sections were written ...
+    assert not pred_dir.exists() or not any(pred_dir.iterdir())  # ... and deleted again
+    assert run.store.record(predict_id("B01", "lsm-hr-first", run.area)) is None
+    monkeypatch.setattr(lsm_stages, "_predict_one", original)
+    predict_stage(settings(cohort, name="lsm-hr-first", extent=(722, 842)))
+    assert sorted(p.name for p in pred_dir.iterdir()) == [f"s{s:04d}.h5" for s in FIRST]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -135,16 +135,7 @@ def job(request: Request, brain_id: str, job_id: str, response: Response) -> dic
     status = lsm_adapter.job_status(brain, job_id)
     out = _summary(brain, status)
     out["log_tail"] = lsm_adapter.job_log_tail(brain, job_id)
-    target = out["target"]
-    written = []
-    if target and target.get("interval"):
-        s, t = target["interval"]
-        area = state.cohort().areas.resolve(target["area_id"])
-        since = float(status.get("created_unix") or 0.0)
-        for section, path in lsm_adapter.prediction_files(brain, target["source"], area).items():
-            if s < section < t and path.stat().st_mtime >= since - 1.0:
-                written.append(section)
-    out["predicted_sections"] = written
+    out["predicted_sections"] = lsm_adapter.job_predictions(brain, status, out["target"])
     response.headers["Cache-Control"] = "no-store"
     return out
 
