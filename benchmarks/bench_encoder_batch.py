@@ -197,24 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with rp.bench_folder(out, "bench_encoder_batch") as bench:
         if bench is None:
             return 3
-        report, env, results = bench.report, bench.env, bench.results
-        loads, seconds = [os.getloadavg()[0]], 0.0
+        results, loads, seconds = bench.results, [os.getloadavg()[0]], 0.0
         for variant in args.variants:
             rp._write_text(out / "params" / f"{variant}.toml", params_text(VARIANTS[variant]))
         for seed, area_seed in pairs:
             name = rp.cohort_name(seed, area_seed)
             root, logs = cohorts / name / "cohort", out / "logs" / name
-            if not (root / "cohort.toml").is_file() or not (root / "synth.json").is_file():
-                if root.exists():
-                    raise SystemExit(f"error: {root} holds an unfinished phantom; delete it")
-                report(f"[{name}] synth")
-                synth = rp.synth_args(root, seed, area_seed, rp.Settings(scale="demo"))
-                seconds += rp.run_command(synth, logs / "synth.log", env)["seconds"]
+            seconds += rp.ensure_phantom(root, seed, area_seed, bench, logs / "synth.log")
             for variant in args.variants:
-                report(f"[{name}] {variant}")
+                bench.report(f"[{name}] {variant}")
                 params = out / "params" / f"{variant}.toml"
                 r = rp.run_command(encoder_args(root, seed, variant, params),
-                                   logs / f"{variant}.log", env)  # fmt: skip
+                                   logs / f"{variant}.log", bench.env)  # fmt: skip
                 seconds += r["seconds"]
                 loads.append(r["load"])
                 metrics_path = root / "derivatives/cortexgraph/encoders" / f"enc-{variant}"
@@ -222,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.setdefault(name, {})[variant] = read_run(metrics)
                 rp._write_json(bench.results_path, results)
                 got = results[name][variant]
-                report(f"[{name}] {variant}: SCL test {got['scl']['test']:.3f}, CE test "
+                bench.report(f"[{name}] {variant}: SCL test {got['scl']['test']:.3f}, CE test "
                        f"{got['ce']['test']:.3f} ({r['seconds']:.0f} s)")  # fmt: skip
         loads.append(os.getloadavg()[0])
         command = "python benchmarks/bench_encoder_batch.py OUT " + shlex.join(
@@ -235,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         page = render_page({c: results[c] for c in sorted(chosen) if c in results},
                            args.variants, info, old)  # fmt: skip
         rp._write_text(args.page, page)
-        report(f"page written: {args.page}")
+        bench.report(f"page written: {args.page}")
     return 0
 
 

@@ -166,13 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for area_seed in args.area_seeds:
                 name = rp.cohort_name(seed, area_seed)
                 root, logs = cohorts / name / "cohort", out / "logs" / name
-                if not (root / "cohort.toml").is_file() or not (root / "synth.json").is_file():
-                    if root.exists():
-                        raise SystemExit(f"error: {root} holds an unfinished phantom; delete it")
-                    settings = rp.Settings(scale=args.scale)
-                    report(f"[{name}] synth")
-                    synth = rp.synth_args(root, seed, area_seed, settings)
-                    seconds += rp.run_command(synth, logs / "synth.log", env)["seconds"]
+                seconds += rp.ensure_phantom(root, seed, area_seed, bench, logs / "synth.log",
+                                             scale=args.scale)  # fmt: skip
                 for n in args.iterations:
                     names = run_names(n, default_iterations)
                     report(f"[{name}] {n} iterations: {', '.join(names.values())}")

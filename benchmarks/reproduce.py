@@ -358,6 +358,29 @@ def synth_args(root: Path, seed: int, area_seed: int, settings: Settings) -> lis
     return args
 
 
+def ensure_phantom(
+    root: Path,
+    seed: int,
+    area_seed: int,
+    bench: BenchFolder,
+    log_path: Path,
+    *,
+    scale: str = "demo",
+    extra: Sequence[str] = (),
+) -> float:
+    """Make the harness's phantom at ``root`` unless it is complete there (``synth_args`` plus
+    ``extra`` arguments); returns the seconds spent. A folder holding an unfinished phantom is
+    refused (SystemExit), never deleted: a benchmark script does not delete what it did not make
+    in this run."""
+    if (root / "cohort.toml").is_file() and (root / "synth.json").is_file():
+        return 0.0
+    if root.exists():
+        raise SystemExit(f"error: {root} holds an unfinished phantom; delete it")
+    bench.report(f"[{root.parent.name}] synth")
+    args = [*synth_args(root, seed, area_seed, Settings(scale=scale)), *extra]
+    return float(run_command(args, log_path, bench.env)["seconds"])
+
+
 def comparison_args(
     root: Path, mode: str, preset: str, seed: int, epochs: int | None
 ) -> tuple[list[str], Path]:

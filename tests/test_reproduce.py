@@ -210,3 +210,30 @@ def test_a_resumed_cohort_keeps_the_seconds_of_earlier_invocations(rp, tmp_path,
         rp.run_cohort(folder, 1, 11, other, {}, lambda message: None)
     steps = rp.json.loads((folder / "results.json").read_text())["steps"]
     assert steps["build-graph"]["seconds"] == 5.0 and steps["build-graph"]["invocations"] == 1
+
+
+def test_ensure_phantom_reuses_a_complete_cohort_and_refuses_an_unfinished_one(rp, tmp_path):
+    calls = []
+    rp_run = rp.run_command
+    rp.run_command = lambda args, log, env: calls.append(list(args)) or {"seconds": 2.5}
+    try:
+        with rp.bench_folder(tmp_path / "out", "test") as bench:
+            complete = tmp_path / "c" / "s1-a11" / "cohort"
+            complete.mkdir(parents=True)
+            (complete / "cohort.toml").write_text("")
+            (complete / "synth.json").write_text("{}")
+            assert rp.ensure_phantom(complete, 1, 11, bench, tmp_path / "l.log") == 0.0
+            unfinished = tmp_path / "c" / "s2-a12" / "cohort"
+            unfinished.mkdir(parents=True)
+            (unfinished / "cohort.toml").write_text("")  # no synth.json: synth did not finish
+            with pytest.raises(SystemExit, match="unfinished phantom"):
+                rp.ensure_phantom(unfinished, 2, 12, bench, tmp_path / "l.log")
+            assert (unfinished / "cohort.toml").is_file()  # refused, never deleted
+            assert calls == []
+            fresh = tmp_path / "c" / "s3-a11" / "cohort"
+            extra = ["--params", "p.toml"]
+            assert rp.ensure_phantom(fresh, 3, 11, bench, tmp_path / "l.log", extra=extra) == 2.5
+    finally:
+        rp.run_command = rp_run
+    assert calls[0][:2] == ["synth", str(fresh)] and calls[0][-2:] == extra
+    assert calls[0][calls[0].index("--area-seed") + 1] == "11"
