@@ -49,14 +49,16 @@ def register(app: typer.Typer) -> None:
         from cortexgraph.errors import ParameterError
         from cortexgraph.mapping.project import project_brain
 
-        if spacing_um is not None and not 0 < spacing_um < 1e5:
-            raise ParameterError(f"--spacing-um {spacing_um} out of range", fix="give a value > 0")
-        if not 0 < max_distance_mm < 1e3:
-            raise ParameterError(
-                f"--max-distance-mm {max_distance_mm} out of range", fix="give a value > 0"
-            )
-        if smooth < 0:
-            raise ParameterError(f"--smooth {smooth} is negative", fix="give 0 or more hops")
+        ParameterError.check_ranges(
+            [
+                (spacing_um is None or 0 < spacing_um < 1e5, "--spacing-um", spacing_um,
+                 "a spacing > 0 and < 100000 µm"),
+                (0 < max_distance_mm < 1e3, "--max-distance-mm", max_distance_mm,
+                 "a distance > 0 and < 1000 mm"),
+                (smooth >= 0, "--smooth", smooth, "0 or more hops"),
+                (overlays >= -1, "--overlays", overlays, "a number of sections, 0 (none) or -1 (all)"),
+            ]
+        )  # fmt: skip
         with progress_bar(f"project {brain}") as advance:
 
             def progress(done: int, total: int) -> None:

@@ -337,12 +337,10 @@ def max_interval_sections(max_interval_mm: float | None, thickness_um: float) ->
     """The interval limit in section numbers for a limit in mm (``None``: no limit)."""
     if max_interval_mm is None:
         return None
-    if not (isinstance(max_interval_mm, int | float) and math.isfinite(max_interval_mm)) or (
-        max_interval_mm <= 0
-    ):
-        raise ParameterError(
-            f"--max-interval-mm {max_interval_mm!r} is out of range", fix="give a length > 0 mm"
-        )
+    ok = isinstance(max_interval_mm, int | float) and math.isfinite(max_interval_mm)
+    ParameterError.check_ranges(
+        [(ok and max_interval_mm > 0, "--max-interval-mm", max_interval_mm, "a length > 0 mm")]
+    )
     return max(1, int(math.floor(max_interval_mm * 1000.0 / thickness_um + 1e-6)))
 
 

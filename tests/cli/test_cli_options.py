@@ -73,3 +73,20 @@ def test_map3d_refuses_sections_the_brain_does_not_have(tiny_cohort):
     text = " ".join(result.output.split())
     assert "99999" in text and "sections.tsv" in text
     assert not (tiny_cohort / "derivatives" / "cortexgraph" / "B01" / "maps3d").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--max-distance-mm", "nan"], "--max-distance-mm nan is out of range"),
+        (["--max-distance-mm", "0"], "--max-distance-mm 0.0 is out of range"),
+        (["--spacing-um", "-5"], "--spacing-um -5.0 is out of range"),
+        (["--smooth", "-1"], "--smooth -1 is out of range"),
+        (["--overlays", "-2"], "--overlays -2 is out of range"),
+    ],
+)
+def test_project_refuses_options_out_of_range_before_reading_anything(tmp_path, options, words):
+    result = runner.invoke(app, ["project", "B01", "--run", "gat3", "--root", str(tmp_path), *options])
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split()) and "give " in result.output
+    assert list(tmp_path.iterdir()) == []
