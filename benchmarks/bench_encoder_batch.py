@@ -19,6 +19,7 @@ e120           120 SCL epochs, CE 126: four times the patches and the steps
 b512-e120      batch 512 and 120 SCL epochs (CE 126), linear evaluation 24 epochs: the preset's
                number of SCL steps (810; 840 with the rounding of the last batch) with four times the patches per step, so about 13
                positives per anchor instead of 2.6, at the compute of e120
+e240           240 SCL epochs, CE 246: eight times the preset's budget
 =============  ==================================================================================
 
 Comparisons: ``b512-e120`` against ``preset`` doubles as "the same steps, more positives", and
@@ -64,6 +65,7 @@ VARIANTS: dict[str, dict[str, float | int]] = {
     "tau0.2": {"temperature": 0.2},
     "e120": {"scl_epochs": 120},
     "b512-e120": {"batch_size": 512, "scl_epochs": 120, "linear_epochs": 24},
+    "e240": {"scl_epochs": 240},
 }
 SPLITS = ("train", "test", "transfer")
 

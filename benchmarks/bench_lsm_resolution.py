@@ -164,12 +164,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="folder of the 100 µm demo cohorts, <name>/cohort (default OUT/cohorts)")  # fmt: skip
     p.add_argument("--pairs", type=encoder_bench._pairs, default=[(1, 11), (2, 12), (3, 11)],
                    help="SEED:AREA_SEED pairs")  # fmt: skip
+    p.add_argument("--spacings", type=rp._ints, default=[100, 40],
+                   help="image spacings (µm) to run, of 100 and 40; the page shows every one "
+                        "run so far")  # fmt: skip
     p.add_argument("--iterations", type=int, default=150, help="per model (the harness's)")
     p.add_argument("--area", default="hOc1", help="area of the local models")
     p.add_argument("--page", type=Path, default=Path("benchmarks/results/lsm_resolution.md"))
     args = p.parse_args(argv)
     if args.iterations < 1:
         p.error("--iterations must be at least 1")
+    if not args.spacings or set(args.spacings) - {100, 40}:
+        p.error("--spacings takes 100, 40 or both")
     return args
 
 
@@ -191,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 40.0: out / "cohorts" / f"{name}-40um" / "cohort",
             }
             for spacing, root in roots.items():
+                if int(spacing) not in args.spacings:
+                    continue
                 key = spacing_key(spacing)
                 extra = ["--params", str(fine_params)] if spacing != 100.0 else []
                 seconds += rp.ensure_phantom(root, seed, area_seed, bench,
@@ -218,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loads.append(os.getloadavg()[0])
         command = "python benchmarks/bench_lsm_resolution.py OUT " + shlex.join(
             ["--cohorts", "DEMO_COHORTS", "--pairs", ",".join(f"{s}:{a}" for s, a in args.pairs),
-             "--iterations", str(args.iterations)]
+             "--spacings", ",".join(map(str, args.spacings)), "--iterations", str(args.iterations)]
         )  # fmt: skip
         info = rp.budget_info(command, loads, seconds)
         chosen = {rp.cohort_name(s, a) for s, a in args.pairs}

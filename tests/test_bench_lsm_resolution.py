@@ -63,3 +63,9 @@ def test_the_page_holds_the_margins_per_spacing(bench):
     assert "| s2-a12 | 0.800 / 0.830 / 0.850 (60 s) | 0.720 / 0.780 / 0.800 (60 s) |" in page
     kept = page.replace("(no reading written yet)", "Reading: context.")
     assert "Reading: context." in bench.render_page(results, info, old_page=kept)
+
+
+def test_spacings_are_checked(bench):
+    assert bench.parse_args(["out", "--spacings", "40"]).spacings == [40]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["out", "--spacings", "20"])

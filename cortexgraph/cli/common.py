@@ -72,6 +72,16 @@ DeviceOption = typer.Option(
 )
 
 
+def check_device(device: str | None) -> None:
+    """``--device`` of a command that computes on this machine: a device it cannot use (unknown,
+    CUDA without a GPU, ``cuda:N`` beyond its GPUs) is refused with exit status 2 before any work
+    (:func:`cortexgraph.training.runtime.check_device`; torch is imported only now). Commands that
+    hand the device to a job engine do not call it: the job's machine decides."""
+    from cortexgraph.training.runtime import check_device as check
+
+    check(device)
+
+
 def resolve_device(device: str | None) -> str:
     """``--device``: ``auto`` (or None) -> ``cuda`` when torch sees a GPU, else ``cpu``; any other
     value unchanged."""

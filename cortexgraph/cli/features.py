@@ -13,6 +13,7 @@ from cortexgraph.cli.common import (
     NoAmpOption,
     ParametersFile,
     StageFlags,
+    check_device,
     command,
     console,
     log,
@@ -168,6 +169,7 @@ def register(app: typer.Typer) -> None:
         with --params-template); the options given win over the file. The encoder records the
         resolved preset: a rerun with the same values reuses it, a changed value retrains it.
         """
+        check_device(device)  # exit 2 before any work for a device this machine lacks
         import time
 
         from cortexgraph.data.manifest import find_cohort
@@ -284,6 +286,7 @@ def register(app: typer.Typer) -> None:
         one with --params-template); the options above win over the file. The stages record the
         resolved values: a rerun with the same values reuses the outputs.
         """
+        check_device(device)  # exit 2 before any work for a device this machine lacks
         from cortexgraph.features.nodes import compute_node_features
 
         options = {"encoder": encoder, "test_every": test_every, "test_offset": test_offset}

@@ -15,6 +15,7 @@ from cortexgraph.cli.common import (
     DeviceOption,
     ParametersFile,
     StageFlags,
+    check_device,
     command,
     console,
     log,
@@ -111,6 +112,7 @@ def register(app: typer.Typer) -> None:
         one with --params-template); the options above win over the file. The run records the
         resolved settings: a rerun with the same values reuses it.
         """
+        check_device(device)  # exit 2 before any work for a device this machine lacks
         from cortexgraph.gnn.stage import PRESETS, resolve_preset, train_gnn
         from cortexgraph.training.runtime import pick_device
 
@@ -182,6 +184,7 @@ def register(app: typer.Typer) -> None:
         flags: StageFlags,
     ) -> None:
         """Macro F1 on test sections and on the transfer brain, per-area F1, comparisons."""
+        check_device(device)  # exit 2 before any work for a device this machine lacks
         from rich.table import Table
 
         from cortexgraph.gnn.evaluate import compare_models, evaluate_run
@@ -238,6 +241,7 @@ def register(app: typer.Typer) -> None:
         Writes derivatives/cortexgraph/BRAIN/predictions/RUN/<hemi>.h5 (the graph files are not
         touched); reused when the run and the brain's features are unchanged.
         """
+        check_device(device)  # exit 2 before any work for a device this machine lacks
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.gnn.stage import cohort_of_run, predict_brain, resolve_run
 

@@ -173,10 +173,11 @@ def register(app: typer.Typer) -> None:
         Example: cortexgraph jobs submit --name gat3 --gpus 1 --time-min 120 -- train-gnn
         --root COHORT --model gat --layers 3
         """
+        from cortexgraph.data.names import check_name
         from cortexgraph.execution.launcher import JobSpec
 
         spec = JobSpec(
-            name=name,
+            name=check_name(name, "job name"),  # refused, never rewritten into another name
             argv=list(ctx.args),
             gpus=gpus,
             cpus=cpus,
@@ -186,7 +187,7 @@ def register(app: typer.Typer) -> None:
             after=tuple(after or ()),
             processes=processes,
             cwd=str(Path.cwd()),
-        )
+        ).validated()  # bad values refused before an engine is opened or started
         with _opened(where, backend) as launcher:
             job_id = launcher.submit(spec)
         typer.echo(job_id)

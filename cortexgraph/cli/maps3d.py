@@ -219,8 +219,8 @@ def register(app: typer.Typer) -> None:
             raise ParameterError("no area given", fix="add --area <name or id>")
         brain = _brain(brain_name, flags.root)
         missing = []
-        for key in split_list(area):
-            rec = brain.cohort.areas.resolve(key)
+        records = [brain.cohort.areas.resolve(key) for key in split_list(area)]  # all, first
+        for rec in records:
             try:
                 info = map3d_area(brain, rec.id, labels, options, **flags.stage_keywords)
             except AreaNotLabelledError as exc:

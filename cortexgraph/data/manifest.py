@@ -126,6 +126,11 @@ class Findings:
         raise error
 
 
+
+#: the largest section number sections.tsv accepts: a million physical sections (20 m of 20 µm
+#: sections) is far beyond any brain; a larger number is a typo, and beyond 2^63 it would overflow
+MAX_SECTION_NUMBER = 999_999
+
 def findings_of(error: CortexgraphError) -> list[CortexgraphError]:
     """All problems an error raised by a reader stands for (itself when it carries none)."""
     return list(getattr(error, "findings", None) or [error])
@@ -778,6 +783,15 @@ class Brain:
                 found.add(
                     f"line {line}: section number {row['section']!r} is not an integer >= 0",
                     "use integer section numbers (posterior -> anterior)",
+                )
+                continue
+            if number > MAX_SECTION_NUMBER:
+                found.add(
+                    f"line {line}: section number {number} is larger than any series of physical "
+                    f"sections has (at most {MAX_SECTION_NUMBER}: 20 m of 20 µm sections)",
+                    "correct the number (an extra digit?); section numbers count the physical "
+                    "sections of the series, posterior -> anterior",
+                    section=number,
                 )
                 continue
             if previous is not None and number == previous:

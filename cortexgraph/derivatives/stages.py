@@ -115,7 +115,8 @@ STAGES: dict[str, StageSpec] = {
             "train-encoder",
             2,
             "cohort",
-            "cortexgraph train-encoder --name {scope}",
+            "cortexgraph train-encoder --name {scope} (with the settings listed in its record: "
+            "its parameters.preset; the preset's defaults otherwise)",
             "patch encoder (SCL) and CE baseline",
         ),
         StageSpec(

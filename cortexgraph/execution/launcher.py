@@ -50,6 +50,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -138,8 +139,13 @@ class JobSpec:
                 raise ParameterError(f"{key} must be an integer >= 1, got {value!r}")
         for key in ("memory_gb", "time_limit_min"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise ParameterError(f"{key} must be a number > 0, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ParameterError(f"{key} must be a finite number > 0, got {value!r}")
         return JobSpec(
             name=self.name,
             argv=tuple(self.argv),

@@ -232,6 +232,7 @@ class LSMRun:
         check_run_name(self.name, self.kind)
         area_slug(self.area)  # refuses reserved area names early
         self.config  # noqa: B018 - refuses an unknown architecture or preset before any stage runs
+        self.device_type  # noqa: B018 - refuses a device this machine cannot use, as early
         self.store = Derivatives.of(self.brain)
         self.out_dir = self.store.root / self.brain.id
         self.progress = self.progress or _noop
@@ -260,12 +261,10 @@ class LSMRun:
         parameter of training and prediction."""
         import torch
 
-        try:
-            return torch.device(self.device or "cpu").type
-        except RuntimeError as exc:
-            raise CortexgraphError(
-                f"unknown torch device {self.device!r} ({exc})", fix="use cpu, cuda or cuda:N"
-            ) from None
+        from cortexgraph.training.runtime import check_device
+
+        check_device(self.device)  # ParameterError for a device this machine cannot use
+        return torch.device(self.device or "cpu").type
 
     @contextmanager
     def stage(self, sid: StageId, parameters: dict, inputs, upstream=()) -> Iterator[StageRun]:

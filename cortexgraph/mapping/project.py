@@ -283,10 +283,15 @@ def project_brain(
     def compute(stage: StageRun) -> dict:
         from cortexgraph.data.stack import SectionStack
 
-        with SectionStack(brain) as stack:  # the label files of every section: declared first,
-            sections = list(stack.sections)  # so an interrupted run leaves none behind
+        with SectionStack(brain) as stack:  # every file the run may write, declared first, so
+            sections = list(stack.sections)  # that an interrupted run leaves none of them behind
         label_files = [out_dir / f"s{s:04d}.h5" for s in sections]
-        stage.writing(label_files + [p.with_suffix(".geojson") for p in label_files])
+        stage.writing(
+            label_files
+            + [p.with_suffix(".geojson") for p in label_files]
+            + [out_dir / "overlays" / f"s{s:04d}.png" for s in sections]
+            + [out_dir / "pixel_f1.tsv", out_dir / "project.json"]
+        )
         graphs = []
         for hemi in graph_hemispheres(store, brain.id):
             data = load_brain_graph(

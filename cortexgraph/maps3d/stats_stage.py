@@ -244,6 +244,15 @@ def stats_area(
     stem = slug(rec.name)
     if not 0 < max_depth < 1:
         raise ParameterError(f"max depth {max_depth} must lie in (0, 1)", fix="e.g. 0.25")
+    ParameterError.check_ranges(
+        [
+            (midline_x_mm is None or abs(midline_x_mm) < 1e4, "--midline-x-mm", midline_x_mm,
+             "a finite world x in mm inside the reconstruction, or leave it out (the plane "
+             "build-graph found)"),
+            (depth_voxel_mm is None or 0.001 <= depth_voxel_mm <= 10, "--depth-voxel-mm",
+             depth_voxel_mm, "0.001..10 mm, or leave it out (the map's voxel size)"),
+        ]
+    )  # fmt: skip
     from cortexgraph.meshes.equivolume import DEPTH_MODELS
 
     if depth_model not in DEPTH_MODELS:

@@ -57,21 +57,58 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def check_device(device: str | torch.device | None) -> None:
+    """Refuse a device this machine cannot use (:class:`~cortexgraph.errors.ParameterError`, exit
+    status 2): an unknown name, CUDA without a GPU torch can use, ``cuda:N`` beyond the devices
+    there are. ``None`` and ``"auto"`` pass."""
+    from cortexgraph.errors import ParameterError
+
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return
+    text = str(device)
+    try:
+        chosen = torch.device(text)
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterError(
+            f"--device {text!r} is not a torch device ({exc})",
+            fix="use --device auto, cpu, cuda or cuda:N",
+        ) from None
+    if chosen.type == "cpu":
+        return
+    if chosen.type != "cuda":
+        raise ParameterError(
+            f"--device {text!r}: cortexgraph runs on CPUs and CUDA GPUs only",
+            fix="use --device auto, cpu, cuda or cuda:N",
+        )
+    if not torch.cuda.is_available():
+        raise ParameterError(
+            f"--device {text}: torch sees no CUDA device on this machine",
+            fix="use --device auto (the CPU here) or cpu, or install a CUDA build of torch on a "
+            "machine with a GPU",
+        )
+    count = torch.cuda.device_count()
+    if chosen.index is not None and chosen.index >= count:
+        raise ParameterError(
+            f"--device {text}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}",
+            fix=f"use --device cuda:0..cuda:{count - 1} or auto",
+        )
+
+
 def pick_device(prefer: str | torch.device | None = "auto") -> torch.device:
     """The device to train on: CUDA (this process's local rank under torchrun) when available.
 
     Parameters
     ----------
     prefer : {"auto", "cpu", "cuda"} or torch.device or None
-        ``"auto"``/None: CUDA if available, else CPU. ``"cuda"`` without a GPU raises RuntimeError.
+        ``"auto"``/None: CUDA if available, else CPU. A device this machine cannot use raises
+        :class:`~cortexgraph.errors.ParameterError` (:func:`check_device`).
     """
     if isinstance(prefer, torch.device):
         return prefer
     if prefer in (None, "auto"):
         prefer = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(prefer)
     if str(prefer).startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError("CUDA was requested but torch.cuda.is_available() is False")
         if str(prefer) == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(prefer)

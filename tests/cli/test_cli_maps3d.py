@@ -201,3 +201,37 @@ def test_map3d_params_file_reaches_the_stage_and_options_win(tiny_cohort, tmp_pa
     message = " ".join(result.output.split())
     assert result.exit_code == 2 and str(path) in message
     assert "unknown map3d parameter 'median'" in message and "median_size" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--midline-x-mm", "nan"], "--midline-x-mm nan is out of range"),
+        (["--midline-x-mm", "1e9"], "--midline-x-mm 1000000000.0 is out of range"),
+        (["--depth-voxel-mm", "-1"], "--depth-voxel-mm -1.0 is out of range"),
+        (["--depth-voxel-mm", "0"], "--depth-voxel-mm 0.0 is out of range"),
+        (["--depth-voxel-mm", "inf"], "--depth-voxel-mm inf is out of range"),
+    ],
+)
+def test_stats_refuses_a_midline_or_depth_voxel_out_of_range_before_any_map(
+    tiny_cohort, tmp_path, options, words
+):
+    """Before, `--midline-x-mm nan` exited 0 with every voxel in one hemisphere (and a z-score for
+    the empty one), and `--depth-voxel-mm -1 / nan / inf` ended in "internal error"."""
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("derivatives"))
+    argv = ["stats", "B01", "--root", str(root), "--labels", "truth", "--area", "hOc1", *options]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split())
+    assert not (root / "derivatives/cortexgraph/B01/maps3d").exists()
+
+
+def test_map3d_refuses_an_unknown_area_before_building_the_others(tiny_cohort, tmp_path):
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("derivatives"))
+    argv = ["map3d", "B01", "--root", str(root), "--labels", "truth", "--area", "hOc1,Occ99"]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert "Occ99" in result.output
+    assert not (root / "derivatives/cortexgraph/B01/maps3d").exists()  # hOc1 was not built first

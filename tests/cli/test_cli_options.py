@@ -90,3 +90,60 @@ def test_project_refuses_options_out_of_range_before_reading_anything(tmp_path, 
     assert result.exit_code == 2, result.output
     assert words in " ".join(result.output.split()) and "give " in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train-gnn"],
+        ["evaluate", "gat3"],
+        ["predict", "gat3", "B01"],
+        ["train-encoder"],
+        ["features", "B01"],
+    ],
+)
+@pytest.mark.parametrize("device", ["cuda", "cuda:99", "npu", "mps"])
+def test_a_device_this_machine_cannot_use_is_refused_before_any_work(tmp_path, argv, device):
+    """Before, `--device cuda` without a GPU ended in "internal error: RuntimeError" (exit 1)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available() and device == "cuda":
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    result = runner.invoke(app, [*argv, "--root", str(tmp_path), "--device", device])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"--device {device}" in text.replace("'", "") and "Fix: use --device" in text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lsm_refuses_a_device_this_machine_cannot_use(tiny_cohort):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    before = sorted(p for p in tiny_cohort.rglob("*"))
+    result = runner.invoke(app, ["lsm", "chain", "B01", "--root", str(tiny_cohort), "--area",
+                                 "hOc1", "--device", "cuda"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "torch sees no CUDA device" in " ".join(result.output.split())
+    assert sorted(p for p in tiny_cohort.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--name", "ok", "--time-min", "nan"], "time_limit_min must be a finite number > 0"),
+        (["--name", "ok", "--memory-gb", "inf"], "memory_gb must be a finite number > 0"),
+        (["--name", "../x"], "job name '../x'"),
+        (["--name", "a b"], "job name 'a b'"),
+    ],
+)
+def test_jobs_submit_refuses_bad_values_before_an_engine_starts(tmp_path, options, words):
+    """Before, NaN limits were written into job.json (not JSON; NaN minutes meant no limit) and
+    `--name ../x` became `.._x`; both after a background engine had been started."""
+    (tmp_path / "cohort.toml").write_text("")
+    argv = ["jobs", "submit", "--root", str(tmp_path), *options, "--", "check", "B01"]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 2, result.output
+    assert words in " ".join(result.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.toml"]  # no jobs folder, engine

@@ -414,6 +414,13 @@ CASES = [
          "section number '62.0' is not an integer"),
     Case("sections-negative", cell(SECTIONS, "2", "section", "-2"), SECTIONS,
          "section number '-2' is not an integer >= 0"),
+    # an extra digit in the last row: was "clean", then build-graph blamed the voxel size (TiB)
+    Case("sections-absurd-number",
+         rows_edit(SECTIONS, lambda r: r[:-1] + [["1000000000", *r[-1][1:]]]), SECTIONS,
+         "section number 1000000000 is larger than any series of physical sections", 1000000000),
+    Case("sections-beyond-int64",
+         rows_edit(SECTIONS, lambda r: r[:-1] + [["99999999999999999999999", *r[-1][1:]]]),
+         SECTIONS, "is larger than any series of physical sections"),
     Case("sections-flag-yes", cell(SECTIONS, str(S), "excluded", "yes"), SECTIONS,
          "excluded flag 'yes' is not 0, 1, true or false", S),
     Case("sections-flag-2", cell(SECTIONS, str(S), "mirrored", "2"), SECTIONS,

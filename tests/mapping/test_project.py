@@ -178,3 +178,26 @@ def test_true_labels_of_the_phantom_project_back_onto_its_sections(tiny_cohort, 
     labelled = scores["accuracy"] / scores["coverage"]
     assert labelled > 0.8
     assert len(report["sections"]) == len(brain.available_sections)
+
+
+def test_an_interrupted_first_projection_leaves_no_file(tmp_path, monkeypatch):
+    """Before, a first `project` stopped while drawing its overlays left pixel_f1.tsv, label images
+    and overlays behind, unrecorded (the label images only since they were declared)."""
+    import cortexgraph.mapping.project as project_module
+
+    brain, _ = _write_annulus_cohort(tmp_path / "cohort")
+    out = brain.derivatives / "labels" / "nodes-y"
+    original, drawn = project_module._overlay, []
+
+    def stop_at_the_second_overlay(*args, **kwargs):
+        if drawn:
+            raise KeyboardInterrupt
+        drawn.append(original(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(project_module, "_overlay", stop_at_the_second_overlay)
+    with pytest.raises(KeyboardInterrupt):
+        project_brain(brain, labels="y", max_distance_mm=10.0, overlays=2)
+    assert drawn and drawn[0].parent.parent == out  # one overlay was drawn, the tables before it
+    assert not out.exists() or [p for p in out.rglob("*") if p.is_file()] == []
+    assert Derivatives(brain.cohort.root).record(StageId("project", "B01", ("nodes-y",))) is None

@@ -23,9 +23,19 @@ def test_pick_device():
     assert runtime.pick_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert runtime.pick_device().type == expected
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError):
+    from cortexgraph.errors import ParameterError
+
+    if not torch.cuda.is_available():  # a user's error (exit 2), not a bug
+        with pytest.raises(ParameterError, match="torch sees no CUDA device"):
             runtime.pick_device("cuda")
+    with pytest.raises(ParameterError, match="not a torch device"):
+        runtime.pick_device("gpu0")
+    with pytest.raises(ParameterError, match="CPUs and CUDA GPUs only"):
+        runtime.pick_device("meta")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count:
+        with pytest.raises(ParameterError, match=f"has {count} CUDA device"):
+            runtime.pick_device(f"cuda:{count}")
 
 
 def test_amp_helpers_are_noops_on_cpu():
