@@ -70,12 +70,36 @@ def build_graph_memory_bytes(estimate: StackVolumeEstimate) -> float:
     )
 
 
+#: the shortest remeshing edge build-graph accepts, as a fraction of the voxel size: the midsurface
+#: holds no detail finer than its voxels, and the mesh's vertex count grows as 1 / edge^2
+MIN_EDGE_PER_VOXEL = 0.25
+
+
+def check_edge_length(target_edge_mm: float | None, voxel_mm: float) -> None:
+    """Refuse (ParameterError, exit 2) a remeshing edge shorter than a quarter of the voxel size:
+    a typo such as ``--edge-mm 0.0001`` would otherwise run out of memory in the remeshing.
+    ``None`` (the voxel size) passes."""
+    from cortexgraph.errors import ParameterError
+
+    if target_edge_mm is None or target_edge_mm >= MIN_EDGE_PER_VOXEL * voxel_mm:
+        return
+    factor = (voxel_mm / target_edge_mm) ** 2
+    raise ParameterError(
+        f"--edge-mm {target_edge_mm:g} is shorter than a quarter of the voxel size "
+        f"({voxel_mm:g} mm): the midsurface holds no detail finer than its voxels, and its mesh "
+        f"would have about {factor:,.0f} times the vertices of one remeshed at the voxel size",
+        fix=f"give --edge-mm {MIN_EDGE_PER_VOXEL * voxel_mm:g} or more (default: the voxel "
+        "size), or reconstruct at a finer --voxel-mm",
+    )
+
+
 def require_build_graph_memory(brain: Brain, params: BuildGraphParameters) -> None:
     """Refuse (ResourceError, exit 5) before allocating anything when the reconstruction of
     ``brain`` at ``params.voxel_size_mm`` would not fit in the memory available."""
     from cortexgraph.resources import estimate_stack_volume, require_memory
 
     estimate = estimate_stack_volume(brain, params.voxel_size_mm)
+    check_edge_length(params.target_edge_mm, estimate.voxel_size_mm)
     shape = " x ".join(str(n) for n in estimate.cropped_shape)
     require_memory(
         build_graph_memory_bytes(estimate),

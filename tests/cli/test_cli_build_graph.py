@@ -102,3 +102,19 @@ def test_parameters_file_is_recorded_reused_and_overridden(tiny_cohort, tmp_path
     changed = run()
     assert changed.key != first.key and changed.started_unix > first.started_unix
     assert changed.parameters["build_graph"]["max_gap_planes"] == 5
+
+
+def test_an_edge_far_below_the_voxel_size_is_refused_before_any_work(tiny_cohort, tmp_path):
+    """Before, `--edge-mm 0.0001` ran into std::bad_alloc in the remeshing ("internal error") or
+    the OOM killer, and 0.05 ran 25 times longer than the default without a word."""
+    import shutil
+
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_cohort, root, ignore=shutil.ignore_patterns("derivatives"))
+    argv = ["build-graph", "B01", "--root", str(root), "--voxel-mm", "0.6"]
+    result = runner.invoke(app, [*argv, "--edge-mm", "0.05"])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "--edge-mm 0.05 is shorter than a quarter of the voxel size (0.6 mm)" in message
+    assert "about 144 times the vertices" in message and "give --edge-mm 0.15 or more" in message
+    assert not (root / "derivatives").exists()
