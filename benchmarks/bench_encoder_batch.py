@@ -139,7 +139,8 @@ def render_page(results: dict, variants: Sequence[str], info: dict, old_page: st
         first = rows[0]
         cells = [str(first["batch"]), f"{first['temperature']:g}",
                  rp._pm(*rp.mean_sd([r["positives_per_anchor"] for r in rows]), digits=1),
-                 str(first["scl_steps"]), str(first["ce_steps"]),
+                 rp._pm(*rp.mean_sd([r["scl_steps"] for r in rows]), digits=0),
+                 rp._pm(*rp.mean_sd([r["ce_steps"] for r in rows]), digits=0),
                  rp._pm(*rp.mean_sd([r["scl_last_loss"] for r in rows]), digits=2)]  # fmt: skip
         cells += [
             rp._pm(*rp.mean_sd([r[m][s] for r in rows])) for m in ("scl", "ce") for s in SPLITS

@@ -73,7 +73,7 @@ def test_runs_are_read_and_the_page_holds_their_numbers(bench):
     # preset: margins -0.10, -0.18 -> -0.140 ± 0.057, held 0/2; b512: +0.05, -0.02 -> 0.015 ± 0.049
     assert "-0.140 ± 0.057 (0/2)" in test_row and "0.015 ± 0.049 (1/2)" in test_row
     row = next(line for line in page.splitlines() if line.startswith("| b512-e120 |"))
-    assert "| 512 | 0.07 | 14.5 ± 0.0 | 720 | 756 | 4.25 ± 0.00 |" in row
+    assert "| 512 | 0.07 | 14.5 ± 0.0 | 720 ± 0 | 756 ± 0 | 4.25 ± 0.00 |" in row
     assert "0.320 ± 0.042" in row  # SCL test mean of 0.35, 0.29
     per_cohort = next(line for line in page.splitlines() if line.startswith("| s2-a12 |"))
     assert "0.160 / 0.340 (100 s)" in per_cohort and "0.290 / 0.310 (100 s)" in per_cohort
