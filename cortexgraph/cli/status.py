@@ -9,7 +9,7 @@ import typer
 
 from cortexgraph.cli.common import LOGGING, RootOption, command, console, json_option
 
-_STYLE = {"done": "green", "stale": "yellow", "missing": "dim", "running": "cyan"}
+_STYLE = {"done": "green", "stale": "yellow", "missing": "dim", "running": "cyan", "unused": "dim"}
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         """Show every stage of the cohort's brains: done, stale (with what changed), missing,
         running; and the model runs and encoders that exist. Computes nothing.
 
-        Exit status 0 when every listed stage is done, 1 when some are stale, missing or running.
+        Exit status 0 when every listed stage is done (or an unused model of an LSM interval
+        that its run's plan dropped), 1 when some are stale, missing or running.
         """
         from cortexgraph.data.manifest import find_cohort
         from cortexgraph.data.names import check_name
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(payload, indent=2))
         else:
             _print(result)
-        if any(s.state != "done" for s in states):
+        if any(s.state not in ("done", "unused") for s in states):
             raise typer.Exit(code=1)
 
 

@@ -8,7 +8,10 @@ records and locks only; it never computes anything. A stage is
   changed (the reasons are listed);
 * ``running``: another process holds its lock;
 * ``missing``: an expected stage without a record (``build-graph`` and the node features of every
-  brain, the CY of every encoder, the predictions and projections of every model run).
+  brain, the CY of every encoder, the predictions and projections of every model run);
+* ``unused``: the model of an LSM interval that the current plan of its run no longer has (an
+  annotation changed, and the chain was planned again). It is kept, so that a plan that returns to
+  the interval reuses it, and no command of the run updates it: it does not count as undone.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ def _state(store: Derivatives, sid: StageId, memo: dict) -> StageState:
     record = read_record(sid.record_path(store.root))
     if record is None:
         return StageState(**base, state="missing")
+    outside = _outside_the_plan(store, sid)
+    if outside is not None:
+        return StageState(**base, state="unused", reasons=[outside], key=record.key)
     problems = store.problems(record, memo)
     finished = time.strftime(
         "%Y-%m-%d %H:%M", time.localtime(record.started_unix + record.seconds)
@@ -103,6 +109,36 @@ def _state(store: Derivatives, sid: StageId, memo: dict) -> StageState:
         finished=finished,
         seconds=record.seconds,
     )
+
+
+def _outside_the_plan(store: Derivatives, sid: StageId) -> str | None:
+    """Why an LSM interval's model is not in its run's current plan (``lsm-plan`` record current,
+    its ``chain.json`` without the interval); None for every other stage and for a model in it."""
+    if sid.stage != "lsm-train" or len(sid.scope) != 3 or sid.brain is None:
+        return None
+    import json
+
+    from cortexgraph.lsm.layout import interval_name
+
+    run, area, interval = sid.scope
+    plan_record = store.record(StageId("lsm-plan", sid.brain, (run, area)))
+    if plan_record is None or store.problems(plan_record):
+        return None  # no current plan to compare with: the record's own state stands
+    for name in plan_record.outputs:
+        path = store.namer.path(name)
+        if path.name == "chain.json":
+            try:
+                intervals = json.loads(path.read_text(encoding="utf-8"))["intervals"]
+                planned = {interval_name(tuple(pair)) for pair in intervals}
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+            if interval in planned:
+                return None
+            return (
+                f"not in the current plan of {run} for {area} ({', '.join(sorted(planned))}): "
+                "its model is not used, and is kept for a plan that returns to this interval"
+            )
+    return None
 
 
 def _recorded(store: Derivatives, brain: str | None) -> list[StageId]:
