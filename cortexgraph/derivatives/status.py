@@ -117,10 +117,12 @@ def _outside_the_plan(store: Derivatives, sid: StageId) -> str | None:
     if sid.stage != "lsm-train" or len(sid.scope) != 3 or sid.brain is None:
         return None
     import json
-
-    from cortexgraph.lsm.layout import interval_name
+    import re
 
     run, area, interval = sid.scope
+    pair = re.fullmatch(r"s(\d+)-s(\d+)", interval)  # an interval's scope: sSSSS-sTTTT
+    if pair is None:
+        return None
     plan_record = store.record(StageId("lsm-plan", sid.brain, (run, area)))
     if plan_record is None or store.problems(plan_record):
         return None  # no current plan to compare with: the record's own state stands
@@ -129,13 +131,14 @@ def _outside_the_plan(store: Derivatives, sid: StageId) -> str | None:
         if path.name == "chain.json":
             try:
                 intervals = json.loads(path.read_text(encoding="utf-8"))["intervals"]
-                planned = {interval_name(tuple(pair)) for pair in intervals}
+                planned = sorted((int(s), int(t)) for s, t in intervals)
             except (OSError, ValueError, KeyError, TypeError):
                 return None
-            if interval in planned:
+            if (int(pair.group(1)), int(pair.group(2))) in planned:
                 return None
+            names = ", ".join(f"s{s:04d}-s{t:04d}" for s, t in planned)
             return (
-                f"not in the current plan of {run} for {area} ({', '.join(sorted(planned))}): "
+                f"not in the current plan of {run} for {area} ({names}): "
                 "its model is not used, and is kept for a plan that returns to this interval"
             )
     return None
