@@ -94,7 +94,7 @@ def _state(store: Derivatives, sid: StageId, memo: dict) -> StageState:
     record = read_record(sid.record_path(store.root))
     if record is None:
         return StageState(**base, state="missing")
-    outside = _outside_the_plan(store, sid)
+    outside = _outside_the_plan(store, sid, memo)
     if outside is not None:
         return StageState(**base, state="unused", reasons=[outside], key=record.key)
     problems = store.problems(record, memo)
@@ -111,7 +111,7 @@ def _state(store: Derivatives, sid: StageId, memo: dict) -> StageState:
     )
 
 
-def _outside_the_plan(store: Derivatives, sid: StageId) -> str | None:
+def _outside_the_plan(store: Derivatives, sid: StageId, memo: dict) -> str | None:
     """Why an LSM interval's model is not in its run's current plan (``lsm-plan`` record current,
     its ``chain.json`` without the interval); None for every other stage and for a model in it."""
     if sid.stage != "lsm-train" or len(sid.scope) != 3 or sid.brain is None:
@@ -124,7 +124,7 @@ def _outside_the_plan(store: Derivatives, sid: StageId) -> str | None:
     if pair is None:
         return None
     plan_record = store.record(StageId("lsm-plan", sid.brain, (run, area)))
-    if plan_record is None or store.problems(plan_record):
+    if plan_record is None or store.problems(plan_record, memo):
         return None  # no current plan to compare with: the record's own state stands
     for name in plan_record.outputs:
         path = store.namer.path(name)

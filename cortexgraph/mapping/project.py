@@ -281,10 +281,9 @@ def project_brain(
     )
 
     def compute(stage: StageRun) -> dict:
-        from cortexgraph.data.stack import SectionStack
-
-        with SectionStack(brain) as stack:  # every file the run may write, declared first, so
-            sections = list(stack.sections)  # that an interrupted run leaves none of them behind
+        # every file the run may write (for every listed section: a superset of those it
+        # writes), declared first, so that an interrupted run leaves none of them behind
+        sections = [record.section for record in brain.sections]
         label_files = [out_dir / f"s{s:04d}.h5" for s in sections]
         stage.writing(
             label_files

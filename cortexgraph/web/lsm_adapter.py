@@ -272,17 +272,16 @@ def job_predictions(brain: Brain, job: dict, target: dict | None) -> list[int]:
     """
     if not target or not target.get("interval") or brain.cohort is None:
         return []
-    from cortexgraph.lsm.plan import ChainPlan
-
     s, t = (int(v) for v in target["interval"])
     area = brain.cohort.areas.resolve(target["area_id"])
     done = (job.get("progress") or {}).get("predict")
     if done is None and job.get("state") != "done":
         return []
-    path = layout.plan_path(brain.derivatives, target["source"], area)
     try:
-        plan = ChainPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        plan = _read_plan(brain, target["source"], area)
     except (OSError, ValueError, KeyError, TypeError):
+        plan = None  # being rewritten, or not a plan: nothing to show yet
+    if plan is None:
         return []  # no plan yet: nothing predicted
     handled = plan.sections if done is None else plan.sections[: int(done[0])]
     files = prediction_files(brain, target["source"], area)
@@ -351,13 +350,20 @@ def prediction_files(brain: Brain, source: str, area: Area) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+def _read_plan(brain: Brain, run: str, area: Area):
+    """The :class:`~cortexgraph.lsm.plan.ChainPlan` of a model run and area (its ``chain.json``),
+    None when there is none; an unreadable file raises (OSError, ValueError, KeyError...)."""
+    from cortexgraph.lsm.plan import ChainPlan
+
+    path = layout.plan_path(brain.derivatives, run, area)
+    if not path.is_file():
+        return None
+    return ChainPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
 def chain_roles(brain: Brain, area: Area) -> dict[int, str]:
     """``{section: "train" | "test"}`` from the chain plans of the area's model runs (``lsm
     chain``, ``lsm train``), when there are any; later runs' roles win."""
-    import json
-
-    from cortexgraph.lsm.plan import ChainPlan
-
     base = brain.derivatives / "lsm"
     roles: dict[int, str] = {}
     if not base.is_dir():
@@ -365,10 +371,9 @@ def chain_roles(brain: Brain, area: Area) -> dict[int, str]:
     for run_folder in sorted(p for p in base.iterdir() if p.is_dir()):
         if not run_folder.name.startswith(layout.KINDS):
             continue
-        path = layout.plan_path(brain.derivatives, run_folder.name, area)
-        if not path.is_file():
+        plan = _read_plan(brain, run_folder.name, area)
+        if plan is None:
             continue
-        plan = ChainPlan.from_dict(json.loads(path.read_text()))
         roles.update(dict.fromkeys((int(s) for s in plan.test_sections), "test"))
         roles.update(dict.fromkeys((int(s) for s in plan.training_sections), "train"))
     return roles
